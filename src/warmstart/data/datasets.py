@@ -1,0 +1,110 @@
+"""In-memory dataset containers shared by text and image data."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass
+class Dataset:
+    """Inputs with optional string labels and where they came from.
+
+    ``inputs`` is a list of strings for text, and a list of image paths or a uint8 array
+    ``(N, H, W[, C])`` for images. ``rows`` holds each item's position in its source (1-based data row,
+    or a file path for images) so that errors and predictions can point back at it.
+    """
+
+    inputs: Any
+    labels: list[str] | None
+    modality: str
+    source: str = "<memory>"
+    rows: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            self.rows = list(range(1, len(self) + 1))
+        if self.labels is not None and len(self.labels) != len(self):
+            raise DataError(
+                f"{self.source}: {len(self)} inputs but {len(self.labels)} labels; give one label per input."
+            )
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> Dataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        if isinstance(self.inputs, np.ndarray):
+            inputs: Any = self.inputs[idx]
+        else:
+            inputs = [self.inputs[i] for i in idx]
+        labels = None if self.labels is None else [self.labels[i] for i in idx]
+        return Dataset(inputs, labels, self.modality, self.source, [self.rows[i] for i in idx])
+
+    @property
+    def classes(self) -> list[str]:
+        if self.labels is None:
+            return []
+        return sorted(set(self.labels))
+
+    def class_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.labels or []).items()))
+
+    def require_labels(self, min_classes: int = 2) -> None:
+        """Raise a clear error unless every item has a label and there are at least ``min_classes``."""
+        if self.labels is None:
+            raise DataError(f"{self.source}: no labels; training needs a label column (see --label-col).")
+        classes = self.classes
+        if len(classes) < min_classes:
+            found = ", ".join(repr(c) for c in classes) or "none"
+            raise DataError(
+                f"{self.source}: found {len(classes)} class ({found}) but classification needs at least "
+                f"{min_classes}. Check that --label-col names the right column and the file holds every class."
+            )
+
+    def fingerprint(self) -> str:
+        """Content hash of the inputs (not the labels): the feature-cache key for this data."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.modality.encode())
+        if isinstance(self.inputs, np.ndarray):
+            h.update(str((self.inputs.dtype, self.inputs.shape)).encode())
+            h.update(np.ascontiguousarray(self.inputs).tobytes())
+        else:
+            for item in self.inputs:
+                if self.modality == "image":
+                    h.update(_file_digest(item))
+                else:
+                    b = str(item).encode("utf-8", "surrogatepass")
+                    h.update(len(b).to_bytes(8, "little"))
+                    h.update(b)
+        return h.hexdigest()
+
+
+def _file_digest(path: str) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.digest()
+
+
+def check_labels_seen(train: Dataset, other: Dataset, name: str) -> None:
+    """Fail when ``other`` (a val or test set) holds labels the training data never shows."""
+    if other.labels is None or train.labels is None:
+        return
+    seen = set(train.labels)
+    unseen = [(row, lab) for row, lab in zip(other.rows, other.labels, strict=True) if lab not in seen]
+    if unseen:
+        labels = sorted({lab for _, lab in unseen})
+        row, lab = unseen[0]
+        raise DataError(
+            f"{other.source}: the {name} set has label(s) {labels[:10]} never seen in training "
+            f"(first at row {row}: {lab!r}). Add examples of them to the training data or drop those rows."
+        )

@@ -1,0 +1,111 @@
+"""Loading image classification data from class sub-folders or in-memory arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from .datasets import Dataset
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode one image file to an ``(H, W, 3)`` uint8 array, with an error naming the file if it cannot."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # forces a full decode: truncated files fail here, not later in a batch
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such image file.") from e
+    except UnidentifiedImageError as e:
+        raise DataError(
+            f"{path}: not a readable image (unknown or corrupt format). Remove it or re-save it as PNG/JPEG."
+        ) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(
+            f"{path}: the image is truncated or corrupt ({e}). Re-export it or remove it from the folder."
+        ) from e
+
+
+def load_image_folder(root: str | Path, *, verify: bool = True) -> Dataset:
+    """Load ``root/<class>/<image>`` files; the sub-folder names are the labels.
+
+    With ``verify`` (the default) every image is decoded once, so a truncated or unreadable file is reported
+    by name now rather than halfway through feature extraction.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder. Image data is a folder with one sub-folder per class.")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class sub-folders. Put each class's images in root/<class name>/.")
+    paths: list[str] = []
+    labels: list[str] = []
+    for d in class_dirs:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += [str(p) for p in files]
+        labels += [d.name] * len(files)
+    if not paths:
+        raise DataError(f"{root}: no image files (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    if verify:
+        from tqdm.auto import tqdm
+
+        for p in tqdm(paths, desc="checking images", unit="img", disable=len(paths) < 500, leave=False):
+            read_image(p)
+    return Dataset(paths, labels, "image", str(root), list(paths))
+
+
+def from_arrays(
+    images: np.ndarray | Sequence[np.ndarray],
+    labels: Sequence[object] | None = None,
+    source: str = "<arrays>",
+) -> Dataset:
+    """Wrap in-memory images: ``(N, H, W)`` grayscale or ``(N, H, W, C)`` with C in {1, 3, 4}.
+
+    Float arrays must hold values in [0, 1]; they are scaled to uint8.
+
+    Example:
+        >>> ds = from_arrays(np.zeros((4, 8, 8), dtype=np.uint8), ["a", "b", "a", "b"])
+        >>> len(ds), ds.classes
+        (4, ['a', 'b'])
+    """
+    arr = np.asarray(images)
+    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] not in (1, 3, 4)):
+        raise DataError(
+            f"{source}: images must have shape (N, H, W) or (N, H, W, C) with C in 1, 3, 4; got {arr.shape}."
+        )
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            if np.nanmin(arr) < 0 or np.nanmax(arr) > 1 or np.isnan(arr).any():
+                raise DataError(
+                    f"{source}: float images must hold values in [0, 1] with no NaN; scale them first."
+                )
+            arr = np.round(arr * 255).astype(np.uint8)
+        elif arr.min() < 0 or arr.max() > 255:
+            raise DataError(
+                f"{source}: integer images must hold values in [0, 255]; got [{arr.min()}, {arr.max()}]."
+            )
+        else:
+            arr = arr.astype(np.uint8)
+    labs = None if labels is None else [str(v) for v in labels]
+    return Dataset(arr, labs, "image", source)
+
+
+def image_at(ds: Dataset, i: int) -> np.ndarray:
+    """Item ``i`` of an image dataset as ``(H, W, 3)`` uint8."""
+    item = ds.inputs[i]
+    if isinstance(item, (str, Path)):
+        return read_image(item)
+    arr = np.asarray(item)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return arr

@@ -1,0 +1,197 @@
+"""Loading text classification data from CSV, TSV, Orange .tab, JSONL, JSON, Parquet and plain text."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from .datasets import Dataset
+
+TEXT_COLUMNS = ("text", "sentence", "content", "document", "body", "review", "message", "question", "comment")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "y", "intent", "topic", "sentiment")
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tab",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "txt",
+}
+
+
+def read_table(path: str | Path, encoding: str = "utf-8", fmt: str | None = None) -> pd.DataFrame:
+    """Read a table of strings; ``fmt`` defaults to the file's suffix (see ``FORMATS``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Check the path (it is relative to {Path.cwd()}).")
+    fmt = fmt or FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}. "
+            f"Use one of {', '.join(sorted(FORMATS))} or pass the format explicitly."
+        )
+    if fmt == "parquet":
+        try:
+            return pd.read_parquet(path).astype(object)
+        except Exception as e:  # pyarrow raises many types; name the file either way
+            raise DataError(f"{path}: not a readable Parquet file ({e}).") from e
+    text = _decode(path, encoding)
+    try:
+        if fmt in ("csv", "tsv", "tab"):
+            sep = "," if fmt == "csv" else "\t"
+            df = pd.read_csv(
+                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quoting=0 if fmt == "csv" else 3
+            )
+            if fmt == "tab":  # Orange: two more header rows (types and flags) after the column names
+                df = df.iloc[2:].reset_index(drop=True)
+            return df
+        if fmt == "jsonl":
+            return pd.DataFrame(_read_jsonl(path, text))
+        if fmt == "json":
+            obj = json.loads(text)
+            return pd.DataFrame(obj if isinstance(obj, list) else obj.get("data", obj))
+        if fmt == "txt":
+            return pd.DataFrame({"text": text.splitlines()})
+    except DataError:
+        raise
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: could not be parsed as {fmt.upper()} ({e}).") from e
+    raise DataError(f"{path}: unknown format {fmt!r}.")
+
+
+def _decode(path: Path, encoding: str) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not valid {encoding} (byte 0x{raw[e.start]:02x} at offset {e.start}). "
+            f"Re-save the file as UTF-8, or pass its real encoding, e.g. --encoding latin-1."
+        ) from e
+
+
+def _read_jsonl(path: Path, text: str) -> list[dict]:
+    records = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path}: line {n} is not valid JSON ({e.msg}). Each line must be one JSON object."
+            ) from e
+        if not isinstance(rec, dict):
+            raise DataError(
+                f'{path}: line {n} is a JSON {type(rec).__name__}, expected an object like {{"text": ...}}.'
+            )
+        records.append(rec)
+    return records
+
+
+def _pick_column(
+    df: pd.DataFrame,
+    wanted: str | None,
+    candidates: tuple[str, ...],
+    role: str,
+    path: Path,
+    flag: str,
+    exclude: str | None = None,
+) -> str | None:
+    cols = [str(c) for c in df.columns]
+    if wanted is not None:
+        if wanted in cols:
+            return wanted
+        raise DataError(
+            f"{path}: no column {wanted!r} for the {role}; the columns are {cols}. Pass {flag} with one of them."
+        )
+    lower = {c.lower(): c for c in cols if c != exclude}
+    for cand in candidates:
+        if cand in lower:
+            return lower[cand]
+    return None
+
+
+def load_text(
+    path: str | Path,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    *,
+    encoding: str = "utf-8",
+    require_labels: bool = True,
+    drop_empty: bool = False,
+    fmt: str | None = None,
+) -> Dataset:
+    """Load a text classification file.
+
+    Columns default to the first of ``TEXT_COLUMNS`` / ``LABEL_COLUMNS`` present (case-insensitive).
+    Empty texts or labels are an error naming the rows, unless ``drop_empty`` is set.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.csv"
+        >>> _ = p.write_text("text,label\\ngood film,pos\\nawful,neg\\n")
+        >>> ds = load_text(p)
+        >>> ds.inputs, ds.labels
+        (['good film', 'awful'], ['pos', 'neg'])
+    """
+    path = Path(path)
+    df = read_table(path, encoding=encoding, fmt=fmt)
+    if len(df) == 0:
+        raise DataError(f"{path}: no data rows. The file needs a header and at least one row.")
+    tcol = _pick_column(df, text_col, TEXT_COLUMNS, "text", path, "--text-col")
+    if tcol is None:
+        string_cols = [str(c) for c in df.columns if df[c].map(lambda v: isinstance(v, str)).all()]
+        if len(string_cols) == 1 or (len(df.columns) == 1):
+            tcol = string_cols[0] if string_cols else str(df.columns[0])
+        else:
+            raise DataError(
+                f"{path}: cannot tell which column holds the text among {list(map(str, df.columns))}. "
+                f"Pass --text-col NAME."
+            )
+    lcol = _pick_column(df, label_col, LABEL_COLUMNS, "label", path, "--label-col", exclude=tcol)
+    if lcol is None and require_labels:
+        others = [str(c) for c in df.columns if str(c) != tcol]
+        if len(others) == 1:
+            lcol = others[0]
+        else:
+            raise DataError(
+                f"{path}: cannot tell which column holds the labels among {others or 'no other columns'}. "
+                f"Pass --label-col NAME."
+            )
+    texts = [_cell(v) for v in df[tcol].tolist()]
+    labels = [_cell(v) for v in df[lcol].tolist()] if lcol is not None else None
+    rows = list(range(1, len(texts) + 1))
+    bad = [i for i, t in enumerate(texts) if not t.strip()]
+    if labels is not None:
+        bad_l = [i for i, lab in enumerate(labels) if not lab.strip()]
+        bad = sorted(set(bad) | set(bad_l))
+    if bad:
+        if not drop_empty:
+            shown = ", ".join(str(rows[i]) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            what = "text or label" if labels is not None else "text"
+            raise DataError(
+                f"{path}: {len(bad)} row(s) with an empty {what} (data rows {shown}, counting from 1 "
+                f"after the header). Fill them in, or pass --drop-empty to skip them."
+            )
+        keep = sorted(set(range(len(texts))) - set(bad))
+        texts = [texts[i] for i in keep]
+        labels = None if labels is None else [labels[i] for i in keep]
+        rows = [rows[i] for i in keep]
+    return Dataset(texts, labels, "text", str(path), rows)
+
+
+def _cell(v: object) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

@@ -1,0 +1,146 @@
+"""FeatureCache: embeddings computed once per (backbone weights, data, preprocessing, precision), kept on disk.
+
+An entry is one ``.npy`` file named by the hash of everything that could change the features, so a changed
+dataset or backbone can never reuse a stale entry. Entries are written to a temporary file and renamed into
+place: a crash mid-write leaves no entry (only a stray ``.tmp`` that is ignored). Reads are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_write_json, warmstart_home
+from .backbones.base import Backbone
+from .data import Dataset
+
+FORMAT_VERSION = 1
+
+
+class FeatureCache:
+    """On-disk cache of backbone features.
+
+    Example:
+        >>> cache = FeatureCache("/tmp/ws-features")  # doctest: +SKIP
+        >>> X = cache.get(backbone, dataset)          # computes and stores  # doctest: +SKIP
+        >>> X = cache.get(backbone, dataset)          # memory-mapped from disk  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True) -> None:
+        self.root = Path(root) if root is not None else warmstart_home() / "features"
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, backbone: Backbone, data: Dataset, bf16: bool = False) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        parts = [
+            f"v{FORMAT_VERSION}",
+            backbone.fingerprint(),
+            data.fingerprint(),
+            json.dumps(backbone.preprocess_config(), sort_keys=True),
+            "bf16" if bf16 else "fp32",
+        ]
+        h.update("\x1f".join(parts).encode())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get(
+        self,
+        backbone: Backbone,
+        data: Dataset,
+        *,
+        bf16: bool = False,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Features for ``data`` from ``backbone``: from disk when present, else computed and stored."""
+        if data.modality != backbone.modality:
+            from .errors import DataError
+
+            raise DataError(
+                f"{data.source}: {data.modality} data cannot go through the {backbone.modality} "
+                f"backbone {backbone.name!r}; pick a {data.modality} backbone (`warmstart backbones`)."
+            )
+        if not self.enabled:
+            self.misses += 1
+            return backbone.encode(
+                data if data.modality == "image" else data.inputs,
+                batch_size=batch_size,
+                progress=progress,
+                bf16=bf16,
+            )
+        key = self.key(backbone, data, bf16)
+        path = self.path(key)
+        feats = self._load(path, len(data), backbone.num_features)
+        if feats is not None:
+            self.hits += 1
+            return feats
+        self.misses += 1
+        start = time.perf_counter()
+        feats = backbone.encode(
+            data if data.modality == "image" else data.inputs,
+            batch_size=batch_size,
+            progress=progress,
+            bf16=bf16,
+        )
+        seconds = time.perf_counter() - start
+        self._store(
+            path,
+            feats,
+            {
+                "backbone": backbone.reference(),
+                "data": data.source,
+                "rows": len(data),
+                "bf16": bf16,
+                "seconds": round(seconds, 3),
+                "created": time.time(),
+            },
+        )
+        return feats
+
+    def _load(self, path: Path, rows: int, dim: int) -> np.ndarray | None:
+        if not path.is_file():
+            return None
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (rows, dim) and arr.dtype == np.float32:
+                return arr
+            reason = f"shape {arr.shape}, expected {(rows, dim)}"
+        except (ValueError, OSError, EOFError) as e:
+            reason = str(e)
+        warnings.warn(f"{path}: unreadable feature-cache entry ({reason}); recomputing it.", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+
+    def _store(self, path: Path, feats: np.ndarray, meta: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path.with_suffix(".json"), meta)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, np.ascontiguousarray(feats, dtype=np.float32))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many were removed."""
+        n = 0
+        for p in self.root.glob("*/*.npy"):
+            p.unlink()
+            p.with_suffix(".json").unlink(missing_ok=True)
+            n += 1
+        return n

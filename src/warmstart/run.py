@@ -1,0 +1,110 @@
+"""One training run end to end: split, few-shot sample, fit, evaluate on test, save the artifact."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .backbones import Backbone
+from .data import Dataset, Split, check_labels_seen, few_shot, stratified_split
+from .metrics import classification_metrics
+from .techniques import Technique, get_technique
+
+
+@dataclass
+class RunResult:
+    estimator: Technique
+    metrics: dict
+    config: dict
+    split: Split
+    artifact: Path | None = None
+    timings: dict = field(default_factory=dict)
+
+
+def fit_run(
+    data: Dataset,
+    *,
+    test: Dataset | None = None,
+    backbone: str | Backbone = "all-MiniLM-L6-v2",
+    technique: str = "probe",
+    shots: int | None = None,
+    seed: int = 0,
+    val_size: float = 0.1,
+    test_size: float = 0.2,
+    params: dict[str, Any] | None = None,
+    output: str | Path | None = None,
+    embed_backbone: bool = False,
+) -> RunResult:
+    """Fit ``technique`` on ``data`` and measure it on ``test`` (or a held-out stratified split of ``data``).
+
+    With ``shots=k`` the training rows are k per class from the training split, and no validation set is used
+    (hyperparameters are chosen by cross-validation on those k rows), so the run sees k labels per class only.
+
+    Example:
+        >>> from warmstart.data import load_packaged                                          # doctest: +SKIP
+        >>> ng = load_packaged("20newsgroups")                                                # doctest: +SKIP
+        >>> r = fit_run(ng.train, test=ng.test, shots=8, output="runs/ng8")                   # doctest: +SKIP
+        >>> r.metrics["accuracy"]                                                             # doctest: +SKIP
+    """
+    data.require_labels()
+    if test is not None:
+        test.require_labels(min_classes=1)
+    split = stratified_split(
+        data.labels, val_size=val_size, test_size=0.0 if test is not None else test_size, seed=seed
+    )
+    train_idx = split.train
+    if shots is not None:
+        train_idx = train_idx[few_shot([data.labels[i] for i in train_idx], shots, seed=seed)]
+        split = Split(train_idx, np.zeros(0, np.int64), split.test, seed)
+    train, val = data.subset(train_idx), data.subset(split.val)
+    test_ds = test if test is not None else data.subset(split.test)
+    if len(test_ds) == 0:
+        from .errors import DataError
+
+        raise DataError(
+            f"{data.source}: no rows left for testing; give a --test file or a larger --test-size."
+        )
+    train.require_labels()
+    check_labels_seen(train, val, "validation")
+    check_labels_seen(train, test_ds, "test")
+    est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
+    t0 = time.perf_counter()
+    est.fit(train, val if len(val) else None)
+    t1 = time.perf_counter()
+    pred = est.predict(test_ds)
+    t2 = time.perf_counter()
+    metrics = classification_metrics(test_ds.labels, pred, list(est.classes_))
+    timings = {"fit_seconds": round(t1 - t0, 3), "predict_seconds": round(t2 - t1, 3)}
+    cache = getattr(est, "cache_", None)
+    if cache is not None:
+        timings.update(feature_cache_hits=cache.hits, feature_cache_misses=cache.misses)
+    metrics["timings"] = timings
+    config = {
+        "warmstart_version": __version__,
+        "technique": technique,
+        "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
+        "backbone": est.backbone_.reference(),
+        "data": data.source,
+        "test_data": test.source if test is not None else "held-out split of data",
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test_ds),
+        "shots": shots,
+        "seed": seed,
+        "val_size": val_size,
+        "test_size": test_size if test is None else None,
+        "classes": list(est.classes_),
+    }
+    result = RunResult(est, metrics, config, split, timings=timings)
+    if output is not None:
+        from .artifact import save_artifact
+
+        result.artifact = save_artifact(
+            est, output, metrics=metrics, config=config, splits=split.to_dict(), embed_backbone=embed_backbone
+        )
+    return result

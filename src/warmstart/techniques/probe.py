@@ -1,0 +1,155 @@
+"""Linear probe: logistic regression on frozen, cached backbone features."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from ..backbones import Backbone
+from ..data import Dataset
+from ..features import FeatureCache
+from .base import Interval, Technique, as_dataset, encode_labels, register_technique, resolve_backbone
+from .head import LinearHead
+
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+
+@register_technique("probe")
+class LinearProbe(Technique):
+    """Multinomial logistic regression on standardised features of a frozen backbone.
+
+    ``C="auto"`` picks the inverse regularisation strength from ``C_GRID`` by accuracy on ``val`` when given,
+    else by stratified cross-validation on the training rows (when every class has at least 2).
+
+    Example:
+        >>> from warmstart.data import load_packaged, few_shot  # doctest: +SKIP
+        >>> data = load_packaged("sms-spam").train               # doctest: +SKIP
+        >>> train = data.subset(few_shot(data.labels, k=8))     # doctest: +SKIP
+        >>> probe = LinearProbe("all-MiniLM-L6-v2").fit(train)  # doctest: +SKIP
+        >>> probe.predict(["WIN a FREE prize now!!!"])          # doctest: +SKIP
+        array(['spam'], dtype='<U4')
+    """
+
+    _parameter_constraints = {
+        "backbone": [str, Backbone],
+        "C": [Interval(float, 0, None, "neither"), "auto"],
+        "max_iter": [Interval(int, 1, None)],
+        "bf16": [bool],
+        "batch_size": [Interval(int, 1, None), None],
+        "cache_dir": [str, None],
+        "use_cache": [bool],
+        "seed": [Interval(int, 0, None)],
+        "progress": [bool],
+    }
+
+    def __init__(
+        self,
+        backbone: str | Backbone = "all-MiniLM-L6-v2",
+        C: float | str = "auto",
+        max_iter: int = 2000,
+        bf16: bool = False,
+        batch_size: int | None = None,
+        cache_dir: str | None = None,
+        use_cache: bool = True,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        self.backbone = backbone
+        self.C = C
+        self.max_iter = max_iter
+        self.bf16 = bf16
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.use_cache = use_cache
+        self.seed = seed
+        self.progress = progress
+
+    # -- phases ----------------------------------------------------------------------------------------------
+    def features(self, data: Dataset) -> np.ndarray:
+        """Backbone features for ``data`` (through the feature cache)."""
+        if not hasattr(self, "backbone_"):
+            self.backbone_ = resolve_backbone(self.backbone)
+        if not hasattr(self, "cache_"):
+            self.cache_ = FeatureCache(self.cache_dir, enabled=self.use_cache)
+        return self.cache_.get(
+            self.backbone_, data, bf16=self.bf16, batch_size=self.batch_size, progress=self.progress
+        )
+
+    def fit(self, train: Dataset, val: Dataset | None = None) -> LinearProbe:
+        self._validate_params()
+        train.require_labels()
+        start = time.perf_counter()
+        self.classes_ = np.array(sorted(set(train.labels)))
+        X = np.asarray(self.features(train), dtype=np.float64)
+        y = encode_labels(train.labels, self.classes_)
+        mean, scale = X.mean(0), X.std(0)
+        scale[scale < 1e-12] = 1.0
+        Z = (X - mean) / scale
+        val_xy = None
+        if val is not None and val.labels is not None and len(val):
+            known = [i for i, lab in enumerate(val.labels) if lab in set(self.classes_)]
+            if known:
+                Xv = (np.asarray(self.features(val), dtype=np.float64)[known] - mean) / scale
+                val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
+        self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy)
+        clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
+        self.head_ = LinearHead.from_sklearn(clf, mean, scale, len(self.classes_))
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_train_ = len(train)
+        return self
+
+    def _choose_C(self, Z: np.ndarray, y: np.ndarray, val_xy: tuple | None) -> tuple[float, dict[str, float]]:
+        if self.C != "auto":
+            return float(self.C), {}
+        scores: dict[str, float] = {}
+        if val_xy is not None:
+            for c in C_GRID:
+                clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z, y)
+                scores[str(c)] = float((clf.predict(val_xy[0]) == val_xy[1]).mean())
+        else:
+            folds = min(5, int(np.bincount(y).min()))
+            if folds < 2:
+                return 1.0, {}
+            cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+            for c in C_GRID:
+                accs = []
+                for tr, te in cv.split(Z, y):
+                    clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z[tr], y[tr])
+                    accs.append((clf.predict(Z[te]) == y[te]).mean())
+                scores[str(c)] = float(np.mean(accs))
+        best = max(scores, key=lambda k: (scores[k], -abs(np.log10(float(k)))))  # ties: nearer to C=1
+        return float(best), scores
+
+    # -- inference -------------------------------------------------------------------------------------------
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        self._check_fitted()
+        data = as_dataset(inputs, self.backbone_.modality)
+        X = torch.from_numpy(np.array(self.features(data), dtype=np.float32))
+        with torch.inference_mode():
+            return self.head_(X).softmax(-1).numpy()
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        proba = self.predict_proba(inputs)
+        return self.classes_[proba.argmax(1)]
+
+    # -- persistence (used by warmstart.artifact) ------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"head.{k}": v for k, v in self.head_.state_dict().items()}
+
+    def fitted_config(self) -> dict:
+        return {"C_chosen": self.C_, "C_scores": self.c_scores_, "n_train": self.n_train_}
+
+    @classmethod
+    def from_saved(
+        cls, params: dict, tensors: dict[str, torch.Tensor], classes: list[str], backbone: Backbone
+    ) -> LinearProbe:
+        est = cls(**{**params, "backbone": backbone})
+        est.backbone_ = backbone
+        est.classes_ = np.array(classes)
+        est.head_ = LinearHead.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        return est

@@ -1,0 +1,121 @@
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import make_sentences
+from warmstart.cli import build_parser, main
+
+
+@pytest.fixture
+def csvs(tmp_path):
+    tr, trl = make_sentences(15, seed=0)
+    te, tel = make_sentences(5, seed=1)
+    pd.DataFrame({"text": tr, "label": trl}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"text": te, "label": tel}).to_csv(tmp_path / "test.csv", index=False)
+    pd.DataFrame({"text": te}).to_csv(tmp_path / "new.csv", index=False)
+    return tmp_path
+
+
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("fit", "predict", "backbones", "datasets", "demo", "examples:"):
+        assert cmd in out
+    assert "--shots" in build_parser()._subparsers._group_actions[0].choices["fit"].format_help()
+
+
+def test_fit_then_predict_csv_and_json(csvs, tiny_bert_dir, capsys):
+    art = csvs / "art"
+    rc = main(
+        [
+            "fit",
+            "--data",
+            str(csvs / "train.csv"),
+            "--test",
+            str(csvs / "test.csv"),
+            "--backbone",
+            str(tiny_bert_dir),
+            "--shots",
+            "10",
+            "--output",
+            str(art),
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "trained on 30 rows, tested on 15" in out
+    rc = main(["predict", str(art), str(csvs / "new.csv"), "--output", str(csvs / "p.csv")])
+    assert rc == 0
+    df = pd.read_csv(csvs / "p.csv")
+    assert list(df.columns) == ["row", "prediction", "confidence", "p_food", "p_sports", "p_tech"]
+    assert len(df) == 15 and df["row"].tolist() == list(range(1, 16))
+    assert (df[["p_food", "p_sports", "p_tech"]].sum(axis=1) - 1).abs().max() < 1e-4
+    rc = main(["predict", str(art), str(csvs / "test.csv"), "--format", "json"])
+    captured = capsys.readouterr()
+    records = json.loads(captured.out)
+    assert len(records) == 15 and "accuracy against the file's labels" in captured.err
+
+
+def test_fit_image_folder_and_predict_folder(tmp_path, tiny_image_backbone, capsys):
+    from PIL import Image
+
+    from tests.conftest import make_images
+
+    x, y = make_images(8, size=24)
+    for i, (img, lab) in enumerate(zip(x, y, strict=True)):
+        (tmp_path / "imgs" / lab).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "imgs" / lab / f"{i}.png")
+    tiny_image_backbone.save(tmp_path / "bb")
+    rc = main(
+        [
+            "fit",
+            "--data",
+            str(tmp_path / "imgs"),
+            "--backbone",
+            str(tmp_path / "bb"),
+            "--test-size",
+            "0.25",
+            "--output",
+            str(tmp_path / "art"),
+        ]
+    )
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "art"), str(tmp_path / "imgs" / "left")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 9 and lines[1].split(",")[0].endswith(".png")
+
+
+def test_user_errors_exit_2_with_a_message(csvs, tiny_bert_dir, capsys):
+    rc = main(["fit", "--data", str(csvs / "missing.csv"), "--output", str(csvs / "x")])
+    assert rc == 2 and "missing.csv: no such file" in capsys.readouterr().err
+    rc = main(
+        ["fit", "--data", str(csvs / "train.csv"), "--backbone", "all-minilm", "--output", str(csvs / "x")]
+    )
+    assert rc == 2 and "Did you mean 'all-MiniLM-L6-v2'" in capsys.readouterr().err
+    rc = main(
+        [
+            "fit",
+            "--data",
+            str(csvs / "train.csv"),
+            "--backbone",
+            str(tiny_bert_dir),
+            "--param",
+            "C=-3",
+            "--output",
+            str(csvs / "x"),
+        ]
+    )
+    assert rc == 2 and "'C' parameter of LinearProbe must be a float in (0, inf)" in capsys.readouterr().err
+    rc = main(["predict", str(csvs / "nope"), str(csvs / "new.csv")])
+    assert rc == 2 and "no such artifact folder" in capsys.readouterr().err
+
+
+def test_backbones_and_datasets_lists(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "all-MiniLM-L6-v2" in out and "efficientnet-lite0" in out
+    assert main(["datasets"]) == 0
+    assert "20newsgroups" in capsys.readouterr().out

