@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_json, warmstart_home
+from ._io import atomic_open, atomic_write_json, warmstart_home
 from .backbones.base import Backbone
 from .data import Dataset
 
@@ -123,18 +122,9 @@ class FeatureCache:
         return None
 
     def _store(self, path: Path, feats: np.ndarray, meta: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path.with_suffix(".json"), meta)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(feats, dtype=np.float32))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as f:
+            np.save(f, np.ascontiguousarray(feats, dtype=np.float32))
 
     def clear(self) -> int:
         """Delete every entry; returns how many were removed."""
