@@ -109,6 +109,8 @@ def test_user_errors_exit_2_with_a_message(csvs, tiny_bert_dir, capsys):
         ]
     )
     assert rc == 2 and "'C' parameter of LinearProbe must be a float in (0, inf)" in capsys.readouterr().err
+    rc = main(["fit", "--data", str(csvs / "train.csv"), "--param", "C", "--output", str(csvs / "x")])
+    assert rc == 2 and "--param 'C' is not KEY=VALUE" in capsys.readouterr().err
     rc = main(["predict", str(csvs / "nope"), str(csvs / "new.csv")])
     assert rc == 2 and "no such artifact folder" in capsys.readouterr().err
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, WarmstartError
+from .errors import DataError, ParameterError, WarmstartError
 
 EPILOG = """examples:
   warmstart fit --data reviews.csv --shots 16 --output runs/reviews
@@ -57,8 +57,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     test = packaged_test
     if args.test:
         test, _ = load_data(args.test, args)
-    params = dict(kv.split("=", 1) for kv in args.param)
-    params = {k: _parse_value(v) for k, v in params.items()}
+    params = {}
+    for kv in args.param:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"--param {kv!r} is not KEY=VALUE; write it like --param C=0.1.")
+        params[key] = _parse_value(value)
     params.setdefault("bf16", args.bf16)
     if args.cache_dir:
         params.setdefault("cache_dir", args.cache_dir)
