@@ -121,3 +121,35 @@ def test_backbones_and_datasets_lists(capsys):
     assert "all-MiniLM-L6-v2" in out and "efficientnet-lite0" in out
     assert main(["datasets"]) == 0
     assert "20newsgroups" in capsys.readouterr().out
+
+
+def test_fit_a_trained_technique_then_predict(csvs, tiny_bert_dir, capsys):
+    art = csvs / "lora"
+    args = ["fit", "--data", str(csvs / "train.csv"), "--test", str(csvs / "test.csv")]
+    args += ["--backbone", str(tiny_bert_dir), "--technique", "lora", "--output", str(art)]
+    rc = main(args + ["--param", "epochs=1", "--param", "r=4", "--param", "progress=false"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "trainable parameters" in out and "peak memory" in out
+    meta = json.loads((art / "warmstart.json").read_text())
+    assert meta["technique"] == "lora" and meta["params"]["r"] == 4
+    assert (art / "backbone" / "model.safetensors").is_file(), "the merged backbone travels with the model"
+    assert main(["predict", str(art), str(csvs / "new.csv"), "--output", str(csvs / "p.csv")]) == 0
+    assert len(pd.read_csv(csvs / "p.csv")) == 15
+
+
+def test_techniques_lists_every_registered_one(capsys):
+    from warmstart.techniques import available_techniques
+
+    assert main(["techniques", "-v"]) == 0
+    out = capsys.readouterr().out
+    for name in available_techniques():
+        assert f"\n{name} " in "\n" + out
+    assert "lr_decay=1.0" in out and "target_modules=None" in out
+
+
+def test_bad_technique_parameter_is_a_clear_error(csvs, tiny_bert_dir, capsys):
+    args = ["fit", "--data", str(csvs / "train.csv"), "--backbone", str(tiny_bert_dir)]
+    rc = main(args + ["--technique", "finetune", "--param", "epochs=0", "--output", str(csvs / "x")])
+    assert rc == 2
+    assert "The 'epochs' parameter of FineTune must be an int in [1, inf). Got 0 instead." in capsys.readouterr().err

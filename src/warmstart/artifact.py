@@ -5,7 +5,7 @@ Layout::
     warmstart.json        format version, technique name and hyperparameters, modality
     labels.json           class names in head order
     backbone.json         backbone reference (name, source, fingerprint) and preprocessing
-    backbone/             the backbone's own weights (only with embed_backbone=True)
+    backbone/             the backbone's own weights (with embed_backbone=True, and always when training changed them)
     head.safetensors      trained tensors (no pickle anywhere)
     config.json           the resolved run config (data, split sizes, shots, seed, ...)
     splits.json           the row indices of each split, so the run can be reproduced
@@ -66,7 +66,7 @@ def save_artifact(
             },
         )
         atomic_write_json(tmp / "labels.json", [str(c) for c in est.classes_])
-        ref = bb.reference()
+        ref, embed_backbone = est.backbone_record(embed_backbone)
         ref["embedded"] = embed_backbone
         ref["preprocess"] = bb.preprocess_config()
         atomic_write_json(tmp / "backbone.json", ref)
@@ -151,7 +151,7 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True) -> Techniqu
         )
     tensors = load_file(str(folder / "head.safetensors"))
     return techniques[meta["technique"]].from_saved(
-        meta["params"], tensors, _read_json(folder / "labels.json"), backbone
+        meta["params"], tensors, _read_json(folder / "labels.json"), backbone, fitted=meta.get("fitted")
     )
 
 

@@ -14,6 +14,7 @@ EPILOG = """examples:
   warmstart fit --data reviews.csv --shots 16 --output runs/reviews
   warmstart fit --data 20newsgroups --backbone paraphrase-MiniLM-L3-v2 --shots 8 --output runs/ng
   warmstart fit --data photos/ --backbone efficientnet-lite0 --output runs/photos
+  warmstart fit --data trec --technique lora --shots 64 --param epochs=4 --output runs/trec-lora
   warmstart predict runs/reviews new_reviews.csv --output predictions.csv
   warmstart backbones
 """
@@ -86,10 +87,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"{args.technique} on {args.backbone}: trained on {result.config['n_train']} rows, "
         f"tested on {result.config['n_test']}"
     )
+    c = m["cost"]
     print(
         f"  accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   "
-        f"fit {m['timings']['fit_seconds']:.1f}s   predict {m['timings']['predict_seconds']:.1f}s"
+        f"fit {m['timings']['fit_seconds']:.1f}s ({c['fit_cpu_seconds']:.0f} CPU-s)   "
+        f"predict {m['timings']['predict_seconds']:.1f}s"
     )
+    print(f"  trainable parameters {c['trainable_params']:,}   peak memory {c['fit_peak_rss_mb']:.0f} MB")
     print(f"  artifact: {result.artifact}")
     return 0
 
@@ -178,6 +182,20 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_techniques(args: argparse.Namespace) -> int:
+    from .techniques import available_techniques
+
+    for name, cls in available_techniques().items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:10} {doc}")
+        if args.verbose:
+            defaults = cls().get_params()
+            print("           " + ", ".join(f"{k}={v!r}" for k, v in defaults.items() if k != "backbone"))
+    if not args.verbose:
+        print("\n`warmstart techniques -v` lists each one's parameters (set them with --param KEY=VALUE).")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from .data import PACKAGED
 
@@ -233,7 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--test", help="separate test data (default: the packaged test split, or a held-out split)"
     )
     p.add_argument("--backbone", default="all-MiniLM-L6-v2", help="registered name, local folder or hub id")
-    p.add_argument("--technique", default="probe", help="technique name (default: probe)")
+    p.add_argument(
+        "--technique",
+        default="probe",
+        help="probe, finetune, lora, ia3, bitfit, lp_ft, l2sp or scratch (default: probe); "
+        "`warmstart techniques` describes them",
+    )
     p.add_argument("--shots", type=int, help="train on K examples per class (few-shot)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-size", type=float, default=0.1, help="validation fraction (ignored with --shots)")
@@ -245,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="technique hyperparameter, e.g. --param C=0.1 (repeatable)",
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction and training")
     p.add_argument(
         "--embed-backbone", action="store_true", help="copy the backbone weights into the artifact"
     )
@@ -269,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backbones", help="list registered backbones")
     p.set_defaults(func=cmd_backbones)
+    p = sub.add_parser("techniques", help="list techniques (and their parameters with -v)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every parameter and its default")
+    p.set_defaults(func=cmd_techniques)
     p = sub.add_parser("datasets", help="list packaged real data sets")
     p.set_defaults(func=cmd_datasets)
 
@@ -293,8 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     except WarmstartError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-written was left behind.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from .techniques.train import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(f"interrupted: {e}", file=sys.stderr)
+        else:
+            print("interrupted; nothing half-written was left behind.", file=sys.stderr)
         return 130
 
 

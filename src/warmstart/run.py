@@ -11,6 +11,7 @@ import numpy as np
 
 from . import __version__
 from .backbones import Backbone
+from .cost import measure
 from .data import Dataset, Split, check_labels_seen, few_shot, stratified_split
 from .metrics import classification_metrics
 from .techniques import Technique, get_technique
@@ -73,17 +74,23 @@ def fit_run(
     check_labels_seen(train, val, "validation")
     check_labels_seen(train, test_ds, "test")
     est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
-    t0 = time.perf_counter()
-    est.fit(train, val if len(val) else None)
+    with measure() as fit_cost:
+        est.fit(train, val if len(val) else None)
     t1 = time.perf_counter()
     pred = est.predict(test_ds)
     t2 = time.perf_counter()
     metrics = classification_metrics(test_ds.labels, pred, list(est.classes_))
-    timings = {"fit_seconds": round(t1 - t0, 3), "predict_seconds": round(t2 - t1, 3)}
+    timings = {"fit_seconds": round(fit_cost.wall_seconds, 3), "predict_seconds": round(t2 - t1, 3)}
     cache = getattr(est, "cache_", None)
     if cache is not None:
         timings.update(feature_cache_hits=cache.hits, feature_cache_misses=cache.misses)
     metrics["timings"] = timings
+    metrics["cost"] = {
+        **{f"fit_{k}": v for k, v in fit_cost.to_dict().items()},
+        "trainable_params": est.trainable_parameters(),
+    }
+    if getattr(est, "history_", None) is not None:
+        metrics["history"] = est.history_
     config = {
         "warmstart_version": __version__,
         "technique": technique,

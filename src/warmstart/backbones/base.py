@@ -76,6 +76,30 @@ class Backbone(ABC):
             "fingerprint": self.fingerprint(),
         }
 
+    # -- training hooks (used by the techniques that change backbone weights) -------------------------------
+    unused_parameters: tuple[str, ...] = ()  # name prefixes in ``module`` that forward_features never touches
+
+    def batch_source(self, data: Any) -> BatchSource:
+        """Model-ready batches of ``data`` for training and tuned inference (see ``BatchSource``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be fine-tuned (no batch_source).")
+
+    def forward_features(self, **batch: torch.Tensor) -> torch.Tensor:
+        """Differentiable ``(B, num_features)`` features of one collated batch."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be fine-tuned (no forward_features).")
+
+    def layer_groups(self) -> list[list[str]]:
+        """Parameter names of ``module`` grouped input to output: group 0 is the embeddings or stem, then one
+        group per repeated block, then whatever follows the blocks. Freezing and layer-wise LR decay use it."""
+        return split_into_layer_groups(self.module, self.unused_parameters)
+
+    def reset_parameters(self, seed: int) -> None:
+        """Re-initialise every weight at random (the from-scratch baseline), reproducibly from ``seed``."""
+        torch.manual_seed(seed)
+        for m in self.module.modules():
+            if m is not self.module and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        self.invalidate_fingerprint()
+
     def invalidate_fingerprint(self) -> None:
         """Call after changing the weights in place (fine-tuning) so the cache key follows."""
         self._fingerprint = None
@@ -84,3 +108,39 @@ class Backbone(ABC):
 def autocast(bf16: bool):
     """bf16 autocast on CPU when asked, otherwise a no-op context."""
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+class BatchSource:
+    """Rows of a dataset turned into model inputs on demand.
+
+    ``lengths`` (token counts for text, ``None`` for images) lets the loop group rows of similar length so that
+    batches pad little; ``collate(indices)`` returns the keyword tensors of ``Backbone.forward_features``.
+    """
+
+    lengths: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def split_into_layer_groups(module: nn.Module, unused: tuple[str, ...] = ()) -> list[list[str]]:
+    """Group parameter names around the module's main stack of blocks (its largest ``nn.ModuleList``)."""
+    stacks = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
+    names = [n for n, _ in module.named_parameters() if not n.startswith(unused)]
+    if not stacks:
+        return [names]
+    stack, blocks = max(stacks, key=lambda nm: sum(p.numel() for p in nm[1].parameters()))
+    prefix = f"{stack}." if stack else ""
+    before, after = [], []
+    per_block: list[list[str]] = [[] for _ in blocks]
+    for n in names:
+        if n.startswith(prefix) and n[len(prefix) :].split(".", 1)[0].isdigit():
+            per_block[int(n[len(prefix) :].split(".", 1)[0])].append(n)
+        elif any(per_block):
+            after.append(n)
+        else:
+            before.append(n)
+    return [g for g in [before, *per_block, after] if g]

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import BackboneError
-from .base import Backbone, autocast
+from .base import Backbone, BatchSource, autocast
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) for EfficientNet-Lite0
 LITE0_STAGES = [
@@ -125,6 +125,7 @@ class EfficientNetLiteBackbone(Backbone):
     """Image backbone: resize to ``image_size``, normalise (x - 127) / 128, global-average-pooled features."""
 
     modality = "image"
+    unused_parameters = ("_fc.",)  # the ImageNet classifier; features stop before it
 
     def __init__(self, model: EfficientNetLite, *, name: str, source: str, image_size: int = 224) -> None:
         self.module = model.eval()
@@ -170,6 +171,11 @@ class EfficientNetLiteBackbone(Backbone):
             )
         t = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
         return (t - 127.0) / 128.0
+
+    def batch_source(self, data: Any) -> ImageBatchSource:
+        from ..data import Dataset
+
+        return ImageBatchSource(self, data if isinstance(data, Dataset) else Dataset(data, None, "image"))
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
@@ -236,3 +242,20 @@ class EfficientNetLiteBackbone(Backbone):
             source=str(folder),
             image_size=kwargs.get("image_size", meta.get("image_size", 224)),
         )
+
+
+class ImageBatchSource(BatchSource):
+    """Images decoded and resized when a batch is collated, so a large set never sits in memory as floats."""
+
+    def __init__(self, backbone: EfficientNetLiteBackbone, data: Any) -> None:
+        self.backbone, self.data = backbone, data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        from ..data import image_at
+
+        return {
+            "pixels": torch.stack([self.backbone.preprocess(image_at(self.data, int(i))) for i in indices])
+        }

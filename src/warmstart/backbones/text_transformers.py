@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import BackboneError
-from .base import Backbone, autocast
+from .base import Backbone, BatchSource, autocast
 
 
 def _sentence_transformers_settings(folder: Path) -> dict:
@@ -195,6 +195,19 @@ class TransformerTextBackbone(Backbone):
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return pooled
 
+    def batch_source(self, data: Any) -> TextBatchSource:
+        texts = data.inputs if hasattr(data, "inputs") else data
+        return TextBatchSource(self, [str(t) for t in texts])
+
+    def reset_parameters(self, seed: int) -> None:
+        """BERT-style initialisation (normal(0, 0.02) weights) rather than PyTorch's layer defaults."""
+        torch.manual_seed(seed)
+        init = getattr(self.module, "_init_weights", None)
+        if init is None:
+            return super().reset_parameters(seed)
+        self.module.apply(init)
+        self.invalidate_fingerprint()
+
     def batches(self, lengths: np.ndarray, batch_size: int, max_batch_tokens: int) -> list[np.ndarray]:
         """Index batches over length-sorted rows (longest first), capped in rows and padded tokens."""
         order = np.argsort(-lengths, kind="stable")
@@ -256,3 +269,18 @@ class TransformerTextBackbone(Backbone):
                 indent=2,
             )
         )
+
+
+class TextBatchSource(BatchSource):
+    """Texts tokenized once; batches are padded to their own longest row."""
+
+    def __init__(self, backbone: TransformerTextBackbone, texts: list[str]) -> None:
+        self.backbone = backbone
+        self.ids = backbone.tokenize(texts) if texts else []
+        self.lengths = np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        return self.backbone.collate([self.ids[i] for i in indices])

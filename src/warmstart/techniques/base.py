@@ -92,8 +92,23 @@ class Technique:
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        """Keyword parameters of ``__init__`` along the class hierarchy, so a subclass can take its own
+        parameters and pass the rest on with ``**kwargs``."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass) or klass is object:
+                continue
+            params = inspect.signature(klass.__init__).parameters.values()
+            names += [
+                p.name
+                for p in params
+                if p.name != "self"
+                and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                and p.name not in names
+            ]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return names
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._param_names()}
@@ -120,6 +135,15 @@ class Technique:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if not isinstance(v, Backbone))
         return f"{type(self).__name__}({params})"
+
+    def backbone_record(self, embed: bool) -> tuple[dict, bool]:
+        """What backbone.json records, and whether the backbone's weights go into the artifact (asked: ``embed``)."""
+        return self.backbone_.reference(), embed
+
+    def trainable_parameters(self) -> int:
+        """How many numbers training changed (for a probe: the head's)."""
+        head = getattr(self, "head_", None)
+        return sum(p.numel() for p in head.parameters()) if head is not None else 0
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):

@@ -87,20 +87,41 @@ class LinearProbe(Technique):
         self.classes_ = np.array(sorted(set(train.labels)))
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
-        mean, scale = X.mean(0), X.std(0)
-        scale[scale < 1e-12] = 1.0
-        Z = (X - mean) / scale
         val_xy = None
         if val is not None and val.labels is not None and len(val):
             known = [i for i, lab in enumerate(val.labels) if lab in set(self.classes_)]
             if known:
-                Xv = (np.asarray(self.features(val), dtype=np.float64)[known] - mean) / scale
+                Xv = np.asarray(self.features(val), dtype=np.float64)[known]
                 val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
-        self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy)
-        clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
-        self.head_ = LinearHead.from_sklearn(clf, mean, scale, len(self.classes_))
+        self.fit_features(X, y, len(self.classes_), val_xy)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
+        return self
+
+    def fit_features(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        num_classes: int,
+        val_xy: tuple | None = None,
+        per_feature_scale: bool = True,
+    ) -> LinearProbe:
+        """The probe's second phase on ready features: standardise, choose C, fit, build ``head_``.
+
+        ``y`` holds class indices in ``[0, num_classes)``; ``val_xy`` is an optional ``(X_val, y_val)``.
+        ``per_feature_scale=False`` divides by one global scale instead (what LP-FT fine-tunes from).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        mean, scale = X.mean(0), X.std(0)
+        if not per_feature_scale:
+            scale = np.full_like(scale, scale.mean())
+        scale[scale < 1e-12] = 1.0
+        Z = (X - mean) / scale
+        if val_xy is not None:
+            val_xy = ((np.asarray(val_xy[0], dtype=np.float64) - mean) / scale, val_xy[1])
+        self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy)
+        clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
+        self.head_ = LinearHead.from_sklearn(clf, mean, scale, num_classes)
         return self
 
     def _choose_C(self, Z: np.ndarray, y: np.ndarray, val_xy: tuple | None) -> tuple[float, dict[str, float]]:
@@ -146,7 +167,12 @@ class LinearProbe(Technique):
 
     @classmethod
     def from_saved(
-        cls, params: dict, tensors: dict[str, torch.Tensor], classes: list[str], backbone: Backbone
+        cls,
+        params: dict,
+        tensors: dict[str, torch.Tensor],
+        classes: list[str],
+        backbone: Backbone,
+        fitted: dict | None = None,
     ) -> LinearProbe:
         est = cls(**{**params, "backbone": backbone})
         est.backbone_ = backbone

@@ -1,0 +1,94 @@
+"""Full fine-tuning, with the three classic ways to protect pretrained layers: freeze the first N, decay the
+learning rate layer by layer (lower layers hold the most general features), and fastai-style gradual unfreezing."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import ParameterError
+from .base import Interval, register_technique
+from .train import Hooks
+from .tuned import Classifier, TunedTechnique
+
+
+@register_technique("finetune")
+class FineTune(TunedTechnique):
+    """Train the whole backbone and a new linear head.
+
+    Layer groups come from ``Backbone.layer_groups()``: group 0 is the embeddings (text) or stem (images), then one
+    group per transformer layer or MBConv block, then anything after them.
+
+    Args:
+        freeze_layers: keep the first N layer groups frozen (0: none).
+        lr_decay: group ``i`` of ``L`` trains at ``lr * lr_decay ** (L - 1 - i)``; 1.0 means no decay.
+        gradual_unfreeze: epoch 0 trains the head only, then layer groups unfreeze from the top, evenly spread
+            so that every (non-frozen) group trains in the last epoch.
+        **kwargs: the shared loop parameters of ``TunedTechnique`` (epochs, lr, batch_size, bf16, ...).
+
+    Example:
+        >>> from warmstart.data import load_packaged, few_shot                 # doctest: +SKIP
+        >>> trec = load_packaged("trec")                                       # doctest: +SKIP
+        >>> train = trec.train.subset(few_shot(trec.train.labels, 64))         # doctest: +SKIP
+        >>> ft = FineTune(lr_decay=0.8, epochs=4).fit(train)                   # doctest: +SKIP
+        >>> ft.predict(["Who wrote Hamlet?"])                                  # doctest: +SKIP
+        array(['HUM'], dtype='<U4')
+    """
+
+    _parameter_constraints = {
+        **TunedTechnique._parameter_constraints,
+        "freeze_layers": [Interval(int, 0, None)],
+        "lr_decay": [Interval(float, 0, 1, "right")],
+        "gradual_unfreeze": [bool],
+    }
+
+    def __init__(
+        self, freeze_layers: int = 0, lr_decay: float = 1.0, gradual_unfreeze: bool = False, **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        self.freeze_layers = freeze_layers
+        self.lr_decay = lr_decay
+        self.gradual_unfreeze = gradual_unfreeze
+
+    def _layer_groups(self, model: Classifier) -> list[list[str]]:
+        return [[f"body.{n}" for n in g] for g in model.backbone.layer_groups()]
+
+    def _configure(self, model: Classifier) -> None:
+        super()._configure(model)
+        groups = self._layer_groups(model)
+        if self.freeze_layers >= len(groups):
+            raise ParameterError(
+                f"freeze_layers={self.freeze_layers} would freeze all {len(groups)} layer groups of "
+                f"{model.backbone.name!r}; use at most {len(groups) - 1}, or the 'probe' technique to train the "
+                f"head alone."
+            )
+        params = dict(model.named_parameters())
+        for group in groups[: self.freeze_layers]:
+            for name in group:
+                params[name].requires_grad_(False)
+
+    def _param_groups(self, model: Classifier) -> list[dict[str, Any]]:
+        groups = self._layer_groups(model)
+        params = dict(model.named_parameters())
+        out = []
+        for depth, names in enumerate(groups):
+            trainable = [params[n] for n in names if params[n].requires_grad]
+            if trainable:
+                lr = self.lr_ * self.lr_decay ** (len(groups) - 1 - depth)
+                out.append({"params": trainable, "lr": lr, "weight_decay": self.weight_decay})
+        return out + [{"params": list(model.head.parameters()), "lr": self.head_lr_, "weight_decay": 0.0}]
+
+    def _hooks(self, model: Classifier) -> Hooks:
+        if not self.gradual_unfreeze:
+            return Hooks()
+        params = dict(model.named_parameters())
+        groups = self._layer_groups(model)[self.freeze_layers :]
+
+        def unfreeze_for(epoch: int) -> None:
+            n = len(groups)
+            top = n if self.epochs == 1 else math.ceil(n * epoch / (self.epochs - 1))
+            for i, names in enumerate(groups):
+                for name in names:
+                    params[name].requires_grad_(i >= n - top)
+
+        return Hooks(on_epoch_start=unfreeze_for)

@@ -1,0 +1,326 @@
+"""The one training loop behind every technique that changes weights.
+
+AdamW with per-group learning rates, linear warmup then cosine/linear decay, gradient accumulation, optional bf16
+autocast, early stopping on a validation metric (best weights restored), a progress bar with loss and metric, and
+checkpoints that make a run resumable.
+
+Resuming is exact, not approximate: the batch order of epoch ``e`` is a pure function of ``(seed, e)``, a
+checkpoint is only ever taken at an optimizer-step boundary, and it holds the trainable weights, buffers, optimizer
+moments and torch's RNG state at that boundary. A run interrupted at step 37 and resumed therefore takes the same
+steps 38, 39, ... on the same batches with the same dropout masks as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_open, atomic_write_json
+from ..backbones.base import BatchSource, autocast
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class LoopConfig:
+    """Everything the loop needs to know; techniques build it from their hyperparameters."""
+
+    epochs: int = 4
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    max_grad_norm: float | None = 1.0
+    patience: int | None = 2  # epochs without improvement before stopping; None: never stop early
+    metric: str = "accuracy"  # accuracy | macro_f1, on the validation set
+    bf16: bool = False
+    seed: int = 0
+    checkpoint_every: int = 50  # optimizer steps; an epoch end always checkpoints
+    progress: bool = True
+
+    def steps_per_epoch(self, n_rows: int) -> int:
+        return math.ceil(math.ceil(n_rows / self.batch_size) / self.grad_accum)
+
+
+@dataclass
+class LoopState:
+    """Where a run is: what a checkpoint records besides tensors."""
+
+    epoch: int = 0  # the epoch in progress (or the next one, when batch == 0)
+    batch: int = 0  # batches of that epoch already consumed
+    step: int = 0  # optimizer steps taken in total
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    loss_sum: float = 0.0  # training loss of the epoch in progress, over the steps taken so far
+    loss_count: int = 0
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0  # training wall time accumulated over every (resumed) session
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def epoch_batches(source: BatchSource, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffled batches for one epoch; text rows are grouped by similar length so that batches pad little.
+
+    Rows are shuffled, cut into pools of 32 batches, sorted by length inside each pool, cut into batches, and the
+    batches shuffled again: random enough for SGD, and a batch rarely pads short rows up to a long outlier.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(source))
+    if source.lengths is not None:
+        pool = batch_size * 32
+        order = np.concatenate(
+            [
+                chunk[np.argsort(-source.lengths[chunk], kind="stable")]
+                for chunk in np.array_split(order, max(1, math.ceil(len(order) / pool)))
+            ]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class Checkpointer:
+    """Atomic checkpoints in one folder: ``state.pt`` (tensors, loaded with ``weights_only=True``) and
+    ``state.json`` (loop position and history). The JSON is written last, so it only ever names a complete
+    ``state.pt``; ``best.pt`` keeps the best weights seen for early stopping."""
+
+    def __init__(self, folder: Path, run_key: str) -> None:
+        self.folder, self.run_key = Path(folder), run_key
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState, rng: torch.Tensor):
+        with atomic_open(self.folder / "state.pt") as f:
+            torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict(), "rng": rng}, f)
+        atomic_write_json(
+            self.folder / "state.json",
+            {"version": CHECKPOINT_VERSION, "run_key": self.run_key, "state": asdict(state)},
+        )
+
+    def save_best(self, model: nn.Module) -> None:
+        with atomic_open(self.folder / "best.pt") as f:
+            torch.save(trainable_state(model), f)
+
+    def load(self) -> tuple[LoopState, dict] | None:
+        meta_path = self.folder / "state.json"
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("version") != CHECKPOINT_VERSION or meta.get("run_key") != self.run_key:
+                return None
+            tensors = torch.load(self.folder / "state.pt", map_location="cpu", weights_only=True)
+        except (OSError, ValueError, RuntimeError):  # damaged: start over rather than fail
+            return None
+        return LoopState(**meta["state"]), tensors
+
+    def load_best(self) -> dict | None:
+        path = self.folder / "best.pt"
+        return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that can change in training (any that require grad) plus every buffer (e.g. BN statistics)."""
+    return {
+        n: t.detach().clone()
+        for n, t in model.state_dict(keep_vars=True).items()
+        if not isinstance(t, nn.Parameter) or t.requires_grad
+    }
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing = set(state) - set(model.state_dict())
+    if missing:
+        raise RuntimeError(f"checkpoint holds tensors this model lacks: {sorted(missing)[:5]}")
+    model.load_state_dict(state, strict=False)
+
+
+@dataclass
+class Hooks:
+    """What a technique may add to the loop without rewriting it."""
+
+    extra_loss: Callable[[], torch.Tensor] | None = None  # e.g. the L2-SP penalty
+    on_epoch_start: Callable[[int], None] | None = None  # e.g. gradual unfreezing
+    evaluate: Callable[[], dict[str, float]] | None = None  # validation metrics; None: no early stopping
+    interrupt_after_step: int | None = None  # tests: raise KeyboardInterrupt after this optimizer step
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised when training stops on Ctrl-C; the checkpoint to resume from has been written."""
+
+
+def train(
+    model: nn.Module,
+    param_groups: list[dict[str, Any]],
+    source: BatchSource,
+    targets: torch.Tensor,
+    cfg: LoopConfig,
+    checkpointer: Checkpointer | None = None,
+    hooks: Hooks | None = None,
+) -> LoopState:
+    """Train ``model`` (called as ``model(**batch) -> logits``) with cross-entropy; return the final loop state.
+
+    With a checkpointer, a matching checkpoint is resumed from, and on Ctrl-C the position at the last
+    optimizer step is saved before ``Interrupted`` is raised. The best weights by ``cfg.metric`` are restored
+    at the end when ``hooks.evaluate`` is given.
+    """
+    return _Loop(model, param_groups, source, targets, cfg, checkpointer, hooks or Hooks()).run()
+
+
+class _Loop:
+    def __init__(self, model, param_groups, source, targets, cfg, checkpointer, hooks) -> None:
+        self.model, self.source, self.targets = model, source, targets
+        self.cfg, self.checkpointer, self.hooks = cfg, checkpointer, hooks
+        for g in param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self.optimizer = torch.optim.AdamW(param_groups)
+        self.total = cfg.epochs * cfg.steps_per_epoch(len(source))
+        self.warmup = round(cfg.warmup_ratio * self.total)
+        self.state = LoopState()
+        self.best: dict[str, torch.Tensor] | None = None
+
+    def run(self) -> LoopState:
+        from tqdm.auto import tqdm
+
+        self._resume_or_seed()
+        self.rng_at_step = torch.get_rng_state()
+        self.clock = time.perf_counter()
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.state.step,
+            desc="training",
+            unit="step",
+            disable=not self.cfg.progress,
+        )
+        try:
+            while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
+                self._epoch()
+        except KeyboardInterrupt as e:
+            self.optimizer.zero_grad(set_to_none=True)  # a half-accumulated step is dropped
+            self._checkpoint()
+            self.bar.close()
+            where = self.checkpointer.folder if self.checkpointer else "nowhere (checkpointing is off)"
+            raise Interrupted(
+                f"training interrupted at step {self.state.step}/{self.total}; checkpoint saved in {where}. "
+                f"Run the same command again to resume."
+            ) from e
+        self.bar.close()
+        self._tick()
+        if self.state.best_epoch is not None:
+            best = self.checkpointer.load_best() if self.checkpointer else self.best
+            if best is not None:
+                load_trainable_state(self.model, best)
+        self.model.eval()
+        return self.state
+
+    def _resume_or_seed(self) -> None:
+        resumed = self.checkpointer.load() if self.checkpointer else None
+        if resumed is None:
+            torch.manual_seed(self.cfg.seed)
+            return
+        self.state, tensors = resumed
+        if self.hooks.on_epoch_start:  # restore which parameters are trainable before loading their state
+            self.hooks.on_epoch_start(self.state.epoch)
+        load_trainable_state(self.model, tensors["model"])
+        self.optimizer.load_state_dict(tensors["optimizer"])
+        torch.set_rng_state(tensors["rng"])
+
+    def _epoch(self) -> None:
+        cfg, state = self.cfg, self.state
+        if self.hooks.on_epoch_start and state.batch == 0:
+            self.hooks.on_epoch_start(state.epoch)
+        self.model.train()
+        batches = epoch_batches(self.source, cfg.batch_size, cfg.seed, state.epoch)
+        pending: list[float] = []  # losses of the step being accumulated; counted once the step is taken
+        for b in range(state.batch, len(batches)):
+            idx = batches[b]
+            with autocast(cfg.bf16):
+                logits = self.model(**self.source.collate(idx))
+            loss = nn.functional.cross_entropy(logits.float(), self.targets[torch.as_tensor(idx)])
+            if self.hooks.extra_loss is not None:
+                loss = loss + self.hooks.extra_loss()
+            (loss / cfg.grad_accum).backward()
+            pending.append(loss.item())
+            if (b + 1) % cfg.grad_accum and b + 1 < len(batches):
+                continue
+            _step(self.optimizer, cfg, lr_factor(state.step, self.total, self.warmup, cfg.schedule))
+            state.step, state.batch = state.step + 1, b + 1
+            state.loss_sum, state.loss_count = state.loss_sum + sum(pending), state.loss_count + len(pending)
+            pending.clear()
+            self.rng_at_step = torch.get_rng_state()
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", epoch=state.epoch + 1)
+            if self.hooks.interrupt_after_step == state.step:
+                raise KeyboardInterrupt
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and b + 1 < len(batches):
+                self._checkpoint()
+        self._end_epoch(state.loss_sum / state.loss_count if state.loss_count else float("nan"))
+        self._checkpoint()
+
+    def _end_epoch(self, train_loss: float) -> None:
+        state = self.state
+        record: dict[str, Any] = {
+            "epoch": state.epoch + 1,
+            "step": state.step,
+            "train_loss": round(train_loss, 6),
+        }
+        if self.hooks.evaluate is not None:
+            self.model.eval()
+            metrics = self.hooks.evaluate()
+            record.update({f"val_{k}": round(v, 6) for k, v in metrics.items()})
+            value = metrics[self.cfg.metric]
+            if state.best_metric is None or value > state.best_metric:
+                state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
+                if self.checkpointer:
+                    self.checkpointer.save_best(self.model)
+                else:
+                    self.best = trainable_state(self.model)
+            else:
+                state.bad_epochs += 1
+                state.stopped_early = self.cfg.patience is not None and state.bad_epochs >= self.cfg.patience
+        state.history.append(record)
+        state.epoch, state.batch, state.loss_sum, state.loss_count = state.epoch + 1, 0, 0.0, 0
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k not in ("epoch", "step")})
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.state.seconds += now - self.clock
+        self.clock = now
+
+    def _checkpoint(self) -> None:
+        self._tick()
+        if self.checkpointer is not None:
+            self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step)
+
+
+def _step(optimizer: torch.optim.Optimizer, cfg: LoopConfig, factor: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = g["initial_lr"] * factor
+    if cfg.max_grad_norm:
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
