@@ -152,4 +152,7 @@ def test_bad_technique_parameter_is_a_clear_error(csvs, tiny_bert_dir, capsys):
     args = ["fit", "--data", str(csvs / "train.csv"), "--backbone", str(tiny_bert_dir)]
     rc = main(args + ["--technique", "finetune", "--param", "epochs=0", "--output", str(csvs / "x")])
     assert rc == 2
-    assert "The 'epochs' parameter of FineTune must be an int in [1, inf). Got 0 instead." in capsys.readouterr().err
+    assert (
+        "The 'epochs' parameter of FineTune must be an int in [1, inf). Got 0 instead."
+        in capsys.readouterr().err
+    )

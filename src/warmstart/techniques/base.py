@@ -173,6 +173,14 @@ def as_dataset(inputs: Any, modality: str) -> Dataset:
     return Dataset(list(inputs), None, modality)
 
 
+def known_label_rows(data: Dataset | None, classes: np.ndarray) -> list[int]:
+    """Rows of a labelled ``data`` whose label is one of ``classes`` (validation rows a model can be scored on)."""
+    if data is None or data.labels is None:
+        return []
+    seen = set(classes)
+    return [i for i, lab in enumerate(data.labels) if lab in seen]
+
+
 def encode_labels(labels: list[str], classes: np.ndarray) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
     return np.fromiter((index[lab] for lab in labels), dtype=np.int64, count=len(labels))

@@ -13,7 +13,15 @@ from sklearn.model_selection import StratifiedKFold
 from ..backbones import Backbone
 from ..data import Dataset
 from ..features import FeatureCache
-from .base import Interval, Technique, as_dataset, encode_labels, register_technique, resolve_backbone
+from .base import (
+    Interval,
+    Technique,
+    as_dataset,
+    encode_labels,
+    known_label_rows,
+    register_technique,
+    resolve_backbone,
+)
 from .head import LinearHead
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -88,11 +96,10 @@ class LinearProbe(Technique):
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
         val_xy = None
-        if val is not None and val.labels is not None and len(val):
-            known = [i for i, lab in enumerate(val.labels) if lab in set(self.classes_)]
-            if known:
-                Xv = np.asarray(self.features(val), dtype=np.float64)[known]
-                val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
+        known = known_label_rows(val, self.classes_)
+        if known:
+            Xv = np.asarray(self.features(val), dtype=np.float64)[known]
+            val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
         self.fit_features(X, y, len(self.classes_), val_xy)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)

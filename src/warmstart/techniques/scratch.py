@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..backbones import Backbone
-from ..data import Dataset
-from ..features import FeatureCache
 from .base import register_technique
 from .tuned import TunedTechnique
 
@@ -26,14 +22,10 @@ class Scratch(TunedTechnique):
     """
 
     default_lr = {"text": 5e-4, "image": 1e-3}
+    caches_features = False  # features of random weights are never worth caching
 
     def __init__(self, epochs: int = 10, **kwargs: Any):
         super().__init__(epochs=epochs, **kwargs)
 
     def _prepare(self, backbone: Backbone) -> None:
         backbone.reset_parameters(self.seed)
-
-    def _train_features(self, bb: Backbone, data: Dataset) -> np.ndarray:
-        # features of random weights are never worth caching
-        self.cache_ = FeatureCache(self.cache_dir, enabled=False)
-        return np.asarray(self.cache_.get(bb, data, bf16=self.bf16, progress=self.progress), dtype=np.float64)

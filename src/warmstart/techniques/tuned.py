@@ -32,7 +32,7 @@ from ..backbones import Backbone
 from ..backbones.base import BatchSource, autocast
 from ..data import Dataset
 from ..features import FeatureCache
-from .base import Interval, Technique, as_dataset, encode_labels, resolve_backbone
+from .base import Interval, Technique, as_dataset, encode_labels, known_label_rows, resolve_backbone
 from .head import LinearHead
 from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
@@ -70,6 +70,7 @@ class TunedTechnique(Technique):
     default_lr: ClassVar[dict[str, float]] = {"text": 5e-5, "image": 2e-4}
     default_head_lr: ClassVar[float | None] = 1e-3  # None: same as lr
     changes_backbone: ClassVar[bool] = True
+    caches_features: ClassVar[bool] = True  # False where the starting weights are random (scratch)
 
     _parameter_constraints = {
         "backbone": [str, Backbone],
@@ -223,14 +224,12 @@ class TunedTechnique(Technique):
 
     def _train_features(self, bb: Backbone, data: Dataset) -> np.ndarray:
         """Features of the (prepared) backbone on the training rows, through the feature cache."""
-        cache = FeatureCache(self.cache_dir, enabled=self.use_cache)
+        cache = FeatureCache(self.cache_dir, enabled=self.use_cache and self.caches_features)
         self.cache_ = cache
         return np.asarray(cache.get(bb, data, bf16=self.bf16, progress=self.progress), dtype=np.float64)
 
     def _known_rows(self, val: Dataset | None) -> tuple[Dataset, np.ndarray] | None:
-        if val is None or val.labels is None or not len(val):
-            return None
-        known = [i for i, lab in enumerate(val.labels) if lab in set(self.classes_)]
+        known = known_label_rows(val, self.classes_)
         if not known:
             return None
         sub = val.subset(known)
