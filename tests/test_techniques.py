@@ -57,7 +57,7 @@ def expected_trainable(name: str, est, module: nn.Module) -> int:
     used = {n: p for n, p in module.named_parameters() if not n.startswith("_fc.")}
     if name == "probe":
         return head
-    if name in ("finetune", "lp_ft", "l2sp", "scratch"):
+    if name in ("finetune", "lp_ft", "l2sp", "scratch", "contrastive"):
         return sum(p.numel() for p in used.values()) + head
     if name == "bitfit":
         norms = {id(p) for m in module.modules() if isinstance(m, NORM_TYPES) for p in m.parameters()}
@@ -120,9 +120,10 @@ def test_resume_after_interruption_matches_uninterrupted(
         modality, tiny_bert_dir, tiny_image_backbone, text_data, text_test, image_data, image_test
     )
     params = {**FAST, "epochs": 2, "checkpoint_every": 2, "checkpoint_dir": str(tmp_path / "ckpt")}
-    per_epoch = -(-len(train) // FAST["batch_size"])
+    per_epoch = get_technique(name, backbone=bb, **params).steps_per_epoch(len(train))
     whole = get_technique(name, backbone=bb, **params).fit(train, test)
-    assert not any((tmp_path / "ckpt").iterdir()), "a finished run removes its checkpoint"
+    ckpt_root = tmp_path / "ckpt"
+    assert not ckpt_root.exists() or not any(ckpt_root.iterdir()), "a finished run leaves no checkpoint"
 
     broken = get_technique(name, backbone=bb, **params)
     broken._interrupt_after_step = per_epoch + 1  # one step into the second epoch
@@ -144,7 +145,9 @@ def test_trainable_counts_differ_as_the_techniques_promise(tiny_bert_dir, text_d
         for n in TECHNIQUES
     }
     assert counts["probe"] < counts["ia3"] < counts["bitfit"] < counts["lora"] < counts["finetune"]
-    assert counts["finetune"] == counts["lp_ft"] == counts["l2sp"] == counts["scratch"]
+    assert (
+        counts["finetune"] == counts["lp_ft"] == counts["l2sp"] == counts["scratch"] == counts["contrastive"]
+    )
 
 
 def test_finetune_learns_the_synthetic_task(tiny_bert_dir, text_data, text_test):

@@ -42,6 +42,7 @@ def load_data(spec: str, args: argparse.Namespace, require_labels: bool = True):
             encoding=args.encoding,
             require_labels=require_labels,
             drop_empty=args.drop_empty,
+            label_sep=args.label_sep,
         ), None
     if spec in PACKAGED:
         pk = load_packaged(spec)
@@ -122,6 +123,7 @@ def _predict_inputs(spec: str, args: argparse.Namespace, modality: str):
             encoding=args.encoding,
             require_labels=False,
             drop_empty=args.drop_empty,
+            label_sep=args.label_sep,
         )
     except DataError:
         if args.label_col:
@@ -145,8 +147,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = load_artifact(args.artifact)
     data = _predict_inputs(args.inputs, args, model.backbone_.modality)
     proba = model.predict_proba(data)
-    pred = model.classes_[proba.argmax(1)]
-    df = pd.DataFrame({"row": data.rows, "prediction": pred, "confidence": proba.max(1).round(6)})
+    pred = model.labels_from_proba(proba)
+    sep = args.label_sep or "|"
+    shown = [sep.join(p) if isinstance(p, tuple) else p for p in pred]
+    df = pd.DataFrame({"row": data.rows, "prediction": shown, "confidence": proba.max(1).round(6)})
     for j, c in enumerate(model.classes_):
         df[f"p_{c}"] = proba[:, j].round(6)
     out = args.output
@@ -164,9 +168,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} predictions to {out}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    if data.labels is not None and all(lab in set(model.classes_) for lab in data.labels):
-        acc = float(np.mean(pred == np.asarray(data.labels)))
-        print(f"accuracy against the file's labels: {acc:.4f} ({len(df)} rows)", file=sys.stderr)
+    if data.labels is not None and set(data.classes) <= set(model.classes_):
+        from .data.labels import label_set
+
+        acc = float(np.mean([label_set(p) == label_set(t) for p, t in zip(pred, data.labels, strict=True)]))
+        kind = "exact-match accuracy" if data.multilabel else "accuracy"
+        print(f"{kind} against the file's labels: {acc:.4f} ({len(df)} rows)", file=sys.stderr)
     return 0
 
 
@@ -221,6 +228,11 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("text columns and decoding")
     g.add_argument("--text-col", help="column holding the text (default: text, sentence, content, ...)")
     g.add_argument("--label-col", help="column holding the label (default: label, category, class, ...)")
+    g.add_argument(
+        "--label-sep",
+        help="multi-label data: the label cell holds several labels separated by this, e.g. '|' "
+        "(predictions are written joined by it; default '|')",
+    )
     g.add_argument("--encoding", default="utf-8", help="text file encoding (default: utf-8)")
     g.add_argument("--drop-empty", action="store_true", help="skip rows with an empty text or label")
 

@@ -105,6 +105,21 @@ class Backbone(ABC):
         self._fingerprint = None
 
 
+def fast_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX). Without it, bf16 autocast on CPU is
+    emulated and slower than fp32, so ``bf16="auto"`` stays in fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(bf16: bool | str) -> bool:
+    return fast_bf16() if bf16 == "auto" else bool(bf16)
+
+
 def autocast(bf16: bool):
     """bf16 autocast on CPU when asked, otherwise a no-op context."""
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()

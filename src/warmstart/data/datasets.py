@@ -11,11 +11,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .labels import all_classes, is_multilabel, label_set
 
 
 @dataclass
 class Dataset:
-    """Inputs with optional string labels and where they came from.
+    """Inputs with optional labels and where they came from.
+
+    A label is one string per row, or for multi-label data a tuple (list, set) of strings per row.
 
     ``inputs`` is a list of strings for text, and a list of image paths or a uint8 array
     ``(N, H, W[, C])`` for images. ``rows`` holds each item's position in its source (1-based data row,
@@ -23,7 +26,7 @@ class Dataset:
     """
 
     inputs: Any
-    labels: list[str] | None
+    labels: list[Any] | None
     modality: str
     source: str = "<memory>"
     rows: list[Any] = field(default_factory=list)
@@ -52,9 +55,15 @@ class Dataset:
     def classes(self) -> list[str]:
         if self.labels is None:
             return []
-        return sorted(set(self.labels))
+        return all_classes(self.labels)
+
+    @property
+    def multilabel(self) -> bool:
+        return is_multilabel(self.labels)
 
     def class_counts(self) -> dict[str, int]:
+        if self.multilabel:
+            return dict(sorted(Counter(c for lab in self.labels for c in label_set(lab)).items()))
         return dict(sorted(Counter(self.labels or []).items()))
 
     def require_labels(self, min_classes: int = 2) -> None:
@@ -99,8 +108,13 @@ def check_labels_seen(train: Dataset, other: Dataset, name: str) -> None:
     """Fail when ``other`` (a val or test set) holds labels the training data never shows."""
     if other.labels is None or train.labels is None:
         return
-    seen = set(train.labels)
-    unseen = [(row, lab) for row, lab in zip(other.rows, other.labels, strict=True) if lab not in seen]
+    seen = set(train.classes)
+    unseen = [
+        (row, c)
+        for row, lab in zip(other.rows, other.labels, strict=True)
+        for c in label_set(lab)
+        if c not in seen
+    ]
     if unseen:
         labels = sorted({lab for _, lab in unseen})
         row, lab = unseen[0]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, ParameterError
+from .labels import is_multilabel, label_set, strata
 
 
 @dataclass
@@ -29,8 +30,9 @@ class Split:
 
 
 def _per_class(labels: Sequence[str]) -> dict[str, np.ndarray]:
-    arr = np.asarray(labels, dtype=object)
-    return {c: np.flatnonzero(arr == c) for c in sorted(set(labels))}
+    """Rows of each stratum (see ``labels.strata``): every row in exactly one, so splits never share rows."""
+    arr = np.asarray(strata(labels), dtype=object)
+    return {c: np.flatnonzero(arr == c) for c in sorted(set(arr))}
 
 
 def stratified_split(
@@ -38,7 +40,8 @@ def stratified_split(
 ) -> Split:
     """Split row indices per class so every split keeps the class proportions.
 
-    Each class keeps at least one row in train; a class too small to share goes to train alone.
+    Each class keeps at least one row in train; a class too small to share goes to train alone. Multi-label
+    rows are stratified by their rarest label.
 
     Example:
         >>> s = stratified_split(["a"] * 10 + ["b"] * 10, val_size=0.1, test_size=0.2, seed=0)
@@ -75,6 +78,8 @@ def few_shot(labels: Sequence[str], k: int, seed: int = 0, strict: bool = False)
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ParameterError(f"The 'k' parameter of few_shot must be an int in [1, inf). Got {k!r} instead.")
+    if is_multilabel(labels):
+        return _few_shot_multilabel(labels, k, seed)
     rng = np.random.default_rng(seed)
     picks = []
     for cls, idx in _per_class(labels).items():
@@ -82,3 +87,19 @@ def few_shot(labels: Sequence[str], k: int, seed: int = 0, strict: bool = False)
             raise DataError(f"class {cls!r} has only {len(idx)} training rows, fewer than k={k}.")
         picks.append(rng.permutation(idx)[:k])
     return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+def _few_shot_multilabel(labels: Sequence, k: int, seed: int) -> np.ndarray:
+    """Greedy: visit rows in a seeded random order and keep a row while one of its labels has fewer than ``k``
+    kept rows. Every class ends with at least ``min(k, its rows)`` examples; frequent classes that co-occur with
+    rare ones get more. Unlike single-label picks, those for a smaller k are not guaranteed to be nested in
+    those for a larger k."""
+    need: dict[str, int] = {}
+    picks = []
+    for i in np.random.default_rng(seed).permutation(len(labels)):
+        labs = label_set(labels[i])
+        if any(need.get(c, 0) < k for c in labs):
+            picks.append(i)
+            for c in labs:
+                need[c] = need.get(c, 0) + 1
+    return np.sort(np.asarray(picks, dtype=np.int64))

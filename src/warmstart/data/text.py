@@ -129,11 +129,15 @@ def load_text(
     require_labels: bool = True,
     drop_empty: bool = False,
     fmt: str | None = None,
+    label_sep: str | None = None,
 ) -> Dataset:
     """Load a text classification file.
 
     Columns default to the first of ``TEXT_COLUMNS`` / ``LABEL_COLUMNS`` present (case-insensitive).
     Empty texts or labels are an error naming the rows, unless ``drop_empty`` is set.
+
+    Multi-label data: with ``label_sep`` (e.g. ``"|"``) each label cell is split into a tuple of labels, and an
+    empty cell is a row with no labels; in JSON/JSONL a label that is a list is read as a tuple either way.
 
     Example:
         >>> import tempfile, pathlib
@@ -168,10 +172,12 @@ def load_text(
                 f"Pass --label-col NAME."
             )
     texts = [_cell(v) for v in df[tcol].tolist()]
-    labels = [_cell(v) for v in df[lcol].tolist()] if lcol is not None else None
+    raw = df[lcol].tolist() if lcol is not None else None
+    multi = raw is not None and (label_sep is not None or any(isinstance(v, (list, tuple)) for v in raw))
+    labels = None if raw is None else [_label_cell(v, label_sep) if multi else _cell(v) for v in raw]
     rows = list(range(1, len(texts) + 1))
     bad = [i for i, t in enumerate(texts) if not t.strip()]
-    if labels is not None:
+    if labels is not None and not multi:  # a multi-label row may have no labels
         bad_l = [i for i, lab in enumerate(labels) if not lab.strip()]
         bad = sorted(set(bad) | set(bad_l))
     if bad:
@@ -187,6 +193,11 @@ def load_text(
         labels = None if labels is None else [labels[i] for i in keep]
         rows = [rows[i] for i in keep]
     return Dataset(texts, labels, "text", str(path), rows)
+
+
+def _label_cell(v: object, sep: str | None) -> tuple[str, ...]:
+    parts = [_cell(x) for x in v] if isinstance(v, (list, tuple)) else _cell(v).split(sep or "\x00")
+    return tuple(sorted({p.strip() for p in parts if p.strip()}))
 
 
 def _cell(v: object) -> str:

@@ -3,6 +3,7 @@
 from .adapters import IA3, LoRA
 from .base import Interval, Technique, available_techniques, get_technique, register_technique
 from .bitfit import BitFit
+from .contrastive import Contrastive
 from .finetune import FineTune
 from .l2sp import L2SP
 from .lp_ft import LPFT
@@ -15,6 +16,7 @@ __all__ = [
     "L2SP",
     "LPFT",
     "BitFit",
+    "Contrastive",
     "FineTune",
     "Interval",
     "LinearProbe",

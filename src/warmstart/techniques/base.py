@@ -140,6 +140,10 @@ class Technique:
         """What backbone.json records, and whether the backbone's weights go into the artifact (asked: ``embed``)."""
         return self.backbone_.reference(), embed
 
+    def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """Predicted labels from ``predict_proba``'s output (the most probable class, by default)."""
+        return self.classes_[np.asarray(proba).argmax(1)]
+
     def trainable_parameters(self) -> int:
         """How many numbers training changed (for a probe: the head's)."""
         head = getattr(self, "head_", None)
@@ -179,6 +183,15 @@ def known_label_rows(data: Dataset | None, classes: np.ndarray) -> list[int]:
         return []
     seen = set(classes)
     return [i for i, lab in enumerate(data.labels) if lab in seen]
+
+
+def require_single_label(data: Dataset, technique: str) -> None:
+    """Fail clearly when a single-label technique is given label sets."""
+    if data.multilabel:
+        raise DataError(
+            f"{data.source}: the labels are label sets (multi-label), which {technique!r} does not support; "
+            f"use --technique contrastive, which trains one-vs-rest heads on label sets."
+        )
 
 
 def encode_labels(labels: list[str], classes: np.ndarray) -> np.ndarray:

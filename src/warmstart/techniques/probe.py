@@ -20,6 +20,7 @@ from .base import (
     encode_labels,
     known_label_rows,
     register_technique,
+    require_single_label,
     resolve_backbone,
 )
 from .head import LinearHead
@@ -91,6 +92,7 @@ class LinearProbe(Technique):
     def fit(self, train: Dataset, val: Dataset | None = None) -> LinearProbe:
         self._validate_params()
         train.require_labels()
+        require_single_label(train, self.name)
         start = time.perf_counter()
         self.classes_ = np.array(sorted(set(train.labels)))
         X = np.asarray(self.features(train), dtype=np.float64)
@@ -112,31 +114,38 @@ class LinearProbe(Technique):
         num_classes: int,
         val_xy: tuple | None = None,
         per_feature_scale: bool = True,
+        standardize: bool = True,
+        c_grid: tuple[float, ...] = C_GRID,
     ) -> LinearProbe:
         """The probe's second phase on ready features: standardise, choose C, fit, build ``head_``.
 
         ``y`` holds class indices in ``[0, num_classes)``; ``val_xy`` is an optional ``(X_val, y_val)``.
-        ``per_feature_scale=False`` divides by one global scale instead (what LP-FT fine-tunes from).
+        ``per_feature_scale=False`` divides by one global scale instead (what LP-FT fine-tunes from);
+        ``standardize=False`` only centres the features, so ``C`` acts on their own scale.
         """
         X = np.asarray(X, dtype=np.float64)
         mean, scale = X.mean(0), X.std(0)
-        if not per_feature_scale:
+        if not standardize:
+            scale = np.ones_like(scale)
+        elif not per_feature_scale:
             scale = np.full_like(scale, scale.mean())
         scale[scale < 1e-12] = 1.0
         Z = (X - mean) / scale
         if val_xy is not None:
             val_xy = ((np.asarray(val_xy[0], dtype=np.float64) - mean) / scale, val_xy[1])
-        self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy)
+        self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid)
         clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
         self.head_ = LinearHead.from_sklearn(clf, mean, scale, num_classes)
         return self
 
-    def _choose_C(self, Z: np.ndarray, y: np.ndarray, val_xy: tuple | None) -> tuple[float, dict[str, float]]:
+    def _choose_C(
+        self, Z: np.ndarray, y: np.ndarray, val_xy: tuple | None, grid: tuple[float, ...] = C_GRID
+    ) -> tuple[float, dict[str, float]]:
         if self.C != "auto":
             return float(self.C), {}
         scores: dict[str, float] = {}
         if val_xy is not None:
-            for c in C_GRID:
+            for c in grid:
                 clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z, y)
                 scores[str(c)] = float((clf.predict(val_xy[0]) == val_xy[1]).mean())
         else:
@@ -144,7 +153,7 @@ class LinearProbe(Technique):
             if folds < 2:
                 return 1.0, {}
             cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
-            for c in C_GRID:
+            for c in grid:
                 accs = []
                 for tr, te in cv.split(Z, y):
                     clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z[tr], y[tr])

@@ -29,10 +29,18 @@ from torch import nn
 
 from .._io import warmstart_home
 from ..backbones import Backbone
-from ..backbones.base import BatchSource, autocast
+from ..backbones.base import BatchSource, autocast, resolve_bf16
 from ..data import Dataset
 from ..features import FeatureCache
-from .base import Interval, Technique, as_dataset, encode_labels, known_label_rows, resolve_backbone
+from .base import (
+    Interval,
+    Technique,
+    as_dataset,
+    encode_labels,
+    known_label_rows,
+    require_single_label,
+    resolve_backbone,
+)
 from .head import LinearHead
 from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
@@ -85,7 +93,7 @@ class TunedTechnique(Technique):
         "patience": [Interval(int, 1, None), None],
         "metric": ["accuracy", "macro_f1"],
         "max_grad_norm": [Interval(float, 0, None, "neither"), None],
-        "bf16": [bool],
+        "bf16": [bool, "auto"],
         "seed": [Interval(int, 0, None)],
         "checkpoint_dir": [str, Path, None],
         "checkpoint_every": [Interval(int, 0, None)],
@@ -109,7 +117,7 @@ class TunedTechnique(Technique):
         patience: int | None = 2,
         metric: str = "accuracy",
         max_grad_norm: float | None = 1.0,
-        bf16: bool = False,
+        bf16: bool | str = False,
         seed: int = 0,
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 50,
@@ -169,6 +177,7 @@ class TunedTechnique(Technique):
     def fit(self, train_data: Dataset, val: Dataset | None = None) -> TunedTechnique:
         self._validate_params()
         train_data.require_labels()
+        require_single_label(train_data, self.name)
         start = time.perf_counter()
         self.classes_ = np.array(sorted(set(train_data.labels)))
         y = torch.from_numpy(encode_labels(train_data.labels, self.classes_))
@@ -216,17 +225,23 @@ class TunedTechnique(Technique):
             max_grad_norm=self.max_grad_norm,
             patience=self.patience,
             metric=self.metric,
-            bf16=self.bf16,
+            bf16=resolve_bf16(self.bf16),
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
             progress=self.progress,
         )
 
+    def steps_per_epoch(self, n_rows: int) -> int:
+        """Optimizer steps of one epoch over ``n_rows`` training rows."""
+        return self._loop_config().steps_per_epoch(n_rows)
+
     def _train_features(self, bb: Backbone, data: Dataset) -> np.ndarray:
         """Features of the (prepared) backbone on the training rows, through the feature cache."""
         cache = FeatureCache(self.cache_dir, enabled=self.use_cache and self.caches_features)
         self.cache_ = cache
-        return np.asarray(cache.get(bb, data, bf16=self.bf16, progress=self.progress), dtype=np.float64)
+        return np.asarray(
+            cache.get(bb, data, bf16=resolve_bf16(self.bf16), progress=self.progress), dtype=np.float64
+        )
 
     def _known_rows(self, val: Dataset | None) -> tuple[Dataset, np.ndarray] | None:
         known = known_label_rows(val, self.classes_)
@@ -276,7 +291,7 @@ class TunedTechnique(Technique):
         order = np.argsort(-source.lengths, kind="stable") if source.lengths is not None else np.arange(n)
         out = torch.empty((n, len(self.classes_)))
         model.eval()
-        with torch.inference_mode(), autocast(self.bf16):
+        with torch.inference_mode(), autocast(resolve_bf16(self.bf16)):
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 out[torch.as_tensor(idx)] = model(**source.collate(idx)).float()

@@ -1,0 +1,213 @@
+"""warmstart's ``contrastive`` technique against the ``setfit`` library, same splits, same seeds, one process.
+
+For every data set, examples-per-class k and seed, both methods train on exactly the same k rows per class
+(``few_shot`` of a fixed training pool) starting from the same all-MiniLM-L6-v2 weights, and are tested on the
+same held-out rows. Training CPU seconds (``time.process_time``, all threads of this process) cover everything
+from loading the pretrained model to a fitted classifier, for both.
+
+    pip install -e ".[bench]"        # setfit, only for this benchmark
+    python benchmarks/contrastive_vs_setfit.py --data trec,sms-spam,vader-movie --shots 8,64 --seeds 5
+
+setfit runs with its documented few-shot settings (``num_iterations=20``: 20 positive and 20 negative pairs per
+training row, batch 16, one epoch, body lr 2e-5, logistic-regression head), because its default "oversampling"
+would draw every unique pair: 122,880 pairs (7,680 steps) for 64 rows of each of TREC's 6 classes. Checkpoint
+saving and experiment trackers are switched off for setfit (not for warmstart, which keeps its default
+checkpoints): if anything, that favours setfit's time.
+
+Results go to ``--output`` (JSON) after every run, and a rerun skips the runs already there, so an interrupted
+benchmark resumes. It prints one row per (data, k) and the overall ratio of CPU time and accuracy difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # setfit's trainer shows a bar even with show_progress_bar=False
+
+from warmstart._io import atomic_write_json
+from warmstart.backbones import get_backbone, minilm_l6_folder
+from warmstart.data import few_shot, load_packaged, stratified_split
+from warmstart.techniques import get_technique
+
+BACKBONE = "all-MiniLM-L6-v2"
+
+
+def splits(name: str, test_rows: int) -> tuple:
+    """A fixed training pool and a fixed stratified test sample (the same for every seed and method)."""
+    pk = load_packaged(name)
+    pool, test = pk.train, pk.test
+    if test is None:
+        s = stratified_split(pool.labels, val_size=0.0, test_size=0.3, seed=0)
+        pool, test = pool.subset(s.train), pool.subset(s.test)
+    if test_rows and test_rows < len(test):
+        keep = stratified_split(test.labels, val_size=0.0, test_size=test_rows / len(test), seed=0).test
+        test = test.subset(keep)
+    return pool, test
+
+
+def run_warmstart(train, test, seed: int, params: dict) -> dict:
+    cpu, wall = time.process_time(), time.perf_counter()
+    est = get_technique("contrastive", backbone=BACKBONE, seed=seed, progress=False, **params).fit(train)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    pred = est.predict(test)
+    return {"train_cpu_s": cpu, "train_wall_s": wall, "pred": list(pred), "steps": est.steps_}
+
+
+def run_setfit(train, test, seed: int, model_path: str) -> dict:
+    from datasets import Dataset as HFDataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu, wall = time.process_time(), time.perf_counter()
+        model = SetFitModel.from_pretrained(model_path)
+        args = TrainingArguments(
+            output_dir=tmp,
+            batch_size=16,
+            num_epochs=1,
+            num_iterations=20,
+            seed=seed,
+            save_strategy="no",
+            report_to="none",
+            show_progress_bar=False,
+        )
+        ds = HFDataset.from_dict({"text": list(train.inputs), "label": list(train.labels)})
+        Trainer(model=model, args=args, train_dataset=ds).train()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    pred = model.predict(list(test.inputs), batch_size=64, show_progress_bar=False)
+    return {"train_cpu_s": cpu, "train_wall_s": wall, "pred": [str(p) for p in pred]}
+
+
+def summarise(results: dict, datasets: list[str], shots: list[int], methods: list[str]) -> int:
+    print("\n| data | k | warmstart acc | setfit acc | diff | warmstart CPU s | setfit CPU s | CPU ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    diffs, ratios, ours_cpu, theirs_cpu = [], [], 0.0, 0.0
+    for d in datasets:
+        for k in shots:
+            cell = {m: [r for key, r in results.items() if key.startswith(f"{d}|{k}|{m}|")] for m in methods}
+            if any(not v for v in cell.values()):
+                continue
+            acc = {m: [r["accuracy"] for r in v] for m, v in cell.items()}
+            cpu = {m: [r["train_cpu_s"] for r in v] for m, v in cell.items()}
+            fmt = {
+                m: f"{statistics.mean(a):.4f} ± {statistics.stdev(a) if len(a) > 1 else 0:.4f}"
+                for m, a in acc.items()
+            }
+            if len(methods) < 2:
+                print(f"| {d} | {k} | {fmt[methods[0]]} | | | {statistics.mean(cpu[methods[0]]):.1f} | | |")
+                continue
+            diff = statistics.mean(acc["warmstart"]) - statistics.mean(acc["setfit"])
+            ratio = sum(cpu["warmstart"]) / sum(cpu["setfit"])
+            diffs.append(diff)
+            ratios.append(ratio)
+            ours_cpu += sum(cpu["warmstart"])
+            theirs_cpu += sum(cpu["setfit"])
+            print(
+                f"| {d} | {k} | {fmt['warmstart']} | {fmt['setfit']} | {diff:+.4f} | "
+                f"{statistics.mean(cpu['warmstart']):.1f} | {statistics.mean(cpu['setfit']):.1f} | {ratio:.3f} |"
+            )
+    if diffs:
+        print(
+            f"\nmean accuracy difference (warmstart - setfit) over {len(diffs)} cells: {statistics.mean(diffs):+.4f}"
+        )
+        print(
+            f"total training CPU: warmstart {ours_cpu:.0f} s, setfit {theirs_cpu:.0f} s, ratio {ours_cpu / theirs_cpu:.3f}"
+        )
+        print(f"per-cell CPU ratio: mean {statistics.mean(ratios):.3f}, worst {max(ratios):.3f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="trec,sms-spam,vader-movie")
+    ap.add_argument("--shots", default="8,64")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--methods", default="warmstart,setfit")
+    ap.add_argument("--test-rows", type=int, default=1000, help="stratified test sample per data set")
+    ap.add_argument(
+        "--param", action="append", default=[], help="warmstart contrastive KEY=VALUE (repeatable)"
+    )
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--output", default="runs/bench/contrastive_vs_setfit.json")
+    ap.add_argument("--summary-only", action="store_true", help="print the table from --output and exit")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    datasets, shots = args.data.split(","), [int(k) for k in args.shots.split(",")]
+    methods = args.methods.split(",")
+    params = {}
+    for p in args.param:
+        k, v = p.split("=", 1)
+        params[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+    out = Path(args.output)
+    results: dict = json.loads(out.read_text())["runs"] if out.is_file() else {}
+    if args.summary_only:
+        return summarise(results, datasets, shots, methods)
+    model_path = str(minilm_l6_folder())
+    quiet()
+    warm_up(methods, model_path)
+    data = {d: splits(d, args.test_rows) for d in datasets}
+    # cheapest cells first, seeds in the outer loop: an interrupted run has every data set at some seeds
+    for k in sorted(shots):
+        for seed in range(args.seeds):
+            for d in datasets:
+                pool, test = data[d]
+                train = pool.subset(few_shot(pool.labels, k, seed=seed))
+                for m in methods:
+                    key = f"{d}|{k}|{m}|{seed}"
+                    if key in results:
+                        continue
+                    if m == "warmstart":
+                        r = run_warmstart(train, test, seed, params)
+                    else:
+                        r = run_setfit(train, test, seed, model_path)
+                    pred = np.asarray(r.pop("pred"))
+                    r.update(accuracy=float((pred == np.asarray(test.labels)).mean()), n_train=len(train))
+                    r["n_test"] = len(test)
+                    results[key] = r
+                    atomic_write_json(out, {"params": params, "threads": args.threads, "runs": results})
+                    print(
+                        f"{key}: acc {r['accuracy']:.4f}  train CPU {r['train_cpu_s']:.1f}s "
+                        f"wall {r['train_wall_s']:.1f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return summarise(results, datasets, shots, methods)
+
+
+def warm_up(methods: list[str], model_path: str) -> None:
+    """Import each library and load its model once, untimed, so neither method pays the imports."""
+    get_backbone(BACKBONE)
+    if "setfit" in methods:
+        from setfit import SetFitModel
+
+        SetFitModel.from_pretrained(model_path)
+
+
+def quiet() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("setfit", "sentence_transformers", "transformers", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from setfit import logging as sf_logging
+
+        sf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
