@@ -156,3 +156,43 @@ def test_bad_technique_parameter_is_a_clear_error(csvs, tiny_bert_dir, capsys):
         "The 'epochs' parameter of FineTune must be an int in [1, inf). Got 0 instead."
         in capsys.readouterr().err
     )
+
+
+def test_multilabel_file_fit_and_predict(tmp_path, tiny_bert_dir, capsys):
+    from .test_contrastive import make_multilabel
+
+    texts, labels = make_multilabel(60, seed=0)
+    pd.DataFrame({"text": texts, "labels": ["|".join(lab) for lab in labels]}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    art = tmp_path / "m"
+    args = ["fit", "--data", str(tmp_path / "m.csv"), "--label-sep", "|", "--backbone", str(tiny_bert_dir)]
+    args += [
+        "--technique",
+        "contrastive",
+        "--output",
+        str(art),
+        "--param",
+        "steps=3",
+        "--param",
+        "progress=false",
+    ]
+    assert main(args) == 0
+    metrics = json.loads((art / "metrics.json").read_text())
+    assert metrics["multilabel"] and "micro_f1" in metrics
+    rc = main(
+        [
+            "predict",
+            str(art),
+            str(tmp_path / "m.csv"),
+            "--label-sep",
+            "|",
+            "--output",
+            str(tmp_path / "p.csv"),
+        ]
+    )
+    assert rc == 0
+    pred = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert len(pred) == 60 and {"p_food", "p_sports", "p_tech"} <= set(pred.columns)
+    assert all(set(p.split("|")) <= {"food", "sports", "tech", ""} for p in pred["prediction"])
+    assert "exact-match accuracy against the file's labels" in capsys.readouterr().err
