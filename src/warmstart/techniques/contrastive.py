@@ -21,7 +21,6 @@ SetFit; ``C="auto"`` chooses it on the validation rows when given, else by cross
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -40,9 +39,7 @@ from .base import (
     Interval,
     as_dataset,
     encode_labels,
-    known_label_rows,
     register_technique,
-    resolve_backbone,
 )
 from .head import LinearHead
 from .probe import LinearProbe
@@ -225,17 +222,12 @@ class Contrastive(TunedTechnique):
         self.multilabel_ = is_multilabel(train_data.labels)
         self.classes_ = np.array(all_classes(train_data.labels))
         Y = multi_hot(train_data.labels, self.classes_)
-        base = resolve_backbone(self.backbone)
-        self.base_reference_ = base.reference()
-        bb = copy.deepcopy(base)  # training must never change a backbone object the caller still holds
-        self.backbone_ = bb
-        self.lr_ = self.head_lr_ = float(self.default_lr[bb.modality] if self.lr == "auto" else self.lr)
+        bb = self._copy_backbone()
+        self.lr_ = self.head_lr_ = self._base_lr(bb)
         source = bb.batch_source(train_data)
         recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4)
         model = Embedder(bb)
-        used = {f"body.{n}" for g in bb.layer_groups() for n in g}
-        for name, p in model.named_parameters():
-            p.requires_grad_(name in used)
+        self._configure(model)  # the backbone's used parameters (an Embedder has no head)
         self.encoder_trainable_params_ = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         n, per_epoch = len(train_data), self.steps_per_epoch(len(train_data))
@@ -277,11 +269,8 @@ class Contrastive(TunedTechnique):
             Y = multi_hot(train_data.labels, self.classes_)
             head, self.C_ = fit_one_vs_rest(X, Y, self.C, self.seed)
         else:
-            val_xy = None
-            known = known_label_rows(val, self.classes_)
-            if known:
-                sub = val.subset(known)
-                val_xy = (self._embed(sub), encode_labels(sub.labels, self.classes_))
+            known = self._known_rows(val)
+            val_xy = (self._embed(known[0]), known[1]) if known else None
             probe = LinearProbe(backbone=self.backbone_, C=self.C, seed=self.seed, progress=False)
             y = encode_labels(train_data.labels, self.classes_)
             probe.fit_features(X, y, len(self.classes_), val_xy, standardize=False, c_grid=HEAD_C_GRID)
@@ -367,10 +356,4 @@ def fit_one_vs_rest(X: np.ndarray, Y: np.ndarray, C: float | str, seed: int) -> 
             scores[c] = float(np.mean(f1))
         C = max(scores, key=lambda k: (scores[k], -abs(math.log10(k))))
     W, b = fit(Z, Y, float(C))
-    head = LinearHead(Z.shape[1], Y.shape[1])
-    with torch.no_grad():
-        head.mean.copy_(torch.from_numpy(mean))
-        head.scale.copy_(torch.from_numpy(scale))
-        head.linear.weight.copy_(torch.from_numpy(W))
-        head.linear.bias.copy_(torch.from_numpy(b))
-    return head, float(C)
+    return LinearHead.from_arrays(W, b, mean, scale), float(C)

@@ -26,12 +26,19 @@ class LinearHead(nn.Module):
         if coef.shape[0] == 1 and num_classes == 2:
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        head = cls(coef.shape[1], coef.shape[0])
+        return cls.from_arrays(coef, intercept, mean, scale)
+
+    @classmethod
+    def from_arrays(
+        cls, weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, scale: np.ndarray
+    ) -> LinearHead:
+        """A head with these ``(C, D)`` weights, ``(C,)`` biases and ``(D,)`` input mean and scale."""
+        head = cls(weight.shape[1], weight.shape[0])
         with torch.no_grad():
-            head.mean.copy_(torch.from_numpy(mean))
-            head.scale.copy_(torch.from_numpy(scale))
-            head.linear.weight.copy_(torch.from_numpy(coef))
-            head.linear.bias.copy_(torch.from_numpy(intercept))
+            head.mean.copy_(torch.from_numpy(np.asarray(mean)))
+            head.scale.copy_(torch.from_numpy(np.asarray(scale)))
+            head.linear.weight.copy_(torch.from_numpy(np.asarray(weight)))
+            head.linear.bias.copy_(torch.from_numpy(np.asarray(bias)))
         return head
 
     @classmethod

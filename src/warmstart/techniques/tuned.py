@@ -181,11 +181,8 @@ class TunedTechnique(Technique):
         start = time.perf_counter()
         self.classes_ = np.array(sorted(set(train_data.labels)))
         y = torch.from_numpy(encode_labels(train_data.labels, self.classes_))
-        base = resolve_backbone(self.backbone)
-        self.base_reference_ = base.reference()
-        bb = copy.deepcopy(base)  # training must never change a backbone object the caller still holds
-        self.backbone_ = bb
-        self.lr_ = float(self.default_lr[bb.modality] if self.lr == "auto" else self.lr)
+        bb = self._copy_backbone()
+        self.lr_ = self._base_lr(bb)
         head_default = self.default_head_lr if self.default_head_lr is not None else self.lr_
         self.head_lr_ = float(head_default if self.head_lr == "auto" else self.head_lr)
         torch.manual_seed(self.seed)  # the head's initial weights
@@ -214,6 +211,16 @@ class TunedTechnique(Technique):
         if not self.keep_checkpoint:
             ckpt.clear()
         return self
+
+    def _copy_backbone(self) -> Backbone:
+        """A private copy of the backbone to train (``backbone_``); the original's reference is kept."""
+        base = resolve_backbone(self.backbone)
+        self.base_reference_ = base.reference()
+        self.backbone_ = copy.deepcopy(base)  # training must never change a backbone the caller still holds
+        return self.backbone_
+
+    def _base_lr(self, bb: Backbone) -> float:
+        return float(self.default_lr[bb.modality] if self.lr == "auto" else self.lr)
 
     def _loop_config(self) -> LoopConfig:
         return LoopConfig(
