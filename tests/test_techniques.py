@@ -234,6 +234,18 @@ def test_l2sp_stays_closer_to_the_pretrained_weights(tiny_bert_dir, text_data):
     assert distance(10.0) < 0.5 * distance(0.0)
 
 
+def test_reset_parameters_really_replaces_loaded_weights(tiny_bert_dir, tiny_bert_dir_b):
+    """transformers skips tensors it marks as loaded; a reset that kept them would make 'scratch' pretrained."""
+    a, b = get_backbone(str(tiny_bert_dir)), get_backbone(str(tiny_bert_dir_b))
+    loaded = a.module.encoder.layer[0].attention.self.query.weight.detach().clone()
+    a.reset_parameters(5)
+    b.reset_parameters(5)
+    now = a.module.encoder.layer[0].attention.self.query.weight.detach()
+    assert not torch.equal(now, loaded)
+    assert a.fingerprint() == b.fingerprint()  # the result depends on the seed alone
+    assert float(now.std()) == pytest.approx(0.02, rel=0.2)  # BERT's initialiser, not PyTorch's default
+
+
 def test_scratch_is_random_and_reproducible(tiny_bert_dir, text_data, text_test):
     bb = get_backbone(str(tiny_bert_dir))
     a = get_technique("scratch", backbone=bb, seed=3, **FAST).fit(text_data)

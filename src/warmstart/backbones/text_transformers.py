@@ -66,6 +66,18 @@ def _drop_untrained_pooler(model: torch.nn.Module, info: dict, src: str) -> None
         )
 
 
+def _truncate_layers(model: torch.nn.Module, num_layers: int, src: str) -> None:
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise BackboneError(f"{src}: cannot cut layers of {type(model).__name__} (no encoder.layer list).")
+    if not 0 <= num_layers <= len(layers):
+        raise BackboneError(
+            f"The 'num_layers' parameter must be an int in [0, {len(layers)}] for {src}. Got {num_layers!r}."
+        )
+    model.encoder.layer = torch.nn.ModuleList(list(layers)[:num_layers])
+    model.config.num_hidden_layers = num_layers
+
+
 class TransformerTextBackbone(Backbone):
     """A transformers encoder (BERT-like) producing one vector per text.
 
@@ -107,8 +119,10 @@ class TransformerTextBackbone(Backbone):
         normalize: bool | None = None,
         max_length: int | None = None,
         tokenizer_path: str | os.PathLike | None = None,
+        num_layers: int | None = None,
     ) -> TransformerTextBackbone:
         """Load from a local folder or a hub id. Sentence-transformers settings are honoured when present.
+        ``num_layers`` keeps only the first layers of the encoder (0: the embeddings alone).
 
         Example:
             >>> bb = TransformerTextBackbone.from_pretrained("/path/to/all-MiniLM-L6-v2")  # doctest: +SKIP
@@ -129,6 +143,8 @@ class TransformerTextBackbone(Backbone):
                 f"download the model elsewhere and pass its local folder."
             ) from e
         _drop_untrained_pooler(model, info, src)
+        if num_layers is not None:
+            _truncate_layers(model, num_layers, src)
         settings = _sentence_transformers_settings(Path(src)) if Path(src).is_dir() else {}
         return cls(
             model,
@@ -205,6 +221,12 @@ class TransformerTextBackbone(Backbone):
         init = getattr(self.module, "_init_weights", None)
         if init is None:
             return super().reset_parameters(seed)
+        # transformers (>= 4.5x) marks loaded tensors as initialised and its init functions then skip them, which
+        # would leave the pretrained weights in place: clear the marks first
+        for t in [*self.module.parameters(), *self.module.buffers()]:
+            if getattr(t, "_is_hf_initialized", False):
+                t._is_hf_initialized = False
+        self.has_source_classifier = False
         self.module.apply(init)
         self.invalidate_fingerprint()
 
