@@ -196,3 +196,37 @@ def test_multilabel_file_fit_and_predict(tmp_path, tiny_bert_dir, capsys):
     assert len(pred) == 60 and {"p_food", "p_sports", "p_tech"} <= set(pred.columns)
     assert all(set(p.split("|")) <= {"food", "sports", "tech", ""} for p in pred["prediction"])
     assert "exact-match accuracy against the file's labels" in capsys.readouterr().err
+
+
+def test_rank_prints_a_table_and_how_to_read_it(csvs, tiny_bert_dir, tiny_bert_dir_b, capsys):
+    out_json = csvs / "rank.json"
+    backbones = f"{tiny_bert_dir},{tiny_bert_dir_b}"
+    argv = ["rank", "--data", str(csvs / "train.csv"), "--backbones", backbones, "--resamples", "3"]
+    assert main([*argv, "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "| rank | backbone | dim | logme | knn | hscore | leep | nleep | probe_cv |" in out
+    assert "Ranked by logme" in out and "subsamples" in out
+    saved = json.loads(out_json.read_text())
+    assert [c["backbone"] for c in saved["candidates"]][0] in out.split("\n")[2]
+    assert all(c["scores"]["leep"] is None for c in saved["candidates"])  # text encoders have no classifier
+    # the second run reads the features from the cache
+    assert main([*argv, "--scores", "knn", "--primary", "knn"]) == 0
+    assert "(cached)" in capsys.readouterr().out
+    assert main([*argv, "--scores", "knn,bogus"]) == 2
+    assert "unknown score" in capsys.readouterr().err
+
+
+def test_recommend_and_fit_auto(csvs, tiny_bert_dir, capsys):
+    common = ["--data", str(csvs / "train.csv"), "--backbone", str(tiny_bert_dir)]
+    assert main(["recommend", *common, "--candidates", "bitfit,probe", "--max-params", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "| bitfit |" in out and "trainable params > 500" in out and "--technique probe" in out
+    assert main(["recommend", *common, "--candidates", "probe", "--budget", "0.001s"]) == 3
+    assert "Nothing fits" in capsys.readouterr().out
+    art = csvs / "auto"
+    rc = main(["fit", *common, "--technique", "auto", "--max-params", "500", "--output", str(art)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "probe on" in out and "chosen" in out
+    config = json.loads((art / "config.json").read_text())
+    assert config["technique"] == "probe" and config["technique_choice"]["technique"] == "probe"

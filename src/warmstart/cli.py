@@ -16,6 +16,8 @@ EPILOG = """examples:
   warmstart fit --data photos/ --backbone efficientnet-lite0 --output runs/photos
   warmstart fit --data trec --technique lora --shots 64 --param epochs=4 --output runs/trec-lora
   warmstart predict runs/reviews new_reviews.csv --output predictions.csv
+  warmstart rank --data trec --backbones all-MiniLM-L6-v2,paraphrase-MiniLM-L3-v2
+  warmstart fit --data trec --shots 64 --technique auto --budget 2m --output runs/trec-auto
   warmstart backbones
 """
 
@@ -82,7 +84,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params=params,
         output=args.output,
         embed_backbone=args.embed_backbone,
+        budget=args.budget,
+        max_params=args.max_params,
+        max_memory_mb=args.max_memory,
     )
+    choice = result.config.get("technique_choice")
+    if choice:
+        from .selection.recommend import Calibration, Recommendation
+
+        rec = Recommendation(**{**choice, "calibrations": [Calibration(**c) for c in choice["calibrations"]]})
+        print(rec.table())
+        print(rec.explain() + "\n")
+        args.technique = rec.technique
     m = result.metrics
     print(
         f"{args.technique} on {args.backbone}: trained on {result.config['n_train']} rows, "
@@ -177,6 +190,72 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from .data import few_shot
+    from .selection.recommend import recommend
+
+    data, _ = load_data(args.data, args)
+    if args.shots:
+        data = data.subset(few_shot(data.labels, args.shots, seed=args.seed))
+    rec = recommend(
+        data,
+        args.backbone,
+        budget=args.budget,
+        max_params=args.max_params,
+        max_memory_mb=args.max_memory,
+        candidates=[c.strip() for c in args.candidates.split(",")] if args.candidates else None,
+        params={"bf16": args.bf16} if args.bf16 else None,
+        seed=args.seed,
+    )
+    print(rec.table())
+    print()
+    print(rec.explain())
+    if rec.technique:
+        shots = f" --shots {args.shots}" if args.shots else ""
+        print(
+            f"\nrun it: warmstart fit --data {args.data} --backbone {args.backbone}{shots} --technique {rec.technique} -o OUT"
+        )
+    return 0 if rec.technique else 3
+
+
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("limits for --technique auto / recommend")
+    g.add_argument("--budget", help="CPU time the training may take, e.g. 90s, 5m, 1h (default: none)")
+    g.add_argument("--max-params", help="most trainable parameters, e.g. 500k or 2M (default: none)")
+    g.add_argument("--max-memory", type=float, help="most peak resident memory in MB (default: none)")
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from ._io import atomic_write_json
+    from .data import few_shot
+    from .features import FeatureCache
+    from .selection import ALL_SCORES, rank_backbones
+
+    data, _ = load_data(args.data, args)
+    if args.shots:
+        data = data.subset(few_shot(data.labels, args.shots, seed=args.seed))
+    scores = [s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else list(ALL_SCORES)
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    ranking = rank_backbones(
+        data,
+        backbones,
+        scores=scores,
+        primary=args.primary,
+        cache=FeatureCache(args.cache_dir, enabled=not args.no_cache),
+        max_rows=args.max_rows,
+        resamples=args.resamples,
+        bf16=args.bf16,
+        seed=args.seed,
+    )
+    print(ranking.table())
+    print()
+    print(ranking.explain())
+    if args.json:
+        atomic_write_json(Path(args.json), ranking.to_dict())
+        print(f"\nwritten: {args.json}")
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from .backbones import available_backbones
 
@@ -266,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--technique",
         default="probe",
-        help="probe, finetune, lora, ia3, bitfit, lp_ft, l2sp or scratch (default: probe); "
+        help="probe, finetune, lora, ia3, bitfit, lp_ft, l2sp, contrastive, scratch, or auto: the best "
+        "expected accuracy that fits --budget, measured by short calibration fits (default: probe); "
         "`warmstart techniques` describes them",
     )
     p.add_argument("--shots", type=int, help="train on K examples per class (few-shot)")
@@ -287,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--output", "-o", required=True, help="artifact folder to write")
+    _budget_options(p)
     _data_options(p)
     p.set_defaults(func=cmd_fit)
 
@@ -301,6 +382,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json"], help="output format (default: from --output suffix)")
     _data_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "rank",
+        help="rank candidate backbones for a data set by transferability scores (no training)",
+        description="Score each backbone's (cached) features on the labelled data and rank them.",
+    )
+    p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
+    p.add_argument(
+        "--backbones",
+        required=True,
+        help="comma-separated backbones; variants like all-MiniLM-L6-v2:num_layers=2 or NAME:init=random",
+    )
+    p.add_argument(
+        "--scores", help="comma-separated subset of logme,knn,hscore,leep,nleep,probe_cv (default: all)"
+    )
+    p.add_argument("--primary", default="logme", help="the score that orders the table (default: logme)")
+    p.add_argument(
+        "--shots", type=int, help="score on K examples per class, as a few-shot run would train on"
+    )
+    p.add_argument("--max-rows", type=int, default=3000, help="stratified sample of at most this many rows")
+    p.add_argument(
+        "--resamples", type=int, default=20, help="row subsamples for the stability of the top pick"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction")
+    p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--json", help="also write the ranking to this JSON file")
+    _data_options(p)
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser(
+        "recommend",
+        help="measure each technique's cost on the data and recommend the best one that fits a budget",
+        description="Short calibration fits per candidate technique, best expected accuracy first; the first "
+        "whose predicted CPU time, trainable parameters and memory fit the limits is recommended.",
+    )
+    p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    p.add_argument("--shots", type=int, help="the fit will use K examples per class")
+    p.add_argument(
+        "--candidates", help="comma-separated techniques to consider, in order (default: by data size)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (as the fit would use it)")
+    _budget_options(p)
+    _data_options(p)
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("backbones", help="list registered backbones")
     p.set_defaults(func=cmd_backbones)

@@ -40,11 +40,18 @@ def fit_run(
     params: dict[str, Any] | None = None,
     output: str | Path | None = None,
     embed_backbone: bool = False,
+    budget: str | float | None = None,
+    max_params: str | float | None = None,
+    max_memory_mb: float | None = None,
 ) -> RunResult:
     """Fit ``technique`` on ``data`` and measure it on ``test`` (or a held-out stratified split of ``data``).
 
     With ``shots=k`` the training rows are k per class from the training split, and no validation set is used
     (hyperparameters are chosen by cross-validation on those k rows), so the run sees k labels per class only.
+
+    ``technique="auto"`` picks the technique with ``selection.recommend``: the best expected accuracy whose cost,
+    measured by short calibration fits on the training rows, fits ``budget`` (CPU time such as "5m"),
+    ``max_params`` (trainable parameters) and ``max_memory_mb``; the choice is recorded in the config.
 
     Example:
         >>> from warmstart.data import load_packaged                                          # doctest: +SKIP
@@ -73,6 +80,27 @@ def fit_run(
     train.require_labels()
     check_labels_seen(train, val, "validation")
     check_labels_seen(train, test_ds, "test")
+    choice = None
+    if technique == "auto":
+        from .selection.recommend import recommend
+
+        choice = recommend(
+            train,
+            backbone,
+            budget=budget,
+            max_params=max_params,
+            max_memory_mb=max_memory_mb,
+            params={k: v for k, v in (params or {}).items() if k in ("bf16", "cache_dir", "use_cache")},
+            seed=seed,
+        )
+        if choice.technique is None:
+            from .errors import ParameterError
+
+            raise ParameterError(choice.explain())
+        technique = choice.technique
+        params = {
+            k: v for k, v in (params or {}).items() if k in ("bf16", "cache_dir", "use_cache", "progress")
+        }
     est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
     with measure() as fit_cost:
         est.fit(train, val if len(val) else None)
@@ -107,6 +135,8 @@ def fit_run(
         "test_size": test_size if test is None else None,
         "classes": list(est.classes_),
     }
+    if choice is not None:
+        config["technique_choice"] = choice.to_dict()
     result = RunResult(est, metrics, config, split, timings=timings)
     if output is not None:
         from .artifact import save_artifact

@@ -92,8 +92,14 @@ class Backbone(ABC):
         group per repeated block, then whatever follows the blocks. Freezing and layer-wise LR decay use it."""
         return split_into_layer_groups(self.module, self.unused_parameters)
 
+    def source_proba(self, features: np.ndarray) -> np.ndarray | None:
+        """The pretrained source classifier's class probabilities for ``encode``'s features, or None when this
+        backbone has no trained classifier (LEEP needs one)."""
+        return None
+
     def reset_parameters(self, seed: int) -> None:
         """Re-initialise every weight at random (the from-scratch baseline), reproducibly from ``seed``."""
+        self.has_source_classifier = False
         torch.manual_seed(seed)
         for m in self.module.modules():
             if m is not self.module and hasattr(m, "reset_parameters"):

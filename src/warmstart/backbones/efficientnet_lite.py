@@ -132,6 +132,7 @@ class EfficientNetLiteBackbone(Backbone):
         self.name, self.source, self.image_size = name, source, int(image_size)
         self.num_features = model.num_features
         self._fingerprint = None
+        self.has_source_classifier = False  # True once ImageNet weights of the whole network are loaded
 
     @classmethod
     def pretrained(
@@ -151,7 +152,17 @@ class EfficientNetLiteBackbone(Backbone):
             }
             cut.load_state_dict(keep, strict=False)
             model = cut
-        return cls(model, name=name, source=name, image_size=image_size)
+        bb = cls(model, name=name, source=name, image_size=image_size)
+        bb.has_source_classifier = num_blocks is None
+        return bb
+
+    def source_proba(self, features: np.ndarray) -> np.ndarray | None:
+        """ImageNet class probabilities from pooled features (the classifier is one linear layer on them)."""
+        if not self.has_source_classifier:
+            return None
+        with torch.inference_mode():
+            logits = self.module._fc(torch.as_tensor(np.asarray(features), dtype=torch.float32))
+        return logits.double().softmax(-1).numpy()
 
     def preprocess_config(self) -> dict:
         return {
@@ -221,6 +232,7 @@ class EfficientNetLiteBackbone(Backbone):
                     "num_blocks": self.module.num_blocks,
                     "num_classes": self.module._fc.out_features,
                     "head_channels": self.num_features,
+                    "source_classifier": self.has_source_classifier,
                 },
                 indent=2,
             )
@@ -236,12 +248,14 @@ class EfficientNetLiteBackbone(Backbone):
             head_channels=meta.get("head_channels", 1280),
         )
         model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-        return cls(
+        bb = cls(
             model,
             name=meta.get("name", str(folder)),
             source=str(folder),
             image_size=kwargs.get("image_size", meta.get("image_size", 224)),
         )
+        bb.has_source_classifier = bool(meta.get("source_classifier", False))
+        return bb
 
 
 class ImageBatchSource(BatchSource):

@@ -42,14 +42,53 @@ def register_backbone(name: str, modality: str, description: str, needs: str = "
     return deco
 
 
+def parse_backbone_spec(spec: str) -> tuple[str, dict]:
+    """``"name:key=value,key=value"`` to ``(name, {key: value})``, values as ints where they are ints. Only a
+    registered name takes options, so folders and hub ids pass through whole."""
+    base, sep, rest = spec.partition(":")
+    if not sep or base not in _REGISTRY:
+        return spec, {}
+    options: dict = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise BackboneError(f"{spec!r}: options are key=value pairs after the colon; got {part!r}.")
+        value = value.strip()
+        options[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return base, options
+
+
 def available_backbones() -> dict[str, BackboneSpec]:
     return dict(_REGISTRY)
 
 
 def get_backbone(name_or_path: str, **kwargs) -> Backbone:
-    """A backbone by registry name, local transformers folder, saved warmstart backbone folder or hub id."""
-    if name_or_path in _REGISTRY:
-        return _REGISTRY[name_or_path].factory(**kwargs)
+    """A backbone by registry name, local transformers folder, saved warmstart backbone folder or hub id.
+
+    A registered name may carry options after a colon, which make cheaper or deliberately worse variants (for
+    ranking studies and baselines): ``num_layers=N`` keeps a text encoder's first N layers (0 leaves the
+    embeddings alone), ``num_blocks=N`` keeps an image CNN's first N blocks, ``init=random`` replaces the
+    pretrained weights with a seeded random initialisation (``seed=S``, default 0).
+
+        >>> get_backbone("all-MiniLM-L6-v2:num_layers=2,init=random")  # doctest: +SKIP
+    """
+    base, options = parse_backbone_spec(name_or_path)
+    if base in _REGISTRY:
+        init, seed = options.pop("init", "pretrained"), int(options.pop("seed", 0))
+        if init not in ("pretrained", "random"):
+            raise BackboneError(f"{name_or_path!r}: init must be 'pretrained' or 'random'; got {init!r}.")
+        try:
+            bb = _REGISTRY[base].factory(**options, **kwargs)
+        except TypeError as e:
+            raise BackboneError(
+                f"{name_or_path!r}: {base} does not take these options ({e}). Text encoders take num_layers, "
+                f"image CNNs num_blocks; any backbone takes init=random and seed."
+            ) from e
+        if init == "random":
+            bb.reset_parameters(seed)
+        if base != name_or_path:
+            bb.name = bb.source = name_or_path
+        return bb
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         from .saved import load_saved_backbone

@@ -24,7 +24,7 @@ def is_multilabel(labels: Sequence[Any] | None) -> bool:
         >>> is_multilabel(["a", "b"]), is_multilabel([("a", "b"), ("b",)])
         (False, True)
     """
-    return bool(labels) and any(is_label_set(lab) for lab in labels)
+    return labels is not None and len(labels) > 0 and any(is_label_set(lab) for lab in labels)
 
 
 def label_set(label: Any) -> tuple[str, ...]:

@@ -1,0 +1,230 @@
+"""Rank candidate backbones for a labelled data set by transferability scores on their cached features.
+
+Features come from the FeatureCache, so ranking after any earlier run (or ranking twice) costs only the
+scores: seconds. Rows beyond ``max_rows`` are left out by a stratified sample, because every score's ranking
+settles long before the full set (and kNN's cost grows with the square of the rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..backbones import Backbone, get_backbone
+from ..data import Dataset
+from ..data.splits import stratified_split
+from ..errors import ParameterError
+from ..features import FeatureCache
+from ..techniques.base import encode_labels, require_single_label
+from .scores import FEATURE_SCORES, SCORE_HELP, leep
+
+ALL_SCORES = ("logme", "knn", "hscore", "leep", "nleep", "probe_cv")
+DEFAULT_SCORES = ("logme", "knn", "hscore", "leep", "probe_cv")
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One backbone's scores (missing where a score does not apply) and the seconds each took."""
+
+    backbone: str
+    num_features: int
+    params: int
+    scores: dict[str, float | None]
+    seconds: dict[str, float]
+    extract_seconds: float
+    cached: bool
+
+
+@dataclasses.dataclass
+class Ranking:
+    """Candidates ordered by ``primary`` (best first), with the stability of that order under resampling."""
+
+    candidates: list[Candidate]
+    primary: str
+    rows: int
+    classes: int
+    top_share: float | None  # share of row subsamples in which the top candidate stays first
+    resamples: int
+
+    def table(self) -> str:
+        """A markdown table: one row per backbone, a column per score and per score's seconds."""
+        names = [s for s in ALL_SCORES if any(s in c.scores for c in self.candidates)]
+        head = ["rank", "backbone", "dim"] + names + [f"{s} s" for s in names] + ["features s"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for i, c in enumerate(self.candidates, 1):
+            vals = [_fmt(c.scores.get(s)) for s in names]
+            secs = [f"{c.seconds[s]:.2f}" if s in c.seconds else "" for s in names]
+            feat = f"{c.extract_seconds:.1f}" + (" (cached)" if c.cached else "")
+            lines.append(
+                "| " + " | ".join([str(i), c.backbone, str(c.num_features), *vals, *secs, feat]) + " |"
+            )
+        return "\n".join(lines)
+
+    def explain(self) -> str:
+        """Plain sentences: what the primary score predicts and how far to trust this order."""
+        best = self.candidates[0]
+        text = [
+            f"Ranked by {self.primary}: {SCORE_HELP[self.primary]}. Higher is better; the scores compare "
+            f"backbones on this data set only, not across data sets.",
+            f"Computed on {self.rows} labelled rows of {self.classes} classes.",
+        ]
+        if len(self.candidates) > 1:
+            second = self.candidates[1]
+            text.append(
+                f"{best.backbone} is first; {second.backbone} is next "
+                f"({self.primary} {_fmt(best.scores[self.primary])} vs {_fmt(second.scores[self.primary])})."
+            )
+            if self.top_share is not None:
+                verdict = (
+                    "a clear lead"
+                    if self.top_share >= 0.9
+                    else "a likely lead; confirm with a short run of the top two"
+                    if self.top_share >= 0.6
+                    else "too close to call: train the top candidates and compare"
+                )
+                text.append(
+                    f"On {self.resamples} random 80% subsamples of the rows it stayed first in "
+                    f"{self.top_share:.0%} of them: {verdict}."
+                )
+        agree = [
+            s
+            for s in self.candidates[0].scores
+            if s != self.primary
+            and self.candidates[0].scores[s] is not None
+            and _top(self.candidates, s) == best
+        ]
+        if agree:
+            text.append(f"The other scores that put it first too: {', '.join(agree)}.")
+        return " ".join(text)
+
+    def to_dict(self) -> dict:
+        return {
+            "primary": self.primary,
+            "rows": self.rows,
+            "classes": self.classes,
+            "top_share": self.top_share,
+            "resamples": self.resamples,
+            "candidates": [dataclasses.asdict(c) for c in self.candidates],
+        }
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _top(candidates: list[Candidate], score: str) -> Candidate:
+    return max((c for c in candidates if c.scores.get(score) is not None), key=lambda c: c.scores[score])
+
+
+def score_features(
+    X: np.ndarray,
+    y: np.ndarray,
+    scores: Sequence[str] = DEFAULT_SCORES,
+    source_proba: np.ndarray | None = None,
+) -> tuple[dict[str, float | None], dict[str, float]]:
+    """Each requested score of features ``X`` for class indices ``y`` and the seconds it took; ``leep`` is
+    None without the source classifier's probabilities."""
+    values: dict[str, float | None] = {}
+    seconds: dict[str, float] = {}
+    for name in scores:
+        start = time.perf_counter()
+        if name == "leep":
+            values[name] = None if source_proba is None else leep(source_proba, y)
+        else:
+            values[name] = FEATURE_SCORES[name](X, y)
+        seconds[name] = time.perf_counter() - start
+    return values, seconds
+
+
+def rank_backbones(
+    data: Dataset,
+    backbones: Sequence[str | Backbone],
+    *,
+    scores: Sequence[str] = DEFAULT_SCORES,
+    primary: str = "logme",
+    cache: FeatureCache | None = None,
+    max_rows: int = 3000,
+    resamples: int = 20,
+    bf16: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> Ranking:
+    """Score every backbone on (a stratified sample of at most ``max_rows`` of) ``data`` and order them.
+
+    Example:
+        >>> from warmstart.data import load_packaged                                      # doctest: +SKIP
+        >>> r = rank_backbones(load_packaged("trec").train, ["all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"])
+        >>> print(r.table()); print(r.explain())                                           # doctest: +SKIP
+    """
+    unknown = [s for s in scores if s not in ALL_SCORES]
+    if unknown or not scores:
+        raise ParameterError(f"unknown score(s) {unknown}; choose from {', '.join(ALL_SCORES)}.")
+    if primary not in scores:
+        raise ParameterError(
+            f"the primary score {primary!r} must be one of the scores computed: {list(scores)}."
+        )
+    if not backbones:
+        raise ParameterError("give at least one backbone to rank.")
+    data.require_labels()
+    require_single_label(data, "rank")
+    if len(data) > max_rows:
+        keep = stratified_split(data.labels, val_size=0.0, test_size=max_rows / len(data), seed=seed).test
+        data = data.subset(np.sort(keep))
+    classes = np.array(sorted({str(v) for v in data.labels}))
+    y = encode_labels(data.labels, classes)
+    cache = cache if cache is not None else FeatureCache()
+    candidates = []
+    features: list[np.ndarray] = []
+    for spec in backbones:
+        bb = get_backbone(spec) if isinstance(spec, str) else spec
+        hits, start = cache.hits, time.perf_counter()
+        X = np.asarray(cache.get(bb, data, bf16=bf16, progress=progress), dtype=np.float64)
+        extract = time.perf_counter() - start
+        values, seconds = score_features(X, y, scores, bb.source_proba(X) if "leep" in scores else None)
+        features.append(X)
+        candidates.append(
+            Candidate(
+                backbone=bb.name,
+                num_features=int(X.shape[1]),
+                params=int(sum(p.numel() for p in bb.module.parameters())),
+                scores=values,
+                seconds=seconds,
+                extract_seconds=round(extract, 3),
+                cached=cache.hits > hits,
+            )
+        )
+    order = sorted(
+        range(len(candidates)),
+        key=lambda i: -np.inf if candidates[i].scores[primary] is None else candidates[i].scores[primary],
+        reverse=True,
+    )
+    top_share = (
+        _top_share([features[i] for i in order], y, primary, resamples, seed) if primary != "leep" else None
+    )
+    return Ranking(
+        candidates=[candidates[i] for i in order],
+        primary=primary,
+        rows=len(y),
+        classes=len(classes),
+        top_share=top_share,
+        resamples=resamples,
+    )
+
+
+def _top_share(
+    features: list[np.ndarray], y: np.ndarray, score: str, resamples: int, seed: int
+) -> float | None:
+    """Share of stratified 80% row subsamples in which the first candidate (by ``score`` on all rows) still
+    scores highest. Subsampling, not the bootstrap, because repeated rows would flatter kNN."""
+    if len(features) < 2 or resamples < 1:
+        return None
+    fn = FEATURE_SCORES[score]
+    wins = 0
+    for r in range(resamples):
+        keep = stratified_split(y.astype(str), val_size=0.0, test_size=0.8, seed=seed + 1 + r).test
+        values = [fn(X[keep], y[keep]) for X in features]
+        wins += int(np.argmax(values) == 0)
+    return wins / resamples

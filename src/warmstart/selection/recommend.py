@@ -1,0 +1,276 @@
+"""Which technique to run: the best expected accuracy that fits a compute budget, with costs measured, not guessed.
+
+Expected accuracy is an order of preference per modality and data size, taken from the measured tables in
+docs/techniques.md (TREC at 64 per class; Fashion-MNIST at 100 per class) and the few-shot benchmark against
+setfit. Cost is measured: each candidate, in that order, runs two short calibration fits on a sample of the
+real training rows (the same backbone, batch size and precision as the real fit), and the CPU time is fitted as
+
+    cpu(units) = fixed + per_unit * units        units = optimizer steps (trained techniques) or rows (probe)
+
+then extrapolated to the full fit's planned steps, plus encoding the rest of the training rows at the measured
+per-row rate. The first candidate whose predicted CPU time fits what is left of the budget after calibration
+(and whose trainable parameters and peak memory fit their limits) is the recommendation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backbones import Backbone, get_backbone
+from ..backbones.base import resolve_bf16
+from ..cost import measure
+from ..data import Dataset
+from ..errors import ParameterError
+from ..features import FeatureCache
+from ..techniques import get_technique
+
+FEW_SHOT_PER_CLASS = 16  # at or below this many rows per class, the few-shot order applies
+PREFERENCE = {
+    ("text", "few"): ("contrastive", "lp_ft", "finetune", "lora", "bitfit", "probe"),
+    ("text", "many"): ("lp_ft", "contrastive", "finetune", "lora", "bitfit", "probe"),
+    ("image", "few"): ("lp_ft", "probe", "finetune", "lora", "bitfit"),
+    ("image", "many"): ("lp_ft", "finetune", "probe", "lora", "bitfit"),
+}
+
+
+@dataclasses.dataclass
+class Calibration:
+    """One candidate's measured cost model and its prediction for the full fit."""
+
+    technique: str
+    units: int  # planned steps (or rows, for the probe) of the full fit
+    fixed_cpu_s: float
+    per_unit_cpu_s: float
+    per_row_encode_cpu_s: float
+    predicted_cpu_s: float
+    trainable_params: int
+    peak_rss_mb: float
+    calibration_cpu_s: float
+    fits: bool = False
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class Recommendation:
+    technique: str | None
+    params: dict
+    budget_cpu_s: float | None
+    calibrations: list[Calibration]
+    order: tuple[str, ...]
+
+    def table(self) -> str:
+        lines = [
+            "| technique | predicted CPU s | per step s | trainable params | peak MB | calibration s | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in self.calibrations:
+            verdict = "chosen" if c.technique == self.technique else c.reason or "fits"
+            lines.append(
+                f"| {c.technique} | {c.predicted_cpu_s:.0f} | {c.per_unit_cpu_s:.3f} | {c.trainable_params:,} | "
+                f"{c.peak_rss_mb:.0f} | {c.calibration_cpu_s:.1f} | {verdict} |"
+            )
+        return "\n".join(lines)
+
+    def explain(self) -> str:
+        spent = sum(c.calibration_cpu_s for c in self.calibrations)
+        budget = (
+            "no CPU budget" if self.budget_cpu_s is None else f"a budget of {self.budget_cpu_s:.0f} CPU s"
+        )
+        if self.technique is None:
+            return (
+                f"Nothing fits {budget}: every candidate's predicted cost is above what is left after "
+                f"{spent:.0f} s of calibration. Raise --budget, train on fewer rows (--shots), or pick a smaller "
+                f"backbone."
+            )
+        chosen = next(c for c in self.calibrations if c.technique == self.technique)
+        skipped = [c.technique for c in self.calibrations if c.technique != self.technique]
+        text = (
+            f"{self.technique} is the first of {', '.join(self.order)} (best expected accuracy first) that fits "
+            f"{budget}: predicted {chosen.predicted_cpu_s:.0f} CPU s for {chosen.units} "
+            f"{'rows' if self.technique == 'probe' else 'steps'}, from two calibration fits "
+            f"({spent:.0f} CPU s of calibration in all)."
+        )
+        if skipped:
+            text += f" Did not fit: {', '.join(skipped)}."
+        return text
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "order": list(self.order)}
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """CPU seconds from ``"300"``, ``"90s"``, ``"5m"``, ``"1.5h"``.
+
+    >>> parse_budget("5m"), parse_budget("90s"), parse_budget("1.5h")
+    (300.0, 90.0, 5400.0)
+    """
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h)?\s*", str(text).lower())
+    if not m:
+        raise ParameterError(f"budget {text!r} is not a duration; write it like 90s, 5m or 1.5h.")
+    return float(m.group(1)) * {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+
+
+def parse_size(text: str | int | None, unit: str = "") -> float | None:
+    """``"76k"``, ``"1.5M"``, ``"2G"`` (with an optional trailing ``unit`` such as B) to a number.
+
+    >>> parse_size("1.5M"), parse_size("512MB", "B")
+    (1500000.0, 512000000.0)
+    """
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    m = re.fullmatch(rf"\s*([0-9]*\.?[0-9]+)\s*([kmg]?)(?:{unit.lower()})?\s*", str(text).lower())
+    if not m:
+        raise ParameterError(f"{text!r} is not a size; write it like 500k, 2M or 1G{unit}.")
+    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
+
+
+def preference(modality: str, per_class: float) -> tuple[str, ...]:
+    return PREFERENCE[(modality, "few" if per_class <= FEW_SHOT_PER_CLASS else "many")]
+
+
+def recommend(
+    train: Dataset,
+    backbone: str | Backbone = "all-MiniLM-L6-v2",
+    *,
+    budget: str | float | None = None,
+    max_params: str | float | None = None,
+    max_memory_mb: float | None = None,
+    candidates: Sequence[str] | None = None,
+    params: dict[str, Any] | None = None,
+    cache: FeatureCache | None = None,
+    seed: int = 0,
+) -> Recommendation:
+    """The technique with the best expected accuracy whose measured cost fits the limits.
+
+    Example:
+        >>> rec = recommend(train, "all-MiniLM-L6-v2", budget="5m")      # doctest: +SKIP
+        >>> print(rec.table()); rec.technique                            # doctest: +SKIP
+        'contrastive'
+    """
+    train.require_labels()
+    bb = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    budget_s, limit_params = parse_budget(budget), parse_size(max_params)
+    per_class = len(train) / max(1, len(train.classes))
+    if candidates:
+        order = tuple(candidates)
+    elif train.multilabel:
+        order = ("contrastive",)  # the one technique that trains on label sets
+    else:
+        order = preference(bb.modality, per_class)
+    cache = cache if cache is not None else FeatureCache()
+    spent = 0.0
+    done: list[Calibration] = []
+    for name in order:
+        cal = calibrate(name, bb, train, params or {}, cache, seed)
+        spent += cal.calibration_cpu_s
+        left = None if budget_s is None else budget_s - spent
+        if left is not None and cal.predicted_cpu_s > left:
+            cal.reason = f"needs ~{cal.predicted_cpu_s:.0f} s, {max(left, 0):.0f} s left"
+        elif limit_params is not None and cal.trainable_params > limit_params:
+            cal.reason = f"{cal.trainable_params:,} trainable params > {limit_params:,.0f}"
+        elif max_memory_mb is not None and cal.peak_rss_mb > max_memory_mb:
+            cal.reason = f"peak {cal.peak_rss_mb:.0f} MB > {max_memory_mb:.0f} MB"
+        else:
+            cal.fits = True
+        done.append(cal)
+        if cal.fits:
+            return Recommendation(name, dict(params or {}), budget_s, done, order)
+    return Recommendation(None, dict(params or {}), budget_s, done, order)
+
+
+def calibrate(
+    name: str, bb: Backbone, train: Dataset, params: dict, cache: FeatureCache, seed: int = 0
+) -> Calibration:
+    """Two short fits of ``name`` on a sample of ``train``; their CPU times give the cost model."""
+    start = time.process_time()
+    est = get_technique(name, backbone=bb, seed=seed, progress=False, **params)
+    rng = np.random.default_rng(seed)
+    encode_s = _encode_rate(bb, train, rng, cache, est)
+    if name == "probe":
+        return _calibrate_probe(est, bb, train, rng, encode_s, start)
+    batch = int(est.batch_size)
+    rows = train.subset(_sample_rows(train, min(len(train), 2 * batch), rng))
+    if hasattr(est, "planned_steps"):  # contrastive: a step budget, not epochs
+        small, large = {"steps": 2}, {"steps": 6}
+        units_small, units_large, units_full = 2, 6, est.planned_steps(len(train))
+    else:
+        small, large = {"epochs": 1}, {"epochs": 3}
+        spe = est.steps_per_epoch(len(rows))
+        units_small, units_large = spe, 3 * spe
+        units_full = est.epochs * est.steps_per_epoch(len(train))
+    over = {"use_cache": False}  # calibration samples must not fill the feature cache
+    t_small, _, _ = _timed_fit(name, bb, rows, {**params, **small, **over}, seed)
+    t_large, peak, trainable = _timed_fit(name, bb, rows, {**params, **large, **over}, seed)
+    per_unit = max(t_large - t_small, 0.0) / (units_large - units_small)
+    fixed = max(t_small - per_unit * units_small, 0.0)
+    predicted = fixed + per_unit * units_full + encode_s * max(len(train) - len(rows), 0)
+    return Calibration(
+        technique=name,
+        units=int(units_full),
+        fixed_cpu_s=round(fixed, 3),
+        per_unit_cpu_s=round(per_unit, 4),
+        per_row_encode_cpu_s=round(encode_s, 5),
+        predicted_cpu_s=round(predicted, 1),
+        trainable_params=int(trainable),
+        peak_rss_mb=round(peak, 1),
+        calibration_cpu_s=round(time.process_time() - start, 2),
+    )
+
+
+def _calibrate_probe(est, bb: Backbone, train: Dataset, rng, encode_s: float, start: float) -> Calibration:
+    from ..techniques.base import encode_labels
+
+    rows = _sample_rows(train, min(len(train), 256), rng)
+    sample = train.subset(rows)
+    X = np.random.default_rng(0).normal(
+        size=(len(sample), bb.num_features)
+    )  # the head's cost, not its quality
+    classes = np.array(sorted({str(v) for v in sample.labels}))
+    with measure() as cost:
+        est.fit_features(X, encode_labels(sample.labels, classes), len(classes))
+    head_s = cost.cpu_seconds * max(1.0, len(train) / len(sample))  # logistic regression: ~linear in rows
+    return Calibration(
+        technique="probe",
+        units=len(train),
+        fixed_cpu_s=round(head_s, 3),
+        per_unit_cpu_s=round(encode_s, 5),
+        per_row_encode_cpu_s=round(encode_s, 5),
+        predicted_cpu_s=round(head_s + encode_s * len(train), 1),
+        trainable_params=int(len(classes) * (bb.num_features + 1)),
+        peak_rss_mb=round(cost.peak_rss_mb, 1),
+        calibration_cpu_s=round(time.process_time() - start, 2),
+    )
+
+
+def _encode_rate(bb: Backbone, train: Dataset, rng, cache: FeatureCache, est) -> float:
+    """CPU seconds per training row to encode (0 when the whole training set is already in the cache)."""
+    bf16 = resolve_bf16(getattr(est, "bf16", False))
+    if cache.enabled and cache.path(cache.key(bb, train, bf16)).is_file():
+        return 0.0
+    sample = train.subset(_sample_rows(train, min(len(train), 64), rng))
+    t = time.process_time()
+    bb.encode(sample if sample.modality == "image" else sample.inputs, progress=False, bf16=bf16)
+    return (time.process_time() - t) / len(sample)
+
+
+def _timed_fit(name: str, bb: Backbone, rows: Dataset, params: dict, seed: int) -> tuple[float, float, int]:
+    est = get_technique(name, backbone=bb, seed=seed, progress=False, **params)
+    with measure() as cost:
+        est.fit(rows)
+    return cost.cpu_seconds, cost.peak_rss_mb, est.trainable_parameters()
+
+
+def _sample_rows(data: Dataset, n: int, rng) -> np.ndarray:
+    """``n`` row indices with every class present (so a calibration fit sees the real label set)."""
+    labels = np.asarray([str(v) for v in data.labels])
+    first = np.array([np.flatnonzero(labels == c)[0] for c in np.unique(labels)])
+    rest = rng.permutation(np.setdiff1d(np.arange(len(data)), first))[: max(0, n - len(first))]
+    return np.sort(np.concatenate([first, rest]))[: max(n, len(first))]

@@ -1,0 +1,335 @@
+"""Transferability scores against slow references and small cases worked by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_images
+from warmstart.errors import DataError
+from warmstart.selection import scores
+
+
+def blobs(n: int = 120, d: int = 16, classes: int = 3, spread: float = 1.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    centres = rng.normal(size=(classes, d)) * 3
+    return centres[y] + spread * rng.normal(size=(n, d)), y
+
+
+def gaussian_logpdf(y: np.ndarray, cov: np.ndarray) -> float:
+    sign, logdet = np.linalg.slogdet(cov)
+    assert sign > 0
+    return float(-0.5 * (len(y) * math.log(2 * math.pi) + logdet + y @ np.linalg.solve(cov, y)))
+
+
+@pytest.mark.parametrize("n,d", [(60, 8), (10, 24)])  # more rows than dims, and fewer
+def test_logme_evidence_is_the_gaussian_marginal_at_its_maximum(n, d):
+    X, y = blobs(n, d, classes=3, seed=n)
+    Y = np.eye(3)[y]
+    evidence, alpha, beta = scores.logme_evidence(X, Y)
+    for c in range(3):
+        # y ~ N(0, X X^T / alpha + I / beta) when w ~ N(0, I / alpha) and noise ~ N(0, I / beta)
+        cov = X @ X.T / alpha[c] + np.eye(n) / beta[c]
+        assert evidence[c] == pytest.approx(gaussian_logpdf(Y[:, c], cov), rel=1e-6)
+        at_cap = beta[c] >= scores.BETA_MAX  # N < D: noise precision stops at its bound
+        for da, db in [(1.2, 1.0), (0.8, 1.0), (1.0, 0.8)] + ([] if at_cap else [(1.0, 1.2)]):
+            other = X @ X.T / (alpha[c] * da) + np.eye(n) / (beta[c] * db)
+            assert gaussian_logpdf(Y[:, c], other) < evidence[c]  # the fixed point is the maximum
+
+
+def test_logme_prefers_features_that_separate_the_classes():
+    X, y = blobs(spread=0.5)
+    noise = np.random.default_rng(1).normal(size=X.shape)
+    assert scores.logme(X, y) > scores.logme(noise, y)
+    # invariant to the row order, and finite in float32 input
+    perm = np.random.default_rng(2).permutation(len(y))
+    assert scores.logme(X[perm].astype(np.float32), y[perm]) == pytest.approx(scores.logme(X, y), rel=1e-5)
+
+
+def slow_knn(X, y, k):
+    Z = X / np.linalg.norm(X, axis=1, keepdims=True)
+    right = 0
+    for i in range(len(X)):
+        sims = [(float(Z[i] @ Z[j]), j) for j in range(len(X)) if j != i]
+        sims.sort(reverse=True)
+        tally: dict[int, list[float]] = {}
+        for s, j in sims[:k]:
+            tally.setdefault(int(y[j]), []).append(s)
+        best = max(tally, key=lambda c: (len(tally[c]), sum(tally[c])))
+        right += best == y[i]
+    return right / len(X)
+
+
+@pytest.mark.parametrize("k", [1, 4, 5])
+def test_knn_loo_matches_a_slow_loop(k):
+    X, y = blobs(n=90, d=6, classes=3, spread=3.0, seed=k)
+    assert scores.knn_loo(X, y, k=k, chunk=32) == pytest.approx(slow_knn(X, y, k))
+
+
+def test_knn_leaves_the_row_itself_out():
+    # two copies of each point with different labels: with the row itself counted, 1-NN would be perfect
+    X = np.repeat(np.eye(4) + 0.01, 2, axis=0)
+    y = np.array([0, 1] * 4)
+    assert scores.knn_loo(X, y, k=1) == 0.0
+
+
+def slow_hscore(X, y):
+    F = X - X.mean(0)
+    cov = np.cov(F.T, bias=True)
+    g = np.stack([F[y == c].mean(0) for c in y])  # each row replaced by its class mean
+    return float(np.trace(np.linalg.pinv(cov) @ np.cov(g.T, bias=True)))
+
+
+def test_hscore_without_shrinkage_matches_a_slow_reference():
+    X, y = blobs(n=200, d=5, classes=4, spread=2.0)
+    assert scores.hscore(X, y, shrinkage=False) == pytest.approx(slow_hscore(X, y), rel=1e-9)
+
+
+def test_hscore_in_one_dimension_is_the_between_class_variance_share():
+    X = np.array([[0.0], [2.0], [4.0], [6.0]])
+    y = np.array([0, 0, 1, 1])
+    # class means 1 and 5 around 3: between variance 4; total variance 5
+    assert scores.hscore(X, y, shrinkage=False) == pytest.approx(4 / 5)
+
+
+def test_hscore_with_shrinkage_is_finite_when_rows_are_fewer_than_dims_and_exact_with_many_rows():
+    X, y = blobs(n=12, d=40, classes=3)
+    assert np.isfinite(scores.hscore(X, y)) and scores.hscore(X, y) > 0
+    X, y = blobs(n=2000, d=5, classes=3, spread=3.0)
+    assert scores.hscore(X, y) == pytest.approx(scores.hscore(X, y, shrinkage=False), rel=0.02)
+
+
+def test_leep_by_hand():
+    theta = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    y = np.array([0, 0, 1])
+    # joint P(y, z) = [[1.7, 0.3], [0.1, 0.9]] / 3; P(y=0 | z=0) = 17/18, P(y=0 | z=1) = 1/4, P(y=1 | z=1) = 3/4
+    p0 = 0.9 * 17 / 18 + 0.1 * 0.25
+    p1 = 0.8 * 17 / 18 + 0.2 * 0.25
+    p2 = 0.1 * 1 / 18 + 0.9 * 0.75
+    assert scores.leep(theta, y) == pytest.approx(np.mean(np.log([p0, p1, p2])))
+
+
+def test_leep_refuses_features_in_place_of_probabilities():
+    with pytest.raises(DataError, match="probabilities"):
+        scores.leep(np.array([[2.0, 1.0], [0.5, 0.5]]), np.array([0, 1]))
+
+
+def test_nleep_and_probe_prefer_separable_features():
+    X, y = blobs(spread=0.3)
+    noise = np.random.default_rng(1).normal(size=X.shape)
+    assert scores.nleep(X, y) > scores.nleep(noise, y)
+    assert scores.probe_cv(X, y) == 1.0
+    assert scores.probe_cv(noise, y) < 0.7
+
+
+def test_scores_name_the_bad_row_and_refuse_one_class():
+    X, y = blobs()
+    X[7, 3] = np.nan
+    with pytest.raises(DataError, match="row 7"):
+        scores.logme(X, y)
+    with pytest.raises(DataError, match="two classes"):
+        scores.knn_loo(np.ones((4, 2)), np.zeros(4, dtype=int))
+
+
+# -- ranking backbones ------------------------------------------------------------------------------------------
+class TableBackbone:
+    """A stand-in backbone whose features are a fixed function of each text's class word: ``quality`` scales how
+    much of the class survives in the features."""
+
+    def __new__(cls, name: str, quality: float, dim: int = 12):
+        import torch
+
+        from warmstart.backbones.base import Backbone
+
+        class _BB(Backbone):
+            modality = "text"
+
+            def __init__(self):
+                self.name = self.source = name
+                self.module = torch.nn.Linear(dim, dim)
+                self.num_features = dim
+                self.calls = 0
+
+            def encode(self, inputs, *, batch_size=None, progress=True, bf16=False):
+                self.calls += 1
+                rng = np.random.default_rng(abs(hash(name)) % 2**32)
+                centres = {w: rng.normal(size=dim) * 3 for w in ("alpha", "beta", "gamma")}
+                out = []
+                for i, t in enumerate(inputs):
+                    word = t.split()[0]
+                    noise = np.random.default_rng(i).normal(size=dim)
+                    out.append(quality * centres[word] + noise)
+                return np.asarray(out, dtype=np.float32)
+
+            def preprocess_config(self):
+                return {"kind": "table", "name": name, "quality": quality}
+
+            def save(self, folder):
+                raise NotImplementedError
+
+        return _BB()
+
+
+def table_data(n_per_class: int = 30):
+    from warmstart.data import Dataset
+
+    texts = [f"{w} row {i}" for w in ("alpha", "beta", "gamma") for i in range(n_per_class)]
+    labels = [t.split()[0] for t in texts]
+    return Dataset(texts, labels, "text", "table")
+
+
+def test_rank_orders_backbones_by_how_much_class_signal_their_features_keep(tmp_path):
+    from warmstart.features import FeatureCache
+    from warmstart.selection import rank_backbones
+
+    cands = [TableBackbone("weak", 0.2), TableBackbone("strong", 1.5), TableBackbone("none", 0.0)]
+    cache = FeatureCache(tmp_path)
+    r = rank_backbones(table_data(), cands, cache=cache, resamples=5, progress=False)
+    assert [c.backbone for c in r.candidates] == ["strong", "weak", "none"]
+    for score in ("knn", "hscore", "probe_cv"):
+        assert r.candidates[0].scores[score] > r.candidates[2].scores[score]
+    assert r.candidates[0].scores["leep"] is None  # no source classifier
+    assert r.top_share == 1.0 and "clear lead" in r.explain()
+    assert "| 1 | strong |" in r.table() and "n/a" in r.table()
+    # a second ranking reads every feature from the cache and gives the same scores
+    again = rank_backbones(table_data(), cands, cache=cache, resamples=0, progress=False)
+    assert all(c.cached for c in again.candidates) and all(b.calls == 1 for b in cands)
+    assert again.candidates[0].scores == r.candidates[0].scores
+
+
+def test_rank_samples_at_most_max_rows_keeping_every_class(tmp_path):
+    from warmstart.features import FeatureCache
+    from warmstart.selection import rank_backbones
+
+    r = rank_backbones(
+        table_data(100),
+        [TableBackbone("a", 1.0)],
+        cache=FeatureCache(tmp_path),
+        max_rows=60,
+        scores=["logme"],
+    )
+    assert r.rows == 60 and r.classes == 3 and r.top_share is None
+
+
+def test_rank_refuses_unknown_scores_and_label_sets(tmp_path):
+    from warmstart.data import Dataset
+    from warmstart.errors import ParameterError
+    from warmstart.selection import rank_backbones
+
+    with pytest.raises(ParameterError, match="unknown score"):
+        rank_backbones(table_data(), [TableBackbone("a", 1.0)], scores=["logmee"])
+    with pytest.raises(ParameterError, match="primary"):
+        rank_backbones(table_data(), [TableBackbone("a", 1.0)], scores=["knn"], primary="logme")
+    multi = Dataset(["alpha x", "beta y"] * 4, [("a",), ("a", "b")] * 4, "text", "multi")
+    with pytest.raises(DataError, match="label sets"):
+        rank_backbones(multi, [TableBackbone("a", 1.0)], cache=None)
+
+
+def test_image_backbone_source_classifier_gives_leep(tiny_image_backbone, tmp_path):
+    from warmstart.data import Dataset
+    from warmstart.features import FeatureCache
+    from warmstart.selection import rank_backbones
+
+    imgs, labels = make_images(6, size=32)
+    data = Dataset(imgs, labels, "image", "blocks")
+    assert tiny_image_backbone.source_proba(np.zeros((2, 64))) is None
+    tiny_image_backbone.has_source_classifier = True  # pretend its classifier was trained
+    X = tiny_image_backbone.encode(data, progress=False)
+    P = tiny_image_backbone.source_proba(X)
+    assert P.shape == (18, 1000) and np.allclose(P.sum(1), 1.0)
+    r = rank_backbones(data, [tiny_image_backbone], cache=FeatureCache(tmp_path), resamples=0, progress=False)
+    assert r.candidates[0].scores["leep"] == pytest.approx(scores.leep(P, np.repeat([0, 1, 2], 6)), rel=1e-5)
+
+
+def test_backbone_variants_by_spec(tiny_bert_dir):
+    from warmstart.backbones import TransformerTextBackbone, get_backbone
+    from warmstart.backbones.registry import _REGISTRY, register_backbone
+    from warmstart.errors import BackboneError
+
+    register_backbone("tiny-spec-bert", "text", "test only")(
+        lambda **kw: TransformerTextBackbone.from_pretrained(tiny_bert_dir, name="tiny-spec-bert", **kw)
+    )
+    try:
+        full = get_backbone("tiny-spec-bert")
+        one = get_backbone("tiny-spec-bert:num_layers=1")
+        rand = get_backbone("tiny-spec-bert:init=random,seed=3")
+        assert len(one.module.encoder.layer) == 1 and one.name == "tiny-spec-bert:num_layers=1"
+        assert len({full.fingerprint(), one.fingerprint(), rand.fingerprint()}) == 3
+        assert rand.fingerprint() == get_backbone("tiny-spec-bert:init=random,seed=3").fingerprint()
+        assert get_backbone("tiny-spec-bert:num_layers=0").encode(["alpha"], progress=False).shape == (1, 32)
+        with pytest.raises(BackboneError, match=r"num_layers.*\[0, 2\]"):
+            get_backbone("tiny-spec-bert:num_layers=3")
+        with pytest.raises(BackboneError, match="does not take"):
+            get_backbone("tiny-spec-bert:num_blocks=3")
+        with pytest.raises(BackboneError, match="key=value"):
+            get_backbone("tiny-spec-bert:oops")
+    finally:
+        _REGISTRY.pop("tiny-spec-bert", None)
+
+
+# -- technique recommendation under a budget ---------------------------------------------------------------------
+def test_budget_and_size_parsing():
+    from warmstart.errors import ParameterError
+    from warmstart.selection.recommend import parse_budget, parse_size
+
+    assert parse_budget("5m") == 300 and parse_budget("90s") == 90 and parse_budget(12) == 12.0
+    assert parse_size("76k") == 76_000 and parse_size("2M") == 2e6 and parse_size("1GB", "B") == 1e9
+    with pytest.raises(ParameterError, match="duration"):
+        parse_budget("five minutes")
+    with pytest.raises(ParameterError, match="size"):
+        parse_size("lots")
+
+
+def test_calibration_predicts_the_cost_of_the_full_fit(tiny_bert_dir, text_data):
+    """The cost model from two short fits, extrapolated to a fit with many more steps, lands near its real CPU
+    time (within a factor of two on a tiny model, where fixed overheads weigh most)."""
+    import time
+
+    from warmstart.backbones import get_backbone
+    from warmstart.features import FeatureCache
+    from warmstart.selection.recommend import calibrate
+    from warmstart.techniques import get_technique
+
+    bb = get_backbone(str(tiny_bert_dir))
+    params = {"epochs": 6, "batch_size": 8, "use_cache": False}
+    cal = calibrate("finetune", bb, text_data, params, FeatureCache(enabled=False))
+    assert cal.units == 6 * 15  # 120 rows / batch 8 = 15 steps per epoch
+    assert cal.per_unit_cpu_s > 0 and cal.trainable_params > 0
+    start = time.process_time()
+    get_technique("finetune", backbone=bb, progress=False, **params).fit(text_data)
+    actual = time.process_time() - start
+    assert actual / 2 < cal.predicted_cpu_s < actual * 2
+
+
+def test_recommend_takes_the_first_candidate_that_fits(tiny_bert_dir, text_data):
+    from warmstart.backbones import get_backbone
+    from warmstart.features import FeatureCache
+    from warmstart.selection.recommend import recommend
+
+    bb = get_backbone(str(tiny_bert_dir))
+    cache = FeatureCache(enabled=False)
+    few = text_data.subset(np.r_[0:8, 40:48, 80:88])  # 8 per class: the few-shot order
+    free = recommend(few, bb, cache=cache)
+    assert free.technique == "contrastive" and len(free.calibrations) == 1
+    # a parameter limit that only a probe's head meets
+    small = recommend(few, bb, max_params=500, cache=cache)
+    assert small.technique == "probe"
+    assert all("trainable params" in c.reason for c in small.calibrations[:-1])
+    assert "probe is the first of contrastive" in small.explain()
+    # a budget nothing fits
+    none = recommend(few, bb, budget=0.001, candidates=["bitfit", "probe"], cache=cache)
+    assert none.technique is None and "Nothing fits" in none.explain()
+    assert [c.technique for c in none.calibrations] == ["bitfit", "probe"]
+
+
+def test_fit_auto_records_its_choice(tiny_bert_dir, text_data, text_test):
+    from warmstart.run import fit_run
+
+    r = fit_run(text_data, test=text_test, backbone=str(tiny_bert_dir), technique="auto", max_params=500)
+    choice = r.config["technique_choice"]
+    assert choice["technique"] == "probe" == r.config["technique"]
+    assert [c["technique"] for c in choice["calibrations"]][-1] == "probe"
+    assert r.metrics["accuracy"] > 0.5
