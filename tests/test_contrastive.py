@@ -120,7 +120,7 @@ def test_balanced_batches_have_positives_and_use_rows_evenly():
 def test_pair_budget_is_fixed_by_steps_not_by_rows():
     est = get_technique("contrastive")
     assert est.planned_steps(48) == 20  # 8 rows x 6 classes: the minimum
-    assert est.planned_steps(640) == 40  # 2 passes of 640 rows in batches of 32
+    assert est.planned_steps(640) == 120  # 6 passes of 640 rows in batches of 32
     assert est.planned_steps(50_000) == 300  # capped
     assert est.planned_steps(50_000) * 32 * 31 // 2 == 148_800  # pairs, not millions
     assert get_technique("contrastive", steps=7).planned_steps(50_000) == 7
