@@ -11,6 +11,7 @@ and a randomly initialised copy, all as backbone variants (``NAME:num_layers=N``
 
     python benchmarks/ranking.py                       # text and image sets, resumable
     python benchmarks/ranking.py --summary-only        # the tables from the saved results
+    python benchmarks/ranking.py --rescore ridge_loo   # (re)compute some scores of the saved cells only
 
 Results go to ``--output`` after every (data set, backbone) cell; a rerun skips the cells already there.
 """
@@ -98,6 +99,16 @@ def run_cell(data_name: str, spec: str, train, test, cache: FeatureCache) -> dic
     }
 
 
+def rescore(cell: dict, spec: str, train, cache: FeatureCache, names: list[str]) -> None:
+    """Recompute the scores ``names`` of a saved cell from its cached training features (the probe stays)."""
+    bb = get_backbone(spec)
+    Xtr = np.asarray(cache.get(bb, train, progress=False), dtype=np.float64)
+    classes = np.array(sorted({str(v) for v in train.labels}))
+    values, seconds = score_features(Xtr, encode_labels(train.labels, classes), names, bb.source_proba(Xtr))
+    cell["scores"].update(values)
+    cell["score_seconds"].update(seconds)
+
+
 def kendall(a: list[float], b: list[float]) -> float:
     from scipy.stats import kendalltau
 
@@ -115,13 +126,15 @@ def summarise(results: dict, datasets: list[str]) -> int:
         print("| backbone | probe acc | " + " | ".join(ALL_SCORES) + " |")
         print("|---|---|" + "---|" * len(ALL_SCORES))
         for spec, c in sorted(cells.items(), key=lambda kv: -kv[1]["probe_accuracy"]):
-            vals = ["n/a" if c["scores"][s] is None else f"{c['scores'][s]:.4f}" for s in ALL_SCORES]
+            vals = ["n/a" if c["scores"].get(s) is None else f"{c['scores'][s]:.4f}" for s in ALL_SCORES]
             print(f"| {spec} | {c['probe_accuracy']:.4f} | " + " | ".join(vals) + " |")
         acc = [c["probe_accuracy"] for c in cells.values()]
         row = []
         for s in ALL_SCORES:
             pairs = [
-                (c["scores"][s], c["probe_accuracy"]) for c in cells.values() if c["scores"][s] is not None
+                (c["scores"][s], c["probe_accuracy"])
+                for c in cells.values()
+                if c["scores"].get(s) is not None
             ]
             if len(pairs) >= 3:
                 t = kendall([p[0] for p in pairs], [p[1] for p in pairs])
@@ -163,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-rows", type=int, default=1000, help="stratified test sample per data set")
     ap.add_argument("--output", default="runs/bench/ranking.json")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--rescore", default="", help="comma-separated scores to recompute for the saved cells")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     datasets = args.data.split(",")
@@ -174,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             train, test = samples(d, args.train_rows, args.test_rows)
             for spec in DATA[d]:
                 key = f"{d}|{spec}"
+                if key in results and args.rescore:
+                    rescore(results[key], spec, train, cache, args.rescore.split(","))
+                    atomic_write_json(out, results)
+                    continue
                 if key in results:
                     continue
                 results[key] = run_cell(d, spec, train, test, cache)

@@ -125,6 +125,36 @@ def test_nleep_and_probe_prefer_separable_features():
     assert scores.probe_cv(noise, y) < 0.7
 
 
+def slow_ridge_loo(X, y, rel):
+    """Refit sklearn's Ridge once per left-out row (features standardised on every row, as ridge_loo does)."""
+    from sklearn.linear_model import Ridge
+
+    Z = (X - X.mean(0)) / X.std(0)
+    penalty = rel * float((np.linalg.svd(Z, compute_uv=False) ** 2).mean())
+    Y = np.eye(int(y.max()) + 1)[y]
+    right = 0
+    for i in range(len(X)):
+        keep = np.arange(len(X)) != i
+        right += int(Ridge(alpha=penalty).fit(Z[keep], Y[keep]).predict(Z[i : i + 1]).argmax() == y[i])
+    return right / len(X)
+
+
+@pytest.mark.parametrize("n,d", [(45, 6), (24, 40)])  # more rows than dims, and fewer
+@pytest.mark.parametrize("rel", [1e-3, 0.3, 10.0])
+def test_ridge_loo_is_exactly_the_leave_one_out_refit(n, d, rel):
+    X, y = blobs(n, d, classes=3, spread=4.0, seed=d)
+    assert scores.ridge_loo(X, y, penalties=(rel,)) == pytest.approx(slow_ridge_loo(X, y, rel))
+
+
+def test_ridge_loo_takes_the_best_penalty_and_prefers_separable_features():
+    X, y = blobs(n=60, d=30, classes=3, spread=4.0, seed=3)
+    grid = (1e-3, 0.3, 10.0)
+    assert scores.ridge_loo(X, y, grid) == max(scores.ridge_loo(X, y, (g,)) for g in grid)
+    noise = np.random.default_rng(2).normal(size=X.shape)
+    assert scores.ridge_loo(blobs(spread=0.3)[0], blobs()[1]) == 1.0
+    assert scores.ridge_loo(noise, y) < 0.6
+
+
 def test_scores_name_the_bad_row_and_refuse_one_class():
     X, y = blobs()
     X[7, 3] = np.nan

@@ -395,9 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated backbones; variants like all-MiniLM-L6-v2:num_layers=2 or NAME:init=random",
     )
     p.add_argument(
-        "--scores", help="comma-separated subset of logme,knn,hscore,leep,nleep,probe_cv (default: all)"
+        "--scores",
+        help="comma-separated subset of logme,knn,hscore,leep,nleep,ridge_loo,probe_cv (default: all)",
     )
-    p.add_argument("--primary", default="logme", help="the score that orders the table (default: logme)")
+    p.add_argument(
+        "--primary",
+        help="the score that orders the table (default: ridge_loo if computed, else the first score)",
+    )
     p.add_argument(
         "--shots", type=int, help="score on K examples per class, as a few-shot run would train on"
     )

@@ -21,8 +21,8 @@ from ..features import FeatureCache
 from ..techniques.base import encode_labels, require_single_label
 from .scores import FEATURE_SCORES, SCORE_HELP, leep
 
-ALL_SCORES = ("logme", "knn", "hscore", "leep", "nleep", "probe_cv")
-DEFAULT_SCORES = ("logme", "knn", "hscore", "leep", "probe_cv")
+ALL_SCORES = ("logme", "knn", "hscore", "leep", "nleep", "ridge_loo", "probe_cv")
+DEFAULT_SCORES = ("logme", "knn", "hscore", "leep", "ridge_loo", "probe_cv")
 
 
 @dataclasses.dataclass
@@ -144,7 +144,7 @@ def rank_backbones(
     backbones: Sequence[str | Backbone],
     *,
     scores: Sequence[str] = DEFAULT_SCORES,
-    primary: str = "logme",
+    primary: str | None = None,
     cache: FeatureCache | None = None,
     max_rows: int = 3000,
     resamples: int = 20,
@@ -152,7 +152,8 @@ def rank_backbones(
     seed: int = 0,
     progress: bool = True,
 ) -> Ranking:
-    """Score every backbone on (a stratified sample of at most ``max_rows`` of) ``data`` and order them.
+    """Score every backbone on (a stratified sample of at most ``max_rows`` of) ``data`` and order them by
+    ``primary`` (default: ``ridge_loo`` when it is among ``scores``, else the first of ``scores``).
 
     Example:
         >>> from warmstart.data import load_packaged                                      # doctest: +SKIP
@@ -162,6 +163,8 @@ def rank_backbones(
     unknown = [s for s in scores if s not in ALL_SCORES]
     if unknown or not scores:
         raise ParameterError(f"unknown score(s) {unknown}; choose from {', '.join(ALL_SCORES)}.")
+    if primary is None:
+        primary = "ridge_loo" if "ridge_loo" in scores else scores[0]
     if primary not in scores:
         raise ParameterError(
             f"the primary score {primary!r} must be one of the scores computed: {list(scores)}."
