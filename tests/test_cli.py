@@ -230,3 +230,19 @@ def test_recommend_and_fit_auto(csvs, tiny_bert_dir, capsys):
     assert "probe on" in out and "chosen" in out
     config = json.loads((art / "config.json").read_text())
     assert config["technique"] == "probe" and config["technique_choice"]["technique"] == "probe"
+
+
+def test_export_finds_the_held_out_rows_itself_or_takes_test(csvs, tiny_bert_dir, capsys):
+    pytest.importorskip("onnxruntime")
+    art = csvs / "art"
+    base = ["fit", "--data", str(csvs / "train.csv"), "--backbone", str(tiny_bert_dir), "--output", str(art)]
+    assert main(base) == 0
+    assert main(["export", str(art), "--onnx", "--int8"]) == 0
+    out = capsys.readouterr().out
+    assert "checked on 9 held-out rows" in out and "int8" in out  # the artifact's own 20% test split
+    meta = json.loads((csvs / "art-onnx" / "export.json").read_text())
+    assert meta["parity"]["fp32"]["argmax_agreement"] == 1.0
+    assert main(["export", str(art), "--onnx", "--test", str(csvs / "test.csv"), "-o", str(csvs / "x")]) == 0
+    assert "checked on 15 held-out rows" in capsys.readouterr().out
+    assert main(["export", str(art)]) == 2
+    assert "--onnx" in capsys.readouterr().err

@@ -33,6 +33,7 @@ from .errors import ArtifactError
 from .techniques import Technique, available_techniques
 
 FORMAT_VERSION = 1
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 
 
 def save_artifact(
@@ -105,6 +106,12 @@ def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:
             f"(half-written or another tool's folder). Re-run `warmstart fit`."
         )
     manifest = json.loads(manifest_path.read_text())
+    for p in folder.rglob("*"):
+        if p.suffix.lower() in PICKLE_SUFFIXES:
+            raise ArtifactError(
+                f"{p}: a pickle-format file ({p.suffix}) inside the artifact. warmstart saves only JSON and "
+                f"safetensors, and loading pickle could run code; remove the file or re-run `warmstart fit`."
+            )
     for rel, digest in manifest.items():
         p = folder / rel
         if not p.is_file():

@@ -87,6 +87,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         budget=args.budget,
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
+        record={"data": args.data, "test": args.test, **_data_record(args)},
     )
     choice = result.config.get("technique_choice")
     if choice:
@@ -109,6 +110,73 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )
     print(f"  trainable parameters {c['trainable_params']:,}   peak memory {c['fit_peak_rss_mb']:.0f} MB")
     print(f"  artifact: {result.artifact}")
+    return 0
+
+
+DATA_OPTIONS = ("text_col", "label_col", "encoding", "drop_empty", "label_sep")
+
+
+def _data_record(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in DATA_OPTIONS}
+
+
+def _held_out(artifact: Path, args: argparse.Namespace):
+    """The rows an export is checked on: --test, else the test rows of the data the artifact was fitted on."""
+    from .data import PACKAGED
+
+    if args.test:
+        data, packaged_test = load_data(args.test, args)
+        return packaged_test if args.test in PACKAGED and packaged_test is not None else data
+    config_path = artifact / "config.json"
+    rec = json.loads(config_path.read_text()).get("record") if config_path.is_file() else None
+    if not rec or not rec.get("data"):
+        raise DataError(
+            f"{artifact}: the artifact does not say which data it was fitted on; pass the held-out rows "
+            f"with --test FILE (or a packaged data set name)."
+        )
+    saved = argparse.Namespace(**{k: rec.get(k, getattr(args, k)) for k in DATA_OPTIONS})
+    if rec.get("test"):
+        return _held_out(artifact, argparse.Namespace(**{**vars(saved), "test": rec["test"]}))
+    data, packaged_test = load_data(rec["data"], saved)
+    if packaged_test is not None:
+        return packaged_test
+    splits = json.loads((artifact / "splits.json").read_text())
+    return data.subset(splits["test"])
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    if not args.onnx:
+        raise ParameterError("say which format to export to: --onnx (the only one so far).")
+    artifact = Path(args.artifact)
+    from .artifact import verify_artifact
+
+    verify_artifact(artifact)
+    held_out = _held_out(artifact, args)
+    report = export_onnx(
+        artifact, args.output, data=held_out, int8=args.int8, atol=args.atol, max_rows=args.max_rows
+    )
+    print(report.summary())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import Limits, serve
+
+    limits = Limits(
+        max_body_bytes=args.max_body_bytes,
+        max_inputs=args.max_inputs,
+        max_text_chars=args.max_text_chars,
+        max_image_pixels=args.max_image_pixels,
+        max_batch_rows=args.max_batch_rows,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+    print(
+        f"serving {args.artifact} on http://{args.host}:{args.port} (OpenAPI: /docs, /openapi.json)",
+        file=sys.stderr,
+    )
+    serve(args.artifact, host=args.host, port=args.port, limits=limits)
     return 0
 
 
@@ -382,6 +450,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json"], help="output format (default: from --output suffix)")
     _data_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export an artifact to ONNX, checked against PyTorch on held-out rows",
+        description="Export the whole pipeline (backbone with merged adapter, head, probabilities) to ONNX, "
+        "with the tokenizer or image preprocessing beside it. The export is kept only if its probabilities "
+        "match PyTorch's on held-out rows (max abs difference <= --atol, same top class on every row).",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("--onnx", action="store_true", help="export to ONNX")
+    p.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised model")
+    p.add_argument(
+        "--test",
+        help="held-out rows to check on (file, folder or packaged name; default: the artifact's own test rows)",
+    )
+    p.add_argument("--output", "-o", help="export folder (default: ARTIFACT-onnx beside the artifact)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed probability difference (1e-4)")
+    p.add_argument("--max-rows", type=int, default=2000, help="check on at most this many held-out rows")
+    _data_options(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve an artifact over HTTP (/predict, /health, /info)",
+        description="FastAPI + uvicorn server for one artifact, with request batching and input limits.",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body (2000000)")
+    p.add_argument("--max-inputs", type=int, default=64, help="most texts or images in one request (64)")
+    p.add_argument("--max-text-chars", type=int, default=10_000, help="longest text in characters (10000)")
+    p.add_argument(
+        "--max-image-pixels", type=int, default=4096 * 4096, help="most pixels in one image (4096*4096)"
+    )
+    p.add_argument("--max-batch-rows", type=int, default=64, help="most rows run through the model at once")
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests (2 ms)"
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "rank",

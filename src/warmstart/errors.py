@@ -21,3 +21,7 @@ class ArtifactError(WarmstartError, ValueError):
 
 class ParameterError(WarmstartError, ValueError):
     """A hyperparameter is out of range or of the wrong type."""
+
+
+class ExportError(WarmstartError, RuntimeError):
+    """An export that would not reproduce the trained model (failed parity check) or could not be written."""

@@ -43,6 +43,7 @@ def fit_run(
     budget: str | float | None = None,
     max_params: str | float | None = None,
     max_memory_mb: float | None = None,
+    record: dict | None = None,
 ) -> RunResult:
     """Fit ``technique`` on ``data`` and measure it on ``test`` (or a held-out stratified split of ``data``).
 
@@ -52,6 +53,9 @@ def fit_run(
     ``technique="auto"`` picks the technique with ``selection.recommend``: the best expected accuracy whose cost,
     measured by short calibration fits on the training rows, fits ``budget`` (CPU time such as "5m"),
     ``max_params`` (trainable parameters) and ``max_memory_mb``; the choice is recorded in the config.
+
+    ``record`` is stored in the config as is (the CLI keeps how it loaded the data there, so that
+    ``warmstart export`` can find the held-out rows again).
 
     Example:
         >>> from warmstart.data import load_packaged                                          # doctest: +SKIP
@@ -137,6 +141,8 @@ def fit_run(
     }
     if choice is not None:
         config["technique_choice"] = choice.to_dict()
+    if record:
+        config["record"] = dict(record)
     result = RunResult(est, metrics, config, split, timings=timings)
     if output is not None:
         from .artifact import save_artifact

@@ -87,7 +87,10 @@ class Dataset:
             h.update(np.ascontiguousarray(self.inputs).tobytes())
         else:
             for item in self.inputs:
-                if self.modality == "image":
+                if self.modality == "image" and isinstance(item, np.ndarray):  # a list of decoded images
+                    h.update(str((item.dtype, item.shape)).encode())
+                    h.update(np.ascontiguousarray(item).tobytes())
+                elif self.modality == "image":
                     h.update(_file_digest(item))
                 else:
                     b = str(item).encode("utf-8", "surrogatepass")

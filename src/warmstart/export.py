@@ -1,0 +1,440 @@
+"""ONNX export of a whole trained pipeline, checked against PyTorch before it is kept.
+
+``export_onnx(artifact)`` writes one folder::
+
+    model.onnx            backbone (adapter merged) + head + softmax (sigmoid for multi-label): inputs -> probabilities
+    model.int8.onnx       the same, weights dynamically quantised to int8 (with ``int8=True``)
+    tokenizer/            text: the tokenizer (tokenizer.json and its config), run before the graph
+    preprocess.json       how to turn raw inputs into the graph's inputs (see below)
+    labels.json           class names in output order
+    export.json           parity, accuracy and throughput figures measured at export time
+    manifest.json         sha256 of every file above; checked by ``OnnxModel``
+
+Graph inputs. Text: ``input_ids`` and ``attention_mask``, int64 ``(batch, tokens)``, from the saved tokenizer
+with truncation to ``max_length`` tokens and right padding with ``pad_id`` (both in preprocess.json). Images:
+``pixels``, float32 ``(batch, 3, size, size)``, RGB values 0-255 after a bilinear resize to ``size``; the
+normalisation ``(x - mean) / std`` is inside the graph. ``OnnxModel`` does this preprocessing with
+``tokenizers`` and Pillow only, so a deployment needs neither torch nor warmstart's training code.
+
+The parity check runs the artifact in PyTorch (fp32) and the exported folder through ``OnnxModel`` (its own
+tokenizer or image preprocessing) on the same held-out rows, and refuses the export unless the largest
+absolute difference of any probability is at most ``atol`` and every row's most probable class is the same.
+The int8 model is lossy by design: its agreement and the accuracy change it causes on the labelled rows are
+measured and reported, not required.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import atomic_write_json, sha256_file
+from .errors import ArtifactError, ExportError
+
+EXPORT_FORMAT = 1
+OPSET = 17
+
+
+class _Pipeline(nn.Module):
+    """Positional graph inputs -> class probabilities, for ``torch.onnx.export``."""
+
+    def __init__(self, backbone: Any, head: nn.Module, multilabel: bool) -> None:
+        super().__init__()
+        self.body = backbone.module
+        self.head = head
+        self.backbone = backbone
+        self.multilabel = multilabel
+        self.image = backbone.modality == "image"
+        if self.image:
+            pre = backbone.preprocess_config()
+            self.register_buffer("mean", torch.tensor(float(pre["mean"])))
+            self.register_buffer("std", torch.tensor(float(pre["std"])))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.image:
+            feats = self.backbone.forward_features(pixels=(inputs[0] - self.mean) / self.std)
+        else:
+            feats = self.backbone.forward_features(input_ids=inputs[0], attention_mask=inputs[1])
+        logits = self.head(feats).float()
+        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+
+
+def _pipeline(est: Any) -> _Pipeline:
+    """A standalone fp32 copy of the fitted model: merged adapter, head, output activation."""
+    model = getattr(est, "model_", None)
+    multilabel = bool(getattr(est, "multilabel_", False))
+    if model is None:  # the probe: cached-feature head on the frozen backbone
+        backbone, head = copy.deepcopy(est.backbone_), copy.deepcopy(est.head_)
+    else:
+        model = copy.deepcopy(model)
+        backbone, head = model.backbone, model.head
+        if hasattr(backbone.module, "merge_and_unload"):  # an unmerged peft adapter: fold it in for export
+            backbone.module = backbone.module.merge_and_unload()
+    pipe = _Pipeline(backbone, head, multilabel).float().eval()
+    for p in pipe.parameters():
+        p.requires_grad_(False)
+    return pipe
+
+
+@dataclass
+class ExportReport:
+    """What ``export_onnx`` measured; also written to export.json."""
+
+    folder: str
+    rows: int
+    parity: dict[str, dict[str, float]]
+    accuracy: dict[str, float] | None
+    rows_per_second: dict[str, float]
+    atol: float
+    onnx_bytes: dict[str, int]
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"exported to {self.folder} (checked on {self.rows} held-out rows)"]
+        for name, p in self.parity.items():
+            lines.append(
+                f"  {name:5s} vs PyTorch: max |dp| {p['max_abs_diff']:.2e}, same top class on "
+                f"{p['argmax_agreement']:.2%} of rows, {self.rows_per_second[name]:.0f} rows/s "
+                f"({self.onnx_bytes[name] / 1e6:.1f} MB)"
+            )
+        lines.append(f"  torch fp32: {self.rows_per_second['torch']:.0f} rows/s")
+        if self.accuracy:
+            acc = "   ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items())
+            lines.append(f"  accuracy on the labelled rows: {acc}")
+        return "\n".join(lines)
+
+
+def export_onnx(
+    artifact: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    data: Any = None,
+    int8: bool = False,
+    atol: float = 1e-4,
+    max_rows: int = 2000,
+    batch_size: int = 32,
+    overwrite: bool = True,
+) -> ExportReport:
+    """Export ``artifact`` to ONNX in ``output`` (default: ``<artifact>-onnx`` beside it), check parity on the
+    held-out rows ``data`` (a Dataset or a list of inputs; at most ``max_rows`` of them, evenly spaced), and
+    raise ``ExportError`` without writing anything if parity fails.
+
+    Example:
+        >>> from warmstart.data import load_packaged                                    # doctest: +SKIP
+        >>> report = export_onnx("runs/trec", data=load_packaged("trec").test, int8=True)  # doctest: +SKIP
+        >>> print(report.summary())                                                     # doctest: +SKIP
+    """
+    import onnxruntime
+
+    from .artifact import load_artifact, verify_artifact
+    from .techniques.base import as_dataset
+
+    src = Path(artifact)
+    manifest = verify_artifact(src)
+    est = load_artifact(src, verify=False)
+    bb = est.backbone_
+    if data is None:
+        raise ExportError(
+            f"{src}: the parity check needs held-out inputs; pass the test data (--test FILE or a packaged name)."
+        )
+    rows = as_dataset(data, bb.modality)
+    if len(rows) == 0:
+        raise ExportError("the parity check needs at least one held-out row; the data given is empty.")
+    if len(rows) > max_rows:
+        rows = rows.subset(np.unique(np.linspace(0, len(rows) - 1, max_rows).round().astype(np.int64)))
+    out = Path(output) if output is not None else src.with_name(src.name + "-onnx")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out}: already exists; choose another --output.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        pipe = _pipeline(est)
+        pre = _write_preprocessing(bb, tmp)
+        atomic_write_json(tmp / "labels.json", [str(c) for c in est.classes_])
+        _torch_export(pipe, bb, tmp / "model.onnx")
+        files = {"fp32": tmp / "model.onnx"}
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(
+                str(tmp / "model.onnx"), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8
+            )
+            files["int8"] = tmp / "model.int8.onnx"
+
+        # the reference: the artifact's own PyTorch pipeline in fp32, batched the way OnnxModel batches
+        start = time.perf_counter()
+        ref = _torch_proba(pipe, bb, rows, batch_size)
+        speed = {"torch": len(rows) / (time.perf_counter() - start)}
+        parity, probas = {}, {}
+        for name, path in files.items():
+            model = OnnxModel(tmp, model_file=path.name, verify=False, batch_size=batch_size)
+            model.predict_proba(rows.inputs[: min(len(rows), batch_size)])  # session warm-up, untimed
+            start = time.perf_counter()
+            p = model.predict_proba(rows.inputs)
+            speed[name] = len(rows) / (time.perf_counter() - start)
+            probas[name] = p
+            parity[name] = {
+                "max_abs_diff": float(np.abs(p - ref).max()),
+                "argmax_agreement": float((p.argmax(1) == ref.argmax(1)).mean()),
+            }
+        fp = parity["fp32"]
+        if not (fp["max_abs_diff"] <= atol and fp["argmax_agreement"] == 1.0):
+            raise ExportError(
+                f"{src}: the ONNX model does not reproduce PyTorch on {len(rows)} held-out rows: max |dp| "
+                f"{fp['max_abs_diff']:.3g} (allowed {atol:g}), same top class on {fp['argmax_agreement']:.2%} "
+                f"of rows (required 100%). Nothing was written. Report this with the backbone and technique."
+            )
+        accuracy = None
+        if rows.labels is not None and not rows.multilabel:
+            truth = np.asarray([str(v) for v in rows.labels])
+            classes = np.asarray([str(c) for c in est.classes_])
+            accuracy = {"torch": float((classes[ref.argmax(1)] == truth).mean())}
+            accuracy.update({k: float((classes[v.argmax(1)] == truth).mean()) for k, v in probas.items()})
+        report = ExportReport(
+            folder=str(out),
+            rows=len(rows),
+            parity=parity,
+            accuracy=accuracy,
+            rows_per_second={k: round(v, 1) for k, v in speed.items()},
+            atol=atol,
+            onnx_bytes={k: v.stat().st_size for k, v in files.items()},
+            versions={
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "opset": str(OPSET),
+                "threads": str(torch.get_num_threads()),
+            },
+        )
+        atomic_write_json(
+            tmp / "export.json",
+            {
+                "format": EXPORT_FORMAT,
+                "source_artifact": str(src.resolve()),
+                "source_manifest_sha256": _digest(manifest),
+                "technique": est.name,
+                "backbone": bb.reference(),
+                "multilabel": bool(getattr(est, "multilabel_", False)),
+                "threshold": getattr(est, "threshold", 0.5),
+                "preprocess": pre,
+                **report.to_dict(),
+            },
+        )
+        listed = sorted(p for p in tmp.rglob("*") if p.is_file())
+        atomic_write_json(tmp / "manifest.json", {str(p.relative_to(tmp)): sha256_file(p) for p in listed})
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _digest(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _write_preprocessing(bb: Any, folder: Path) -> dict:
+    cfg = bb.preprocess_config()
+    if bb.modality == "image":
+        pre = {
+            "modality": "image",
+            "inputs": ["pixels"],
+            "size": int(cfg["size"]),
+            "resize": "bilinear",
+            "color": "RGB",
+            "range": "0-255 float32, (batch, 3, size, size); normalisation is inside the graph",
+            "mean": float(cfg["mean"]),
+            "std": float(cfg["std"]),
+        }
+    else:
+        tok = bb.tokenizer
+        tok.save_pretrained(folder / "tokenizer")
+        if not (folder / "tokenizer" / "tokenizer.json").is_file():
+            raise ExportError(
+                f"the backbone {bb.name!r} has no fast tokenizer (tokenizer.json), which the export needs."
+            )
+        pre = {
+            "modality": "text",
+            "inputs": ["input_ids", "attention_mask"],
+            "tokenizer": "tokenizer/tokenizer.json",
+            "max_length": int(bb.max_length),
+            "pad_id": int(tok.pad_token_id or 0),
+            "truncation": "right, to max_length tokens including the special tokens",
+        }
+    atomic_write_json(folder / "preprocess.json", pre)
+    return pre
+
+
+def _torch_export(pipe: _Pipeline, bb: Any, path: Path) -> None:
+    import warnings
+
+    if bb.modality == "image":
+        s = int(bb.preprocess_config()["size"])
+        args: tuple = (torch.full((2, 3, s, s), 127.0),)
+        names, axes = ["pixels"], {"pixels": {0: "batch"}}
+    else:
+        ids = torch.full((2, 8), int(bb.tokenizer.pad_token_id or 0), dtype=torch.long)
+        ids[:, 0] = int(bb.tokenizer.cls_token_id or 0)
+        mask = torch.ones((2, 8), dtype=torch.long)
+        mask[1, 5:] = 0
+        args = (ids, mask)
+        names = ["input_ids", "attention_mask"]
+        axes = {n: {0: "batch", 1: "tokens"} for n in names}
+    axes["probabilities"] = {0: "batch"}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            pipe,
+            args,
+            str(path),
+            input_names=names,
+            output_names=["probabilities"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+
+
+def _torch_proba(pipe: _Pipeline, bb: Any, rows: Any, batch_size: int) -> np.ndarray:
+    """PyTorch fp32 probabilities with the artifact's own preprocessing (batch_source), length-sorted."""
+    source = bb.batch_source(rows)
+    n = len(source)
+    order = np.argsort(-source.lengths, kind="stable") if source.lengths is not None else np.arange(n)
+    out = np.empty((n, pipe.head(torch.zeros(1, bb.num_features)).shape[1]), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            batch = source.collate(idx)
+            if pipe.image:  # batch_source normalises; the graph takes raw 0-255 pixels
+                args = (batch["pixels"] * pipe.std + pipe.mean,)
+            else:
+                args = (batch["input_ids"], batch["attention_mask"])
+            out[idx] = pipe(*args).float().numpy()
+    return out
+
+
+class OnnxModel:
+    """An exported folder, run with onnxruntime; preprocessing with ``tokenizers`` or Pillow only.
+
+    Example:
+        >>> m = OnnxModel("runs/trec-onnx")                        # doctest: +SKIP
+        >>> m.predict(["How far is the moon?"])                    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        model_file: str = "model.onnx",
+        verify: bool = True,
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        if verify:
+            from .artifact import verify_artifact
+
+            verify_artifact(self.folder)
+        path = self.folder / model_file
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no such model in the export folder (export with --int8 for int8).")
+        self.pre = json.loads((self.folder / "preprocess.json").read_text())
+        self.classes = np.asarray(json.loads((self.folder / "labels.json").read_text()))
+        meta_path = self.folder / "export.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        self.multilabel = bool(meta.get("multilabel", False))
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.batch_size = batch_size
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.modality = self.pre["modality"]
+        if self.modality == "text":
+            from tokenizers import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(str(self.folder / self.pre["tokenizer"]))
+            self.tokenizer.no_padding()
+            self.tokenizer.enable_truncation(int(self.pre["max_length"]))
+
+    def _text_batches(self, texts: list[str]):
+        ids = [e.ids for e in self.tokenizer.encode_batch([str(t) for t in texts])]
+        order = np.argsort(-np.fromiter((len(x) for x in ids), np.int64, len(ids)), kind="stable")
+        pad = int(self.pre["pad_id"])
+        for start in range(0, len(ids), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            longest = max(len(ids[i]) for i in idx)
+            input_ids = np.full((len(idx), longest), pad, dtype=np.int64)
+            mask = np.zeros((len(idx), longest), dtype=np.int64)
+            for r, i in enumerate(idx):
+                input_ids[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            yield idx, {"input_ids": input_ids, "attention_mask": mask}
+
+    def pixels(self, image: Any) -> np.ndarray:
+        """One image (path, PIL image or (H, W, 3) uint8 array) as the graph's (3, S, S) float32 input."""
+        from PIL import Image
+
+        if isinstance(image, (str, os.PathLike)):
+            with Image.open(image) as im:
+                im.load()
+                arr = np.asarray(im.convert("RGB"))
+        elif isinstance(image, Image.Image):
+            arr = np.asarray(image.convert("RGB"))
+        else:
+            arr = np.asarray(image)
+            if arr.ndim == 2:
+                arr = arr[:, :, None]
+            if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+                raise ValueError(
+                    f"an image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {arr.shape}."
+                )
+            arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr[..., :3]
+        s = int(self.pre["size"])
+        if arr.shape[0] != s or arr.shape[1] != s:
+            arr = np.asarray(Image.fromarray(arr.astype(np.uint8)).resize((s, s), Image.BILINEAR))
+        return np.ascontiguousarray(arr.astype(np.float32).transpose(2, 0, 1))
+
+    def _image_batches(self, images: Any):
+        n = len(images)
+        for start in range(0, n, self.batch_size):
+            idx = np.arange(start, min(start + self.batch_size, n))
+            yield idx, {"pixels": np.stack([self.pixels(images[i]) for i in idx])}
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        inputs = list(inputs) if not isinstance(inputs, np.ndarray) else inputs
+        out = np.empty((len(inputs), len(self.classes)), dtype=np.float32)
+        if len(inputs) == 0:
+            return out
+        batches = self._text_batches(inputs) if self.modality == "text" else self._image_batches(inputs)
+        for idx, feed in batches:
+            out[idx] = self.session.run(["probabilities"], feed)[0]
+        return out
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        proba = self.predict_proba(inputs)
+        if not self.multilabel:
+            return self.classes[proba.argmax(1)]
+        res = np.empty(len(proba), dtype=object)
+        res[:] = [tuple(self.classes[row >= self.threshold]) for row in proba]
+        return res

@@ -1,0 +1,355 @@
+"""HTTP server for one artifact: ``warmstart serve ARTIFACT`` (FastAPI + uvicorn).
+
+Endpoints:
+
+- ``GET /health``: ``{"status": "ok"}`` once the model is loaded.
+- ``GET /info``: labels, technique, backbone, the artifact's test metrics and the server's limits.
+- ``POST /predict``: text artifacts take JSON ``{"texts": ["...", ...]}``; image artifacts take a multipart
+  upload with one or more ``files``. The answer has one entry per input: the label, its probability and every
+  class's probability (for multi-label models, the labels over the threshold).
+
+Concurrent requests are batched: a request's rows join a queue, and one worker thread runs the model on up to
+``max_batch_rows`` queued rows at a time, so many small requests cost about as much as one large one.
+
+Limits, each answered with a 4xx naming the limit: request body bytes (413), inputs per request and text length
+(422, also stated in the OpenAPI schema), image pixels (413) and unreadable images (400). The artifact is read
+through ``load_artifact``, which checks every file's hash and loads only JSON and safetensors, so an artifact
+cannot run code in the server.
+"""
+
+import asyncio
+import io
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 2_000_000
+    max_inputs: int = 64
+    max_text_chars: int = 10_000
+    max_image_pixels: int = 4096 * 4096
+    max_batch_rows: int = 64
+    batch_wait_ms: float = 2.0
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse a request body over ``limit`` bytes with 413, whether or not it declares its size."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _plain_error(send, 413, f"request body over the limit of {self.limit} bytes")
+        if declared is not None:
+            return await self.app(scope, receive, send)
+        # no declared size (chunked): read the body up to the limit first, then replay it to the app
+        messages, seen = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return await _plain_error(send, 413, f"request body over the limit of {self.limit} bytes")
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _plain_error(send: Any, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Batcher:
+    """Collects rows from concurrent requests and runs ``predict_proba`` on them together in one thread."""
+
+    def __init__(self, predict_proba: Any, max_rows: int, wait_s: float) -> None:
+        self.predict_proba, self.max_rows, self.wait_s = predict_proba, max_rows, wait_s
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+        self.batches = 0
+        self.rows = 0
+        self.lock = threading.Lock()
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+
+    async def submit(self, inputs: list) -> np.ndarray:
+        assert self.queue is not None
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((inputs, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            rows = len(items[0][0])
+            deadline = loop.time() + self.wait_s
+            while rows < self.max_rows:
+                timeout = deadline - loop.time()
+                try:
+                    item = (
+                        self.queue.get_nowait()
+                        if timeout <= 0
+                        else await asyncio.wait_for(self.queue.get(), timeout)
+                    )
+                except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                    break
+                items.append(item)
+                rows += len(item[0])
+            inputs = [x for it, _ in items for x in it]
+            try:
+                proba = await loop.run_in_executor(None, self._predict, inputs)
+            except Exception as e:  # every waiting request learns of it; the loop keeps serving
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            start = 0
+            for it, fut in items:
+                if not fut.done():
+                    fut.set_result(proba[start : start + len(it)])
+                start += len(it)
+
+    def _predict(self, inputs: list) -> np.ndarray:
+        with self.lock:
+            self.batches += 1
+            self.rows += len(inputs)
+            return self.predict_proba(inputs)
+
+
+def create_app(artifact: str | Path, limits: Limits | None = None) -> Any:
+    """The FastAPI application serving ``artifact`` (loaded and hash-checked now)."""
+    from typing import Annotated
+
+    from fastapi import FastAPI, File, HTTPException, UploadFile
+    from pydantic import BaseModel, Field, create_model
+
+    from .artifact import load_artifact
+    from .techniques.base import as_dataset
+
+    limits = limits or Limits()
+    folder = Path(artifact)
+    model = load_artifact(folder)
+    if "progress" in model.get_params():
+        model.set_params(progress=False)
+    modality = model.backbone_.modality
+    classes = [str(c) for c in model.classes_]
+    multilabel = bool(getattr(model, "multilabel_", False))
+    metrics_path = folder / "metrics.json"
+    test_metrics: dict = {}
+    if metrics_path.is_file():
+        import json
+
+        m = json.loads(metrics_path.read_text())
+        test_metrics = {k: m[k] for k in ("accuracy", "macro_f1", "n") if k in m}
+
+    def proba_of(inputs: Any) -> np.ndarray:
+        return model.predict_proba(as_dataset(inputs, modality))
+
+    batcher = Batcher(proba_of, limits.max_batch_rows, limits.batch_wait_ms / 1000)
+
+    class Prediction(BaseModel):
+        label: str | list[str] = Field(
+            description="the most probable class (multi-label: every class over threshold)"
+        )
+        confidence: float = Field(description="probability of the most probable class")
+        probabilities: dict[str, float]
+
+    class PredictResponse(BaseModel):
+        predictions: list[Prediction]
+        model_seconds: float
+
+    async def lifespan(app: Any):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    from contextlib import asynccontextmanager
+
+    app = FastAPI(
+        title="warmstart model server",
+        version=str(__import__("warmstart").__version__),
+        description=f"Serves {folder.name}: {model.name} on {model.backbone_.name} ({modality}).",
+        lifespan=asynccontextmanager(lifespan),
+    )
+    app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
+
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Any, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input back, and fails (500) on bytes that are not UTF-8; the
+        # location and the reason are what a client needs
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    class ErrorResponse(BaseModel):
+        detail: str | list[dict[str, Any]]
+
+    errors_doc: dict[int | str, dict[str, Any]] = {
+        400: {
+            "model": ErrorResponse,
+            "description": "the body could not be parsed, or an image is unreadable",
+        },
+        413: {"model": ErrorResponse, "description": "the body or an image is over its limit"},
+        422: {"model": ErrorResponse, "description": "the request does not match the schema or a limit"},
+    }
+
+    def answer(proba: np.ndarray, seconds: float) -> dict:
+        out = []
+        threshold = float(getattr(model, "threshold", 0.5))
+        for row in proba:
+            best = int(row.argmax())
+            label: Any = (
+                [c for c, p in zip(classes, row, strict=True) if p >= threshold]
+                if multilabel
+                else classes[best]
+            )
+            out.append(
+                {
+                    "label": label,
+                    "confidence": round(float(row[best]), 6),
+                    "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
+                }
+            )
+        return {"predictions": out, "model_seconds": round(seconds, 4)}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict:
+        return {
+            "artifact": folder.name,
+            "technique": model.name,
+            "modality": modality,
+            "labels": classes,
+            "multilabel": multilabel,
+            "backbone": model.backbone_.reference(),
+            "test_metrics": test_metrics,
+            "limits": asdict(limits),
+            "batching": {"batches": batcher.batches, "rows": batcher.rows},
+        }
+
+    if modality == "text":
+        TextRequest = create_model(
+            "TextRequest",
+            texts=(
+                list[Annotated[str, Field(max_length=limits.max_text_chars)]],
+                Field(
+                    min_length=1,
+                    max_length=limits.max_inputs,
+                    description=f"1 to {limits.max_inputs} texts of at most {limits.max_text_chars} characters",
+                ),
+            ),
+        )
+
+        @app.post("/predict", response_model=PredictResponse, responses=errors_doc)
+        async def predict_text(request: TextRequest) -> dict:  # type: ignore[valid-type]
+            texts = request.texts  # type: ignore[attr-defined]
+            for i, t in enumerate(texts):
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise HTTPException(
+                        422,
+                        f"texts[{i}] has an unpaired surrogate at character {e.start}; send valid UTF-8 text.",
+                    ) from e
+            start = time.perf_counter()
+            proba = await batcher.submit(list(texts))
+            return answer(proba, time.perf_counter() - start)
+
+    else:
+
+        @app.post("/predict", response_model=PredictResponse, responses=errors_doc)
+        async def predict_images(
+            files: Annotated[list[UploadFile], File(description="one or more image files")],
+        ) -> dict:
+            if len(files) > limits.max_inputs:
+                raise HTTPException(
+                    422, f"{len(files)} images in one request; the limit is {limits.max_inputs}."
+                )
+            images = [
+                decode_image(await f.read(), f.filename or f"files[{i}]", limits) for i, f in enumerate(files)
+            ]
+            start = time.perf_counter()
+            proba = await batcher.submit(images)
+            return answer(proba, time.perf_counter() - start)
+
+    return app
+
+
+def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
+    """An uploaded file to (H, W, 3) uint8, refusing unreadable files and too many pixels before decoding."""
+    from fastapi import HTTPException
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > limits.max_image_pixels:
+                raise HTTPException(
+                    413, f"{name}: {w}x{h} = {w * h} pixels; the limit is {limits.max_image_pixels} pixels."
+                )
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except HTTPException:
+        raise
+    except Image.DecompressionBombError as e:
+        raise HTTPException(
+            413, f"{name}: too many pixels ({e}); the limit is {limits.max_image_pixels}."
+        ) from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise HTTPException(
+            400, f"{name}: not a readable image ({type(e).__name__}); send PNG or JPEG."
+        ) from e
+
+
+def serve(
+    artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None
+) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(artifact, limits), host=host, port=port, log_level="warning")

@@ -1,0 +1,112 @@
+"""ONNX export: parity with PyTorch for text and images, merged adapters, int8, refusal on a parity failure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import make_images
+from warmstart.artifact import save_artifact
+from warmstart.data import Dataset, from_arrays
+from warmstart.errors import ArtifactError, ExportError
+from warmstart.export import OnnxModel, export_onnx
+from warmstart.run import fit_run
+from warmstart.techniques import get_technique
+
+pytest.importorskip("onnxruntime")
+
+
+def fit_text(tiny_bert_dir, text_data, text_test, tmp_path, technique="probe", **params):
+    out = tmp_path / f"art-{technique}"
+    fit_run(
+        text_data,
+        test=text_test,
+        backbone=str(tiny_bert_dir),
+        technique=technique,
+        seed=0,
+        params={"progress": False, **params},
+        output=out,
+    )
+    return out
+
+
+def test_text_probe_export_matches_pytorch_and_runs_without_torch_preprocessing(
+    tiny_bert_dir, text_data, text_test, tmp_path
+):
+    from warmstart.artifact import load_artifact
+
+    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
+    rep = export_onnx(art, tmp_path / "onnx", data=text_test, int8=True)
+    assert rep.parity["fp32"]["max_abs_diff"] <= 1e-4 and rep.parity["fp32"]["argmax_agreement"] == 1.0
+    assert set(rep.rows_per_second) == {"torch", "fp32", "int8"} and rep.accuracy is not None
+    files = {
+        p.relative_to(tmp_path / "onnx").as_posix() for p in (tmp_path / "onnx").rglob("*") if p.is_file()
+    }
+    assert {"model.onnx", "model.int8.onnx", "preprocess.json", "labels.json", "export.json"} <= files
+    assert "tokenizer/tokenizer.json" in files
+    meta = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert meta["parity"]["fp32"]["argmax_agreement"] == 1.0 and meta["rows"] == len(text_test)
+    # the standalone runner (tokenizers + onnxruntime) predicts what the artifact predicts, on new texts too
+    model = load_artifact(art)
+    texts = ["the team won the match", "new laptop chip and code", "", "soup " * 200]
+    onnx = OnnxModel(tmp_path / "onnx")
+    np.testing.assert_allclose(onnx.predict_proba(texts), model.predict_proba(texts), atol=1e-4)
+    assert list(onnx.predict(texts)) == list(model.predict(texts))
+    int8 = OnnxModel(tmp_path / "onnx", model_file="model.int8.onnx")
+    assert int8.predict_proba(texts).shape == (4, 3)
+
+
+def test_tuned_text_export_with_an_unmerged_lora_adapter(tiny_bert_dir, text_data, text_test, tmp_path):
+    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path, "lora", epochs=1, merge=False)
+    rep = export_onnx(art, tmp_path / "onnx", data=text_test)
+    assert rep.parity["fp32"]["max_abs_diff"] <= 1e-4 and rep.parity["fp32"]["argmax_agreement"] == 1.0
+
+
+def test_image_finetune_export_takes_raw_pixels_and_matches(tiny_image_backbone, tmp_path):
+    x, y = make_images(8, size=40)
+    data = from_arrays(x, y)
+    est = get_technique("finetune", backbone=tiny_image_backbone, epochs=1, progress=False, seed=0).fit(data)
+    save_artifact(est, tmp_path / "art", embed_backbone=True)
+    xt, yt = make_images(4, size=40, seed=5)
+    test = from_arrays(xt, yt)
+    rep = export_onnx(tmp_path / "art", tmp_path / "onnx", data=test)
+    assert rep.parity["fp32"]["argmax_agreement"] == 1.0 and rep.parity["fp32"]["max_abs_diff"] <= 1e-4
+    pre = json.loads((tmp_path / "onnx" / "preprocess.json").read_text())
+    assert pre["inputs"] == ["pixels"] and pre["size"] == 32
+    np.testing.assert_allclose(
+        OnnxModel(tmp_path / "onnx").predict_proba(xt), est.predict_proba(xt), atol=1e-4
+    )
+
+
+def test_failed_parity_is_loud_and_writes_nothing(tiny_bert_dir, text_data, text_test, tmp_path, monkeypatch):
+    import warmstart.export as ex
+
+    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
+    real = ex._torch_export
+
+    def skewed(pipe, bb, path):  # export a graph whose head differs from the model checked against
+        with torch.no_grad():
+            pipe.head.linear.bias.add_(torch.tensor([3.0, 0.0, -3.0]))
+            real(pipe, bb, path)
+            pipe.head.linear.bias.sub_(torch.tensor([3.0, 0.0, -3.0]))
+
+    monkeypatch.setattr(ex, "_torch_export", skewed)
+    with pytest.raises(ExportError, match="does not reproduce PyTorch"):
+        export_onnx(art, tmp_path / "onnx", data=text_test)
+    assert not (tmp_path / "onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx")]
+
+
+def test_export_needs_held_out_rows_and_a_complete_artifact(tiny_bert_dir, text_data, text_test, tmp_path):
+    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
+    with pytest.raises(ExportError, match="held-out"):
+        export_onnx(art, tmp_path / "onnx")
+    with pytest.raises(ExportError, match="empty"):
+        export_onnx(art, tmp_path / "onnx", data=Dataset([], None, "text"))
+    export_onnx(art, tmp_path / "onnx", data=text_test)
+    (tmp_path / "onnx" / "labels.json").write_text('["x", "y", "z"]')
+    with pytest.raises(ArtifactError, match="differ"):
+        OnnxModel(tmp_path / "onnx")
