@@ -489,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests (2 ms)"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for the model (default: all cores; 1 can be faster when the host is shared)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -94,6 +94,7 @@ class Batcher:
         self.task: asyncio.Task | None = None
         self.batches = 0
         self.rows = 0
+        self.seconds = 0.0
         self.lock = threading.Lock()
 
     async def start(self) -> None:
@@ -145,9 +146,13 @@ class Batcher:
 
     def _predict(self, inputs: list) -> np.ndarray:
         with self.lock:
-            self.batches += 1
-            self.rows += len(inputs)
-            return self.predict_proba(inputs)
+            start = time.perf_counter()
+            try:
+                return self.predict_proba(inputs)
+            finally:
+                self.batches += 1
+                self.rows += len(inputs)
+                self.seconds += time.perf_counter() - start
 
 
 def create_app(artifact: str | Path, limits: Limits | None = None) -> Any:
@@ -270,7 +275,11 @@ def create_app(artifact: str | Path, limits: Limits | None = None) -> Any:
             "backbone": model.backbone_.reference(),
             "test_metrics": test_metrics,
             "limits": asdict(limits),
-            "batching": {"batches": batcher.batches, "rows": batcher.rows},
+            "batching": {
+                "batches": batcher.batches,
+                "rows": batcher.rows,
+                "model_seconds": round(batcher.seconds, 3),
+            },
         }
 
     if modality == "text":
