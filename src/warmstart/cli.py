@@ -161,6 +161,90 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import StudyConfig, parse_shots, run_study
+
+    data, packaged_test = load_data(args.data, args)
+    test = packaged_test
+    if args.test:
+        test, _ = load_data(args.test, args)
+    params: dict[str, dict] = {}
+    for kv in args.param:
+        key, sep, value = kv.partition("=")
+        tech, dot, name = key.partition(".")
+        if not sep or not dot or not tech or not name:
+            raise ParameterError(
+                f"--param {kv!r} is not TECHNIQUE.KEY=VALUE; write it like --param finetune.epochs=3."
+            )
+        params.setdefault(tech, {})[name] = _parse_value(value)
+    cfg = StudyConfig(
+        data=args.data if not args.test else f"{args.data} (test: {args.test})",
+        backbone=args.backbone,
+        techniques=[t.strip() for t in args.techniques.split(",") if t.strip()],
+        shots=parse_shots(args.shots),
+        seeds=args.seeds,
+        params=params,
+        test_rows=args.test_rows,
+        test_size=args.test_size,
+        split_seed=args.split_seed,
+        bf16=args.bf16,
+    )
+    run_study(data, cfg, args.output, test=test)
+    print(study_table(Path(args.output)))
+    print(f"\nresults: {args.output}/results.csv   report: {args.output}/report.html")
+    return 0
+
+
+def study_table(folder: Path) -> str:
+    """The learning-curve table and the comparisons against scratch, as Markdown."""
+    from .study import _sort_key
+
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = summary["rows"]
+    shots = sorted({r["shots"] for r in rows}, key=_sort_key)
+    techs = list(dict.fromkeys(r["technique"] for r in rows))
+    lines = ["| technique | " + " | ".join(f"{k}/class" if k != "all" else "all" for k in shots) + " |"]
+    lines.append("|---" * (len(shots) + 1) + "|")
+    for t in techs:
+        cells = []
+        for k in shots:
+            r = next((r for r in rows if r["technique"] == t and r["shots"] == k), None)
+            a = r["accuracy"] if r else None
+            cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines.append("\n| technique | shots | vs scratch, points [95% CI] | vs probe | CPU s |")
+    lines.append("|---|---|---|---|---|")
+    for r in rows:
+        parts = []
+        for ref in ("vs_scratch", "vs_probe"):
+            c = r.get(ref)
+            parts.append(
+                ""
+                if not c
+                else f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+                + ("" if c["significant"] else " (n.s.)")
+            )
+        lines.append(f"| {r['technique']} | {r['shots']} | {parts[0]} | {parts[1]} | {r['cpu_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_artifact_report, write_study_report
+
+    path = Path(args.path)
+    if (path / "study.json").is_file():
+        from .study import finish_study
+
+        finish_study(path, report=False)  # tables and summary from the cells, as the study wrote them
+        out = write_study_report(path, args.output)
+    elif (path / "warmstart.json").is_file():
+        out = write_artifact_report(path, args.output)
+    else:
+        raise DataError(f"{path}: neither a study folder (study.json) nor an artifact (warmstart.json).")
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import Limits, serve
 
@@ -450,6 +534,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json"], help="output format (default: from --output suffix)")
     _data_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "study",
+        help="techniques x examples per class x seeds on identical splits: learning curves, CIs, costs, report",
+        description="Run every (technique, shots, seed) cell on the same splits (resumable: finished cells are "
+        "kept), then write results.csv/.parquet/.json, summary.json (means, 95%% CIs, paired comparisons "
+        "against scratch and probe) and report.html.",
+    )
+    p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
+    p.add_argument(
+        "--test", help="separate test data (default: the packaged test split, or a held-out split)"
+    )
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    p.add_argument("--techniques", default="scratch,probe,lora,finetune", help="comma-separated")
+    p.add_argument(
+        "--shots", default="4,8,16,64,all", help="examples per class, comma-separated; 'all' = every row"
+    )
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--test-rows", type=int, help="test on a stratified sample of at most this many rows")
+    p.add_argument(
+        "--test-size", type=float, default=0.2, help="held-out fraction when there is no test split"
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the pool/test split (same for every cell)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="TECHNIQUE.KEY=VALUE",
+        help="a technique's hyperparameter, e.g. --param finetune.epochs=3 (repeatable)",
+    )
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction and training")
+    p.add_argument("--output", "-o", required=True, help="study folder (rerun the same command to resume)")
+    _data_options(p)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild the HTML report of a study folder or an artifact from its saved results",
+        description="Write report.html from saved results alone (no training).",
+    )
+    p.add_argument("path", help="a study folder (warmstart study --output) or an artifact folder")
+    p.add_argument(
+        "--output", "-o", help="HTML file to write (default: STUDY/report.html, ARTIFACT-report.html)"
+    )
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "export",

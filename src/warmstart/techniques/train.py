@@ -71,6 +71,10 @@ class LoopState:
     loss_count: int = 0
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0  # training wall time accumulated over every (resumed) session
+    # floating-point operations of the training steps (forward and backward), counted with torch's
+    # FlopCounterMode on the first batch and scaled by each later batch's input size (padded tokens or pixels)
+    flops: float = 0.0
+    flops_per_unit: float | None = None
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -177,6 +181,13 @@ class Hooks:
     batches: Callable[[int], list[np.ndarray]] | None = None
 
 
+def batch_units(batch: dict[str, torch.Tensor]) -> int:
+    """The size of a collated batch that compute scales with: the elements of its first input, so padded
+    tokens of a text batch (padding costs compute too) and pixels of an image batch. (Attention's cost grows
+    with the square of the length; at the lengths used here the linear layers dominate.)"""
+    return int(next(iter(batch.values())).numel())
+
+
 class Interrupted(KeyboardInterrupt):
     """Raised when training stops on Ctrl-C; the checkpoint to resume from has been written."""
 
@@ -273,16 +284,30 @@ class _Loop:
         pending: list[float] = []  # losses of the step being accumulated; counted once the step is taken
         for b in range(state.batch, len(batches)):
             idx = batches[b]
-            with autocast(cfg.bf16):
-                out = self.model(**self.source.collate(idx))
-            targets = self.targets[torch.as_tensor(idx)]
-            if self.hooks.loss is not None:
-                loss = self.hooks.loss(out.float(), targets)
-            else:
-                loss = nn.functional.cross_entropy(out.float(), targets)
-            if self.hooks.extra_loss is not None:
-                loss = loss + self.hooks.extra_loss()
-            (loss / cfg.grad_accum).backward()
+            batch = self.source.collate(idx)
+            units = batch_units(batch)
+            counter = None
+            if state.flops_per_unit is None:
+                from torch.utils.flop_counter import FlopCounterMode
+
+                counter = FlopCounterMode(display=False)
+                counter.__enter__()
+            try:
+                with autocast(cfg.bf16):
+                    out = self.model(**batch)
+                targets = self.targets[torch.as_tensor(idx)]
+                if self.hooks.loss is not None:
+                    loss = self.hooks.loss(out.float(), targets)
+                else:
+                    loss = nn.functional.cross_entropy(out.float(), targets)
+                if self.hooks.extra_loss is not None:
+                    loss = loss + self.hooks.extra_loss()
+                (loss / cfg.grad_accum).backward()
+            finally:
+                if counter is not None:
+                    counter.__exit__(None, None, None)
+                    state.flops_per_unit = counter.get_total_flops() / max(units, 1)
+            state.flops += state.flops_per_unit * units
             pending.append(loss.item())
             if (b + 1) % cfg.grad_accum and b + 1 < len(batches):
                 continue

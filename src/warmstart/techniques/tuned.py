@@ -291,6 +291,7 @@ class TunedTechnique(Technique):
         self.stopped_early_ = state.stopped_early
         self.train_seconds_ = round(state.seconds, 3)
         self.fit_seconds_ = round(seconds, 3)
+        self.train_flops_ = float(state.flops)
 
     # -- inference ---------------------------------------------------------------------------------------------
     def _logits(self, model: Classifier, source: BatchSource, batch_size: int = 64) -> torch.Tensor:
@@ -339,6 +340,7 @@ class TunedTechnique(Technique):
             "stopped_early": self.stopped_early_,
             "history": self.history_,
             "train_seconds": self.train_seconds_,
+            "train_flops": getattr(self, "train_flops_", None),
             "base_backbone": self.base_reference_,
         }
 
@@ -373,6 +375,7 @@ class TunedTechnique(Technique):
         ):
             setattr(est, f"{k}_", fitted.get(k))
         est.train_seconds_ = fitted.get("train_seconds")
+        est.train_flops_ = fitted.get("train_flops")
         return est
 
     def _restore(self, tensors: dict[str, torch.Tensor], fitted: dict) -> None:

@@ -1,0 +1,389 @@
+"""Self-contained HTML reports (Jinja2, matplotlib PNGs embedded as data URIs, no JavaScript).
+
+``write_study_report(STUDY)`` reads only the study folder's files (study.json, results, summary.json and the
+cells), so ``warmstart report STUDY`` rebuilds the same report from saved results without training anything.
+``write_artifact_report(ARTIFACT)`` does the same for one trained model from its metrics.json and config.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write_bytes
+from .errors import DataError
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f4f4f4; } td.l, th.l { text-align: left; }
+.ns { color: #999; } .sig { font-weight: 600; } .note { color: #555; font-size: 13px; }
+img { max-width: 100%; } pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: 12px; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs figure { margin: 0; flex: 1 1 480px; }
+figcaption { font-size: 13px; color: #555; }
+</style></head><body>
+<h1>{{ title }}</h1>
+<p class="note">{{ subtitle }}</p>
+{% for section in sections %}
+<h2>{{ section.title }}</h2>
+{% if section.text %}<p>{{ section.text }}</p>{% endif %}
+{% if section.figures %}<div class="figs">{% for f in section.figures %}
+<figure><img alt="{{ f.caption }}" src="data:image/png;base64,{{ f.png }}"><figcaption>{{ f.caption }}</figcaption></figure>
+{% endfor %}</div>{% endif %}
+{% for table in section.tables %}
+{% if table.caption %}<p class="note">{{ table.caption }}</p>{% endif %}
+<table><tr>{% for h in table.head %}<th class="{{ 'l' if loop.first else '' }}">{{ h }}</th>{% endfor %}</tr>
+{% for row in table.rows %}<tr>{% for cell in row %}<td class="{{ 'l' if loop.first else '' }}{% if cell is mapping %} {{ cell.cls }}{% endif %}">{% if cell is mapping %}{{ cell.text }}{% else %}{{ cell }}{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% endfor %}
+{% if section.pre %}<pre>{{ section.pre }}</pre>{% endif %}
+{% endfor %}
+</body></html>
+"""
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _render(path: Path, title: str, subtitle: str, sections: list[dict]) -> Path:
+    from jinja2 import Environment
+
+    html = (
+        Environment(autoescape=True)
+        .from_string(TEMPLATE)
+        .render(title=title, subtitle=subtitle, sections=sections)
+    )
+    atomic_write_bytes(path, html.encode())
+    return path
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _shots_x(row: dict) -> float:
+    return float(row["n_per_class"]) if row["shots"] == "all" else float(row["shots"])
+
+
+def _confusion_figure(classes: list[str], cm: list[list[int]], title: str) -> str:
+    plt = _plt()
+    m = np.asarray(cm, dtype=float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    if len(classes) <= 20:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if m[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        int(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
+    return _png(fig)
+
+
+def _per_class_table(per_class: dict) -> dict:
+    rows = [
+        [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+        for c, v in per_class.items()
+    ]
+    return {"head": ["class", "precision", "recall", "F1", "support"], "rows": rows}
+
+
+def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """The study's HTML report, from its saved files only."""
+    from .study import load_cells
+
+    folder = Path(folder)
+    for name in ("study.json", "summary.json"):
+        if not (folder / name).is_file():
+            raise DataError(
+                f"{folder}: no {name}; this is not a finished study folder (run `warmstart study`)."
+            )
+    cfg = json.loads((folder / "study.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    cells = load_cells(folder)
+    rows = summary["rows"]
+    techniques = [t for t in cfg["techniques"] if any(r["technique"] == t for r in rows)]
+    color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(techniques)}
+    plt = _plt()
+
+    # learning curves with CI bands
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for t in techniques:
+        rs = sorted((r for r in rows if r["technique"] == t), key=_shots_x)
+        x = np.array([_shots_x(r) for r in rs])
+        y = np.array([r["accuracy"]["mean"] for r in rs])
+        lo = np.array([r["accuracy"]["ci_low"] for r in rs], dtype=float)
+        hi = np.array([r["accuracy"]["ci_high"] for r in rs], dtype=float)
+        ax.plot(x, y, "o-", color=color[t], label=t)
+        ok = ~np.isnan(lo)
+        if ok.any():
+            ax.fill_between(x[ok], lo[ok], hi[ok], color=color[t], alpha=0.15, linewidth=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled examples per class (log scale; 'all' at its mean per class)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    curves = _png(fig)
+
+    # cost / accuracy frontier: every (technique, shots) at its mean CPU time
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    pts = []
+    for r in rows:
+        x, y = max(r["cpu_s"], 1e-3), r["accuracy"]["mean"]
+        pts.append((x, y))
+        ax.scatter(x, y, color=color[r["technique"]], s=28)
+        ax.annotate(str(r["shots"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    frontier, best = [], -1.0
+    for x, y in sorted(pts):
+        if y > best:
+            frontier.append((x, y))
+            best = y
+    if frontier:
+        fx, fy = zip(*frontier, strict=True)
+        ax.step(fx, fy, where="post", color="#444", linewidth=1, linestyle="--", label="frontier")
+    for t in techniques:
+        ax.scatter([], [], color=color[t], label=t)
+    ax.set_xscale("log")
+    ax.set_xlabel("training CPU seconds (mean over seeds; log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    frontier_png = _png(fig)
+
+    shots = sorted({r["shots"] for r in rows}, key=lambda s: math.inf if s == "all" else int(s))
+    curve_rows = []
+    for t in techniques:
+        line: list[Any] = [t]
+        for k in shots:
+            r = next((r for r in rows if r["technique"] == t and r["shots"] == k), None)
+            if r is None:
+                line.append("")
+                continue
+            a = r["accuracy"]
+            ci = "" if math.isnan(a["ci_low"]) else f" [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}]"
+            line.append(f"{_pct(a['mean'])} ± {_pct(a['std'])}{ci}")
+        curve_rows.append(line)
+
+    def cmp_cell(c: dict | None) -> Any:
+        if not c:
+            return ""
+        text = f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] p={c['p_value']:.3f}"
+        return {"text": text, "cls": "sig" if c["significant"] else "ns"}
+
+    cmp_rows = [
+        [r["technique"], r["shots"], cmp_cell(r.get("vs_scratch")), cmp_cell(r.get("vs_probe"))]
+        for r in rows
+        if r.get("vs_scratch") or r.get("vs_probe")
+    ]
+    cost_rows = []
+    for r in rows:
+        vs = r.get("vs_scratch") or {}
+        gain = vs.get("accuracy_gain_per_cpu_minute")
+        saved = vs.get("energy_saved_j")
+        cost_rows.append(
+            [
+                r["technique"],
+                r["shots"],
+                f"{r['cpu_s']:.1f}",
+                f"{r['wall_s']:.1f}",
+                f"{r['flops'] / 1e12:.3f}",
+                f"{r['energy_j']:.0f}",
+                f"{r['trainable_params']:,.0f}",
+                f"{r['peak_rss_mb']:.0f}",
+                "" if gain is None else f"{100 * gain:+.2f}",
+                "" if saved is None else f"{saved:+.0f}",
+            ]
+        )
+
+    # the chosen model: best mean accuracy, then its seed-0 (or lowest seed) run
+    best = max(rows, key=lambda r: (r["accuracy"]["mean"], -r["cpu_s"]))
+    chosen = min(
+        (c for c in cells if c["technique"] == best["technique"] and str(c["shots"]) == best["shots"]),
+        key=lambda c: c["seed"],
+    )
+    classes = chosen.get("classes") or list(chosen["per_class"])
+    energy_method = best.get("energy_method", "")
+    sections = [
+        {
+            "title": "Learning curves",
+            "text": "Test accuracy against labelled examples per class; the band is the 95% confidence interval of "
+            "the mean over seeds (t distribution). Every technique trains on the same rows at a given "
+            "(shots, seed) and is tested on the same rows.",
+            "figures": [
+                {"png": curves, "caption": "accuracy vs examples per class"},
+                {
+                    "png": frontier_png,
+                    "caption": "cost/accuracy: each point a (technique, shots), labelled by shots",
+                },
+            ],
+            "tables": [
+                {
+                    "caption": "accuracy % : mean ± std [95% CI] over seeds",
+                    "head": ["technique", *[f"{k} per class" if k != "all" else "all" for k in shots]],
+                    "rows": curve_rows,
+                }
+            ],
+        },
+        {
+            "title": "What transfer bought: paired comparisons",
+            "text": "Accuracy difference in points, technique minus reference, over the seeds both ran: mean "
+            "[95% CI] and the paired t-test p-value. Grey: not significant (the interval includes 0).",
+            "tables": [{"head": ["technique", "shots", "vs scratch", "vs probe"], "rows": cmp_rows}],
+        },
+        {
+            "title": "Cost",
+            "text": "Means over seeds. FLOPs: one forward pass over the training rows plus the training steps' "
+            "forward and backward passes, counted from the model with torch's FlopCounterMode. Energy: "
+            f"{energy_method}. Gain per CPU-minute: accuracy points over scratch per CPU-minute of this "
+            "technique's training.",
+            "tables": [
+                {
+                    "head": [
+                        "technique",
+                        "shots",
+                        "CPU s",
+                        "wall s",
+                        "TFLOPs",
+                        "energy J",
+                        "trainable params",
+                        "peak MB",
+                        "points over scratch per CPU-min",
+                        "energy saved vs scratch J",
+                    ],
+                    "rows": cost_rows,
+                }
+            ],
+        },
+        {
+            "title": f"The chosen model: {best['technique']} at {best['shots']} per class (seed {chosen['seed']})",
+            "text": f"The highest mean accuracy of the study ({_pct(best['accuracy']['mean'])}%). Its confusion "
+            f"matrix on the {chosen['n_test']} test rows and per-class scores:",
+            "figures": [
+                {
+                    "png": _confusion_figure(
+                        classes, chosen["confusion_matrix"], "rows: true; colour: share of the row"
+                    ),
+                    "caption": "confusion matrix",
+                }
+            ],
+            "tables": [_per_class_table(chosen["per_class"])],
+        },
+        {"title": "Resolved configuration", "pre": json.dumps(cfg, indent=2)},
+    ]
+    subtitle = (
+        f"{cfg['data']} · backbone {cfg['backbone']} · {len(cells)} runs: {', '.join(techniques)} x "
+        f"{len(shots)} label counts x {cfg['seeds']} seeds"
+    )
+    return _render(Path(output) if output else folder / "report.html", "warmstart study", subtitle, sections)
+
+
+def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """One trained model's HTML report, from its metrics.json and config.json."""
+    folder = Path(folder)
+    mpath = folder / "metrics.json"
+    if not mpath.is_file():
+        raise DataError(
+            f"{folder}: no metrics.json; pass an artifact written by `warmstart fit` or a study folder."
+        )
+    m = json.loads(mpath.read_text())
+    cfg = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    classes = json.loads((folder / "labels.json").read_text())
+    sections: list[dict] = []
+    cost = m.get("cost", {})
+    summary = [
+        ["accuracy", f"{m['accuracy']:.4f}"],
+        ["macro-F1", f"{m['macro_f1']:.4f}"],
+        ["test rows", m.get("n", "")],
+        ["fit wall s", cost.get("fit_wall_seconds", "")],
+        ["fit CPU s", cost.get("fit_cpu_seconds", "")],
+        [
+            "energy J",
+            f"{cost['fit_energy_joules']:.0f} ({cost.get('fit_energy_method', '')})"
+            if "fit_energy_joules" in cost
+            else "",
+        ],
+        ["trainable parameters", f"{cost.get('trainable_params', 0):,}"],
+        ["peak memory MB", cost.get("fit_peak_rss_mb", "")],
+    ]
+    sections.append({"title": "Test metrics and cost", "tables": [{"head": ["", "value"], "rows": summary}]})
+    figures = []
+    if "confusion_matrix" in m:
+        figures.append(
+            {
+                "png": _confusion_figure(
+                    classes, m["confusion_matrix"], "rows: true; colour: share of the row"
+                ),
+                "caption": "confusion matrix",
+            }
+        )
+    hist = m.get("history") or []
+    if hist:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ep = [h.get("epoch", i + 1) for i, h in enumerate(hist)]
+        ax.plot(ep, [h.get("train_loss") for h in hist], "o-", label="train loss")
+        if any("val_accuracy" in h for h in hist):
+            ax2 = ax.twinx()
+            ax2.plot(ep, [h.get("val_accuracy") for h in hist], "s--", color="#d62728", label="val accuracy")
+            ax2.set_ylabel("validation accuracy")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        figures.append({"png": _png(fig), "caption": "training history"})
+    sections.append(
+        {
+            "title": "Errors",
+            "figures": figures,
+            "tables": [_per_class_table(m["per_class"])] if "per_class" in m else [],
+        }
+    )
+    sections.append({"title": "Resolved configuration", "pre": json.dumps(cfg, indent=2)})
+    subtitle = f"{cfg.get('technique', '')} on {cfg.get('backbone', {}).get('name', '')} · data {cfg.get('data', '')}"
+    return _render(
+        Path(output) if output else folder.parent / f"{folder.name}-report.html",
+        f"warmstart model: {folder.name}",
+        subtitle,
+        sections,
+    )

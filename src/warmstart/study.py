@@ -1,0 +1,349 @@
+"""Studies: every technique x label count x seed on identical splits, resumable, with statistics and costs.
+
+A study folder holds::
+
+    study.json        the resolved configuration (data, backbone, techniques, shots, seeds, parameters, split)
+    splits.json       the row indices of the training pool and the test rows, shared by every cell
+    cells/            one JSON per finished (technique, shots, seed) cell, written atomically
+    results.csv       one row per cell (also results.parquet and results.json)
+    summary.json      per (technique, shots): mean, std, 95% CI; paired comparisons against scratch and probe
+    report.html       the report (``warmstart report STUDY`` rebuilds it from the files above alone)
+
+A cell that finished is never recomputed: rerunning the same command after a crash or Ctrl-C runs only the
+missing cells. For one (shots, seed) every technique trains on the same rows (``few_shot`` of the pool with that
+seed; nested, so the 8 rows per class are among the 64), and every cell is tested on the same test rows. The
+backbone is loaded once and its features of each training set come from the shared feature cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write_bytes, atomic_write_json
+from .cost import forward_flops, measure
+from .data import Dataset, few_shot, stratified_split
+from .errors import DataError, ParameterError
+from .metrics import classification_metrics
+
+STUDY_FORMAT = 1
+
+
+@dataclass
+class StudyConfig:
+    data: str
+    backbone: str
+    techniques: list[str]
+    shots: list[int | str]  # ints and "all"
+    seeds: int = 5
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per technique
+    test_rows: int | None = None  # a stratified sample of at most this many test rows
+    test_size: float = 0.2  # held-out fraction when the data has no test split
+    split_seed: int = 0
+    bf16: bool = False
+
+    def to_dict(self) -> dict:
+        return {"format": STUDY_FORMAT, **asdict(self)}
+
+
+def parse_shots(text: str) -> list[int | str]:
+    out: list[int | str] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part == "all":
+            out.append("all")
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise ParameterError(f"--shots takes positive integers and 'all', comma-separated; got {part!r}.")
+    return out
+
+
+def cell_key(technique: str, shots: int | str, seed: int) -> str:
+    return f"{technique}-k{shots}-s{seed}"
+
+
+def _splits(data: Dataset, test: Dataset | None, cfg: StudyConfig) -> tuple[np.ndarray, Dataset, dict]:
+    """The training pool (row indices into ``data``) and the test rows, the same for every cell."""
+    if test is None:
+        s = stratified_split(data.labels, val_size=0.0, test_size=cfg.test_size, seed=cfg.split_seed)
+        pool, test_idx, source = s.train, s.test, "held-out split of data"
+        test_ds = data.subset(test_idx)
+    else:
+        pool, test_idx, source = np.arange(len(data)), np.arange(len(test)), "test data"
+        test_ds = test
+    if cfg.test_rows and cfg.test_rows < len(test_ds):
+        keep = np.sort(
+            stratified_split(test_ds.labels, 0.0, cfg.test_rows / len(test_ds), cfg.split_seed).test
+        )
+        test_idx, test_ds = test_idx[keep], test_ds.subset(keep)
+    record = {"pool": pool.tolist(), "test": test_idx.tolist(), "test_from": source}
+    return pool, test_ds, record
+
+
+def run_study(
+    data: Dataset,
+    cfg: StudyConfig,
+    output: str | os.PathLike,
+    *,
+    test: Dataset | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> dict:
+    """Run every missing cell of the study in ``output`` and write the tables, summary and report.
+
+    Example:
+        >>> from warmstart.data import load_packaged                                            # doctest: +SKIP
+        >>> cfg = StudyConfig("trec", "all-MiniLM-L6-v2", ["scratch", "probe", "lora"], [4, 8, 16], seeds=5)
+        >>> run_study(load_packaged("trec").train, cfg, "runs/study-trec")                      # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    from .backbones import get_backbone
+    from .techniques import available_techniques
+
+    unknown = [t for t in cfg.techniques if t not in available_techniques()]
+    if unknown or not cfg.techniques:
+        raise ParameterError(
+            f"unknown technique(s) {unknown}; choose from {', '.join(sorted(available_techniques()))}."
+        )
+    if cfg.seeds < 1:
+        raise ParameterError(f"--seeds must be at least 1; got {cfg.seeds}.")
+    data.require_labels()
+    if data.multilabel:
+        raise DataError(f"{data.source}: studies compare single-label accuracy; this data has label sets.")
+    out = Path(output)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    meta_path = out / "study.json"
+    if meta_path.is_file():
+        saved = json.loads(meta_path.read_text())
+        if saved != json.loads(json.dumps(cfg.to_dict())):
+            raise ParameterError(
+                f"{out}: holds a study with a different configuration; finished cells would not compare. "
+                f"Use another --output, or delete the folder to start over."
+            )
+    else:
+        atomic_write_json(meta_path, cfg.to_dict())
+    pool, test_ds, split_record = _splits(data, test, cfg)
+    atomic_write_json(out / "splits.json", split_record)
+    test_ds.require_labels(min_classes=1)
+    pool_labels = [data.labels[i] for i in pool]
+
+    cells = [(k, seed, t) for k in _ordered(cfg.shots) for seed in range(cfg.seeds) for t in cfg.techniques]
+    todo = [c for c in cells if not (out / "cells" / f"{cell_key(c[2], c[0], c[1])}.json").is_file()]
+    backbone = get_backbone(cfg.backbone) if todo else None
+    feature_flops: dict[tuple, float] = {}
+    bar = tqdm(
+        total=len(cells), initial=len(cells) - len(todo), desc="study", unit="cell", disable=not progress
+    )
+    for k, seed, technique in todo:
+        bar.set_postfix(technique=technique, shots=k, seed=seed)
+        train_idx = pool if k == "all" else pool[few_shot(pool_labels, int(k), seed=seed)]
+        train = data.subset(train_idx)
+        if (k, seed) not in feature_flops:
+            feature_flops[(k, seed)] = forward_flops(backbone, train)
+        cell = run_cell(backbone, technique, train, test_ds, seed, cfg, feature_flops[(k, seed)])
+        cell.update(shots=k, n_per_class=_per_class(train.labels))
+        atomic_write_json(out / "cells" / f"{cell_key(technique, k, seed)}.json", cell)
+        bar.update(1)
+    bar.close()
+    return finish_study(out, report=report)
+
+
+def _ordered(shots: list[int | str]) -> list[int | str]:
+    return sorted(shots, key=lambda s: math.inf if s == "all" else int(s))
+
+
+def _per_class(labels: list) -> float:
+    _, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    return float(counts.mean())
+
+
+def run_cell(
+    backbone: Any,
+    technique: str,
+    train: Dataset,
+    test: Dataset,
+    seed: int,
+    cfg: StudyConfig,
+    fwd_flops: float,
+) -> dict:
+    """Fit one technique on ``train``, test it, and account for what it cost."""
+    from .techniques import get_technique
+
+    params = {"progress": False, "bf16": cfg.bf16, **cfg.params.get(technique, {})}
+    est = get_technique(technique, backbone=backbone, seed=seed, **params)
+    with measure() as cost:
+        est.fit(train)
+    start = time.perf_counter()
+    pred = est.predict(test)
+    predict_s = time.perf_counter() - start
+    m = classification_metrics(list(test.labels), list(pred), [str(c) for c in est.classes_])
+    train_flops = float(getattr(est, "train_flops_", 0.0) or 0.0)
+    return {
+        "technique": technique,
+        "seed": seed,
+        "n_train": len(train),
+        "n_test": len(test),
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "wall_s": round(cost.wall_seconds, 3),
+        "cpu_s": round(cost.cpu_seconds, 3),
+        "peak_rss_mb": round(cost.peak_rss_mb, 1),
+        "energy_j": round(cost.energy_joules, 1),
+        "energy_method": cost.energy_method,
+        # one forward pass over the training rows (feature extraction; every technique runs one) plus the
+        # training loop's forward and backward passes, counted by torch's FlopCounterMode
+        "flops": fwd_flops + train_flops,
+        "train_flops": train_flops,
+        "trainable_params": int(est.trainable_parameters()),
+        "predict_s": round(predict_s, 3),
+        "classes": m.get("labels", [str(c) for c in est.classes_]),
+        "confusion_matrix": m["confusion_matrix"],
+        "per_class": m["per_class"],
+        "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
+    }
+
+
+def load_cells(folder: str | os.PathLike) -> list[dict]:
+    cells = []
+    for p in sorted((Path(folder) / "cells").glob("*.json")):
+        try:
+            cells.append(json.loads(p.read_text()))
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{p}: not valid JSON ({e}); delete it and rerun the study to recompute it."
+            ) from e
+    return cells
+
+
+TABLE_COLUMNS = [
+    "technique",
+    "shots",
+    "seed",
+    "n_train",
+    "n_per_class",
+    "n_test",
+    "accuracy",
+    "macro_f1",
+    "wall_s",
+    "cpu_s",
+    "peak_rss_mb",
+    "energy_j",
+    "flops",
+    "train_flops",
+    "trainable_params",
+    "predict_s",
+]
+
+
+def finish_study(folder: str | os.PathLike, *, report: bool = True) -> dict:
+    """Write results.{csv,parquet,json} and summary.json from the cells, and the report; return the summary."""
+    import pandas as pd
+
+    out = Path(folder)
+    cells = load_cells(out)
+    if not cells:
+        raise DataError(f"{out}: no finished cells yet; run the study first.")
+    df = pd.DataFrame([{k: c.get(k) for k in TABLE_COLUMNS} for c in cells])
+    df["shots"] = df["shots"].astype(str)
+    df = df.sort_values(["technique", "shots", "seed"], key=lambda s: s.map(_sort_key)).reset_index(drop=True)
+    atomic_write_bytes(out / "results.csv", df.to_csv(index=False).encode())
+    try:
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(out / "results.parquet", buf.getvalue())
+    except ImportError:  # pyarrow is a dependency; only a stripped install lacks it
+        pass
+    atomic_write_json(out / "results.json", df.to_dict(orient="records"))
+    summary = summarise(cells)
+    atomic_write_json(out / "summary.json", summary)
+    if report:
+        from .report import write_study_report
+
+        write_study_report(out)
+    return summary
+
+
+def _sort_key(v: Any) -> Any:
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    if v == "all":
+        return math.inf
+    return v
+
+
+# -- statistics -----------------------------------------------------------------------------------------------
+def mean_ci(values: list[float], level: float = 0.95) -> dict:
+    """Mean, sample standard deviation and a t-distribution confidence interval of the mean."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    mean = float(x.mean()) if n else float("nan")
+    std = float(x.std(ddof=1)) if n > 1 else 0.0
+    if n > 1:
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
+        lo, hi = mean - half, mean + half
+    else:
+        lo = hi = float("nan")
+    return {"n": n, "mean": mean, "std": std, "ci_low": lo, "ci_high": hi}
+
+
+def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict | None:
+    """``a - b`` over the seeds both have: mean difference, its CI, the paired t-test p-value, and whether the
+    difference is significant at that level (the CI excludes 0). None with fewer than 2 shared seeds."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in seeds])
+    ci = mean_ci(list(d), level)
+    if np.allclose(d, d[0]):  # no spread: the t-test is undefined
+        p = 0.0 if d[0] != 0 else 1.0
+    else:
+        p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    significant = bool(ci["ci_low"] > 0 or ci["ci_high"] < 0) if len(seeds) > 1 else False
+    return {**ci, "p_value": p, "significant": significant, "seeds": seeds}
+
+
+def summarise(cells: list[dict]) -> dict:
+    """Per (technique, shots): accuracy and cost statistics, and paired comparisons against scratch and probe."""
+    by: dict[tuple[str, str], dict[int, dict]] = {}
+    for c in cells:
+        by.setdefault((c["technique"], str(c["shots"])), {})[int(c["seed"])] = c
+    rows = []
+    for (t, k), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], _sort_key(kv[0][1]))):
+        acc = {s: c["accuracy"] for s, c in seeds.items()}
+        row: dict[str, Any] = {"technique": t, "shots": k, "accuracy": mean_ci(list(acc.values()))}
+        row["macro_f1"] = mean_ci([c["macro_f1"] for c in seeds.values()])
+        for key in ("cpu_s", "wall_s", "energy_j", "flops", "peak_rss_mb", "trainable_params"):
+            row[key] = float(np.mean([c[key] for c in seeds.values()]))
+        row["n_per_class"] = float(np.mean([c.get("n_per_class", 0) for c in seeds.values()]))
+        row["energy_method"] = next(iter(seeds.values())).get("energy_method", "")
+        for ref in ("scratch", "probe"):
+            other = by.get((ref, k))
+            if ref == t or not other:
+                continue
+            cmp = paired(acc, {s: c["accuracy"] for s, c in other.items()})
+            if cmp is None:
+                continue
+            if ref == "scratch":
+                extra_cpu_min = row["cpu_s"] / 60
+                cmp["accuracy_gain_per_cpu_minute"] = cmp["mean"] / extra_cpu_min if extra_cpu_min else None
+                cmp["energy_saved_j"] = (
+                    float(np.mean([c["energy_j"] for c in other.values()])) - row["energy_j"]
+                )
+            row[f"vs_{ref}"] = cmp
+        rows.append(row)
+    return {"cells": len(cells), "rows": rows}

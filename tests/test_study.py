@@ -1,0 +1,145 @@
+"""Studies: statistics by hand, identical splits, resuming without recomputing, costs, the report."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.conftest import make_sentences
+from warmstart.data import Dataset
+from warmstart.errors import ParameterError
+from warmstart.study import StudyConfig, mean_ci, paired, parse_shots, run_study
+
+
+def test_mean_ci_and_paired_by_hand():
+    s = mean_ci([0.70, 0.74, 0.72])
+    # mean 0.72, sd 0.02, t(0.975, 2) = 4.302653
+    assert s["mean"] == pytest.approx(0.72) and s["std"] == pytest.approx(0.02)
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert s["ci_low"] == pytest.approx(0.72 - half, abs=1e-6) and s["ci_high"] == pytest.approx(
+        0.72 + half, abs=1e-6
+    )
+    a = {0: 0.80, 1: 0.82, 2: 0.85}
+    b = {0: 0.70, 1: 0.74, 2: 0.72, 3: 0.99}  # seed 3 has no partner and is left out
+    c = paired(a, b)
+    assert c["seeds"] == [0, 1, 2] and c["mean"] == pytest.approx((0.10 + 0.08 + 0.13) / 3)
+    assert c["significant"] and 0 < c["p_value"] < 0.05
+    noisy = paired({0: 0.8, 1: 0.7, 2: 0.9}, {0: 0.75, 1: 0.8, 2: 0.8})
+    assert not noisy["significant"] and noisy["ci_low"] < 0 < noisy["ci_high"]
+    assert paired({0: 0.8}, {0: 0.7}) is None
+    assert parse_shots("4, 8,all") == [4, 8, "all"]
+    with pytest.raises(ParameterError):
+        parse_shots("4,0")
+
+
+@pytest.fixture
+def study_data():
+    texts, labels = make_sentences(12, seed=3)
+    return Dataset(texts, labels, "text", "synthetic")
+
+
+def config(tiny_bert_dir, **kw):
+    base = dict(
+        data="synthetic",
+        backbone=str(tiny_bert_dir),
+        techniques=["scratch", "probe", "finetune"],
+        shots=[2, 4],
+        seeds=2,
+        params={"finetune": {"epochs": 2}, "scratch": {"epochs": 2}},
+    )
+    return StudyConfig(**{**base, **kw})
+
+
+def test_study_runs_every_cell_on_identical_splits_and_resumes(
+    tiny_bert_dir, study_data, tmp_path, monkeypatch
+):
+    import warmstart.study as st
+
+    out = tmp_path / "study"
+    summary = run_study(study_data, config(tiny_bert_dir), out, progress=False)
+    cells = st.load_cells(out)
+    assert len(cells) == 3 * 2 * 2 and summary["cells"] == 12
+    for k in (2, 4):
+        for seed in (0, 1):
+            same = {c["n_train"] for c in cells if c["shots"] == k and c["seed"] == seed}
+            assert same == {3 * k}
+    assert {c["n_test"] for c in cells} == {6}  # 20% of each class of 12 rows, the same rows for every cell
+    import pandas as pd
+
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 12 and {"accuracy", "cpu_s", "flops", "energy_j", "trainable_params"} <= set(df.columns)
+    assert len(pd.read_parquet(out / "results.parquet")) == 12
+    tuned = df[df.technique == "finetune"]
+    assert (tuned.train_flops > 0).all() and (df[df.technique == "probe"].train_flops == 0).all()
+    assert (df.flops > 0).all() and (df.trainable_params > 0).all()
+    rows = {(r["technique"], r["shots"]): r for r in summary["rows"]}
+    assert "vs_scratch" in rows[("probe", "2")] and "vs_probe" in rows[("finetune", "4")]
+    assert "vs_scratch" not in rows[("scratch", "2")]
+
+    # a crash lost one cell: rerunning computes that one only
+    (out / "cells" / "probe-k4-s1.json").unlink()
+    calls = []
+    real = st.run_cell
+    monkeypatch.setattr(st, "run_cell", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    run_study(study_data, config(tiny_bert_dir), out, progress=False)
+    assert calls == ["probe"] and len(st.load_cells(out)) == 12
+    with pytest.raises(ParameterError, match="different configuration"):
+        run_study(study_data, config(tiny_bert_dir, seeds=3), out, progress=False)
+
+
+def test_report_is_rebuilt_from_saved_results_alone(tiny_bert_dir, study_data, tmp_path, monkeypatch):
+    from warmstart.cli import main
+
+    out = tmp_path / "study"
+    run_study(
+        study_data, config(tiny_bert_dir, techniques=["scratch", "probe"], shots=[2]), out, progress=False
+    )
+    html = (out / "report.html").read_text()
+    summary = (out / "summary.json").read_text()
+    for part in (
+        "Learning curves",
+        "paired comparisons",
+        "Cost",
+        "The chosen model",
+        "Resolved configuration",
+    ):
+        assert part in html
+    assert html.count("data:image/png;base64,") == 3 and "<script" not in html
+    (out / "report.html").unlink()
+    (out / "summary.json").unlink()
+    import warmstart.study as st
+
+    monkeypatch.setattr(st, "run_cell", lambda *a, **k: pytest.fail("the report must not train"))
+    assert main(["report", str(out)]) == 0
+    assert (out / "summary.json").read_text() == summary
+    assert (out / "report.html").read_text() == html
+
+
+def test_training_flops_are_about_three_forward_passes_per_epoch(tiny_bert_dir, study_data):
+    from warmstart.backbones import get_backbone
+    from warmstart.cost import forward_flops
+    from warmstart.techniques import get_technique
+
+    bb = get_backbone(str(tiny_bert_dir))
+    est = get_technique("finetune", backbone=bb, epochs=2, progress=False, batch_size=36).fit(study_data)
+    ratio = est.train_flops_ / (2 * forward_flops(bb, study_data))
+    assert 2.0 < ratio < 4.5  # backward is about twice the forward; padding adds a little
+
+
+def test_energy_from_rapl_when_readable_else_a_labelled_estimate(tmp_path, monkeypatch):
+    import warmstart.cost as cost
+
+    monkeypatch.setattr(cost, "POWERCAP", str(tmp_path / "none"))
+    with cost.measure() as c:
+        sum(range(10000))
+    assert c.energy_method.startswith("estimate") and c.energy_joules == pytest.approx(c.cpu_seconds * 10)
+    dom = tmp_path / "powercap" / "intel-rapl:0"
+    dom.mkdir(parents=True)
+    (dom / "energy_uj").write_text("999000000")
+    (dom / "max_energy_range_uj").write_text("1000000000")
+    (tmp_path / "powercap" / "intel-rapl:0:0").mkdir()  # a sub-domain: not counted twice
+    monkeypatch.setattr(cost, "POWERCAP", str(tmp_path / "powercap"))
+    with cost.measure() as c:
+        (dom / "energy_uj").write_text("2000000")  # wrapped: 1,000,000 to the top, then 2,000,000
+    assert c.energy_method.startswith("RAPL") and c.energy_joules == pytest.approx(3.0)
