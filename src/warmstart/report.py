@@ -154,13 +154,15 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         rs = sorted((r for r in rows if r["technique"] == t), key=_shots_x)
         x = np.array([_shots_x(r) for r in rs])
         y = np.array([r["accuracy"]["mean"] for r in rs])
-        lo = np.array([r["accuracy"]["ci_low"] for r in rs], dtype=float)
-        hi = np.array([r["accuracy"]["ci_high"] for r in rs], dtype=float)
+        lo = np.clip(np.array([r["accuracy"]["ci_low"] for r in rs], dtype=float), 0, 1)
+        hi = np.clip(np.array([r["accuracy"]["ci_high"] for r in rs], dtype=float), 0, 1)
         ax.plot(x, y, "o-", color=color[t], label=t)
         ok = ~np.isnan(lo)
         if ok.any():
             ax.fill_between(x[ok], lo[ok], hi[ok], color=color[t], alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
+    means = [r["accuracy"]["mean"] for r in rows]
+    ax.set_ylim(max(0.0, min(means) - 0.1), min(1.0, max(means) + 0.05))
     ax.set_xlabel("labelled examples per class (log scale; 'all' at its mean per class)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
@@ -202,7 +204,8 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
                 line.append("")
                 continue
             a = r["accuracy"]
-            ci = "" if math.isnan(a["ci_low"]) else f" [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}]"
+            lo, hi = max(a["ci_low"], 0.0), min(a["ci_high"], 1.0)  # an accuracy interval ends at 0 and 100%
+            ci = "" if math.isnan(a["ci_low"]) else f" [{_pct(lo)}, {_pct(hi)}]"
             line.append(f"{_pct(a['mean'])} ± {_pct(a['std'])}{ci}")
         curve_rows.append(line)
 
@@ -249,7 +252,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         {
             "title": "Learning curves",
             "text": "Test accuracy against labelled examples per class; the band is the 95% confidence interval of "
-            "the mean over seeds (t distribution). Every technique trains on the same rows at a given "
+            "the mean over seeds (t distribution, clipped to 0-100%). Every technique trains on the same rows at a given "
             "(shots, seed) and is tested on the same rows.",
             "figures": [
                 {"png": curves, "caption": "accuracy vs examples per class"},
@@ -260,7 +263,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
             ],
             "tables": [
                 {
-                    "caption": "accuracy % : mean ± std [95% CI] over seeds",
+                    "caption": "accuracy % : mean ± std [95% CI, clipped to 0-100] over seeds",
                     "head": ["technique", *[f"{k} per class" if k != "all" else "all" for k in shots]],
                     "rows": curve_rows,
                 }
