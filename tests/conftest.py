@@ -40,7 +40,7 @@ def make_sentences(n_per_class: int, seed: int = 0) -> tuple[list[str], list[str
     return texts, labels
 
 
-def _build_tiny_bert(folder: Path, seed: int = 0) -> Path:
+def _build_tiny_bert(folder: Path, seed: int = 0, dropout: float = 0.1) -> Path:
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -74,6 +74,8 @@ def _build_tiny_bert(folder: Path, seed: int = 0) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(folder)
     tok.save_pretrained(folder)

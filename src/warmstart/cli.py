@@ -89,6 +89,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         max_memory_mb=args.max_memory,
         record={"data": args.data, "test": args.test, **_data_record(args)},
     )
+    from . import distributed
+
+    if not distributed.is_main():
+        return 0  # rank 0 reports
     choice = result.config.get("technique_choice")
     if choice:
         from .selection.recommend import Calibration, Recommendation
@@ -703,6 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from . import distributed
+
+    distributed.init_from_env()  # under torchrun: join the process group (data-parallel training)
     try:
         return args.func(args)
     except WarmstartError as e:

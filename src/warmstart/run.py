@@ -145,9 +145,19 @@ def fit_run(
         config["record"] = dict(record)
     result = RunResult(est, metrics, config, split, timings=timings)
     if output is not None:
+        from . import distributed
         from .artifact import save_artifact
 
-        result.artifact = save_artifact(
-            est, output, metrics=metrics, config=config, splits=split.to_dict(), embed_backbone=embed_backbone
-        )
+        if distributed.is_main():  # in a data-parallel run the ranks hold identical models: one writes
+            config["world_size"] = distributed.world_size()
+            save_artifact(
+                est,
+                output,
+                metrics=metrics,
+                config=config,
+                splits=split.to_dict(),
+                embed_backbone=embed_backbone,
+            )
+        distributed.barrier()
+        result.artifact = Path(output)
     return result

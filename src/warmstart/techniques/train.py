@@ -147,7 +147,11 @@ class Checkpointer:
         return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        from .. import distributed
+
+        distributed.barrier()  # every rank is done with it
+        if distributed.is_main():
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -225,6 +229,10 @@ class _Loop:
         self.warmup = round(cfg.warmup_ratio * self.total)
         self.state = LoopState()
         self.best: dict[str, torch.Tensor] | None = None
+        from .. import distributed
+
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def run(self) -> LoopState:
         from tqdm.auto import tqdm
@@ -237,7 +245,7 @@ class _Loop:
             initial=self.state.step,
             desc="training",
             unit="step",
-            disable=not self.cfg.progress,
+            disable=not self.cfg.progress or self.rank != 0,
         )
         try:
             while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
@@ -253,6 +261,11 @@ class _Loop:
             ) from e
         self.bar.close()
         self._tick()
+        if self.world > 1:
+            from .. import distributed
+
+            self.state.flops = distributed.all_reduce_sum(self.state.flops)
+            distributed.barrier()  # rank 0 has written best.pt before anyone reads it
         if self.state.best_epoch is not None:
             best = self.checkpointer.load_best() if self.checkpointer else self.best
             if best is not None:
@@ -284,33 +297,20 @@ class _Loop:
         pending: list[float] = []  # losses of the step being accumulated; counted once the step is taken
         for b in range(state.batch, len(batches)):
             idx = batches[b]
-            batch = self.source.collate(idx)
-            units = batch_units(batch)
-            counter = None
-            if state.flops_per_unit is None:
-                from torch.utils.flop_counter import FlopCounterMode
+            local = idx[self.rank :: self.world] if self.world > 1 else idx
+            loss = self._forward_backward(local, len(idx)) if len(local) else torch.zeros(())
+            value = loss.item()
+            if self.world > 1:  # each rank's loss is its share of the batch mean
+                from .. import distributed
 
-                counter = FlopCounterMode(display=False)
-                counter.__enter__()
-            try:
-                with autocast(cfg.bf16):
-                    out = self.model(**batch)
-                targets = self.targets[torch.as_tensor(idx)]
-                if self.hooks.loss is not None:
-                    loss = self.hooks.loss(out.float(), targets)
-                else:
-                    loss = nn.functional.cross_entropy(out.float(), targets)
-                if self.hooks.extra_loss is not None:
-                    loss = loss + self.hooks.extra_loss()
-                (loss / cfg.grad_accum).backward()
-            finally:
-                if counter is not None:
-                    counter.__exit__(None, None, None)
-                    state.flops_per_unit = counter.get_total_flops() / max(units, 1)
-            state.flops += state.flops_per_unit * units
-            pending.append(loss.item())
+                value = distributed.all_reduce_sum(value)
+            pending.append(value)
             if (b + 1) % cfg.grad_accum and b + 1 < len(batches):
                 continue
+            if self.world > 1:
+                from .. import distributed
+
+                distributed.all_reduce_gradients(self.params)
             _step(self.optimizer, cfg, lr_factor(state.step, self.total, self.warmup, cfg.schedule))
             state.step, state.batch = state.step + 1, b + 1
             state.loss_sum, state.loss_count = state.loss_sum + sum(pending), state.loss_count + len(pending)
@@ -324,6 +324,36 @@ class _Loop:
                 self._checkpoint(periodic=True)
         self._end_epoch(state.loss_sum / state.loss_count if state.loss_count else float("nan"))
         self._checkpoint(periodic=True)
+
+    def _forward_backward(self, idx: np.ndarray, global_rows: int) -> torch.Tensor:
+        """Loss of the rows ``idx`` and its gradients. In a distributed run ``idx`` is this rank's share of a
+        batch of ``global_rows`` rows, and the loss is scaled so that the ranks' losses sum to the batch's."""
+        cfg, state = self.cfg, self.state
+        batch = self.source.collate(idx)
+        units = batch_units(batch)
+        counter = None
+        if state.flops_per_unit is None:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = FlopCounterMode(display=False)
+            counter.__enter__()
+        try:
+            with autocast(cfg.bf16):
+                out = self.model(**batch)
+            targets = self.targets[torch.as_tensor(idx)]
+            if self.hooks.loss is not None:
+                loss = self.hooks.loss(out.float(), targets) * (len(idx) / global_rows)
+            else:
+                loss = nn.functional.cross_entropy(out.float(), targets, reduction="sum") / global_rows
+            if self.hooks.extra_loss is not None:
+                loss = loss + self.hooks.extra_loss() / self.world
+            (loss / cfg.grad_accum).backward()
+        finally:
+            if counter is not None:
+                counter.__exit__(None, None, None)
+                state.flops_per_unit = counter.get_total_flops() / max(units, 1)
+        state.flops += state.flops_per_unit * units
+        return loss
 
     def _end_epoch(self, train_loss: float) -> None:
         state = self.state
@@ -340,7 +370,8 @@ class _Loop:
             if state.best_metric is None or value > state.best_metric:
                 state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
                 if self.checkpointer:
-                    self.checkpointer.save_best(self.model)
+                    if self.rank == 0:  # every rank reads it back at the end
+                        self.checkpointer.save_best(self.model)
                 else:
                     self.best = trainable_state(self.model)
             else:
@@ -360,6 +391,9 @@ class _Loop:
         if self.checkpointer is None:
             return
         if periodic and time.perf_counter() - self.last_checkpoint < self.cfg.checkpoint_min_seconds:
+            return
+        if self.rank != 0:  # only rank 0 writes; the others resume from the same files
+            self.last_checkpoint = time.perf_counter()
             return
         self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step)
         self.last_checkpoint = time.perf_counter()
