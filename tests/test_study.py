@@ -143,3 +143,52 @@ def test_energy_from_rapl_when_readable_else_a_labelled_estimate(tmp_path, monke
     with cost.measure() as c:
         (dom / "energy_uj").write_text("2000000")  # wrapped: 1,000,000 to the top, then 2,000,000
     assert c.energy_method.startswith("RAPL") and c.energy_joules == pytest.approx(3.0)
+
+
+def test_ray_engine_gives_the_local_engines_table(tiny_bert_dir, study_data, tmp_path):
+    ray = pytest.importorskip("ray")
+    import pandas as pd
+    import torch
+
+    from warmstart.study import load_cells
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same arithmetic as the one-thread Ray tasks
+    try:
+        cfg = config(tiny_bert_dir, techniques=["probe", "finetune"], shots=[2, 4], seeds=2)
+        run_study(study_data, cfg, tmp_path / "local", progress=False, report=False)
+        (tmp_path / "ray" / "cells").mkdir(parents=True)
+        # one cell already finished: the Ray run must keep it and compute only the other seven
+        kept = tmp_path / "local" / "cells" / "probe-k2-s0.json"
+        (tmp_path / "ray" / "cells" / kept.name).write_text(
+            kept.read_text().replace('"predict_s"', '"kept": 1, "predict_s"')
+        )
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            run_study(study_data, cfg, tmp_path / "ray", progress=False, report=False, engine="ray")
+        finally:
+            ray.shutdown()
+    finally:
+        torch.set_num_threads(threads)
+    assert any(c.get("kept") for c in load_cells(tmp_path / "ray"))
+    content = [
+        "technique",
+        "shots",
+        "seed",
+        "n_train",
+        "n_test",
+        "accuracy",
+        "macro_f1",
+        "trainable_params",
+        "flops",
+    ]
+    a = pd.read_csv(tmp_path / "local" / "results.csv")[content]
+    b = pd.read_csv(tmp_path / "ray" / "results.csv")[content]
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+    la = {
+        (c["technique"], c["shots"], c["seed"]): c["confusion_matrix"] for c in load_cells(tmp_path / "local")
+    }
+    lb = {
+        (c["technique"], c["shots"], c["seed"]): c["confusion_matrix"] for c in load_cells(tmp_path / "ray")
+    }
+    assert la == lb

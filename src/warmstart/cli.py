@@ -193,7 +193,15 @@ def cmd_study(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         bf16=args.bf16,
     )
-    run_study(data, cfg, args.output, test=test)
+    run_study(
+        data,
+        cfg,
+        args.output,
+        test=test,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        cpus_per_cell=args.cpus_per_cell,
+    )
     print(study_table(Path(args.output)))
     print(f"\nresults: {args.output}/results.csv   report: {args.output}/report.html")
     return 0
@@ -572,6 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction and training")
     p.add_argument("--output", "-o", required=True, help="study folder (rerun the same command to resume)")
+    p.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="run cells here, or as Ray tasks (ray)"
+    )
+    p.add_argument(
+        "--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray instance)"
+    )
+    p.add_argument("--cpus-per-cell", type=int, default=1, help="CPUs (and torch threads) per Ray task (1)")
     _data_options(p)
     p.set_defaults(func=cmd_study)
 

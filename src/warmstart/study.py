@@ -96,8 +96,15 @@ def run_study(
     test: Dataset | None = None,
     progress: bool = True,
     report: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    cpus_per_cell: int = 1,
 ) -> dict:
     """Run every missing cell of the study in ``output`` and write the tables, summary and report.
+
+    ``engine="ray"`` runs the missing cells as Ray tasks (``cpus_per_cell`` CPUs each) on the cluster at
+    ``ray_address`` (None: a local Ray instance, or the one ``RAY_ADDRESS`` names); the driver writes each cell's
+    JSON as its task finishes, so finished cells are kept exactly as with the local engine.
 
     Example:
         >>> from warmstart.data import load_packaged                                            # doctest: +SKIP
@@ -106,7 +113,6 @@ def run_study(
     """
     from tqdm.auto import tqdm
 
-    from .backbones import get_backbone
     from .techniques import available_techniques
 
     unknown = [t for t in cfg.techniques if t not in available_techniques()]
@@ -134,27 +140,93 @@ def run_study(
     pool, test_ds, split_record = _splits(data, test, cfg)
     atomic_write_json(out / "splits.json", split_record)
     test_ds.require_labels(min_classes=1)
-    pool_labels = [data.labels[i] for i in pool]
 
     cells = [(k, seed, t) for k in _ordered(cfg.shots) for seed in range(cfg.seeds) for t in cfg.techniques]
     todo = [c for c in cells if not (out / "cells" / f"{cell_key(c[2], c[0], c[1])}.json").is_file()]
-    backbone = get_backbone(cfg.backbone) if todo else None
-    feature_flops: dict[tuple, float] = {}
     bar = tqdm(
         total=len(cells), initial=len(cells) - len(todo), desc="study", unit="cell", disable=not progress
     )
-    for k, seed, technique in todo:
-        bar.set_postfix(technique=technique, shots=k, seed=seed)
-        train_idx = pool if k == "all" else pool[few_shot(pool_labels, int(k), seed=seed)]
-        train = data.subset(train_idx)
-        if (k, seed) not in feature_flops:
-            feature_flops[(k, seed)] = forward_flops(backbone, train)
-        cell = run_cell(backbone, technique, train, test_ds, seed, cfg, feature_flops[(k, seed)])
-        cell.update(shots=k, n_per_class=_per_class(train.labels))
-        atomic_write_json(out / "cells" / f"{cell_key(technique, k, seed)}.json", cell)
-        bar.update(1)
+    if engine == "ray":
+        _run_ray(todo, data, test_ds, pool, cfg, out, bar, ray_address, cpus_per_cell)
+    elif engine == "local":
+        for k, seed, technique in todo:
+            bar.set_postfix(technique=technique, shots=k, seed=seed)
+            cell = compute_cell(data, test_ds, pool, cfg, k, seed, technique)
+            atomic_write_json(out / "cells" / f"{cell_key(technique, k, seed)}.json", cell)
+            bar.update(1)
+    else:
+        raise ParameterError(f"--engine must be local or ray; got {engine!r}.")
     bar.close()
     return finish_study(out, report=report)
+
+
+_BACKBONES: dict[str, Any] = {}
+_FORWARD_FLOPS: dict[tuple, float] = {}
+
+
+def compute_cell(
+    data: Dataset,
+    test_ds: Dataset,
+    pool: np.ndarray,
+    cfg: StudyConfig,
+    k: int | str,
+    seed: int,
+    technique: str,
+) -> dict:
+    """One cell, from the study's data and pool: the training rows of (k, seed), then ``run_cell``. The
+    backbone is loaded once per process and the extraction FLOPs computed once per training set."""
+    from .backbones import get_backbone
+
+    if cfg.backbone not in _BACKBONES:
+        _BACKBONES.clear()
+        _BACKBONES[cfg.backbone] = get_backbone(cfg.backbone)
+    backbone = _BACKBONES[cfg.backbone]
+    pool_labels = [data.labels[i] for i in pool]
+    train_idx = pool if k == "all" else pool[few_shot(pool_labels, int(k), seed=seed)]
+    train = data.subset(train_idx)
+    key = (cfg.backbone, data.source, len(data), str(k), seed)
+    if key not in _FORWARD_FLOPS:
+        _FORWARD_FLOPS[key] = forward_flops(backbone, train)
+    cell = run_cell(backbone, technique, train, test_ds, seed, cfg, _FORWARD_FLOPS[key])
+    cell.update(shots=k, n_per_class=_per_class(train.labels))
+    return cell
+
+
+def _ray_cell(data, test_ds, pool, cfg_dict, k, seed, technique, threads):  # runs on a Ray worker
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = StudyConfig(**{k2: v for k2, v in cfg_dict.items() if k2 != "format"})
+    return compute_cell(data, test_ds, pool, cfg, k, seed, technique)
+
+
+def _run_ray(todo, data, test_ds, pool, cfg, out, bar, address, cpus_per_cell) -> None:
+    try:
+        import ray
+    except ImportError as e:
+        raise ParameterError("--engine ray needs Ray: pip install 'ray>=2.9' (or the `ray` extra).") from e
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        started = True
+    try:
+        task = ray.remote(num_cpus=cpus_per_cell)(_ray_cell)
+        refs = [ray.put(x) for x in (data, test_ds, pool, cfg.to_dict())]
+        pending = {
+            task.remote(*refs, k, seed, technique, cpus_per_cell): (k, seed, technique)
+            for k, seed, technique in todo
+        }
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                k, seed, technique = pending.pop(ref)
+                cell = ray.get(ref)  # a failed cell raises here; the finished ones are already written
+                atomic_write_json(out / "cells" / f"{cell_key(technique, k, seed)}.json", cell)
+                bar.set_postfix(technique=technique, shots=k, seed=seed)
+                bar.update(1)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _ordered(shots: list[int | str]) -> list[int | str]:
