@@ -1,0 +1,122 @@
+"""Text feature extraction: warmstart's encode against sentence-transformers' encode, and against the CPU's
+measured matmul ceiling.
+
+In one process and on the same sentences (2,000 rows of 20 Newsgroups truncated to 128 tokens, and 2,000 SMS
+messages), with all-MiniLM-L6-v2 for both:
+
+- sentence-transformers ``encode`` (batch 32, its default; max_seq_length 128), fp32;
+- warmstart ``encode`` in fp32 and with bf16 autocast.
+
+Each is timed ``--repeats`` times (median reported) after one untimed warm-up pass. Embeddings are compared
+per row by cosine similarity with sentence-transformers' (required: >= 0.9999 fp32, >= 0.99 bf16). Achieved
+GFLOP/s counts the encoder's matrix products on the real (unpadded) token counts: per layer and token,
+2 x (4 d^2 + 2 d d_ff) for the projections and feed-forward, plus 2 x 2 x n x d for attention over a sequence of
+n tokens. The ceiling is torch.matmul's GFLOP/s measured in the same run, fp32 and bf16, on (2048 x 384) @ (384 x
+1536), the shape of the feed-forward layer.
+
+    pip install -e ".[bench]"      # sentence-transformers, for this benchmark only
+    python benchmarks/extraction.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def matmul_ceiling(
+    dtype: torch.dtype, m: int = 2048, k: int = 384, n: int = 1536, seconds: float = 2.0
+) -> float:
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(5):
+        a @ b
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+
+
+def encoder_flops(token_counts: np.ndarray, d: int = 384, d_ff: int = 1536, layers: int = 6) -> float:
+    n = token_counts.astype(np.float64)
+    per_layer = 2 * (4 * d * d + 2 * d * d_ff) * n.sum() + 2 * 2 * d * (n**2).sum()
+    return float(layers * per_layer)
+
+
+def timed(fn, repeats: int) -> tuple[float, np.ndarray]:
+    out = fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    from sentence_transformers import SentenceTransformer
+
+    from warmstart.backbones import minilm_l6_folder
+    from warmstart.backbones.text_transformers import TransformerTextBackbone
+    from warmstart.data import load_packaged
+
+    folder = minilm_l6_folder()
+    st = SentenceTransformer(str(folder), device="cpu")
+    st.max_seq_length = 128
+    ours = TransformerTextBackbone.from_pretrained(folder, max_length=128)
+    sets = {
+        "20 Newsgroups (128 tokens)": [
+            str(t) for t in load_packaged("20newsgroups").train.inputs[: args.rows]
+        ],
+        "SMS spam": [str(t) for t in load_packaged("sms-spam").train.inputs[: args.rows]],
+    }
+    ceiling = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    print(
+        f"matmul ceiling: fp32 {ceiling['fp32']:.0f} GFLOP/s, bf16 {ceiling['bf16']:.0f} GFLOP/s "
+        f"({torch.get_num_threads()} threads)\n"
+    )
+    print(
+        "| data | method | sentences/s | vs sentence-transformers | GFLOP/s | of ceiling | min cosine | check |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    ok = True
+    for name, texts in sets.items():
+        tokens = np.array([len(x) for x in ours.tokenize(texts)])
+        flops = encoder_flops(tokens)
+        t_st, e_st = timed(lambda: st.encode(texts, batch_size=32, convert_to_numpy=True), args.repeats)
+        rows = [("sentence-transformers fp32", t_st, e_st, "fp32", None)]
+        for prec in ("fp32", "bf16"):
+            t, e = timed(lambda p=prec: ours.encode(texts, progress=False, bf16=p == "bf16"), args.repeats)
+            rows.append((f"warmstart {prec}", t, e, prec, 0.9999 if prec == "fp32" else 0.99))
+        for method, t, e, prec, need in rows:
+            gflops = flops / t / 1e9
+            cos = float(cosine_rows(e, e_st).min())
+            check = "" if need is None else ("pass" if cos >= need else f"FAIL (< {need})")
+            ok &= check != "" or need is None
+            ok &= not check.startswith("FAIL")
+            print(
+                f"| {name} | {method} | {len(texts) / t:.0f} | {t_st / t:.2f}x | {gflops:.0f} | "
+                f"{gflops / ceiling[prec]:.0%} of {prec} | {cos:.6f} | {check} |",
+                flush=True,
+            )
+        print(f"| {name} | (mean tokens {tokens.mean():.0f}, max {tokens.max()}) | | | | | | |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
