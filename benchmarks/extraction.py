@@ -98,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, texts in sets.items():
         tokens = np.array([len(x) for x in ours.tokenize(texts)])
         flops = encoder_flops(tokens)
-        t_st, e_st = timed(lambda: st.encode(texts, batch_size=32, convert_to_numpy=True), args.repeats)
+        t_st, e_st = timed(lambda x=texts: st.encode(x, batch_size=32, convert_to_numpy=True), args.repeats)
         rows = [("sentence-transformers fp32", t_st, e_st, "fp32", None)]
         for prec in ("fp32", "bf16"):
-            t, e = timed(lambda p=prec: ours.encode(texts, progress=False, bf16=p == "bf16"), args.repeats)
+            t, e = timed(
+                lambda p=prec, x=texts: ours.encode(x, progress=False, bf16=p == "bf16"), args.repeats
+            )
             rows.append((f"warmstart {prec}", t, e, prec, 0.9999 if prec == "fp32" else 0.99))
         for method, t, e, prec, need in rows:
             gflops = flops / t / 1e9
