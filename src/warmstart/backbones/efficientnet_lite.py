@@ -128,7 +128,9 @@ class EfficientNetLiteBackbone(Backbone):
     unused_parameters = ("_fc.",)  # the ImageNet classifier; features stop before it
 
     def __init__(self, model: EfficientNetLite, *, name: str, source: str, image_size: int = 224) -> None:
-        self.module = model.eval()
+        # channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions run 1.2x faster on this layout
+        # in fp32 and 1.6x faster in bf16 than on NCHW, measured on Fashion-MNIST at 224 px (docs/backbones.md)
+        self.module = model.to(memory_format=torch.channels_last).eval()
         self.name, self.source, self.image_size = name, source, int(image_size)
         self.num_features = model.num_features
         self._fingerprint = None
@@ -189,6 +191,7 @@ class EfficientNetLiteBackbone(Backbone):
         return ImageBatchSource(self, data if isinstance(data, Dataset) else Dataset(data, None, "image"))
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
 
     def encode(
