@@ -88,13 +88,22 @@ def run_setfit(train, test, seed: int, model_path: str) -> dict:
 
 
 def summarise(results: dict, datasets: list[str], shots: list[int], methods: list[str]) -> int:
-    print("\n| data | k | warmstart acc | setfit acc | diff | warmstart CPU s | setfit CPU s | CPU ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| data | k | seeds | warmstart acc | setfit acc | diff | warmstart CPU s | setfit CPU s | CPU ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     diffs, ratios, ours_cpu, theirs_cpu = [], [], 0.0, 0.0
     for d in datasets:
         for k in shots:
-            cell = {m: [r for key, r in results.items() if key.startswith(f"{d}|{k}|{m}|")] for m in methods}
-            if any(not v for v in cell.values()):
+            # paired: only the seeds every method has finished, so a partial run compares like with like
+            seeds = set.intersection(
+                *(
+                    {int(key.rsplit("|", 1)[1]) for key in results if key.startswith(f"{d}|{k}|{m}|")}
+                    for m in methods
+                )
+            )
+            cell = {m: [results[f"{d}|{k}|{m}|{s}"] for s in sorted(seeds)] for m in methods}
+            if not seeds:
                 continue
             acc = {m: [r["accuracy"] for r in v] for m, v in cell.items()}
             cpu = {m: [r["train_cpu_s"] for r in v] for m, v in cell.items()}
@@ -103,7 +112,9 @@ def summarise(results: dict, datasets: list[str], shots: list[int], methods: lis
                 for m, a in acc.items()
             }
             if len(methods) < 2:
-                print(f"| {d} | {k} | {fmt[methods[0]]} | | | {statistics.mean(cpu[methods[0]]):.1f} | | |")
+                print(
+                    f"| {d} | {k} | {len(seeds)} | {fmt[methods[0]]} | | | {statistics.mean(cpu[methods[0]]):.1f} | | |"
+                )
                 continue
             diff = statistics.mean(acc["warmstart"]) - statistics.mean(acc["setfit"])
             ratio = sum(cpu["warmstart"]) / sum(cpu["setfit"])
@@ -112,7 +123,7 @@ def summarise(results: dict, datasets: list[str], shots: list[int], methods: lis
             ours_cpu += sum(cpu["warmstart"])
             theirs_cpu += sum(cpu["setfit"])
             print(
-                f"| {d} | {k} | {fmt['warmstart']} | {fmt['setfit']} | {diff:+.4f} | "
+                f"| {d} | {k} | {len(seeds)} | {fmt['warmstart']} | {fmt['setfit']} | {diff:+.4f} | "
                 f"{statistics.mean(cpu['warmstart']):.1f} | {statistics.mean(cpu['setfit']):.1f} | {ratio:.3f} |"
             )
     if diffs:
