@@ -246,3 +246,34 @@ def test_export_finds_the_held_out_rows_itself_or_takes_test(csvs, tiny_bert_dir
     assert "checked on 15 held-out rows" in capsys.readouterr().out
     assert main(["export", str(art)]) == 2
     assert "--onnx" in capsys.readouterr().err
+
+
+def test_study_and_report_commands(csvs, tiny_bert_dir, capsys):
+    out = csvs / "study"
+    argv = ["study", "--data", str(csvs / "train.csv"), "--test", str(csvs / "test.csv")]
+    argv += [
+        "--backbone",
+        str(tiny_bert_dir),
+        "--techniques",
+        "scratch,probe",
+        "--shots",
+        "2,4",
+        "--seeds",
+        "2",
+    ]
+    argv += ["--param", "scratch.epochs=1", "--output", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| probe |" in text and "vs scratch" in text and (out / "report.html").is_file()
+    assert main(["report", str(out)]) == 0
+    assert main(["study", *argv[1:-2], "--output", str(out), "--param", "bad"]) == 2
+    assert "TECHNIQUE.KEY=VALUE" in capsys.readouterr().err
+    art = csvs / "art"
+    assert (
+        main(["fit", "--data", str(csvs / "train.csv"), "--backbone", str(tiny_bert_dir), "-o", str(art)])
+        == 0
+    )
+    assert main(["report", str(art)]) == 0
+    html = (csvs / "art-report.html").read_text()
+    assert "confusion matrix" in html and "Resolved configuration" in html
+    assert main(["report", str(csvs)]) == 2
