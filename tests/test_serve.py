@@ -141,6 +141,21 @@ def test_batcher_merges_concurrent_requests():
     assert sum(calls) == 16 and len(calls) < 8
 
 
+def test_batcher_runs_long_text_queues_in_length_sorted_chunks():
+    from warmstart.serve import Batcher
+
+    seen = []
+
+    def proba(texts):
+        seen.append(list(texts))
+        return np.array([[len(t), -len(t)] for t in texts], dtype=float)
+
+    texts = ["x" * n for n in (5, 40, 1, 33, 7, 2, 19, 8, 60, 3)]
+    out = Batcher(proba, max_rows=64, wait_s=0.0, chunk=4)._predict(texts)
+    np.testing.assert_array_equal(out[:, 0], [len(t) for t in texts])  # back in request order
+    assert [len(c) for c in seen] == [4, 4, 2] and max(map(len, seen[0])) <= min(map(len, seen[1]))
+
+
 def test_server_refuses_tampered_and_pickled_artifacts(text_artifact):
     (text_artifact / "extra.pt").write_bytes(b"\x80\x04not loaded")
     with pytest.raises(ArtifactError, match="pickle"):

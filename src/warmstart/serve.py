@@ -88,8 +88,8 @@ async def _plain_error(send: Any, status: int, detail: str) -> None:
 class Batcher:
     """Collects rows from concurrent requests and runs ``predict_proba`` on them together in one thread."""
 
-    def __init__(self, predict_proba: Any, max_rows: int, wait_s: float) -> None:
-        self.predict_proba, self.max_rows, self.wait_s = predict_proba, max_rows, wait_s
+    def __init__(self, predict_proba: Any, max_rows: int, wait_s: float, chunk: int = 16) -> None:
+        self.predict_proba, self.max_rows, self.wait_s, self.chunk = predict_proba, max_rows, wait_s, chunk
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
         self.batches = 0
@@ -148,7 +148,19 @@ class Batcher:
         with self.lock:
             start = time.perf_counter()
             try:
-                return self.predict_proba(inputs)
+                if len(inputs) <= self.chunk or not isinstance(inputs[0], str):
+                    return self.predict_proba(inputs)
+                # texts from many requests: in chunks of similar length, so a short question is not padded to
+                # the longest text of the whole queue
+                order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+                parts = [order[i : i + self.chunk] for i in range(0, len(order), self.chunk)]
+                out = None
+                for part in parts:
+                    proba = self.predict_proba([inputs[i] for i in part])
+                    if out is None:
+                        out = np.empty((len(inputs), proba.shape[1]), dtype=proba.dtype)
+                    out[part] = proba
+                return out
             finally:
                 self.batches += 1
                 self.rows += len(inputs)
