@@ -248,7 +248,7 @@ class TransformerTextBackbone(Backbone):
         batch_size: int | None = None,
         progress: bool = True,
         bf16: bool = False,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int = 2048,
     ) -> np.ndarray:
         from tqdm.auto import tqdm
 
@@ -267,7 +267,7 @@ class TransformerTextBackbone(Backbone):
             leave=False,
         )
         with torch.inference_mode(), autocast(bf16):
-            for idx in self.batches(lengths, batch_size or 128, max_batch_tokens):
+            for idx in self.batches(lengths, batch_size or 256, max_batch_tokens):
                 batch = self.collate([ids[i] for i in idx])
                 out[idx] = self.forward_features(**batch).float().numpy()
                 bar.update(len(idx))
