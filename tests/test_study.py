@@ -122,7 +122,9 @@ def test_training_flops_are_about_three_forward_passes_per_epoch(tiny_bert_dir, 
     from warmstart.techniques import get_technique
 
     bb = get_backbone(str(tiny_bert_dir))
-    est = get_technique("finetune", backbone=bb, epochs=2, progress=False, batch_size=36).fit(study_data)
+    est = get_technique("finetune", backbone=bb, epochs=2, min_steps=0, progress=False, batch_size=36).fit(
+        study_data
+    )
     ratio = est.train_flops_ / (2 * forward_flops(bb, study_data))
     assert 2.0 < ratio < 4.5  # backward is about twice the forward; padding adds a little
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from warmstart.techniques.train import Interrupted, epoch_batches, lr_factor
 from .conftest import make_images
 
 TECHNIQUES = sorted(available_techniques())
-FAST = {"epochs": 2, "batch_size": 16, "progress": False}
+FAST = {"epochs": 2, "min_steps": 0, "batch_size": 16, "progress": False}
 
 
 @pytest.fixture
@@ -334,3 +335,17 @@ def test_fit_run_records_cost_and_history(tiny_bert_dir, text_data, tmp_path):
     assert metrics["cost"]["trainable_params"] == r.estimator.trainable_parameters() > 0
     assert metrics["cost"]["fit_peak_rss_mb"] > 0 and metrics["cost"]["fit_cpu_seconds"] > 0
     assert len(metrics["history"]) == 2 and "val_accuracy" in metrics["history"][0]
+
+
+def test_min_steps_raises_the_epochs_of_small_training_sets(tiny_bert_dir, text_data):
+    from warmstart.techniques import get_technique
+
+    params = {**FAST, "epochs": 1, "min_steps": 10, "patience": None}
+    est = get_technique("bitfit", backbone=str(tiny_bert_dir), **params)
+    per_epoch = est.steps_per_epoch(len(text_data))
+    assert per_epoch < 10  # the check below needs a training set of fewer than 10 batches
+    assert est.planned_epochs(len(text_data)) == math.ceil(10 / per_epoch)
+    assert est.planned_epochs(16 * 100) == 1  # a large set keeps its epochs
+    est.fit(text_data)
+    assert est.epochs_ == math.ceil(10 / per_epoch) == len(est.history_)
+    assert est.fitted_config()["epochs"] == est.epochs_

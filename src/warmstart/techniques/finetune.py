@@ -86,7 +86,8 @@ class FineTune(TunedTechnique):
 
         def unfreeze_for(epoch: int) -> None:
             n = len(groups)
-            top = n if self.epochs == 1 else math.ceil(n * epoch / (self.epochs - 1))
+            epochs = getattr(self, "epochs_", self.epochs)
+            top = n if epochs == 1 else math.ceil(n * epoch / (epochs - 1))
             for i, names in enumerate(groups):
                 for name in names:
                     params[name].requires_grad_(i >= n - top)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -83,6 +84,7 @@ class TunedTechnique(Technique):
     _parameter_constraints = {
         "backbone": [str, Backbone],
         "epochs": [Interval(int, 1, None)],
+        "min_steps": [Interval(int, 0, None)],
         "lr": [Interval(float, 0, None, "neither"), "auto"],
         "head_lr": [Interval(float, 0, None, "neither"), "auto"],
         "weight_decay": [Interval(float, 0, None)],
@@ -107,6 +109,7 @@ class TunedTechnique(Technique):
         self,
         backbone: str | Backbone = "all-MiniLM-L6-v2",
         epochs: int = 4,
+        min_steps: int = 50,
         lr: float | str = "auto",
         head_lr: float | str = "auto",
         weight_decay: float = 0.01,
@@ -128,6 +131,7 @@ class TunedTechnique(Technique):
     ):
         self.backbone = backbone
         self.epochs = epochs
+        self.min_steps = min_steps
         self.lr = lr
         self.head_lr = head_lr
         self.weight_decay = weight_decay
@@ -196,6 +200,7 @@ class TunedTechnique(Technique):
         self._configure(model)
         self.trainable_params_ = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.total_params_ = sum(p.numel() for p in model.parameters())
+        self.epochs_ = self.planned_epochs(len(train_data))
         hooks = self._hooks(model)
         val_known = self._known_rows(val)
         if val_known is not None:
@@ -222,9 +227,18 @@ class TunedTechnique(Technique):
     def _base_lr(self, bb: Backbone) -> float:
         return float(self.default_lr[bb.modality] if self.lr == "auto" else self.lr)
 
-    def _loop_config(self) -> LoopConfig:
+    def planned_epochs(self, n_rows: int) -> int:
+        """``epochs``, raised so that training takes at least ``min_steps`` optimizer steps on ``n_rows`` rows.
+
+        A few labelled rows make short epochs: 4 rows of each of 6 classes are 2 batches of 16, so 4 epochs
+        would be 8 steps, too few for a random head and a moving backbone to settle.
+        """
+        per_epoch = max(1, self._loop_config(self.epochs).steps_per_epoch(n_rows))
+        return max(self.epochs, math.ceil(self.min_steps / per_epoch))
+
+    def _loop_config(self, epochs: int | None = None) -> LoopConfig:
         return LoopConfig(
-            epochs=self.epochs,
+            epochs=getattr(self, "epochs_", self.epochs) if epochs is None else epochs,
             batch_size=self.batch_size,
             grad_accum=self.grad_accum,
             warmup_ratio=self.warmup_ratio,
@@ -332,6 +346,7 @@ class TunedTechnique(Technique):
 
     def fitted_config(self) -> dict:
         return {
+            "epochs": getattr(self, "epochs_", self.epochs),
             "lr": self.lr_,
             "head_lr": self.head_lr_,
             "trainable_params": self.trainable_params_,
