@@ -12,6 +12,7 @@ artifact keeps the adapter tensors beside the head and refers to the unchanged b
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -84,15 +85,13 @@ class _PeftTechnique(TunedTechnique):
         raise NotImplementedError
 
     def _inject(self, backbone: Backbone) -> list[str]:
-        from peft import get_peft_model
-
         targets = resolve_targets(
             backbone.module,
             self.target_modules or self._default_targets(backbone),
             self.name,
             backbone.name,
         )
-        self.peft_model_ = get_peft_model(backbone.module, self._peft_config(targets, backbone))
+        self.peft_model_ = _peft_wrap(backbone.module, self._peft_config(targets, backbone))
         return targets
 
     def _configure(self, model: Classifier) -> None:
@@ -125,11 +124,9 @@ class _PeftTechnique(TunedTechnique):
         self.adapter_params_ = fitted.get("adapter_params")
         if self.merge:
             return
-        from peft import get_peft_model, set_peft_model_state_dict
+        from peft import set_peft_model_state_dict
 
-        self.peft_model_ = get_peft_model(
-            self.backbone_.module, self._peft_config(self.targets_, self.backbone_)
-        )
+        self.peft_model_ = _peft_wrap(self.backbone_.module, self._peft_config(self.targets_, self.backbone_))
         adapter = {k[len("adapter.") :]: v for k, v in tensors.items() if k.startswith("adapter.")}
         result = set_peft_model_state_dict(self.peft_model_, adapter)
         if getattr(result, "unexpected_keys", None):
@@ -229,3 +226,12 @@ class IA3(_PeftTechnique):
             ff_suffixes = spec[1] if self.target_modules is None else []
         ff = [t for t in targets if any(t == s or t.endswith("." + s) for s in ff_suffixes)]
         return IA3Config(target_modules=targets, feedforward_modules=ff)
+
+
+def _peft_wrap(module: torch.nn.Module, config: Any) -> Any:
+    """``peft.get_peft_model``, without the FutureWarning it triggers inside transformers 5 on every call."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(module, config)
