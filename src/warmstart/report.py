@@ -280,7 +280,9 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
             "text": "Means over seeds. FLOPs: one forward pass over the training rows plus the training steps' "
             "forward and backward passes, counted from the model with torch's FlopCounterMode. Energy: "
             f"{energy_method}. Gain per CPU-minute: accuracy points over scratch per CPU-minute of this "
-            "technique's training.",
+            "technique's training. CPU and wall seconds are the fit's own: features already in the shared "
+            "feature cache (the probe's, when an earlier run extracted them) cost nothing there, while FLOPs "
+            "always count their extraction.",
             "tables": [
                 {
                     "head": [
