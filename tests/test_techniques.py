@@ -226,11 +226,13 @@ def test_lora_merged_and_unmerged_predict_the_same(tiny_bert_dir, text_data, tex
 
 def test_l2sp_stays_closer_to_the_pretrained_weights(tiny_bert_dir, text_data):
     bb = get_backbone(str(tiny_bert_dir))
-    start = dict(bb.module.named_parameters())
+    start = {n: p.detach().clone() for n, p in bb.module.named_parameters()}
 
     def distance(alpha: float) -> float:
         est = get_technique("l2sp", backbone=bb, alpha=alpha, lr=1e-3, **FAST).fit(text_data)
-        return sum(float(((p - start[n]) ** 2).sum()) for n, p in est.backbone_.module.named_parameters())
+        return sum(
+            float(((p.detach() - start[n]) ** 2).sum()) for n, p in est.backbone_.module.named_parameters()
+        )
 
     assert distance(10.0) < 0.5 * distance(0.0)
 

@@ -202,10 +202,11 @@ def calibrate(
         small, large = {"steps": 2}, {"steps": 6}
         units_small, units_large, units_full = 2, 6, est.planned_steps(len(train))
     else:
-        small, large = {"epochs": 1}, {"epochs": 3}
+        # no floor on steps here: the two fits must differ by exactly two epochs
+        small, large = {"epochs": 1, "min_steps": 0}, {"epochs": 3, "min_steps": 0}
         spe = est.steps_per_epoch(len(rows))
         units_small, units_large = spe, 3 * spe
-        units_full = est.epochs * est.steps_per_epoch(len(train))
+        units_full = est.planned_epochs(len(train)) * est.steps_per_epoch(len(train))
     over = {"use_cache": False}  # calibration samples must not fill the feature cache
     t_small, _, _ = _timed_fit(name, bb, rows, {**params, **small, **over}, seed)
     t_large, peak, trainable = _timed_fit(name, bb, rows, {**params, **large, **over}, seed)

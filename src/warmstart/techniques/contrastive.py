@@ -171,7 +171,7 @@ class Contrastive(TunedTechnique):
     _parameter_constraints = {
         **TunedTechnique._parameter_constraints,
         "steps": [Interval(int, 1, None), "auto"],
-        "min_steps": [Interval(int, 1, None)],
+        "min_steps": [Interval(int, 0, None)],
         "max_steps": [Interval(int, 1, None)],
         "loss": ["supcon", "cosine"],
         "temperature": [Interval(float, 0, None, "neither")],
@@ -209,7 +209,7 @@ class Contrastive(TunedTechnique):
         if self.steps != "auto":
             return int(self.steps)
         want = math.ceil(self.epochs * n_rows / min(self.batch_size, max(n_rows, 1)))
-        return int(min(self.max_steps, max(self.min_steps, want)))
+        return int(min(self.max_steps, max(self.min_steps, want, 1)))
 
     def steps_per_epoch(self, n_rows: int) -> int:
         steps = self.planned_steps(n_rows)
