@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -84,8 +85,20 @@ def test_study_runs_every_cell_on_identical_splits_and_resumes(
     monkeypatch.setattr(st, "run_cell", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     run_study(study_data, config(tiny_bert_dir), out, progress=False)
     assert calls == ["probe"] and len(st.load_cells(out)) == 12
-    with pytest.raises(ParameterError, match="different configuration"):
-        run_study(study_data, config(tiny_bert_dir, seeds=3), out, progress=False)
+    # changing what a cell means is refused; growing the study adds only the new cells
+    with pytest.raises(ParameterError, match=r"other settings \(test_rows\)"):
+        run_study(study_data, config(tiny_bert_dir, test_rows=4), out, progress=False)
+    other = {"finetune": {"epochs": 3}, "scratch": {"epochs": 2}}
+    with pytest.raises(ParameterError, match=r"other settings \(params of finetune\)"):
+        run_study(study_data, config(tiny_bert_dir, params=other), out, progress=False)
+    calls.clear()
+    grown = config(tiny_bert_dir, techniques=["probe"], shots=[4, 6], seeds=3)
+    summary = run_study(study_data, grown, out, progress=False)
+    assert calls == ["probe"] * 4  # k=4 seed 2, and k=6 seeds 0, 1, 2
+    assert summary["cells"] == 16
+    saved = json.loads((out / "study.json").read_text())
+    assert saved["techniques"] == ["scratch", "probe", "finetune"] and saved["shots"] == [2, 4, 6]
+    assert saved["seeds"] == 3 and saved["params"]["finetune"] == {"epochs": 2}
 
 
 def test_report_is_rebuilt_from_saved_results_alone(tiny_bert_dir, study_data, tmp_path, monkeypatch):

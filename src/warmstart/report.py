@@ -212,7 +212,8 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     def cmp_cell(c: dict | None) -> Any:
         if not c:
             return ""
-        text = f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] p={c['p_value']:.3f}"
+        p = "p<0.001" if c["p_value"] < 0.0005 else f"p={c['p_value']:.3f}"
+        text = f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] {p}"
         return {"text": text, "cls": "sig" if c["significant"] else "ns"}
 
     cmp_rows = [

@@ -128,15 +128,13 @@ def run_study(
     out = Path(output)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     meta_path = out / "study.json"
+    wanted = json.loads(json.dumps(cfg.to_dict()))
     if meta_path.is_file():
-        saved = json.loads(meta_path.read_text())
-        if saved != json.loads(json.dumps(cfg.to_dict())):
-            raise ParameterError(
-                f"{out}: holds a study with a different configuration; finished cells would not compare. "
-                f"Use another --output, or delete the folder to start over."
-            )
+        merged = grow_config(json.loads(meta_path.read_text()), wanted, out)
+        if merged != json.loads(meta_path.read_text()):
+            atomic_write_json(meta_path, merged)
     else:
-        atomic_write_json(meta_path, cfg.to_dict())
+        atomic_write_json(meta_path, wanted)
     pool, test_ds, split_record = _splits(data, test, cfg)
     atomic_write_json(out / "splits.json", split_record)
     test_ds.require_labels(min_classes=1)
@@ -162,6 +160,42 @@ def run_study(
 
 _BACKBONES: dict[str, Any] = {}
 _FORWARD_FLOPS: dict[tuple, float] = {}
+
+
+_GROWABLE = ("techniques", "shots", "seeds", "params")
+
+
+def grow_config(saved: dict, wanted: dict, out: Path) -> dict:
+    """The configuration of a study folder after a run with ``wanted``: the union of both, when they compare.
+
+    A study grows: more techniques, label counts or seeds add cells beside the finished ones, since a cell's
+    training rows depend only on (shots, seed) and the split. Anything else that changes what a cell means (the
+    data, backbone, split, test rows, bf16, or the parameters of a technique both runs name) is refused.
+    """
+    differ = [
+        k for k in sorted(set(saved) | set(wanted)) if k not in _GROWABLE and saved.get(k) != wanted.get(k)
+    ]
+    shared = [t for t in wanted["techniques"] if t in saved["techniques"]]
+    differ += [
+        f"params of {t}"
+        for t in shared
+        if saved.get("params", {}).get(t, {}) != wanted.get("params", {}).get(t, {})
+    ]
+    if differ:
+        raise ParameterError(
+            f"{out}: holds a study with other settings ({', '.join(differ)}); finished cells would not compare. "
+            f"Use another --output, or delete the folder to start over. (Adding techniques, label counts or "
+            f"seeds is fine.)"
+        )
+    params = dict(saved.get("params", {}))
+    params.update({t: v for t, v in wanted.get("params", {}).items() if t not in saved["techniques"]})
+    return {
+        **saved,
+        "techniques": saved["techniques"] + [t for t in wanted["techniques"] if t not in saved["techniques"]],
+        "shots": _ordered(list(dict.fromkeys([*saved["shots"], *wanted["shots"]]))),
+        "seeds": max(int(saved["seeds"]), int(wanted["seeds"])),
+        "params": params,
+    }
 
 
 def compute_cell(
