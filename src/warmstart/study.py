@@ -130,8 +130,9 @@ def run_study(
     meta_path = out / "study.json"
     wanted = json.loads(json.dumps(cfg.to_dict()))
     if meta_path.is_file():
-        merged = grow_config(json.loads(meta_path.read_text()), wanted, out)
-        if merged != json.loads(meta_path.read_text()):
+        saved = json.loads(meta_path.read_text())
+        merged = grow_config(saved, wanted, out)
+        if merged != saved:
             atomic_write_json(meta_path, merged)
     else:
         atomic_write_json(meta_path, wanted)

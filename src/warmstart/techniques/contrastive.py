@@ -171,7 +171,6 @@ class Contrastive(TunedTechnique):
     _parameter_constraints = {
         **TunedTechnique._parameter_constraints,
         "steps": [Interval(int, 1, None), "auto"],
-        "min_steps": [Interval(int, 0, None)],
         "max_steps": [Interval(int, 1, None)],
         "loss": ["supcon", "cosine"],
         "temperature": [Interval(float, 0, None, "neither")],
@@ -194,9 +193,10 @@ class Contrastive(TunedTechnique):
         bf16: bool | str = "auto",
         **kwargs: Any,
     ):
-        super().__init__(backbone=backbone, epochs=epochs, batch_size=batch_size, bf16=bf16, **kwargs)
+        super().__init__(
+            backbone=backbone, epochs=epochs, min_steps=min_steps, batch_size=batch_size, bf16=bf16, **kwargs
+        )
         self.steps = steps
-        self.min_steps = min_steps
         self.max_steps = max_steps
         self.loss = loss
         self.temperature = temperature

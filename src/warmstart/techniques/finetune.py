@@ -86,7 +86,7 @@ class FineTune(TunedTechnique):
 
         def unfreeze_for(epoch: int) -> None:
             n = len(groups)
-            epochs = getattr(self, "epochs_", self.epochs)
+            epochs = self._loop_config().epochs
             top = n if epochs == 1 else math.ceil(n * epoch / (epochs - 1))
             for i, names in enumerate(groups):
                 for name in names:

@@ -346,7 +346,7 @@ class TunedTechnique(Technique):
 
     def fitted_config(self) -> dict:
         return {
-            "epochs": getattr(self, "epochs_", self.epochs),
+            "epochs": self._loop_config().epochs,
             "lr": self.lr_,
             "head_lr": self.head_lr_,
             "trainable_params": self.trainable_params_,
