@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{gflops / ceiling[prec]:.0%} of {prec} | {cos:.6f} | {check} |",
                 flush=True,
             )
-        print(f"| {name} | ({len(texts)} rows, mean tokens {tokens.mean():.0f}, max {tokens.max()}) | | | | | | |")
+        print(
+            f"| {name} | ({len(texts)} rows, mean tokens {tokens.mean():.0f}, max {tokens.max()}) | | | | | | |"
+        )
     if args.images:
         ok &= images(args.images, args.repeats)
     return 0 if ok else 1

@@ -524,7 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="technique hyperparameter, e.g. --param C=0.1 (repeatable)",
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction and training")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 for feature extraction and training autocast (docs/backbones.md)",
+    )
     p.add_argument(
         "--embed-backbone", action="store_true", help="copy the backbone weights into the artifact"
     )
@@ -578,7 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TECHNIQUE.KEY=VALUE",
         help="a technique's hyperparameter, e.g. --param finetune.epochs=3 (repeatable)",
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction and training")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 for feature extraction and training autocast (docs/backbones.md)",
+    )
     p.add_argument("--output", "-o", required=True, help="study folder (rerun the same command to resume)")
     p.add_argument(
         "--engine", choices=["local", "ray"], default="local", help="run cells here, or as Ray tasks (ray)"
@@ -673,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resamples", type=int, default=20, help="row subsamples for the stability of the top pick"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction")
+    p.add_argument("--bf16", action="store_true", help="bf16 feature extraction (docs/backbones.md)")
     p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--json", help="also write the ranking to this JSON file")
@@ -714,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", default="8,64", help="comma-separated examples per class (default: 8,64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", default="all-MiniLM-L6-v2")
-    p.add_argument("--fp32", action="store_true", help="extract features in fp32 (default: bf16 autocast)")
+    p.add_argument("--fp32", action="store_true", help="extract features in fp32 (default: bf16)")
     p.add_argument("--output", default="runs/demo", help="where the demo's artifacts go (default: runs/demo)")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -24,7 +24,7 @@ def run_demo(
         f"test {len(ng.test):,} documents (standard split). Seed {seed}."
     )
     print(
-        f"Backbone {backbone}, features in {'bf16 autocast' if bf16 else 'fp32'}; the first run encodes the "
+        f"Backbone {backbone}, features in {'bf16' if bf16 else 'fp32'}; the first run encodes the "
         f"test set once (minutes on 2 cores), later runs read the feature cache.\n"
     )
     rows = []

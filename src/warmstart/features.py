@@ -45,7 +45,9 @@ class FeatureCache:
             backbone.fingerprint(),
             data.fingerprint(),
             json.dumps(backbone.preprocess_config(), sort_keys=True),
-            "bf16" if bf16 else "fp32",
+            ("bf16" if backbone.bf16_kind == "autocast" else f"bf16-{backbone.bf16_kind}")
+            if bf16
+            else "fp32",
         ]
         h.update("\x1f".join(parts).encode())
         return h.hexdigest()

@@ -78,6 +78,9 @@ class Backbone(ABC):
 
     # -- training hooks (used by the techniques that change backbone weights) -------------------------------
     unused_parameters: tuple[str, ...] = ()  # name prefixes in ``module`` that forward_features never touches
+    # how ``encode(bf16=True)`` computes: "autocast" (fp32 weights, bf16 matmuls) or "weights" (a bf16 copy of the
+    # whole module); part of the feature-cache key, since the two give slightly different features
+    bf16_kind: str = "autocast"
 
     def batch_source(self, data: Any) -> BatchSource:
         """Model-ready batches of ``data`` for training and tuned inference (see ``BatchSource``)."""

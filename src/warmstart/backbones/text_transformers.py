@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import BackboneError
-from .base import Backbone, BatchSource, autocast
+from .base import Backbone, BatchSource
 
 
 def _sentence_transformers_settings(folder: Path) -> dict:
@@ -86,6 +88,7 @@ class TransformerTextBackbone(Backbone):
     """
 
     modality = "text"
+    bf16_kind = "weights"
 
     def __init__(
         self,
@@ -108,6 +111,7 @@ class TransformerTextBackbone(Backbone):
         self.max_length = int(min(max_length, limit))
         self.num_features = int(model.config.hidden_size)
         self._fingerprint = None
+        self._bf16_copy: tuple[list, torch.nn.Module] | None = None
 
     @classmethod
     def from_pretrained(
@@ -199,9 +203,13 @@ class TransformerTextBackbone(Backbone):
             mask[i, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
-    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Differentiable pooled features for a padded batch (used by fine-tuning)."""
-        hidden = self.module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, module: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """Differentiable pooled features for a padded batch (used by fine-tuning); ``module`` replaces the
+        encoder (the bf16 copy)."""
+        module = self.module if module is None else module
+        hidden = module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
@@ -241,6 +249,40 @@ class TransformerTextBackbone(Backbone):
             start += rows
         return out
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_bf16_copy"] = None  # weak references do not pickle; the copy is remade on first use
+        return state
+
+    def bf16_module(self) -> torch.nn.Module:
+        """A bf16 copy of the encoder for ``encode(bf16=True)``, made once and again whenever a weight changes.
+
+        Casting the weights once instead of per matmul (as autocast does), keeping the activations in bf16
+        between layers and computing attention with plain matmuls makes bf16 extraction about 1.25x faster than
+        autocast on long text (docs/backbones.md). Changes are seen through the
+        tensors themselves: an in-place update (an optimizer step, ``load_state_dict``) bumps a tensor's version,
+        and a replaced tensor (an adapter wrapped around a layer) is a different object.
+        """
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        cached = self._bf16_copy
+        if cached is not None:
+            refs, module = cached
+            if len(refs) == len(tensors) and all(
+                r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True)
+            ):
+                return module
+        self.module.eval()
+        module = copy.deepcopy(self.module).to(torch.bfloat16).eval().requires_grad_(False)
+        # in bf16 the plain matmul-softmax-matmul attention is about 1.3x faster on CPU than SDPA's fused kernel at
+        # head size 32 (10% of the whole encode on long text); the fp32 module keeps its own setting
+        if hasattr(module, "set_attn_implementation"):
+            try:
+                module.set_attn_implementation("eager")
+            except (ValueError, ImportError):  # a model without the eager path keeps what it had
+                pass
+        self._bf16_copy = ([(weakref.ref(t), t._version) for t in tensors], module)
+        return module
+
     def encode(
         self,
         inputs: Any,
@@ -259,6 +301,7 @@ class TransformerTextBackbone(Backbone):
         ids = self.tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         self.module.eval()
+        module = self.bf16_module() if bf16 else self.module
         bar = tqdm(
             total=len(texts),
             desc=f"encoding with {self.name}",
@@ -266,10 +309,10 @@ class TransformerTextBackbone(Backbone):
             disable=not progress or len(texts) < 256,
             leave=False,
         )
-        with torch.inference_mode(), autocast(bf16):
+        with torch.inference_mode():
             for idx in self.batches(lengths, batch_size or 256, max_batch_tokens):
                 batch = self.collate([ids[i] for i in idx])
-                out[idx] = self.forward_features(**batch).float().numpy()
+                out[idx] = self.forward_features(**batch, module=module).float().numpy()
                 bar.update(len(idx))
         bar.close()
         return out
