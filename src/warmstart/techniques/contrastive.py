@@ -185,7 +185,7 @@ class Contrastive(TunedTechnique):
         min_steps: int = 20,
         max_steps: int = 300,
         loss: str = "supcon",
-        temperature: float = 0.07,
+        temperature: float = 0.2,
         C: float | str = 1.0,
         threshold: float = 0.5,
         epochs: int = 6,
