@@ -259,12 +259,12 @@ class TransformerTextBackbone(Backbone):
 
         Casting the weights once instead of per matmul (as autocast does), keeping the activations in bf16
         between layers and computing attention with plain matmuls makes bf16 extraction about 1.25x faster than
-        autocast on long text (docs/backbones.md). Changes are seen through the
-        tensors themselves: an in-place update (an optimizer step, ``load_state_dict``) bumps a tensor's version,
-        and a replaced tensor (an adapter wrapped around a layer) is a different object.
+        autocast on long text (docs/backbones.md). Changes are seen through the tensors themselves: an in-place
+        update (an optimizer step, ``load_state_dict``) bumps a tensor's version, and a replaced tensor (an
+        adapter wrapped around a layer) is a different object.
         """
         tensors = [*self.module.parameters(), *self.module.buffers()]
-        cached = self._bf16_copy
+        cached = getattr(self, "_bf16_copy", None)
         if cached is not None:
             refs, module = cached
             if len(refs) == len(tensors) and all(
