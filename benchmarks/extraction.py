@@ -45,6 +45,10 @@ def matmul_ceiling(
     return 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
 
 
+def matmul_ceilings() -> dict[str, float]:
+    return {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+
+
 def encoder_flops(token_counts: np.ndarray, d: int = 384, d_ff: int = 1536, layers: int = 6) -> float:
     n = token_counts.astype(np.float64)
     per_layer = 2 * (4 * d * d + 2 * d * d_ff) * n.sum() + 2 * 2 * d * (n**2).sum()
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "SMS spam": [str(t) for t in load_packaged("sms-spam").train.inputs[: args.rows]],
     }
-    ceiling = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    ceiling = matmul_ceilings()
     print(
         f"matmul ceiling before the text timings: fp32 {ceiling['fp32']:.0f} GFLOP/s, bf16 "
         f"{ceiling['bf16']:.0f} GFLOP/s ({torch.get_num_threads()} threads)"
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"timed {name}", flush=True)
     # the machine's matmul rate drifts: measure the ceiling again after the timings and divide by the higher
     # of the two readings, so that a slow first reading cannot flatter the fraction
-    after = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    after = matmul_ceilings()
     print(
         f"matmul ceiling after: fp32 {after['fp32']:.0f} GFLOP/s, bf16 {after['bf16']:.0f} GFLOP/s; "
         f"the fractions below use the higher reading\n"

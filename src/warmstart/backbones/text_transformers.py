@@ -264,14 +264,13 @@ class TransformerTextBackbone(Backbone):
         adapter wrapped around a layer) is a different object.
         """
         tensors = [*self.module.parameters(), *self.module.buffers()]
-        cached = getattr(self, "_bf16_copy", None)
+        cached = self._bf16_copy
         if cached is not None:
             refs, module = cached
             if len(refs) == len(tensors) and all(
                 r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True)
             ):
                 return module
-        self.module.eval()
         module = copy.deepcopy(self.module).to(torch.bfloat16).eval().requires_grad_(False)
         # in bf16 the plain matmul-softmax-matmul attention is about 1.3x faster on CPU than SDPA's fused kernel at
         # head size 32 (10% of the whole encode on long text); the fp32 module keeps its own setting
@@ -312,7 +311,7 @@ class TransformerTextBackbone(Backbone):
         with torch.inference_mode():
             for idx in self.batches(lengths, batch_size or 256, max_batch_tokens):
                 batch = self.collate([ids[i] for i in idx])
-                out[idx] = self.forward_features(**batch, module=module).float().numpy()
+                out[idx] = self.forward_features(**batch, module=module).numpy()
                 bar.update(len(idx))
         bar.close()
         return out
