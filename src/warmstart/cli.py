@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bf16",
         action="store_true",
-        help="bf16 for feature extraction and training autocast (docs/backbones.md)",
+        help="bf16 feature extraction and bf16 autocast in training (docs/backbones.md)",
     )
     p.add_argument(
         "--embed-backbone", action="store_true", help="copy the backbone weights into the artifact"
@@ -585,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bf16",
         action="store_true",
-        help="bf16 for feature extraction and training autocast (docs/backbones.md)",
+        help="bf16 feature extraction and bf16 autocast in training (docs/backbones.md)",
     )
     p.add_argument("--output", "-o", required=True, help="study folder (rerun the same command to resume)")
     p.add_argument(
