@@ -59,7 +59,7 @@ def test_batches_are_sorted_and_capped_by_tokens(tiny_bert_dir):
 def test_bf16_features_agree_with_fp32(tiny_bert_dir, text_data):
     bb = get_backbone(str(tiny_bert_dir))
     a = bb.encode(text_data.inputs, progress=False)
-    b = bb.encode(text_data.inputs, progress=False, bf16=True)
+    b = bb.encode(text_data.inputs, progress=False, precision="bf16")
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.99
 
@@ -68,7 +68,7 @@ def test_bf16_copy_follows_weight_changes_and_pickles(tiny_bert_dir, text_data):
     import pickle
 
     bb = get_backbone(str(tiny_bert_dir))
-    first = bb.encode(text_data.inputs, progress=False, bf16=True)
+    first = bb.encode(text_data.inputs, progress=False, precision="bf16")
     copy_before = bb.bf16_module()
     assert bb.bf16_module() is copy_before  # unchanged weights: the copy is reused
     assert next(copy_before.parameters()).dtype == torch.bfloat16
@@ -76,12 +76,14 @@ def test_bf16_copy_follows_weight_changes_and_pickles(tiny_bert_dir, text_data):
     with torch.no_grad():  # an in-place update, as an optimizer step makes
         bb.module.encoder.layer[0].output.dense.weight.mul_(3.0)
     assert bb.bf16_module() is not copy_before
-    after = bb.encode(text_data.inputs, progress=False, bf16=True)
+    after = bb.encode(text_data.inputs, progress=False, precision="bf16")
     ref = bb.encode(text_data.inputs, progress=False)
     cos = (after * ref).sum(1) / np.linalg.norm(after, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.99 and not np.allclose(first, after, atol=1e-3)
     clone = pickle.loads(pickle.dumps(bb))
-    np.testing.assert_allclose(clone.encode(text_data.inputs, progress=False, bf16=True), after, atol=1e-6)
+    np.testing.assert_allclose(
+        clone.encode(text_data.inputs, progress=False, precision="bf16"), after, atol=1e-6
+    )
 
 
 def test_fingerprint_changes_with_weights(tiny_bert_dir, tiny_bert_dir_b):

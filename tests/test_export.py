@@ -27,7 +27,7 @@ def fit_text(tiny_bert_dir, text_data, text_test, tmp_path, technique="probe", *
         backbone=str(tiny_bert_dir),
         technique=technique,
         seed=0,
-        params={"progress": False, **params},
+        params={"progress": False, "precision": "fp32", **params},  # compared with fp32 ONNX to 1e-4
         output=out,
     )
     return out
@@ -68,7 +68,9 @@ def test_tuned_text_export_with_an_unmerged_lora_adapter(tiny_bert_dir, text_dat
 def test_image_finetune_export_takes_raw_pixels_and_matches(tiny_image_backbone, tmp_path):
     x, y = make_images(8, size=40)
     data = from_arrays(x, y)
-    est = get_technique("finetune", backbone=tiny_image_backbone, epochs=1, progress=False, seed=0).fit(data)
+    est = get_technique(
+        "finetune", backbone=tiny_image_backbone, epochs=1, progress=False, seed=0, precision="fp32"
+    ).fit(data)
     save_artifact(est, tmp_path / "art", embed_backbone=True)
     xt, yt = make_images(4, size=40, seed=5)
     test = from_arrays(xt, yt)

@@ -41,7 +41,7 @@ def test_changed_data_or_weights_or_precision_never_reuse_stale_entries(
     changed = Dataset(text_data.inputs[:-1] + [text_data.inputs[-1] + " ball"], text_data.labels, "text")
     cache.get(bb, changed, progress=False)
     cache.get(get_backbone(str(tiny_bert_dir_b)), text_data, progress=False)
-    cache.get(bb, text_data, progress=False, bf16=True)
+    cache.get(bb, text_data, progress=False, precision="bf16")
     cache.get(get_backbone(str(tiny_bert_dir), max_length=8), text_data, progress=False)
     assert cache.misses == 5 and cache.hits == 0
     cache.get(bb, text_data, progress=False)

@@ -17,7 +17,13 @@ def test_probe_is_registered_and_unknown_technique_suggests():
 def test_init_stores_params_only_and_get_params_reads_signature(tiny_bert_dir):
     est = LinearProbe(str(tiny_bert_dir), C=0.5)
     assert not hasattr(est, "backbone_") and not hasattr(est, "classes_")
-    assert est.get_params()["C"] == 0.5 and set(est.get_params()) >= {"backbone", "C", "max_iter", "bf16"}
+    assert est.get_params()["C"] == 0.5 and set(est.get_params()) >= {
+        "backbone",
+        "C",
+        "max_iter",
+        "device",
+        "precision",
+    }
     est.set_params(C=2.0)
     assert est.C == 2.0
     with pytest.raises(ParameterError, match="has no parameter 'lr'"):
@@ -33,7 +39,10 @@ def test_init_stores_params_only_and_get_params_reads_signature(tiny_bert_dir):
         ),
         ({"C": "best"}, r"'C' parameter of LinearProbe must be .* Got 'best' instead"),
         ({"max_iter": 0}, r"'max_iter' parameter of LinearProbe must be an int in \[1, inf\)"),
-        ({"bf16": "yes"}, r"'bf16' parameter of LinearProbe must be an instance of bool"),
+        (
+            {"precision": "fp8"},
+            r"'precision' parameter of LinearProbe must be 'auto' or 'fp32' or 'bf16' or 'fp16'. Got 'fp8'",
+        ),
     ],
 )
 def test_bad_params_raise_readable_errors(tiny_bert_dir, text_data, bad, msg):
@@ -93,8 +102,16 @@ def test_image_probe(tiny_image_backbone):
 
 
 def test_bf16_probe_predictions_agree_with_fp32(tiny_bert_dir, text_data, text_test):
-    a = LinearProbe(str(tiny_bert_dir), C=1.0, progress=False).fit(text_data).predict(text_test)
-    b = LinearProbe(str(tiny_bert_dir), C=1.0, bf16=True, progress=False).fit(text_data).predict(text_test)
+    a = (
+        LinearProbe(str(tiny_bert_dir), C=1.0, precision="fp32", progress=False)
+        .fit(text_data)
+        .predict(text_test)
+    )
+    b = (
+        LinearProbe(str(tiny_bert_dir), C=1.0, precision="bf16", progress=False)
+        .fit(text_data)
+        .predict(text_test)
+    )
     assert (a == b).mean() >= 0.95
 
 

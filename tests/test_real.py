@@ -70,8 +70,8 @@ def test_bf16_probe_agrees_with_fp32_on_real_data():
     data = load_packaged("sms-spam").train
     train = data.subset(few_shot(data.labels, 16, seed=0))
     test = data.subset(np.arange(0, 400))
-    p32 = LinearProbe("all-MiniLM-L6-v2", C=1.0, progress=False).fit(train).predict(test)
-    p16 = LinearProbe("all-MiniLM-L6-v2", C=1.0, bf16=True, progress=False).fit(train).predict(test)
+    p32 = LinearProbe("all-MiniLM-L6-v2", C=1.0, precision="fp32", progress=False).fit(train).predict(test)
+    p16 = LinearProbe("all-MiniLM-L6-v2", C=1.0, precision="bf16", progress=False).fit(train).predict(test)
     assert (p32 == p16).mean() >= 0.99
 
 
@@ -93,7 +93,7 @@ def test_image_features_channels_last_and_bf16_agree_with_plain_fp32():
         ref = plain.forward_head(plain.forward_features(x.contiguous()), pre_logits=True).numpy()
     bb.module.to(memory_format=torch.channels_last)
     f32 = bb.encode(images, progress=False)
-    b16 = bb.encode(images, progress=False, bf16=True)
+    b16 = bb.encode(images, progress=False, precision="bf16")
 
     def cos(a, b):
         return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

@@ -183,7 +183,7 @@ class TableBackbone:
                 self.num_features = dim
                 self.calls = 0
 
-            def encode(self, inputs, *, batch_size=None, progress=True, bf16=False):
+            def encode(self, inputs, *, batch_size=None, progress=True, precision="fp32"):
                 self.calls += 1
                 rng = np.random.default_rng(abs(hash(name)) % 2**32)
                 centres = {w: rng.normal(size=dim) * 3 for w in ("alpha", "beta", "gamma")}

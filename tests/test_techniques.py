@@ -212,8 +212,8 @@ def test_lora_unknown_target_is_an_error_naming_close_matches(tiny_bert_dir, tex
 
 def test_lora_merged_and_unmerged_predict_the_same(tiny_bert_dir, text_data, text_test, tmp_path):
     bb = get_backbone(str(tiny_bert_dir))
-    merged = get_technique("lora", backbone=bb, merge=True, **FAST).fit(text_data)
-    kept = get_technique("lora", backbone=bb, merge=False, **FAST).fit(text_data)
+    merged = get_technique("lora", backbone=bb, merge=True, precision="fp32", **FAST).fit(text_data)
+    kept = get_technique("lora", backbone=bb, merge=False, precision="fp32", **FAST).fit(text_data)
     np.testing.assert_allclose(merged.predict_proba(text_test), kept.predict_proba(text_test), atol=1e-5)
     folder = save_artifact(kept, tmp_path / "adapter")
     assert not (folder / "backbone").exists(), "an unmerged adapter refers to its base backbone"

@@ -73,7 +73,10 @@ def save_artifact(
         atomic_write_json(tmp / "backbone.json", ref)
         if embed_backbone:
             bb.save(tmp / "backbone")
-        save_file({k: v.contiguous() for k, v in est.tensors().items()}, str(tmp / "head.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in est.tensors().items()},
+            str(tmp / "head.safetensors"),
+        )
         for name, obj in (("config.json", config), ("splits.json", splits), ("metrics.json", metrics)):
             if obj is not None:
                 atomic_write_json(tmp / name, obj)
@@ -127,8 +130,9 @@ def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:
     return manifest
 
 
-def load_artifact(folder: str | os.PathLike, *, verify: bool = True) -> Technique:
-    """Load a fitted technique that predicts exactly as it did when saved.
+def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str = "auto") -> Technique:
+    """Load a fitted technique that predicts exactly as it did when saved (in the precision it was trained
+    with), on ``device`` (default: a GPU where there is one; where it was trained does not matter).
 
     Example:
         >>> model = load_artifact("runs/sms")            # doctest: +SKIP
@@ -157,9 +161,21 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True) -> Techniqu
             f"Install the original backbone, or re-fit with --embed-backbone to keep it inside the artifact."
         )
     tensors = load_file(str(folder / "head.safetensors"))
+    params = _upgrade_params(meta["params"])
+    if "device" in params:
+        params["device"] = device
     return techniques[meta["technique"]].from_saved(
-        meta["params"], tensors, _read_json(folder / "labels.json"), backbone, fitted=meta.get("fitted")
+        params, tensors, _read_json(folder / "labels.json"), backbone, fitted=meta.get("fitted")
     )
+
+
+def _upgrade_params(params: dict) -> dict:
+    """Parameters saved by an older warmstart, in today's names: ``bf16`` became ``precision``."""
+    params = dict(params)
+    if "bf16" in params:
+        old = params.pop("bf16")
+        params.setdefault("precision", "auto" if old == "auto" else ("bf16" if old else "fp32"))
+    return params
 
 
 def _find_backbone(ref: dict) -> Any:

@@ -67,7 +67,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ParameterError(f"--param {kv!r} is not KEY=VALUE; write it like --param C=0.1.")
         params[key] = _parse_value(value)
-    params.setdefault("bf16", args.bf16)
+    params.update({k: v for k, v in runtime_params(args).items() if k not in params})
     if args.cache_dir:
         params.setdefault("cache_dir", args.cache_dir)
     if args.no_cache:
@@ -191,7 +191,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         test_rows=args.test_rows,
         test_size=args.test_size,
         split_seed=args.split_seed,
-        bf16=args.bf16,
+        **runtime_params(args),
     )
     run_study(
         data,
@@ -272,7 +272,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"serving {args.artifact} on http://{args.host}:{args.port} (OpenAPI: /docs, /openapi.json)",
         file=sys.stderr,
     )
-    serve(args.artifact, host=args.host, port=args.port, limits=limits)
+    serve(
+        args.artifact, host=args.host, port=args.port, limits=limits, device=args.device, threads=args.threads
+    )
     return 0
 
 
@@ -321,7 +323,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .artifact import load_artifact
 
-    model = load_artifact(args.artifact)
+    model = load_artifact(args.artifact, device=args.device)
     data = _predict_inputs(args.inputs, args, model.backbone_.modality)
     proba = model.predict_proba(data)
     pred = model.labels_from_proba(proba)
@@ -368,7 +370,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
         candidates=[c.strip() for c in args.candidates.split(",")] if args.candidates else None,
-        params={"bf16": args.bf16} if args.bf16 else None,
+        params=runtime_params(args),
         seed=args.seed,
     )
     print(rec.table())
@@ -380,6 +382,38 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             f"\nrun it: warmstart fit --data {args.data} --backbone {args.backbone}{shots} --technique {rec.technique} -o OUT"
         )
     return 0 if rec.technique else 3
+
+
+def _runtime_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    g = p.add_argument_group("device and precision (docs/scaling.md)")
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a CUDA GPU if there is one, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps",
+    )
+    if not precision:
+        return
+    g.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default=None,
+        help="auto (default: bf16 where the GPU or CPU computes it natively, else fp32), fp32, bf16, or fp16 "
+        "(training with a gradient scaler); feature extraction and training alike",
+    )
+    g.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
+    g.add_argument("--fp32", action="store_true", help="the same as --precision fp32")
+
+
+def runtime_params(args: argparse.Namespace) -> dict[str, str]:
+    """``device`` and ``precision`` from the command line, as technique parameters."""
+    chosen = [p for p, flag in (("bf16", args.bf16), ("fp32", args.fp32)) if flag]
+    if args.precision:
+        chosen.append(args.precision)
+    if len(set(chosen)) > 1:
+        raise ParameterError(
+            f"conflicting precisions {sorted(set(chosen))}: give one of --precision, --bf16, --fp32."
+        )
+    return {"device": args.device, "precision": chosen[0] if chosen else "auto"}
 
 
 def _budget_options(p: argparse.ArgumentParser) -> None:
@@ -408,7 +442,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         cache=FeatureCache(args.cache_dir, enabled=not args.no_cache),
         max_rows=args.max_rows,
         resamples=args.resamples,
-        bf16=args.bf16,
+        **runtime_params(args),
         seed=args.seed,
     )
     print(ranking.table())
@@ -460,7 +494,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(
         shots=[int(s) for s in args.shots.split(",")],
         seed=args.seed,
-        bf16=not args.fp32,
+        precision=runtime_params(args)["precision"],
         backbone=args.backbone,
         output=args.output,
     )
@@ -524,11 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="technique hyperparameter, e.g. --param C=0.1 (repeatable)",
     )
-    p.add_argument(
-        "--bf16",
-        action="store_true",
-        help="bf16 feature extraction and bf16 autocast in training (docs/backbones.md)",
-    )
+    _runtime_options(p)
     p.add_argument(
         "--embed-backbone", action="store_true", help="copy the backbone weights into the artifact"
     )
@@ -549,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write predictions here (.csv or .json); default: stdout as CSV")
     p.add_argument("--format", choices=["csv", "json"], help="output format (default: from --output suffix)")
     _data_options(p)
+    _runtime_options(p, precision=False)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -582,11 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TECHNIQUE.KEY=VALUE",
         help="a technique's hyperparameter, e.g. --param finetune.epochs=3 (repeatable)",
     )
-    p.add_argument(
-        "--bf16",
-        action="store_true",
-        help="bf16 feature extraction and bf16 autocast in training (docs/backbones.md)",
-    )
+    _runtime_options(p)
     p.add_argument("--output", "-o", required=True, help="study folder (rerun the same command to resume)")
     p.add_argument(
         "--engine", choices=["local", "ray"], default="local", help="run cells here, or as Ray tasks (ray)"
@@ -652,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="torch threads for the model (default: all cores; 1 can be faster when the host is shared)",
     )
+    _runtime_options(p, precision=False)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -681,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resamples", type=int, default=20, help="row subsamples for the stability of the top pick"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action="store_true", help="bf16 feature extraction (docs/backbones.md)")
+    _runtime_options(p)
     p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--json", help="also write the ranking to this JSON file")
@@ -701,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--candidates", help="comma-separated techniques to consider, in order (default: by data size)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (as the fit would use it)")
+    _runtime_options(p)
     _budget_options(p)
     _data_options(p)
     p.set_defaults(func=cmd_recommend)
@@ -722,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", default="8,64", help="comma-separated examples per class (default: 8,64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", default="all-MiniLM-L6-v2")
-    p.add_argument("--fp32", action="store_true", help="extract features in fp32 (default: bf16)")
+    _runtime_options(p)
     p.add_argument("--output", default="runs/demo", help="where the demo's artifacts go (default: runs/demo)")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -732,7 +760,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import distributed
 
-    distributed.init_from_env()  # under torchrun: join the process group (data-parallel training)
+    distributed.init_from_env(
+        getattr(args, "device", "auto")
+    )  # under torchrun: join the process group (data-parallel training)
     try:
         return args.func(args)
     except WarmstartError as e:

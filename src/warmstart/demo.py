@@ -8,12 +8,13 @@ from pathlib import Path
 from .baselines import tfidf_logreg
 from .data import load_packaged
 from .run import fit_run
+from .runtime import resolve
 
 
 def run_demo(
     shots: list[int],
     seed: int = 0,
-    bf16: bool = True,
+    precision: str = "auto",
     backbone: str = "all-MiniLM-L6-v2",
     output: str | Path = "runs/demo",
 ) -> list[dict]:
@@ -24,7 +25,7 @@ def run_demo(
         f"test {len(ng.test):,} documents (standard split). Seed {seed}."
     )
     print(
-        f"Backbone {backbone}, features in {'bf16' if bf16 else 'fp32'}; the first run encodes the "
+        f"Backbone {backbone}, features in {resolve('auto', precision).precision}; the first run encodes the "
         f"test set once (minutes on 2 cores), later runs read the feature cache.\n"
     )
     rows = []
@@ -36,7 +37,7 @@ def run_demo(
             technique="probe",
             shots=k,
             seed=seed,
-            params={"bf16": bf16},
+            params={"precision": precision},
             output=Path(output) / f"probe-k{k}",
         )
         train = ng.train.subset(r.split.train)

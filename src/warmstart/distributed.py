@@ -1,12 +1,16 @@
 """Data-parallel training through torch.distributed: gloo on CPU, NCCL on GPU.
 
+The process group is joined here; the gradient reduction itself is torch's ``DistributedDataParallel``, which the
+training loop (``techniques/train.py``) wraps around the model.
+
 Launch any training command with ``torchrun`` and it runs data-parallel::
 
     torchrun --nproc_per_node 2 -m warmstart.cli fit --data trec --technique finetune --output runs/trec-ddp
 
 Semantics (see docs/scaling.md): every rank builds the same seeded batches; each global batch of ``batch_size``
 rows is split by rank (rows ``rank::world_size``), each rank's loss is its rows' summed loss divided by the
-global batch size, and gradients are summed across ranks before the optimizer step, so a step equals the
+global batch size, and ``DistributedDataParallel`` reduces the gradients across ranks before the optimizer step
+(the loop scales each rank's backward pass by the world size, so the reduction sums them), so a step equals the
 single-process step on the whole batch (up to floating-point summation order; dropout masks and BatchNorm
 statistics are drawn per rank). Only rank 0 writes checkpoints and the artifact and shows progress; every rank
 resumes from the same checkpoint.
@@ -40,45 +44,34 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-def init_from_env() -> bool:
+def init_from_env(device: str = "auto") -> bool:
     """Join the process group that ``torchrun`` (or any launcher setting WORLD_SIZE, RANK, MASTER_ADDR and
-    MASTER_PORT) describes; gloo on CPU, NCCL when CUDA is available. Returns whether this run is distributed."""
+    MASTER_PORT) describes: NCCL when this process trains on a CUDA device (``device``, resolved as
+    ``runtime.resolve_device`` does), else gloo. Returns whether this run is distributed."""
     if is_distributed():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    torch.distributed.init_process_group(backend)
+    from .runtime import resolve_device
+
+    dev = resolve_device(device)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    torch.distributed.init_process_group(backend)
     return True
 
 
-def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Sum gradients across ranks. A parameter that has a gradient on any rank gets one on every rank (zeros
-    where it had none), and one that has none anywhere keeps none, as in a single process."""
-    if not is_distributed() or not params:
-        return
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
-    torch.distributed.all_reduce(has, op=torch.distributed.ReduceOp.MAX)
-    live = [p for p, h in zip(params, has.tolist(), strict=True) if h]
-    for p in live:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    if not live:
-        return
-    flat = torch.cat([p.grad.reshape(-1).float() for p in live])
-    torch.distributed.all_reduce(flat)
-    start = 0
-    for p in live:
-        n = p.grad.numel()
-        p.grad.copy_(flat[start : start + n].view_as(p.grad))
-        start += n
+def _collective_device() -> torch.device:
+    """NCCL reduces tensors on the GPU only; gloo on the CPU."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def all_reduce_sum(value: float) -> float:
     if not is_distributed():
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(t)
     return float(t.item())

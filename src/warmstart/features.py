@@ -38,16 +38,25 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, backbone: Backbone, data: Dataset, bf16: bool = False) -> str:
+    def key(self, backbone: Backbone, data: Dataset, precision: str = "fp32") -> str:
+        """Named by the weights, the data, the preprocessing and how the features were computed: precision (and
+        in bf16/fp16 whether by autocast or by a low-precision copy) and, off the CPU, the device type, since
+        a GPU's kernels give slightly different features."""
+        from .runtime import resolve_precision
+
+        precision = resolve_precision(precision, backbone.device)
+        how = precision
+        if precision != "fp32" and backbone.bf16_kind != "autocast":
+            how = f"{precision}-{backbone.bf16_kind}"
+        if backbone.device.type != "cpu":
+            how = f"{how}@{backbone.device.type}"
         h = hashlib.blake2b(digest_size=20)
         parts = [
             f"v{FORMAT_VERSION}",
             backbone.fingerprint(),
             data.fingerprint(),
             json.dumps(backbone.preprocess_config(), sort_keys=True),
-            ("bf16" if backbone.bf16_kind == "autocast" else f"bf16-{backbone.bf16_kind}")
-            if bf16
-            else "fp32",
+            how,
         ]
         h.update("\x1f".join(parts).encode())
         return h.hexdigest()
@@ -60,7 +69,7 @@ class FeatureCache:
         backbone: Backbone,
         data: Dataset,
         *,
-        bf16: bool = False,
+        precision: str = "fp32",
         batch_size: int | None = None,
         progress: bool = True,
     ) -> np.ndarray:
@@ -78,9 +87,9 @@ class FeatureCache:
                 data if data.modality == "image" else data.inputs,
                 batch_size=batch_size,
                 progress=progress,
-                bf16=bf16,
+                precision=precision,
             )
-        key = self.key(backbone, data, bf16)
+        key = self.key(backbone, data, precision)
         path = self.path(key)
         feats = self._load(path, len(data), backbone.num_features)
         if feats is not None:
@@ -92,7 +101,7 @@ class FeatureCache:
             data if data.modality == "image" else data.inputs,
             batch_size=batch_size,
             progress=progress,
-            bf16=bf16,
+            precision=precision,
         )
         seconds = time.perf_counter() - start
         self._store(
@@ -102,7 +111,8 @@ class FeatureCache:
                 "backbone": backbone.reference(),
                 "data": data.source,
                 "rows": len(data),
-                "bf16": bf16,
+                "precision": precision,
+                "device": str(backbone.device),
                 "seconds": round(seconds, 3),
                 "created": time.time(),
             },

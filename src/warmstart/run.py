@@ -27,6 +27,10 @@ class RunResult:
     timings: dict = field(default_factory=dict)
 
 
+# parameters that say how to compute, not what: kept when --technique auto replaces the technique
+RUNTIME_KEYS = ("device", "precision", "cache_dir", "use_cache")
+
+
 def fit_run(
     data: Dataset,
     *,
@@ -94,7 +98,7 @@ def fit_run(
             budget=budget,
             max_params=max_params,
             max_memory_mb=max_memory_mb,
-            params={k: v for k, v in (params or {}).items() if k in ("bf16", "cache_dir", "use_cache")},
+            params={k: v for k, v in (params or {}).items() if k in RUNTIME_KEYS},
             seed=seed,
         )
         if choice.technique is None:
@@ -102,9 +106,7 @@ def fit_run(
 
             raise ParameterError(choice.explain())
         technique = choice.technique
-        params = {
-            k: v for k, v in (params or {}).items() if k in ("bf16", "cache_dir", "use_cache", "progress")
-        }
+        params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
     est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
     with measure() as fit_cost:
         est.fit(train, val if len(val) else None)

@@ -167,8 +167,8 @@ class Batcher:
                 self.seconds += time.perf_counter() - start
 
 
-def create_app(artifact: str | Path, limits: Limits | None = None) -> Any:
-    """The FastAPI application serving ``artifact`` (loaded and hash-checked now)."""
+def create_app(artifact: str | Path, limits: Limits | None = None, device: str = "auto") -> Any:
+    """The FastAPI application serving ``artifact`` (loaded and hash-checked now) on ``device``."""
     from typing import Annotated
 
     from fastapi import FastAPI, File, HTTPException, UploadFile
@@ -179,7 +179,8 @@ def create_app(artifact: str | Path, limits: Limits | None = None) -> Any:
 
     limits = limits or Limits()
     folder = Path(artifact)
-    model = load_artifact(folder)
+    model = load_artifact(folder, device=device)
+    runtime = _runtime_of(model)
     if "progress" in model.get_params():
         model.set_params(progress=False)
     modality = model.backbone_.modality
@@ -286,6 +287,7 @@ def create_app(artifact: str | Path, limits: Limits | None = None) -> Any:
             "multilabel": multilabel,
             "backbone": model.backbone_.reference(),
             "test_metrics": test_metrics,
+            "runtime": runtime,
             "limits": asdict(limits),
             "batching": {
                 "batches": batcher.batches,
@@ -368,9 +370,32 @@ def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
         ) from e
 
 
+def _runtime_of(model: Any) -> dict:
+    """Where the served model computes: its device and precision, resolved."""
+    from .runtime import resolve
+
+    params = model.get_params()
+    rt = resolve(params.get("device", "auto"), params.get("precision", "fp32"))
+    model.backbone_.to(rt.device)
+    return rt.describe()
+
+
 def serve(
-    artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None
+    artifact: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits | None = None,
+    device: str = "auto",
+    threads: int | None = None,
 ) -> None:
+    """Serve ``artifact`` until interrupted. ``threads`` sets torch's CPU threads (default: torch's own)."""
+    import torch
     import uvicorn
 
-    uvicorn.run(create_app(artifact, limits), host=host, port=port, log_level="warning")
+    if threads is not None:
+        if threads < 1:
+            from .errors import ParameterError
+
+            raise ParameterError(f"--threads must be at least 1; got {threads}.")
+        torch.set_num_threads(threads)
+    uvicorn.run(create_app(artifact, limits, device), host=host, port=port, log_level="warning")

@@ -47,7 +47,8 @@ class StudyConfig:
     test_rows: int | None = None  # a stratified sample of at most this many test rows
     test_size: float = 0.2  # held-out fraction when the data has no test split
     split_seed: int = 0
-    bf16: bool = False
+    precision: str = "auto"  # every cell's (the device is not part of a study: a study may resume elsewhere)
+    device: str = "auto"
 
     def to_dict(self) -> dict:
         return {"format": STUDY_FORMAT, **asdict(self)}
@@ -130,7 +131,7 @@ def run_study(
     meta_path = out / "study.json"
     wanted = json.loads(json.dumps(cfg.to_dict()))
     if meta_path.is_file():
-        saved = json.loads(meta_path.read_text())
+        saved = _upgrade_config(json.loads(meta_path.read_text()))
         merged = grow_config(saved, wanted, out)
         if merged != saved:
             atomic_write_json(meta_path, merged)
@@ -163,7 +164,16 @@ _BACKBONES: dict[str, Any] = {}
 _FORWARD_FLOPS: dict[tuple, float] = {}
 
 
-_GROWABLE = ("techniques", "shots", "seeds", "params")
+_GROWABLE = ("techniques", "shots", "seeds", "params", "device")
+
+
+def _upgrade_config(saved: dict) -> dict:
+    """A study.json written by an older warmstart, in today's names: ``bf16`` became ``precision``."""
+    saved = dict(saved)
+    if "bf16" in saved:
+        saved.setdefault("precision", "bf16" if saved.pop("bf16") else "fp32")
+    saved.setdefault("device", "auto")
+    return saved
 
 
 def grow_config(saved: dict, wanted: dict, out: Path) -> dict:
@@ -196,6 +206,7 @@ def grow_config(saved: dict, wanted: dict, out: Path) -> dict:
         "shots": _ordered(list(dict.fromkeys([*saved["shots"], *wanted["shots"]]))),
         "seeds": max(int(saved["seeds"]), int(wanted["seeds"])),
         "params": params,
+        "device": wanted.get("device", "auto"),  # where this run computes; not what a cell means
     }
 
 
@@ -285,7 +296,12 @@ def run_cell(
     """Fit one technique on ``train``, test it, and account for what it cost."""
     from .techniques import get_technique
 
-    params = {"progress": False, "bf16": cfg.bf16, **cfg.params.get(technique, {})}
+    params = {
+        "progress": False,
+        "precision": cfg.precision,
+        "device": cfg.device,
+        **cfg.params.get(technique, {}),
+    }
     est = get_technique(technique, backbone=backbone, seed=seed, **params)
     with measure() as cost:
         est.fit(train)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,30 @@ class Backbone(ABC):
 
     @abstractmethod
     def encode(
-        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, bf16: bool = False
+        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, precision: str = "fp32"
     ) -> np.ndarray:
-        """Features for every input as a float32 ``(N, num_features)`` array, in input order."""
+        """Features for every input as a float32 ``(N, num_features)`` array, in input order, computed on the
+        module's device (``to``) in ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``)."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the module's weights are (the CPU for a module without any)."""
+        p = next(iter(self.module.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Backbone:
+        """Move the module to ``device`` (a ``torch.device`` or a name ``runtime.resolve_device`` takes)."""
+        from ..runtime import resolve_device
+
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        if dev != self.device:
+            self.module.to(dev)
+            self._on_moved()
+        return self
+
+    def _on_moved(self) -> None:
+        """Drop anything derived from the weights on their old device (default: nothing)."""
+        return None
 
     @abstractmethod
     def preprocess_config(self) -> dict:
@@ -78,8 +98,9 @@ class Backbone(ABC):
 
     # -- training hooks (used by the techniques that change backbone weights) -------------------------------
     unused_parameters: tuple[str, ...] = ()  # name prefixes in ``module`` that forward_features never touches
-    # how ``encode(bf16=True)`` computes: "autocast" (fp32 weights, bf16 matmuls) or "weights" (a bf16 copy of the
-    # whole module); part of the feature-cache key, since the two give slightly different features
+    # how ``encode`` computes in bf16 or fp16: "autocast" (fp32 weights, low-precision matmuls) or "weights" (a
+    # low-precision copy of the whole module); part of the feature-cache key, since the two give slightly
+    # different features
     bf16_kind: str = "autocast"
 
     def batch_source(self, data: Any) -> BatchSource:
@@ -112,26 +133,6 @@ class Backbone(ABC):
     def invalidate_fingerprint(self) -> None:
         """Call after changing the weights in place (fine-tuning) so the cache key follows."""
         self._fingerprint = None
-
-
-def fast_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX). Without it, bf16 autocast on CPU is
-    emulated and slower than fp32, so ``bf16="auto"`` stays in fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_bf16(bf16: bool | str) -> bool:
-    return fast_bf16() if bf16 == "auto" else bool(bf16)
-
-
-def autocast(bf16: bool):
-    """bf16 autocast on CPU when asked, otherwise a no-op context."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 class BatchSource:

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import BackboneError
-from .base import Backbone, BatchSource, autocast
+from .base import Backbone, BatchSource
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) for EfficientNet-Lite0
 LITE0_STAGES = [
@@ -163,8 +163,9 @@ class EfficientNetLiteBackbone(Backbone):
         if not self.has_source_classifier:
             return None
         with torch.inference_mode():
-            logits = self.module._fc(torch.as_tensor(np.asarray(features), dtype=torch.float32))
-        return logits.double().softmax(-1).numpy()
+            x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device)
+            logits = self.module._fc(x)
+        return logits.double().softmax(-1).cpu().numpy()
 
     def preprocess_config(self) -> dict:
         return {
@@ -195,17 +196,19 @@ class EfficientNetLiteBackbone(Backbone):
         return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
 
     def encode(
-        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, bf16: bool = False
+        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, precision: str = "fp32"
     ) -> np.ndarray:
         from tqdm.auto import tqdm
 
         from ..data import Dataset, image_at
+        from ..runtime import resolve, to_numpy
 
         ds = inputs if isinstance(inputs, Dataset) else Dataset(inputs, None, "image")
         n, bs = len(ds), batch_size or 64
         out = np.empty((n, self.num_features), dtype=np.float32)
         self.module.eval()
-        with torch.inference_mode(), autocast(bf16):
+        rt = resolve(self.device, precision)
+        with torch.inference_mode(), rt.autocast():
             for start in tqdm(
                 range(0, n, bs),
                 desc=f"encoding with {self.name}",
@@ -214,7 +217,8 @@ class EfficientNetLiteBackbone(Backbone):
                 leave=False,
             ):
                 x = torch.stack([self.preprocess(image_at(ds, i)) for i in range(start, min(start + bs, n))])
-                out[start : start + len(x)] = self.forward_features(x).float().numpy()
+                x = rt.to_device({"pixels": x})["pixels"]
+                out[start : start + len(x)] = to_numpy(self.forward_features(x))
         return out
 
     def save(self, folder: str | Path) -> None:
@@ -223,7 +227,7 @@ class EfficientNetLiteBackbone(Backbone):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file(
-            {k: v.contiguous() for k, v in self.module.state_dict().items()},
+            {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()},
             str(folder / "model.safetensors"),
         )
         (folder / "warmstart_backbone.json").write_text(

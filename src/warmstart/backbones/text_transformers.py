@@ -254,27 +254,34 @@ class TransformerTextBackbone(Backbone):
         state["_bf16_copy"] = None  # weak references do not pickle; the copy is remade on first use
         return state
 
-    def bf16_module(self) -> torch.nn.Module:
-        """A bf16 copy of the encoder for ``encode(bf16=True)``, made once and again whenever a weight changes.
+    def _on_moved(self) -> None:
+        self._bf16_copy = None
+
+    def bf16_module(self, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
+        """A bf16 (or fp16) copy of the encoder for ``encode``, made once and again whenever a weight changes.
 
         Casting the weights once instead of per matmul (as autocast does), keeping the activations in bf16
-        between layers and computing attention with plain matmuls makes bf16 extraction about 1.25x faster than
-        autocast on long text (docs/backbones.md). Changes are seen through the tensors themselves: an in-place
-        update (an optimizer step, ``load_state_dict``) bumps a tensor's version, and a replaced tensor (an
-        adapter wrapped around a layer) is a different object.
+        between layers and, on the CPU, computing attention with plain matmuls makes bf16 extraction about
+        1.25x faster than autocast on long text (docs/backbones.md). Changes are seen through the tensors
+        themselves: an in-place update (an optimizer step, ``load_state_dict``) bumps a tensor's version, and a
+        replaced tensor (an adapter wrapped around a layer) is a different object.
         """
         tensors = [*self.module.parameters(), *self.module.buffers()]
         cached = self._bf16_copy
         if cached is not None:
             refs, module = cached
-            if len(refs) == len(tensors) and all(
-                r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True)
+            if (
+                len(refs) == len(tensors)
+                and next(iter(module.parameters())).dtype == dtype
+                and next(iter(module.parameters())).device == self.device
+                and all(r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True))
             ):
                 return module
-        module = copy.deepcopy(self.module).to(torch.bfloat16).eval().requires_grad_(False)
+        module = copy.deepcopy(self.module).to(dtype).eval().requires_grad_(False)
         # in bf16 the plain matmul-softmax-matmul attention is about 1.3x faster on CPU than SDPA's fused kernel at
-        # head size 32 (10% of the whole encode on long text); the fp32 module keeps its own setting
-        if hasattr(module, "set_attn_implementation"):
+        # head size 32 (10% of the whole encode on long text); on a GPU SDPA's fused kernels are the fast path.
+        # The fp32 module keeps its own setting.
+        if self.device.type == "cpu" and hasattr(module, "set_attn_implementation"):
             try:
                 module.set_attn_implementation("eager")
             except (ValueError, ImportError):  # a model without the eager path keeps what it had
@@ -288,10 +295,12 @@ class TransformerTextBackbone(Backbone):
         *,
         batch_size: int | None = None,
         progress: bool = True,
-        bf16: bool = False,
+        precision: str = "fp32",
         max_batch_tokens: int = 2048,
     ) -> np.ndarray:
         from tqdm.auto import tqdm
+
+        from ..runtime import resolve, to_numpy
 
         texts = [str(t) for t in inputs]
         out = np.empty((len(texts), self.num_features), dtype=np.float32)
@@ -300,7 +309,8 @@ class TransformerTextBackbone(Backbone):
         ids = self.tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         self.module.eval()
-        module = self.bf16_module() if bf16 else self.module
+        rt = resolve(self.device, precision)
+        module = self.module if rt.amp_dtype is None else self.bf16_module(rt.amp_dtype)
         bar = tqdm(
             total=len(texts),
             desc=f"encoding with {self.name}",
@@ -310,8 +320,8 @@ class TransformerTextBackbone(Backbone):
         )
         with torch.inference_mode():
             for idx in self.batches(lengths, batch_size or 256, max_batch_tokens):
-                batch = self.collate([ids[i] for i in idx])
-                out[idx] = self.forward_features(**batch, module=module).numpy()
+                batch = rt.to_device(self.collate([ids[i] for i in idx]))
+                out[idx] = to_numpy(self.forward_features(**batch, module=module))
                 bar.update(len(idx))
         bar.close()
         return out

@@ -18,6 +18,7 @@ from ..data import Dataset
 from ..data.splits import stratified_split
 from ..errors import ParameterError
 from ..features import FeatureCache
+from ..runtime import resolve
 from ..techniques.base import encode_labels, require_single_label
 from .scores import FEATURE_SCORES, SCORE_HELP, leep
 
@@ -148,7 +149,8 @@ def rank_backbones(
     cache: FeatureCache | None = None,
     max_rows: int = 3000,
     resamples: int = 20,
-    bf16: bool = False,
+    precision: str = "auto",
+    device: str = "auto",
     seed: int = 0,
     progress: bool = True,
 ) -> Ranking:
@@ -179,12 +181,13 @@ def rank_backbones(
     classes = np.array(sorted({str(v) for v in data.labels}))
     y = encode_labels(data.labels, classes)
     cache = cache if cache is not None else FeatureCache()
+    rt = resolve(device, precision)
     candidates = []
     features: list[np.ndarray] = []
     for spec in backbones:
-        bb = get_backbone(spec) if isinstance(spec, str) else spec
+        bb = (get_backbone(spec) if isinstance(spec, str) else spec).to(rt.device)
         hits, start = cache.hits, time.perf_counter()
-        X = np.asarray(cache.get(bb, data, bf16=bf16, progress=progress), dtype=np.float64)
+        X = np.asarray(cache.get(bb, data, precision=rt.precision, progress=progress), dtype=np.float64)
         extract = time.perf_counter() - start
         values, seconds = score_features(X, y, scores, bb.source_proba(X) if "leep" in scores else None)
         features.append(X)

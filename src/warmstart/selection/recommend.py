@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..backbones import Backbone, get_backbone
-from ..backbones.base import resolve_bf16
 from ..cost import measure
 from ..data import Dataset
 from ..errors import ParameterError
 from ..features import FeatureCache
+from ..runtime import resolve
 from ..techniques import get_technique
 
 FEW_SHOT_PER_CLASS = 16  # at or below this many rows per class, the few-shot order applies
@@ -253,12 +253,13 @@ def _calibrate_probe(est, bb: Backbone, train: Dataset, rng, encode_s: float, st
 
 def _encode_rate(bb: Backbone, train: Dataset, rng, cache: FeatureCache, est) -> float:
     """CPU seconds per training row to encode (0 when the whole training set is already in the cache)."""
-    bf16 = resolve_bf16(getattr(est, "bf16", False))
-    if cache.enabled and cache.path(cache.key(bb, train, bf16)).is_file():
+    rt = resolve(getattr(est, "device", "auto"), getattr(est, "precision", "fp32"))
+    bb.to(rt.device)
+    if cache.enabled and cache.path(cache.key(bb, train, rt.precision)).is_file():
         return 0.0
     sample = train.subset(_sample_rows(train, min(len(train), 64), rng))
     t = time.process_time()
-    bb.encode(sample if sample.modality == "image" else sample.inputs, progress=False, bf16=bf16)
+    bb.encode(sample if sample.modality == "image" else sample.inputs, progress=False, precision=rt.precision)
     return (time.process_time() - t) / len(sample)
 
 

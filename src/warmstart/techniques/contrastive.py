@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone
-from ..backbones.base import resolve_bf16
 from ..data import Dataset
 from ..data.labels import all_classes, is_multilabel, multi_hot
 from ..errors import ParameterError
@@ -77,7 +76,7 @@ def supcon_loss(emb: torch.Tensor, Y: torch.Tensor, temperature: float) -> torch
     """Supervised contrastive loss: for each row with a positive in the batch, the weighted mean over its
     positives of ``-log softmax(cos / temperature)`` taken over all other rows."""
     z = nn.functional.normalize(emb, dim=-1)
-    eye = torch.eye(len(z), dtype=torch.bool)
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     log_prob = (z @ z.T / temperature).masked_fill(eye, float("-inf")).log_softmax(1).masked_fill(eye, 0.0)
     w = pair_targets(Y).masked_fill(eye, 0.0)
     has = w.sum(1) > 0
@@ -92,7 +91,7 @@ def cosine_pair_loss(emb: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     z = nn.functional.normalize(emb, dim=-1)
     target = pair_targets(Y)
     err = (z @ z.T - target) ** 2
-    off = ~torch.eye(len(z), dtype=torch.bool)
+    off = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
     parts = [err[m].mean() for m in (off & (target > 0), off & (target == 0)) if m.any()]
     return torch.stack(parts).mean()
 
@@ -154,7 +153,8 @@ class Contrastive(TunedTechnique):
         temperature: of the supcon loss.
         C: the head's inverse regularisation strength (on centred, unscaled embeddings), or "auto".
         threshold: multi-label only: a label is predicted when its probability reaches it.
-        **kwargs: the shared loop parameters of ``TunedTechnique`` (lr, batch_size, epochs, bf16, seed, ...).
+        **kwargs: the shared loop parameters of ``TunedTechnique`` (lr, batch_size, epochs, device, precision,
+            seed, ...).
             ``epochs`` is the average number of passes over the rows when ``steps="auto"``.
 
     Example:
@@ -190,11 +190,10 @@ class Contrastive(TunedTechnique):
         threshold: float = 0.5,
         epochs: int = 6,
         batch_size: int = 32,
-        bf16: bool | str = "auto",
         **kwargs: Any,
     ):
         super().__init__(
-            backbone=backbone, epochs=epochs, min_steps=min_steps, batch_size=batch_size, bf16=bf16, **kwargs
+            backbone=backbone, epochs=epochs, min_steps=min_steps, batch_size=batch_size, **kwargs
         )
         self.steps = steps
         self.max_steps = max_steps
@@ -224,9 +223,12 @@ class Contrastive(TunedTechnique):
         self.classes_ = np.array(all_classes(train_data.labels))
         Y = multi_hot(train_data.labels, self.classes_)
         bb = self._copy_backbone()
+        rt = self.runtime_ = self._runtime()
+        bb.to(rt.device)
+        self._enable_gradient_checkpointing(bb)
         self.lr_ = self.head_lr_ = self._base_lr(bb)
         source = bb.batch_source(train_data)
-        recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4)
+        recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4, rt)
         model = Embedder(bb)
         self._configure(model)  # the backbone's used parameters (an Embedder has no head)
         self.encoder_trainable_params_ = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -250,7 +252,7 @@ class Contrastive(TunedTechnique):
         body = [p for p in model.parameters() if p.requires_grad]
         groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}]
         state = train(model, groups, source, torch.from_numpy(Y), cfg, ckpt, hooks)
-        recalibrate_batchnorm(model, model, source, self.batch_size * 4)
+        recalibrate_batchnorm(model, model, source, self.batch_size * 4, rt)
         bb.invalidate_fingerprint()
         self._record(state, time.perf_counter() - start)
         if not self.keep_checkpoint:
@@ -292,7 +294,10 @@ class Contrastive(TunedTechnique):
         return self.tune_encoder(train_data).fit_head(train_data, val)
 
     def _embed(self, data: Dataset) -> np.ndarray:
-        feats = self.backbone_.encode(data.inputs, progress=self.progress, bf16=resolve_bf16(self.bf16))
+        rt = self._runtime()
+        feats = self.backbone_.to(rt.device).encode(
+            data.inputs, progress=self.progress, precision=rt.precision
+        )
         return np.asarray(feats, dtype=np.float64)
 
     # -- inference ---------------------------------------------------------------------------------------------

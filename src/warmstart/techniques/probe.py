@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..backbones import Backbone
 from ..data import Dataset
 from ..features import FeatureCache
+from ..runtime import PRECISIONS, resolve
 from .base import (
     Interval,
     Technique,
@@ -48,7 +49,8 @@ class LinearProbe(Technique):
         "backbone": [str, Backbone],
         "C": [Interval(float, 0, None, "neither"), "auto"],
         "max_iter": [Interval(int, 1, None)],
-        "bf16": [bool],
+        "device": [str],
+        "precision": list(PRECISIONS),
         "batch_size": [Interval(int, 1, None), None],
         "cache_dir": [str, None],
         "use_cache": [bool],
@@ -61,7 +63,8 @@ class LinearProbe(Technique):
         backbone: str | Backbone = "all-MiniLM-L6-v2",
         C: float | str = "auto",
         max_iter: int = 2000,
-        bf16: bool = False,
+        device: str = "auto",
+        precision: str = "auto",
         batch_size: int | None = None,
         cache_dir: str | None = None,
         use_cache: bool = True,
@@ -71,7 +74,8 @@ class LinearProbe(Technique):
         self.backbone = backbone
         self.C = C
         self.max_iter = max_iter
-        self.bf16 = bf16
+        self.device = device
+        self.precision = precision
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.use_cache = use_cache
@@ -85,8 +89,13 @@ class LinearProbe(Technique):
             self.backbone_ = resolve_backbone(self.backbone)
         if not hasattr(self, "cache_"):
             self.cache_ = FeatureCache(self.cache_dir, enabled=self.use_cache)
+        rt = resolve(self.device, self.precision)
         return self.cache_.get(
-            self.backbone_, data, bf16=self.bf16, batch_size=self.batch_size, progress=self.progress
+            self.backbone_.to(rt.device),
+            data,
+            precision=rt.precision,
+            batch_size=self.batch_size,
+            progress=self.progress,
         )
 
     def fit(self, train: Dataset, val: Dataset | None = None) -> LinearProbe:

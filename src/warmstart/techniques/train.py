@@ -1,17 +1,19 @@
 """The one training loop behind every technique that changes weights.
 
-AdamW with per-group learning rates, linear warmup then cosine/linear decay, gradient accumulation, optional bf16
-autocast, early stopping on a validation metric (best weights restored), a progress bar with loss and metric, and
-checkpoints that make a run resumable.
+AdamW with per-group learning rates, linear warmup then cosine/linear decay, gradient accumulation, mixed precision
+(bf16 autocast, or fp16 with a gradient scaler) on whatever device the ``Runtime`` names, data parallelism through
+torch's ``DistributedDataParallel`` under ``torchrun``, early stopping on a validation metric (best weights
+restored), a progress bar with loss and metric, and checkpoints that make a run resumable.
 
 Resuming is exact, not approximate: the batch order of epoch ``e`` is a pure function of ``(seed, e)``, a
 checkpoint is only ever taken at an optimizer-step boundary, and it holds the trainable weights, buffers, optimizer
-moments and torch's RNG state at that boundary. A run interrupted at step 37 and resumed therefore takes the same
+moments, the gradient scaler and torch's RNG states (CPU and CUDA) at that boundary. A run interrupted at step 37 and resumed therefore takes the same
 steps 38, 39, ... on the same batches with the same dropout masks as a run that was never interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -25,10 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import runtime
 from .._io import atomic_open, atomic_write_json
-from ..backbones.base import BatchSource, autocast
+from ..backbones.base import BatchSource
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: RNG states of every device and the gradient scaler
 
 
 @dataclass
@@ -43,7 +46,8 @@ class LoopConfig:
     max_grad_norm: float | None = 1.0
     patience: int | None = 2  # epochs without improvement before stopping; None: never stop early
     metric: str = "accuracy"  # accuracy | macro_f1, on the validation set
-    bf16: bool = False
+    device: str = "cpu"  # where to train: anything runtime.resolve_device takes
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 with a gradient scaler) | auto
     seed: int = 0
     checkpoint_every: int = 50  # optimizer steps; an epoch end also checkpoints
     # ...but not sooner than this after the last checkpoint: saving weights and optimizer moments costs about
@@ -117,9 +121,14 @@ class Checkpointer:
     def __init__(self, folder: Path, run_key: str) -> None:
         self.folder, self.run_key = Path(folder), run_key
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState, rng: torch.Tensor):
+    def save(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState, rng: dict, scaler=None
+    ) -> None:
+        tensors = {"model": trainable_state(model), "optimizer": optimizer.state_dict(), "rng": rng}
+        if scaler is not None:
+            tensors["scaler"] = scaler.state_dict()
         with atomic_open(self.folder / "state.pt") as f:
-            torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict(), "rng": rng}, f)
+            torch.save(tensors, f)
         atomic_write_json(
             self.folder / "state.json",
             {"version": CHECKPOINT_VERSION, "run_key": self.run_key, "state": asdict(state)},
@@ -217,11 +226,16 @@ def train(
 
 class _Loop:
     def __init__(self, model, param_groups, source, targets, cfg, checkpointer, hooks) -> None:
-        self.model, self.source, self.targets = model, source, targets
+        from .. import distributed
+
+        self.rt = runtime.resolve(cfg.device, cfg.precision)
+        self.model = model.to(self.rt.device)
+        self.source, self.targets = source, targets
         self.cfg, self.checkpointer, self.hooks = cfg, checkpointer, hooks
         for g in param_groups:
             g.setdefault("initial_lr", g["lr"])
         self.optimizer = _adamw(param_groups)
+        self.scaler = self.rt.grad_scaler()
         if hooks.batches is None:
             self.total = cfg.epochs * cfg.steps_per_epoch(len(source))
         else:
@@ -229,16 +243,15 @@ class _Loop:
         self.warmup = round(cfg.warmup_ratio * self.total)
         self.state = LoopState()
         self.best: dict[str, torch.Tensor] | None = None
-        from .. import distributed
-
         self.rank, self.world = distributed.rank(), distributed.world_size()
-        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.ddp: nn.Module | None = None  # the DistributedDataParallel wrapper, in a multi-process run
+        self.ddp_params: list[nn.Parameter] = []
 
     def run(self) -> LoopState:
         from tqdm.auto import tqdm
 
         self._resume_or_seed()
-        self.rng_at_step = torch.get_rng_state()
+        self.rng_at_step = runtime.rng_state()
         self.clock = self.last_checkpoint = time.perf_counter()
         self.bar = tqdm(
             total=self.total,
@@ -276,19 +289,47 @@ class _Loop:
     def _resume_or_seed(self) -> None:
         resumed = self.checkpointer.load() if self.checkpointer else None
         if resumed is None:
-            torch.manual_seed(self.cfg.seed)
+            torch.manual_seed(self.cfg.seed)  # seeds every device's generator
             return
         self.state, tensors = resumed
         if self.hooks.on_epoch_start:  # restore which parameters are trainable before loading their state
             self.hooks.on_epoch_start(self.state.epoch)
         load_trainable_state(self.model, tensors["model"])
         self.optimizer.load_state_dict(tensors["optimizer"])
-        torch.set_rng_state(tensors["rng"])
+        if self.scaler is not None and "scaler" in tensors:
+            self.scaler.load_state_dict(tensors["scaler"])
+        runtime.set_rng_state(tensors["rng"])
+
+    def _forward_model(self) -> nn.Module:
+        """The module to call for a training step: in a multi-process run, a ``DistributedDataParallel``
+        wrapper over the parameters trainable now, rebuilt when a hook changes them (gradual unfreezing)."""
+        if self.world <= 1:
+            return self.model
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if (
+            self.ddp is None
+            or len(trainable) != len(self.ddp_params)
+            or any(a is not b for a, b in zip(trainable, self.ddp_params, strict=True))
+        ):
+            from torch.nn.parallel import DistributedDataParallel
+
+            dev = self.rt.device
+            self.ddp = DistributedDataParallel(
+                self.model,
+                device_ids=[dev.index] if dev.type == "cuda" else None,
+                # some parameters may see no gradient in a step (a head's rows, the frozen part of a stack)
+                find_unused_parameters=True,
+                # BatchNorm statistics stay per rank (and are recomputed on the same rows after training)
+                broadcast_buffers=False,
+            )
+            self.ddp_params = trainable
+        return self.ddp
 
     def _epoch(self) -> None:
         cfg, state = self.cfg, self.state
         if self.hooks.on_epoch_start and state.batch == 0:
             self.hooks.on_epoch_start(state.epoch)
+        forward = self._forward_model()
         self.model.train()
         if self.hooks.batches is not None:
             batches = self.hooks.batches(state.epoch)
@@ -297,25 +338,15 @@ class _Loop:
         pending: list[float] = []  # losses of the step being accumulated; counted once the step is taken
         for b in range(state.batch, len(batches)):
             idx = batches[b]
-            local = idx[self.rank :: self.world] if self.world > 1 else idx
-            loss = self._forward_backward(local, len(idx)) if len(local) else torch.zeros(())
-            value = loss.item()
-            if self.world > 1:  # each rank's loss is its share of the batch mean
-                from .. import distributed
-
-                value = distributed.all_reduce_sum(value)
-            pending.append(value)
-            if (b + 1) % cfg.grad_accum and b + 1 < len(batches):
+            steps_now = not ((b + 1) % cfg.grad_accum and b + 1 < len(batches))
+            pending.append(self._micro_step(forward, idx, sync=steps_now))
+            if not steps_now:
                 continue
-            if self.world > 1:
-                from .. import distributed
-
-                distributed.all_reduce_gradients(self.params)
-            _step(self.optimizer, cfg, lr_factor(state.step, self.total, self.warmup, cfg.schedule))
+            self._optimizer_step(lr_factor(state.step, self.total, self.warmup, cfg.schedule))
             state.step, state.batch = state.step + 1, b + 1
             state.loss_sum, state.loss_count = state.loss_sum + sum(pending), state.loss_count + len(pending)
             pending.clear()
-            self.rng_at_step = torch.get_rng_state()
+            self.rng_at_step = runtime.rng_state()
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", epoch=state.epoch + 1)
             if self.hooks.interrupt_after_step == state.step:
@@ -325,35 +356,77 @@ class _Loop:
         self._end_epoch(state.loss_sum / state.loss_count if state.loss_count else float("nan"))
         self._checkpoint(periodic=True)
 
-    def _forward_backward(self, idx: np.ndarray, global_rows: int) -> torch.Tensor:
+    def _micro_step(self, forward: nn.Module, idx: np.ndarray, sync: bool) -> float:
+        """Forward and backward over one batch (this rank's share of it); returns the whole batch's loss.
+        Gradients are synchronised across ranks only on the batch that completes an optimizer step."""
+        local, weight = idx, 1.0
+        if self.world > 1:
+            local = idx[self.rank :: self.world]
+            if not len(local):  # every rank must take part in the gradient reduction: one row, weighted 0
+                local, weight = idx[:1], 0.0
+        context = forward.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
+        with context:
+            loss = self._forward_backward(forward, local, len(idx), weight)
+        value = loss.item()
+        if self.world > 1:  # each rank's loss is its share of the batch mean
+            from .. import distributed
+
+            value = distributed.all_reduce_sum(value)
+        return value
+
+    def _forward_backward(
+        self, forward: nn.Module, idx: np.ndarray, global_rows: int, weight: float = 1.0
+    ) -> torch.Tensor:
         """Loss of the rows ``idx`` and its gradients. In a distributed run ``idx`` is this rank's share of a
-        batch of ``global_rows`` rows, and the loss is scaled so that the ranks' losses sum to the batch's."""
+        batch of ``global_rows`` rows, and the loss is scaled so that the ranks' losses sum to the batch's;
+        ``DistributedDataParallel`` averages gradients over ranks, so the backward pass is scaled by the
+        world size to sum them instead, as one process would over the whole batch."""
         cfg, state = self.cfg, self.state
-        batch = self.source.collate(idx)
-        units = batch_units(batch)
+        batch = self.rt.to_device(self.source.collate(idx))
+        units = batch_units(batch) if weight else 0
         counter = None
-        if state.flops_per_unit is None:
+        if state.flops_per_unit is None and weight:
             from torch.utils.flop_counter import FlopCounterMode
 
             counter = FlopCounterMode(display=False)
             counter.__enter__()
         try:
-            with autocast(cfg.bf16):
-                out = self.model(**batch)
-            targets = self.targets[torch.as_tensor(idx)]
+            with self.rt.autocast():
+                out = forward(**batch)
+            targets = self.targets[torch.as_tensor(idx)].to(self.rt.device, non_blocking=True)
             if self.hooks.loss is not None:
                 loss = self.hooks.loss(out.float(), targets) * (len(idx) / global_rows)
             else:
                 loss = nn.functional.cross_entropy(out.float(), targets, reduction="sum") / global_rows
+            loss = loss * weight
             if self.hooks.extra_loss is not None:
                 loss = loss + self.hooks.extra_loss() / self.world
-            (loss / cfg.grad_accum).backward()
+            scaled = loss * (self.world / cfg.grad_accum)
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         finally:
             if counter is not None:
                 counter.__exit__(None, None, None)
                 state.flops_per_unit = counter.get_total_flops() / max(units, 1)
-        state.flops += state.flops_per_unit * units
-        return loss
+        if units:
+            state.flops += state.flops_per_unit * units
+        return loss.detach()
+
+    def _optimizer_step(self, factor: float) -> None:
+        """Set the learning rates, clip, step (through the scaler in fp16) and clear the gradients."""
+        optimizer, cfg = self.optimizer, self.cfg
+        for g in optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        if cfg.max_grad_norm:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)  # skipped when the gradients overflowed
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     def _end_epoch(self, train_loss: float) -> None:
         state = self.state
@@ -395,7 +468,7 @@ class _Loop:
         if self.rank != 0:  # only rank 0 writes; the others resume from the same files
             self.last_checkpoint = time.perf_counter()
             return
-        self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step)
+        self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step, self.scaler)
         self.last_checkpoint = time.perf_counter()
 
 
@@ -406,13 +479,3 @@ def _adamw(param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         return torch.optim.AdamW(param_groups, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.AdamW(param_groups)
-
-
-def _step(optimizer: torch.optim.Optimizer, cfg: LoopConfig, factor: float) -> None:
-    for g in optimizer.param_groups:
-        g["lr"] = g["initial_lr"] * factor
-    if cfg.max_grad_norm:
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)

@@ -30,9 +30,10 @@ from torch import nn
 
 from .._io import warmstart_home
 from ..backbones import Backbone
-from ..backbones.base import BatchSource, autocast, resolve_bf16
+from ..backbones.base import BatchSource
 from ..data import Dataset
 from ..features import FeatureCache
+from ..runtime import PRECISIONS, Runtime, resolve
 from .base import (
     Interval,
     Technique,
@@ -47,6 +48,7 @@ from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
 NOT_IN_RUN_KEY = (
     "progress",
+    "device",  # a run resumes on another device (the precision, which changes the numbers, stays in the key)
     "checkpoint_dir",
     "checkpoint_every",
     "keep_checkpoint",
@@ -95,7 +97,9 @@ class TunedTechnique(Technique):
         "patience": [Interval(int, 1, None), None],
         "metric": ["accuracy", "macro_f1"],
         "max_grad_norm": [Interval(float, 0, None, "neither"), None],
-        "bf16": [bool, "auto"],
+        "device": [str],
+        "precision": list(PRECISIONS),
+        "gradient_checkpointing": [bool],
         "seed": [Interval(int, 0, None)],
         "checkpoint_dir": [str, Path, None],
         "checkpoint_every": [Interval(int, 0, None)],
@@ -120,7 +124,9 @@ class TunedTechnique(Technique):
         patience: int | None = 2,
         metric: str = "accuracy",
         max_grad_norm: float | None = 1.0,
-        bf16: bool | str = False,
+        device: str = "auto",
+        precision: str = "auto",
+        gradient_checkpointing: bool = False,
         seed: int = 0,
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 50,
@@ -142,7 +148,9 @@ class TunedTechnique(Technique):
         self.patience = patience
         self.metric = metric
         self.max_grad_norm = max_grad_norm
-        self.bf16 = bf16
+        self.device = device
+        self.precision = precision
+        self.gradient_checkpointing = gradient_checkpointing
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -186,17 +194,20 @@ class TunedTechnique(Technique):
         self.classes_ = np.array(sorted(set(train_data.labels)))
         y = torch.from_numpy(encode_labels(train_data.labels, self.classes_))
         bb = self._copy_backbone()
+        rt = self.runtime_ = self._runtime()
         self.lr_ = self._base_lr(bb)
         head_default = self.default_head_lr if self.default_head_lr is not None else self.lr_
         self.head_lr_ = float(head_default if self.head_lr == "auto" else self.head_lr)
         torch.manual_seed(self.seed)  # the head's initial weights
         self._prepare(bb)
+        bb.to(rt.device)
+        self._enable_gradient_checkpointing(bb)
         source = bb.batch_source(train_data)
-        recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4)
+        recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4, rt)
         bb.invalidate_fingerprint()  # weights or BN statistics may have changed: the cache key must follow
         head = LinearHead(bb.num_features, len(self.classes_))
         self._init_head(head, self._train_features(bb, train_data), y.numpy())
-        model = Classifier(bb, head)
+        model = Classifier(bb, head.to(rt.device))
         self._configure(model)
         self.trainable_params_ = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.total_params_ = sum(p.numel() for p in model.parameters())
@@ -208,7 +219,7 @@ class TunedTechnique(Technique):
         hooks.interrupt_after_step = getattr(self, "_interrupt_after_step", None)
         ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, val_known), self._run_key_)
         state = train(model, self._param_groups(model), source, y, self._loop_config(), ckpt, hooks)
-        recalibrate_batchnorm(model, model, source, self.batch_size * 4)
+        recalibrate_batchnorm(model, model, source, self.batch_size * 4, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
         self.model_, self.head_ = model, model.head
@@ -223,6 +234,25 @@ class TunedTechnique(Technique):
         self.base_reference_ = base.reference()
         self.backbone_ = copy.deepcopy(base)  # training must never change a backbone the caller still holds
         return self.backbone_
+
+    def _runtime(self) -> Runtime:
+        """The device and precision of this estimator's parameters, resolved (``runtime.resolve``)."""
+        return resolve(self.device, self.precision)
+
+    def _enable_gradient_checkpointing(self, bb: Backbone) -> None:
+        """Recompute activations in the backward pass instead of keeping them: less memory for large backbones
+        at about a third more compute. transformers models support it; others are refused, not ignored."""
+        if not self.gradient_checkpointing:
+            return
+        enable = getattr(bb.module, "gradient_checkpointing_enable", None)
+        if enable is None or not getattr(bb.module, "supports_gradient_checkpointing", False):
+            from ..errors import ParameterError
+
+            raise ParameterError(
+                f"gradient_checkpointing=True: the backbone {bb.name!r} ({type(bb.module).__name__}) does not "
+                f"support it; only transformers models do. Drop the parameter or use a smaller batch_size."
+            )
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def _base_lr(self, bb: Backbone) -> float:
         return float(self.default_lr[bb.modality] if self.lr == "auto" else self.lr)
@@ -246,7 +276,8 @@ class TunedTechnique(Technique):
             max_grad_norm=self.max_grad_norm,
             patience=self.patience,
             metric=self.metric,
-            bf16=resolve_bf16(self.bf16),
+            device=str(self._runtime().device),
+            precision=self._runtime().precision,
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
             progress=self.progress,
@@ -261,7 +292,7 @@ class TunedTechnique(Technique):
         cache = FeatureCache(self.cache_dir, enabled=self.use_cache and self.caches_features)
         self.cache_ = cache
         return np.asarray(
-            cache.get(bb, data, bf16=resolve_bf16(self.bf16), progress=self.progress), dtype=np.float64
+            cache.get(bb, data, precision=self._runtime().precision, progress=self.progress), dtype=np.float64
         )
 
     def _known_rows(self, val: Dataset | None) -> tuple[Dataset, np.ndarray] | None:
@@ -274,7 +305,7 @@ class TunedTechnique(Technique):
     def _evaluate(
         self, model: Classifier, val: tuple[Dataset, np.ndarray], train_source: BatchSource
     ) -> dict[str, float]:
-        recalibrate_batchnorm(model, model, train_source, self.batch_size * 4)
+        recalibrate_batchnorm(model, model, train_source, self.batch_size * 4, self._runtime())
         pred = self._logits(model, model.backbone.batch_source(val[0])).argmax(1).numpy()
         return {
             "accuracy": float((pred == val[1]).mean()),
@@ -312,11 +343,12 @@ class TunedTechnique(Technique):
         n = len(source)
         order = np.argsort(-source.lengths, kind="stable") if source.lengths is not None else np.arange(n)
         out = torch.empty((n, len(self.classes_)))
-        model.eval()
-        with torch.inference_mode(), autocast(resolve_bf16(self.bf16)):
+        rt = self._runtime()
+        model.to(rt.device).eval()
+        with torch.inference_mode(), rt.autocast():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                out[torch.as_tensor(idx)] = model(**source.collate(idx)).float()
+                out[torch.as_tensor(idx)] = model(**rt.to_device(source.collate(idx))).float().cpu()
         return out
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
@@ -357,6 +389,7 @@ class TunedTechnique(Technique):
             "train_seconds": self.train_seconds_,
             "train_flops": getattr(self, "train_flops_", None),
             "base_backbone": self.base_reference_,
+            "runtime": getattr(self, "runtime_", None) and self.runtime_.describe(),
         }
 
     def trainable_parameters(self) -> int:
@@ -413,7 +446,12 @@ def set_standardisation(head: LinearHead, features: np.ndarray) -> None:
 
 
 def recalibrate_batchnorm(
-    model: nn.Module, forward: Any, source: BatchSource, batch_size: int, max_rows: int = 2048
+    model: nn.Module,
+    forward: Any,
+    source: BatchSource,
+    batch_size: int,
+    rt: Runtime | None = None,
+    max_rows: int = 2048,
 ) -> None:
     """Recompute the BatchNorm running statistics of ``model`` as exact averages over (up to ``max_rows``)
     training rows, running ``forward(**batch)``. A no-op for models without BatchNorm.
@@ -437,7 +475,8 @@ def recalibrate_batchnorm(
     rows = np.arange(min(len(source), max_rows))
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            forward(**source.collate(rows[start : start + batch_size]))
+            batch = source.collate(rows[start : start + batch_size])
+            forward(**(rt.to_device(batch) if rt is not None else batch))
     for m, momentum in zip(bns, momenta, strict=True):
         m.momentum = momentum
         m.eval()
