@@ -4,6 +4,9 @@ Energy comes from Intel RAPL (``/sys/class/powercap/intel-rapl:N/energy_uj``, th
 process on them counts) when those files are readable; otherwise it is an estimate, CPU-seconds times an assumed
 power per busy core (``WARMSTART_WATTS_PER_CORE``, default 10 W), and says so in ``energy_method``.
 
+On a CUDA device, the run also records torch's peak GPU memory (``torch.cuda.max_memory_allocated``) and, where
+NVIDIA's management library answers (the ``nvidia-ml-py`` package, Volta or newer), the GPU's own energy counter.
+
 Peak memory is sampled from ``/proc/self/statm`` every 20 ms on a background thread (and once at the end), so it
 reports this run's peak rather than the process's lifetime maximum that ``getrusage`` gives. Short spikes
 between samples can be missed; it is a measurement of the order of magnitude, not an exact bound.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -87,9 +91,42 @@ class Cost:
     start_rss_mb: float = 0.0
     energy_joules: float = 0.0
     energy_method: str = ""
+    gpu_peak_mb: float | None = None  # on a CUDA device: torch's peak allocated memory
+    gpu_energy_joules: float | None = None  # on a CUDA device, where NVML reads its energy counter
 
     def to_dict(self) -> dict:
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in asdict(self).items()
+            if not (k.startswith("gpu_") and v is None)
+        }
+
+
+def _cuda_device() -> int | None:
+    """The current CUDA device, if this process uses CUDA (torch is imported and has touched a GPU)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.current_device()
+
+
+def _nvml_energy_mj(device: int) -> int | None:
+    """The GPU's total energy counter in millijoules through NVML, or None where it cannot be read."""
+    try:
+        import pynvml
+        import torch
+
+        pynvml.nvmlInit()
+        props = torch.cuda.get_device_properties(device)
+        bus = getattr(props, "pci_bus_id", None)
+        if bus is not None:
+            pci = f"{props.pci_domain_id:08x}:{bus:02x}:{props.pci_device_id:02x}.0"
+            handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci)
+        else:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device)
+        return int(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+    except Exception:  # no library, no permission, an older GPU: the GPU's energy is not recorded
+        return None
 
 
 @contextmanager
@@ -115,6 +152,12 @@ def measure(interval: float = 0.02) -> Iterator[Cost]:
     thread.start()
     domains = _rapl_domains()
     energy_start = _rapl_read(domains) if domains else []
+    gpu = _cuda_device()
+    if gpu is not None:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(gpu)
+    gpu_energy = _nvml_energy_mj(gpu) if gpu is not None else None
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         yield cost
@@ -134,6 +177,14 @@ def measure(interval: float = 0.02) -> Iterator[Cost]:
             cost.energy_method = f"RAPL ({len(domains)} CPU package(s), all processes on them)"
         else:
             cost.energy_joules, cost.energy_method = energy_estimate(cost.cpu_seconds)
+        gpu = gpu if gpu is not None else _cuda_device()  # a block that first touched the GPU counts too
+        if gpu is not None:
+            import torch
+
+            cost.gpu_peak_mb = torch.cuda.max_memory_allocated(gpu) / 2**20
+            end = _nvml_energy_mj(gpu)
+            if gpu_energy is not None and end is not None:
+                cost.gpu_energy_joules = (end - gpu_energy) / 1e3
 
 
 def forward_flops(backbone: Any, data: Any, sample_rows: int = 16) -> float:
@@ -148,7 +199,7 @@ def forward_flops(backbone: Any, data: Any, sample_rows: int = 16) -> float:
     if n == 0:
         return 0.0
     idx = np.arange(min(sample_rows, n))
-    batch = source.collate(idx)
+    batch = {k: v.to(backbone.device) for k, v in source.collate(idx).items()}
     first = next(iter(batch.values()))
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:

@@ -150,7 +150,9 @@ def export_onnx(
 
     src = Path(artifact)
     manifest = verify_artifact(src)
-    est = load_artifact(src, verify=False)
+    # traced and checked on the CPU in fp32 whatever device trained it: the graph is device-neutral, and the
+    # reference must be the exact model, not a mixed-precision run of it
+    est = load_artifact(src, verify=False, device="cpu")
     bb = est.backbone_
     if data is None:
         raise ExportError(
@@ -200,7 +202,7 @@ def export_onnx(
         # throughput is the median of ``rounds`` passes of each model, the passes interleaved
         runners = {"torch": lambda: _torch_proba(pipe, bb, rows, batch_size)}
         for name, path in files.items():
-            model = OnnxModel(tmp, model_file=path.name, verify=False, batch_size=batch_size)
+            model = OnnxModel(tmp, model_file=path.name, verify=False, batch_size=batch_size, device="cpu")
             model.predict_proba(rows.inputs[: min(len(rows), batch_size)])  # session warm-up, untimed
             runners[name] = lambda m=model: m.predict_proba(rows.inputs)
         seconds: dict[str, list[float]] = {k: [] for k in runners}
@@ -360,6 +362,24 @@ def _torch_proba(pipe: _Pipeline, bb: Any, rows: Any, batch_size: int) -> np.nda
     return out
 
 
+def onnx_providers(device: str = "auto") -> list[str]:
+    """onnxruntime execution providers for ``device``: CUDA's where that onnxruntime build has it and the
+    device is ``auto`` or a CUDA one, then the CPU's."""
+    import onnxruntime as ort
+
+    wants_gpu = device == "auto" or str(device).startswith("cuda")
+    if wants_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if str(device).startswith("cuda"):
+        from .errors import ParameterError
+
+        raise ParameterError(
+            f"device {device!r}: this onnxruntime has no CUDA provider (it has {ort.get_available_providers()}); "
+            f"install onnxruntime-gpu, or use device='cpu'."
+        )
+    return ["CPUExecutionProvider"]
+
+
 class OnnxModel:
     """An exported folder, run with onnxruntime; preprocessing with ``tokenizers`` or Pillow only.
 
@@ -376,6 +396,7 @@ class OnnxModel:
         verify: bool = True,
         batch_size: int = 32,
         threads: int | None = None,
+        device: str = "auto",
     ) -> None:
         import onnxruntime as ort
 
@@ -397,7 +418,7 @@ class OnnxModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), opts, providers=onnx_providers(device))
         self.modality = self.pre["modality"]
         if self.modality == "text":
             from tokenizers import Tokenizer

@@ -14,6 +14,7 @@ from .backbones import Backbone
 from .cost import measure
 from .data import Dataset, Split, check_labels_seen, few_shot, stratified_split
 from .metrics import classification_metrics
+from .runtime import runtime_of
 from .techniques import Technique, get_technique
 
 
@@ -123,12 +124,18 @@ def fit_run(
         **{f"fit_{k}": v for k, v in fit_cost.to_dict().items()},
         "trainable_params": est.trainable_parameters(),
     }
+    for key in ("train_flops_per_s", "mfu"):
+        if getattr(est, f"{key}_", None) is not None:
+            metrics["cost"][key] = getattr(est, f"{key}_")
+    ran_on = runtime_of(est)
+    metrics["runtime"] = ran_on
     if getattr(est, "history_", None) is not None:
         metrics["history"] = est.history_
     config = {
         "warmstart_version": __version__,
         "technique": technique,
         "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
+        "runtime": ran_on,
         "backbone": est.backbone_.reference(),
         "data": data.source,
         "test_data": test.source if test is not None else "held-out split of data",

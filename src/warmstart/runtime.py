@@ -150,6 +150,15 @@ def resolve(device: str | torch.device = "auto", precision: str = "auto") -> Run
     return Runtime(dev, resolve_precision(precision, dev))
 
 
+def runtime_of(est: Any) -> dict:
+    """What a run records about where a fitted estimator computed: its resolved device and precision."""
+    rt = getattr(est, "runtime_", None)
+    if rt is None:
+        params = est.get_params()
+        rt = resolve(params.get("device", "auto"), params.get("precision", "fp32"))
+    return rt.describe()
+
+
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A float32 numpy copy of ``t`` from whatever device it is on."""
     return t.detach().float().cpu().numpy()

@@ -32,6 +32,7 @@ from .cost import forward_flops, measure
 from .data import Dataset, few_shot, stratified_split
 from .errors import DataError, ParameterError
 from .metrics import classification_metrics
+from .runtime import runtime_of
 
 STUDY_FORMAT = 1
 
@@ -332,6 +333,9 @@ def run_cell(
         "confusion_matrix": m["confusion_matrix"],
         "per_class": m["per_class"],
         "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
+        "runtime": runtime_of(est),
+        **({"gpu_peak_mb": round(cost.gpu_peak_mb, 1)} if cost.gpu_peak_mb is not None else {}),
+        **({"gpu_energy_j": round(cost.gpu_energy_joules, 1)} if cost.gpu_energy_joules is not None else {}),
     }
 
 

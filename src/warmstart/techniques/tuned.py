@@ -33,7 +33,7 @@ from ..backbones import Backbone
 from ..backbones.base import BatchSource
 from ..data import Dataset
 from ..features import FeatureCache
-from ..runtime import PRECISIONS, Runtime, resolve
+from ..runtime import PRECISIONS, Runtime, peak_flops, resolve
 from .base import (
     Interval,
     Technique,
@@ -337,6 +337,11 @@ class TunedTechnique(Technique):
         self.train_seconds_ = round(state.seconds, 3)
         self.fit_seconds_ = round(seconds, 3)
         self.train_flops_ = float(state.flops)
+        # achieved FLOP/s of the training steps, and model FLOPs utilisation where the device's peak is known
+        rate = state.flops / state.seconds if state.seconds > 0 else None
+        peak = peak_flops(self.runtime_) if hasattr(self, "runtime_") else None
+        self.train_flops_per_s_ = rate
+        self.mfu_ = round(rate / peak, 4) if rate and peak else None
 
     # -- inference ---------------------------------------------------------------------------------------------
     def _logits(self, model: Classifier, source: BatchSource, batch_size: int = 64) -> torch.Tensor:
@@ -390,6 +395,8 @@ class TunedTechnique(Technique):
             "train_flops": getattr(self, "train_flops_", None),
             "base_backbone": self.base_reference_,
             "runtime": getattr(self, "runtime_", None) and self.runtime_.describe(),
+            "train_flops_per_s": getattr(self, "train_flops_per_s_", None),
+            "mfu": getattr(self, "mfu_", None),
         }
 
     def trainable_parameters(self) -> int:
