@@ -296,8 +296,11 @@ class TransformerTextBackbone(Backbone):
         batch_size: int | None = None,
         progress: bool = True,
         precision: str = "fp32",
-        max_batch_tokens: int = 2048,
+        max_batch_tokens: int | None = None,
     ) -> np.ndarray:
+        """Features of ``inputs``; a batch holds at most ``batch_size`` rows (256) and ``max_batch_tokens``
+        padded tokens: 2,048 on a CPU, where larger batches ran slower (docs/backbones.md), 65,536 on a GPU,
+        which needs large batches to be busy."""
         from tqdm.auto import tqdm
 
         from ..runtime import resolve, to_numpy
@@ -319,6 +322,8 @@ class TransformerTextBackbone(Backbone):
             leave=False,
         )
         with torch.inference_mode():
+            if max_batch_tokens is None:
+                max_batch_tokens = 2048 if rt.device.type == "cpu" else 65536
             for idx in self.batches(lengths, batch_size or 256, max_batch_tokens):
                 batch = rt.to_device(self.collate([ids[i] for i in idx]))
                 out[idx] = to_numpy(self.forward_features(**batch, module=module))
