@@ -154,3 +154,21 @@ def test_old_artifact_parameters_are_read_in_todays_names():
     assert _upgrade_params({"bf16": True, "C": 1})["precision"] == "bf16"
     assert _upgrade_params({"bf16": False})["precision"] == "fp32"
     assert _upgrade_params({"bf16": "auto"}) == {"precision": "auto"}
+
+
+def test_worker_processes_collate_the_same_batches(tiny_image_backbone):
+    """The DataLoader path (used by default where a GPU waits for decoded images) gives the same features and
+    the same training as collating in this process."""
+    from tests.conftest import make_images
+    from warmstart.data import from_arrays
+
+    x, y = make_images(6, size=32)
+    data = from_arrays(x, y)
+    here = tiny_image_backbone.encode(data, progress=False, num_workers=0)
+    workers = tiny_image_backbone.encode(data, progress=False, num_workers=2, batch_size=4)
+    np.testing.assert_allclose(workers, here, atol=1e-6)
+    params = {**FAST, "precision": "fp32", "seed": 0}
+    a = get_technique("finetune", backbone=tiny_image_backbone, num_workers=0, **params).fit(data)
+    b = get_technique("finetune", backbone=tiny_image_backbone, num_workers=2, **params).fit(data)
+    assert a.history_ == b.history_
+    np.testing.assert_allclose(a.predict_proba(data), b.predict_proba(data), atol=1e-6)

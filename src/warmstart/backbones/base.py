@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ class BatchSource:
     """
 
     lengths: np.ndarray | None = None
+    # whether collating does real work per row (decoding and resizing images), so that worker processes pay
+    decodes: bool = False
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -169,3 +172,38 @@ def split_into_layer_groups(module: nn.Module, unused: tuple[str, ...] = ()) -> 
         else:
             before.append(n)
     return [g for g in [before, *per_block, after] if g]
+
+
+class _Collate:
+    """Batch ``i`` of a fixed list, collated: a map-style dataset for ``DataLoader(batch_size=None)``."""
+
+    def __init__(self, source: BatchSource, batches: list[np.ndarray]) -> None:
+        self.source, self.batches = source, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.source.collate(self.batches[i])
+
+
+def collated_batches(
+    source: BatchSource, batches: list[np.ndarray], device: torch.device, num_workers: int | str = "auto"
+) -> Any:
+    """The collated ``batches`` of ``source`` in order: in this process, or in ``num_workers`` worker processes
+    of a ``DataLoader`` (pinned memory on CUDA) that collate ahead while the model computes. ``"auto"`` uses up
+    to 4 workers where collating is real work (``source.decodes``: images) and a GPU waits for it, else none (on
+    a CPU the workers would take cores from the model). The batches are the same either way."""
+    if num_workers == "auto":
+        busy_gpu = device.type == "cuda" and source.decodes
+        num_workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if busy_gpu else 0
+    if not num_workers or not batches:
+        return (source.collate(idx) for idx in batches)
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        _Collate(source, batches),
+        batch_size=None,
+        num_workers=int(num_workers),
+        pin_memory=device.type == "cuda",
+    )

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import BackboneError
-from .base import Backbone, BatchSource
+from .base import Backbone, BatchSource, collated_batches
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) for EfficientNet-Lite0
 LITE0_STAGES = [
@@ -196,11 +196,19 @@ class EfficientNetLiteBackbone(Backbone):
         return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
 
     def encode(
-        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, precision: str = "fp32"
+        self,
+        inputs: Any,
+        *,
+        batch_size: int | None = None,
+        progress: bool = True,
+        precision: str = "fp32",
+        num_workers: int | str = "auto",
     ) -> np.ndarray:
+        """Features of ``inputs``, images decoded ``batch_size`` (64) at a time, in ``num_workers`` worker
+        processes where that pays (``collated_batches``)."""
         from tqdm.auto import tqdm
 
-        from ..data import Dataset, image_at
+        from ..data import Dataset
         from ..runtime import resolve, to_numpy
 
         ds = inputs if isinstance(inputs, Dataset) else Dataset(inputs, None, "image")
@@ -208,17 +216,21 @@ class EfficientNetLiteBackbone(Backbone):
         out = np.empty((n, self.num_features), dtype=np.float32)
         self.module.eval()
         rt = resolve(self.device, precision)
+        batches = [np.arange(start, min(start + bs, n)) for start in range(0, n, bs)]
+        collated = collated_batches(ImageBatchSource(self, ds), batches, rt.device, num_workers)
+        bar = tqdm(
+            total=n,
+            desc=f"encoding with {self.name}",
+            unit="image",
+            disable=not progress or n < 256,
+            leave=False,
+        )
         with torch.inference_mode(), rt.autocast():
-            for start in tqdm(
-                range(0, n, bs),
-                desc=f"encoding with {self.name}",
-                unit="batch",
-                disable=not progress or n < 256,
-                leave=False,
-            ):
-                x = torch.stack([self.preprocess(image_at(ds, i)) for i in range(start, min(start + bs, n))])
-                x = rt.to_device({"pixels": x})["pixels"]
-                out[start : start + len(x)] = to_numpy(self.forward_features(x))
+            for idx, batch in zip(batches, collated, strict=True):
+                x = rt.to_device(batch)["pixels"]
+                out[idx] = to_numpy(self.forward_features(x))
+                bar.update(len(idx))
+        bar.close()
         return out
 
     def save(self, folder: str | Path) -> None:
@@ -267,6 +279,8 @@ class EfficientNetLiteBackbone(Backbone):
 
 class ImageBatchSource(BatchSource):
     """Images decoded and resized when a batch is collated, so a large set never sits in memory as floats."""
+
+    decodes = True
 
     def __init__(self, backbone: EfficientNetLiteBackbone, data: Any) -> None:
         self.backbone, self.data = backbone, data

@@ -29,7 +29,7 @@ from torch import nn
 
 from .. import runtime
 from .._io import atomic_open, atomic_write_json
-from ..backbones.base import BatchSource
+from ..backbones.base import BatchSource, collated_batches
 
 CHECKPOINT_VERSION = 2  # 2: RNG states of every device and the gradient scaler
 
@@ -47,6 +47,8 @@ class LoopConfig:
     patience: int | None = 2  # epochs without improvement before stopping; None: never stop early
     metric: str = "accuracy"  # accuracy | macro_f1, on the validation set
     device: str = "cpu"  # where to train: anything runtime.resolve_device takes
+    # processes collating batches: "auto" uses up to 4 where collating decodes images for a GPU, else none
+    num_workers: int | str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 with a gradient scaler) | auto
     seed: int = 0
     checkpoint_every: int = 50  # optimizer steps; an epoch end also checkpoints
@@ -336,10 +338,11 @@ class _Loop:
         else:
             batches = epoch_batches(self.source, cfg.batch_size, cfg.seed, state.epoch)
         pending: list[float] = []  # losses of the step being accumulated; counted once the step is taken
-        for b in range(state.batch, len(batches)):
-            idx = batches[b]
+        shares = [self._share(idx) for idx in batches[state.batch :]]
+        collated = self._collated([local for local, _ in shares])
+        for b, (local, weight), batch in zip(range(state.batch, len(batches)), shares, collated, strict=True):
             steps_now = not ((b + 1) % cfg.grad_accum and b + 1 < len(batches))
-            pending.append(self._micro_step(forward, idx, sync=steps_now))
+            pending.append(self._micro_step(forward, local, batch, len(batches[b]), weight, sync=steps_now))
             if not steps_now:
                 continue
             self._optimizer_step(lr_factor(state.step, self.total, self.warmup, cfg.schedule))
@@ -356,17 +359,31 @@ class _Loop:
         self._end_epoch(state.loss_sum / state.loss_count if state.loss_count else float("nan"))
         self._checkpoint(periodic=True)
 
-    def _micro_step(self, forward: nn.Module, idx: np.ndarray, sync: bool) -> float:
-        """Forward and backward over one batch (this rank's share of it); returns the whole batch's loss.
+    def _share(self, idx: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's rows of a batch, and the weight of their loss (0 for a stand-in row: every rank must
+        take part in the gradient reduction, also when a small batch has no row for it)."""
+        if self.world <= 1:
+            return idx, 1.0
+        local = idx[self.rank :: self.world]
+        return (local, 1.0) if len(local) else (idx[:1], 0.0)
+
+    def _collated(self, batches: list[np.ndarray]) -> Any:
+        return collated_batches(self.source, batches, self.rt.device, self.cfg.num_workers)
+
+    def _micro_step(
+        self,
+        forward: nn.Module,
+        local: np.ndarray,
+        batch: dict[str, torch.Tensor],
+        global_rows: int,
+        weight: float,
+        sync: bool,
+    ) -> float:
+        """Forward and backward over this rank's share of one batch; returns the whole batch's loss.
         Gradients are synchronised across ranks only on the batch that completes an optimizer step."""
-        local, weight = idx, 1.0
-        if self.world > 1:
-            local = idx[self.rank :: self.world]
-            if not len(local):  # every rank must take part in the gradient reduction: one row, weighted 0
-                local, weight = idx[:1], 0.0
         context = forward.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
         with context:
-            loss = self._forward_backward(forward, local, len(idx), weight)
+            loss = self._forward_backward(forward, local, batch, global_rows, weight)
         value = loss.item()
         if self.world > 1:  # each rank's loss is its share of the batch mean
             from .. import distributed
@@ -375,14 +392,19 @@ class _Loop:
         return value
 
     def _forward_backward(
-        self, forward: nn.Module, idx: np.ndarray, global_rows: int, weight: float = 1.0
+        self,
+        forward: nn.Module,
+        idx: np.ndarray,
+        batch: dict[str, torch.Tensor],
+        global_rows: int,
+        weight: float = 1.0,
     ) -> torch.Tensor:
         """Loss of the rows ``idx`` and its gradients. In a distributed run ``idx`` is this rank's share of a
         batch of ``global_rows`` rows, and the loss is scaled so that the ranks' losses sum to the batch's;
         ``DistributedDataParallel`` averages gradients over ranks, so the backward pass is scaled by the
         world size to sum them instead, as one process would over the whole batch."""
         cfg, state = self.cfg, self.state
-        batch = self.rt.to_device(self.source.collate(idx))
+        batch = self.rt.to_device(batch)
         units = batch_units(batch) if weight else 0
         counter = None
         if state.flops_per_unit is None and weight:

@@ -48,6 +48,7 @@ from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
 NOT_IN_RUN_KEY = (
     "progress",
+    "num_workers",
     "device",  # a run resumes on another device (the precision, which changes the numbers, stays in the key)
     "checkpoint_dir",
     "checkpoint_every",
@@ -100,6 +101,7 @@ class TunedTechnique(Technique):
         "device": [str],
         "precision": list(PRECISIONS),
         "gradient_checkpointing": [bool],
+        "num_workers": [Interval(int, 0, None), "auto"],
         "seed": [Interval(int, 0, None)],
         "checkpoint_dir": [str, Path, None],
         "checkpoint_every": [Interval(int, 0, None)],
@@ -127,6 +129,7 @@ class TunedTechnique(Technique):
         device: str = "auto",
         precision: str = "auto",
         gradient_checkpointing: bool = False,
+        num_workers: int | str = "auto",
         seed: int = 0,
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 50,
@@ -151,6 +154,7 @@ class TunedTechnique(Technique):
         self.device = device
         self.precision = precision
         self.gradient_checkpointing = gradient_checkpointing
+        self.num_workers = num_workers
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -278,6 +282,7 @@ class TunedTechnique(Technique):
             metric=self.metric,
             device=str(self._runtime().device),
             precision=self._runtime().precision,
+            num_workers=self.num_workers,
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
             progress=self.progress,
