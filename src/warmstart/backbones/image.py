@@ -1,0 +1,168 @@
+"""What every image backbone shares: one preprocessing recipe, decoded batches, and ``encode``.
+
+``ImagePreprocess`` is the single description of how an image becomes a model input; training, feature
+extraction, the ONNX export (whose graph takes the geometry's 0-255 pixels and normalises inside) and the server
+all use it. Its ``geometry`` (resize, then centre-crop) needs only NumPy and Pillow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import Backbone, BatchSource, collated_batches
+
+RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}  # Pillow's codes
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """Resize, centre-crop, rescale and normalise, as the model's authors preprocess.
+
+    ``resize`` is ``(height, width)`` to resize to exactly, or an int for the shorter edge (aspect kept);
+    ``crop`` is the centre crop's ``(height, width)`` or None. Pixel values are multiplied by ``rescale`` and then
+    normalised per channel: ``(x * rescale - mean) / std``.
+
+    Example:
+        >>> pre = ImagePreprocess(resize=(4, 4), crop=None, mean=(0.5,) * 3, std=(0.5,) * 3, rescale=1 / 255)
+        >>> pre.to_tensor(np.full((8, 6, 3), 255, np.uint8)).shape
+        torch.Size([3, 4, 4])
+    """
+
+    resize: int | tuple[int, int]
+    crop: tuple[int, int] | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    rescale: float = 1 / 255
+    resample: str = "bilinear"
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        if self.crop is not None:
+            return tuple(self.crop)
+        if isinstance(self.resize, int):
+            raise ValueError("a shorter-edge resize without a crop has no fixed output size")
+        return tuple(self.resize)
+
+    def geometry(self, image: np.ndarray) -> np.ndarray:
+        """An (H, W, 3) uint8 image resized and cropped to the model's input size, still uint8."""
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        if isinstance(self.resize, int):
+            scale = self.resize / min(h, w)
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        else:
+            size = tuple(self.resize)
+        if (h, w) != size:
+            im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+            image = np.asarray(im.resize((size[1], size[0]), RESAMPLE[self.resample]))
+        if self.crop is not None:
+            ch, cw = self.crop
+            h, w = image.shape[:2]
+            if h < ch or w < cw:  # pad like the reference processors do, so the crop always fits
+                pad = ((max(0, (ch - h + 1) // 2),) * 2, (max(0, (cw - w + 1) // 2),) * 2, (0, 0))
+                image = np.pad(image, pad)
+                h, w = image.shape[:2]
+            top, left = (h - ch) // 2, (w - cw) // 2
+            image = image[top : top + ch, left : left + cw]
+        return image
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) 0-255 pixels to model input."""
+        mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+        return (pixels * self.rescale - mean) / std
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """One (H, W, 3) uint8 image to a normalised (3, h, w) float tensor."""
+        arr = self.geometry(image)
+        return self.normalise(torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["resize"] = self.resize if isinstance(self.resize, int) else list(self.resize)
+        d["crop"] = list(self.crop) if self.crop is not None else None
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImagePreprocess:
+        resize = d["resize"] if isinstance(d["resize"], int) else tuple(d["resize"])
+        crop = tuple(d["crop"]) if d.get("crop") else None
+        return cls(resize, crop, tuple(d["mean"]), tuple(d["std"]), float(d["rescale"]), d.get("resample", "bilinear"))
+
+
+class ImageBackbone(Backbone):
+    """An image backbone: ``image_preprocess`` says how images become ``pixels``; the subclass computes
+    ``forward_features(pixels)``."""
+
+    modality = "image"
+
+    @property
+    def image_preprocess(self) -> ImagePreprocess:
+        raise NotImplementedError
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """One (H, W, 3) uint8 image to a normalised (3, h, w) float tensor."""
+        return self.image_preprocess.to_tensor(image)
+
+    def batch_source(self, data: Any) -> ImageBatchSource:
+        from ..data import Dataset
+
+        return ImageBatchSource(self, data if isinstance(data, Dataset) else Dataset(data, None, "image"))
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        batch_size: int | None = None,
+        progress: bool = True,
+        precision: str = "fp32",
+        num_workers: int | str = "auto",
+    ) -> np.ndarray:
+        """Features of ``inputs``, images decoded ``batch_size`` (64) at a time, in ``num_workers`` worker
+        processes where that pays (``collated_batches``)."""
+        from tqdm.auto import tqdm
+
+        from ..data import Dataset
+        from ..runtime import resolve, to_numpy
+
+        ds = inputs if isinstance(inputs, Dataset) else Dataset(inputs, None, "image")
+        n, bs = len(ds), batch_size or 64
+        out = np.empty((n, self.num_features), dtype=np.float32)
+        self.module.eval()
+        rt = resolve(self.device, precision)
+        batches = [np.arange(start, min(start + bs, n)) for start in range(0, n, bs)]
+        collated = collated_batches(ImageBatchSource(self, ds), batches, rt.device, num_workers)
+        bar = tqdm(
+            total=n, desc=f"encoding with {self.name}", unit="image", disable=not progress or n < 256, leave=False
+        )
+        with torch.inference_mode(), rt.autocast():
+            for idx, batch in zip(batches, collated, strict=True):
+                out[idx] = to_numpy(self.forward_features(rt.to_device(batch)["pixels"]))
+                bar.update(len(idx))
+        bar.close()
+        return out
+
+
+class ImageBatchSource(BatchSource):
+    """Images decoded and preprocessed when a batch is collated, so a large set never sits in memory as floats."""
+
+    decodes = True
+
+    def __init__(self, backbone: ImageBackbone, data: Any) -> None:
+        self.backbone, self.data = backbone, data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        from ..data import image_at
+
+        return {
+            "pixels": torch.stack([self.backbone.preprocess(image_at(self.data, int(i))) for i in indices])
+        }
