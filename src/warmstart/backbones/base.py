@@ -117,6 +117,23 @@ class Backbone(ABC):
         group per repeated block, then whatever follows the blocks. Freezing and layer-wise LR decay use it."""
         return split_into_layer_groups(self.module, self.unused_parameters)
 
+    @property
+    def family(self) -> str:
+        """The transformers ``model_type``, or the module's class name for plain PyTorch models."""
+        from .families import family_of
+
+        return family_of(self.module)
+
+    def adapter_targets(self, kind: str) -> tuple[list[str], list[str]] | None:
+        """Default adapter target suffixes for ``kind`` ("lora" or "ia3") and, for IA3, the feed-forward subset;
+        None where this family has no defaults (``backbones/families.py``)."""
+        from .families import ADAPTER_TARGETS
+
+        spec = ADAPTER_TARGETS.get(self.family)
+        if spec is None:
+            return None
+        return (list(spec[0]), []) if kind == "lora" else (list(spec[1]), list(spec[2]))
+
     def source_proba(self, features: np.ndarray) -> np.ndarray | None:
         """The pretrained source classifier's class probabilities for ``encode``'s features, or None when this
         backbone has no trained classifier (LEEP needs one)."""

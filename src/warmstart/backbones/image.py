@@ -93,7 +93,14 @@ class ImagePreprocess:
     def from_dict(cls, d: dict) -> ImagePreprocess:
         resize = d["resize"] if isinstance(d["resize"], int) else tuple(d["resize"])
         crop = tuple(d["crop"]) if d.get("crop") else None
-        return cls(resize, crop, tuple(d["mean"]), tuple(d["std"]), float(d["rescale"]), d.get("resample", "bilinear"))
+        return cls(
+            resize,
+            crop,
+            tuple(d["mean"]),
+            tuple(d["std"]),
+            float(d["rescale"]),
+            d.get("resample", "bilinear"),
+        )
 
 
 class ImageBackbone(Backbone):
@@ -139,7 +146,11 @@ class ImageBackbone(Backbone):
         batches = [np.arange(start, min(start + bs, n)) for start in range(0, n, bs)]
         collated = collated_batches(ImageBatchSource(self, ds), batches, rt.device, num_workers)
         bar = tqdm(
-            total=n, desc=f"encoding with {self.name}", unit="image", disable=not progress or n < 256, leave=False
+            total=n,
+            desc=f"encoding with {self.name}",
+            unit="image",
+            disable=not progress or n < 256,
+            leave=False,
         )
         with torch.inference_mode(), rt.autocast():
             for idx, batch in zip(batches, collated, strict=True):

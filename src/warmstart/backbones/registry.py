@@ -43,15 +43,22 @@ def register_backbone(name: str, modality: str, description: str, needs: str = "
 
 
 def parse_backbone_spec(spec: str) -> tuple[str, dict]:
-    """``"name:key=value,key=value"`` to ``(name, {key: value})``, values as ints where they are ints. Only a
-    registered name takes options, so folders and hub ids pass through whole."""
-    base, sep, rest = spec.partition(":")
-    if not sep or base not in _REGISTRY:
+    """``"name:key=value,key=value"`` to ``(name, {key: value})``, values as ints where they are ints. The options
+    follow the last colon of a registered name, a folder or a hub id (``hf:org/name:num_layers=2``); a colon
+    not followed by key=value pairs is part of the name."""
+    base, sep, rest = spec.rpartition(":")
+    if not sep or not base or base == "hf":
+        return spec, {}
+    parts = [p for p in rest.split(",") if p.strip()]
+    if not parts or not all("=" in p for p in parts):
+        if base in _REGISTRY:
+            bad = next((p for p in parts if "=" not in p), rest)
+            raise BackboneError(f"{spec!r}: options are key=value pairs after the colon; got {bad!r}.")
         return spec, {}
     options: dict = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
+    for part in parts:
+        key, _, value = part.partition("=")
+        if not key.strip():
             raise BackboneError(f"{spec!r}: options are key=value pairs after the colon; got {part!r}.")
         value = value.strip()
         options[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
@@ -63,45 +70,54 @@ def available_backbones() -> dict[str, BackboneSpec]:
 
 
 def get_backbone(name_or_path: str, **kwargs) -> Backbone:
-    """A backbone by registry name, local transformers folder, saved warmstart backbone folder or hub id.
+    """A backbone by registry name, local folder or Hugging Face hub id; the family is read from the model's
+    config (``hf:`` before a hub id or folder says so explicitly).
 
-    A registered name may carry options after a colon, which make cheaper or deliberately worse variants (for
-    ranking studies and baselines): ``num_layers=N`` keeps a text encoder's first N layers (0 leaves the
-    embeddings alone), ``num_blocks=N`` keeps an image CNN's first N blocks, ``init=random`` replaces the
-    pretrained weights with a seeded random initialisation (``seed=S``, default 0).
+    Options after a colon make cheaper or deliberately worse variants (for ranking studies and baselines):
+    ``num_layers=N`` keeps a transformer's first N layers (0 leaves the embeddings alone), ``num_blocks=N`` keeps
+    an image CNN's first N blocks, ``init=random`` replaces the pretrained weights with a seeded random
+    initialisation (``seed=S``, default 0).
 
         >>> get_backbone("all-MiniLM-L6-v2:num_layers=2,init=random")  # doctest: +SKIP
+        >>> get_backbone("hf:facebook/dinov2-small")                    # doctest: +SKIP
     """
     base, options = parse_backbone_spec(name_or_path)
+    init, seed = options.pop("init", "pretrained"), int(options.pop("seed", 0))
+    if init not in ("pretrained", "random"):
+        raise BackboneError(f"{name_or_path!r}: init must be 'pretrained' or 'random'; got {init!r}.")
+    try:
+        bb = _load(base, name_or_path, {**options, **kwargs})
+    except TypeError as e:
+        raise BackboneError(
+            f"{name_or_path!r}: {base} does not take these options ({e}). Transformers take num_layers, "
+            f"image CNNs num_blocks; any backbone takes init=random and seed."
+        ) from e
+    if init == "random":
+        bb.reset_parameters(seed)
+    if base != name_or_path:
+        bb.name = bb.source = name_or_path
+    return bb
+
+
+def _load(base: str, spec: str, kwargs: dict) -> Backbone:
     if base in _REGISTRY:
-        init, seed = options.pop("init", "pretrained"), int(options.pop("seed", 0))
-        if init not in ("pretrained", "random"):
-            raise BackboneError(f"{name_or_path!r}: init must be 'pretrained' or 'random'; got {init!r}.")
-        try:
-            bb = _REGISTRY[base].factory(**options, **kwargs)
-        except TypeError as e:
-            raise BackboneError(
-                f"{name_or_path!r}: {base} does not take these options ({e}). Text encoders take num_layers, "
-                f"image CNNs num_blocks; any backbone takes init=random and seed."
-            ) from e
-        if init == "random":
-            bb.reset_parameters(seed)
-        if base != name_or_path:
-            bb.name = bb.source = name_or_path
-        return bb
-    path = Path(name_or_path).expanduser()
+        return _REGISTRY[base].factory(**kwargs)
+    from .hub import strip_prefix
+
+    src = strip_prefix(base)
+    path = Path(src).expanduser()
     if path.is_dir():
         from .saved import load_saved_backbone
 
         return load_saved_backbone(path, **kwargs)
-    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
-    if looks_like_hub_id:
-        from .text_transformers import TransformerTextBackbone
+    looks_like_hub_id = src.count("/") == 1 and not src.startswith((".", "/", "~"))
+    if looks_like_hub_id or base.startswith("hf:"):
+        from .saved import load_hf_model
 
-        return TransformerTextBackbone.from_pretrained(name_or_path, **kwargs)
-    close = difflib.get_close_matches(name_or_path, list(_REGISTRY), n=3, cutoff=0.3)
+        return load_hf_model(src, **kwargs)
+    close = difflib.get_close_matches(base, list(_REGISTRY), n=3, cutoff=0.3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise BackboneError(
-        f"unknown backbone {name_or_path!r}.{hint} `warmstart backbones` lists the registered ones; a local "
-        f"transformers folder or a hub id like 'org/model' also works."
+        f"unknown backbone {spec!r}.{hint} `warmstart backbones` lists the registered ones; a local model folder "
+        f"or a hub id like 'org/model' (or 'hf:org/model') also works."
     )

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import weakref
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,68 +15,103 @@ import torch
 
 from ..errors import BackboneError
 from .base import Backbone, BatchSource
+from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transformers, truncate_layers
+from .hub import model_file, model_json, strip_prefix
+
+POOLINGS = ("mean", "cls", "max", "weighted-mean", "last-token", "mean-sqrt-len")
+_ST_POOLING_KEYS = {  # sentence-transformers' Pooling config flags -> our names
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_weightedmean_tokens": "weighted-mean",
+    "pooling_mode_lasttoken": "last-token",
+    "pooling_mode_mean_sqrt_len_tokens": "mean-sqrt-len",
+}
 
 
-def _sentence_transformers_settings(folder: Path) -> dict:
-    """Read pooling, normalisation and max length from a sentence-transformers folder, if it is one."""
+def _sentence_transformers_settings(src: str) -> dict:
+    """Pooling, Dense layers, normalisation and max length of a sentence-transformers model (a folder or a hub
+    id), from ``modules.json``, each Pooling/Dense module's config and ``sentence_bert_config.json``."""
     out: dict[str, Any] = {}
-    modules = folder / "modules.json"
-    if modules.is_file():
-        mods = json.loads(modules.read_text())
+    mods = model_json(src, "modules.json")
+    if mods:
         out["normalize"] = any(m.get("type", "").endswith("Normalize") for m in mods)
+        out["dense"] = []
         for m in mods:
-            if m.get("type", "").endswith("Pooling"):
-                cfg = json.loads((folder / m["path"] / "config.json").read_text())
-                out["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
-    own = folder / "warmstart_backbone.json"
-    if own.is_file():
-        meta = json.loads(own.read_text())
-        out.update({k: meta[k] for k in ("pooling", "normalize", "max_length") if k in meta})
+            kind = m.get("type", "")
+            if kind.endswith("Pooling"):
+                cfg = model_json(src, f"{m['path']}/config.json") or {}
+                modes = [name for key, name in _ST_POOLING_KEYS.items() if cfg.get(key)]
+                if len(modes) > 1:
+                    raise BackboneError(
+                        f"{src}: {m['path']}/config.json combines pooling modes {modes}; warmstart takes one."
+                    )
+                out["pooling"] = modes[0] if modes else "mean"
+            elif kind.endswith("Dense"):
+                out["dense"].append(_read_dense(src, m["path"]))
+            elif not kind.endswith(("Transformer", "Normalize")):
+                raise BackboneError(
+                    f"{src}: modules.json has a {kind!r} module, which warmstart does not run; it takes "
+                    f"Transformer, Pooling, Dense and Normalize."
+                )
+    own = model_json(src, "warmstart_backbone.json")
+    if own:
+        out.update({k: own[k] for k in ("pooling", "normalize", "max_length") if k in own})
         return out
-    sbert = folder / "sentence_bert_config.json"
-    if sbert.is_file():
-        out["max_length"] = json.loads(sbert.read_text()).get("max_seq_length")
+    sbert = model_json(src, "sentence_bert_config.json")
+    if sbert:
+        out["max_length"] = sbert.get("max_seq_length")
     return out
 
 
-@contextmanager
-def quiet_transformers():
-    """Silence transformers' load reports and progress bars; warmstart reports what matters itself."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
+_ACTIVATIONS = {
+    "Tanh": torch.nn.Tanh,
+    "Identity": torch.nn.Identity,
+    "ReLU": torch.nn.ReLU,
+    "GELU": torch.nn.GELU,
+}
 
 
-def _drop_untrained_pooler(model: torch.nn.Module, info: dict, src: str) -> None:
-    """Encoders saved without a pooler get a random one from AutoModel; we never use it, so remove it
-    (random weights would also change the fingerprint on every load). Other missing weights are an error."""
-    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
-    if missing and all(k.startswith("pooler.") for k in missing) and hasattr(model, "pooler"):
-        model.pooler = None
-    elif missing:
-        raise BackboneError(
-            f"{src}: the checkpoint lacks weights for {missing[:5]} ({len(missing)} in all); "
-            f"they would be random. Check the folder holds the full model."
-        )
+def _dense_layer(cfg: dict) -> torch.nn.Sequential:
+    act = str(cfg.get("activation_function", "torch.nn.modules.linear.Identity")).rsplit(".", 1)[-1]
+    if act not in _ACTIVATIONS:
+        raise BackboneError(f"a Dense module's activation {act!r} is not one of {sorted(_ACTIVATIONS)}.")
+    linear = torch.nn.Linear(
+        int(cfg["in_features"]), int(cfg["out_features"]), bias=bool(cfg.get("bias", True))
+    )
+    return torch.nn.Sequential(linear, _ACTIVATIONS[act]())
 
 
-def _truncate_layers(model: torch.nn.Module, num_layers: int, src: str) -> None:
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise BackboneError(f"{src}: cannot cut layers of {type(model).__name__} (no encoder.layer list).")
-    if not 0 <= num_layers <= len(layers):
-        raise BackboneError(
-            f"The 'num_layers' parameter must be an int in [0, {len(layers)}] for {src}. Got {num_layers!r}."
-        )
-    model.encoder.layer = torch.nn.ModuleList(list(layers)[:num_layers])
-    model.config.num_hidden_layers = num_layers
+def _read_dense(src: str, path: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A sentence-transformers Dense module's config and weights (``linear.weight``, ``linear.bias``)."""
+    cfg = model_json(src, f"{path}/config.json")
+    if cfg is None:
+        raise BackboneError(f"{src}: the Dense module {path!r} has no config.json.")
+    weights = model_file(src, f"{path}/model.safetensors")
+    if weights is not None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    else:
+        weights = model_file(src, f"{path}/pytorch_model.bin")
+        if weights is None:
+            raise BackboneError(
+                f"{src}: the Dense module {path!r} has no model.safetensors or pytorch_model.bin."
+            )
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    return cfg, state
+
+
+def attach_dense(model: torch.nn.Module, dense: list[tuple[dict, dict[str, torch.Tensor]]]) -> None:
+    """Sentence-transformers Dense layers as ``model.st_dense``, so they train, move and fingerprint with it."""
+    if not dense:
+        return
+    layers = []
+    for cfg, state in dense:
+        layer = _dense_layer(cfg)
+        layer[0].load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()}, strict=True)
+        layers.append(layer)
+    model.add_module("st_dense", torch.nn.Sequential(*layers))
 
 
 class TransformerTextBackbone(Backbone):
@@ -101,15 +135,18 @@ class TransformerTextBackbone(Backbone):
         normalize: bool = False,
         max_length: int = 256,
     ) -> None:
-        if pooling not in ("mean", "cls"):
-            raise BackboneError(f"The 'pooling' parameter must be 'mean' or 'cls'. Got {pooling!r} instead.")
+        if pooling not in POOLINGS:
+            raise BackboneError(
+                f"The 'pooling' parameter must be one of {', '.join(POOLINGS)}. Got {pooling!r} instead."
+            )
         self.module = model.eval()
         self.tokenizer = tokenizer
         self.name, self.source = name, source
         self.pooling, self.normalize = pooling, normalize
         limit = getattr(model.config, "max_position_embeddings", max_length) or max_length
         self.max_length = int(min(max_length, limit))
-        self.num_features = int(model.config.hidden_size)
+        dense = getattr(model, "st_dense", None)
+        self.num_features = int(dense[-1][0].out_features if dense is not None else model.config.hidden_size)
         self._fingerprint = None
         self._bf16_copy: tuple[list, torch.nn.Module] | None = None
 
@@ -135,7 +172,7 @@ class TransformerTextBackbone(Backbone):
         """
         from transformers import AutoModel, AutoTokenizer
 
-        src = str(name_or_path)
+        src = strip_prefix(str(name_or_path))
         try:
             with quiet_transformers():
                 model, info = AutoModel.from_pretrained(src, output_loading_info=True)
@@ -146,10 +183,11 @@ class TransformerTextBackbone(Backbone):
                 f"could not load the transformers {where} {src!r}: {e}. For a hub id without network access, "
                 f"download the model elsewhere and pass its local folder."
             ) from e
-        _drop_untrained_pooler(model, info, src)
+        drop_untrained_pooler(model, info, src)
         if num_layers is not None:
-            _truncate_layers(model, num_layers, src)
-        settings = _sentence_transformers_settings(Path(src)) if Path(src).is_dir() else {}
+            truncate_layers(model, num_layers, src)
+        settings = _sentence_transformers_settings(src)
+        attach_dense(model, settings.get("dense", []))
         return cls(
             model,
             tokenizer,
@@ -173,13 +211,17 @@ class TransformerTextBackbone(Backbone):
             else:
                 spec = json.dumps(self.tokenizer.get_vocab(), sort_keys=True)
             self._tok_hash = hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
-        return {
+        out = {
             "kind": "text",
             "max_length": self.max_length,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "tokenizer": self._tok_hash,
         }
+        dense = getattr(self.module, "st_dense", None)
+        if dense is not None:  # (absent otherwise, so older fingerprints stay as they were)
+            out["dense"] = [[d[0].in_features, d[0].out_features, type(d[1]).__name__] for d in dense]
+        return out
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         enc = self.tokenizer(
@@ -209,12 +251,11 @@ class TransformerTextBackbone(Backbone):
         """Differentiable pooled features for a padded batch (used by fine-tuning); ``module`` replaces the
         encoder (the bf16 copy)."""
         module = self.module if module is None else module
-        hidden = module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        hidden = module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = pool_tokens(hidden.float(), attention_mask, self.pooling)
+        dense = getattr(module, "st_dense", None)
+        if dense is not None:
+            pooled = dense(pooled.to(hidden.dtype)).float()
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return pooled
@@ -224,18 +265,10 @@ class TransformerTextBackbone(Backbone):
         return TextBatchSource(self, [str(t) for t in texts])
 
     def reset_parameters(self, seed: int) -> None:
-        """BERT-style initialisation (normal(0, 0.02) weights) rather than PyTorch's layer defaults."""
-        torch.manual_seed(seed)
-        init = getattr(self.module, "_init_weights", None)
-        if init is None:
+        """The model's own initialisation (BERT: normal(0, 0.02) weights) rather than PyTorch's layer defaults."""
+        if not hf_reset_parameters(self.module, seed):
             return super().reset_parameters(seed)
-        # transformers (>= 4.5x) marks loaded tensors as initialised and its init functions then skip them, which
-        # would leave the pretrained weights in place: clear the marks first
-        for t in [*self.module.parameters(), *self.module.buffers()]:
-            if getattr(t, "_is_hf_initialized", False):
-                t._is_hf_initialized = False
         self.has_source_classifier = False
-        self.module.apply(init)
         self.invalidate_fingerprint()
 
     def batches(self, lengths: np.ndarray, batch_size: int, max_batch_tokens: int) -> list[np.ndarray]:
@@ -332,22 +365,84 @@ class TransformerTextBackbone(Backbone):
         return out
 
     def save(self, folder: str | Path) -> None:
+        """A transformers folder plus ``warmstart_backbone.json``; Dense layers as a sentence-transformers
+        ``N_Dense`` module listed in ``modules.json``, so the folder loads the same way here and there."""
+        from safetensors.torch import save_file
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.module.save_pretrained(folder, safe_serialization=True)
+        dense = getattr(self.module, "st_dense", None)
+        if (
+            dense is not None
+        ):  # saved as sentence-transformers Dense modules, not inside the transformers weights
+            del self.module.st_dense
+        try:
+            self.module.save_pretrained(folder, safe_serialization=True)
+        finally:
+            if dense is not None:
+                self.module.add_module("st_dense", dense)
         self.tokenizer.save_pretrained(folder)
-        (folder / "warmstart_backbone.json").write_text(
-            json.dumps(
-                {
-                    "kind": "transformers-text",
-                    "name": self.name,
-                    "pooling": self.pooling,
-                    "normalize": self.normalize,
-                    "max_length": self.max_length,
-                },
-                indent=2,
-            )
+        mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+        flags = {key: name == self.pooling for key, name in _ST_POOLING_KEYS.items()}
+        pool_cfg = {"word_embedding_dimension": int(self.module.config.hidden_size), **flags}
+        mods.append(
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
         )
+        for i, d in enumerate(dense or []):
+            path = f"{len(mods)}_Dense"
+            (folder / path).mkdir(exist_ok=True)
+            act = type(d[1]).__name__
+            cfg = {
+                "in_features": d[0].in_features,
+                "out_features": d[0].out_features,
+                "bias": d[0].bias is not None,
+                "activation_function": f"torch.nn.modules.{'linear' if act == 'Identity' else 'activation'}.{act}",
+            }
+            (folder / path / "config.json").write_text(json.dumps(cfg, indent=2))
+            state = {f"linear.{k}": v.detach().cpu().contiguous() for k, v in d[0].state_dict().items()}
+            save_file(state, str(folder / path / "model.safetensors"))
+            mods.append(
+                {"idx": len(mods), "name": str(i), "path": path, "type": "sentence_transformers.models.Dense"}
+            )
+        if self.normalize:
+            (folder / f"{len(mods)}_Normalize").mkdir(exist_ok=True)
+            mods.append(
+                {
+                    "idx": len(mods),
+                    "name": str(len(mods)),
+                    "path": f"{len(mods)}_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                }
+            )
+        (folder / "1_Pooling").mkdir(exist_ok=True)
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(pool_cfg, indent=2))
+        (folder / "modules.json").write_text(json.dumps(mods, indent=2))
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": self.max_length}))
+        meta = {
+            "kind": "transformers-text",
+            "name": self.name,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+        }
+        (folder / "warmstart_backbone.json").write_text(json.dumps(meta, indent=2))
+
+
+def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per row from ``(B, L, D)`` token states and the ``(B, L)`` attention mask, as
+    sentence-transformers pools (rows are right-padded)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(m == 0, -1e9).max(1).values
+    if pooling == "last-token":
+        last = (mask.sum(1) - 1).clamp(min=0)
+        return hidden[torch.arange(len(hidden), device=hidden.device), last]
+    if pooling == "weighted-mean":  # position-weighted: token i (from 1) counts i times
+        m = m * torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype).view(1, -1, 1)
+    total, count = (hidden * m).sum(1), m.sum(1).clamp(min=1e-9)
+    return total / count.sqrt() if pooling == "mean-sqrt-len" else total / count
 
 
 class TextBatchSource(BatchSource):

@@ -1,6 +1,7 @@
 """LoRA and IA3 through the ``peft`` library: small trained adapters on a frozen backbone.
 
-Target modules are chosen per backbone family (BERT-like encoders, EfficientNet-Lite) and can be overridden.
+Target modules are chosen per backbone family (``backbones/families.py``: text and vision transformers, ConvNeXt,
+ResNet, CLIP/SigLIP towers, EfficientNet-Lite) and can be overridden.
 Each target is a module-name suffix at a dot boundary ("query" matches "encoder.layer.0.attention.self.query");
 every one must match at least one Linear or Conv2d layer, else the fit stops with the layers it could have used.
 
@@ -23,21 +24,12 @@ from ..errors import ParameterError
 from .base import Interval, register_technique
 from .tuned import Classifier, TunedTechnique
 
-# family -> default targets. Text families are transformers' model_type; images use the module's class name.
-LORA_TARGETS = {
-    "bert": ["query", "value"],
-    "EfficientNetLite": ["_expand_conv", "_project_conv", "_conv_head"],
-}
-IA3_TARGETS = {  # (targets, the subset treated as feed-forward: IA3 scales their input, not their output)
-    "bert": (["key", "value", "output.dense"], ["output.dense"]),
-    "EfficientNetLite": (["_project_conv", "_conv_head"], []),
-}
 TARGETABLE = (nn.Linear, nn.Conv2d)
 
 
-def backbone_family(backbone: Backbone) -> str:
-    config = getattr(backbone.module, "config", None)
-    return getattr(config, "model_type", None) or type(backbone.module).__name__
+def matches(name: str, suffix: str) -> bool:
+    """Whether the module ``name`` ends in ``suffix`` at a dot boundary."""
+    return name == suffix or name.endswith("." + suffix)
 
 
 def resolve_targets(module: nn.Module, targets: list[str], technique: str, backbone_name: str) -> list[str]:
@@ -45,7 +37,11 @@ def resolve_targets(module: nn.Module, targets: list[str], technique: str, backb
     layers = [n for n, m in module.named_modules() if isinstance(m, TARGETABLE)]
     found: list[str] = []
     for t in targets:
-        hits = [n for n in layers if n == t or n.endswith("." + t)]
+        hits: list[str] = []
+        for alt in t.split("|"):  # alternatives: the first that matches (layer names differ between versions)
+            hits = [n for n in layers if matches(n, alt)]
+            if hits:
+                break
         if not hits:
             suffixes = sorted(
                 {n.rsplit(".", 1)[-1] for n in layers} | {".".join(n.split(".")[-2:]) for n in layers}
@@ -65,21 +61,19 @@ class _PeftTechnique(TunedTechnique):
 
     default_lr: ClassVar[dict[str, float]] = {"text": 1e-3, "image": 1e-3}
     default_head_lr: ClassVar[float | None] = 5e-3  # the backbone barely moves: the head must do more
-    family_targets: ClassVar[dict[str, Any]] = {}
 
     @property
     def changes_backbone(self) -> bool:  # type: ignore[override]
         return bool(self.merge)
 
     def _default_targets(self, backbone: Backbone) -> list[str]:
-        family = backbone_family(backbone)
-        if family not in self.family_targets:
+        spec = backbone.adapter_targets(self.name)
+        if spec is None:
             raise ParameterError(
-                f"{self.name} has no default target modules for backbone family {family!r} "
+                f"{self.name} has no default target modules for backbone family {backbone.family!r} "
                 f'({backbone.name!r}); pass target_modules, e.g. --param \'target_modules=["query","value"]\'.'
             )
-        spec = self.family_targets[family]
-        return list(spec[0] if isinstance(spec, tuple) else spec)
+        return spec[0]
 
     def _peft_config(self, targets: list[str], backbone: Backbone) -> Any:
         raise NotImplementedError
@@ -152,7 +146,6 @@ class LoRA(_PeftTechnique):
         >>> LoRA(r=8, epochs=4).fit(train).predict(["Where is the Eiffel Tower?"])  # doctest: +SKIP
     """
 
-    family_targets = LORA_TARGETS
     _parameter_constraints = {
         **TunedTechnique._parameter_constraints,
         "r": [Interval(int, 1, None)],
@@ -196,7 +189,6 @@ class IA3(_PeftTechnique):
     """
 
     default_lr = {"text": 3e-3, "image": 3e-3}
-    family_targets = IA3_TARGETS
     _parameter_constraints = {
         **TunedTechnique._parameter_constraints,
         "target_modules": [list, None],
@@ -222,9 +214,9 @@ class IA3(_PeftTechnique):
         if self.feedforward_modules is not None:
             ff_suffixes = self.feedforward_modules
         else:
-            spec = self.family_targets.get(backbone_family(backbone), ([], []))
+            spec = backbone.adapter_targets("ia3") or ([], [])
             ff_suffixes = spec[1] if self.target_modules is None else []
-        ff = [t for t in targets if any(t == s or t.endswith("." + s) for s in ff_suffixes)]
+        ff = [t for t in targets if any(matches(t, alt) for s in ff_suffixes for alt in s.split("|"))]
         return IA3Config(target_modules=targets, feedforward_modules=ff)
 
 
