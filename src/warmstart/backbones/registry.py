@@ -17,13 +17,36 @@ class BackboneSpec:
     modality: str
     factory: Callable[..., Backbone]
     description: str
-    needs: str = ""  # the package that carries the weights, shown by `warmstart backbones`
+    needs: str = ""  # the packages that carry the weights, shown by `warmstart backbones`
+    licence: str = ""  # of the weights
+    ready: Callable[[], bool] | None = (
+        None  # whether the weights are here; default: the packages are installed
+    )
+
+    def installed(self) -> bool:
+        if self.ready is not None:
+            return bool(self.ready())
+        import importlib.metadata
+
+        for pkg in filter(None, (p.strip() for p in self.needs.split(","))):
+            try:
+                importlib.metadata.distribution(pkg)
+            except importlib.metadata.PackageNotFoundError:
+                return False
+        return True
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
 
-def register_backbone(name: str, modality: str, description: str, needs: str = ""):
+def register_backbone(
+    name: str,
+    modality: str,
+    description: str,
+    needs: str = "",
+    licence: str = "",
+    ready: Callable[[], bool] | None = None,
+):
     """Decorator that registers ``factory(**kwargs) -> Backbone`` under ``name``.
 
     Example:
@@ -36,7 +59,7 @@ def register_backbone(name: str, modality: str, description: str, needs: str = "
     """
 
     def deco(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        _REGISTRY[name] = BackboneSpec(name, modality, factory, description, needs)
+        _REGISTRY[name] = BackboneSpec(name, modality, factory, description, needs, licence, ready)
         return factory
 
     return deco

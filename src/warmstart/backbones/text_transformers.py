@@ -19,6 +19,11 @@ from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transfo
 from .hub import model_file, model_json, strip_prefix
 
 POOLINGS = ("mean", "cls", "max", "weighted-mean", "last-token", "mean-sqrt-len")
+_ST_POOLING_NAMES = {
+    "weightedmean": "weighted-mean",
+    "lasttoken": "last-token",
+    "mean_sqrt_len_tokens": "mean-sqrt-len",
+}
 _ST_POOLING_KEYS = {  # sentence-transformers' Pooling config flags -> our names
     "pooling_mode_mean_tokens": "mean",
     "pooling_mode_cls_token": "cls",
@@ -41,7 +46,20 @@ def _sentence_transformers_settings(src: str) -> dict:
             kind = m.get("type", "")
             if kind.endswith("Pooling"):
                 cfg = model_json(src, f"{m['path']}/config.json") or {}
-                modes = [name for key, name in _ST_POOLING_KEYS.items() if cfg.get(key)]
+                if "pooling_mode" in cfg:  # sentence-transformers >= 6: {"pooling_mode": "cls"} (or a list)
+                    given = (
+                        cfg["pooling_mode"]
+                        if isinstance(cfg["pooling_mode"], list)
+                        else [cfg["pooling_mode"]]
+                    )
+                    modes = [_ST_POOLING_NAMES.get(str(g), str(g)) for g in given]
+                    unknown = [g for g in modes if g not in POOLINGS]
+                    if unknown:
+                        raise BackboneError(
+                            f"{src}: {m['path']}/config.json: unknown pooling mode {unknown[0]!r}."
+                        )
+                else:  # older versions: one flag per mode
+                    modes = [name for key, name in _ST_POOLING_KEYS.items() if cfg.get(key)]
                 if len(modes) > 1:
                     raise BackboneError(
                         f"{src}: {m['path']}/config.json combines pooling modes {modes}; warmstart takes one."
@@ -59,8 +77,12 @@ def _sentence_transformers_settings(src: str) -> dict:
         out.update({k: own[k] for k in ("pooling", "normalize", "max_length") if k in own})
         return out
     sbert = model_json(src, "sentence_bert_config.json")
-    if sbert:
-        out["max_length"] = sbert.get("max_seq_length")
+    if sbert and sbert.get("max_seq_length"):
+        out["max_length"] = sbert["max_seq_length"]
+    elif mods:  # sentence-transformers >= 6 keeps max_seq_length as the tokenizer's model_max_length
+        limit = (model_json(src, "tokenizer_config.json") or {}).get("model_max_length")
+        if isinstance(limit, int) and 0 < limit < 1_000_000:
+            out["max_length"] = limit
     return out
 
 
@@ -388,7 +410,7 @@ class TransformerTextBackbone(Backbone):
         mods.append(
             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
         )
-        for i, d in enumerate(dense or []):
+        for d in dense or []:
             path = f"{len(mods)}_Dense"
             (folder / path).mkdir(exist_ok=True)
             act = type(d[1]).__name__
@@ -402,7 +424,12 @@ class TransformerTextBackbone(Backbone):
             state = {f"linear.{k}": v.detach().cpu().contiguous() for k, v in d[0].state_dict().items()}
             save_file(state, str(folder / path / "model.safetensors"))
             mods.append(
-                {"idx": len(mods), "name": str(i), "path": path, "type": "sentence_transformers.models.Dense"}
+                {
+                    "idx": len(mods),
+                    "name": str(len(mods)),
+                    "path": path,
+                    "type": "sentence_transformers.models.Dense",
+                }
             )
         if self.normalize:
             (folder / f"{len(mods)}_Normalize").mkdir(exist_ok=True)
