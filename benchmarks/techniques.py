@@ -36,9 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--techniques", default=ALL)
     ap.add_argument("--shots", type=int, default=64, help="training examples per class (default: 64)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=4, help="epochs for the pretrained techniques (default: 4)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=4,
+        help="epochs of the loop techniques but contrastive, which keeps its own passes (default: 4)",
+    )
     ap.add_argument("--scratch-epochs", type=int, default=10, help="epochs for scratch (default: 10)")
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast in extraction and training")
+    ap.add_argument(
+        "--precision", default="auto", help="auto (bf16 where the CPU has it natively), fp32, bf16 or fp16"
+    )
     ap.add_argument("--image-size", type=int, default=None, help="image backbones: input size")
     ap.add_argument("--test-rows", type=int, default=None, help="stratified subsample of the test set")
     ap.add_argument("--output", default="runs/bench/techniques.json")
@@ -54,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     backbone = get_backbone(args.backbone, **kw)
     rows = []
     for tech in args.techniques.split(","):
-        params: dict = {"bf16": args.bf16, "progress": False}
-        if tech != "probe":
+        params: dict = {"precision": args.precision, "progress": False}
+        if tech not in ("probe", "contrastive"):
             params["epochs"] = args.scratch_epochs if tech == "scratch" else args.epochs
         start = time.perf_counter()
         r = fit_run(
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n_train": r.config["n_train"],
                 "n_test": r.config["n_test"],
                 "history": m.get("history"),
+                "precision": m["runtime"]["precision"],
             }
         )
         print(
@@ -101,7 +109,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     first = rows[0]
     print(
         f"\n{args.data}, {args.backbone}, {args.shots} per class ({first['n_train']} training rows), "
-        f"seed {args.seed}, test rows {first['n_test']}, torch threads {torch.get_num_threads()}\n"
+        f"seed {args.seed}, test rows {first['n_test']}, torch threads {torch.get_num_threads()}, precision "
+        f"{first['precision']}\n"
     )
     print(
         "| technique | test accuracy | macro-F1 | trainable params | fit CPU s | fit wall s | peak RSS MB |"
