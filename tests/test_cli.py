@@ -277,3 +277,108 @@ def test_study_and_report_commands(csvs, tiny_bert_dir, capsys):
     html = (csvs / "art-report.html").read_text()
     assert "confusion matrix" in html and "Resolved configuration" in html
     assert main(["report", str(csvs)]) == 2
+
+
+def test_fit_never_deletes_a_users_files_and_checks_the_output_first(tmp_path, tiny_bert_dir, capsys):
+    """Regression: --output on a folder holding other files used to replace it (the files were lost)."""
+    import pandas as pd
+
+    from tests.conftest import make_sentences
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(6)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    base = ["fit", "--data", str(tmp_path / "t.csv"), "--backbone", str(tiny_bert_dir)]
+    mine = tmp_path / "d"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    assert main([*base, "--output", str(mine)]) == 2
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    assert "not a warmstart artifact" in capsys.readouterr().err
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep")
+    assert main([*base, "--output", str(a_file)]) == 2 and a_file.read_text() == "keep"
+    assert not list(tmp_path.glob(".notes.txt.old-*"))
+    # an artifact folder is replaced; --overwrite replaces anything
+    art = tmp_path / "art"
+    assert main([*base, "--output", str(art)]) == 0
+    assert main([*base, "--output", str(art)]) == 0
+    assert main([*base, "--output", str(mine), "--overwrite"]) == 0 and not (mine / "thesis.txt").exists()
+
+
+def test_predict_never_overwrites_its_input_or_the_artifact(tmp_path, tiny_bert_dir, capsys):
+    import pandas as pd
+
+    from tests.conftest import make_sentences
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(6)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    art = tmp_path / "art"
+    assert (
+        main(["fit", "--data", str(tmp_path / "t.csv"), "--backbone", str(tiny_bert_dir), "-o", str(art)])
+        == 0
+    )
+    before = (tmp_path / "t.csv").read_bytes()
+    assert main(["predict", str(art), str(tmp_path / "t.csv"), "--output", str(tmp_path / "t.csv")]) == 2
+    assert (tmp_path / "t.csv").read_bytes() == before
+    assert main(["predict", str(art), str(tmp_path / "t.csv"), "--output", str(art / "metrics.json")]) == 2
+    assert "inside the artifact" in capsys.readouterr().err
+    from warmstart.artifact import verify_artifact
+
+    verify_artifact(art)  # still intact
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--param", "CC=1"], "probe has no parameter 'CC'. Did you mean 'C'?"),
+        (["--technique", "lora", "--param", "rank=4"], "lora has no parameter 'rank'"),
+        (["--technique", "auto", "--budget", "0s"], "a budget must be more than 0 seconds"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_parameters_are_one_line_errors_before_any_work(extra, message, tmp_path, tiny_bert_dir, capsys):
+    import pandas as pd
+
+    from tests.conftest import make_sentences
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(6)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    args = [
+        "fit",
+        "--data",
+        str(tmp_path / "t.csv"),
+        "--backbone",
+        str(tiny_bert_dir),
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_study_with_a_bad_parameter_writes_nothing(tmp_path, tiny_bert_dir, capsys):
+    import pandas as pd
+
+    from tests.conftest import make_sentences
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(6)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    args = [
+        "study",
+        "--data",
+        str(tmp_path / "t.csv"),
+        "--backbone",
+        str(tiny_bert_dir),
+        "--techniques",
+        "probe",
+    ]
+    assert (
+        main([*args, "--param", "probe.CC=1", "--shots", "2", "--seeds", "1", "-o", str(tmp_path / "s")]) == 2
+    )
+    assert "probe has no parameter 'CC'" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "study.json").exists()

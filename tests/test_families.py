@@ -261,9 +261,17 @@ def test_num_layers_and_random_init_variants(family, family_dirs):
 
 
 @pytest.mark.parametrize("family", sorted(HIERARCHICAL))
-def test_num_layers_on_a_staged_model_is_refused_by_name(family, family_dirs):
-    with pytest.raises(BackboneError, match="built in stages of different widths"):
-        get_backbone(f"{family_dirs[family]}:num_layers=1")
+def test_num_layers_on_a_staged_model_keeps_its_first_stages(family, family_dirs):
+    """Swin, ConvNeXt and ResNet grow wider stage by stage: num_layers=1 keeps the first stage, whose width the
+    feature then has; 0 stages, or more than there are, are refused by name."""
+    full = get_backbone(str(family_dirs[family]))
+    cut = get_backbone(f"{family_dirs[family]}:num_layers=1")
+    x, _ = make_images(2, size=40)
+    feats = cut.encode(list(x), progress=False, precision="fp32")
+    assert cut.num_features < full.num_features and feats.shape == (6, cut.num_features)
+    assert np.isfinite(feats).all()
+    with pytest.raises(BackboneError, match=r"must be an int in \[1, 2\] .* counts stages"):
+        get_backbone(f"{family_dirs[family]}:num_layers=3")
 
 
 def test_vision_folder_without_preprocessing_is_refused(family_dirs, tmp_path):

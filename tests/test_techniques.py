@@ -115,7 +115,16 @@ def test_fit_predict_save_load(
 @pytest.mark.parametrize("modality", ["text", "image"])
 @pytest.mark.parametrize("name", [n for n in TECHNIQUES if n != "probe"])
 def test_resume_after_interruption_matches_uninterrupted(
-    name, modality, tmp_path, tiny_bert_dir, tiny_image_backbone, text_data, text_test, image_data, image_test
+    name,
+    modality,
+    tmp_path,
+    monkeypatch,
+    tiny_bert_dir,
+    tiny_image_backbone,
+    text_data,
+    text_test,
+    image_data,
+    image_test,
 ):
     bb, train, test = _setup(
         modality, tiny_bert_dir, tiny_image_backbone, text_data, text_test, image_data, image_test
@@ -134,7 +143,14 @@ def test_resume_after_interruption_matches_uninterrupted(
     assert (saved["step"], saved["epoch"], saved["batch"]) == (per_epoch + 1, 1, 1)
     assert len(saved["history"]) == 1, "the finished first epoch is kept"
 
+    from warmstart.techniques import train as loop
+
+    taken = []
+    step = loop._Loop._optimizer_step
+    monkeypatch.setattr(loop._Loop, "_optimizer_step", lambda self, f: (taken.append(1), step(self, f)))
     resumed = get_technique(name, backbone=bb, **params).fit(train, test)
+    # it loaded the checkpoint and took only the remaining steps (a restart would take them all again)
+    assert len(taken) == whole.history_[-1]["step"] - (per_epoch + 1)
     assert resumed.history_ == whole.history_
     np.testing.assert_allclose(resumed.predict_proba(test), whole.predict_proba(test), atol=1e-6)
 
@@ -275,6 +291,29 @@ def test_early_stopping_keeps_the_best_epoch(tiny_bert_dir, text_data, text_test
     assert final == pytest.approx(max(accs), abs=1e-6)
     if est.stopped_early_:
         assert len(accs) < 6 and accs[-1] <= max(accs)
+
+
+def test_early_stopping_restores_the_best_epoch_of_a_non_monotonic_curve(tiny_image_backbone, image_data):
+    """Validation accuracy 0.5, 0.9, 0.6, 0.4 with patience 2: training stops after epoch 4 and the weights of
+    epoch 2 come back (the last epoch's would not do: they differ)."""
+    from warmstart.techniques import train as loop
+
+    src = tiny_image_backbone.batch_source(image_data.subset(range(24)))
+    y = torch.arange(24) % 3
+    torch.manual_seed(0)
+    model = _FlatLinear()
+    curve, seen = iter([0.5, 0.9, 0.6, 0.4, 0.3, 0.2]), []
+
+    def evaluate():
+        seen.append(model.head.weight.detach().clone())
+        return {"accuracy": next(curve), "macro_f1": 0.0}
+
+    cfg = loop.LoopConfig(epochs=6, batch_size=8, patience=2, progress=False)
+    params = [{"params": list(model.parameters()), "lr": 1e-2}]
+    state = loop.train(model, params, src, y, cfg, hooks=loop.Hooks(evaluate=evaluate))
+    assert (state.best_epoch, state.stopped_early, len(seen)) == (2, True, 4)
+    torch.testing.assert_close(model.head.weight.detach(), seen[1])
+    assert not torch.allclose(seen[1], seen[3])
 
 
 def test_loop_schedule_and_batches():

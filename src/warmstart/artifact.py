@@ -44,12 +44,12 @@ def save_artifact(
     config: dict | None = None,
     splits: dict | None = None,
     embed_backbone: bool = False,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Write a fitted technique and its run records to ``folder`` atomically."""
+    """Write a fitted technique and its run records to ``folder`` atomically. An existing ``folder`` is replaced
+    only when it is a warmstart artifact or empty, or when ``overwrite`` is given (``check_output``)."""
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise ArtifactError(f"{folder}: already exists; choose another --output or allow overwriting.")
+    check_output(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -86,13 +86,50 @@ def save_artifact(
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             folder.rename(old)
             tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
         else:
             tmp.rename(folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def is_artifact(folder: Path) -> bool:
+    return (folder / "warmstart.json").is_file() and (folder / "manifest.json").is_file()
+
+
+def check_output(folder: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an output location that would lose a user's files or cannot be written, before any work is done.
+
+    A folder that exists is only replaced when it is a warmstart artifact or empty; anything else (a folder with
+    other files, a file, the current directory) needs ``overwrite``. The parent must be writable.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        if not folder.is_dir():
+            raise ArtifactError(
+                f"{folder}: is a file, not an artifact folder; choose another --output (or pass --overwrite to "
+                f"replace it)."
+            )
+        if not is_artifact(folder) and any(folder.iterdir()):
+            raise ArtifactError(
+                f"{folder}: exists and is not a warmstart artifact, so writing there would delete its files; "
+                f"choose another --output (or pass --overwrite to replace the folder and everything in it)."
+            )
+    if folder.resolve() in (Path.cwd().resolve(), Path.home().resolve(), Path("/")):
+        raise ArtifactError(
+            f"{folder}: the artifact needs a folder of its own; give --output a new folder name."
+        )
+    parent = folder.resolve().parent
+    probe = parent
+    while not probe.exists():  # the nearest folder that exists must let us create the rest
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ArtifactError(f"{folder}: {probe} is not writable; choose an --output where you can write.")
 
 
 def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:

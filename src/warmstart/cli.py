@@ -88,6 +88,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
         record={"data": args.data, "test": args.test, **_data_record(args)},
+        overwrite=args.overwrite,
     )
     from . import distributed
 
@@ -317,12 +318,29 @@ def _predict_inputs(spec: str, args: argparse.Namespace, modality: str):
         )
 
 
+def _check_predict_output(out: Path, artifact: Path, inputs: Path) -> None:
+    """Predictions never overwrite their own input, anything inside the artifact, or a folder."""
+    target = out.resolve()
+    if target == inputs.resolve() or inputs.resolve() in target.parents:
+        raise DataError(
+            f"--output {out}: that is the input being predicted on; write the predictions elsewhere."
+        )
+    if artifact.resolve() == target or artifact.resolve() in target.parents:
+        raise DataError(
+            f"--output {out}: inside the artifact {artifact}, which must stay as saved; write elsewhere."
+        )
+    if out.is_dir():
+        raise DataError(f"--output {out}: is a folder; give a file name ending in .csv or .json.")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
     from .artifact import load_artifact
 
+    if args.output:
+        _check_predict_output(Path(args.output), Path(args.artifact), Path(args.inputs))
     model = load_artifact(args.artifact, device=args.device)
     data = _predict_inputs(args.inputs, args, model.backbone_.modality)
     proba = model.predict_proba(data)
@@ -566,6 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_options(p)
     p.add_argument(
         "--embed-backbone", action="store_true", help="copy the backbone weights into the artifact"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output even when it is not a warmstart artifact (its files are deleted)",
     )
     p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")

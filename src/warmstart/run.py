@@ -49,6 +49,7 @@ def fit_run(
     max_params: str | float | None = None,
     max_memory_mb: float | None = None,
     record: dict | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Fit ``technique`` on ``data`` and measure it on ``test`` (or a held-out stratified split of ``data``).
 
@@ -68,6 +69,10 @@ def fit_run(
         >>> r = fit_run(ng.train, test=ng.test, shots=8, output="runs/ng8")                   # doctest: +SKIP
         >>> r.metrics["accuracy"]                                                             # doctest: +SKIP
     """
+    if output is not None:  # a folder that would lose files, or cannot be written, is refused before any work
+        from .artifact import check_output
+
+        check_output(output, overwrite)
     data.require_labels()
     if test is not None:
         test.require_labels(min_classes=1)
@@ -166,6 +171,7 @@ def fit_run(
                 config=config,
                 splits=split.to_dict(),
                 embed_backbone=embed_backbone,
+                overwrite=overwrite,
             )
         distributed.barrier()
         result.artifact = Path(output)

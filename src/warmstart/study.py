@@ -124,6 +124,14 @@ def run_study(
         )
     if cfg.seeds < 1:
         raise ParameterError(f"--seeds must be at least 1; got {cfg.seeds}.")
+    from .techniques import get_technique
+
+    for technique, params in cfg.params.items():  # bad keys are refused before anything is written
+        if technique not in cfg.techniques:
+            raise ParameterError(
+                f"--param {technique}.*: {technique!r} is not among this study's techniques {cfg.techniques}."
+            )
+        get_technique(technique, **params)
     data.require_labels()
     if data.multilabel:
         raise DataError(f"{data.source}: studies compare single-label accuracy; this data has label sets.")

@@ -56,14 +56,11 @@ def _main_stack(model: torch.nn.Module) -> tuple[torch.nn.Module, str] | None:
     return None
 
 
-def truncate_layers(model: torch.nn.Module, num_layers: int, src: str, hierarchical: bool = False) -> None:
+def truncate_layers(model: torch.nn.Module, num_layers: int, src: str) -> None:
     """Keep the first ``num_layers`` of a transformer's layer stack (``num_hidden_layers`` updated)."""
-    found = None if hierarchical else _main_stack(model)
+    found = _main_stack(model)
     if found is None:
-        raise BackboneError(
-            f"{src}: num_layers cuts a stack of identical transformer layers; {type(model).__name__} is built in "
-            f"stages of different widths, so it cannot be cut this way. Use the whole model."
-        )
+        raise BackboneError(f"{src}: cannot cut layers of {type(model).__name__} (no stack of layers found).")
     stack, path = found
     if not 0 <= num_layers <= len(stack):
         raise BackboneError(
@@ -91,3 +88,40 @@ def hf_reset_parameters(module: torch.nn.Module, seed: int) -> bool:
             t._is_hf_initialized = False
     module.apply(init)
     return True
+
+
+def truncate_stages(model: torch.nn.Module, num_stages: int, src: str) -> None:
+    """Keep the first ``num_stages`` stages of a model built in stages of growing width (ConvNeXt, ResNet, Swin).
+
+    The feature then comes from the last kept stage. Its final LayerNorm (ConvNeXt, Swin) normalises the last
+    stage's width, so where that width changes it is replaced by a fresh one (weight 1, bias 0): the pretrained
+    affine parameters of a norm over other channels cannot carry over.
+    """
+    encoder = model.encoder
+    stages = getattr(encoder, "stages", None)
+    if stages is None:
+        stages = encoder.layers
+    if not 1 <= num_stages <= len(stages):
+        raise BackboneError(
+            f"The 'num_layers' parameter must be an int in [1, {len(stages)}] for {src} (it counts stages here). "
+            f"Got {num_stages!r}."
+        )
+    kept = torch.nn.ModuleList(list(stages)[:num_stages])
+    cfg = model.config
+    if hasattr(encoder, "stages"):
+        encoder.stages = kept
+        width = cfg.hidden_sizes[num_stages - 1]
+        cfg.hidden_sizes, cfg.depths = list(cfg.hidden_sizes[:num_stages]), list(cfg.depths[:num_stages])
+        if hasattr(cfg, "num_stages"):
+            cfg.num_stages = num_stages
+    else:  # Swin: the last kept stage no longer merges patches for a next one
+        encoder.layers = kept
+        kept[-1].downsample = None
+        width = int(cfg.embed_dim * 2 ** (num_stages - 1))
+        cfg.depths, cfg.num_heads = list(cfg.depths[:num_stages]), list(cfg.num_heads[:num_stages])
+        cfg.num_layers = num_stages
+        encoder.num_layers = num_stages
+        model.num_features = width
+    norm = getattr(model, "layernorm", None)
+    if isinstance(norm, torch.nn.LayerNorm) and norm.normalized_shape[0] != width:
+        model.layernorm = torch.nn.LayerNorm(width, eps=norm.eps)

@@ -17,11 +17,23 @@ import torch
 
 from ..errors import BackboneError
 from .families import VISION_POOLING
-from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transformers, truncate_layers
+from .hf_common import (
+    drop_untrained_pooler,
+    hf_reset_parameters,
+    quiet_transformers,
+    truncate_layers,
+    truncate_stages,
+)
 from .hub import model_json
 from .image import RESAMPLE, ImageBackbone, ImagePreprocess
 
 _RESAMPLE_NAMES = {v: k for k, v in RESAMPLE.items()}
+STAGED = (
+    "swin",
+    "convnext",
+    "convnextv2",
+    "resnet",
+)  # built in stages of growing width: num_layers counts stages
 
 
 def preprocess_from_processor(cfg: dict, src: str) -> ImagePreprocess:
@@ -112,12 +124,10 @@ class HFVisionBackbone(ImageBackbone):
                 f"unknown; add the image processor's config to the folder (processor.save_pretrained(folder))."
             )
         if num_layers is not None:
-            truncate_layers(
-                model,
-                num_layers,
-                src,
-                hierarchical=model_type in ("swin", "convnext", "convnextv2", "resnet"),
-            )
+            if model_type in STAGED:
+                truncate_stages(model, num_layers, src)
+            else:
+                truncate_layers(model, num_layers, src)
         return cls(model, preprocess_from_processor(processor, src), name=name or src, source=src)
 
     def _feature_size(self) -> int:

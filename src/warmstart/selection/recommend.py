@@ -110,12 +110,18 @@ def parse_budget(text: str | float | None) -> float | None:
     >>> parse_budget("5m"), parse_budget("90s"), parse_budget("1.5h")
     (300.0, 90.0, 5400.0)
     """
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h)?\s*", str(text).lower())
-    if not m:
-        raise ParameterError(f"budget {text!r} is not a duration; write it like 90s, 5m or 1.5h.")
-    return float(m.group(1)) * {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h)?\s*", str(text).lower())
+        if not m:
+            raise ParameterError(f"budget {text!r} is not a duration; write it like 90s, 5m or 1.5h.")
+        seconds = float(m.group(1)) * {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    if not seconds > 0:  # refused at once, before any calibration fit is spent on it
+        raise ParameterError(f"budget {text!r}: a budget must be more than 0 seconds.")
+    return seconds
 
 
 def parse_size(text: str | int | None, unit: str = "") -> float | None:
@@ -155,9 +161,9 @@ def recommend(
         >>> print(rec.table()); rec.technique                            # doctest: +SKIP
         'contrastive'
     """
+    budget_s, limit_params = parse_budget(budget), parse_size(max_params)  # bad limits fail before any work
     train.require_labels()
     bb = get_backbone(backbone) if isinstance(backbone, str) else backbone
-    budget_s, limit_params = parse_budget(budget), parse_size(max_params)
     per_class = len(train) / max(1, len(train.classes))
     if candidates:
         order = tuple(candidates)

@@ -44,7 +44,17 @@ def get_technique(name: str, **params: Any) -> Technique:
         raise ParameterError(
             f"unknown technique {name!r}.{hint} Available: {', '.join(sorted(_TECHNIQUES))}."
         )
-    return _TECHNIQUES[name](**params)
+    cls = _TECHNIQUES[name]
+    known = cls._param_names()
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ParameterError(
+            f"{name} has no parameter {unknown[0]!r}.{hint} `warmstart techniques -v` lists each technique's "
+            f"parameters."
+        )
+    return cls(**params)
 
 
 @dataclass(frozen=True)

@@ -301,6 +301,14 @@ class _Loop:
         if self.scaler is not None and "scaler" in tensors:
             self.scaler.load_state_dict(tensors["scaler"])
         runtime.set_rng_state(tensors["rng"])
+        if self.cfg.progress and self.rank == 0:
+            import sys
+
+            print(
+                f"resuming from step {self.state.step}/{self.total} (epoch {self.state.epoch + 1}), checkpoint in "
+                f"{self.checkpointer.folder}",
+                file=sys.stderr,
+            )
 
     def _forward_model(self) -> nn.Module:
         """The module to call for a training step: in a multi-process run, a ``DistributedDataParallel``
