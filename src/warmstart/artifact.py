@@ -145,13 +145,30 @@ def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:
             f"{folder}: no manifest.json, so this is not a complete warmstart artifact "
             f"(half-written or another tool's folder). Re-run `warmstart fit`."
         )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_json(manifest_path)
+    if not isinstance(manifest, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in manifest.items()
+    ):
+        raise ArtifactError(
+            f"{manifest_path}: not a manifest (a JSON object of file -> sha256); the artifact is damaged. "
+            f"Re-run `warmstart fit`."
+        )
     for p in folder.rglob("*"):
         if p.suffix.lower() in PICKLE_SUFFIXES:
             raise ArtifactError(
                 f"{p}: a pickle-format file ({p.suffix}) inside the artifact. warmstart saves only JSON and "
                 f"safetensors, and loading pickle could run code; remove the file or re-run `warmstart fit`."
             )
+    unlisted = sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p != manifest_path and str(p.relative_to(folder)) not in manifest
+    )
+    if unlisted:
+        raise ArtifactError(
+            f"{folder / unlisted[0]}: not part of the artifact as saved ({len(unlisted)} unlisted file(s)); "
+            f"something added it. Remove it, or re-run `warmstart fit`."
+        )
     for rel, digest in manifest.items():
         p = folder / rel
         if not p.is_file():
@@ -185,6 +202,10 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
             f"warmstart (expects {FORMAT_VERSION})."
         )
     techniques = available_techniques()
+    if not isinstance(meta, dict) or not isinstance(meta.get("technique"), str) or "params" not in meta:
+        raise ArtifactError(
+            f"{folder / 'warmstart.json'}: lacks the technique or its parameters; the artifact is damaged."
+        )
     if meta["technique"] not in techniques:
         raise ArtifactError(
             f"{folder}: technique {meta['technique']!r} is not available in this installation."
@@ -197,7 +218,10 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
             f"one this model was trained on (fingerprint {backbone.fingerprint()} != {ref['fingerprint']}). "
             f"Install the original backbone, or re-fit with --embed-backbone to keep it inside the artifact."
         )
-    tensors = load_file(str(folder / "head.safetensors"))
+    try:
+        tensors = load_file(str(folder / "head.safetensors"))
+    except Exception as e:  # safetensors raises its own error type for a damaged header or payload
+        raise ArtifactError(f"{folder / 'head.safetensors'}: not a readable safetensors file ({e}).") from e
     params = _upgrade_params(meta["params"])
     if "device" in params:
         params["device"] = device

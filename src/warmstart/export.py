@@ -445,12 +445,12 @@ class OnnxModel:
         """One image (path, PIL image or (H, W, 3) uint8 array) as the graph's (3, S, S) float32 input."""
         from PIL import Image
 
+        from .data.image import read_image, to_rgb8
+
         if isinstance(image, (str, os.PathLike)):
-            with Image.open(image) as im:
-                im.load()
-                arr = np.asarray(im.convert("RGB"))
+            arr = read_image(image)  # the same decoding, scaling and pixel limit as training
         elif isinstance(image, Image.Image):
-            arr = np.asarray(image.convert("RGB"))
+            arr = to_rgb8(image)
         else:
             arr = np.asarray(image)
             if arr.ndim == 2:

@@ -120,13 +120,19 @@ class FeatureCache:
         return feats
 
     def _load(self, path: Path, rows: int, dim: int) -> np.ndarray | None:
+        """The entry at ``path`` if it is whole: the right shape and the checksum recorded beside it (an entry
+        overwritten with other numbers of the same shape is recomputed, not used)."""
         if not path.is_file():
             return None
         try:
             arr = np.load(path, mmap_mode="r")
-            if arr.shape == (rows, dim) and arr.dtype == np.float32:
+            meta = json.loads(path.with_suffix(".json").read_text())
+            if arr.shape != (rows, dim) or arr.dtype != np.float32:
+                reason = f"shape {arr.shape}, expected {(rows, dim)}"
+            elif meta.get("checksum") != _checksum(arr):
+                reason = "its contents do not match the checksum recorded when it was written"
+            else:
                 return arr
-            reason = f"shape {arr.shape}, expected {(rows, dim)}"
         except (ValueError, OSError, EOFError) as e:
             reason = str(e)
         warnings.warn(f"{path}: unreadable feature-cache entry ({reason}); recomputing it.", stacklevel=3)
@@ -134,9 +140,10 @@ class FeatureCache:
         return None
 
     def _store(self, path: Path, feats: np.ndarray, meta: dict) -> None:
-        atomic_write_json(path.with_suffix(".json"), meta)
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        atomic_write_json(path.with_suffix(".json"), {**meta, "checksum": _checksum(feats)})
         with atomic_open(path) as f:
-            np.save(f, np.ascontiguousarray(feats, dtype=np.float32))
+            np.save(f, feats)
 
     def clear(self) -> int:
         """Delete every entry; returns how many were removed."""
@@ -146,3 +153,7 @@ class FeatureCache:
             p.with_suffix(".json").unlink(missing_ok=True)
             n += 1
         return n
+
+
+def _checksum(arr: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16).hexdigest()

@@ -357,7 +357,9 @@ def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
                     413, f"{name}: {w}x{h} = {w * h} pixels; the limit is {limits.max_image_pixels} pixels."
                 )
             im.load()
-            return np.asarray(im.convert("RGB"))
+            from .data.image import to_rgb8
+
+            return to_rgb8(im)  # 16-bit and float images scaled, not clipped
     except HTTPException:
         raise
     except Image.DecompressionBombError as e:

@@ -174,6 +174,10 @@ class EfficientNetLiteBackbone(ImageBackbone):
         # channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions run 1.2x faster on this layout
         # in fp32 and 1.6x faster in bf16 than on NCHW, measured on Fashion-MNIST at 224 px (docs/backbones.md)
         self.module = model.to(memory_format=torch.channels_last).eval()
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 32 <= image_size <= 1024:
+            raise BackboneError(
+                f"The 'image_size' parameter of {name} must be an int in [32, 1024] (pixels). Got {image_size!r}."
+            )
         self.name, self.source, self.image_size = name, source, int(image_size)
         self.num_features = model.num_features
         self._fingerprint = None
@@ -203,7 +207,7 @@ class EfficientNetLiteBackbone(ImageBackbone):
             cut.load_state_dict(keep, strict=False)
             model = cut
         name = name or f"efficientnet-{variant}"
-        bb = cls(model, name=name, source=name, image_size=image_size or size)
+        bb = cls(model, name=name, source=name, image_size=size if image_size is None else image_size)
         bb.has_source_classifier = num_blocks is None
         return bb
 

@@ -14,14 +14,59 @@ from .datasets import Dataset
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; WARMSTART_MAX_IMAGE_PIXELS changes it
+
+
+def max_image_pixels() -> int:
+    """The one pixel limit for every image warmstart decodes (fit, predict and, by default, serve)."""
+    import os
+
+    raw = os.environ.get("WARMSTART_MAX_IMAGE_PIXELS")
+    if raw is None:
+        return DEFAULT_MAX_PIXELS
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise DataError(f"WARMSTART_MAX_IMAGE_PIXELS={raw!r}: give a positive whole number of pixels.")
+    return int(raw)
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """An (H, W, 3) uint8 array from any Pillow mode, scaling 16-bit and float images instead of clipping them."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            arr = arr / 257.0  # 0..65535 -> 0..255
+        elif img.mode == "I":  # 32-bit integers: 16-bit data read by some plugins, else the value range
+            arr = arr / 257.0 if arr.max() > 255 else arr
+        elif arr.size and np.nanmax(arr) <= 1.0:  # float images in [0, 1]
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=-1)
+    return np.asarray(img.convert("RGB"))
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode one image file to an ``(H, W, 3)`` uint8 array, with an error naming the file if it cannot."""
+    """Decode one image file to an ``(H, W, 3)`` uint8 array, with an error naming the file if it cannot.
+    Images larger than ``max_image_pixels()`` are refused before they are decoded."""
+    limit = max_image_pixels()
     try:
         with Image.open(path) as img:
+            w, h = img.size
+            if w * h > limit:
+                raise DataError(
+                    f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,}. Resize the image, or "
+                    f"raise the limit with WARMSTART_MAX_IMAGE_PIXELS."
+                )
             img.load()  # forces a full decode: truncated files fail here, not later in a batch
-            return np.asarray(img.convert("RGB"))
+            return to_rgb8(img)
+    except DataError:
+        raise
     except FileNotFoundError as e:
         raise DataError(f"{path}: no such image file.") from e
+    except Image.DecompressionBombError as e:
+        raise DataError(
+            f"{path}: over the pixel limit of {limit:,} ({e}). Resize the image, or raise the limit with "
+            f"WARMSTART_MAX_IMAGE_PIXELS if it is genuine."
+        ) from e
     except UnidentifiedImageError as e:
         raise DataError(
             f"{path}: not a readable image (unknown or corrupt format). Remove it or re-save it as PNG/JPEG."

@@ -56,7 +56,15 @@ def read_table(path: str | Path, encoding: str = "utf-8", fmt: str | None = None
             return pd.DataFrame(_read_jsonl(path, text))
         if fmt == "json":
             obj = json.loads(text)
-            return pd.DataFrame(obj if isinstance(obj, list) else obj.get("data", obj))
+            rows = obj.get("data", obj) if isinstance(obj, dict) else obj
+            if not isinstance(rows, (list, dict)) or (
+                isinstance(rows, list) and not all(isinstance(r, dict) for r in rows)
+            ):
+                raise DataError(
+                    f'{path}: JSON must be a list of objects like [{{"text": ..., "label": ...}}] (or '
+                    f'{{"data": [...]}}); got a {type(rows).__name__}.'
+                )
+            return pd.DataFrame(rows)
         if fmt == "txt":
             return pd.DataFrame({"text": text.splitlines()})
     except DataError:
@@ -148,7 +156,16 @@ def load_text(
         (['good film', 'awful'], ['pos', 'neg'])
     """
     path = Path(path)
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError as e:
+        raise DataError(
+            f"--encoding {encoding!r}: not a known text encoding; use e.g. utf-8 or latin-1."
+        ) from e
     df = read_table(path, encoding=encoding, fmt=fmt)
+    _refuse_duplicate_columns(df, path)
     if len(df) == 0:
         raise DataError(f"{path}: no data rows. The file needs a header and at least one row.")
     tcol = _pick_column(df, text_col, TEXT_COLUMNS, "text", path, "--text-col")
@@ -171,7 +188,21 @@ def load_text(
                 f"{path}: cannot tell which column holds the labels among {others or 'no other columns'}. "
                 f"Pass --label-col NAME."
             )
-    texts = [_cell(v) for v in df[tcol].tolist()]
+    values = df[tcol].tolist()
+    odd = next(
+        (
+            i
+            for i, v in enumerate(values)
+            if not (isinstance(v, str) or v is None or (isinstance(v, float) and v != v))
+        ),
+        None,
+    )
+    if odd is not None:
+        raise DataError(
+            f"{path}: the text column {tcol!r} holds a {type(values[odd]).__name__} in data row {odd + 1} "
+            f"({values[odd]!r:.40}), not text. Pass --text-col naming the column that holds the texts."
+        )
+    texts = [_cell(v) for v in values]
     raw = df[lcol].tolist() if lcol is not None else None
     multi = raw is not None and (label_sep is not None or any(isinstance(v, (list, tuple)) for v in raw))
     labels = None if raw is None else [_label_cell(v, label_sep) if multi else _cell(v) for v in raw]
@@ -193,6 +224,20 @@ def load_text(
         labels = None if labels is None else [labels[i] for i in keep]
         rows = [rows[i] for i in keep]
     return Dataset(texts, labels, "text", str(path), rows)
+
+
+def _refuse_duplicate_columns(df: pd.DataFrame, path: Path) -> None:
+    """pandas renames a repeated header name ``text`` to ``text.1``; which one was meant is a guess, so refuse."""
+    import re
+
+    cols = [str(c) for c in df.columns]
+    for c in cols:
+        m = re.fullmatch(r"(.+)\.(\d+)", c)
+        if m and m.group(1) in cols:
+            raise DataError(
+                f"{path}: the header names the column {m.group(1)!r} more than once; rename the copies so each "
+                f"column has its own name."
+            )
 
 
 def _label_cell(v: object, sep: str | None) -> tuple[str, ...]:
