@@ -106,6 +106,11 @@ def _text_model(family: str, vocab: int):
     raise AssertionError(family)
 
 
+TINY_TEXT_TOWER = dict(
+    vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+)
+
+
 def _vision_model(family: str):
     import transformers as tf
 
@@ -144,26 +149,14 @@ def _vision_model(family: str):
         return tf.ResNetModel(tf.ResNetConfig(embedding_size=16, layer_type="basic", **stages)), CROPPED
     if family == "clip":
         cfg = tf.CLIPConfig(
-            text_config=dict(
-                vocab_size=99,
-                hidden_size=16,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                intermediate_size=32,
-            ),
+            text_config=TINY_TEXT_TOWER,
             vision_config=vit,
             projection_dim=24,
         )
         return tf.CLIPModel(cfg), CROPPED
     if family == "siglip":
         cfg = tf.SiglipConfig(
-            text_config=dict(
-                vocab_size=99,
-                hidden_size=16,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                intermediate_size=32,
-            ),
+            text_config=TINY_TEXT_TOWER,
             vision_config=vit,
         )
         return tf.SiglipModel(cfg), SQUARE
