@@ -382,3 +382,10 @@ def test_a_study_with_a_bad_parameter_writes_nothing(tmp_path, tiny_bert_dir, ca
     )
     assert "probe has no parameter 'CC'" in capsys.readouterr().err
     assert not (tmp_path / "s" / "study.json").exists()
+
+
+def test_debug_shows_the_traceback_instead_of_the_one_line_error(tmp_path):
+    from warmstart.errors import DataError
+
+    with pytest.raises(DataError, match="no such file"):
+        main(["fit", "--data", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o"), "--debug"])

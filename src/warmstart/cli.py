@@ -18,7 +18,10 @@ EPILOG = """examples:
   warmstart predict runs/reviews new_reviews.csv --output predictions.csv
   warmstart rank --data trec --backbones all-MiniLM-L6-v2,paraphrase-MiniLM-L3-v2
   warmstart fit --data trec --shots 64 --technique auto --budget 2m --output runs/trec-auto
+  warmstart fit --data trec --backbone all-mpnet-base-v2 --device cuda --precision bf16 --output runs/mpnet
   warmstart backbones
+
+Errors are one line; add --debug anywhere to see the traceback instead.
 """
 
 
@@ -614,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         "study",
         help="techniques x examples per class x seeds on identical splits: learning curves, CIs, costs, report",
         description="Run every (technique, shots, seed) cell on the same splits (resumable: finished cells are "
-        "kept), then write results.csv/.parquet/.json, summary.json (means, 95%% CIs, paired comparisons "
+        "kept), then write results.csv/.parquet/.json, summary.json (means, 95% CIs, paired comparisons "
         "against scratch and probe) and report.html.",
     )
     p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
@@ -785,6 +788,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # show the traceback of an error instead of its one-line message
+    if debug:
+        argv.remove("--debug")
     args = build_parser().parse_args(argv)
     from . import distributed
 
@@ -794,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except WarmstartError as e:
+        if debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

@@ -79,7 +79,8 @@ class FeatureCache:
 
             raise DataError(
                 f"{data.source}: {data.modality} data cannot go through the {backbone.modality} "
-                f"backbone {backbone.name!r}; pick a {data.modality} backbone (`warmstart backbones`)."
+                f"backbone {backbone.name!r}; pick {'an' if data.modality == 'image' else 'a'} {data.modality} backbone "
+                f"(`warmstart backbones`)."
             )
         if not self.enabled:
             self.misses += 1
