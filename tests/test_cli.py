@@ -389,3 +389,20 @@ def test_debug_shows_the_traceback_instead_of_the_one_line_error(tmp_path):
 
     with pytest.raises(DataError, match="no such file"):
         main(["fit", "--data", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o"), "--debug"])
+
+
+def test_clean_lists_and_removes_abandoned_checkpoints(tmp_path, capsys):
+    import os
+    import time
+
+    old, new = tmp_path / "ck" / "finetune-old", tmp_path / "ck" / "finetune-new"
+    for d in (old, new):
+        d.mkdir(parents=True)
+        (d / "state.pt").write_bytes(b"x" * 2048)
+    past = time.time() - 3 * 86400
+    os.utime(old / "state.pt", (past, past))
+    assert main(["clean", "--checkpoint-dir", str(tmp_path / "ck")]) == 0
+    out = capsys.readouterr().out
+    assert "finetune-old" in out and "finetune-new" not in out and old.exists()
+    assert main(["clean", "--checkpoint-dir", str(tmp_path / "ck"), "--remove"]) == 0
+    assert not old.exists() and new.exists()

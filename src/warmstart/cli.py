@@ -492,6 +492,26 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ._io import warmstart_home
+    from .techniques.train import abandoned_checkpoints
+
+    root = Path(args.checkpoint_dir) if args.checkpoint_dir else warmstart_home() / "checkpoints"
+    old = abandoned_checkpoints(root, args.older_than)
+    for folder, age, size in old:
+        print(
+            f"{'removed' if args.remove else 'abandoned'}  {folder}  {age:.0f} h old  {size / 2**20:.0f} MB"
+        )
+        if args.remove:
+            shutil.rmtree(folder, ignore_errors=True)
+    total = sum(size for _, _, size in old) / 2**20
+    verb = "removed" if args.remove else "found (pass --remove to delete them; rerunning a fit resumes it)"
+    print(f"{len(old)} checkpoint(s) older than {args.older_than:g} h, {total:.0f} MB, {verb}")
+    return 0
+
+
 def cmd_techniques(args: argparse.Namespace) -> int:
     from .techniques import available_techniques
 
@@ -765,6 +785,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_recommend)
 
+    p = sub.add_parser(
+        "clean", help="list (or remove) checkpoints of interrupted runs that were never resumed"
+    )
+    p.add_argument("--older-than", type=float, default=24.0, help="hours since last written (default: 24)")
+    p.add_argument("--remove", action="store_true", help="delete them")
+    p.add_argument("--checkpoint-dir", help="default: $WARMSTART_HOME/checkpoints")
+    p.set_defaults(func=cmd_clean)
     p = sub.add_parser("backbones", help="list registered backbones")
     p.set_defaults(func=cmd_backbones)
     p = sub.add_parser("techniques", help="list techniques (and their parameters with -v)")

@@ -165,6 +165,20 @@ class Checkpointer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def abandoned_checkpoints(root: Path, older_than_hours: float = 24.0) -> list[tuple[Path, float, int]]:
+    """Checkpoint folders under ``root`` last written more than ``older_than_hours`` ago, as (folder, age in
+    hours, bytes): runs that were interrupted and never resumed. A finished run deletes its own checkpoint."""
+    out = []
+    now = time.time()
+    for folder in sorted(p for p in Path(root).glob("*") if p.is_dir()):
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        newest = max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime)
+        age = (now - newest) / 3600
+        if age >= older_than_hours:
+            out.append((folder, age, sum(f.stat().st_size for f in files)))
+    return out
+
+
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters that can change in training (any that require grad) plus every buffer (e.g. BN statistics)."""
     return {
