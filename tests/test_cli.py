@@ -406,3 +406,11 @@ def test_clean_lists_and_removes_abandoned_checkpoints(tmp_path, capsys):
     assert "finetune-old" in out and "finetune-new" not in out and old.exists()
     assert main(["clean", "--checkpoint-dir", str(tmp_path / "ck"), "--remove"]) == 0
     assert not old.exists() and new.exists()
+
+
+def test_a_class_without_test_rows_is_left_out_of_macro_f1_with_a_note():
+    from warmstart.metrics import classification_metrics
+
+    m = classification_metrics(["a", "a", "b"], ["a", "b", "b"], ["a", "b", "c"])
+    assert m["classes_without_test_rows"] == ["c"] and "macro-F1 is over the other 2" in m["note"]
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # not dragged down by an F1 of 0 for 'c'

@@ -117,6 +117,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"predict {m['timings']['predict_seconds']:.1f}s"
     )
     print(f"  trainable parameters {c['trainable_params']:,}   peak memory {c['fit_peak_rss_mb']:.0f} MB")
+    if "note" in m:
+        print(f"  note: {m['note']}")
     print(f"  artifact: {result.artifact}")
     return 0
 

@@ -23,10 +23,15 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
         return multilabel_metrics(y_true, y_pred, labels)
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    return {
+    # a class with no test rows has no F1 to speak of: it is left out of macro-F1, and the metrics say so
+    present = [c for c, support in zip(labels, s, strict=True) if support > 0]
+    absent = [c for c in labels if c not in present]
+    out = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present or labels, average="macro", zero_division=0)
+        ),
         "per_class": {
             c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, c in enumerate(labels)
@@ -34,6 +39,13 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
         "labels": labels,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+    if absent:
+        out["classes_without_test_rows"] = absent
+        out["note"] = (
+            f"{len(absent)} class(es) have no test rows ({', '.join(map(str, absent[:5]))}); macro-F1 is over the "
+            f"other {len(present)}."
+        )
+    return out
 
 
 def multilabel_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence[str]) -> dict:
