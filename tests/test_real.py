@@ -86,7 +86,9 @@ def test_image_features_channels_last_and_bf16_agree_with_plain_fp32():
     bb = get_backbone("efficientnet-lite0")
     from pathlib import Path
 
-    if not Path("/usr/share/datasets/fashion-mnist").is_dir():  # an optional Debian package; a loader bug fails
+    if not Path(
+        "/usr/share/datasets/fashion-mnist"
+    ).is_dir():  # an optional Debian package; a loader bug fails
         pytest.skip("fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
     images = load_packaged("fashion-mnist").test.subset(np.arange(48))
     x = torch.stack([bb.preprocess(image_at(images, i)) for i in range(len(images))])

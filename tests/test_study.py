@@ -65,7 +65,10 @@ def test_study_runs_every_cell_on_identical_splits_and_resumes(
         for seed in (0, 1):
             same = {c["n_train"] for c in cells if c["shots"] == k and c["seed"] == seed}
             assert same == {3 * k}
+            assert len({c["train_rows"] for c in cells if c["shots"] == k and c["seed"] == seed}) == 1
+    assert len({c["train_rows"] for c in cells}) == 4  # the four (shots, seed) pairs train on different rows
     assert {c["n_test"] for c in cells} == {6}  # 20% of each class of 12 rows, the same rows for every cell
+    assert len({c["test_rows"] for c in cells}) == 1
     import pandas as pd
 
     df = pd.read_csv(out / "results.csv")

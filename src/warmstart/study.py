@@ -240,8 +240,21 @@ def compute_cell(
     if key not in _FORWARD_FLOPS:
         _FORWARD_FLOPS[key] = forward_flops(backbone, train)
     cell = run_cell(backbone, technique, train, test_ds, seed, cfg, _FORWARD_FLOPS[key])
-    cell.update(shots=k, n_per_class=_per_class(train.labels))
+    # which rows: cells that claim the same (shots, seed) can then be shown to have trained on the same rows,
+    # and every cell to have tested on the same ones
+    cell.update(
+        shots=k,
+        n_per_class=_per_class(train.labels),
+        train_rows=_rows_hash(np.sort(np.asarray(train_idx))),
+        test_rows=_rows_hash(np.asarray(getattr(test_ds, "rows", None) or np.arange(len(test_ds)))),
+    )
     return cell
+
+
+def _rows_hash(rows: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.blake2b(np.asarray(rows, dtype=np.int64).tobytes(), digest_size=8).hexdigest()
 
 
 def _ray_cell(data, test_ds, pool, cfg_dict, k, seed, technique, threads):  # runs on a Ray worker
