@@ -260,13 +260,20 @@ def main(argv: list[str] | None = None) -> int:
         1 for b in results["malformed"] if b["status"] >= 500 or b["status"] < 0
     )
     four = all(b["ok"] and b["healthy_after"] for b in results["malformed"])
-    results["summary"] = {"server_errors": five, "malformed_all_4xx": four, "server_exit": proc.returncode}
+    fuzz_ok = results.get("schemathesis") is None or results["schemathesis"]["exit_code"] == 0
+    results["summary"] = {
+        "server_errors": five,
+        "malformed_all_4xx": four,
+        "server_exit": proc.returncode,
+        "schemathesis_passed": None if results.get("schemathesis") is None else fuzz_ok,
+    }
     atomic_write_json(Path(args.output), results)
     print(
         f"\n5xx or failed connections: {five}; every odd input got what was expected: {four}; "
-        f"server exit code {proc.returncode}{' (crashed)' if crashed else ''}"
+        f"server exit code {proc.returncode}{' (crashed)' if crashed else ''}; schemathesis "
+        f"{'skipped' if results.get('schemathesis') is None else ('passed' if fuzz_ok else 'FAILED')}"
     )
-    return 0 if five == 0 and four else 1
+    return 0 if five == 0 and four and fuzz_ok and not crashed else 1
 
 
 if __name__ == "__main__":

@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 "fit_wall_seconds": m["cost"]["fit_wall_seconds"],
                 "predict_seconds": m["timings"]["predict_seconds"],
                 "peak_rss_mb": m["cost"]["fit_peak_rss_mb"],
+                # what this fit added over the process's memory when it started (later techniques would
+                # otherwise inherit earlier ones' peaks)
+                "peak_rss_delta_mb": m["cost"]["fit_peak_rss_mb"] - m["cost"]["fit_start_rss_mb"],
                 "epochs": params.get("epochs"),
                 "n_train": r.config["n_train"],
                 "n_test": r.config["n_test"],
@@ -133,14 +136,16 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         f"{first['precision']}\n"
     )
     print(
-        "| technique | test accuracy | macro-F1 | trainable params | fit CPU s | fit wall s | peak RSS MB |"
+        "| technique | test accuracy | macro-F1 | trainable params | fit CPU s | fit wall s | peak RSS MB | "
+        "fit's own peak MB |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['technique']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['trainable_params']:,} | "
             f"{r['fit_cpu_seconds']:.0f} | {r['fit_wall_seconds']:.0f} | "
-            f"{'-' if r['peak_rss_mb'] != r['peak_rss_mb'] else format(r['peak_rss_mb'], '.0f')} |"
+            f"{'-' if r['peak_rss_mb'] != r['peak_rss_mb'] else format(r['peak_rss_mb'], '.0f')} | "
+            f"{format(r['peak_rss_delta_mb'], '.0f') if 'peak_rss_delta_mb' in r else '-'} |"
         )
     base = next((r for r in rows if r["technique"] == "scratch"), None)
     if base is not None:
