@@ -72,9 +72,9 @@ def run_setfit(train, test, seed: int, model_path: str) -> dict:
         model = SetFitModel.from_pretrained(model_path)
         args = TrainingArguments(
             output_dir=tmp,
-            batch_size=16,
-            num_epochs=1,
-            num_iterations=20,
+            batch_size=SETFIT_SETTINGS["batch_size"],
+            num_epochs=SETFIT_SETTINGS["num_epochs"],
+            num_iterations=SETFIT_SETTINGS["num_iterations"],
             seed=seed,
             save_strategy="no",
             report_to="none",
@@ -87,7 +87,69 @@ def run_setfit(train, test, seed: int, model_path: str) -> dict:
     return {"train_cpu_s": cpu, "train_wall_s": wall, "pred": [str(p) for p in pred]}
 
 
-def summarise(results: dict, datasets: list[str], shots: list[int], methods: list[str]) -> int:
+def code_version() -> str:
+    """The commit of the code being measured, marked ``-dirty`` when the working tree differs from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def method_versions(params: dict, threads: int) -> dict[str, str]:
+    """What each method's rows are keyed by: its code version and every setting, so rows from other code or
+    other parameters are never silently reused or mixed."""
+    import hashlib
+
+    from warmstart.runtime import resolve
+
+    precision = resolve("cpu", params.get("precision", "auto")).precision  # as contrastive resolves it here
+    ours = {"code": code_version(), "params": params, "threads": threads, "precision": precision}
+    out = {"warmstart": json.dumps(ours, sort_keys=True)}
+    try:
+        import setfit
+
+        out["setfit"] = json.dumps(
+            {"setfit": setfit.__version__, "settings": SETFIT_SETTINGS, "threads": threads}, sort_keys=True
+        )
+    except ImportError:
+        out["setfit"] = "not installed"
+    return {m: hashlib.blake2b(v.encode(), digest_size=6).hexdigest() for m, v in out.items()} | {
+        f"{m}_described": v for m, v in out.items()
+    }
+
+
+SETFIT_SETTINGS = {"batch_size": 16, "num_epochs": 1, "num_iterations": 20, "precision": "fp32"}
+
+
+def summarise(
+    results: dict, datasets: list[str], shots: list[int], methods: list[str], versions: dict | None = None
+) -> int:
+    """The table over rows of the given ``versions`` only (None: all rows, whatever code made them)."""
+    if versions is not None:
+        results = {
+            key.rsplit("|", 1)[0]: r
+            for key, r in results.items()
+            if key.count("|") == 4 and key.rsplit("|", 1)[1] == versions.get(key.split("|")[2])
+        }
+        print(f"rows of code/settings {', '.join(f'{m} {versions[m]}' for m in methods)} only:")
+        for m in methods:
+            print(f"  {m}: {versions[f'{m}_described']}")
+    else:  # asked to mix: the version part of each key is dropped (rows keyed before versions had none)
+        results = {(k.rsplit("|", 1)[0] if k.count("|") == 4 else k): r for k, r in results.items()}
     print(
         "\n| data | k | seeds | warmstart acc | setfit acc | diff | warmstart CPU s | setfit CPU s | CPU ratio |"
     )
@@ -150,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--output", default="runs/bench/contrastive_vs_setfit.json")
     ap.add_argument("--summary-only", action="store_true", help="print the table from --output and exit")
+    ap.add_argument(
+        "--mix-versions",
+        action="store_true",
+        help="summarise rows from any code version or settings (default: "
+        "only this code's and these settings')",
+    )
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -162,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         params[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
     out = Path(args.output)
     results: dict = json.loads(out.read_text())["runs"] if out.is_file() else {}
+    versions = method_versions(params, args.threads)
     if args.summary_only:
-        return summarise(results, datasets, shots, methods)
+        return summarise(results, datasets, shots, methods, None if args.mix_versions else versions)
     model_path = str(minilm_l6_folder())
     quiet()
     warm_up(methods, model_path)
@@ -175,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 pool, test = data[d]
                 train = pool.subset(few_shot(pool.labels, k, seed=seed))
                 for m in methods:
-                    key = f"{d}|{k}|{m}|{seed}"
+                    key = f"{d}|{k}|{m}|{seed}|{versions[m]}"
                     if key in results:
                         continue
                     if m == "warmstart":
@@ -186,14 +255,20 @@ def main(argv: list[str] | None = None) -> int:
                     r.update(accuracy=float((pred == np.asarray(test.labels)).mean()), n_train=len(train))
                     r["n_test"] = len(test)
                     results[key] = r
-                    atomic_write_json(out, {"params": params, "threads": args.threads, "runs": results})
+                    record = {
+                        "params": params,
+                        "threads": args.threads,
+                        "versions": versions,
+                        "runs": results,
+                    }
+                    atomic_write_json(out, record)
                     print(
                         f"{key}: acc {r['accuracy']:.4f}  train CPU {r['train_cpu_s']:.1f}s "
                         f"wall {r['train_wall_s']:.1f}s",
                         file=sys.stderr,
                         flush=True,
                     )
-    return summarise(results, datasets, shots, methods)
+    return summarise(results, datasets, shots, methods, None if args.mix_versions else versions)
 
 
 def warm_up(methods: list[str], model_path: str) -> None:
