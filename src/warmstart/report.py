@@ -132,7 +132,7 @@ def _per_class_table(per_class: dict) -> dict:
 
 def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """The study's HTML report, from its saved files only."""
-    from .study import load_cells
+    from .study_files import load_cells
 
     folder = Path(folder)
     for name in ("study.json", "summary.json"):

@@ -33,6 +33,7 @@ from .data import Dataset, few_shot, stratified_split
 from .errors import DataError, ParameterError
 from .metrics import classification_metrics
 from .runtime import runtime_of
+from .study_files import load_cells
 
 STUDY_FORMAT = 1
 
@@ -355,18 +356,6 @@ def run_cell(
         **({"gpu_peak_mb": round(cost.gpu_peak_mb, 1)} if cost.gpu_peak_mb is not None else {}),
         **({"gpu_energy_j": round(cost.gpu_energy_joules, 1)} if cost.gpu_energy_joules is not None else {}),
     }
-
-
-def load_cells(folder: str | os.PathLike) -> list[dict]:
-    cells = []
-    for p in sorted((Path(folder) / "cells").glob("*.json")):
-        try:
-            cells.append(json.loads(p.read_text()))
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{p}: not valid JSON ({e}); delete it and rerun the study to recompute it."
-            ) from e
-    return cells
 
 
 TABLE_COLUMNS = [
