@@ -281,13 +281,7 @@ def test_study_and_report_commands(csvs, tiny_bert_dir, capsys):
 
 def test_fit_never_deletes_a_users_files_and_checks_the_output_first(tmp_path, tiny_bert_dir, capsys):
     """Regression: --output on a folder holding other files used to replace it (the files were lost)."""
-    import pandas as pd
-
-    from tests.conftest import make_sentences
-    from warmstart.cli import main
-
-    texts, labels = make_sentences(6)
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    _small_csv(tmp_path / "t.csv")
     base = ["fit", "--data", str(tmp_path / "t.csv"), "--backbone", str(tiny_bert_dir)]
     mine = tmp_path / "d"
     mine.mkdir()
@@ -307,13 +301,7 @@ def test_fit_never_deletes_a_users_files_and_checks_the_output_first(tmp_path, t
 
 
 def test_predict_never_overwrites_its_input_or_the_artifact(tmp_path, tiny_bert_dir, capsys):
-    import pandas as pd
-
-    from tests.conftest import make_sentences
-    from warmstart.cli import main
-
-    texts, labels = make_sentences(6)
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    _small_csv(tmp_path / "t.csv")
     art = tmp_path / "art"
     assert (
         main(["fit", "--data", str(tmp_path / "t.csv"), "--backbone", str(tiny_bert_dir), "-o", str(art)])
@@ -339,13 +327,7 @@ def test_predict_never_overwrites_its_input_or_the_artifact(tmp_path, tiny_bert_
     ],
 )
 def test_bad_parameters_are_one_line_errors_before_any_work(extra, message, tmp_path, tiny_bert_dir, capsys):
-    import pandas as pd
-
-    from tests.conftest import make_sentences
-    from warmstart.cli import main
-
-    texts, labels = make_sentences(6)
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    _small_csv(tmp_path / "t.csv")
     args = [
         "fit",
         "--data",
@@ -361,13 +343,7 @@ def test_bad_parameters_are_one_line_errors_before_any_work(extra, message, tmp_
 
 
 def test_a_study_with_a_bad_parameter_writes_nothing(tmp_path, tiny_bert_dir, capsys):
-    import pandas as pd
-
-    from tests.conftest import make_sentences
-    from warmstart.cli import main
-
-    texts, labels = make_sentences(6)
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    _small_csv(tmp_path / "t.csv")
     args = [
         "study",
         "--data",
@@ -414,3 +390,9 @@ def test_a_class_without_test_rows_is_left_out_of_macro_f1_with_a_note():
     m = classification_metrics(["a", "a", "b"], ["a", "b", "b"], ["a", "b", "c"])
     assert m["classes_without_test_rows"] == ["c"] and "macro-F1 is over the other 2" in m["note"]
     assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # not dragged down by an F1 of 0 for 'c'
+
+
+def _small_csv(path):
+    """6 rows of each of the three keyword classes, as a CSV a user would pass to --data."""
+    texts, labels = make_sentences(6)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
