@@ -396,3 +396,17 @@ def _small_csv(path):
     """6 rows of each of the three keyword classes, as a CSV a user would pass to --data."""
     texts, labels = make_sentences(6)
     pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+
+
+def test_an_artifact_records_its_data_path_absolute_so_export_works_from_elsewhere(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    _small_csv(tmp_path / "t.csv")
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--data", "t.csv", "--backbone", str(tiny_bert_dir), "-o", "art"]) == 0
+    record = json.loads((tmp_path / "art" / "config.json").read_text())["record"]
+    assert record["data"] == str((tmp_path / "t.csv").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["export", str(tmp_path / "art"), "--onnx", "--output", str(tmp_path / "onnx")]) == 0

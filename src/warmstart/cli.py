@@ -90,7 +90,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         budget=args.budget,
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
-        record={"data": args.data, "test": args.test, **_data_record(args)},
+        record={"data": _where(args.data), "test": _where(args.test), **_data_record(args)},
         overwrite=args.overwrite,
     )
     from . import distributed
@@ -124,6 +124,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 DATA_OPTIONS = ("text_col", "label_col", "encoding", "drop_empty", "label_sep")
+
+
+def _where(spec: str | None) -> str | None:
+    """A data path as an absolute path (so an artifact finds its data from any folder); names pass through."""
+    if spec is None or not Path(spec).exists():
+        return spec
+    return str(Path(spec).resolve())
 
 
 def _data_record(args: argparse.Namespace) -> dict:
