@@ -210,3 +210,26 @@ def test_ray_engine_gives_the_local_engines_table(tiny_bert_dir, study_data, tmp
         (c["technique"], c["shots"], c["seed"]): c["confusion_matrix"] for c in load_cells(tmp_path / "ray")
     }
     assert la == lb
+
+
+def test_a_study_on_an_image_folder_records_its_rows(tmp_path, tiny_image_backbone):
+    """Image-folder rows are file paths, not numbers: the row hashes must take them (regression)."""
+    import numpy as np
+    from PIL import Image
+
+    import warmstart.study as st
+    from warmstart.data import load_image_folder
+
+    for cls, value in (("dark", 30), ("light", 220)):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((32, 32, 3), value + i, np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    tiny_image_backbone.save(tmp_path / "bb")
+    cfg = StudyConfig(
+        data="imgs", backbone=str(tmp_path / "bb"), techniques=["probe"], shots=[2], seeds=1, test_size=0.34
+    )
+    run_study(load_image_folder(tmp_path / "imgs"), cfg, tmp_path / "study", progress=False, report=False)
+    (cell,) = st.load_cells(tmp_path / "study")
+    assert len(cell["train_rows"]) == len(cell["test_rows"]) == 16

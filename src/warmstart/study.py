@@ -246,16 +246,17 @@ def compute_cell(
     cell.update(
         shots=k,
         n_per_class=_per_class(train.labels),
-        train_rows=_rows_hash(np.sort(np.asarray(train_idx))),
-        test_rows=_rows_hash(np.asarray(getattr(test_ds, "rows", None) or np.arange(len(test_ds)))),
+        train_rows=_rows_hash(sorted(int(i) for i in train_idx)),
+        test_rows=_rows_hash(test_ds.rows),
     )
     return cell
 
 
-def _rows_hash(rows: np.ndarray) -> str:
+def _rows_hash(rows: list) -> str:
+    """A short hash of row identities: indices, data-row numbers or image paths."""
     import hashlib
 
-    return hashlib.blake2b(np.asarray(rows, dtype=np.int64).tobytes(), digest_size=8).hexdigest()
+    return hashlib.blake2b(json.dumps([str(r) for r in rows]).encode(), digest_size=8).hexdigest()
 
 
 def _ray_cell(data, test_ds, pool, cfg_dict, k, seed, technique, threads):  # runs on a Ray worker
