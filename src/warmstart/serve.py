@@ -373,13 +373,13 @@ def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
 
 
 def _runtime_of(model: Any) -> dict:
-    """Where the served model computes: its device and precision, resolved."""
-    from .runtime import resolve
+    """Where the served model computes (its device and precision, resolved), with the backbone put there now
+    rather than on the first request."""
+    from .runtime import runtime_of
 
-    params = model.get_params()
-    rt = resolve(params.get("device", "auto"), params.get("precision", "fp32"))
-    model.backbone_.to(rt.device)
-    return rt.describe()
+    ran_on = runtime_of(model)
+    model.backbone_.to(ran_on["device"])
+    return ran_on
 
 
 def serve(

@@ -198,14 +198,12 @@ class TunedTechnique(Technique):
         self.classes_ = np.array(sorted(set(train_data.labels)))
         y = torch.from_numpy(encode_labels(train_data.labels, self.classes_))
         bb = self._copy_backbone()
-        rt = self.runtime_ = self._runtime()
         self.lr_ = self._base_lr(bb)
         head_default = self.default_head_lr if self.default_head_lr is not None else self.lr_
         self.head_lr_ = float(head_default if self.head_lr == "auto" else self.head_lr)
         torch.manual_seed(self.seed)  # the head's initial weights
-        self._prepare(bb)
-        bb.to(rt.device)
-        self._enable_gradient_checkpointing(bb)
+        self._prepare(bb)  # on the CPU still, so a random re-initialisation is the same on every device
+        rt = self._place(bb)
         source = bb.batch_source(train_data)
         recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4, rt)
         bb.invalidate_fingerprint()  # weights or BN statistics may have changed: the cache key must follow
@@ -243,6 +241,14 @@ class TunedTechnique(Technique):
         """The device and precision of this estimator's parameters, resolved (``runtime.resolve``)."""
         return resolve(self.device, self.precision)
 
+    def _place(self, bb: Backbone) -> Runtime:
+        """Put the backbone being trained on this fit's device, with gradient checkpointing if asked; returns
+        (and records as ``runtime_``) the fit's device and precision."""
+        rt = self.runtime_ = self._runtime()
+        bb.to(rt.device)
+        self._enable_gradient_checkpointing(bb)
+        return rt
+
     def _enable_gradient_checkpointing(self, bb: Backbone) -> None:
         """Recompute activations in the backward pass instead of keeping them: less memory for large backbones
         at about a third more compute. transformers models support it; others are refused, not ignored."""
@@ -271,6 +277,7 @@ class TunedTechnique(Technique):
         return max(self.epochs, math.ceil(self.min_steps / per_epoch))
 
     def _loop_config(self, epochs: int | None = None) -> LoopConfig:
+        rt = self._runtime()
         return LoopConfig(
             epochs=getattr(self, "epochs_", self.epochs) if epochs is None else epochs,
             batch_size=self.batch_size,
@@ -280,8 +287,8 @@ class TunedTechnique(Technique):
             max_grad_norm=self.max_grad_norm,
             patience=self.patience,
             metric=self.metric,
-            device=str(self._runtime().device),
-            precision=self._runtime().precision,
+            device=str(rt.device),
+            precision=rt.precision,
             num_workers=self.num_workers,
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
