@@ -124,8 +124,7 @@ def check_output(folder: str | os.PathLike, overwrite: bool = False) -> None:
         raise ArtifactError(
             f"{folder}: the artifact needs a folder of its own; give --output a new folder name."
         )
-    parent = folder.resolve().parent
-    probe = parent
+    probe = folder.resolve().parent
     while not probe.exists():  # the nearest folder that exists must let us create the rest
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -153,7 +152,8 @@ def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:
             f"{manifest_path}: not a manifest (a JSON object of file -> sha256); the artifact is damaged. "
             f"Re-run `warmstart fit`."
         )
-    for p in folder.rglob("*"):
+    present = list(folder.rglob("*"))  # walked once for both checks below
+    for p in present:
         if p.suffix.lower() in PICKLE_SUFFIXES:
             raise ArtifactError(
                 f"{p}: a pickle-format file ({p.suffix}) inside the artifact. warmstart saves only JSON and "
@@ -161,7 +161,7 @@ def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:
             )
     unlisted = sorted(
         str(p.relative_to(folder))
-        for p in folder.rglob("*")
+        for p in present
         if p.is_file() and p != manifest_path and str(p.relative_to(folder)) not in manifest
     )
     if unlisted:

@@ -18,7 +18,8 @@ DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; WARMSTART_MAX_IMAGE_PIXELS chang
 
 
 def max_image_pixels() -> int:
-    """The one pixel limit for every image warmstart decodes (fit, predict and, by default, serve)."""
+    """The one pixel limit for every image file warmstart decodes in fit, predict and export (the server has its
+    own per-request limit, ``--max-image-pixels``)."""
     import os
 
     raw = os.environ.get("WARMSTART_MAX_IMAGE_PIXELS")
