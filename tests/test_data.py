@@ -189,3 +189,30 @@ def test_fingerprint_tracks_content():
     )  # labels don't change features
     assert a.fingerprint() != Dataset(["x", "y "], None, "text").fingerprint()
     assert a.fingerprint() != Dataset(["xy", ""], None, "text").fingerprint()
+
+
+def test_image_folder_check_decodes_no_png_or_jpeg_pixels(tmp_path, monkeypatch):
+    """Loading a folder checks each PNG and JPEG without decoding it, so each is decoded once, when used; a
+    truncated JPEG (a whole header, half its scan) is still named at load time."""
+    from PIL import Image as PILImage
+
+    from warmstart.data import image_at
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "a" / "1.png")
+    Image.fromarray(pixels).save(tmp_path / "b" / "1.jpg", quality=90)
+    loads = []  # one pixel decoder is made per decode
+    real = PILImage._getdecoder
+    monkeypatch.setattr(PILImage, "_getdecoder", lambda *a, **k: loads.append(a[1]) or real(*a, **k))
+    ds = load_image_folder(tmp_path)
+    assert loads == []
+    for i in range(len(ds)):
+        image_at(ds, i)
+    assert len(loads) == 2
+    whole = (tmp_path / "b" / "1.jpg").read_bytes()
+    (tmp_path / "b" / "1.jpg").write_bytes(whole[: len(whole) * 3 // 4])
+    with pytest.raises(DataError, match=r"1.jpg: the image is truncated or corrupt"):
+        load_image_folder(tmp_path)

@@ -45,44 +45,92 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def _open_error(path: str | Path, e: Exception, limit: int) -> DataError:
+    """The one message for each way an image file can fail to open or decode."""
+    if isinstance(e, FileNotFoundError):
+        return DataError(f"{path}: no such image file.")
+    if isinstance(e, Image.DecompressionBombError):
+        return DataError(
+            f"{path}: over the pixel limit of {limit:,} ({e}). Resize the image, or raise the limit with "
+            f"WARMSTART_MAX_IMAGE_PIXELS if it is genuine."
+        )
+    if isinstance(e, UnidentifiedImageError):
+        return DataError(
+            f"{path}: not a readable image (unknown or corrupt format). Remove it or re-save it as PNG/JPEG."
+        )
+    return DataError(
+        f"{path}: the image is truncated or corrupt ({e}). Re-export it or remove it from the folder."
+    )
+
+
+def _check_size(path: str | Path, img: Image.Image, limit: int) -> None:
+    w, h = img.size
+    if w * h > limit:
+        raise DataError(
+            f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,}. Resize the image, or "
+            f"raise the limit with WARMSTART_MAX_IMAGE_PIXELS."
+        )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode one image file to an ``(H, W, 3)`` uint8 array, with an error naming the file if it cannot.
     Images larger than ``max_image_pixels()`` are refused before they are decoded."""
     limit = max_image_pixels()
     try:
         with Image.open(path) as img:
-            w, h = img.size
-            if w * h > limit:
-                raise DataError(
-                    f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,}. Resize the image, or "
-                    f"raise the limit with WARMSTART_MAX_IMAGE_PIXELS."
-                )
-            img.load()  # forces a full decode: truncated files fail here, not later in a batch
+            _check_size(path, img, limit)
+            img.load()  # a full decode: a truncated file fails here with its name, never as a wrong array
             return to_rgb8(img)
     except DataError:
         raise
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: no such image file.") from e
-    except Image.DecompressionBombError as e:
-        raise DataError(
-            f"{path}: over the pixel limit of {limit:,} ({e}). Resize the image, or raise the limit with "
-            f"WARMSTART_MAX_IMAGE_PIXELS if it is genuine."
-        ) from e
-    except UnidentifiedImageError as e:
-        raise DataError(
-            f"{path}: not a readable image (unknown or corrupt format). Remove it or re-save it as PNG/JPEG."
-        ) from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(
-            f"{path}: the image is truncated or corrupt ({e}). Re-export it or remove it from the folder."
-        ) from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise _open_error(path, e, limit) from e
+
+
+_STRUCTURE_CHECKED = {
+    "PNG",
+    "WEBP",
+}  # formats whose Pillow ``verify`` finds truncation without decoding pixels
+
+
+def _jpeg_complete(path: str | Path) -> bool:
+    """Whether a JPEG file ends its last scan with an end-of-image marker. Inside entropy-coded data 0xFF is
+    always followed by 0x00 or a restart marker, so FF D9 after the last start-of-scan marks a whole file;
+    a thumbnail's own markers come before the main image's scans."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") >= 0
+
+
+def check_image(path: str | Path) -> None:
+    """Check an image file without decoding its pixels where its format allows: it opens, its size is under the
+    pixel limit, and it is whole (PNG and WebP: Pillow's ``verify`` of chunk lengths and checksums; JPEG: an
+    end-of-image marker after the last scan). Other formats, and a JPEG that fails the marker test, are decoded
+    to be sure. Either way a bad file is reported by name before any work starts, and a good PNG, JPEG or WebP is
+    decoded once, when it is used."""
+    limit = max_image_pixels()
+    try:
+        with Image.open(path) as img:
+            _check_size(path, img, limit)
+            fmt = img.format
+            if fmt in _STRUCTURE_CHECKED:
+                img.verify()
+                return
+        if fmt == "JPEG" and _jpeg_complete(path):
+            return
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise _open_error(path, e, limit) from e
+    read_image(path)
 
 
 def load_image_folder(root: str | Path, *, verify: bool = True) -> Dataset:
     """Load ``root/<class>/<image>`` files; the sub-folder names are the labels.
 
-    With ``verify`` (the default) every image is decoded once, so a truncated or unreadable file is reported
-    by name now rather than halfway through feature extraction.
+    With ``verify`` (the default) every file is checked now without decoding its pixels (``check_image``), so an
+    unreadable, oversized or visibly damaged file is reported by name before any work starts; pixels are decoded
+    once, when they are used.
     """
     root = Path(root)
     if not root.is_dir():
@@ -102,7 +150,7 @@ def load_image_folder(root: str | Path, *, verify: bool = True) -> Dataset:
         from tqdm.auto import tqdm
 
         for p in tqdm(paths, desc="checking images", unit="img", disable=len(paths) < 500, leave=False):
-            read_image(p)
+            check_image(p)
     return Dataset(paths, labels, "image", str(root), list(paths))
 
 
