@@ -110,6 +110,7 @@ CASES = {
         "'0s'",
     ),
     "output is a file": (["fit", "--data", "{root}/good.csv", "-o", "{root}/good.csv"], "is a file"),
+    "output under a file": (["fit", "--data", "{root}/good.csv", "-o", "{root}/good.csv/run"], "is a file"),
     "output is the current folder": (["fit", "--data", "{root}/good.csv", "-o", "."], "folder of its own"),
     "predict onto its input": (
         ["predict", "{root}/art", "{root}/good.csv", "-o", "{root}/good.csv"],
@@ -140,6 +141,53 @@ def test_bad_input_is_one_line_naming_it(case, files, tmp_path, tiny_bert_dir, c
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("error: ") and expected in err, err
     assert (files / "good.csv").read_bytes() == before  # no input was touched
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in: a 0o555 folder, or for root (who may write anywhere) a
+    sysfs folder, where even root cannot create files."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        import tempfile
+
+        try:
+            os.close(tempfile.mkstemp(dir="/sys")[0])
+        except OSError:
+            return "/sys"
+        pytest.skip("running as root with no read-only folder to try")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    return str(locked)
+
+
+def test_a_read_only_output_is_refused_before_any_work(files, tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """fit and predict refuse an --output they cannot write at once, naming it, not after training."""
+    from warmstart.techniques import tuned
+
+    locked = _unwritable_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    started = []
+    monkeypatch.setattr(tuned.TunedTechnique, "fit", lambda *a, **k: started.append(1))
+    argv = [
+        "fit",
+        "--data",
+        str(files / "good.csv"),
+        "--backbone",
+        str(tiny_bert_dir),
+        "--technique",
+        "finetune",
+    ]
+    assert main([*argv, "-o", f"{locked}/run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: ")
+        and "cannot write in" in err
+        and locked in err
+        and len(err.splitlines()) == 1
+    )
+    assert started == []  # refused before the fit started
+    assert main(["predict", str(files / "art"), str(files / "good.csv"), "-o", f"{locked}/p.csv"]) == 2
+    assert "cannot write in" in capsys.readouterr().err
 
 
 def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):

@@ -124,11 +124,26 @@ def check_output(folder: str | os.PathLike, overwrite: bool = False) -> None:
         raise ArtifactError(
             f"{folder}: the artifact needs a folder of its own; give --output a new folder name."
         )
-    probe = folder.resolve().parent
+    check_writable(folder)
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Refuse, before any work, an output path whose nearest existing folder cannot take a new file: it is tried
+    for real (a read-only mount or a folder without write permission fails here, not after a whole training)."""
+    target = Path(target)
+    probe = target.resolve().parent
     while not probe.exists():  # the nearest folder that exists must let us create the rest
         probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ArtifactError(f"{folder}: {probe} is not writable; choose an --output where you can write.")
+    if not probe.is_dir():
+        raise ArtifactError(f"{target}: {probe} is a file, not a folder; choose another output path.")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".warmstart-probe-", dir=probe)
+    except OSError as e:
+        raise ArtifactError(
+            f"{target}: cannot write in {probe} ({e.strerror or e}); choose an output where you can write."
+        ) from e
+    os.close(fd)
+    os.unlink(name)
 
 
 def verify_artifact(folder: str | os.PathLike) -> dict[str, str]:

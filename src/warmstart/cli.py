@@ -343,6 +343,9 @@ def _check_predict_output(out: Path, artifact: Path, inputs: Path) -> None:
         )
     if out.is_dir():
         raise DataError(f"--output {out}: is a folder; give a file name ending in .csv or .json.")
+    from .artifact import check_writable
+
+    check_writable(out)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
