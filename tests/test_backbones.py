@@ -31,6 +31,54 @@ def test_hub_id_offline_gives_clear_error():
         get_backbone("nobody-here/no-such-model")
 
 
+def _hub_cache_with(tmp_path, repo_id, folder):
+    """A hub cache laid out as huggingface_hub writes it, holding ``folder``'s files as ``repo_id``."""
+    import shutil
+
+    repo = tmp_path / "hub" / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return tmp_path / "hub"
+
+
+def test_hub_id_without_network_is_one_probe_then_cache_or_a_clear_error(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """With the hub unreachable (and offline mode not set), a cached id loads from the cache with no retries
+    and an uncached one is refused at once; the hub is probed once per process."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    from warmstart.backbones import hub
+
+    probes = []
+
+    def no_network(*a, **k):
+        probes.append(a)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(
+        constants, "HF_HUB_CACHE", str(_hub_cache_with(tmp_path, "someorg/tiny", tiny_bert_dir))
+    )
+    monkeypatch.setattr(hub, "_UNREACHABLE", {})
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(
+        BackboneError, match=r"hub id 'someorg/absent'.*cannot be reached.*Network is unreachable"
+    ):
+        get_backbone("hf:someorg/absent")
+    bb = get_backbone("hf:someorg/tiny")
+    assert bb.encode(["one sentence"], progress=False).shape == (1, 32)
+    assert time.perf_counter() - start < 20 and len(probes) == 1
+    assert constants.HF_HUB_OFFLINE is True  # the cached copy was read without requests
+
+
 def test_local_transformers_folder_loads(tiny_bert_dir):
     bb = get_backbone(str(tiny_bert_dir))
     assert isinstance(bb, TransformerTextBackbone)

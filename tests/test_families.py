@@ -278,5 +278,5 @@ def test_vision_folder_without_preprocessing_is_refused(family_dirs, tmp_path):
 
 
 def test_hf_prefix_and_hub_id_errors_are_clear():
-    with pytest.raises(BackboneError, match="could not load the transformers hub id 'nobody/nothing-here'"):
+    with pytest.raises(BackboneError, match="hub id 'nobody/nothing-here': not a local folder"):
         get_backbone("hf:nobody/nothing-here")

@@ -24,7 +24,7 @@ from .hf_common import (
     truncate_layers,
     truncate_stages,
 )
-from .hub import model_json
+from .hub import model_json, prepare_hub_id
 from .image import RESAMPLE, ImageBackbone, ImagePreprocess
 
 _RESAMPLE_NAMES = {v: k for k, v in RESAMPLE.items()}
@@ -98,6 +98,7 @@ class HFVisionBackbone(ImageBackbone):
     ) -> HFVisionBackbone:
         from transformers import AutoConfig
 
+        prepare_hub_id(src)
         try:
             with quiet_transformers():
                 config = AutoConfig.from_pretrained(src)

@@ -49,8 +49,9 @@ def load_hf_model(src: str, **kwargs) -> Backbone:
     """A transformers model (folder or hub id) as a text or image backbone, by its config's ``model_type``;
     a sentence-transformers model (``modules.json``) is a text encoder."""
     from .families import VISION_TYPES
-    from .hub import model_json
+    from .hub import model_json, prepare_hub_id
 
+    prepare_hub_id(src)
     config = model_json(src, "config.json") or {}
     if model_json(src, "modules.json") is None and config.get("model_type") in VISION_TYPES:
         from .hf_vision import HFVisionBackbone

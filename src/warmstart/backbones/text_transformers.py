@@ -16,7 +16,7 @@ import torch
 from ..errors import BackboneError
 from .base import Backbone, BatchSource
 from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transformers, truncate_layers
-from .hub import model_file, model_json, strip_prefix
+from .hub import model_file, model_json, prepare_hub_id, strip_prefix
 
 POOLINGS = ("mean", "cls", "max", "weighted-mean", "last-token", "mean-sqrt-len")
 _ST_POOLING_NAMES = {
@@ -195,6 +195,7 @@ class TransformerTextBackbone(Backbone):
         from transformers import AutoModel, AutoTokenizer
 
         src = strip_prefix(str(name_or_path))
+        prepare_hub_id(src)
         try:
             with quiet_transformers():
                 model, info = AutoModel.from_pretrained(src, output_loading_info=True)
