@@ -52,6 +52,7 @@ NOT_IN_RUN_KEY = (
     "device",  # a run resumes on another device (the precision, which changes the numbers, stays in the key)
     "checkpoint_dir",
     "checkpoint_every",
+    "checkpoint_seconds",
     "keep_checkpoint",
     "cache_dir",
     "use_cache",
@@ -105,6 +106,7 @@ class TunedTechnique(Technique):
         "seed": [Interval(int, 0, None)],
         "checkpoint_dir": [str, Path, None],
         "checkpoint_every": [Interval(int, 0, None)],
+        "checkpoint_seconds": [Interval(float, 0, None)],
         "keep_checkpoint": [bool],
         "cache_dir": [str, None],
         "use_cache": [bool],
@@ -133,6 +135,7 @@ class TunedTechnique(Technique):
         seed: int = 0,
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 50,
+        checkpoint_seconds: float = 30.0,
         keep_checkpoint: bool = False,
         cache_dir: str | None = None,
         use_cache: bool = True,
@@ -158,6 +161,7 @@ class TunedTechnique(Technique):
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
         self.keep_checkpoint = keep_checkpoint
         self.cache_dir = cache_dir
         self.use_cache = use_cache
@@ -292,6 +296,7 @@ class TunedTechnique(Technique):
             num_workers=self.num_workers,
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
+            checkpoint_min_seconds=self.checkpoint_seconds,
             progress=self.progress,
         )
 
