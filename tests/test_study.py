@@ -1,37 +1,15 @@
-"""Studies: statistics by hand, identical splits, resuming without recomputing, costs, the report."""
+"""Studies (their statistics: test_study_stats.py): identical splits, resuming without recomputing, costs, the report."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from tests.conftest import make_sentences
 from warmstart.data import Dataset
 from warmstart.errors import ParameterError
-from warmstart.study import StudyConfig, mean_ci, paired, parse_shots, run_study
-
-
-def test_mean_ci_and_paired_by_hand():
-    s = mean_ci([0.70, 0.74, 0.72])
-    # mean 0.72, sd 0.02, t(0.975, 2) = 4.302653
-    assert s["mean"] == pytest.approx(0.72) and s["std"] == pytest.approx(0.02)
-    half = 4.302653 * 0.02 / math.sqrt(3)
-    assert s["ci_low"] == pytest.approx(0.72 - half, abs=1e-6) and s["ci_high"] == pytest.approx(
-        0.72 + half, abs=1e-6
-    )
-    a = {0: 0.80, 1: 0.82, 2: 0.85}
-    b = {0: 0.70, 1: 0.74, 2: 0.72, 3: 0.99}  # seed 3 has no partner and is left out
-    c = paired(a, b)
-    assert c["seeds"] == [0, 1, 2] and c["mean"] == pytest.approx((0.10 + 0.08 + 0.13) / 3)
-    assert c["significant"] and 0 < c["p_value"] < 0.05
-    noisy = paired({0: 0.8, 1: 0.7, 2: 0.9}, {0: 0.75, 1: 0.8, 2: 0.8})
-    assert not noisy["significant"] and noisy["ci_low"] < 0 < noisy["ci_high"]
-    assert paired({0: 0.8}, {0: 0.7}) is None
-    assert parse_shots("4, 8,all") == [4, 8, "all"]
-    with pytest.raises(ParameterError):
-        parse_shots("4,0")
+from warmstart.study import StudyConfig, run_study
 
 
 @pytest.fixture

@@ -222,11 +222,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def study_table(folder: Path) -> str:
     """The learning-curve table and the comparisons against scratch, as Markdown."""
-    from .study import _sort_key
+    from .study_stats import shots_order
 
     summary = json.loads((folder / "summary.json").read_text())
     rows = summary["rows"]
-    shots = sorted({r["shots"] for r in rows}, key=_sort_key)
+    shots = sorted({r["shots"] for r in rows}, key=shots_order)
     techs = list(dict.fromkeys(r["technique"] for r in rows))
     lines = ["| technique | " + " | ".join(f"{k}/class" if k != "all" else "all" for k in shots) + " |"]
     lines.append("|---" * (len(shots) + 1) + "|")

@@ -34,6 +34,7 @@ from .errors import DataError, ParameterError
 from .metrics import classification_metrics
 from .runtime import runtime_of
 from .study_files import load_cells
+from .study_stats import mean_ci, paired, shots_order, summarise  # noqa: F401  (mean_ci, paired: public here too)
 
 STUDY_FORMAT = 1
 
@@ -389,7 +390,9 @@ def finish_study(folder: str | os.PathLike, *, report: bool = True) -> dict:
         raise DataError(f"{out}: no finished cells yet; run the study first.")
     df = pd.DataFrame([{k: c.get(k) for k in TABLE_COLUMNS} for c in cells])
     df["shots"] = df["shots"].astype(str)
-    df = df.sort_values(["technique", "shots", "seed"], key=lambda s: s.map(_sort_key)).reset_index(drop=True)
+    df = df.sort_values(["technique", "shots", "seed"], key=lambda s: s.map(shots_order)).reset_index(
+        drop=True
+    )
     atomic_write_bytes(out / "results.csv", df.to_csv(index=False).encode())
     try:
         import io
@@ -407,78 +410,3 @@ def finish_study(folder: str | os.PathLike, *, report: bool = True) -> dict:
 
         write_study_report(out)
     return summary
-
-
-def _sort_key(v: Any) -> Any:
-    if isinstance(v, str) and v.isdigit():
-        return int(v)
-    if v == "all":
-        return math.inf
-    return v
-
-
-# -- statistics -----------------------------------------------------------------------------------------------
-def mean_ci(values: list[float], level: float = 0.95) -> dict:
-    """Mean, sample standard deviation and a t-distribution confidence interval of the mean."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=np.float64)
-    n = len(x)
-    mean = float(x.mean()) if n else float("nan")
-    std = float(x.std(ddof=1)) if n > 1 else 0.0
-    if n > 1:
-        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
-        lo, hi = mean - half, mean + half
-    else:
-        lo = hi = float("nan")
-    return {"n": n, "mean": mean, "std": std, "ci_low": lo, "ci_high": hi}
-
-
-def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict | None:
-    """``a - b`` over the seeds both have: mean difference, its CI, the paired t-test p-value, and whether the
-    difference is significant at that level (the CI excludes 0). None with fewer than 2 shared seeds."""
-    from scipy import stats
-
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        return None
-    d = np.array([a[s] - b[s] for s in seeds])
-    ci = mean_ci(list(d), level)
-    if np.allclose(d, d[0]):  # no spread: the t-test is undefined
-        p = 0.0 if d[0] != 0 else 1.0
-    else:
-        p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
-    significant = bool(ci["ci_low"] > 0 or ci["ci_high"] < 0) if len(seeds) > 1 else False
-    return {**ci, "p_value": p, "significant": significant, "seeds": seeds}
-
-
-def summarise(cells: list[dict]) -> dict:
-    """Per (technique, shots): accuracy and cost statistics, and paired comparisons against scratch and probe."""
-    by: dict[tuple[str, str], dict[int, dict]] = {}
-    for c in cells:
-        by.setdefault((c["technique"], str(c["shots"])), {})[int(c["seed"])] = c
-    rows = []
-    for (t, k), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], _sort_key(kv[0][1]))):
-        acc = {s: c["accuracy"] for s, c in seeds.items()}
-        row: dict[str, Any] = {"technique": t, "shots": k, "accuracy": mean_ci(list(acc.values()))}
-        row["macro_f1"] = mean_ci([c["macro_f1"] for c in seeds.values()])
-        for key in ("cpu_s", "wall_s", "energy_j", "flops", "peak_rss_mb", "trainable_params"):
-            row[key] = float(np.mean([c[key] for c in seeds.values()]))
-        row["n_per_class"] = float(np.mean([c.get("n_per_class", 0) for c in seeds.values()]))
-        row["energy_method"] = next(iter(seeds.values())).get("energy_method", "")
-        for ref in ("scratch", "probe"):
-            other = by.get((ref, k))
-            if ref == t or not other:
-                continue
-            cmp = paired(acc, {s: c["accuracy"] for s, c in other.items()})
-            if cmp is None:
-                continue
-            if ref == "scratch":
-                extra_cpu_min = row["cpu_s"] / 60
-                cmp["accuracy_gain_per_cpu_minute"] = cmp["mean"] / extra_cpu_min if extra_cpu_min else None
-                cmp["energy_saved_j"] = (
-                    float(np.mean([c["energy_j"] for c in other.values()])) - row["energy_j"]
-                )
-            row[f"vs_{ref}"] = cmp
-        rows.append(row)
-    return {"cells": len(cells), "rows": rows}
