@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,104 @@ def test_disabled_cache_writes_nothing(tiny_bert_dir, text_data, tmp_path):
     cache = FeatureCache(tmp_path, enabled=False)
     cache.get(get_backbone(str(tiny_bert_dir)), text_data, progress=False)
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_key_separates_how_features_were_computed(tiny_bert_dir, text_data, monkeypatch):
+    """Precision, the low-precision method (autocast or a bf16 copy of the weights) and the device type each
+    change the key; the preprocessing is hashed whatever its dict order; fp32 ignores the bf16 method."""
+    import torch
+
+    from warmstart.backbones.base import Backbone
+
+    cache = FeatureCache("unused")
+    bb = get_backbone(str(tiny_bert_dir))
+    assert bb.bf16_kind == "weights"
+    fp32, bf16 = cache.key(bb, text_data, "fp32"), cache.key(bb, text_data, "bf16")
+    monkeypatch.setattr(type(bb), "bf16_kind", "autocast")
+    assert cache.key(bb, text_data, "fp32") == fp32  # fp32 is computed the same way whatever the bf16 method
+    autocast = cache.key(bb, text_data, "bf16")
+    assert len({fp32, bf16, autocast}) == 3
+    monkeypatch.setattr(type(bb), "bf16_kind", "weights")
+    monkeypatch.setattr(type(bb), "device", property(lambda self: torch.device("meta")))
+    assert len({cache.key(bb, text_data, "fp32"), cache.key(bb, text_data, "bf16"), fp32, bf16}) == 4
+    monkeypatch.undo()
+    config = bb.preprocess_config()
+    monkeypatch.setattr(type(bb), "preprocess_config", lambda self: dict(reversed(list(config.items()))))
+    assert list(bb.preprocess_config()) != list(config) and cache.key(bb, text_data, "fp32") == fp32
+    monkeypatch.setattr(type(bb), "preprocess_config", lambda self: {**config, "extra": 1})
+    assert cache.key(bb, text_data, "fp32") != fp32
+    assert isinstance(bb, Backbone) and len(fp32) == 40 and cache.path(fp32).parent.name == fp32[:2]
+
+
+def test_an_entry_records_what_made_it_and_stores_float32(tiny_bert_dir, text_data, tmp_path, monkeypatch):
+    import json
+
+    from warmstart.features import _checksum
+
+    bb = get_backbone(str(tiny_bert_dir))
+    real = bb.encode
+    monkeypatch.setattr(bb, "encode", lambda *a, **k: real(*a, **k).astype(np.float64))  # a float64 encoder
+    cache = FeatureCache(tmp_path)
+    X = cache.get(bb, text_data, progress=False, precision="fp32")
+    assert X.dtype == np.float32 and X.shape == (len(text_data), bb.num_features)
+    meta = json.loads(cache.path(cache.key(bb, text_data)).with_suffix(".json").read_text())
+    assert meta["backbone"] == bb.reference() and meta["data"] == text_data.source
+    assert meta["rows"] == len(text_data) and meta["precision"] == "fp32" and meta["device"] == "cpu"
+    assert 0 <= meta["seconds"] < 60 and abs(meta["created"] - __import__("time").time()) < 60
+    assert meta["checksum"] == _checksum(np.asarray(X))
+    assert (cache.hits, cache.misses) == (0, 1)
+    cache.get(bb, text_data, progress=False)
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+@pytest.mark.parametrize("damage", ["shape", "dtype", "checksum", "no-meta"])
+def test_a_wrong_entry_is_removed_and_recomputed(tiny_bert_dir, text_data, tmp_path, damage):
+    import json
+
+    bb = get_backbone(str(tiny_bert_dir))
+    cache = FeatureCache(tmp_path)
+    X = np.array(cache.get(bb, text_data, progress=False))
+    path = cache.path(cache.key(bb, text_data))
+    if damage == "shape":
+        np.save(path, X[:-1])
+    elif damage == "dtype":
+        np.save(path, X.astype(np.float64))
+    elif damage == "checksum":
+        meta = json.loads(path.with_suffix(".json").read_text())
+        path.with_suffix(".json").write_text(json.dumps({**meta, "checksum": "0" * 32}))
+    else:
+        path.with_suffix(".json").unlink()
+    with pytest.warns(UserWarning, match=f"{path.name}: unreadable feature-cache entry") as caught:
+        again = cache.get(bb, text_data, progress=False)
+    assert caught[0].filename == __file__  # the warning points at the caller of get, not inside the cache
+    np.testing.assert_allclose(again, X, rtol=1e-6)
+    assert cache.misses == 2 and path.is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.get(bb, text_data, progress=False)  # the recomputed entry is whole
+
+
+def test_clear_removes_every_entry_and_its_record(tiny_bert_dir, text_data, tmp_path):
+    bb = get_backbone(str(tiny_bert_dir))
+    cache = FeatureCache(tmp_path)
+    cache.get(bb, text_data, progress=False)
+    cache.get(bb, text_data, progress=False, precision="bf16")
+    (tmp_path / "notes.txt").write_text("kept")
+    assert cache.clear() == 2
+    assert not list(tmp_path.rglob("*.npy")) and not list(tmp_path.rglob("*.json"))
+    assert (tmp_path / "notes.txt").exists() and cache.clear() == 0
+
+
+def test_default_root_is_under_warmstart_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("WARMSTART_HOME", str(tmp_path))
+    assert FeatureCache().root == tmp_path / "features"
+
+
+def test_modality_mismatch_names_the_right_article(tiny_bert_dir, tiny_image_backbone, text_data, tmp_path):
+    from warmstart.data import from_arrays
+
+    images = from_arrays(np.zeros((2, 8, 8), np.uint8), ["a", "b"])
+    with pytest.raises(DataError, match="pick an image backbone"):
+        FeatureCache(tmp_path).get(get_backbone(str(tiny_bert_dir)), images)
+    with pytest.raises(DataError, match="pick a text backbone"):
+        FeatureCache(tmp_path).get(tiny_image_backbone, text_data)

@@ -105,7 +105,7 @@ class FeatureCache:
             precision=precision,
         )
         seconds = time.perf_counter() - start
-        self._store(
+        return self._store(
             path,
             feats,
             {
@@ -118,7 +118,6 @@ class FeatureCache:
                 "created": time.time(),
             },
         )
-        return feats
 
     def _load(self, path: Path, rows: int, dim: int) -> np.ndarray | None:
         """The entry at ``path`` if it is whole: the right shape and the checksum recorded beside it (an entry
@@ -140,11 +139,13 @@ class FeatureCache:
         path.unlink(missing_ok=True)
         return None
 
-    def _store(self, path: Path, feats: np.ndarray, meta: dict) -> None:
+    def _store(self, path: Path, feats: np.ndarray, meta: dict) -> np.ndarray:
+        """Write ``feats`` as float32 and return that array, so a first call and a cached one agree."""
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         atomic_write_json(path.with_suffix(".json"), {**meta, "checksum": _checksum(feats)})
         with atomic_open(path) as f:
             np.save(f, feats)
+        return feats
 
     def clear(self) -> int:
         """Delete every entry; returns how many were removed."""
