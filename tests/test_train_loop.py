@@ -1,0 +1,401 @@
+"""The training loop on its own, with a linear model on fixed vectors so each test runs in milliseconds: the
+schedule's values, step counts with gradient accumulation, clipping, the loss, early stopping and best-epoch
+restore, checkpoints (what they hold, when they are written, resuming from them), and the batch order. The
+techniques' conformance suite (test_techniques.py) runs the same loop through real backbones."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from warmstart.backbones.base import BatchSource
+from warmstart.techniques.train import (
+    CHECKPOINT_VERSION,
+    Checkpointer,
+    Hooks,
+    Interrupted,
+    LoopConfig,
+    LoopState,
+    batch_units,
+    epoch_batches,
+    load_trainable_state,
+    lr_factor,
+    train,
+    trainable_state,
+)
+
+
+class Vectors(BatchSource):
+    def __init__(self, x: torch.Tensor, lengths=None):
+        self.x, self.lengths = x, lengths
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def collate(self, indices):
+        return {"x": self.x[torch.as_tensor(indices)]}
+
+
+class Linear(nn.Module):
+    def __init__(self, d=4, c=2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(d, c)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return self.fc(x)
+
+
+def _data(n=24, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, 0] > 0).long()
+    return Vectors(x), y
+
+
+def _cfg(**kw):
+    base = dict(epochs=2, batch_size=4, warmup_ratio=0.0, schedule="constant", patience=None, progress=False)
+    return LoopConfig(**{**base, **kw})
+
+
+def _groups(model, lr=0.05):
+    return [{"params": list(model.parameters()), "lr": lr, "weight_decay": 0.0}]
+
+
+def test_lr_factor_values():
+    assert lr_factor(0, 10, 2, "cosine") == pytest.approx(1 / 3)
+    assert lr_factor(1, 10, 2, "cosine") == pytest.approx(2 / 3)
+    assert lr_factor(2, 10, 2, "cosine") == pytest.approx(1.0)
+    assert lr_factor(6, 10, 2, "cosine") == pytest.approx(0.5)  # halfway through the decay
+    assert lr_factor(10, 10, 2, "cosine") == pytest.approx(0.0)
+    assert lr_factor(12, 10, 2, "cosine") == pytest.approx(0.0)  # past the end stays at the end
+    assert lr_factor(6, 10, 2, "linear") == pytest.approx(0.5)
+    assert lr_factor(4, 10, 2, "linear") == pytest.approx(0.75)
+    assert lr_factor(9, 10, 0, "linear") == pytest.approx(0.1)
+    assert lr_factor(9, 10, 2, "constant") == 1.0 and lr_factor(0, 10, 0, "constant") == 1.0
+    assert lr_factor(3, 3, 3, "cosine") == 1.0  # everything was warmup
+    assert lr_factor(0, 10, 0, "cosine") == 1.0
+
+
+def test_steps_per_epoch_and_total_steps_with_accumulation():
+    assert LoopConfig(batch_size=4, grad_accum=1).steps_per_epoch(24) == 6
+    assert LoopConfig(batch_size=4, grad_accum=2).steps_per_epoch(24) == 3
+    assert LoopConfig(batch_size=5, grad_accum=2).steps_per_epoch(24) == 3  # 5 batches, the last step has one
+    assert LoopConfig(batch_size=5, grad_accum=1).steps_per_epoch(26) == 6
+    src, y = _data()
+    model = Linear()
+    state = train(model, _groups(model), src, y, _cfg(epochs=3, grad_accum=2))
+    assert state.step == 9 and state.epoch == 3 and state.batch == 0 and len(state.history) == 3
+    assert [h["step"] for h in state.history] == [3, 6, 9] and [h["epoch"] for h in state.history] == [
+        1,
+        2,
+        3,
+    ]
+    assert model.calls.item() == 18  # one forward per batch: 6 batches x 3 epochs
+    assert state.flops > 0 and state.flops_per_unit == pytest.approx(state.flops / (24 * 4 * 3))
+
+
+def test_accumulated_steps_equal_one_big_batch():
+    """Two micro-batches of 4 accumulated into one step move the weights as one batch of 8 does."""
+    src, y = _data(n=8)
+    a, b = Linear(), Linear()
+    order = [np.arange(8)]
+    halves = [np.arange(4), np.arange(4, 8)]
+    train(
+        a,
+        _groups(a),
+        src,
+        y,
+        _cfg(epochs=1, batch_size=8, max_grad_norm=None),
+        hooks=Hooks(batches=lambda e: order),
+    )
+    train(
+        b,
+        _groups(b),
+        src,
+        y,
+        _cfg(epochs=1, batch_size=4, grad_accum=2, max_grad_norm=None),
+        hooks=Hooks(batches=lambda e: halves),
+    )
+    torch.testing.assert_close(a.fc.weight, b.fc.weight, rtol=1e-5, atol=1e-6)
+    c = Linear()
+    train(
+        c,
+        _groups(c),
+        src,
+        y,
+        _cfg(epochs=1, batch_size=4, max_grad_norm=None),
+        hooks=Hooks(batches=lambda e: halves),
+    )
+    assert not torch.allclose(a.fc.weight, c.fc.weight)  # two steps are not one
+
+
+def test_one_step_matches_adamw_by_hand_with_clipping():
+    src, y = _data(n=4)
+    model, ref = Linear(), Linear()
+    lr = 0.1
+    train(model, _groups(model, lr), src, y, _cfg(epochs=1, batch_size=4, max_grad_norm=0.01))
+    loss = nn.functional.cross_entropy(ref(src.x), y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.01)
+    opt = torch.optim.AdamW(ref.parameters(), lr=lr, weight_decay=0.0)
+    opt.step()
+    torch.testing.assert_close(model.fc.weight, ref.fc.weight)
+    torch.testing.assert_close(model.fc.bias, ref.fc.bias)
+
+
+def test_the_history_records_the_mean_training_loss_and_validation_metrics():
+    src, y = _data(n=8)
+    model = Linear()
+    losses = []
+
+    def loss(out, t):
+        value = nn.functional.cross_entropy(out, t)
+        losses.append(value.item())
+        return value
+
+    evals = iter([{"accuracy": 0.5, "macro_f1": 0.4}, {"accuracy": 0.75, "macro_f1": 0.7}])
+    hooks = Hooks(loss=loss, evaluate=lambda: next(evals))
+    state = train(model, _groups(model), src, y, _cfg(epochs=2, batch_size=4), hooks=hooks)
+    h = state.history
+    assert h[0]["train_loss"] == pytest.approx(np.mean(losses[:2]), abs=1e-6)
+    assert h[1]["train_loss"] == pytest.approx(np.mean(losses[2:]), abs=1e-6)
+    assert h[0]["val_accuracy"] == 0.5 and h[1]["val_macro_f1"] == 0.7
+    assert set(h[0]) == {"epoch", "step", "train_loss", "val_accuracy", "val_macro_f1"}
+    assert state.best_epoch == 2 and state.best_metric == 0.75 and state.bad_epochs == 0
+    assert state.seconds > 0
+
+
+def test_extra_loss_is_added_to_every_step():
+    src, y = _data(n=8)
+    a, b = Linear(), Linear()
+    train(a, _groups(a), src, y, _cfg(epochs=1))
+    pull = Hooks(extra_loss=lambda: 10.0 * (b.fc.weight**2).sum())
+    train(b, _groups(b), src, y, _cfg(epochs=1), hooks=pull)
+    assert b.fc.weight.norm() < a.fc.weight.norm()
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_early_stopping_counts_bad_epochs_and_restores_the_best(metric):
+    src, y = _data(n=8)
+    model = Linear()
+    curve = iter([0.5, 0.9, 0.9, 0.6, 0.95])
+    snapshots = []
+
+    def evaluate():
+        snapshots.append(model.fc.weight.detach().clone())
+        v = next(curve)
+        return {"accuracy": v, "macro_f1": v}
+
+    state = train(
+        model,
+        _groups(model),
+        src,
+        y,
+        _cfg(epochs=5, patience=2, metric=metric),
+        hooks=Hooks(evaluate=evaluate),
+    )
+    # 0.9 at epoch 2; epoch 3 ties (not an improvement), epoch 4 is worse: two bad epochs stop the run
+    assert len(state.history) == 4 and state.stopped_early and state.bad_epochs == 2
+    assert state.best_epoch == 2 and state.best_metric == 0.9
+    torch.testing.assert_close(model.fc.weight, snapshots[1])
+    assert not model.training
+
+
+def test_patience_none_never_stops_and_without_evaluate_the_last_weights_stay():
+    src, y = _data(n=8)
+    model = Linear()
+    curve = iter([0.9, 0.1, 0.1, 0.1])
+    state = train(
+        model, _groups(model), src, y, _cfg(epochs=4), hooks=Hooks(evaluate=lambda: {"accuracy": next(curve)})
+    )
+    assert len(state.history) == 4 and not state.stopped_early and state.bad_epochs == 3
+    plain = Linear()
+    state = train(plain, _groups(plain), src, y, _cfg(epochs=2))
+    assert state.best_epoch is None and state.best_metric is None and "val_accuracy" not in state.history[0]
+
+
+def test_epoch_start_hook_sees_every_epoch():
+    src, y = _data(n=8)
+    model = Linear()
+    seen = []
+    train(model, _groups(model), src, y, _cfg(epochs=3), hooks=Hooks(on_epoch_start=seen.append))
+    assert seen == [0, 1, 2]
+
+
+def test_epoch_batches_are_a_function_of_seed_and_epoch_and_group_lengths():
+    src = Vectors(torch.zeros(100, 1), lengths=np.arange(100))
+    a = epoch_batches(src, 10, seed=1, epoch=0)
+    assert [b.tolist() for b in a] == [b.tolist() for b in epoch_batches(src, 10, seed=1, epoch=0)]
+    assert [b.tolist() for b in a] != [b.tolist() for b in epoch_batches(src, 10, seed=1, epoch=1)]
+    assert [b.tolist() for b in a] != [b.tolist() for b in epoch_batches(src, 10, seed=2, epoch=0)]
+    assert sorted(np.concatenate(a).tolist()) == list(range(100)) and all(len(b) == 10 for b in a)
+    long = Vectors(torch.zeros(2000, 1), lengths=np.arange(2000))
+    spread = [np.ptp(b) for b in epoch_batches(long, 10, seed=0, epoch=0)]
+    assert np.median(spread) < 2000 / 32  # sorted inside pools of 320 rows: a batch's lengths are close
+    plain = Vectors(torch.zeros(23, 1))
+    sizes = sorted(len(b) for b in epoch_batches(plain, 5, 0, 0))
+    assert sizes == [3, 5, 5, 5, 5]
+
+
+def test_trainable_state_leaves_frozen_parameters_out_and_loading_checks_names():
+    model = Linear()
+    model.fc.bias.requires_grad_(False)
+    state = trainable_state(model)
+    assert set(state) == {"fc.weight", "calls"}
+    state["fc.weight"].add_(1.0)
+    assert not torch.equal(state["fc.weight"], model.fc.weight)  # a copy
+    load_trainable_state(model, state)
+    torch.testing.assert_close(model.fc.weight.detach(), state["fc.weight"])
+    with pytest.raises(RuntimeError, match="lacks: \\['nope'\\]"):
+        load_trainable_state(model, {"nope": torch.zeros(1)})
+    assert batch_units({"x": torch.zeros(3, 5), "y": torch.zeros(100)}) == 15
+
+
+def test_checkpoint_holds_the_position_and_a_wrong_key_or_version_is_ignored(tmp_path):
+    src, y = _data()
+    model = Linear()
+    ck = Checkpointer(tmp_path / "ck", "key-1")
+    with pytest.raises(Interrupted, match="interrupted at step 7/12; checkpoint saved in"):
+        train(model, _groups(model), src, y, _cfg(), ck, Hooks(interrupt_after_step=7))
+    meta = json.loads((tmp_path / "ck" / "state.json").read_text())
+    assert meta["version"] == CHECKPOINT_VERSION and meta["run_key"] == "key-1"
+    assert meta["state"]["step"] == 7 and meta["state"]["epoch"] == 1 and meta["state"]["batch"] == 1
+    state, tensors = ck.load()
+    assert isinstance(state, LoopState) and state.step == 7 and state.loss_count == 1
+    assert {"model", "optimizer", "rng"} <= set(tensors) and "fc.weight" in tensors["model"]
+    assert Checkpointer(tmp_path / "ck", "key-2").load() is None
+    meta["version"] = CHECKPOINT_VERSION - 1
+    (tmp_path / "ck" / "state.json").write_text(json.dumps(meta))
+    assert ck.load() is None
+    (tmp_path / "ck" / "state.json").write_text("{broken")
+    assert ck.load() is None
+    assert (
+        Checkpointer(tmp_path / "none", "k").load() is None
+        and Checkpointer(tmp_path / "none", "k").load_best() is None
+    )
+    ck.clear()
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("at", [1, 5, 6, 7, 11])
+def test_resume_takes_only_the_remaining_steps_and_ends_identically(tmp_path, at):
+    src, y = _data()
+    curve = [0.5, 0.7]  # validation accuracy by epoch
+
+    def run(ck=None, hooks_kw=None):
+        model = Linear()
+        torch.manual_seed(123)  # the loop must reseed; anything before it must not matter
+        epoch = []
+        hooks = Hooks(
+            on_epoch_start=epoch.append, evaluate=lambda: {"accuracy": curve[epoch[-1]]}, **(hooks_kw or {})
+        )
+        return model, train(model, _groups(model), src, y, _cfg(), ck, hooks)
+
+    ref_model, ref = run()
+    ck = Checkpointer(tmp_path / "ck", "k")
+    with pytest.raises(Interrupted):
+        run(ck, {"interrupt_after_step": at})
+    steps = []
+    real = torch.optim.AdamW.step
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: steps.append(1) or real(self, *a, **k))
+        model, state = run(ck)
+    assert len(steps) == 12 - at  # only the remaining steps were taken
+    assert model.calls.item() == ref_model.calls.item()  # the buffer is saved too: batches before + after
+    assert state.step == ref.step == 12 and state.history == ref.history
+    torch.testing.assert_close(model.fc.weight, ref_model.fc.weight, rtol=0, atol=0)
+
+
+def test_periodic_checkpoints_follow_every_and_the_time_gap(tmp_path, monkeypatch):
+    from warmstart.techniques import train as loop
+
+    src, y = _data()
+    saved = []
+    real = Checkpointer.save
+    monkeypatch.setattr(
+        Checkpointer, "save", lambda self, m, o, s, *a: saved.append(s.step) or real(self, m, o, s, *a)
+    )
+    model = Linear()
+    train(
+        model,
+        _groups(model),
+        src,
+        y,
+        _cfg(checkpoint_every=4, checkpoint_min_seconds=0),
+        Checkpointer(tmp_path / "a", "k"),
+    )
+    assert saved == [4, 6, 8, 12]  # every 4 steps inside an epoch, and at each epoch's end (6, 12)
+    saved.clear()
+    model = Linear()
+    train(
+        model,
+        _groups(model),
+        src,
+        y,
+        _cfg(checkpoint_every=4, checkpoint_min_seconds=3600),
+        Checkpointer(tmp_path / "b", "k"),
+    )
+    assert saved == []  # too soon after the start for a periodic one
+    saved.clear()
+    model = Linear()
+    train(
+        model,
+        _groups(model),
+        src,
+        y,
+        _cfg(checkpoint_every=0, checkpoint_min_seconds=0),
+        Checkpointer(tmp_path / "c", "k"),
+    )
+    assert saved == [6, 12]
+    assert loop.LoopConfig().checkpoint_min_seconds == 30.0 and loop.LoopConfig().checkpoint_every == 50
+
+
+def test_best_weights_come_from_the_checkpoint_folder(tmp_path):
+    src, y = _data(n=8)
+    curve = iter([0.9, 0.1])
+    model = Linear()
+    snap = []
+
+    def evaluate():
+        snap.append(model.fc.weight.detach().clone())
+        return {"accuracy": next(curve)}
+
+    ck = Checkpointer(tmp_path / "ck", "k")
+    train(model, _groups(model), src, y, _cfg(), ck, Hooks(evaluate=evaluate))
+    assert (tmp_path / "ck" / "best.pt").is_file()
+    torch.testing.assert_close(model.fc.weight, snap[0])
+    torch.testing.assert_close(ck.load_best()["fc.weight"], snap[0])
+
+
+def test_interrupt_without_a_checkpointer_says_so():
+    src, y = _data(n=8)
+    model = Linear()
+    with pytest.raises(Interrupted, match="nowhere \\(checkpointing is off\\)"):
+        train(model, _groups(model), src, y, _cfg(), hooks=Hooks(interrupt_after_step=1))
+    assert all(p.grad is None for p in model.parameters())  # a half-accumulated step is dropped
+
+
+def test_warmup_and_decay_set_the_optimiser_learning_rate(monkeypatch):
+    seen = []
+    real = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    src, y = _data()
+    model = Linear()
+    train(model, _groups(model, lr=1.0), src, y, _cfg(epochs=2, warmup_ratio=0.25, schedule="linear"))
+    total, warmup = 12, 3
+    assert seen == pytest.approx([lr_factor(s, total, warmup, "linear") for s in range(total)])
+    assert seen[0] == pytest.approx(0.25) and seen[-1] == pytest.approx(1 / 9)
+    assert math.isclose(max(seen), 1.0)
