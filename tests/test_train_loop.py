@@ -399,3 +399,200 @@ def test_warmup_and_decay_set_the_optimiser_learning_rate(monkeypatch):
     assert seen == pytest.approx([lr_factor(s, total, warmup, "linear") for s in range(total)])
     assert seen[0] == pytest.approx(0.25) and seen[-1] == pytest.approx(1 / 9)
     assert math.isclose(max(seen), 1.0)
+
+
+def test_the_optimiser_sees_the_gradient_of_the_batch_mean_loss(monkeypatch):
+    """AdamW hides a wrong loss scale, so the gradient is checked where clipping reads it: for a batch of 8 in
+    one step, and for the same 8 rows as 3 accumulated micro-batches of 3, 3 and 2."""
+    src, y = _data(n=8)
+    ref = Linear()
+    nn.functional.cross_entropy(ref(src.x), y).backward()
+    expected = torch.cat([p.grad.flatten() for p in ref.parameters()]).norm().item()
+    norms = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *a, **k):
+        params = list(params)
+        norms.append(torch.cat([p.grad.flatten() for p in params]).norm().item())
+        return real(params, max_norm, *a, **k)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    for batches, accum in (([np.arange(8)], 1), ([np.arange(3), np.arange(3, 6), np.arange(6, 8)], 3)):
+        norms.clear()
+        model = Linear()
+        train(
+            model,
+            _groups(model),
+            src,
+            y,
+            _cfg(epochs=1, batch_size=3, grad_accum=accum, max_grad_norm=1e9),
+            hooks=Hooks(batches=lambda e, b=batches: b),
+        )
+        assert norms == pytest.approx([expected], rel=1e-5), accum
+
+
+def test_history_loss_is_the_mean_cross_entropy_of_the_epoch():
+    src, y = _data(n=8)
+    model, ref = Linear(), Linear()
+    order = [np.arange(8)]
+    state = train(
+        model, _groups(model), src, y, _cfg(epochs=1, batch_size=8), hooks=Hooks(batches=lambda e: order)
+    )
+    assert state.history[0]["train_loss"] == pytest.approx(
+        nn.functional.cross_entropy(ref(src.x), y).item(), abs=1e-6
+    )
+
+
+def test_three_micro_batches_are_one_step_and_a_short_last_group_still_steps():
+    src, y = _data(n=12)
+    a, b = Linear(), Linear()
+    whole, thirds = [np.arange(12)], [np.arange(0, 4), np.arange(4, 8), np.arange(8, 12)]
+    train(
+        a,
+        _groups(a),
+        src,
+        y,
+        _cfg(epochs=1, batch_size=12, max_grad_norm=None),
+        hooks=Hooks(batches=lambda e: whole),
+    )
+    cfg = _cfg(epochs=1, batch_size=4, grad_accum=3, max_grad_norm=None)
+    state = train(b, _groups(b), src, y, cfg, hooks=Hooks(batches=lambda e: thirds))
+    assert state.step == 1
+    torch.testing.assert_close(a.fc.weight, b.fc.weight, rtol=1e-5, atol=1e-6)
+    src, y = _data(n=25)
+    model = Linear()
+    state = train(model, _groups(model), src, y, _cfg(epochs=2, batch_size=5, grad_accum=2))
+    assert state.step == 6 and [h["step"] for h in state.history] == [3, 6]  # 5 batches: 2 + 2 + 1 per step
+
+
+def test_the_batches_hook_is_asked_for_each_epoch():
+    src, y = _data(n=8)
+    asked = []
+
+    def batches(epoch):
+        asked.append(epoch)
+        return [np.arange(4), np.arange(4, 8)] if epoch == 0 else [np.arange(8)]
+
+    model = Linear()
+    state = train(model, _groups(model), src, y, _cfg(epochs=2, batch_size=4), hooks=Hooks(batches=batches))
+    assert state.step == 3 and 0 in asked and 1 in asked and [h["step"] for h in state.history] == [2, 3]
+
+
+def test_lr_factor_with_one_step_of_decay():
+    assert lr_factor(2, 2, 1, "linear") == pytest.approx(0.0)  # (step - warmup) / (total - warmup) = 1 / 1
+    assert lr_factor(1, 2, 1, "linear") == pytest.approx(1.0)
+
+
+def test_a_checkpoint_at_the_second_last_batch_is_written(tmp_path, monkeypatch):
+    src, y = _data()
+    saved = []
+    real = Checkpointer.save
+    monkeypatch.setattr(
+        Checkpointer, "save", lambda self, m, o, s, *a: saved.append(s.step) or real(self, m, o, s, *a)
+    )
+    model = Linear()
+    cfg = _cfg(checkpoint_every=5, checkpoint_min_seconds=0)
+    train(model, _groups(model), src, y, cfg, Checkpointer(tmp_path / "a", "k"))
+    assert saved == [5, 6, 10, 12]  # step 5 is the 5th of 6 batches: periodic; 6 and 12 end the epochs
+
+
+def test_ctrl_c_mid_accumulation_drops_the_half_step(tmp_path):
+    src, y = _data(n=8)
+    model = Linear()
+    calls = []
+
+    def loss(out, t):
+        calls.append(1)
+        if len(calls) == 2:  # the second micro-batch of the first step
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(out, t)
+
+    cfg = _cfg(epochs=1, batch_size=4, grad_accum=2)
+    with pytest.raises(Interrupted, match="interrupted at step 0/1"):
+        train(model, _groups(model), src, y, cfg, Checkpointer(tmp_path / "ck", "k"), Hooks(loss=loss))
+    assert all(p.grad is None for p in model.parameters())
+    state, _ = Checkpointer(tmp_path / "ck", "k").load()
+    assert state.step == 0 and state.batch == 0
+
+
+def test_a_resumed_run_says_from_where(tmp_path, capsys):
+    src, y = _data()
+    ck = Checkpointer(tmp_path / "ck", "k")
+    model = Linear()
+    with pytest.raises(Interrupted):
+        train(model, _groups(model), src, y, _cfg(), ck, Hooks(interrupt_after_step=7))
+    capsys.readouterr()
+    model = Linear()
+    train(model, _groups(model), src, y, _cfg(progress=True), ck)
+    err = capsys.readouterr().err
+    assert f"resuming from step 7/12 (epoch 2), checkpoint in {tmp_path / 'ck'}" in err
+
+
+def test_fp16_with_its_gradient_scaler_resumes_identically(tmp_path):
+    src, y = _data()
+
+    def run(ck=None, hooks=None):
+        model = Linear()
+        train(model, _groups(model), src, y, _cfg(precision="fp16"), ck, hooks)
+        return model
+
+    ref = run()
+    ck = Checkpointer(tmp_path / "ck", "k")
+    with pytest.raises(Interrupted):
+        run(ck, Hooks(interrupt_after_step=5))
+    _, tensors = ck.load()
+    assert "scaler" in tensors and tensors["scaler"]["scale"] > 0
+    resumed = run(ck)
+    torch.testing.assert_close(resumed.fc.weight, ref.fc.weight, rtol=0, atol=0)
+
+
+def test_a_checkpoint_that_would_run_code_is_not_loaded(tmp_path):
+    """Checkpoints are read with weights_only=True: a pickle that would run code on load is refused."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    ck = Checkpointer(tmp_path / "ck", "k")
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "state.json").write_text(
+        json.dumps({"version": CHECKPOINT_VERSION, "run_key": "k", "state": {}})
+    )
+    (tmp_path / "ck" / "state.pt").write_bytes(pickle.dumps({"model": Payload()}))
+    (tmp_path / "ck" / "best.pt").write_bytes(pickle.dumps({"model": Payload()}))
+    assert ck.load() is None  # the run starts over
+    with pytest.raises(pickle.UnpicklingError):
+        ck.load_best()
+    assert not marker.exists()
+
+
+def test_abandoned_checkpoints_are_those_untouched_for_a_day(tmp_path):
+    import os
+    import time
+
+    from warmstart.techniques.train import abandoned_checkpoints
+
+    old, new, empty_old = tmp_path / "old", tmp_path / "new", tmp_path / "empty"
+    for d in (old, new, empty_old):
+        d.mkdir()
+    (old / "state.pt").write_bytes(b"x" * 100)
+    (old / "sub").mkdir()
+    (old / "sub" / "best.pt").write_bytes(b"y" * 50)
+    (new / "state.pt").write_bytes(b"z" * 10)
+    (tmp_path / "stray.txt").write_text("a file, not a checkpoint folder")
+    day = 24 * 3600
+    for p in (old / "state.pt", old / "sub" / "best.pt", empty_old):
+        os.utime(p, (time.time() - 2 * day, time.time() - 2 * day))
+    os.utime(new / "state.pt", (time.time() - 3600, time.time() - 3600))
+    found = abandoned_checkpoints(tmp_path)
+    assert [(f.name, size) for f, _, size in found] == [("empty", 0), ("old", 150)]
+    assert all(47.9 < age < 48.1 for _, age, _ in found)
+    assert [f.name for f, _, _ in abandoned_checkpoints(tmp_path, older_than_hours=0.5)] == [
+        "empty",
+        "new",
+        "old",
+    ]
+    assert abandoned_checkpoints(tmp_path / "missing") == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from .. import runtime
 from .._io import atomic_open, atomic_write_json
 from ..backbones.base import BatchSource, collated_batches
 
-CHECKPOINT_VERSION = 2  # 2: RNG states of every device and the gradient scaler
+CHECKPOINT_VERSION = 3  # 2: RNG states of every device and the gradient scaler; 3: losses weighted by rows
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Checkpointer:
             if meta.get("version") != CHECKPOINT_VERSION or meta.get("run_key") != self.run_key:
                 return None
             tensors = torch.load(self.folder / "state.pt", map_location="cpu", weights_only=True)
-        except (OSError, ValueError, RuntimeError):  # damaged: start over rather than fail
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError):  # damaged or unsafe: start over
             return None
         return LoopState(**meta["state"]), tensors
 
@@ -359,17 +360,22 @@ class _Loop:
             batches = self.hooks.batches(state.epoch)
         else:
             batches = epoch_batches(self.source, cfg.batch_size, cfg.seed, state.epoch)
-        pending: list[float] = []  # losses of the step being accumulated; counted once the step is taken
+        pending: list[float] = []  # the step's loss so far, by micro-batch; counted once the step is taken
         shares = [self._share(idx) for idx in batches[state.batch :]]
         collated = self._collated([local for local, _ in shares])
         for b, (local, weight), batch in zip(range(state.batch, len(batches)), shares, collated, strict=True):
             steps_now = not ((b + 1) % cfg.grad_accum and b + 1 < len(batches))
-            pending.append(self._micro_step(forward, local, batch, len(batches[b]), weight, sync=steps_now))
+            first = (
+                b - b % cfg.grad_accum
+            )  # the step's micro-batches: its gradient is that of their mean loss
+            step_rows = sum(len(batches[j]) for j in range(first, min(first + cfg.grad_accum, len(batches))))
+            share = len(batches[b]) / step_rows
+            pending.append(self._micro_step(forward, local, batch, step_rows, weight, share, sync=steps_now))
             if not steps_now:
                 continue
             self._optimizer_step(lr_factor(state.step, self.total, self.warmup, cfg.schedule))
             state.step, state.batch = state.step + 1, b + 1
-            state.loss_sum, state.loss_count = state.loss_sum + sum(pending), state.loss_count + len(pending)
+            state.loss_sum, state.loss_count = state.loss_sum + sum(pending), state.loss_count + 1
             pending.clear()
             self.rng_at_step = runtime.rng_state()
             self.bar.update(1)
@@ -397,15 +403,16 @@ class _Loop:
         forward: nn.Module,
         local: np.ndarray,
         batch: dict[str, torch.Tensor],
-        global_rows: int,
+        step_rows: int,
         weight: float,
+        share: float,
         sync: bool,
     ) -> float:
-        """Forward and backward over this rank's share of one batch; returns the whole batch's loss.
-        Gradients are synchronised across ranks only on the batch that completes an optimizer step."""
+        """Forward and backward over this rank's share of one batch; returns the batch's part of its step's
+        loss. Gradients are synchronised across ranks only on the batch that completes an optimizer step."""
         context = forward.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
         with context:
-            loss = self._forward_backward(forward, local, batch, global_rows, weight)
+            loss = self._forward_backward(forward, local, batch, step_rows, weight, share)
         value = loss.item()
         if self.world > 1:  # each rank's loss is its share of the batch mean
             from .. import distributed
@@ -418,14 +425,17 @@ class _Loop:
         forward: nn.Module,
         idx: np.ndarray,
         batch: dict[str, torch.Tensor],
-        global_rows: int,
+        step_rows: int,
         weight: float = 1.0,
+        share: float = 1.0,
     ) -> torch.Tensor:
-        """Loss of the rows ``idx`` and its gradients. In a distributed run ``idx`` is this rank's share of a
-        batch of ``global_rows`` rows, and the loss is scaled so that the ranks' losses sum to the batch's;
-        ``DistributedDataParallel`` averages gradients over ranks, so the backward pass is scaled by the
-        world size to sum them instead, as one process would over the whole batch."""
-        cfg, state = self.cfg, self.state
+        """Loss of the rows ``idx`` and its gradients, as their part of the mean loss over the ``step_rows``
+        rows of the optimizer step (every micro-batch of an accumulated step, on every rank), so that
+        accumulated micro-batches of any sizes give the gradient of one batch of all their rows. ``share`` is
+        this batch's fraction of those rows (for ``extra_loss``, counted once per step). In a distributed run
+        ``idx`` is this rank's share of the batch; ``DistributedDataParallel`` averages gradients over ranks,
+        so the backward pass is scaled by the world size to sum them instead, as one process would."""
+        state = self.state
         batch = self.rt.to_device(batch)
         units = batch_units(batch) if weight else 0
         counter = None
@@ -439,13 +449,13 @@ class _Loop:
                 out = forward(**batch)
             targets = self.targets[torch.as_tensor(idx)].to(self.rt.device, non_blocking=True)
             if self.hooks.loss is not None:
-                loss = self.hooks.loss(out.float(), targets) * (len(idx) / global_rows)
+                loss = self.hooks.loss(out.float(), targets) * (len(idx) / step_rows)
             else:
-                loss = nn.functional.cross_entropy(out.float(), targets, reduction="sum") / global_rows
+                loss = nn.functional.cross_entropy(out.float(), targets, reduction="sum") / step_rows
             loss = loss * weight
             if self.hooks.extra_loss is not None:
-                loss = loss + self.hooks.extra_loss() / self.world
-            scaled = loss * (self.world / cfg.grad_accum)
+                loss = loss + self.hooks.extra_loss() * (share / self.world)
+            scaled = loss * self.world
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         finally:
             if counter is not None:
