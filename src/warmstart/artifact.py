@@ -211,16 +211,16 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
     if verify:
         verify_artifact(folder)
     meta = _read_json(folder / "warmstart.json")
+    if not isinstance(meta, dict) or not isinstance(meta.get("technique"), str) or "params" not in meta:
+        raise ArtifactError(
+            f"{folder / 'warmstart.json'}: lacks the technique or its parameters; the artifact is damaged."
+        )
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
             f"{folder}: artifact format {meta.get('format_version')} is not supported by this "
             f"warmstart (expects {FORMAT_VERSION})."
         )
     techniques = available_techniques()
-    if not isinstance(meta, dict) or not isinstance(meta.get("technique"), str) or "params" not in meta:
-        raise ArtifactError(
-            f"{folder / 'warmstart.json'}: lacks the technique or its parameters; the artifact is damaged."
-        )
     if meta["technique"] not in techniques:
         raise ArtifactError(
             f"{folder}: technique {meta['technique']!r} is not available in this installation."
