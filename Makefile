@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint mutation clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,9 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
+
+mutation: setup  # mutation scores of the modules where a silent bug costs most (docs/development.md)
+	$(PY) scripts/mutation.py all
 
 clean:
 	rm -rf runs .pytest_cache

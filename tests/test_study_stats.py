@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import scipy.stats  # noqa: F401  imported at collection, so mutation testing does not import it once per mutant
 
 from warmstart.errors import ParameterError
 from warmstart.study import parse_shots
@@ -49,6 +50,7 @@ def test_mean_ci_edges():
 
 def test_paired_without_spread_and_with_exact_p_values():
     same = paired({0: 0.8, 1: 0.9}, {0: 0.7, 1: 0.8})  # every difference 0.1: no spread
+    assert same["significant"] and same["seeds"] == [0, 1]  # two seeds are enough to compare
     assert same["p_value"] == 0.0 and same["mean"] == pytest.approx(0.1) and same["std"] == pytest.approx(0.0)
     tied = paired({0: 0.8, 1: 0.9}, {0: 0.8, 1: 0.9})
     assert tied["p_value"] == 1.0 and not tied["significant"] and tied["mean"] == 0.0
@@ -58,7 +60,15 @@ def test_paired_without_spread_and_with_exact_p_values():
     c = paired({0: 0.80, 1: 0.82, 2: 0.85}, {0: 0.70, 1: 0.74, 2: 0.72})
     assert c["p_value"] == pytest.approx(0.019205, abs=2e-5)
     assert paired({0: 0.8, 1: 0.7}, {1: 0.7, 2: 0.6}) is None  # one shared seed
-    assert paired({0: 0.8, 1: 0.7}, {0: 0.6, 1: 0.6}, level=0.5)["seeds"] == [0, 1]
+    wide, narrow = (
+        paired({0: 0.8, 1: 0.7}, {0: 0.6, 1: 0.6}),
+        paired({0: 0.8, 1: 0.7}, {0: 0.6, 1: 0.6}, level=0.5),
+    )
+    assert narrow["seeds"] == [0, 1] and narrow["mean"] == pytest.approx(wide["mean"])
+    # t(0.75, 1) = 1.0 against t(0.975, 1) = 12.706: the level reaches the interval
+    assert narrow["ci_high"] - narrow["ci_low"] == pytest.approx(
+        (wide["ci_high"] - wide["ci_low"]) / 12.7062, rel=1e-3
+    )
 
 
 def test_shots_order():
@@ -125,8 +135,10 @@ def test_summarise_rows_means_and_comparisons_by_hand():
 
 def test_summarise_skips_comparisons_with_one_shared_seed_and_zero_cpu():
     cells = [_cell("scratch", 2, 0, 0.5), _cell("finetune", 2, 0, 0.6), _cell("finetune", 2, 1, 0.7)]
+    cells += [_cell("probe", 2, 0, 0.55), _cell("probe", 2, 1, 0.65)]
     row = {r["technique"]: r for r in summarise(cells)["rows"]}["finetune"]
-    assert "vs_scratch" not in row  # one shared seed: no paired statistics
+    assert "vs_scratch" not in row  # one shared seed: no paired statistics...
+    assert row["vs_probe"]["mean"] == pytest.approx(0.05)  # ...and the comparison with the probe still made
     cells = [
         _cell(t, 2, s, a + s / 10, cpu_s=0.0) for t, a in (("scratch", 0.5), ("lora", 0.6)) for s in (0, 1)
     ]

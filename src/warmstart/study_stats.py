@@ -48,7 +48,7 @@ def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dic
         p = 0.0 if d[0] != 0 else 1.0
     else:
         p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
-    significant = bool(ci["ci_low"] > 0 or ci["ci_high"] < 0) if len(seeds) > 1 else False
+    significant = bool(ci["ci_low"] > 0 or ci["ci_high"] < 0)
     return {**ci, "p_value": p, "significant": significant, "seeds": seeds}
 
 
