@@ -85,8 +85,9 @@ def test_modality_mismatch_is_explained(tiny_image_backbone, text_data, tmp_path
 
 def test_disabled_cache_writes_nothing(tiny_bert_dir, text_data, tmp_path):
     cache = FeatureCache(tmp_path, enabled=False)
-    cache.get(get_backbone(str(tiny_bert_dir)), text_data, progress=False)
-    assert not list(tmp_path.rglob("*.npy"))
+    X = cache.get(get_backbone(str(tiny_bert_dir)), text_data, progress=False)
+    assert not list(tmp_path.rglob("*.npy")) and (cache.hits, cache.misses) == (0, 1)
+    assert X.shape == (len(text_data), 32)
 
 
 def test_key_separates_how_features_were_computed(tiny_bert_dir, text_data, monkeypatch):
@@ -154,7 +155,13 @@ def test_a_wrong_entry_is_removed_and_recomputed(tiny_bert_dir, text_data, tmp_p
         path.with_suffix(".json").write_text(json.dumps({**meta, "checksum": "0" * 32}))
     else:
         path.with_suffix(".json").unlink()
-    with pytest.warns(UserWarning, match=f"{path.name}: unreadable feature-cache entry"):
+    why = {
+        "shape": f"float32 \\({len(X) - 1}, 32\\), expected float32 \\({len(X)}, 32\\)",
+        "dtype": f"float64 \\({len(X)}, 32\\), expected float32",
+        "checksum": "do not match the checksum recorded when it was written",
+        "no-meta": "No such file",
+    }[damage]
+    with pytest.warns(UserWarning, match=f"{path.name}: unreadable feature-cache entry \\(.*{why}"):
         again = cache.get(bb, text_data, progress=False)
     np.testing.assert_allclose(again, X, rtol=1e-6)
     assert cache.misses == 2 and path.is_file()
@@ -187,3 +194,34 @@ def test_modality_mismatch_names_the_right_article(tiny_bert_dir, tiny_image_bac
         FeatureCache(tmp_path).get(get_backbone(str(tiny_bert_dir)), images)
     with pytest.raises(DataError, match="pick a text backbone"):
         FeatureCache(tmp_path).get(tiny_image_backbone, text_data)
+
+
+def test_the_key_format_is_pinned(text_data):
+    """Changing what goes into a key silently invalidates every user's cache, so the format is pinned here: a
+    deliberate change bumps FORMAT_VERSION and this test together."""
+    import hashlib
+    import json
+    from types import SimpleNamespace
+
+    import torch
+
+    from warmstart.features import FORMAT_VERSION
+
+    def key_of(how, **kw):
+        fields = dict(fingerprint=lambda: "fp", preprocess_config=lambda: {"b": 2, "a": 1})
+        bb = SimpleNamespace(
+            device=torch.device(kw.pop("device", "cpu")), bf16_kind=kw.pop("kind", "weights"), **fields
+        )
+        return FeatureCache("unused").key(bb, text_data, how)
+
+    def expected(how):
+        parts = [f"v{FORMAT_VERSION}", "fp", text_data.fingerprint(), '{"a": 1, "b": 2}', how]
+        return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=20).hexdigest()
+
+    assert FORMAT_VERSION == 1
+    assert key_of("fp32") == expected("fp32")
+    assert key_of("bf16") == expected("bf16-weights")
+    assert key_of("bf16", kind="autocast") == expected("bf16")
+    assert key_of("fp32", kind="autocast") == expected("fp32")
+    assert key_of("fp32", device="meta") == expected("fp32@meta")
+    assert key_of("bf16", device="meta") == expected("bf16-weights@meta")

@@ -128,7 +128,7 @@ class FeatureCache:
             arr = np.load(path, mmap_mode="r")
             meta = json.loads(path.with_suffix(".json").read_text())
             if arr.shape != (rows, dim) or arr.dtype != np.float32:
-                reason = f"shape {arr.shape}, expected {(rows, dim)}"
+                reason = f"{arr.dtype} {arr.shape}, expected float32 {(rows, dim)}"
             elif meta.get("checksum") != _checksum(arr):
                 reason = "its contents do not match the checksum recorded when it was written"
             else:
