@@ -200,7 +200,6 @@ def test_the_key_format_is_pinned(text_data):
     """Changing what goes into a key silently invalidates every user's cache, so the format is pinned here: a
     deliberate change bumps FORMAT_VERSION and this test together."""
     import hashlib
-    import json
     from types import SimpleNamespace
 
     import torch

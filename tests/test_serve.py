@@ -164,3 +164,13 @@ def test_server_refuses_tampered_and_pickled_artifacts(text_artifact):
     (text_artifact / "labels.json").write_text('["a", "b", "c"]')
     with pytest.raises(ArtifactError, match="differ"):
         client(text_artifact)
+
+
+def test_the_servers_pixel_limit_follows_the_one_setting(monkeypatch):
+    from warmstart.serve import SERVER_MAX_IMAGE_PIXELS, Limits
+
+    monkeypatch.delenv("WARMSTART_MAX_IMAGE_PIXELS", raising=False)
+    assert Limits().max_image_pixels == SERVER_MAX_IMAGE_PIXELS == 4096 * 4096  # stricter than fit's 64M
+    monkeypatch.setenv("WARMSTART_MAX_IMAGE_PIXELS", "1000")
+    assert Limits().max_image_pixels == 1000  # lowering the one setting lowers the server's too
+    assert Limits(max_image_pixels=50).max_image_pixels == 50

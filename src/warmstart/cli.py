@@ -271,13 +271,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import Limits, serve
+    from .serve import Limits, default_image_pixels, serve
 
     limits = Limits(
         max_body_bytes=args.max_body_bytes,
         max_inputs=args.max_inputs,
         max_text_chars=args.max_text_chars,
-        max_image_pixels=args.max_image_pixels,
+        max_image_pixels=args.max_image_pixels or default_image_pixels(),
         max_batch_rows=args.max_batch_rows,
         batch_wait_ms=args.batch_wait_ms,
     )
@@ -731,7 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-inputs", type=int, default=64, help="most texts or images in one request (64)")
     p.add_argument("--max-text-chars", type=int, default=10_000, help="longest text in characters (10000)")
     p.add_argument(
-        "--max-image-pixels", type=int, default=4096 * 4096, help="most pixels in one image (4096*4096)"
+        "--max-image-pixels",
+        type=int,
+        help="most pixels in one image (default 4096*4096, or WARMSTART_MAX_IMAGE_PIXELS if lower)",
     )
     p.add_argument("--max-batch-rows", type=int, default=64, help="most rows run through the model at once")
     p.add_argument(

@@ -21,11 +21,21 @@ import asyncio
 import io
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+SERVER_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def default_image_pixels() -> int:
+    """The server's pixel limit unless ``--max-image-pixels`` sets one: 4096 x 4096, or the lower
+    ``WARMSTART_MAX_IMAGE_PIXELS`` that fit and predict use, so that one setting lowers it everywhere."""
+    from .data.image import max_image_pixels
+
+    return min(SERVER_MAX_IMAGE_PIXELS, max_image_pixels())
 
 
 @dataclass
@@ -33,7 +43,7 @@ class Limits:
     max_body_bytes: int = 2_000_000
     max_inputs: int = 64
     max_text_chars: int = 10_000
-    max_image_pixels: int = 4096 * 4096
+    max_image_pixels: int = field(default_factory=default_image_pixels)
     max_batch_rows: int = 64
     batch_wait_ms: float = 2.0
 
