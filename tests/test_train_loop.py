@@ -596,3 +596,54 @@ def test_abandoned_checkpoints_are_those_untouched_for_a_day(tmp_path):
         "old",
     ]
     assert abandoned_checkpoints(tmp_path / "missing") == []
+
+
+def _bare_loop(rank: int, world: int):
+    from warmstart.techniques.train import _Loop
+
+    loop = _Loop.__new__(_Loop)  # only the attributes the methods under test read
+    loop.rank, loop.world = rank, world
+    return loop
+
+
+def test_each_rank_takes_its_share_of_a_batch_and_a_stand_in_when_it_has_none():
+    idx = np.arange(10, 15)
+    for rank, rows in ((0, [10, 12, 14]), (1, [11, 13])):
+        local, weight = _bare_loop(rank, 2)._share(idx)
+        assert local.tolist() == rows and weight == 1.0
+    local, weight = _bare_loop(2, 3)._share(np.arange(10, 12))  # two rows, three ranks: rank 2 has none
+    assert local.tolist() == [10] and weight == 0.0  # a stand-in row whose loss counts for nothing
+    local, weight = _bare_loop(0, 1)._share(idx)
+    assert local is idx and weight == 1.0
+
+
+def test_the_ddp_wrapper_is_built_once_and_rebuilt_when_the_trainable_set_changes(tmp_path):
+    import torch.distributed as dist
+
+    from warmstart import runtime
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed missing")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        model = Linear()
+        loop = _bare_loop(0, 2)  # acts as one of two ranks; the group itself has one process
+        loop.model, loop.ddp, loop.ddp_params = model, None, []
+        loop.rt = runtime.resolve("cpu", "fp32")
+        single = _bare_loop(0, 1)
+        single.model = model
+        assert single._forward_model() is model  # one process: the model itself
+        first = loop._forward_model()
+        assert isinstance(first, nn.parallel.DistributedDataParallel) and first.module is model
+        assert loop._forward_model() is first  # the same trainable parameters: the same wrapper
+        assert loop.ddp_params == list(model.parameters())
+        model.fc.bias.requires_grad_(False)
+        second = loop._forward_model()
+        assert second is not first and loop.ddp_params == [model.fc.weight]
+        assert first.find_unused_parameters and not first.broadcast_buffers and first.device_ids is None
+        other = Linear()
+        loop.model = other  # same count of parameters, different tensors: rebuilt too
+        other.fc.bias.requires_grad_(False)
+        assert loop._forward_model() is not second
+    finally:
+        dist.destroy_process_group()
