@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS: dict[str, tuple[str, list[str]]] = {
     "splits": ("src/warmstart/data/splits.py", ["tests/test_data.py", "tests/test_splits.py"]),
     "feature-cache": ("src/warmstart/features.py", ["tests/test_features.py"]),
-    "artifact": ("src/warmstart/artifact.py", ["tests/test_artifact_checks.py", "tests/test_artifact.py"]),
+    "artifact": ("src/warmstart/artifact.py", ["tests/test_artifact_checks.py"]),
     "study-stats": ("src/warmstart/study_stats.py", ["tests/test_study_stats.py"]),
     "loop": ("src/warmstart/techniques/train.py", ["tests/test_train_loop.py"]),
 }
