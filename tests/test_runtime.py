@@ -118,7 +118,9 @@ def test_fp16_checkpoint_holds_the_scaler_and_rng_states_and_resumes_exactly(
     folder = next((tmp_path / "ckpt").glob("*"))
     tensors = torch.load(folder / "state.pt", weights_only=True)
     assert set(tensors["rng"]) >= {"cpu"} and "scale" in tensors["scaler"]
-    assert json.loads((folder / "state.json").read_text())["version"] == CHECKPOINT_VERSION >= 2  # scaler, RNGs
+    assert (
+        json.loads((folder / "state.json").read_text())["version"] == CHECKPOINT_VERSION >= 2
+    )  # scaler, RNGs
     resumed = get_technique("finetune", backbone=bb, **params).fit(text_data)
     assert resumed.history_ == whole.history_
     np.testing.assert_allclose(resumed.predict_proba(text_test), whole.predict_proba(text_test), atol=1e-6)

@@ -314,15 +314,21 @@ def test_resume_takes_only_the_remaining_steps_and_ends_identically(tmp_path, at
     torch.testing.assert_close(model.fc.weight, ref_model.fc.weight, rtol=0, atol=0)
 
 
-def test_periodic_checkpoints_follow_every_and_the_time_gap(tmp_path, monkeypatch):
-    from warmstart.techniques import train as loop
-
-    src, y = _data()
-    saved = []
+def _record_saves(monkeypatch) -> list[int]:
+    """The optimizer step of every checkpoint written, in order."""
+    saved: list[int] = []
     real = Checkpointer.save
     monkeypatch.setattr(
         Checkpointer, "save", lambda self, m, o, s, *a: saved.append(s.step) or real(self, m, o, s, *a)
     )
+    return saved
+
+
+def test_periodic_checkpoints_follow_every_and_the_time_gap(tmp_path, monkeypatch):
+    from warmstart.techniques import train as loop
+
+    src, y = _data()
+    saved = _record_saves(monkeypatch)
     model = Linear()
     train(
         model,
@@ -485,11 +491,7 @@ def test_lr_factor_with_one_step_of_decay():
 
 def test_a_checkpoint_at_the_second_last_batch_is_written(tmp_path, monkeypatch):
     src, y = _data()
-    saved = []
-    real = Checkpointer.save
-    monkeypatch.setattr(
-        Checkpointer, "save", lambda self, m, o, s, *a: saved.append(s.step) or real(self, m, o, s, *a)
-    )
+    saved = _record_saves(monkeypatch)
     model = Linear()
     cfg = _cfg(checkpoint_every=5, checkpoint_min_seconds=0)
     train(model, _groups(model), src, y, cfg, Checkpointer(tmp_path / "a", "k"))
