@@ -365,9 +365,8 @@ class _Loop:
         collated = self._collated([local for local, _ in shares])
         for b, (local, weight), batch in zip(range(state.batch, len(batches)), shares, collated, strict=True):
             steps_now = not ((b + 1) % cfg.grad_accum and b + 1 < len(batches))
-            first = (
-                b - b % cfg.grad_accum
-            )  # the step's micro-batches: its gradient is that of their mean loss
+            # the micro-batches of this batch's step: the step's gradient is that of their mean loss
+            first = b - b % cfg.grad_accum
             step_rows = sum(len(batches[j]) for j in range(first, min(first + cfg.grad_accum, len(batches))))
             share = len(batches[b]) / step_rows
             pending.append(self._micro_step(forward, local, batch, step_rows, weight, share, sync=steps_now))
