@@ -193,3 +193,12 @@ def test_grayscale_and_rgba_arrays_become_rgb(tiny_image_backbone):
         tiny_image_backbone.encode(rgb, progress=False),
         atol=1e-6,
     )
+
+
+def test_a_path_that_is_neither_a_folder_nor_a_hub_id_is_named():
+    from warmstart.backbones.hub import prepare_hub_id
+
+    with pytest.raises(BackboneError, match="'a/b/c': no such folder, and not a hub id"):
+        prepare_hub_id("a/b/c")
+    with pytest.raises(BackboneError, match="not a hub id"):
+        get_backbone("hf:a/b/c")

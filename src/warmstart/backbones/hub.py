@@ -41,12 +41,20 @@ def prepare_hub_id(src: str) -> None:
     once, saying what to do."""
     if Path(src).expanduser().exists():
         return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from ..errors import BackboneError
+
+    try:
+        validate_repo_id(src)
+    except HFValidationError as e:
+        raise BackboneError(
+            f"{src!r}: no such folder, and not a hub id ({e}). Check the path, or name a hub model as org/name."
+        ) from e
     why = hub_unreachable()
     if why is None:
         return
     from huggingface_hub import constants, try_to_load_from_cache
-
-    from ..errors import BackboneError
 
     if not isinstance(try_to_load_from_cache(src, "config.json"), str):
         raise BackboneError(
