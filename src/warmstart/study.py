@@ -18,7 +18,6 @@ backbone is loaded once and its features of each training set come from the shar
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -298,7 +297,7 @@ def _run_ray(todo, data, test_ds, pool, cfg, out, bar, address, cpus_per_cell) -
 
 
 def _ordered(shots: list[int | str]) -> list[int | str]:
-    return sorted(shots, key=lambda s: math.inf if s == "all" else int(s))
+    return sorted(shots, key=shots_order)
 
 
 def _per_class(labels: list) -> float:
