@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-_UNREACHABLE: dict[
-    str, str | None
-] = {}  # endpoint -> why it cannot be reached (None: it can); once per process
+# endpoint -> why it cannot be reached (None: it can); probed once per process
+_UNREACHABLE: dict[str, str | None] = {}
 
 
 def hub_unreachable(timeout: float = 5.0) -> str | None:

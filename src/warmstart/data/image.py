@@ -87,10 +87,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise _open_error(path, e, limit) from e
 
 
-_STRUCTURE_CHECKED = {
-    "PNG",
-    "WEBP",
-}  # formats whose Pillow ``verify`` finds truncation without decoding pixels
+# formats whose Pillow ``verify`` finds truncation without decoding pixels
+_STRUCTURE_CHECKED = {"PNG", "WEBP"}
 
 
 def _jpeg_complete(path: str | Path) -> bool:
