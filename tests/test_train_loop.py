@@ -329,38 +329,19 @@ def test_periodic_checkpoints_follow_every_and_the_time_gap(tmp_path, monkeypatc
 
     src, y = _data()
     saved = _record_saves(monkeypatch)
-    model = Linear()
-    train(
-        model,
-        _groups(model),
-        src,
-        y,
-        _cfg(checkpoint_every=4, checkpoint_min_seconds=0),
-        Checkpointer(tmp_path / "a", "k"),
-    )
-    assert saved == [4, 6, 8, 12]  # every 4 steps inside an epoch, and at each epoch's end (6, 12)
-    saved.clear()
-    model = Linear()
-    train(
-        model,
-        _groups(model),
-        src,
-        y,
-        _cfg(checkpoint_every=4, checkpoint_min_seconds=3600),
-        Checkpointer(tmp_path / "b", "k"),
-    )
-    assert saved == []  # too soon after the start for a periodic one
-    saved.clear()
-    model = Linear()
-    train(
-        model,
-        _groups(model),
-        src,
-        y,
-        _cfg(checkpoint_every=0, checkpoint_min_seconds=0),
-        Checkpointer(tmp_path / "c", "k"),
-    )
-    assert saved == [6, 12]
+    cases = [
+        # every 4 steps inside an epoch, and at each epoch's end (6, 12)
+        (dict(checkpoint_every=4, checkpoint_min_seconds=0), [4, 6, 8, 12]),
+        # too soon after the start for a periodic one
+        (dict(checkpoint_every=4, checkpoint_min_seconds=3600), []),
+        # epoch ends only
+        (dict(checkpoint_every=0, checkpoint_min_seconds=0), [6, 12]),
+    ]
+    for i, (kw, expected) in enumerate(cases):
+        saved.clear()
+        model = Linear()
+        train(model, _groups(model), src, y, _cfg(**kw), Checkpointer(tmp_path / str(i), "k"))
+        assert saved == expected, kw
     assert loop.LoopConfig().checkpoint_min_seconds == 30.0 and loop.LoopConfig().checkpoint_every == 50
 
 
