@@ -410,3 +410,38 @@ def test_an_artifact_records_its_data_path_absolute_so_export_works_from_elsewhe
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["export", str(tmp_path / "art"), "--onnx", "--output", str(tmp_path / "onnx")]) == 0
+
+
+def test_predict_with_test_time_augmentation(tmp_path, tiny_image_backbone, capsys):
+    from PIL import Image
+
+    from tests.conftest import make_images
+
+    x, y = make_images(6, size=24)
+    for i, (img, lab) in enumerate(zip(x, y, strict=True)):
+        (tmp_path / "imgs" / lab).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "imgs" / lab / f"{i}.png")
+    tiny_image_backbone.save(tmp_path / "bb")
+    common = ["--data", str(tmp_path / "imgs"), "--backbone", str(tmp_path / "bb"), "--test-size", "0.25"]
+    for technique in ("probe", "finetune"):
+        extra = ["--param", "epochs=1", "--param", "min_steps=2", "--param", "hflip=false"]
+        rc = main(
+            [
+                "fit",
+                *common,
+                "--technique",
+                technique,
+                *(extra if technique != "probe" else []),
+                "--output",
+                str(tmp_path / technique),
+            ]
+        )
+        assert rc == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "probe"), str(tmp_path / "imgs"), "--tta"]) == 2
+    assert "tta=True: the probe" in capsys.readouterr().err
+    outs = []
+    for flag in ([], ["--tta"]):
+        assert main(["predict", str(tmp_path / "finetune"), str(tmp_path / "imgs"), *flag]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] != outs[1] and len(outs[1].strip().splitlines()) == 19

@@ -358,7 +358,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _check_predict_output(Path(args.output), Path(args.artifact), Path(args.inputs))
     model = load_artifact(args.artifact, device=args.device)
     data = _predict_inputs(args.inputs, args, model.backbone_.modality)
-    proba = model.predict_proba(data)
+    proba = model.predict_proba(data, tta=True) if args.tta else model.predict_proba(data)
     pred = model.labels_from_proba(proba)
     sep = args.label_sep or "|"
     shown = [sep.join(p) if isinstance(p, tuple) else p for p in pred]
@@ -641,6 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", help="text file (CSV/TSV/JSONL/Parquet/TXT), image file or image folder")
     p.add_argument("--output", "-o", help="write predictions here (.csv or .json); default: stdout as CSV")
     p.add_argument("--format", choices=["csv", "json"], help="output format (default: from --output suffix)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="images, trained techniques: average over the image, a zoomed crop and their mirror images "
+        "(mirrors only if trained with hflip)",
+    )
     _data_options(p)
     _runtime_options(p, precision=False)
     p.set_defaults(func=cmd_predict)

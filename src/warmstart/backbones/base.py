@@ -228,4 +228,7 @@ def collated_batches(
         batch_size=None,
         num_workers=int(num_workers),
         pin_memory=device.type == "cuda",
+        # its own generator: a DataLoader otherwise draws its workers' seed from torch's global generator,
+        # which would shift every later random draw of training (augmentation, dropout) and break resuming
+        generator=torch.Generator().manual_seed(0),
     )

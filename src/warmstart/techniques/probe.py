@@ -172,15 +172,22 @@ class LinearProbe(Technique):
         return float(best), scores
 
     # -- inference -------------------------------------------------------------------------------------------
-    def predict_proba(self, inputs: Any) -> np.ndarray:
+    def predict_proba(self, inputs: Any, tta: bool = False) -> np.ndarray:
         self._check_fitted()
+        if tta:
+            from ..errors import ParameterError
+
+            raise ParameterError(
+                "tta=True: the probe predicts from one feature vector per input and has no test-time "
+                "augmentation; it is for trained techniques (finetune, lp_ft, lora, ...)."
+            )
         data = as_dataset(inputs, self.backbone_.modality)
         X = torch.from_numpy(np.array(self.features(data), dtype=np.float32))
         with torch.inference_mode():
             return self.head_(X).softmax(-1).numpy()
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        proba = self.predict_proba(inputs)
+    def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
+        proba = self.predict_proba(inputs, tta=tta)
         return self.classes_[proba.argmax(1)]
 
     # -- persistence (used by warmstart.artifact) ------------------------------------------------------------
