@@ -46,6 +46,8 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "trivial-lr1e-3-cutmix": ("finetune", {"augment": "trivial", "lr": 1e-3, "epochs": 4, "cutmix": 0.5}),
     "lp_ft-trivial-lr1e-3": ("lp_ft", {"augment": "trivial", "lr": 1e-3, "epochs": 4}),
     "lp_ft-trivial-lr5e-4": ("lp_ft", {"augment": "trivial", "lr": 5e-4, "epochs": 4}),
+    "lp_ft-light-lr1e-3": ("lp_ft", {"augment": "light", "lr": 1e-3, "epochs": 4}),
+    "lp_ft-light-lr5e-4": ("lp_ft", {"augment": "light", "lr": 5e-4, "epochs": 4}),
     "default": ("finetune", {}),
     "lp_ft": ("lp_ft", {}),
     "lp_ft-none": ("lp_ft", {"augment": "none"}),

