@@ -53,6 +53,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "lp_ft-none": ("lp_ft", {"augment": "none"}),
     "scratch": ("scratch", {}),
     "scratch-none": ("scratch", {"augment": "none"}),
+    "scratch-e20": ("scratch", {"epochs": 20}),
 }
 
 

@@ -120,8 +120,9 @@ class TunedTechnique(Technique):
         "cutmix": [Interval(float, 0, 1)],
         "label_smoothing": [Interval(float, 0, 1, "left")],
     }
-    # what augment="auto" means for images (text is never augmented)
-    default_augment: ClassVar[str] = "trivial"
+    # what augment="auto" means for images (text is never augmented): crop and flip, chosen on mnist-5k, where
+    # TrivialAugment on top did no better at 32 per class (.915 against .919) and worse at 8 (.643 against .848)
+    default_augment: ClassVar[str] = "light"
 
     def __init__(
         self,
