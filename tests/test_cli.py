@@ -58,16 +58,21 @@ def test_fit_then_predict_csv_and_json(csvs, tiny_bert_dir, capsys):
     assert len(records) == 15 and "accuracy against the file's labels" in captured.err
 
 
-def test_fit_image_folder_and_predict_folder(tmp_path, tiny_image_backbone, capsys):
+def image_folder_and_backbone(tmp_path, backbone, n_per_class: int) -> None:
+    """``tmp_path/imgs/<class>/<i>.png`` from ``make_images``, and the backbone saved to ``tmp_path/bb``."""
     from PIL import Image
 
     from tests.conftest import make_images
 
-    x, y = make_images(8, size=24)
+    x, y = make_images(n_per_class, size=24)
     for i, (img, lab) in enumerate(zip(x, y, strict=True)):
         (tmp_path / "imgs" / lab).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(tmp_path / "imgs" / lab / f"{i}.png")
-    tiny_image_backbone.save(tmp_path / "bb")
+    backbone.save(tmp_path / "bb")
+
+
+def test_fit_image_folder_and_predict_folder(tmp_path, tiny_image_backbone, capsys):
+    image_folder_and_backbone(tmp_path, tiny_image_backbone, 8)
     rc = main(
         [
             "fit",
@@ -413,15 +418,7 @@ def test_an_artifact_records_its_data_path_absolute_so_export_works_from_elsewhe
 
 
 def test_predict_with_test_time_augmentation(tmp_path, tiny_image_backbone, capsys):
-    from PIL import Image
-
-    from tests.conftest import make_images
-
-    x, y = make_images(6, size=24)
-    for i, (img, lab) in enumerate(zip(x, y, strict=True)):
-        (tmp_path / "imgs" / lab).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(tmp_path / "imgs" / lab / f"{i}.png")
-    tiny_image_backbone.save(tmp_path / "bb")
+    image_folder_and_backbone(tmp_path, tiny_image_backbone, 6)
     common = ["--data", str(tmp_path / "imgs"), "--backbone", str(tmp_path / "bb"), "--test-size", "0.25"]
     for technique in ("probe", "finetune"):
         extra = ["--param", "epochs=1", "--param", "min_steps=2", "--param", "hflip=false"]
