@@ -69,8 +69,24 @@ def parse_value(v: str):
     return v
 
 
+def pool_and_test(pk, test_rows: int, held_out: float | None = None):
+    """The training pool and the test rows of a packaged data set: its test split, a stratified sample of at most
+    ``test_rows``; without one, a stratified ``held_out`` share of its rows (default: ``test_rows`` of them)."""
+    from warmstart.data import stratified_split
+
+    if pk.test is not None:
+        test = pk.test
+        if test_rows < len(test):
+            frac = test_rows / len(test)
+            test = test.subset(stratified_split(test.labels, val_size=0.0, test_size=frac, seed=0).test)
+        return pk.train, test
+    frac = held_out if held_out is not None else test_rows / len(pk.train)
+    split = stratified_split(pk.train.labels, val_size=0.0, test_size=frac, seed=0)
+    return pk.train.subset(split.train), pk.train.subset(split.test)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from warmstart.data import few_shot, load_packaged, stratified_split
+    from warmstart.data import few_shot, load_packaged
     from warmstart.techniques import get_technique
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,17 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(kv.split("=", 1) for kv in args.param)
     extra = {k: parse_value(v) for k, v in extra.items()}
 
-    pk = load_packaged(args.data)
-    if pk.test is not None:
-        pool, test = pk.train, pk.test
-        if args.test_rows < len(test):
-            frac = args.test_rows / len(test)
-            test = test.subset(stratified_split(test.labels, val_size=0.0, test_size=frac, seed=0).test)
-    else:
-        split = stratified_split(
-            pk.train.labels, val_size=0.0, test_size=args.test_rows / len(pk.train), seed=0
-        )
-        pool, test = pk.train.subset(split.train), pk.train.subset(split.test)
+    pool, test = pool_and_test(load_packaged(args.data), args.test_rows)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {}

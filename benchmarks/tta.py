@@ -16,7 +16,9 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    from warmstart.data import few_shot, load_packaged, stratified_split
+    from image_recipe import pool_and_test  # this folder is on sys.path when the script runs
+
+    from warmstart.data import few_shot, load_packaged
     from warmstart.techniques import get_technique
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,15 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     params = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.param)}
-    pk = load_packaged(args.data)
-    if pk.test is not None:
-        pool, test = pk.train, pk.test
-        if args.test_rows < len(test):
-            frac = args.test_rows / len(test)
-            test = test.subset(stratified_split(test.labels, val_size=0.0, test_size=frac, seed=0).test)
-    else:
-        split = stratified_split(pk.train.labels, val_size=0.0, test_size=0.4, seed=0)
-        pool, test = pk.train.subset(split.train), pk.train.subset(split.test)
+    pool, test = pool_and_test(load_packaged(args.data), args.test_rows, held_out=0.4)
     print("| seed | accuracy | with TTA | predict s | with TTA s |\n|---|---|---|---|---|")
     for seed in [int(s) for s in args.seeds.split(",")]:
         train = pool.subset(few_shot(pool.labels, args.shots, seed=seed))

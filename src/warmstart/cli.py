@@ -358,7 +358,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _check_predict_output(Path(args.output), Path(args.artifact), Path(args.inputs))
     model = load_artifact(args.artifact, device=args.device)
     data = _predict_inputs(args.inputs, args, model.backbone_.modality)
-    proba = model.predict_proba(data, tta=True) if args.tta else model.predict_proba(data)
+    proba = model.predict_proba(data, tta=args.tta)
     pred = model.labels_from_proba(proba)
     sep = args.label_sep or "|"
     shown = [sep.join(p) if isinstance(p, tuple) else p for p in pred]

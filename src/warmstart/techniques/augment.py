@@ -105,15 +105,13 @@ class BatchAugmenter:
             x = op(x)
         if self.trivial is not None:  # TrivialAugment draws one operation per call: call it per image
             x = torch.cat([self.trivial(row[None]) for row in x])
-        targets = self._mix(x, targets)
-        if isinstance(targets, tuple):
-            x, targets = targets
+        x, targets = self._mix(x, targets)
         return self.from_unit(x).to(pixels.dtype), targets
 
-    def _mix(self, x: torch.Tensor, targets: torch.Tensor):
-        """Mixup (probability ``mixup``) or else CutMix (probability ``cutmix``); returns ``targets`` untouched
-        when neither is drawn, or ``(mixed images, probabilities)``."""
-        draw = torch.rand(()).item() if (self.mixup or self.cutmix) else 1.0
+    def _mix(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup (probability ``mixup``) or else CutMix (probability ``cutmix``): ``(mixed images,
+        probabilities)``, or ``(x, targets)`` untouched when neither is drawn."""
+        draw = torch.rand(()).item() if (self.cfg.mixup or self.cfg.cutmix) else 1.0
         if self.mixup is not None and draw < self.cfg.mixup:
             mixed, lab = self.mixup(x, targets)  # out = (1 - lam) * x_a + lam * x_b; lab rows: (a, b, lam)
             return mixed, self._soft(lab[:, 0], lab[:, 1], 1.0 - lab[:, 2])
@@ -121,7 +119,7 @@ class BatchAugmenter:
             mixed, lab = self.cutmix(x, targets)  # lab (1, N, 3): (a, b, share of a's pixels)
             lab = lab[0]
             return mixed, self._soft(lab[:, 0], lab[:, 1], lab[:, 2])
-        return targets
+        return x, targets
 
     def _soft(self, a: torch.Tensor, b: torch.Tensor, share_a: torch.Tensor) -> torch.Tensor:
         eye = torch.eye(self.n_classes, device=share_a.device)
