@@ -88,7 +88,9 @@ def test_single_example_per_class_still_fits(tiny_bert_dir):
 
 
 def test_predict_before_fit_is_explained(tiny_bert_dir):
-    with pytest.raises(ParameterError, match="not fitted yet"):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit"):
         LinearProbe(str(tiny_bert_dir)).predict(["x"])
 
 

@@ -131,14 +131,14 @@ def test_resume_after_interruption_matches_uninterrupted(
     )
     params = {**FAST, "epochs": 2, "checkpoint_every": 2, "checkpoint_dir": str(tmp_path / "ckpt")}
     per_epoch = get_technique(name, backbone=bb, **params).steps_per_epoch(len(train))
-    whole = get_technique(name, backbone=bb, **params).fit(train, test)
+    whole = get_technique(name, backbone=bb, **params).fit(train, val=test)
     ckpt_root = tmp_path / "ckpt"
     assert not ckpt_root.exists() or not any(ckpt_root.iterdir()), "a finished run leaves no checkpoint"
 
     broken = get_technique(name, backbone=bb, **params)
     broken._interrupt_after_step = per_epoch + 1  # one step into the second epoch
     with pytest.raises(Interrupted, match="Run the same command again"):
-        broken.fit(train, test)
+        broken.fit(train, val=test)
     saved = json.loads(next((tmp_path / "ckpt").glob("*/state.json")).read_text())["state"]
     assert (saved["step"], saved["epoch"], saved["batch"]) == (per_epoch + 1, 1, 1)
     assert len(saved["history"]) == 1, "the finished first epoch is kept"
@@ -148,7 +148,7 @@ def test_resume_after_interruption_matches_uninterrupted(
     taken = []
     step = loop._Loop._optimizer_step
     monkeypatch.setattr(loop._Loop, "_optimizer_step", lambda self, f: (taken.append(1), step(self, f)))
-    resumed = get_technique(name, backbone=bb, **params).fit(train, test)
+    resumed = get_technique(name, backbone=bb, **params).fit(train, val=test)
     # it loaded the checkpoint and took only the remaining steps (a restart would take them all again)
     assert len(taken) == whole.history_[-1]["step"] - (per_epoch + 1)
     assert resumed.history_ == whole.history_
@@ -169,7 +169,9 @@ def test_trainable_counts_differ_as_the_techniques_promise(tiny_bert_dir, text_d
 
 def test_finetune_learns_the_synthetic_task(tiny_bert_dir, text_data, text_test):
     bb = get_backbone(str(tiny_bert_dir))
-    est = get_technique("finetune", backbone=bb, lr=1e-3, **{**FAST, "epochs": 3}).fit(text_data, text_test)
+    est = get_technique("finetune", backbone=bb, lr=1e-3, **{**FAST, "epochs": 3}).fit(
+        text_data, val=text_test
+    )
     acc = float((est.predict(text_test) == np.array(text_test.labels)).mean())
     assert acc >= 0.7, acc  # chance is 1/3
     assert est.history_[-1]["train_loss"] < est.history_[0]["train_loss"]
@@ -284,7 +286,7 @@ def test_bitfit_without_norms_trains_only_bias_vectors(tiny_image_backbone, imag
 def test_early_stopping_keeps_the_best_epoch(tiny_bert_dir, text_data, text_test):
     bb = get_backbone(str(tiny_bert_dir))
     est = get_technique("finetune", backbone=bb, lr=3e-3, patience=1, **{**FAST, "epochs": 6})
-    est.fit(text_data, text_test)
+    est.fit(text_data, val=text_test)
     accs = [h["val_accuracy"] for h in est.history_]
     assert est.best_epoch_ == int(np.argmax(accs)) + 1
     final = float((est.predict(text_test) == np.array(text_test.labels)).mean())

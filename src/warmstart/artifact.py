@@ -3,7 +3,7 @@
 Layout::
 
     warmstart.json        format version, technique name and hyperparameters, modality
-    labels.json           class names in head order
+    labels.json           class names in head order (JSON strings; integers or booleans where fit was given those)
     backbone.json         backbone reference (name, source, fingerprint) and preprocessing
     backbone/             the backbone's own weights (with embed_backbone=True, and always when training changed them)
     head.safetensors      trained tensors (no pickle anywhere)
@@ -66,7 +66,8 @@ def save_artifact(
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
         )
-        atomic_write_json(tmp / "labels.json", [str(c) for c in est.classes_])
+        # the classes as fit saw them: a model trained on integer labels predicts integers after loading too
+        atomic_write_json(tmp / "labels.json", [c.item() if hasattr(c, "item") else c for c in est.classes_])
         ref, embed_backbone = est.backbone_record(embed_backbone)
         ref["embedded"] = embed_backbone
         ref["preprocess"] = bb.preprocess_config()

@@ -33,28 +33,14 @@ def _parse_value(text: str) -> Any:
 
 
 def load_data(spec: str, args: argparse.Namespace, require_labels: bool = True):
-    """A path (file: text table; folder: image classes) or a packaged data set name -> (data, test or None)."""
-    from .data import PACKAGED, load_image_folder, load_packaged, load_text
+    """``--data``/``--test`` -> (data, its own test split or None), read by ``data.load.load``."""
+    from .data.load import Columns, load
 
-    path = Path(spec)
-    if path.is_dir():
-        return load_image_folder(path), None
-    if path.is_file():
-        return load_text(
-            path,
-            args.text_col,
-            args.label_col,
-            encoding=args.encoding,
-            require_labels=require_labels,
-            drop_empty=args.drop_empty,
-            label_sep=args.label_sep,
-        ), None
-    if spec in PACKAGED:
-        pk = load_packaged(spec)
-        return pk.train, pk.test
-    raise DataError(
-        f"{spec}: no such file or folder, and not a packaged data set (`warmstart datasets` lists those)."
-    )
+    opts = {
+        k: getattr(args, k, None) for k in DATA_OPTIONS
+    }  # a record saved by an older version may lack some
+    opts.update(encoding=opts["encoding"] or "utf-8", drop_empty=bool(opts["drop_empty"]))
+    return load(spec, Columns(**opts), require_labels)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -123,7 +109,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-DATA_OPTIONS = ("text_col", "label_col", "encoding", "drop_empty", "label_sep")
+DATA_OPTIONS = ("text_col", "label_col", "encoding", "drop_empty", "label_sep", "split")
 
 
 def _where(spec: str | None) -> str | None:
@@ -560,8 +546,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("text columns and decoding")
-    g.add_argument("--text-col", help="column holding the text (default: text, sentence, content, ...)")
+    g = p.add_argument_group("columns and decoding")
+    g.add_argument(
+        "--text-col",
+        help="column holding the text, or the images of a Hugging Face data set (default: text, sentence, "
+        "content, ...; image, img, ...)",
+    )
     g.add_argument("--label-col", help="column holding the label (default: label, category, class, ...)")
     g.add_argument(
         "--label-sep",
@@ -570,6 +560,11 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--encoding", default="utf-8", help="text file encoding (default: utf-8)")
     g.add_argument("--drop-empty", action="store_true", help="skip rows with an empty text or label")
+    g.add_argument(
+        "--split",
+        help="Hugging Face data set (a save_to_disk folder or hf:NAME): the split to train on (default: train; "
+        "its test split, when there is one, is the test data)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -592,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         required=True,
-        help="CSV/TSV/JSONL/Parquet file, image folder (one sub-folder per class) or packaged data set name",
+        help="CSV/TSV/JSONL/Parquet file, image folder (one sub-folder per class), Hugging Face data set "
+        "(save_to_disk folder or hf:NAME) or packaged data set name",
     )
     p.add_argument(
         "--test", help="separate test data (default: the packaged test split, or a held-out split)"
@@ -658,7 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
         "kept), then write results.csv/.parquet/.json, summary.json (means, 95% CIs, paired comparisons "
         "against scratch and probe) and report.html.",
     )
-    p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file, image folder, Hugging Face data set (folder or hf:NAME) or packaged name",
+    )
     p.add_argument(
         "--test", help="separate test data (default: the packaged test split, or a held-out split)"
     )
@@ -758,7 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="rank candidate backbones for a data set by transferability scores (no training)",
         description="Score each backbone's (cached) features on the labelled data and rank them.",
     )
-    p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file, image folder, Hugging Face data set (folder or hf:NAME) or packaged name",
+    )
     p.add_argument(
         "--backbones",
         required=True,
@@ -793,7 +797,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Short calibration fits per candidate technique, best expected accuracy first; the first "
         "whose predicted CPU time, trainable parameters and memory fit the limits is recommended.",
     )
-    p.add_argument("--data", required=True, help="labelled file, image folder or packaged data set name")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file, image folder, Hugging Face data set (folder or hf:NAME) or packaged name",
+    )
     p.add_argument("--backbone", default="all-MiniLM-L6-v2")
     p.add_argument("--shots", type=int, help="the fit will use K examples per class")
     p.add_argument(

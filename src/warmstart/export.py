@@ -146,7 +146,7 @@ def export_onnx(
     import onnxruntime
 
     from .artifact import load_artifact, verify_artifact
-    from .techniques.base import as_dataset
+    from .data.inputs import as_dataset
 
     src = Path(artifact)
     manifest = verify_artifact(src)
@@ -158,7 +158,7 @@ def export_onnx(
         raise ExportError(
             f"{src}: the parity check needs held-out inputs; pass the test data (--test FILE or a packaged name)."
         )
-    rows = as_dataset(data, bb.modality)
+    rows = as_dataset(data, modality=bb.modality)
     if len(rows) == 0:
         raise ExportError("the parity check needs at least one held-out row; the data given is empty.")
     if len(rows) > max_rows:

@@ -115,7 +115,7 @@ def fit_run(
         params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
     est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
     with measure() as fit_cost:
-        est.fit(train, val if len(val) else None)
+        est.fit(train, val=val if len(val) else None)
     t1 = time.perf_counter()
     pred = est.predict(test_ds)
     t2 = time.perf_counter()

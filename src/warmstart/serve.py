@@ -185,7 +185,7 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
     from pydantic import BaseModel, Field, create_model
 
     from .artifact import load_artifact
-    from .techniques.base import as_dataset
+    from .data.inputs import as_dataset
 
     limits = limits or Limits()
     folder = Path(artifact)
@@ -205,7 +205,7 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
         test_metrics = {k: m[k] for k in ("accuracy", "macro_f1", "n") if k in m}
 
     def proba_of(inputs: Any) -> np.ndarray:
-        return model.predict_proba(as_dataset(inputs, modality))
+        return model.predict_proba(as_dataset(inputs, modality=modality))
 
     batcher = Batcher(proba_of, limits.max_batch_rows, limits.batch_wait_ms / 1000)
 

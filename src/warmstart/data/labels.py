@@ -1,6 +1,6 @@
 """Single-label and multi-label targets.
 
-A single-label dataset holds one string per row. A multi-label dataset holds a label *set* per row: a tuple,
+A single-label dataset holds one label per row: a string (or, from Python, an integer or boolean). A multi-label dataset holds a label *set* per row: a tuple,
 list or (frozen)set of strings, possibly empty. Everything that needs classes, strata or targets goes through
 these helpers so that both kinds work the same way.
 """
@@ -28,10 +28,11 @@ def is_multilabel(labels: Sequence[Any] | None) -> bool:
 
 
 def label_set(label: Any) -> tuple[str, ...]:
-    """A row's labels as a sorted tuple, whether it holds one label or several."""
+    """A row's labels as a sorted tuple, whether it holds one label or several. A single label keeps its type
+    (an integer class stays an integer, so it matches the classes ``all_classes`` lists)."""
     if is_label_set(label):
         return tuple(sorted({str(x) for x in label}))
-    return (str(label),)
+    return (label,)
 
 
 def all_classes(labels: Iterable[Any]) -> list[str]:

@@ -1,7 +1,10 @@
-"""The technique contract: scikit-learn-style estimators registered by name.
+"""The technique contract: scikit-learn estimators registered by name.
 
-``__init__`` stores keyword hyperparameters only; ``fit(train, val)`` returns self; fitted state ends in ``_``;
-``get_params`` reads the signature. Constraints are declared per class and checked in ``fit``, with messages like
+``__init__`` stores keyword hyperparameters only; ``fit(X, y=None, val=None)`` rebuilds every fitted attribute
+(they end in ``_``) from the current parameters and returns self; ``predict``, ``predict_proba`` and ``score``
+take the inputs ``data.inputs.as_dataset`` reads (lists, arrays, pandas, Hugging Face datasets, warmstart's
+``Dataset``). ``get_params`` reads the signature, so ``sklearn.base.clone``, ``GridSearchCV``, ``Pipeline`` and
+``cross_val_score`` work. Constraints are declared per class and checked in ``fit``, with messages like
 "The 'C' parameter of LinearProbe must be a float in (0, inf) or 'auto'. Got -1 instead."
 """
 
@@ -14,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..backbones import Backbone, get_backbone
-from ..data import Dataset, from_arrays
-from ..errors import DataError, ParameterError
+from ..data import Dataset
+from ..data.inputs import as_dataset
+from ..errors import DataError, ParameterError, WarmstartError
 
 _TECHNIQUES: dict[str, type[Technique]] = {}
 
@@ -94,11 +100,41 @@ def _describe(option: Any) -> str:
     return repr(option) if option is not None else "None"
 
 
-class Technique:
-    """Base class of every technique. Subclasses fill in ``fit`` and ``_features_to_logits``."""
+class NotFittedError(WarmstartError, SklearnNotFittedError):
+    """``predict`` before ``fit``: scikit-learn's own exception, so its tools recognise it."""
+
+
+class Technique(ClassifierMixin, BaseEstimator):
+    """Base class of every technique: a scikit-learn classifier whose inputs are raw texts or images.
+
+    Subclasses fill in ``fit``, ``predict_proba`` and persistence; ``input_col``/``label_col`` (parameters of
+    every technique) name the columns of table-like inputs.
+    """
 
     name: ClassVar[str] = ""
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give a subclass's ``__init__`` its whole signature: its own parameters, then (keyword-only) those it
+        passes on with ``**kwargs``. scikit-learn (and ``help``) read the signature, not the class chain."""
+        super().__init_subclass__(**kwargs)
+        init = vars(cls).get("__init__")
+        if init is None:
+            return
+        own = inspect.signature(init).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in own):
+            return
+        params = [p for p in own if p.kind is not p.VAR_KEYWORD]
+        seen = {p.name for p in params}
+        for base in cls.__mro__[1:]:
+            if "__init__" not in vars(base) or base is object:
+                continue
+            for p in inspect.signature(base.__init__).parameters.values():
+                if p.name not in seen and p.name != "self" and p.kind is not p.VAR_KEYWORD:
+                    params.append(p.replace(kind=p.KEYWORD_ONLY))
+                    seen.add(p.name)
+            break  # the first base with an __init__ already carries its own whole signature
+        init.__signature__ = inspect.Signature(params)
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -120,8 +156,20 @@ class Technique:
                 break
         return names
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
+    @classmethod
+    def _get_param_names(cls) -> list[str]:  # scikit-learn's get_params and clone read this
+        return cls._param_names()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # raw texts (or images) in, not a numeric 2-d array: scikit-learn's numeric checks do not apply
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "classes_")
 
     def set_params(self, **params: Any) -> Technique:
         for k, v in params.items():
@@ -161,7 +209,44 @@ class Technique:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
-            raise ParameterError(f"this {type(self).__name__} is not fitted yet; call fit(train) first.")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first.")
+
+    # -- inputs ----------------------------------------------------------------------------------------------
+    def _reset_fitted(self) -> None:
+        """Forget every fitted attribute, so a fit starts from the current parameters only."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.endswith("__")]:
+            delattr(self, key)
+
+    def _fit_data(self, X: Any, y: Any, val: Any, modality: str) -> tuple[Dataset, Dataset | None]:
+        """The training rows (labelled, single-label unless the technique says otherwise) and validation rows
+        (a ``Dataset``, a labelled table, or an ``(X_val, y_val)`` pair) as ``Dataset``s."""
+        train = self._data(X, y, modality, need_labels=True)
+        train.require_labels()
+        if val is None:
+            return train, None
+        if isinstance(val, tuple) and len(val) == 2 and not isinstance(val[1], str):
+            return train, self._data(val[0], val[1], modality, need_labels=True)
+        return train, self._data(val, None, modality, need_labels=True)
+
+    def _data(self, X: Any, y: Any = None, modality: str | None = None, need_labels: bool = False) -> Dataset:
+        """``X`` (and ``y``) as a ``Dataset`` for this technique's backbone (``data.inputs.as_dataset``)."""
+        return as_dataset(
+            X,
+            y,
+            modality=modality or self.backbone_.modality,
+            input_col=getattr(self, "input_col", None),
+            label_col=getattr(self, "label_col", None),
+            need_labels=need_labels,
+        )
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Accuracy of ``predict(X)`` against ``y`` (or ``X``'s label column); for multi-label data, the share
+        of rows whose whole label set is right."""
+        self._check_fitted()
+        data = self._data(X, y, need_labels=True)
+        pred = self.predict(data)
+        right = np.fromiter((p == t for p, t in zip(pred, data.labels, strict=True)), bool, len(data))
+        return float(np.average(right, weights=sample_weight))
 
 
 def _matches(option: Any, value: Any) -> bool:
@@ -174,17 +259,6 @@ def _matches(option: Any, value: Any) -> bool:
 
 def resolve_backbone(backbone: str | Backbone) -> Backbone:
     return backbone if isinstance(backbone, Backbone) else get_backbone(backbone)
-
-
-def as_dataset(inputs: Any, modality: str) -> Dataset:
-    """Accept a Dataset, a list of texts, a list of image paths or an image array."""
-    if isinstance(inputs, Dataset):
-        return inputs
-    if isinstance(inputs, str):
-        raise DataError("expected a list of inputs, got a single string; wrap it in a list.")
-    if modality == "image" and isinstance(inputs, np.ndarray):
-        return from_arrays(inputs)
-    return Dataset(list(inputs), None, modality)
 
 
 def known_label_rows(data: Dataset | None, classes: np.ndarray) -> list[int]:

@@ -35,12 +35,7 @@ from ..backbones import Backbone
 from ..data import Dataset
 from ..data.labels import all_classes, is_multilabel, multi_hot
 from ..errors import ParameterError
-from .base import (
-    Interval,
-    as_dataset,
-    encode_labels,
-    register_technique,
-)
+from .base import Interval, encode_labels, register_technique, resolve_backbone
 from .head import LinearHead
 from .probe import LinearProbe
 from .train import Checkpointer, Hooks, train
@@ -215,15 +210,21 @@ class Contrastive(TunedTechnique):
         steps = self.planned_steps(n_rows)
         return math.ceil(steps / min(self.epochs, steps))
 
-    def tune_encoder(self, train_data: Dataset) -> Contrastive:
-        """Phase 1: contrastive tuning of a copy of the backbone on pairs of ``train_data`` rows."""
+    def tune_encoder(self, X: Any, y: Any = None) -> Contrastive:
+        """Phase 1: contrastive tuning of a copy of the backbone on pairs of rows of ``X`` (labels ``y`` or
+        ``X``'s label column). Starts afresh: every fitted attribute is rebuilt."""
+        base = resolve_backbone(self.backbone)
+        return self._tune(self._data(X, y, base.modality, need_labels=True), base)
+
+    def _tune(self, train_data: Dataset, base: Backbone) -> Contrastive:
+        self._reset_fitted()
         self._validate_params()
         train_data.require_labels()
         start = time.perf_counter()
         self.multilabel_ = is_multilabel(train_data.labels)
         self.classes_ = np.array(all_classes(train_data.labels))
         Y = multi_hot(train_data.labels, self.classes_)
-        bb = self._copy_backbone()
+        bb = self._copy_backbone(base)
         if self.augment_config(bb.modality).active:
             raise ParameterError(
                 f"augment={self.augment!r}, mixup={self.mixup}, cutmix={self.cutmix}: the contrastive technique "
@@ -269,13 +270,13 @@ class Contrastive(TunedTechnique):
         return supcon_loss(emb, Y, self.temperature)
 
     # -- phase 2 -----------------------------------------------------------------------------------------------
-    def fit_head(self, train_data: Dataset, val: Dataset | None = None) -> Contrastive:
-        """Phase 2: logistic regression on the tuned encoder's embeddings of ``train_data`` (any labelled rows,
-        not necessarily the ones the encoder was tuned on). ``C`` is chosen on ``val`` when given."""
+    def fit_head(self, X: Any, y: Any = None, val: Any = None) -> Contrastive:
+        """Phase 2: logistic regression on the tuned encoder's embeddings of ``X`` (any labelled rows, not
+        necessarily the ones the encoder was tuned on). ``C`` is chosen on labelled ``val`` rows when given."""
         if not hasattr(self, "encoder_trainable_params_"):
-            raise ParameterError("fit_head needs a tuned encoder; call tune_encoder(train) first (or fit).")
-        train_data.require_labels()
+            raise ParameterError("fit_head needs a tuned encoder; call tune_encoder(X, y) first (or fit).")
         start = time.perf_counter()
+        train_data, val = self._fit_data(X, y, val, self.backbone_.modality)
         X = self._embed(train_data)
         if self.multilabel_:  # C by cross-validation on the training rows
             Y = multi_hot(train_data.labels, self.classes_)
@@ -294,8 +295,11 @@ class Contrastive(TunedTechnique):
         self.head_seconds_ = round(time.perf_counter() - start, 3)
         return self
 
-    def fit(self, train_data: Dataset, val: Dataset | None = None) -> Contrastive:
-        return self.tune_encoder(train_data).fit_head(train_data, val)
+    def fit(self, X: Any, y: Any = None, val: Any = None) -> Contrastive:
+        """Both phases on ``X`` (labels ``y`` or ``X``'s label column); ``val`` chooses the head's ``C``."""
+        base = resolve_backbone(self.backbone)
+        train = self._data(X, y, base.modality, need_labels=True)
+        return self._tune(train, base).fit_head(train, val=val)
 
     def _embed(self, data: Dataset) -> np.ndarray:
         rt = self._runtime()
@@ -310,7 +314,7 @@ class Contrastive(TunedTechnique):
         self._check_fitted()
         if tta:
             raise ParameterError("tta=True: the contrastive technique has no test-time augmentation.")
-        data = as_dataset(inputs, self.backbone_.modality)
+        data = self._data(inputs)
         logits = self._logits(self.model_, self.backbone_.batch_source(data))
         return (logits.sigmoid() if self.multilabel_ else logits.softmax(-1)).numpy()
 

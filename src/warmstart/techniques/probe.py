@@ -17,7 +17,6 @@ from ..runtime import PRECISIONS, resolve
 from .base import (
     Interval,
     Technique,
-    as_dataset,
     encode_labels,
     known_label_rows,
     register_technique,
@@ -56,6 +55,8 @@ class LinearProbe(Technique):
         "use_cache": [bool],
         "seed": [Interval(int, 0, None)],
         "progress": [bool],
+        "input_col": [str, None],
+        "label_col": [str, None],
     }
 
     def __init__(
@@ -70,6 +71,8 @@ class LinearProbe(Technique):
         use_cache: bool = True,
         seed: int = 0,
         progress: bool = True,
+        input_col: str | None = None,
+        label_col: str | None = None,
     ):
         self.backbone = backbone
         self.C = C
@@ -81,10 +84,12 @@ class LinearProbe(Technique):
         self.use_cache = use_cache
         self.seed = seed
         self.progress = progress
+        self.input_col = input_col
+        self.label_col = label_col
 
     # -- phases ----------------------------------------------------------------------------------------------
     def features(self, data: Dataset) -> np.ndarray:
-        """Backbone features for ``data`` (through the feature cache)."""
+        """Backbone features for ``data`` (through the feature cache); ``fit`` resolves the backbone first."""
         if not hasattr(self, "backbone_"):
             self.backbone_ = resolve_backbone(self.backbone)
         if not hasattr(self, "cache_"):
@@ -98,11 +103,15 @@ class LinearProbe(Technique):
             progress=self.progress,
         )
 
-    def fit(self, train: Dataset, val: Dataset | None = None) -> LinearProbe:
+    def fit(self, X: Any, y: Any = None, val: Any = None) -> LinearProbe:
+        """Fit on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
+        ``X``'s label column); ``val``: optional labelled rows that choose ``C``."""
+        self._reset_fitted()
         self._validate_params()
-        train.require_labels()
-        require_single_label(train, self.name)
         start = time.perf_counter()
+        self.backbone_ = resolve_backbone(self.backbone)
+        train, val = self._fit_data(X, y, val, self.backbone_.modality)
+        require_single_label(train, self.name)
         self.classes_ = np.array(sorted(set(train.labels)))
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
@@ -181,8 +190,7 @@ class LinearProbe(Technique):
                 "tta=True: the probe predicts from one feature vector per input and has no test-time "
                 "augmentation; it is for trained techniques (finetune, lp_ft, lora, ...)."
             )
-        data = as_dataset(inputs, self.backbone_.modality)
-        X = torch.from_numpy(np.array(self.features(data), dtype=np.float32))
+        X = torch.from_numpy(np.array(self.features(self._data(inputs)), dtype=np.float32))
         with torch.inference_mode():
             return self.head_(X).softmax(-1).numpy()
 

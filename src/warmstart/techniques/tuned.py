@@ -39,7 +39,6 @@ from .augment import POLICIES, AugmentConfig, BatchAugmenter, tta_views
 from .base import (
     Interval,
     Technique,
-    as_dataset,
     encode_labels,
     known_label_rows,
     require_single_label,
@@ -58,6 +57,8 @@ NOT_IN_RUN_KEY = (
     "keep_checkpoint",
     "cache_dir",
     "use_cache",
+    "input_col",  # which columns held the rows; the rows themselves are in the key
+    "label_col",
 )
 
 
@@ -119,6 +120,8 @@ class TunedTechnique(Technique):
         "mixup": [Interval(float, 0, 1)],
         "cutmix": [Interval(float, 0, 1)],
         "label_smoothing": [Interval(float, 0, 1, "left")],
+        "input_col": [str, None],
+        "label_col": [str, None],
     }
     # what augment="auto" means for images (text is never augmented): crop and flip, chosen on mnist-5k, where
     # TrivialAugment on top did no better at 32 per class (.915 against .919) and worse at 8 (.643 against .848)
@@ -157,6 +160,8 @@ class TunedTechnique(Technique):
         mixup: float = 0.0,
         cutmix: float = 0.0,
         label_smoothing: float = 0.0,
+        input_col: str | None = None,
+        label_col: str | None = None,
     ):
         self.backbone = backbone
         self.epochs = epochs
@@ -189,6 +194,8 @@ class TunedTechnique(Technique):
         self.mixup = mixup
         self.cutmix = cutmix
         self.label_smoothing = label_smoothing
+        self.input_col = input_col
+        self.label_col = label_col
 
     # -- hooks for subclasses ----------------------------------------------------------------------------------
     def _prepare(self, backbone: Backbone) -> None:
@@ -217,14 +224,18 @@ class TunedTechnique(Technique):
         """After training (default: nothing)."""
 
     # -- fit ---------------------------------------------------------------------------------------------------
-    def fit(self, train_data: Dataset, val: Dataset | None = None) -> TunedTechnique:
+    def fit(self, X: Any, y: Any = None, val: Any = None) -> TunedTechnique:
+        """Train on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
+        ``X``'s label column); with labelled ``val`` rows, keep the best epoch and stop early."""
+        self._reset_fitted()
         self._validate_params()
-        train_data.require_labels()
-        require_single_label(train_data, self.name)
         start = time.perf_counter()
+        base = resolve_backbone(self.backbone)
+        train_data, val = self._fit_data(X, y, val, base.modality)
+        require_single_label(train_data, self.name)
         self.classes_ = np.array(sorted(set(train_data.labels)))
         y = torch.from_numpy(encode_labels(train_data.labels, self.classes_))
-        bb = self._copy_backbone()
+        bb = self._copy_backbone(base)
         self.lr_ = self._base_lr(bb)
         head_default = self.default_head_lr if self.default_head_lr is not None else self.lr_
         self.head_lr_ = float(head_default if self.head_lr == "auto" else self.head_lr)
@@ -288,9 +299,8 @@ class TunedTechnique(Technique):
         pre = bb.image_preprocess
         return BatchAugmenter(cfg, pre.mean, pre.std, pre.rescale, len(self.classes_))
 
-    def _copy_backbone(self) -> Backbone:
-        """A private copy of the backbone to train (``backbone_``); the original's reference is kept."""
-        base = resolve_backbone(self.backbone)
+    def _copy_backbone(self, base: Backbone) -> Backbone:
+        """A private copy of ``base`` to train (``backbone_``); the original's reference is kept."""
         self.base_reference_ = base.reference()
         self.backbone_ = copy.deepcopy(base)  # training must never change a backbone the caller still holds
         return self.backbone_
@@ -445,7 +455,7 @@ class TunedTechnique(Technique):
         """Class probabilities; ``tta=True`` (images only) averages them over the image, a zoomed centre crop
         and, with ``hflip``, their mirror images."""
         self._check_fitted()
-        data = as_dataset(inputs, self.backbone_.modality)
+        data = self._data(inputs)
         if tta and self.backbone_.modality != "image":
             raise ParameterError("tta=True: test-time augmentation is for images; this model reads text.")
         return self._logits(self.model_, self.backbone_.batch_source(data), tta=tta).softmax(-1).numpy()

@@ -1,0 +1,144 @@
+"""One entry point from a data spec to a ``Dataset``: what ``--data`` and ``--test`` accept.
+
+A spec is a text table file (CSV/TSV/JSONL/Parquet/...), an image folder (one sub-folder per class), a folder
+written by Hugging Face ``datasets``' ``save_to_disk`` (one split, or a ``DatasetDict`` of splits), ``hf:NAME``
+for a Hugging Face hub data set (or a local folder of data files ``datasets.load_dataset`` reads), or the name
+of a packaged data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from .datasets import Dataset
+from .inputs import as_dataset
+
+
+@dataclass(frozen=True)
+class Columns:
+    """How to read a spec's rows: the columns and, for text tables, their decoding."""
+
+    text_col: str | None = None  # the input column (text, or images in a Hugging Face data set)
+    label_col: str | None = None
+    encoding: str = "utf-8"
+    drop_empty: bool = False
+    label_sep: str | None = None
+    split: str | None = None  # the split of a Hugging Face data set to train on (default: train)
+
+
+def load(
+    spec: str, columns: Columns | None = None, require_labels: bool = True
+) -> tuple[Dataset, Dataset | None]:
+    """``(data, test)``: the rows of ``spec``, and its own test split where it has one (packaged data sets and
+    Hugging Face data sets with a ``test`` split), else ``None``."""
+    from .image import load_image_folder
+    from .packaged import PACKAGED, load_packaged
+    from .text import load_text
+
+    cols = columns or Columns()
+    if spec.startswith("hf:"):
+        return _hub(spec[3:], cols, require_labels)
+    path = Path(spec)
+    if path.is_dir() and _saved_hf(path):
+        return _saved(path, cols, require_labels)
+    if cols.split is not None:
+        raise DataError(
+            f"--split {cols.split!r}: {spec} is not a Hugging Face data set; --split is for those."
+        )
+    if path.is_dir():
+        return load_image_folder(path), None
+    if path.is_file():
+        data = load_text(
+            path,
+            cols.text_col,
+            cols.label_col,
+            encoding=cols.encoding,
+            require_labels=require_labels,
+            drop_empty=cols.drop_empty,
+            label_sep=cols.label_sep,
+        )
+        return data, None
+    if spec in PACKAGED:
+        pk = load_packaged(spec)
+        return pk.train, pk.test
+    raise DataError(
+        f"{spec}: no such file or folder, and not a packaged data set (`warmstart datasets` lists those) or "
+        f"hf:NAME."
+    )
+
+
+def _saved_hf(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
+
+
+def _datasets_module() -> Any:
+    try:
+        import datasets
+    except ImportError as e:
+        raise DataError(
+            "reading a Hugging Face data set needs the datasets package: pip install datasets"
+        ) from e
+    return datasets
+
+
+def _saved(path: Path, cols: Columns, require_labels: bool) -> tuple[Dataset, Dataset | None]:
+    ds = _datasets_module().load_from_disk(str(path))
+    return _splits(ds, str(path), cols, require_labels)
+
+
+def _hub(name: str, cols: Columns, require_labels: bool) -> tuple[Dataset, Dataset | None]:
+    datasets = _datasets_module()
+    if not name:
+        raise DataError("hf: needs a data set name, e.g. hf:imdb (or hf:./folder of data files).")
+    try:
+        ds = datasets.load_dataset(name)
+    except Exception as e:  # the hub client raises many types: offline, unknown name, bad files
+        raise DataError(
+            f"hf:{name}: could not load it with datasets.load_dataset ({type(e).__name__}: {str(e)[:300]}). Check "
+            f"the name, and the network or HF_DATASETS_OFFLINE; a saved copy can be read as --data FOLDER."
+        ) from e
+    return _splits(ds, f"hf:{name}", cols, require_labels)
+
+
+def _splits(ds: Any, where: str, cols: Columns, require_labels: bool) -> tuple[Dataset, Dataset | None]:
+    """The training split (``cols.split``, default ``train``) and the ``test`` split when there is one."""
+    if not hasattr(ds, "keys"):  # one split saved on its own
+        if cols.split is not None:
+            raise DataError(f"--split {cols.split!r}: {where} holds one split only; drop --split.")
+        return _rows(ds, where, cols, require_labels), None
+    names = list(ds.keys())
+    split = cols.split or "train"
+    if split not in names:
+        hint = "pass --split NAME" if cols.split is None else "pick one of them"
+        raise DataError(f"{where}: no split {split!r}; the splits are {names}. {hint}.")
+    data = _rows(ds[split], f"{where}[{split}]", cols, require_labels)
+    test = None
+    if split != "test" and "test" in names:
+        test = _rows(ds["test"], f"{where}[test]", cols, require_labels=False)
+        if test.labels is None:  # a test split without labels (as some hub sets ship) cannot score the model
+            test = None
+    return data, test
+
+
+def _rows(split: Any, where: str, cols: Columns, require_labels: bool) -> Dataset:
+    if len(split) == 0:
+        raise DataError(f"{where}: no rows.")
+    kinds = {c: type(f).__name__ for c, f in split.features.items()}
+    if cols.text_col is not None:
+        modality = "image" if kinds.get(cols.text_col) == "Image" else "text"
+    else:
+        modality = "image" if "Image" in kinds.values() else "text"
+    return as_dataset(
+        split,
+        modality=modality,
+        input_col=cols.text_col,
+        label_col=cols.label_col,
+        need_labels=require_labels,
+        source=where,
+        flags=("--text-col", "--label-col"),
+    )
