@@ -5,8 +5,8 @@ not pay for torch.
 
 Example:
     >>> import warmstart
-    >>> sorted(warmstart.available_techniques())[:1]
-    ['probe']
+    >>> "probe" in warmstart.available_techniques()
+    True
 """
 
 from __future__ import annotations

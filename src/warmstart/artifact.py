@@ -208,8 +208,14 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
     with), on ``device`` (default: a GPU where there is one; where it was trained does not matter).
 
     Example:
-        >>> model = load_artifact("runs/sms")            # doctest: +SKIP
-        >>> model.predict(["free entry to win cash"])    # doctest: +SKIP
+        >>> import tempfile
+        >>> from warmstart import get_technique, save_artifact
+        >>> texts = ["free cash prize", "win money now", "see you at lunch", "call me later"]
+        >>> est = get_technique("probe", backbone="paraphrase-MiniLM-L3-v2", progress=False)
+        >>> folder = save_artifact(est.fit(texts, ["spam", "spam", "ham", "ham"]), tempfile.mkdtemp() + "/sms")
+        >>> model = load_artifact(folder)
+        >>> model.predict(["free entry to win cash"]).tolist() == est.predict(["free entry to win cash"]).tolist()
+        True
     """
     folder = Path(folder)
     if verify:

@@ -139,9 +139,14 @@ def export_onnx(
     each ONNX model is the median of ``rounds`` interleaved passes over those rows.
 
     Example:
-        >>> from warmstart.data import load_packaged                                    # doctest: +SKIP
-        >>> report = export_onnx("runs/trec", data=load_packaged("trec").test, int8=True)  # doctest: +SKIP
-        >>> print(report.summary())                                                     # doctest: +SKIP
+        >>> import tempfile
+        >>> from warmstart import get_technique, save_artifact
+        >>> texts = ["free cash prize", "win money now", "see you at lunch", "call me later"]
+        >>> est = get_technique("probe", backbone="paraphrase-MiniLM-L3-v2", progress=False)
+        >>> folder = save_artifact(est.fit(texts, ["spam", "spam", "ham", "ham"]), tempfile.mkdtemp() + "/sms")
+        >>> report = export_onnx(folder, data=texts + ["free entry", "lunch?"], rounds=1)
+        >>> report.rows, sorted(report.parity)
+        (6, ['fp32'])
     """
     import onnxruntime
 
@@ -384,8 +389,15 @@ class OnnxModel:
     """An exported folder, run with onnxruntime; preprocessing with ``tokenizers`` or Pillow only.
 
     Example:
-        >>> m = OnnxModel("runs/trec-onnx")                        # doctest: +SKIP
-        >>> m.predict(["How far is the moon?"])                    # doctest: +SKIP
+        >>> import tempfile
+        >>> from warmstart import get_technique, save_artifact
+        >>> texts = ["how far is it", "who is he", "how far away", "who are they"]
+        >>> est = get_technique("probe", backbone="paraphrase-MiniLM-L3-v2", progress=False)
+        >>> folder = save_artifact(est.fit(texts, ["NUM", "HUM", "NUM", "HUM"]), tempfile.mkdtemp() + "/q")
+        >>> report = export_onnx(folder, data=texts, rounds=1)
+        >>> m = OnnxModel(report.folder)
+        >>> m.predict(["How far is the moon?"]).tolist() == est.predict(["How far is the moon?"]).tolist()
+        True
     """
 
     def __init__(

@@ -27,9 +27,15 @@ class FeatureCache:
     """On-disk cache of backbone features.
 
     Example:
-        >>> cache = FeatureCache("/tmp/ws-features")  # doctest: +SKIP
-        >>> X = cache.get(backbone, dataset)          # computes and stores  # doctest: +SKIP
-        >>> X = cache.get(backbone, dataset)          # memory-mapped from disk  # doctest: +SKIP
+        >>> import tempfile
+        >>> from warmstart.backbones import get_backbone
+        >>> from warmstart.data import Dataset
+        >>> cache = FeatureCache(tempfile.mkdtemp())
+        >>> backbone, data = get_backbone("paraphrase-MiniLM-L3-v2"), Dataset(["hi", "hello"], None, "text")
+        >>> X = cache.get(backbone, data, progress=False)  # computes and stores
+        >>> Y = cache.get(backbone, data, progress=False)  # read from disk
+        >>> X.shape, bool((X == Y).all()), cache.misses, cache.hits
+        ((2, 384), True, 1, 1)
     """
 
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True) -> None:

@@ -64,10 +64,13 @@ def fit_run(
     ``warmstart export`` can find the held-out rows again).
 
     Example:
-        >>> from warmstart.data import load_packaged                                          # doctest: +SKIP
-        >>> ng = load_packaged("20newsgroups")                                                # doctest: +SKIP
-        >>> r = fit_run(ng.train, test=ng.test, shots=8, output="runs/ng8")                   # doctest: +SKIP
-        >>> r.metrics["accuracy"]                                                             # doctest: +SKIP
+        >>> import tempfile
+        >>> from warmstart.data import load_packaged
+        >>> sms = load_packaged("sms-spam").train
+        >>> r = fit_run(sms.subset(range(600)), backbone="paraphrase-MiniLM-L3-v2", shots=8,
+        ...             params={"progress": False}, output=tempfile.mkdtemp() + "/sms8")
+        >>> r.config["n_train"], r.config["n_test"], 0.5 < r.metrics["accuracy"] <= 1
+        (16, 120, True)
     """
     if output is not None:  # a folder that would lose files, or cannot be written, is refused before any work
         from .artifact import check_output

@@ -110,9 +110,13 @@ def run_study(
     JSON as its task finishes, so finished cells are kept exactly as with the local engine.
 
     Example:
-        >>> from warmstart.data import load_packaged                                            # doctest: +SKIP
-        >>> cfg = StudyConfig("trec", "all-MiniLM-L6-v2", ["scratch", "probe", "lora"], [4, 8, 16], seeds=5)
-        >>> run_study(load_packaged("trec").train, cfg, "runs/study-trec")                      # doctest: +SKIP
+        >>> import tempfile
+        >>> from warmstart.data import load_packaged
+        >>> cfg = StudyConfig("trec", "paraphrase-MiniLM-L3-v2", ["probe"], [4, 8], seeds=2, test_rows=120)
+        >>> out = tempfile.mkdtemp()
+        >>> summary = run_study(load_packaged("trec").train, cfg, out, progress=False, report=False)
+        >>> sorted(p.name for p in __import__("pathlib").Path(out, "cells").glob("*.json"))
+        ['probe-k4-s0.json', 'probe-k4-s1.json', 'probe-k8-s0.json', 'probe-k8-s1.json']
     """
     from tqdm.auto import tqdm
 

@@ -188,8 +188,9 @@ class TransformerTextBackbone(Backbone):
         ``num_layers`` keeps only the first layers of the encoder (0: the embeddings alone).
 
         Example:
-            >>> bb = TransformerTextBackbone.from_pretrained("/path/to/all-MiniLM-L6-v2")  # doctest: +SKIP
-            >>> bb.encode(["hello world"]).shape  # doctest: +SKIP
+            >>> from warmstart.backbones import minilm_l6_folder  # all-MiniLM-L6-v2, a transformers folder
+            >>> bb = TransformerTextBackbone.from_pretrained(minilm_l6_folder())
+            >>> bb.encode(["hello world"], progress=False).shape
             (1, 384)
         """
         from transformers import AutoModel, AutoTokenizer

@@ -20,14 +20,14 @@ names per row for multi-label data. ``None``/NaN labels and float labels are ref
 
 Example:
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"review": ["good", "bad", "fine"], "stars": [5, 1, 4]})
+    >>> df = pd.DataFrame({"body_text": ["good", "bad", "fine"], "stars": [5, 1, 4]})
     >>> ds = as_dataset(df, modality="text", label_col="stars")
     >>> ds.inputs, ds.labels
     (['good', 'bad', 'fine'], [5, 1, 4])
     >>> as_dataset(df, modality="text")
     Traceback (most recent call last):
     ...
-    warmstart.errors.DataError: <DataFrame>: cannot tell which column holds the inputs among ['review', 'stars']; pass input_col=NAME (and label_col=NAME for the labels).
+    warmstart.errors.DataError: <DataFrame>: cannot tell which column holds the inputs among ['body_text', 'stars']; pass input_col=NAME (and label_col=NAME for the labels).
 """
 
 from __future__ import annotations

@@ -158,9 +158,13 @@ def rank_backbones(
     ``primary`` (default: ``ridge_loo`` when it is among ``scores``, else the first of ``scores``).
 
     Example:
-        >>> from warmstart.data import load_packaged                                      # doctest: +SKIP
-        >>> r = rank_backbones(load_packaged("trec").train, ["all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"])
-        >>> print(r.table()); print(r.explain())                                           # doctest: +SKIP
+        >>> from warmstart.data import load_packaged
+        >>> r = rank_backbones(load_packaged("trec").train, ["all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"],
+        ...                    max_rows=120, progress=False)
+        >>> sorted(c.backbone for c in r.candidates), r.rows
+        (['all-MiniLM-L6-v2', 'paraphrase-MiniLM-L3-v2'], 120)
+        >>> print(r.table())  # doctest: +ELLIPSIS
+        | rank | backbone | dim | ...
     """
     unknown = [s for s in scores if s not in ALL_SCORES]
     if unknown or not scores:

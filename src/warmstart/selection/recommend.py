@@ -157,9 +157,12 @@ def recommend(
     """The technique with the best expected accuracy whose measured cost fits the limits.
 
     Example:
-        >>> rec = recommend(train, "all-MiniLM-L6-v2", budget="5m")      # doctest: +SKIP
-        >>> print(rec.table()); rec.technique                            # doctest: +SKIP
-        'contrastive'
+        >>> from warmstart.data import load_packaged, few_shot
+        >>> trec = load_packaged("trec").train
+        >>> train = trec.subset(few_shot(trec.labels, k=8))
+        >>> rec = recommend(train, "paraphrase-MiniLM-L3-v2", budget="2m", candidates=["probe", "bitfit"])
+        >>> rec.technique in ("probe", "bitfit")
+        True
     """
     budget_s, limit_params = parse_budget(budget), parse_size(max_params)  # bad limits fail before any work
     train.require_labels()

@@ -165,7 +165,7 @@ def leep(source_proba: np.ndarray, y: np.ndarray) -> float:
 
         >>> theta = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
         >>> round(leep(theta, np.array([0, 0, 1])), 4)
-        -0.2286
+        -0.2449
     """
     P, y, C = _check(source_proba, y)
     if (P < -1e-9).any() or not np.allclose(P.sum(1), 1.0, atol=1e-4):

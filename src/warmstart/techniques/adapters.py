@@ -143,7 +143,10 @@ class LoRA(_PeftTechnique):
         **kwargs: the shared loop parameters.
 
     Example:
-        >>> LoRA(r=8, epochs=4).fit(train).predict(["Where is the Eiffel Tower?"])  # doctest: +SKIP
+        >>> texts = ["where is paris", "who is she", "where is rome", "who wrote it"]
+        >>> lora = LoRA(backbone="paraphrase-MiniLM-L3-v2", r=8, epochs=1, min_steps=2, progress=False)
+        >>> lora.fit(texts, ["LOC", "HUM", "LOC", "HUM"]).predict(["Where is the Eiffel Tower?"]).shape
+        (1,)
     """
 
     _parameter_constraints = {

@@ -21,7 +21,10 @@ class BitFit(TunedTechnique):
     """Train the backbone's biases (and, with ``norms=True``, its LayerNorm/BatchNorm weights) plus a new head.
 
     Example:
-        >>> BitFit(norms=False).fit(train).predict(["free prize, call now"])  # doctest: +SKIP
+        >>> texts = ["free prize, call now", "lunch at noon?", "win cash today", "see you soon"]
+        >>> est = BitFit(backbone="paraphrase-MiniLM-L3-v2", norms=False, epochs=1, min_steps=2, progress=False)
+        >>> est.fit(texts, ["spam", "ham", "spam", "ham"]).predict(["free cash prize"]).shape
+        (1,)
     """
 
     default_lr = {"text": 1e-3, "image": 1e-3}

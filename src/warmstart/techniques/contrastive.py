@@ -153,12 +153,12 @@ class Contrastive(TunedTechnique):
             ``epochs`` is the average number of passes over the rows when ``steps="auto"``.
 
     Example:
-        >>> from warmstart.data import load_packaged, few_shot             # doctest: +SKIP
-        >>> data = load_packaged("trec").train                              # doctest: +SKIP
-        >>> train = data.subset(few_shot(data.labels, k=8))                 # doctest: +SKIP
-        >>> model = Contrastive("all-MiniLM-L6-v2").tune_encoder(train)     # doctest: +SKIP
-        >>> model.fit_head(train).predict(["Who wrote Hamlet?"])            # doctest: +SKIP
-        array(['HUM'], dtype=object)
+        >>> from warmstart.data import load_packaged, few_shot
+        >>> data = load_packaged("trec").train
+        >>> train = data.subset(few_shot(data.labels, k=4))
+        >>> model = Contrastive("paraphrase-MiniLM-L3-v2", steps=4, progress=False).tune_encoder(train)
+        >>> model.fit_head(train).predict(["Who wrote Hamlet?"]).shape, model.steps_
+        ((1,), 4)
     """
 
     default_lr = {"text": 1e-4, "image": 1e-4}

@@ -18,7 +18,10 @@ class Scratch(TunedTechnique):
     """Random initialisation (seeded by ``seed``), then the shared training loop on every weight.
 
     Example:
-        >>> Scratch(epochs=10).fit(train).predict(texts)  # doctest: +SKIP
+        >>> texts = ["free prize, call now", "lunch at noon?", "win cash today", "see you soon"]
+        >>> est = Scratch(backbone="paraphrase-MiniLM-L3-v2", epochs=2, min_steps=2, progress=False)
+        >>> est.fit(texts, ["spam", "ham", "spam", "ham"]).predict(texts).shape
+        (4,)
     """
 
     default_lr = {"text": 5e-4, "image": 1e-3}
