@@ -502,6 +502,14 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from .push import push_artifact
+
+    url = push_artifact(args.artifact, args.repo_id, private=args.private, commit_message=args.message)
+    print(f"pushed {args.artifact} to {args.repo_id}: {url}")
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     import shutil
 
@@ -833,6 +841,18 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_recommend)
 
+    p = sub.add_parser(
+        "push",
+        help="upload an artifact to a Hugging Face hub model repository (its README.md is the model card)",
+        description="Upload every file of an artifact, hash-checked first, to a hub model repository in one "
+        "commit (the repository is created when missing). The token comes from HF_TOKEN or `hf auth login`; "
+        "HF_ENDPOINT points at another hub.",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("repo_id", help="NAME or ORG/NAME")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--message", help="commit message (default: Upload warmstart artifact NAME)")
+    p.set_defaults(func=cmd_push)
     p = sub.add_parser(
         "clean", help="list (or remove) checkpoints of interrupted runs that were never resumed"
     )

@@ -25,3 +25,7 @@ class ParameterError(WarmstartError, ValueError):
 
 class ExportError(WarmstartError, RuntimeError):
     """An export that would not reproduce the trained model (failed parity check) or could not be written."""
+
+
+class PushError(WarmstartError, RuntimeError):
+    """An upload to a Hugging Face hub repository that was refused or could not reach the hub."""

@@ -158,7 +158,9 @@ def _write(folder: Path, est: Any, enc: Any, pipe: Any, src: Path) -> None:
     from safetensors.torch import save_file
 
     peft_model = getattr(est, "peft_model_", None)
-    if peft_model is not None:  # an adapter kept beside its base (merge=False): folded into the exported weights
+    if (
+        peft_model is not None
+    ):  # an adapter kept beside its base (merge=False): folded into the exported weights
         enc = copy.copy(enc)
         enc.module = copy.deepcopy(peft_model).merge_and_unload().float().eval()
     enc.save(folder)  # config, weights, tokenizer, sentence-transformers modules
