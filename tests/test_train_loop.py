@@ -498,6 +498,94 @@ def test_ctrl_c_mid_accumulation_drops_the_half_step(tmp_path):
     assert state.step == 0 and state.batch == 0
 
 
+def _sigint_after_optimizer_steps(mp, at: int, times: int = 1) -> None:
+    """``times`` real SIGINTs delivered inside ``AdamW.step`` on call ``at`` (1-based): after the weights moved,
+    before the loop has counted the step, the window where a Ctrl-C used to leave a checkpoint that disagreed
+    with itself."""
+    import signal
+
+    real, calls = torch.optim.AdamW.step, []
+
+    def step(self, *a, **k):
+        out = real(self, *a, **k)
+        calls.append(1)
+        if len(calls) == at:
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+        return out
+
+    mp.setattr(torch.optim.AdamW, "step", step)
+
+
+def test_ctrl_c_inside_a_step_is_acted_on_at_the_step_boundary(tmp_path):
+    src, y = _data()
+
+    def run(ck=None):
+        model = Linear()
+        return model, train(
+            model, _groups(model), src, y, _cfg(), ck, Hooks(evaluate=lambda: {"accuracy": 0.5})
+        )
+
+    ref_model, ref = run()
+    ck = Checkpointer(tmp_path / "ck", "k")
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(Interrupted, match="interrupted at step 5/12"):
+        _sigint_after_optimizer_steps(mp, 5)
+        run(ck)
+    state, _ = ck.load()
+    assert (state.epoch, state.step, state.loss_count) == (0, 5, 5)  # step 5, counted in the epoch's loss
+    model, resumed = run(ck)
+    assert resumed.history == ref.history  # the logged losses too, not only the weights
+    torch.testing.assert_close(model.fc.weight, ref_model.fc.weight, rtol=0, atol=0)
+
+
+def test_a_second_ctrl_c_stops_at_once_without_writing_a_checkpoint(tmp_path):
+    src, y = _data()
+    model = Linear()
+    ck = Checkpointer(tmp_path / "ck", "k")
+    cfg = _cfg(checkpoint_every=0)
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        pytest.raises(Interrupted, match="stopped at once by a second Ctrl-C"),
+    ):
+        _sigint_after_optimizer_steps(mp, 2, times=2)
+        train(model, _groups(model), src, y, cfg, ck, Hooks())
+    assert ck.load() is None  # none written mid-step; a rerun starts from the last periodic one (none here)
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop put Python's back
+
+
+def test_an_error_while_ctrl_c_is_pending_is_that_interrupt(tmp_path):
+    """DataLoader workers exit on SIGINT, so the next batch fails before the loop reaches a step boundary."""
+    import signal
+
+    src, y = _data()
+    calls = []
+
+    def loss(out, t):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        if len(calls) == 4:
+            raise RuntimeError("DataLoader worker (pid 1234) exited unexpectedly")
+        return nn.functional.cross_entropy(out, t)
+
+    model = Linear()
+    ck = Checkpointer(tmp_path / "ck", "k")
+    with pytest.raises(Interrupted, match="interrupted at step 3/12"):
+        train(model, _groups(model), src, y, _cfg(), ck, Hooks(loss=loss))
+    assert ck.load()[0].step == 3
+
+    def failing(out, t):
+        raise RuntimeError("DataLoader worker (pid 1234) exited unexpectedly")
+
+    other = Linear()
+    with pytest.raises(
+        RuntimeError, match="exited unexpectedly"
+    ):  # without a pending Ctrl-C it stays an error
+        train(other, _groups(other), src, y, _cfg(), None, Hooks(loss=failing))
+
+
 def test_a_resumed_run_says_from_where(tmp_path, capsys):
     src, y = _data()
     ck = Checkpointer(tmp_path / "ck", "k")

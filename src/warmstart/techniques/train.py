@@ -227,6 +227,52 @@ class Interrupted(KeyboardInterrupt):
     """Raised when training stops on Ctrl-C; the checkpoint to resume from has been written."""
 
 
+class ForcedStop(KeyboardInterrupt):
+    """A second Ctrl-C: training stops where it is, without a checkpoint (the state may be mid-step)."""
+
+
+class DeferredInterrupt:
+    """While training, Ctrl-C (SIGINT) is acted on at the next step boundary instead of wherever it lands.
+
+    Python raises ``KeyboardInterrupt`` at any bytecode, so a Ctrl-C between an optimizer step and its
+    bookkeeping (the step count, the epoch's loss, the epoch's history) wrote a checkpoint that disagreed with
+    itself: the resumed run ended with the same weights but another logged loss, or repeated a step. The first
+    Ctrl-C is noted and ``check`` raises at the next boundary; a second one stops at once (``pending`` says that
+    the first was seen, and no consistent checkpoint is written then). Installed only in the main thread, and
+    only over Python's default handler.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise ForcedStop
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
 def train(
     model: nn.Module,
     param_groups: list[dict[str, Any]],
@@ -282,13 +328,23 @@ class _Loop:
             unit="step",
             disable=not self.cfg.progress or self.rank != 0,
         )
+        self.interrupt = DeferredInterrupt()
         try:
-            while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
-                self._epoch()
-        except KeyboardInterrupt as e:
+            with self.interrupt:
+                while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
+                    self._epoch()
+        except (KeyboardInterrupt, Exception) as e:
+            # an error while Ctrl-C is pending (DataLoader workers exit on SIGINT) is that interrupt too
+            if not isinstance(e, KeyboardInterrupt) and not self.interrupt.pending:
+                raise
+            self.bar.close()
+            if isinstance(e, ForcedStop):
+                raise Interrupted(
+                    "training stopped at once by a second Ctrl-C; no checkpoint was written now. Run the same "
+                    "command again to resume from the last periodic checkpoint."
+                ) from e
             self.optimizer.zero_grad(set_to_none=True)  # a half-accumulated step is dropped
             self._checkpoint()
-            self.bar.close()
             where = self.checkpointer.folder if self.checkpointer else "nowhere (checkpointing is off)"
             raise Interrupted(
                 f"training interrupted at step {self.state.step}/{self.total}; checkpoint saved in {where}. "
@@ -386,10 +442,12 @@ class _Loop:
             self.bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", epoch=state.epoch + 1)
             if self.hooks.interrupt_after_step == state.step:
                 raise KeyboardInterrupt
+            self.interrupt.check()  # a step boundary: the state and the weights agree
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and b + 1 < len(batches):
                 self._checkpoint(periodic=True)
         self._end_epoch(state.loss_sum / state.loss_count if state.loss_count else float("nan"))
         self._checkpoint(periodic=True)
+        self.interrupt.check()
 
     def _share(self, idx: np.ndarray) -> tuple[np.ndarray, float]:
         """This rank's rows of a batch, and the weight of their loss (0 for a stand-in row: every rank must
