@@ -121,6 +121,30 @@ class ExportReport:
         return "\n".join(lines)
 
 
+def held_out_rows(src: Path, data: Any, modality: str, max_rows: int) -> Any:
+    """The rows an export is checked on: ``data`` as a ``Dataset``, evenly thinned to at most ``max_rows``."""
+    from .data.inputs import as_dataset
+
+    if data is None:
+        raise ExportError(
+            f"{src}: the parity check needs held-out inputs; pass the test data (--test FILE or a packaged name)."
+        )
+    rows = as_dataset(data, modality=modality)
+    if len(rows) == 0:
+        raise ExportError("the parity check needs at least one held-out row; the data given is empty.")
+    if len(rows) > max_rows:
+        rows = rows.subset(np.unique(np.linspace(0, len(rows) - 1, max_rows).round().astype(np.int64)))
+    return rows
+
+
+def staging_folder(out: Path, overwrite: bool) -> Path:
+    """A temporary folder beside ``out`` to build an export in (renamed into place once it passed its check)."""
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out}: already exists; choose another --output.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
 def export_onnx(
     artifact: str | os.PathLike,
     output: str | os.PathLike | None = None,
@@ -151,7 +175,6 @@ def export_onnx(
     import onnxruntime
 
     from .artifact import load_artifact, verify_artifact
-    from .data.inputs import as_dataset
 
     src = Path(artifact)
     manifest = verify_artifact(src)
@@ -159,20 +182,9 @@ def export_onnx(
     # reference must be the exact model, not a mixed-precision run of it
     est = load_artifact(src, verify=False, device="cpu")
     bb = est.backbone_
-    if data is None:
-        raise ExportError(
-            f"{src}: the parity check needs held-out inputs; pass the test data (--test FILE or a packaged name)."
-        )
-    rows = as_dataset(data, modality=bb.modality)
-    if len(rows) == 0:
-        raise ExportError("the parity check needs at least one held-out row; the data given is empty.")
-    if len(rows) > max_rows:
-        rows = rows.subset(np.unique(np.linspace(0, len(rows) - 1, max_rows).round().astype(np.int64)))
+    rows = held_out_rows(src, data, bb.modality, max_rows)
     out = Path(output) if output is not None else src.with_name(src.name + "-onnx")
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out}: already exists; choose another --output.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = staging_folder(out, overwrite)
     try:
         pipe = _pipeline(est)
         pre = _write_preprocessing(bb, tmp)

@@ -16,7 +16,6 @@ import copy
 import inspect
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,26 +89,16 @@ def export_transformers(
     """Write the transformers folder for a text artifact (default: ARTIFACT-transformers beside it), checked on
     ``data`` (held-out inputs); returns what the check measured (also written to export.json)."""
     from .artifact import load_artifact
-    from .data.inputs import as_dataset
-    from .export import _pipeline, _torch_proba
+    from .export import _pipeline, _torch_proba, held_out_rows, staging_folder
 
     src = Path(artifact)
     est = load_artifact(src, device="cpu")
     pipe = _pipeline(est)  # fp32, adapters merged
     enc = pipe.backbone
     _check_exportable(src, enc)
-    if data is None:
-        raise ExportError(
-            f"{src}: the check needs held-out texts; pass them (--test FILE or a packaged name)."
-        )
-    rows = as_dataset(data, modality="text")
-    if len(rows) > max_rows:
-        rows = rows.subset(np.unique(np.linspace(0, len(rows) - 1, max_rows).round().astype(np.int64)))
+    rows = held_out_rows(src, data, "text", max_rows)
     out = Path(output) if output is not None else src.with_name(src.name + "-transformers")
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out}: already exists; choose another --output.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = staging_folder(out, overwrite)
     try:
         _write(tmp, est, enc, pipe, src)
         want = _torch_proba(pipe, enc, rows, 32)
