@@ -36,9 +36,8 @@ def load_data(spec: str, args: argparse.Namespace, require_labels: bool = True):
     """``--data``/``--test`` -> (data, its own test split or None), read by ``data.load.load``."""
     from .data.load import Columns, load
 
-    opts = {
-        k: getattr(args, k, None) for k in DATA_OPTIONS
-    }  # a record saved by an older version may lack some
+    # a data record saved by an older version may lack some of the options
+    opts = {k: getattr(args, k, None) for k in DATA_OPTIONS}
     opts.update(encoding=opts["encoding"] or "utf-8", drop_empty=bool(opts["drop_empty"]))
     return load(spec, Columns(**opts), require_labels)
 

@@ -1,7 +1,7 @@
 """Single-label and multi-label targets.
 
-A single-label dataset holds one label per row: a string (or, from Python, an integer or boolean). A multi-label dataset holds a label *set* per row: a tuple,
-list or (frozen)set of strings, possibly empty. Everything that needs classes, strata or targets goes through
+A single-label dataset holds one label per row: a string (or, from Python, an integer or boolean). A multi-label
+dataset holds a label *set* per row: a tuple, list or (frozen)set of strings, possibly empty. Everything that needs classes, strata or targets goes through
 these helpers so that both kinds work the same way.
 """
 
@@ -27,7 +27,7 @@ def is_multilabel(labels: Sequence[Any] | None) -> bool:
     return labels is not None and len(labels) > 0 and any(is_label_set(lab) for lab in labels)
 
 
-def label_set(label: Any) -> tuple[str, ...]:
+def label_set(label: Any) -> tuple[Any, ...]:
     """A row's labels as a sorted tuple, whether it holds one label or several. A single label keeps its type
     (an integer class stays an integer, so it matches the classes ``all_classes`` lists)."""
     if is_label_set(label):
