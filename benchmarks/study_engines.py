@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             if workers:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
                 try:
-                    run_study(pk.train, cfg, out, test=pk.test, progress=False, report=False, engine="ray")
+                    run_study(pk.train, cfg, out, test=pk.test, progress=False, engine="ray")
                 finally:
                     ray.shutdown()
             else:
-                run_study(pk.train, cfg, out, test=pk.test, progress=False, report=False)
+                run_study(pk.train, cfg, out, test=pk.test, progress=False)
             times[name] = time.perf_counter() - start
             tables[name] = pd.read_csv(out / "results.csv")[CONTENT]
             print(f"{name}: {times[name]:.1f} s for {cells} cells", flush=True)

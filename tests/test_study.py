@@ -89,6 +89,9 @@ def test_report_is_rebuilt_from_saved_results_alone(tiny_bert_dir, study_data, t
     run_study(
         study_data, config(tiny_bert_dir, techniques=["scratch", "probe"], shots=[2]), out, progress=False
     )
+    from warmstart.report import write_study_report
+
+    write_study_report(out)  # the study writes tables and summary; the report is an app above it
     html = (out / "report.html").read_text()
     summary = (out / "summary.json").read_text()
     for part in (
@@ -152,7 +155,7 @@ def test_ray_engine_gives_the_local_engines_table(tiny_bert_dir, study_data, tmp
     torch.set_num_threads(1)  # the same arithmetic as the one-thread Ray tasks
     try:
         cfg = config(tiny_bert_dir, techniques=["probe", "finetune"], shots=[2, 4], seeds=2)
-        run_study(study_data, cfg, tmp_path / "local", progress=False, report=False)
+        run_study(study_data, cfg, tmp_path / "local", progress=False)
         (tmp_path / "ray" / "cells").mkdir(parents=True)
         # one cell already finished: the Ray run must keep it and compute only the other seven
         kept = tmp_path / "local" / "cells" / "probe-k2-s0.json"
@@ -161,7 +164,7 @@ def test_ray_engine_gives_the_local_engines_table(tiny_bert_dir, study_data, tmp
         )
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
-            run_study(study_data, cfg, tmp_path / "ray", progress=False, report=False, engine="ray")
+            run_study(study_data, cfg, tmp_path / "ray", progress=False, engine="ray")
         finally:
             ray.shutdown()
     finally:
@@ -208,6 +211,6 @@ def test_a_study_on_an_image_folder_records_its_rows(tmp_path, tiny_image_backbo
     cfg = StudyConfig(
         data="imgs", backbone=str(tmp_path / "bb"), techniques=["probe"], shots=[2], seeds=1, test_size=0.34
     )
-    run_study(load_image_folder(tmp_path / "imgs"), cfg, tmp_path / "study", progress=False, report=False)
+    run_study(load_image_folder(tmp_path / "imgs"), cfg, tmp_path / "study", progress=False)
     (cell,) = st.load_cells(tmp_path / "study")
     assert len(cell["train_rows"]) == len(cell["test_rows"]) == 16

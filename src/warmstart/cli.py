@@ -212,6 +212,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         cpus_per_cell=args.cpus_per_cell,
     )
+    from .report import write_study_report
+
+    write_study_report(args.output)
     print(study_table(Path(args.output)))
     print(f"\nresults: {args.output}/results.csv   report: {args.output}/report.html")
     return 0
@@ -257,7 +260,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if (path / "study.json").is_file():
         from .study import finish_study
 
-        finish_study(path, report=False)  # tables and summary from the cells, as the study wrote them
+        finish_study(path)  # tables and summary from the cells, as the study wrote them
         out = write_study_report(path, args.output)
     elif (path / "warmstart.json").is_file():
         out = write_artifact_report(path, args.output)

@@ -98,12 +98,12 @@ def run_study(
     *,
     test: Dataset | None = None,
     progress: bool = True,
-    report: bool = True,
     engine: str = "local",
     ray_address: str | None = None,
     cpus_per_cell: int = 1,
 ) -> dict:
-    """Run every missing cell of the study in ``output`` and write the tables, summary and report.
+    """Run every missing cell of the study in ``output`` and write the tables and summary
+    (``warmstart.report.write_study_report(output)`` then writes the HTML report).
 
     ``engine="ray"`` runs the missing cells as Ray tasks (``cpus_per_cell`` CPUs each) on the cluster at
     ``ray_address`` (None: a local Ray instance, or the one ``RAY_ADDRESS`` names); the driver writes each cell's
@@ -114,7 +114,7 @@ def run_study(
         >>> from warmstart.data import load_packaged
         >>> cfg = StudyConfig("trec", "paraphrase-MiniLM-L3-v2", ["probe"], [4, 8], seeds=2, test_rows=120)
         >>> out = tempfile.mkdtemp()
-        >>> summary = run_study(load_packaged("trec").train, cfg, out, progress=False, report=False)
+        >>> summary = run_study(load_packaged("trec").train, cfg, out, progress=False)
         >>> sorted(p.name for p in __import__("pathlib").Path(out, "cells").glob("*.json"))
         ['probe-k4-s0.json', 'probe-k4-s1.json', 'probe-k8-s0.json', 'probe-k8-s1.json']
     """
@@ -168,7 +168,7 @@ def run_study(
     else:
         raise ParameterError(f"--engine must be local or ray; got {engine!r}.")
     bar.close()
-    return finish_study(out, report=report)
+    return finish_study(out)
 
 
 _BACKBONES: dict[str, Any] = {}
@@ -385,8 +385,8 @@ TABLE_COLUMNS = [
 ]
 
 
-def finish_study(folder: str | os.PathLike, *, report: bool = True) -> dict:
-    """Write results.{csv,parquet,json} and summary.json from the cells, and the report; return the summary."""
+def finish_study(folder: str | os.PathLike) -> dict:
+    """Write results.{csv,parquet,json} and summary.json from the cells; return the summary."""
     import pandas as pd
 
     out = Path(folder)
@@ -410,8 +410,4 @@ def finish_study(folder: str | os.PathLike, *, report: bool = True) -> dict:
     atomic_write_json(out / "results.json", df.to_dict(orient="records"))
     summary = summarise(cells)
     atomic_write_json(out / "summary.json", summary)
-    if report:
-        from .report import write_study_report
-
-        write_study_report(out)
     return summary

@@ -1,0 +1,102 @@
+"""The layout's rules, checked by walking the imports of every module under src/warmstart (module-level and
+function-level alike): no import cycle of any length, apps (cli, serve, export, report, demo, push) imported by no
+core module, and ``warmstart --help`` answered without importing torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "warmstart"
+APPS = {f"warmstart.{m}" for m in ("cli", "serve", "export", "export_transformers", "report", "demo", "push")}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the warmstart modules it imports (``from .data import Dataset`` counts as the package
+    ``warmstart.data``; ``from . import data`` as the module)."""
+    mods: dict[str, Path] = {}
+    for f in ROOT.rglob("*.py"):
+        rel = f.relative_to(ROOT.parent).with_suffix("")
+        mods[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = f
+    graph: dict[str, set[str]] = {}
+    for name, f in mods.items():
+        base = name if f.name == "__init__.py" else name.rsplit(".", 1)[0]
+        out: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name in mods}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = base.split(".")
+                    target = ".".join(
+                        parts[: len(parts) - node.level + 1] + ([node.module] if node.module else [])
+                    )
+                else:
+                    target = node.module or ""
+                children = {f"{target}.{a.name}" for a in node.names} & set(mods)
+                out |= children or ({target} & set(mods))
+        graph[name] = out - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_walk_sees_imports_and_cycles():
+    """The checks below are only as good as the walk: it must find known edges and a planted cycle."""
+    graph = import_graph()
+    assert "warmstart.data.inputs" in graph["warmstart.techniques.base"]
+    assert "warmstart.report" in graph["warmstart.cli"]  # a function-level import counts
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # any length
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_apps_sit_above_the_core():
+    upward = {m: sorted(deps & APPS) for m, deps in import_graph().items() if m not in APPS and deps & APPS}
+    assert upward == {}
+
+
+def test_help_does_not_import_torch():
+    probe = (
+        "import sys, runpy\nsys.argv = ['warmstart', '--help']\ntry:\n    runpy.run_module('warmstart.cli', "
+        "run_name='__main__')\nexcept SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m == 'torch'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
