@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,8 @@ import numpy as np
 
 from . import __version__
 from .backbones import Backbone
-from .cost import measure
 from .data import Dataset, Split, check_labels_seen, few_shot, stratified_split
-from .metrics import classification_metrics
+from .evaluate import evaluate, fit_measured
 from .runtime import runtime_of
 from .techniques import Technique, get_technique
 
@@ -117,13 +115,9 @@ def fit_run(
         technique = choice.technique
         params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
     est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
-    with measure() as fit_cost:
-        est.fit(train, val=val if len(val) else None)
-    t1 = time.perf_counter()
-    pred = est.predict(test_ds)
-    t2 = time.perf_counter()
-    metrics = classification_metrics(test_ds.labels, pred, list(est.classes_))
-    timings = {"fit_seconds": round(fit_cost.wall_seconds, 3), "predict_seconds": round(t2 - t1, 3)}
+    fit_cost = fit_measured(est, train, val if len(val) else None)
+    metrics, predict_s = evaluate(est, test_ds)
+    timings = {"fit_seconds": round(fit_cost.wall_seconds, 3), "predict_seconds": round(predict_s, 3)}
     cache = getattr(est, "cache_", None)
     if cache is not None:
         timings.update(feature_cache_hits=cache.hits, feature_cache_misses=cache.misses)

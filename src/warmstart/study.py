@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_write_bytes, atomic_write_json
-from .cost import forward_flops, measure
+from .cost import forward_flops
 from .data import Dataset, few_shot, stratified_split
 from .errors import DataError, ParameterError
-from .metrics import classification_metrics
+from .evaluate import evaluate, fit_measured
 from .runtime import runtime_of
 from .study_files import load_cells
 from .study_stats import mean_ci, paired, shots_order, summarise  # noqa: F401  (mean_ci, paired: public here too)
@@ -328,12 +327,8 @@ def run_cell(
         **cfg.params.get(technique, {}),
     }
     est = get_technique(technique, backbone=backbone, seed=seed, **params)
-    with measure() as cost:
-        est.fit(train)
-    start = time.perf_counter()
-    pred = est.predict(test)
-    predict_s = time.perf_counter() - start
-    m = classification_metrics(list(test.labels), list(pred), [str(c) for c in est.classes_])
+    cost = fit_measured(est, train)
+    m, predict_s = evaluate(est, test)
     train_flops = float(getattr(est, "train_flops_", 0.0) or 0.0)
     return {
         "technique": technique,

@@ -26,6 +26,7 @@ from ..backbones import Backbone, get_backbone
 from ..cost import measure
 from ..data import Dataset
 from ..errors import ParameterError
+from ..evaluate import fit_measured
 from ..features import FeatureCache
 from ..runtime import resolve
 from ..techniques import get_technique
@@ -280,8 +281,7 @@ def _timed_fit(
     best, peak = float("inf"), 0.0
     for _ in range(repeats):
         est = get_technique(name, backbone=bb, seed=seed, progress=False, **params)
-        with measure() as cost:
-            est.fit(rows)
+        cost = fit_measured(est, rows)
         best, peak = min(best, cost.cpu_seconds), max(peak, cost.peak_rss_mb)
     return best, peak, est.trainable_parameters()
 

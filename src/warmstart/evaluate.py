@@ -1,0 +1,28 @@
+"""The one "fit, predict, measure" path: ``fit_measured`` fits under the cost meter, ``evaluate`` predicts the test
+rows and scores them. ``run.fit_run``, ``study.run_cell`` and ``selection.recommend`` use these, so a change to
+how a model is scored or timed has one home."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .cost import Cost, measure
+from .data import Dataset
+from .metrics import classification_metrics
+
+
+def fit_measured(est: Any, train: Dataset, val: Dataset | None = None) -> Cost:
+    """Fit ``est`` on ``train`` (``val``: its validation rows) and return what the fit cost."""
+    with measure() as cost:
+        est.fit(train, val=val)
+    return cost
+
+
+def evaluate(est: Any, test: Dataset) -> tuple[dict, float]:
+    """Test metrics of a fitted ``est`` on the labelled ``test`` rows (``metrics.classification_metrics``: accuracy,
+    macro-F1, per class, confusion matrix) and the seconds ``predict`` took."""
+    start = time.perf_counter()
+    pred = est.predict(test)
+    seconds = time.perf_counter() - start
+    return classification_metrics(list(test.labels), list(pred), list(est.classes_)), seconds
