@@ -255,6 +255,37 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
     )
 
 
+def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = None) -> Any:
+    """The rows an export is checked on: ``test`` (a data spec; a packaged name means its test split), else the
+    test rows of the data the artifact was fitted on, found again from its ``config.json`` and ``splits.json``."""
+    from dataclasses import replace
+
+    from .data import PACKAGED
+    from .data.load import Columns, load
+
+    folder = Path(folder)
+    columns = columns or Columns()
+    if test:
+        data, packaged_test = load(test, columns)
+        return packaged_test if test in PACKAGED and packaged_test is not None else data
+    config_path = folder / "config.json"
+    rec = json.loads(config_path.read_text()).get("record") if config_path.is_file() else None
+    if not rec or not rec.get("data"):
+        raise ArtifactError(
+            f"{folder}: the artifact does not say which data it was fitted on; pass the held-out rows "
+            f"with --test FILE (or a packaged data set name)."
+        )
+    # the data options the fit was run with (an older record may lack some: the caller's then)
+    saved = replace(columns, **{k: rec[k] for k in vars(columns) if k in rec})
+    if rec.get("test"):
+        return held_out(folder, rec["test"], saved)
+    data, packaged_test = load(rec["data"], saved)
+    if packaged_test is not None:
+        return packaged_test
+    splits = json.loads((folder / "splits.json").read_text())
+    return data.subset(splits["test"])
+
+
 def _upgrade_params(params: dict) -> dict:
     """Parameters saved by an older warmstart, in today's names: ``bf16`` became ``precision``."""
     params = dict(params)

@@ -32,14 +32,21 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _columns(args: argparse.Namespace) -> Any:
+    """The data options of a command (``--text-col``, ``--label-col``, ...) as ``data.load.Columns``."""
+    from .data.load import Columns
+
+    opts = {k: getattr(args, k, None) for k in DATA_OPTIONS}
+    return Columns(
+        **{**opts, "encoding": opts["encoding"] or "utf-8", "drop_empty": bool(opts["drop_empty"])}
+    )
+
+
 def load_data(spec: str, args: argparse.Namespace, require_labels: bool = True):
     """``--data``/``--test`` -> (data, its own test split or None), read by ``data.load.load``."""
-    from .data.load import Columns, load
+    from .data.load import load
 
-    # a data record saved by an older version may lack some of the options
-    opts = {k: getattr(args, k, None) for k in DATA_OPTIONS}
-    opts.update(encoding=opts["encoding"] or "utf-8", drop_empty=bool(opts["drop_empty"]))
-    return load(spec, Columns(**opts), require_labels)
+    return load(spec, _columns(args), require_labels)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -84,9 +91,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0  # rank 0 reports
     choice = result.config.get("technique_choice")
     if choice:
-        from .selection.recommend import Calibration, Recommendation
+        from .selection.recommend import Recommendation
 
-        rec = Recommendation(**{**choice, "calibrations": [Calibration(**c) for c in choice["calibrations"]]})
+        rec = Recommendation.from_dict(choice)
         print(rec.table())
         print(rec.explain() + "\n")
         args.technique = rec.technique
@@ -122,51 +129,27 @@ def _data_record(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in DATA_OPTIONS}
 
 
-def _held_out(artifact: Path, args: argparse.Namespace):
-    """The rows an export is checked on: --test, else the test rows of the data the artifact was fitted on."""
-    from .data import PACKAGED
-
-    if args.test:
-        data, packaged_test = load_data(args.test, args)
-        return packaged_test if args.test in PACKAGED and packaged_test is not None else data
-    config_path = artifact / "config.json"
-    rec = json.loads(config_path.read_text()).get("record") if config_path.is_file() else None
-    if not rec or not rec.get("data"):
-        raise DataError(
-            f"{artifact}: the artifact does not say which data it was fitted on; pass the held-out rows "
-            f"with --test FILE (or a packaged data set name)."
-        )
-    saved = argparse.Namespace(**{k: rec.get(k, getattr(args, k)) for k in DATA_OPTIONS})
-    if rec.get("test"):
-        return _held_out(artifact, argparse.Namespace(**{**vars(saved), "test": rec["test"]}))
-    data, packaged_test = load_data(rec["data"], saved)
-    if packaged_test is not None:
-        return packaged_test
-    splits = json.loads((artifact / "splits.json").read_text())
-    return data.subset(splits["test"])
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     if not (args.onnx or args.transformers):
         raise ParameterError("say which format to export to: --onnx, --transformers, or both.")
     if args.onnx and args.transformers and args.output:
         raise ParameterError("--output names one folder; export one format at a time when you give it.")
-    artifact = Path(args.artifact)
-    from .artifact import verify_artifact
+    from .artifact import held_out, verify_artifact
 
+    artifact = Path(args.artifact)
     verify_artifact(artifact)
-    held_out = _held_out(artifact, args)
+    rows = held_out(artifact, args.test, _columns(args))
     if args.onnx:
         from .export import export_onnx
 
         report = export_onnx(
-            artifact, args.output, data=held_out, int8=args.int8, atol=args.atol, max_rows=args.max_rows
+            artifact, args.output, data=rows, int8=args.int8, atol=args.atol, max_rows=args.max_rows
         )
         print(report.summary())
     if args.transformers:
         from .export_transformers import export_transformers
 
-        hf = export_transformers(artifact, args.output, data=held_out, atol=args.atol, max_rows=args.max_rows)
+        hf = export_transformers(artifact, args.output, data=rows, atol=args.atol, max_rows=args.max_rows)
         print(
             f"transformers folder: {hf['folder']} (AutoModel + classifier.safetensors; its README.md shows how to "
             f"load it). Checked on {hf['rows']} held-out rows: max probability difference "
@@ -212,45 +195,12 @@ def cmd_study(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         cpus_per_cell=args.cpus_per_cell,
     )
-    from .report import write_study_report
+    from .report import study_markdown, write_study_report
 
     write_study_report(args.output)
-    print(study_table(Path(args.output)))
+    print(study_markdown(args.output))
     print(f"\nresults: {args.output}/results.csv   report: {args.output}/report.html")
     return 0
-
-
-def study_table(folder: Path) -> str:
-    """The learning-curve table and the comparisons against scratch, as Markdown."""
-    from .study_stats import shots_order
-
-    summary = json.loads((folder / "summary.json").read_text())
-    rows = summary["rows"]
-    shots = sorted({r["shots"] for r in rows}, key=shots_order)
-    techs = list(dict.fromkeys(r["technique"] for r in rows))
-    lines = ["| technique | " + " | ".join(f"{k}/class" if k != "all" else "all" for k in shots) + " |"]
-    lines.append("|---" * (len(shots) + 1) + "|")
-    for t in techs:
-        cells = []
-        for k in shots:
-            r = next((r for r in rows if r["technique"] == t and r["shots"] == k), None)
-            a = r["accuracy"] if r else None
-            cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}")
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    lines.append("\n| technique | shots | vs scratch, points [95% CI] | vs probe | CPU s |")
-    lines.append("|---|---|---|---|---|")
-    for r in rows:
-        parts = []
-        for ref in ("vs_scratch", "vs_probe"):
-            c = r.get(ref)
-            parts.append(
-                ""
-                if not c
-                else f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
-                + ("" if c["significant"] else " (n.s.)")
-            )
-        lines.append(f"| {r['technique']} | {r['shots']} | {parts[0]} | {parts[1]} | {r['cpu_s']:.1f} |")
-    return "\n".join(lines)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -291,45 +241,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_inputs(spec: str, args: argparse.Namespace, modality: str):
-    from .data import Dataset, load_text
-    from .data.image import IMAGE_SUFFIXES
-
-    path = Path(spec)
-    if modality == "image":
-        files = (
-            sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if path.is_dir()
-            else [path]
-        )
-        if not files:
-            raise DataError(f"{path}: no image files to predict on.")
-        return Dataset([str(p) for p in files], None, "image", str(path), [str(p) for p in files])
-    if not path.is_file():
-        raise DataError(f"{path}: no such file. Give a CSV/TSV/JSONL/Parquet/TXT file of texts.")
-    try:
-        return load_text(
-            path,
-            args.text_col,
-            args.label_col,
-            encoding=args.encoding,
-            require_labels=False,
-            drop_empty=args.drop_empty,
-            label_sep=args.label_sep,
-        )
-    except DataError:
-        if args.label_col:
-            raise
-        return load_text(
-            path,
-            args.text_col,
-            None,
-            encoding=args.encoding,
-            require_labels=False,
-            drop_empty=args.drop_empty,
-        )
-
-
 def _check_predict_output(out: Path, artifact: Path, inputs: Path) -> None:
     """Predictions never overwrite their own input, anything inside the artifact, or a folder."""
     target = out.resolve()
@@ -349,22 +260,16 @@ def _check_predict_output(out: Path, artifact: Path, inputs: Path) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pandas as pd
-
     from .artifact import load_artifact
+    from .predict import prediction_table
 
     if args.output:
         _check_predict_output(Path(args.output), Path(args.artifact), Path(args.inputs))
     model = load_artifact(args.artifact, device=args.device)
-    data = _predict_inputs(args.inputs, args, model.backbone_.modality)
-    proba = model.predict_proba(data, tta=args.tta)
-    pred = model.labels_from_proba(proba)
-    sep = args.label_sep or "|"
-    shown = [sep.join(p) if isinstance(p, tuple) else p for p in pred]
-    df = pd.DataFrame({"row": data.rows, "prediction": shown, "confidence": proba.max(1).round(6)})
-    for j, c in enumerate(model.classes_):
-        df[f"p_{c}"] = proba[:, j].round(6)
+    from .data.load import load_inputs
+
+    data = load_inputs(args.inputs, model.backbone_.modality, _columns(args))
+    df, note = prediction_table(model, data, tta=args.tta, label_sep=args.label_sep or "|")
     out = args.output
     fmt = args.format or (Path(out).suffix.lstrip(".") if out else "csv")
     if fmt == "json":
@@ -380,12 +285,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} predictions to {out}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    if data.labels is not None and set(data.classes) <= set(model.classes_):
-        from .data.labels import label_set
-
-        acc = float(np.mean([label_set(p) == label_set(t) for p, t in zip(pred, data.labels, strict=True)]))
-        kind = "exact-match accuracy" if data.multilabel else "accuracy"
-        print(f"{kind} against the file's labels: {acc:.4f} ({len(df)} rows)", file=sys.stderr)
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -133,6 +133,7 @@ def _per_class_table(per_class: dict) -> dict:
 def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """The study's HTML report, from its saved files only."""
     from .study_files import load_cells
+    from .study_stats import shots_order
 
     folder = Path(folder)
     for name in ("study.json", "summary.json"):
@@ -194,7 +195,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     ax.legend(fontsize=8)
     frontier_png = _png(fig)
 
-    shots = sorted({r["shots"] for r in rows}, key=lambda s: math.inf if s == "all" else int(s))
+    shots = sorted({r["shots"] for r in rows}, key=shots_order)
     curve_rows = []
     for t in techniques:
         line: list[Any] = [t]
@@ -323,6 +324,39 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         f"{len(shots)} label counts x {cfg['seeds']} seeds"
     )
     return _render(Path(output) if output else folder / "report.html", "warmstart study", subtitle, sections)
+
+
+def study_markdown(folder: str | os.PathLike) -> str:
+    """The learning-curve table and the comparisons against scratch, as Markdown."""
+    from .study_stats import shots_order
+
+    summary = json.loads((Path(folder) / "summary.json").read_text())
+    rows = summary["rows"]
+    shots = sorted({r["shots"] for r in rows}, key=shots_order)
+    techs = list(dict.fromkeys(r["technique"] for r in rows))
+    lines = ["| technique | " + " | ".join(f"{k}/class" if k != "all" else "all" for k in shots) + " |"]
+    lines.append("|---" * (len(shots) + 1) + "|")
+    for t in techs:
+        cells = []
+        for k in shots:
+            r = next((r for r in rows if r["technique"] == t and r["shots"] == k), None)
+            a = r["accuracy"] if r else None
+            cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines.append("\n| technique | shots | vs scratch, points [95% CI] | vs probe | CPU s |")
+    lines.append("|---|---|---|---|---|")
+    for r in rows:
+        parts = []
+        for ref in ("vs_scratch", "vs_probe"):
+            c = r.get(ref)
+            parts.append(
+                ""
+                if not c
+                else f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+                + ("" if c["significant"] else " (n.s.)")
+            )
+        lines.append(f"| {r['technique']} | {r['shots']} | {parts[0]} | {parts[1]} | {r['cpu_s']:.1f} |")
+    return "\n".join(lines)
 
 
 def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:

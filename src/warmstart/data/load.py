@@ -70,6 +70,34 @@ def load(
     )
 
 
+def load_inputs(spec: str, modality: str, columns: Columns | None = None) -> Dataset:
+    """Rows to predict on: for images a folder (every image file under it) or one file; for text a table file,
+    read with its label column when it has one (so predictions can be checked against it), else without."""
+    from .image import IMAGE_SUFFIXES
+    from .text import load_text
+
+    cols = columns or Columns()
+    path = Path(spec)
+    if modality == "image":
+        files = (
+            sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if path.is_dir()
+            else [path]
+        )
+        if not files:
+            raise DataError(f"{path}: no image files to predict on.")
+        return Dataset([str(p) for p in files], None, "image", str(path), [str(p) for p in files])
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Give a CSV/TSV/JSONL/Parquet/TXT file of texts.")
+    read = dict(encoding=cols.encoding, require_labels=False, drop_empty=cols.drop_empty)
+    try:
+        return load_text(path, cols.text_col, cols.label_col, label_sep=cols.label_sep, **read)
+    except DataError:
+        if cols.label_col:
+            raise
+        return load_text(path, cols.text_col, None, **read)
+
+
 def _saved_hf(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (
         (path / "state.json").is_file() and (path / "dataset_info.json").is_file()

@@ -65,6 +65,11 @@ class Recommendation:
     calibrations: list[Calibration]
     order: tuple[str, ...]
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Recommendation:
+        """Back from ``to_dict`` (as a run's config records it)."""
+        return cls(**{**d, "calibrations": [Calibration(**c) for c in d["calibrations"]]})
+
     def table(self) -> str:
         lines = [
             "| technique | predicted CPU s | per step s | trainable params | peak MB | calibration s | verdict |",
