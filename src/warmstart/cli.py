@@ -490,17 +490,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="warmstart",
-        description="Transfer learning for text and images.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"warmstart {__import__('warmstart').__version__}"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _parser_fit(sub: Any) -> None:
 
     p = sub.add_parser(
         "fit",
@@ -551,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_fit)
 
+
+def _parser_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="predict with a saved artifact",
@@ -570,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_options(p, precision=False)
     p.set_defaults(func=cmd_predict)
 
+
+def _parser_study(sub: Any) -> None:
     p = sub.add_parser(
         "study",
         help="techniques x examples per class x seeds on identical splits: learning curves, CIs, costs, report",
@@ -617,6 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_study)
 
+
+def _parser_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="rebuild the HTML report of a study folder or an artifact from its saved results",
@@ -628,6 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
+
+def _parser_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="export an artifact to ONNX or a transformers folder, checked on held-out rows",
@@ -656,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_export)
 
+
+def _parser_serve(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="serve an artifact over HTTP (/predict, /health, /info)",
@@ -684,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_options(p, precision=False)
     p.set_defaults(func=cmd_serve)
 
+
+def _parser_rank(sub: Any) -> None:
     p = sub.add_parser(
         "rank",
         help="rank candidate backbones for a data set by transferability scores (no training)",
@@ -722,6 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_rank)
 
+
+def _parser_recommend(sub: Any) -> None:
     p = sub.add_parser(
         "recommend",
         help="measure each technique's cost on the data and recommend the best one that fits a budget",
@@ -744,6 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.set_defaults(func=cmd_recommend)
 
+
+def _parser_push(sub: Any) -> None:
     p = sub.add_parser(
         "push",
         help="upload an artifact to a Hugging Face hub model repository (its README.md is the model card)",
@@ -756,6 +762,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--message", help="commit message (default: Upload warmstart artifact NAME)")
     p.set_defaults(func=cmd_push)
+
+
+def _parser_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="20 Newsgroups few-shot: MiniLM-L6 + probe vs TF-IDF + LR",
+        description="Few-shot 20 Newsgroups on packaged data, against a TF-IDF baseline.",
+    )
+    p.add_argument("--shots", default="8,64", help="comma-separated examples per class (default: 8,64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    _runtime_options(p)
+    p.add_argument("--output", default="runs/demo", help="where the demo's artifacts go (default: runs/demo)")
+    p.set_defaults(func=cmd_demo)
+
+
+def _parser_listings(sub: Any) -> None:
+    """The commands that list or tidy what is installed: clean, backbones, techniques, datasets."""
     p = sub.add_parser(
         "clean", help="list (or remove) checkpoints of interrupted runs that were never resumed"
     )
@@ -771,17 +795,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list packaged real data sets")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser(
-        "demo",
-        help="20 Newsgroups few-shot: MiniLM-L6 + probe vs TF-IDF + LR",
-        description="Few-shot 20 Newsgroups on packaged data, against a TF-IDF baseline.",
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warmstart",
+        description="Transfer learning for text and images.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--shots", default="8,64", help="comma-separated examples per class (default: 8,64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
-    _runtime_options(p)
-    p.add_argument("--output", default="runs/demo", help="where the demo's artifacts go (default: runs/demo)")
-    p.set_defaults(func=cmd_demo)
+    parser.add_argument(
+        "--version", action="version", version=f"warmstart {__import__('warmstart').__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _parser_fit(sub)
+    _parser_predict(sub)
+    _parser_study(sub)
+    _parser_report(sub)
+    _parser_export(sub)
+    _parser_serve(sub)
+    _parser_rank(sub)
+    _parser_recommend(sub)
+    _parser_push(sub)
+    _parser_listings(sub)
+    _parser_demo(sub)
     return parser
 
 
