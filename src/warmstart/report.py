@@ -130,26 +130,8 @@ def _per_class_table(per_class: dict) -> dict:
     return {"head": ["class", "precision", "recall", "F1", "support"], "rows": rows}
 
 
-def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """The study's HTML report, from its saved files only."""
-    from .study_files import load_cells
-    from .study_stats import shots_order
-
-    folder = Path(folder)
-    for name in ("study.json", "summary.json"):
-        if not (folder / name).is_file():
-            raise DataError(
-                f"{folder}: no {name}; this is not a finished study folder (run `warmstart study`)."
-            )
-    cfg = json.loads((folder / "study.json").read_text())
-    summary = json.loads((folder / "summary.json").read_text())
-    cells = load_cells(folder)
-    rows = summary["rows"]
-    techniques = [t for t in cfg["techniques"] if any(r["technique"] == t for r in rows)]
-    color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(techniques)}
-    plt = _plt()
-
-    # learning curves with CI bands
+def _curves_png(rows: list[dict], techniques: list[str], color: dict, plt: Any) -> str:
+    """Learning curves with CI bands."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for t in techniques:
         rs = sorted((r for r in rows if r["technique"] == t), key=_shots_x)
@@ -168,9 +150,11 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
-    curves = _png(fig)
+    return _png(fig)
 
-    # cost / accuracy frontier: every (technique, shots) at its mean CPU time
+
+def _frontier_png(rows: list[dict], techniques: list[str], color: dict, plt: Any) -> str:
+    """Cost / accuracy frontier: every (technique, shots) at its mean CPU time."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     pts = []
     for r in rows:
@@ -193,9 +177,11 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    frontier_png = _png(fig)
+    return _png(fig)
 
-    shots = sorted({r["shots"] for r in rows}, key=shots_order)
+
+def _study_tables(rows: list[dict], techniques: list[str], shots: list) -> tuple[list, list, list]:
+    """The learning-curve, paired-comparison and cost tables' rows."""
     curve_rows = []
     for t in techniques:
         line: list[Any] = [t]
@@ -241,6 +227,36 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
                 "" if saved is None else f"{saved:+.0f}",
             ]
         )
+
+    return curve_rows, cmp_rows, cost_rows
+
+
+def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """The study's HTML report, from its saved files only.
+
+    Long because most of it is the page itself: its sections as one literal, in reading order (figures and table
+    rows come from the helpers above)."""
+    from .study_files import load_cells
+    from .study_stats import shots_order
+
+    folder = Path(folder)
+    for name in ("study.json", "summary.json"):
+        if not (folder / name).is_file():
+            raise DataError(
+                f"{folder}: no {name}; this is not a finished study folder (run `warmstart study`)."
+            )
+    cfg = json.loads((folder / "study.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    cells = load_cells(folder)
+    rows = summary["rows"]
+    techniques = [t for t in cfg["techniques"] if any(r["technique"] == t for r in rows)]
+    color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(techniques)}
+    plt = _plt()
+
+    curves = _curves_png(rows, techniques, color, plt)
+    frontier_png = _frontier_png(rows, techniques, color, plt)
+    shots = sorted({r["shots"] for r in rows}, key=shots_order)
+    curve_rows, cmp_rows, cost_rows = _study_tables(rows, techniques, shots)
 
     # the chosen model: best mean accuracy, then its seed-0 (or lowest seed) run
     best = max(rows, key=lambda r: (r["accuracy"]["mean"], -r["cpu_s"]))
