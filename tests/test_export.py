@@ -112,3 +112,36 @@ def test_export_needs_held_out_rows_and_a_complete_artifact(tiny_bert_dir, text_
     (tmp_path / "onnx" / "labels.json").write_text('["x", "y", "z"]')
     with pytest.raises(ArtifactError, match="differ"):
         OnnxModel(tmp_path / "onnx")
+
+
+def test_the_quantizer_warning_is_dropped_and_the_root_logger_left_as_it_was(caplog):
+    """It was silenced by raising the root logger's level to ERROR during quantisation, and the module-level
+    ``logging.warning`` installed a handler on a bare root logger."""
+    import logging
+
+    from warmstart.export import quiet_quantizer
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    with caplog.at_level(logging.WARNING), quiet_quantizer():
+        logging.warning("Please consider pre-processing before quantization. See ...")
+        logging.warning("a warning of the user's own")
+    assert [r.getMessage() for r in caplog.records] == ["a warning of the user's own"]
+    assert root.level == level and root.handlers == handlers and root.filters == []
+
+
+def test_quiet_transformers_leaves_progress_bars_as_the_user_set_them():
+    from transformers.utils import logging as hf_logging
+
+    from warmstart.backbones.hf_common import quiet_transformers
+
+    hf_logging.disable_progress_bar()
+    try:
+        with quiet_transformers():
+            pass
+        assert not hf_logging.is_progress_bar_enabled()  # it turned them back on
+    finally:
+        hf_logging.enable_progress_bar()
+    with quiet_transformers():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()

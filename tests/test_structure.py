@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "warmstart"
-APPS = {f"warmstart.{m}" for m in ("cli", "serve", "export", "export_transformers", "report", "demo", "push", "predict")}
+APPS = {
+    f"warmstart.{m}"
+    for m in ("cli", "serve", "export", "export_transformers", "report", "demo", "push", "predict")
+}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -16,14 +16,15 @@ def quiet_transformers():
     """Silence transformers' load reports and progress bars; warmstart reports what matters itself."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
+        if bars:  # as the user had them: bars they turned off stay off
+            hf_logging.enable_progress_bar()
 
 
 def drop_untrained_pooler(model: torch.nn.Module, info: dict, src: str) -> None:
