@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,24 @@ def tiny_image_backbone():
     torch.manual_seed(0)
     model = EfficientNetLite(num_blocks=3, head_channels=64)
     return EfficientNetLiteBackbone(model, name="tiny-lite", source="tiny-lite", image_size=32)
+
+
+@contextlib.contextmanager
+def ctrl_c_at_step(n: int, times: int = 1):
+    """Ctrl-C as the user gives it: a real SIGINT (``times`` of them) delivered inside the training loop's ``n``-th
+    optimizer step, after the weights moved and before the step is counted. The loop acts on it at that step's
+    boundary (a second one stops it at once)."""
+    from warmstart.techniques import train as loop
+
+    real, calls = loop._Loop._optimizer_step, []
+
+    def step(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == n:
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop._Loop, "_optimizer_step", step)
+        yield

@@ -17,7 +17,7 @@ from warmstart.backbones import get_backbone
 from warmstart.techniques import TunedTechnique, available_techniques, get_technique
 from warmstart.techniques.train import Interrupted
 
-from .conftest import make_images
+from .conftest import ctrl_c_at_step, make_images
 
 pytestmark = [
     pytest.mark.gpu,
@@ -109,8 +109,7 @@ def test_resume_on_cuda_matches_the_uninterrupted_run(
     params = {**FAST, "device": "cuda", "precision": precision, "checkpoint_dir": str(tmp_path / "ckpt")}
     whole = get_technique("finetune", backbone=str(tiny_bert_dir), **params).fit(text_data)
     broken = get_technique("finetune", backbone=str(tiny_bert_dir), **params)
-    broken._interrupt_after_step = 5
-    with pytest.raises(Interrupted):
+    with ctrl_c_at_step(5), pytest.raises(Interrupted):
         broken.fit(text_data)
     tensors = torch.load(next((tmp_path / "ckpt").glob("*/state.pt")), weights_only=True)
     assert "cuda" in tensors["rng"]  # the CUDA generators are part of the checkpoint

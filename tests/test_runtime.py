@@ -17,6 +17,8 @@ from warmstart.features import FeatureCache
 from warmstart.techniques import get_technique
 from warmstart.techniques.train import CHECKPOINT_VERSION, Interrupted
 
+from .conftest import ctrl_c_at_step
+
 FAST = {"epochs": 2, "min_steps": 0, "batch_size": 16, "progress": False, "device": "cpu"}
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors of a machine without CUDA")
 
@@ -112,8 +114,7 @@ def test_fp16_checkpoint_holds_the_scaler_and_rng_states_and_resumes_exactly(
     params = {**FAST, "precision": "fp16", "checkpoint_dir": str(tmp_path / "ckpt")}
     whole = get_technique("finetune", backbone=bb, **params).fit(text_data)
     broken = get_technique("finetune", backbone=bb, **params)
-    broken._interrupt_after_step = 3
-    with pytest.raises(Interrupted):
+    with ctrl_c_at_step(3), pytest.raises(Interrupted):
         broken.fit(text_data)
     folder = next((tmp_path / "ckpt").glob("*"))
     tensors = torch.load(folder / "state.pt", weights_only=True)

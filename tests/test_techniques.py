@@ -23,7 +23,7 @@ from warmstart.techniques import TunedTechnique, available_techniques, get_techn
 from warmstart.techniques.bitfit import NORM_TYPES
 from warmstart.techniques.train import Interrupted, epoch_batches, lr_factor
 
-from .conftest import make_images
+from .conftest import ctrl_c_at_step, make_images
 
 TECHNIQUES = sorted(available_techniques())
 FAST = {"epochs": 2, "min_steps": 0, "batch_size": 16, "progress": False}
@@ -136,9 +136,8 @@ def test_resume_after_interruption_matches_uninterrupted(
     assert not ckpt_root.exists() or not any(ckpt_root.iterdir()), "a finished run leaves no checkpoint"
 
     broken = get_technique(name, backbone=bb, **params)
-    broken._interrupt_after_step = per_epoch + 1  # one step into the second epoch
-    with pytest.raises(Interrupted, match="Run the same command again"):
-        broken.fit(train, val=test)
+    with ctrl_c_at_step(per_epoch + 1), pytest.raises(Interrupted, match="Run the same command again"):
+        broken.fit(train, val=test)  # Ctrl-C one step into the second epoch
     saved = json.loads(next((tmp_path / "ckpt").glob("*/state.json")).read_text())["state"]
     assert (saved["step"], saved["epoch"], saved["batch"]) == (per_epoch + 1, 1, 1)
     assert len(saved["history"]) == 1, "the finished first epoch is kept"

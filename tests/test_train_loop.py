@@ -29,6 +29,8 @@ from warmstart.techniques.train import (
     trainable_state,
 )
 
+from .conftest import ctrl_c_at_step
+
 
 class Vectors(BatchSource):
     def __init__(self, x: torch.Tensor, lengths=None):
@@ -263,8 +265,8 @@ def test_checkpoint_holds_the_position_and_a_wrong_key_or_version_is_ignored(tmp
     src, y = _data()
     model = Linear()
     ck = Checkpointer(tmp_path / "ck", "key-1")
-    with pytest.raises(Interrupted, match="interrupted at step 7/12; checkpoint saved in"):
-        train(model, _groups(model), src, y, _cfg(), ck, Hooks(interrupt_after_step=7))
+    with ctrl_c_at_step(7), pytest.raises(Interrupted, match="interrupted at step 7/12; checkpoint saved in"):
+        train(model, _groups(model), src, y, _cfg(), ck, Hooks())
     meta = json.loads((tmp_path / "ck" / "state.json").read_text())
     assert meta["version"] == CHECKPOINT_VERSION and meta["run_key"] == "key-1"
     assert meta["state"]["step"] == 7 and meta["state"]["epoch"] == 1 and meta["state"]["batch"] == 1
@@ -301,8 +303,8 @@ def test_resume_takes_only_the_remaining_steps_and_ends_identically(tmp_path, at
 
     ref_model, ref = run()
     ck = Checkpointer(tmp_path / "ck", "k")
-    with pytest.raises(Interrupted):
-        run(ck, {"interrupt_after_step": at})
+    with ctrl_c_at_step(at), pytest.raises(Interrupted):
+        run(ck)
     steps = []
     real = torch.optim.AdamW.step
     with pytest.MonkeyPatch.context() as mp:
@@ -365,8 +367,8 @@ def test_best_weights_come_from_the_checkpoint_folder(tmp_path):
 def test_interrupt_without_a_checkpointer_says_so():
     src, y = _data(n=8)
     model = Linear()
-    with pytest.raises(Interrupted, match="nowhere \\(checkpointing is off\\)"):
-        train(model, _groups(model), src, y, _cfg(), hooks=Hooks(interrupt_after_step=1))
+    with ctrl_c_at_step(1), pytest.raises(Interrupted, match="nowhere \\(checkpointing is off\\)"):
+        train(model, _groups(model), src, y, _cfg(), hooks=Hooks())
     assert all(p.grad is None for p in model.parameters())  # a half-accumulated step is dropped
 
 
@@ -498,25 +500,6 @@ def test_ctrl_c_mid_accumulation_drops_the_half_step(tmp_path):
     assert state.step == 0 and state.batch == 0
 
 
-def _sigint_after_optimizer_steps(mp, at: int, times: int = 1) -> None:
-    """``times`` real SIGINTs delivered inside ``AdamW.step`` on call ``at`` (1-based): after the weights moved,
-    before the loop has counted the step, the window where a Ctrl-C used to leave a checkpoint that disagreed
-    with itself."""
-    import signal
-
-    real, calls = torch.optim.AdamW.step, []
-
-    def step(self, *a, **k):
-        out = real(self, *a, **k)
-        calls.append(1)
-        if len(calls) == at:
-            for _ in range(times):
-                signal.raise_signal(signal.SIGINT)
-        return out
-
-    mp.setattr(torch.optim.AdamW, "step", step)
-
-
 def test_ctrl_c_inside_a_step_is_acted_on_at_the_step_boundary(tmp_path):
     src, y = _data()
 
@@ -528,8 +511,7 @@ def test_ctrl_c_inside_a_step_is_acted_on_at_the_step_boundary(tmp_path):
 
     ref_model, ref = run()
     ck = Checkpointer(tmp_path / "ck", "k")
-    with pytest.MonkeyPatch.context() as mp, pytest.raises(Interrupted, match="interrupted at step 5/12"):
-        _sigint_after_optimizer_steps(mp, 5)
+    with ctrl_c_at_step(5), pytest.raises(Interrupted, match="interrupted at step 5/12"):
         run(ck)
     state, _ = ck.load()
     assert (state.epoch, state.step, state.loss_count) == (0, 5, 5)  # step 5, counted in the epoch's loss
@@ -543,11 +525,7 @@ def test_a_second_ctrl_c_stops_at_once_without_writing_a_checkpoint(tmp_path):
     model = Linear()
     ck = Checkpointer(tmp_path / "ck", "k")
     cfg = _cfg(checkpoint_every=0)
-    with (
-        pytest.MonkeyPatch.context() as mp,
-        pytest.raises(Interrupted, match="stopped at once by a second Ctrl-C"),
-    ):
-        _sigint_after_optimizer_steps(mp, 2, times=2)
+    with ctrl_c_at_step(2, times=2), pytest.raises(Interrupted, match="stopped at once by a second Ctrl-C"):
         train(model, _groups(model), src, y, cfg, ck, Hooks())
     assert ck.load() is None  # none written mid-step; a rerun starts from the last periodic one (none here)
     import signal
@@ -590,8 +568,8 @@ def test_a_resumed_run_says_from_where(tmp_path, capsys):
     src, y = _data()
     ck = Checkpointer(tmp_path / "ck", "k")
     model = Linear()
-    with pytest.raises(Interrupted):
-        train(model, _groups(model), src, y, _cfg(), ck, Hooks(interrupt_after_step=7))
+    with ctrl_c_at_step(7), pytest.raises(Interrupted):
+        train(model, _groups(model), src, y, _cfg(), ck, Hooks())
     capsys.readouterr()
     model = Linear()
     train(model, _groups(model), src, y, _cfg(progress=True), ck)
@@ -609,8 +587,8 @@ def test_fp16_with_its_gradient_scaler_resumes_identically(tmp_path):
 
     ref = run()
     ck = Checkpointer(tmp_path / "ck", "k")
-    with pytest.raises(Interrupted):
-        run(ck, Hooks(interrupt_after_step=5))
+    with ctrl_c_at_step(5), pytest.raises(Interrupted):
+        run(ck)
     _, tensors = ck.load()
     assert "scaler" in tensors and tensors["scaler"]["scale"] > 0
     resumed = run(ck)

@@ -250,7 +250,6 @@ class Contrastive(TunedTechnique):
         hooks = Hooks(
             loss=self._loss,
             batches=lambda e: balanced_batches(Y, batch, count(e), np.random.default_rng([self.seed, e, 7])),
-            interrupt_after_step=getattr(self, "_interrupt_after_step", None),
         )
         cfg = dataclasses.replace(self._loop_config(), epochs=epochs, patience=None)
         ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, None), self._run_key_)

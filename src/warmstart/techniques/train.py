@@ -205,7 +205,6 @@ class Hooks:
     extra_loss: Callable[[], torch.Tensor] | None = None  # e.g. the L2-SP penalty
     on_epoch_start: Callable[[int], None] | None = None  # e.g. gradual unfreezing
     evaluate: Callable[[], dict[str, float]] | None = None  # validation metrics; None: no early stopping
-    interrupt_after_step: int | None = None  # tests: raise KeyboardInterrupt after this optimizer step
     # the loss of a batch, (model outputs, targets of its rows) -> scalar; None: cross-entropy on logits
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     # the batches of an epoch, epoch -> row-index arrays; must be a pure function of the epoch (and seed) so
@@ -440,8 +439,6 @@ class _Loop:
             self.rng_at_step = runtime.rng_state()
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", epoch=state.epoch + 1)
-            if self.hooks.interrupt_after_step == state.step:
-                raise KeyboardInterrupt
             self.interrupt.check()  # a step boundary: the state and the weights agree
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and b + 1 < len(batches):
                 self._checkpoint(periodic=True)

@@ -259,7 +259,6 @@ class TunedTechnique(Technique):
         if val_known is not None:
             val_source = bb.training_source(val_known[0], progress=self.progress)
             hooks.evaluate = lambda: self._evaluate(model, val_known, val_source, source)
-        hooks.interrupt_after_step = getattr(self, "_interrupt_after_step", None)
         ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, val_known), self._run_key_)
         state = train(model, self._param_groups(model), source, y, self._loop_config(), ckpt, hooks)
         recalibrate_batchnorm(model, model, source, self.batch_size * 4, rt)
