@@ -202,3 +202,21 @@ def test_a_path_that_is_neither_a_folder_nor_a_hub_id_is_named():
         prepare_hub_id("a/b/c")
     with pytest.raises(BackboneError, match="not a hub id"):
         get_backbone("hf:a/b/c")
+
+
+def test_encode_takes_a_dataset_or_its_inputs_in_every_family(tiny_bert_dir, tiny_image_backbone):
+    """Callers pass the Dataset whatever the modality (they branched on it before)."""
+    from tests.conftest import make_images, make_sentences
+    from warmstart.backbones import get_backbone
+    from warmstart.data import Dataset, from_arrays
+
+    texts, _ = make_sentences(3)
+    text_bb = get_backbone(str(tiny_bert_dir))
+    np.testing.assert_array_equal(
+        text_bb.encode(Dataset(texts, None, "text"), progress=False), text_bb.encode(texts, progress=False)
+    )
+    x, _ = make_images(2)
+    np.testing.assert_array_equal(
+        tiny_image_backbone.encode(from_arrays(x), progress=False),
+        tiny_image_backbone.encode(x, progress=False),
+    )

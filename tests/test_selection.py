@@ -188,7 +188,7 @@ class TableBackbone:
                 rng = np.random.default_rng(abs(hash(name)) % 2**32)
                 centres = {w: rng.normal(size=dim) * 3 for w in ("alpha", "beta", "gamma")}
                 out = []
-                for i, t in enumerate(inputs):
+                for i, t in enumerate(getattr(inputs, "inputs", inputs)):  # a Dataset, or its texts
                     word = t.split()[0]
                     noise = np.random.default_rng(i).normal(size=dim)
                     out.append(quality * centres[word] + noise)

@@ -90,12 +90,7 @@ class FeatureCache:
             )
         if not self.enabled:
             self.misses += 1
-            return backbone.encode(
-                data if data.modality == "image" else data.inputs,
-                batch_size=batch_size,
-                progress=progress,
-                precision=precision,
-            )
+            return backbone.encode(data, batch_size=batch_size, progress=progress, precision=precision)
         key = self.key(backbone, data, precision)
         path = self.path(key)
         feats = self._load(path, len(data), backbone.num_features)
@@ -104,12 +99,7 @@ class FeatureCache:
             return feats
         self.misses += 1
         start = time.perf_counter()
-        feats = backbone.encode(
-            data if data.modality == "image" else data.inputs,
-            batch_size=batch_size,
-            progress=progress,
-            precision=precision,
-        )
+        feats = backbone.encode(data, batch_size=batch_size, progress=progress, precision=precision)
         seconds = time.perf_counter() - start
         return self._store(
             path,

@@ -31,8 +31,9 @@ class Backbone(ABC):
     def encode(
         self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, precision: str = "fp32"
     ) -> np.ndarray:
-        """Features for every input as a float32 ``(N, num_features)`` array, in input order, computed on the
-        module's device (``to``) in ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``)."""
+        """Features for every input (a ``Dataset`` of this backbone's modality, or its inputs) as a float32
+        ``(N, num_features)`` array, in input order, computed on the module's device (``to``) in ``precision``
+        (``fp32``, ``bf16``, ``fp16`` or ``auto``)."""
 
     @property
     def device(self) -> torch.device:

@@ -362,7 +362,9 @@ class TransformerTextBackbone(Backbone):
 
         from ..runtime import resolve, to_numpy
 
-        texts = [str(t) for t in inputs]
+        texts = [
+            str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)
+        ]  # a Dataset, or texts
         out = np.empty((len(texts), self.num_features), dtype=np.float32)
         if not texts:
             return out

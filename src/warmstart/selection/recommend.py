@@ -274,7 +274,7 @@ def _encode_rate(bb: Backbone, train: Dataset, rng, cache: FeatureCache, est) ->
         return 0.0
     sample = train.subset(_sample_rows(train, min(len(train), 64), rng))
     t = time.process_time()
-    bb.encode(sample if sample.modality == "image" else sample.inputs, progress=False, precision=rt.precision)
+    bb.encode(sample, progress=False, precision=rt.precision)
     return (time.process_time() - t) / len(sample)
 
 
