@@ -222,38 +222,8 @@ def export_onnx(
         _torch_export(pipe, bb, tmp / "model.onnx")
         files = {"fp32": tmp / "model.onnx"}
         if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            with quiet_quantizer():
-                # per-channel weight scales: on TREC (MiniLM-L6, LP-FT) per-tensor int8 lost 1.8 points of
-                # accuracy and per-channel 0.05, at the same speed. Convolutions stay fp32: onnxruntime's
-                # dynamic ConvInteger lost 14 to 19 points on EfficientNet-Lite0 and ran 3 to 6 times slower
-                # (docs/deploy.md), so image models get int8 matrix products only
-                quantize_dynamic(
-                    str(tmp / "model.onnx"),
-                    str(tmp / "model.int8.onnx"),
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    op_types_to_quantize=list(INT8_OPS[bb.modality]) if bb.modality in INT8_OPS else None,
-                )
-            files["int8"] = tmp / "model.int8.onnx"
-
-        # the reference: the artifact's own PyTorch pipeline in fp32, batched the way OnnxModel batches;
-        # throughput is the median of ``rounds`` passes of each model, the passes interleaved
-        runners = {"torch": lambda: _torch_proba(pipe, bb, rows, batch_size)}
-        for name, path in files.items():
-            model = OnnxModel(tmp, model_file=path.name, verify=False, batch_size=batch_size, device="cpu")
-            model.predict_proba(rows.inputs[: min(len(rows), batch_size)])  # session warm-up, untimed
-            runners[name] = lambda m=model: m.predict_proba(rows.inputs)
-        seconds: dict[str, list[float]] = {k: [] for k in runners}
-        probas: dict[str, np.ndarray] = {}
-        for _ in range(max(1, rounds)):
-            for name, run in runners.items():
-                start = time.perf_counter()
-                probas[name] = run()
-                seconds[name].append(time.perf_counter() - start)
-        speed = {k: len(rows) / float(np.median(v)) for k, v in seconds.items()}
-        ref = probas.pop("torch")
+            files["int8"] = _quantize(tmp / "model.onnx", tmp / "model.int8.onnx", bb.modality)
+        ref, probas, speed = _run_both(pipe, bb, rows, tmp, files, batch_size, rounds)
         parity = {
             name: {
                 "max_abs_diff": float(np.abs(p - ref).max()),
@@ -268,17 +238,11 @@ def export_onnx(
                 f"{fp['max_abs_diff']:.3g} (allowed {atol:g}), same top class on {fp['argmax_agreement']:.2%} "
                 f"of rows (required 100%). Nothing was written. Report this with the backbone and technique."
             )
-        accuracy = None
-        if rows.labels is not None and not rows.multilabel:
-            truth = np.asarray([str(v) for v in rows.labels])
-            classes = np.asarray([str(c) for c in est.classes_])
-            accuracy = {"torch": float((classes[ref.argmax(1)] == truth).mean())}
-            accuracy.update({k: float((classes[v.argmax(1)] == truth).mean()) for k, v in probas.items()})
         report = ExportReport(
             folder=str(out),
             rows=len(rows),
             parity=parity,
-            accuracy=accuracy,
+            accuracy=_accuracy(rows, est.classes_, {"torch": ref, **probas}),
             rows_per_second={k: round(v, 1) for k, v in speed.items()},
             atol=atol,
             onnx_bytes={k: v.stat().st_size for k, v in files.items()},
@@ -313,6 +277,56 @@ def export_onnx(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _quantize(fp32: Path, int8: Path, modality: str) -> Path:
+    """The dynamically int8-quantised copy of ``fp32``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet_quantizer():
+        # per-channel weight scales: on TREC (MiniLM-L6, LP-FT) per-tensor int8 lost 1.8 points of
+        # accuracy and per-channel 0.05, at the same speed. Convolutions stay fp32: onnxruntime's
+        # dynamic ConvInteger lost 14 to 19 points on EfficientNet-Lite0 and ran 3 to 6 times slower
+        # (docs/deploy.md), so image models get int8 matrix products only
+        quantize_dynamic(
+            str(fp32),
+            str(int8),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=list(INT8_OPS[modality]) if modality in INT8_OPS else None,
+        )
+    return int8
+
+
+def _run_both(
+    pipe: _Pipeline, bb: Any, rows: Any, folder: Path, files: dict[str, Path], batch_size: int, rounds: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
+    """The reference probabilities (the artifact's own PyTorch pipeline in fp32, batched the way OnnxModel
+    batches), each ONNX model's, and rows/s of each: the median of ``rounds`` passes, the passes interleaved."""
+    runners = {"torch": lambda: _torch_proba(pipe, bb, rows, batch_size)}
+    for name, path in files.items():
+        model = OnnxModel(folder, model_file=path.name, verify=False, batch_size=batch_size, device="cpu")
+        model.predict_proba(rows.inputs[: min(len(rows), batch_size)])  # session warm-up, untimed
+        runners[name] = lambda m=model: m.predict_proba(rows.inputs)
+    seconds: dict[str, list[float]] = {k: [] for k in runners}
+    probas: dict[str, np.ndarray] = {}
+    for _ in range(max(1, rounds)):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            probas[name] = run()
+            seconds[name].append(time.perf_counter() - start)
+    speed = {k: len(rows) / float(np.median(v)) for k, v in seconds.items()}
+    ref = probas.pop("torch")
+    return ref, probas, speed
+
+
+def _accuracy(rows: Any, classes: Any, probas: dict[str, np.ndarray]) -> dict[str, float] | None:
+    """Each model's accuracy on the held-out rows, where they carry single labels."""
+    if rows.labels is None or rows.multilabel:
+        return None
+    truth = np.asarray([str(v) for v in rows.labels])
+    names = np.asarray([str(c) for c in classes])
+    return {k: float((names[p.argmax(1)] == truth).mean()) for k, p in probas.items()}
 
 
 def _digest(obj: Any) -> str:

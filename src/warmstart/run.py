@@ -74,6 +74,47 @@ def fit_run(
         from .artifact import check_output
 
         check_output(output, overwrite)
+    split, train, val, test_ds = _run_rows(data, test, shots, seed, val_size, test_size)
+    choice = None
+    if technique == "auto":
+        choice = _choose(train, backbone, budget, max_params, max_memory_mb, params, seed)
+        technique = choice.technique
+        params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
+    est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
+    fit_cost = fit_measured(est, train, val if len(val) else None)
+    metrics, predict_s = evaluate(est, test_ds)
+    timings = _run_measures(est, metrics, fit_cost, predict_s)
+    config = {
+        "warmstart_version": __version__,
+        "technique": technique,
+        "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
+        "runtime": metrics["runtime"],
+        "backbone": est.backbone_.reference(),
+        "data": data.source,
+        "test_data": test.source if test is not None else "held-out split of data",
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test_ds),
+        "shots": shots,
+        "seed": seed,
+        "val_size": val_size,
+        "test_size": test_size if test is None else None,
+        "classes": list(est.classes_),
+    }
+    if choice is not None:
+        config["technique_choice"] = choice.to_dict()
+    if record:
+        config["record"] = dict(record)
+    result = RunResult(est, metrics, config, split, timings=timings)
+    if output is not None:
+        _save(result, output, embed_backbone, overwrite)
+    return result
+
+
+def _run_rows(
+    data: Dataset, test: Dataset | None, shots: int | None, seed: int, val_size: float, test_size: float
+) -> tuple[Split, Dataset, Dataset, Dataset]:
+    """The run's split and its training, validation and test rows (``shots``: k per class, no validation)."""
     data.require_labels()
     if test is not None:
         test.require_labels(min_classes=1)
@@ -95,28 +136,31 @@ def fit_run(
     train.require_labels()
     check_labels_seen(train, val, "validation")
     check_labels_seen(train, test_ds, "test")
-    choice = None
-    if technique == "auto":
-        from .selection.recommend import recommend
+    return split, train, val, test_ds
 
-        choice = recommend(
-            train,
-            backbone,
-            budget=budget,
-            max_params=max_params,
-            max_memory_mb=max_memory_mb,
-            params={k: v for k, v in (params or {}).items() if k in RUNTIME_KEYS},
-            seed=seed,
-        )
-        if choice.technique is None:
-            from .errors import ParameterError
 
-            raise ParameterError(choice.explain())
-        technique = choice.technique
-        params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
-    est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
-    fit_cost = fit_measured(est, train, val if len(val) else None)
-    metrics, predict_s = evaluate(est, test_ds)
+def _choose(train, backbone, budget, max_params, max_memory_mb, params, seed) -> Any:
+    """``technique="auto"``: ``selection.recommend``'s choice, or a clear error when nothing fits the limits."""
+    from .selection.recommend import recommend
+
+    choice = recommend(
+        train,
+        backbone,
+        budget=budget,
+        max_params=max_params,
+        max_memory_mb=max_memory_mb,
+        params={k: v for k, v in (params or {}).items() if k in RUNTIME_KEYS},
+        seed=seed,
+    )
+    if choice.technique is None:
+        from .errors import ParameterError
+
+        raise ParameterError(choice.explain())
+    return choice
+
+
+def _run_measures(est: Technique, metrics: dict, fit_cost: Any, predict_s: float) -> dict:
+    """Add the run's timings, cost, runtime and training history to ``metrics``; return the timings."""
     timings = {"fit_seconds": round(fit_cost.wall_seconds, 3), "predict_seconds": round(predict_s, 3)}
     cache = getattr(est, "cache_", None)
     if cache is not None:
@@ -129,47 +173,27 @@ def fit_run(
     for key in ("train_flops_per_s", "mfu", "train_rows_per_s"):
         if getattr(est, f"{key}_", None) is not None:
             metrics["cost"][key] = getattr(est, f"{key}_")
-    ran_on = runtime_of(est)
-    metrics["runtime"] = ran_on
+    metrics["runtime"] = runtime_of(est)
     if getattr(est, "history_", None) is not None:
         metrics["history"] = est.history_
-    config = {
-        "warmstart_version": __version__,
-        "technique": technique,
-        "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
-        "runtime": ran_on,
-        "backbone": est.backbone_.reference(),
-        "data": data.source,
-        "test_data": test.source if test is not None else "held-out split of data",
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_test": len(test_ds),
-        "shots": shots,
-        "seed": seed,
-        "val_size": val_size,
-        "test_size": test_size if test is None else None,
-        "classes": list(est.classes_),
-    }
-    if choice is not None:
-        config["technique_choice"] = choice.to_dict()
-    if record:
-        config["record"] = dict(record)
-    result = RunResult(est, metrics, config, split, timings=timings)
-    if output is not None:
-        from . import distributed
-        from .artifact import save_artifact
+    return timings
 
-        if distributed.is_main():  # in a data-parallel run the ranks hold identical models: one writes
-            config["world_size"] = distributed.world_size()
-            save_artifact(
-                est,
-                output,
-                metrics=metrics,
-                config=config,
-                splits=split.to_dict(),
-                embed_backbone=embed_backbone,
-                overwrite=overwrite,
-            )
-        distributed.barrier()
-        result.artifact = Path(output)
-    return result
+
+def _save(result: RunResult, output: str | Path, embed_backbone: bool, overwrite: bool) -> None:
+    """Write the run's artifact (in a data-parallel run the ranks hold identical models: rank 0 writes)."""
+    from . import distributed
+    from .artifact import save_artifact
+
+    if distributed.is_main():
+        result.config["world_size"] = distributed.world_size()
+        save_artifact(
+            result.estimator,
+            output,
+            metrics=result.metrics,
+            config=result.config,
+            splits=result.split.to_dict(),
+            embed_backbone=embed_backbone,
+            overwrite=overwrite,
+        )
+    distributed.barrier()
+    result.artifact = Path(output)
