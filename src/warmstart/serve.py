@@ -177,35 +177,76 @@ class Batcher:
                 self.seconds += time.perf_counter() - start
 
 
+@dataclass
+class _Served:
+    """What the server answers from: the loaded model and what it says about itself."""
+
+    folder: Path
+    model: Any
+    modality: str
+    classes: list[str]
+    multilabel: bool
+    runtime: dict
+    test_metrics: dict
+
+    @classmethod
+    def load(cls, folder: Path, device: str) -> "_Served":
+        from .artifact import load_artifact
+
+        model = load_artifact(folder, device=device)
+        if "progress" in model.get_params():
+            model.set_params(progress=False)
+        test_metrics: dict = {}
+        if (folder / "metrics.json").is_file():
+            import json
+
+            m = json.loads((folder / "metrics.json").read_text())
+            test_metrics = {k: m[k] for k in ("accuracy", "macro_f1", "n") if k in m}
+        return cls(
+            folder,
+            model,
+            model.backbone_.modality,
+            [str(c) for c in model.classes_],
+            bool(getattr(model, "multilabel_", False)),
+            _runtime_of(model),
+            test_metrics,
+        )
+
+    def answer(self, proba: np.ndarray, seconds: float) -> dict:
+        """The /predict response for these probabilities."""
+        out = []
+        threshold = float(getattr(self.model, "threshold", 0.5))
+        for row in proba:
+            best = int(row.argmax())
+            label: Any = (
+                [c for c, p in zip(self.classes, row, strict=True) if p >= threshold]
+                if self.multilabel
+                else self.classes[best]
+            )
+            out.append(
+                {
+                    "label": label,
+                    "confidence": round(float(row[best]), 6),
+                    "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)},
+                }
+            )
+        return {"predictions": out, "model_seconds": round(seconds, 4)}
+
+
 def create_app(artifact: str | Path, limits: Limits | None = None, device: str = "auto") -> Any:
     """The FastAPI application serving ``artifact`` (loaded and hash-checked now) on ``device``."""
-    from typing import Annotated
+    from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, File, HTTPException, UploadFile
-    from pydantic import BaseModel, Field, create_model
+    from fastapi import FastAPI
+    from pydantic import BaseModel, Field
 
-    from .artifact import load_artifact
     from .data.inputs import as_dataset
 
     limits = limits or Limits()
-    folder = Path(artifact)
-    model = load_artifact(folder, device=device)
-    runtime = _runtime_of(model)
-    if "progress" in model.get_params():
-        model.set_params(progress=False)
-    modality = model.backbone_.modality
-    classes = [str(c) for c in model.classes_]
-    multilabel = bool(getattr(model, "multilabel_", False))
-    metrics_path = folder / "metrics.json"
-    test_metrics: dict = {}
-    if metrics_path.is_file():
-        import json
-
-        m = json.loads(metrics_path.read_text())
-        test_metrics = {k: m[k] for k in ("accuracy", "macro_f1", "n") if k in m}
+    served = _Served.load(Path(artifact), device)
 
     def proba_of(inputs: Any) -> np.ndarray:
-        return model.predict_proba(as_dataset(inputs, modality=modality))
+        return served.model.predict_proba(as_dataset(inputs, modality=served.modality))
 
     batcher = Batcher(proba_of, limits.max_batch_rows, limits.batch_wait_ms / 1000)
 
@@ -225,16 +266,22 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
         yield
         await batcher.stop()
 
-    from contextlib import asynccontextmanager
-
+    model = served.model
     app = FastAPI(
         title="warmstart model server",
         version=str(__import__("warmstart").__version__),
-        description=f"Serves {folder.name}: {model.name} on {model.backbone_.name} ({modality}).",
+        description=f"Serves {served.folder.name}: {model.name} on {model.backbone_.name} ({served.modality}).",
         lifespan=asynccontextmanager(lifespan),
     )
     app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
+    _short_validation_errors(app)
+    _info_routes(app, served, limits, batcher)
+    add_predict = _text_predict if served.modality == "text" else _image_predict
+    add_predict(app, served, limits, batcher, PredictResponse, _errors_doc())
+    return app
 
+
+def _short_validation_errors(app: Any) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
@@ -252,10 +299,15 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 
+
+def _errors_doc() -> dict[int | str, dict[str, Any]]:
+    """The error responses /predict documents in its OpenAPI schema."""
+    from pydantic import BaseModel
+
     class ErrorResponse(BaseModel):
         detail: str | list[dict[str, Any]]
 
-    errors_doc: dict[int | str, dict[str, Any]] = {
+    return {
         400: {
             "model": ErrorResponse,
             "description": "the body could not be parsed, or an image is unreadable",
@@ -264,25 +316,8 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
         422: {"model": ErrorResponse, "description": "the request does not match the schema or a limit"},
     }
 
-    def answer(proba: np.ndarray, seconds: float) -> dict:
-        out = []
-        threshold = float(getattr(model, "threshold", 0.5))
-        for row in proba:
-            best = int(row.argmax())
-            label: Any = (
-                [c for c, p in zip(classes, row, strict=True) if p >= threshold]
-                if multilabel
-                else classes[best]
-            )
-            out.append(
-                {
-                    "label": label,
-                    "confidence": round(float(row[best]), 6),
-                    "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
-                }
-            )
-        return {"predictions": out, "model_seconds": round(seconds, 4)}
 
+def _info_routes(app: Any, served: _Served, limits: Limits, batcher: Batcher) -> None:
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -290,14 +325,14 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
     @app.get("/info")
     async def info() -> dict:
         return {
-            "artifact": folder.name,
-            "technique": model.name,
-            "modality": modality,
-            "labels": classes,
-            "multilabel": multilabel,
-            "backbone": model.backbone_.reference(),
-            "test_metrics": test_metrics,
-            "runtime": runtime,
+            "artifact": served.folder.name,
+            "technique": served.model.name,
+            "modality": served.modality,
+            "labels": served.classes,
+            "multilabel": served.multilabel,
+            "backbone": served.model.backbone_.reference(),
+            "test_metrics": served.test_metrics,
+            "runtime": served.runtime,
             "limits": asdict(limits),
             "batching": {
                 "batches": batcher.batches,
@@ -306,52 +341,62 @@ def create_app(artifact: str | Path, limits: Limits | None = None, device: str =
             },
         }
 
-    if modality == "text":
-        TextRequest = create_model(
-            "TextRequest",
-            texts=(
-                list[Annotated[str, Field(max_length=limits.max_text_chars)]],
-                Field(
-                    min_length=1,
-                    max_length=limits.max_inputs,
-                    description=f"1 to {limits.max_inputs} texts of at most {limits.max_text_chars} characters",
-                ),
+
+def _text_predict(
+    app: Any, served: _Served, limits: Limits, batcher: Batcher, response: Any, errors: dict
+) -> None:
+    from typing import Annotated
+
+    from fastapi import HTTPException
+    from pydantic import Field, create_model
+
+    TextRequest = create_model(
+        "TextRequest",
+        texts=(
+            list[Annotated[str, Field(max_length=limits.max_text_chars)]],
+            Field(
+                min_length=1,
+                max_length=limits.max_inputs,
+                description=f"1 to {limits.max_inputs} texts of at most {limits.max_text_chars} characters",
             ),
-        )
+        ),
+    )
 
-        @app.post("/predict", response_model=PredictResponse, responses=errors_doc)
-        async def predict_text(request: TextRequest) -> dict:  # type: ignore[valid-type]
-            texts = request.texts  # type: ignore[attr-defined]
-            for i, t in enumerate(texts):
-                try:
-                    t.encode("utf-8")
-                except UnicodeEncodeError as e:
-                    raise HTTPException(
-                        422,
-                        f"texts[{i}] has an unpaired surrogate at character {e.start}; send valid UTF-8 text.",
-                    ) from e
-            start = time.perf_counter()
-            proba = await batcher.submit(list(texts))
-            return answer(proba, time.perf_counter() - start)
-
-    else:
-
-        @app.post("/predict", response_model=PredictResponse, responses=errors_doc)
-        async def predict_images(
-            files: Annotated[list[UploadFile], File(description="one or more image files")],
-        ) -> dict:
-            if len(files) > limits.max_inputs:
+    @app.post("/predict", response_model=response, responses=errors)
+    async def predict_text(request: TextRequest) -> dict:  # type: ignore[valid-type]
+        texts = request.texts  # type: ignore[attr-defined]
+        for i, t in enumerate(texts):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
                 raise HTTPException(
-                    422, f"{len(files)} images in one request; the limit is {limits.max_inputs}."
-                )
-            images = [
-                decode_image(await f.read(), f.filename or f"files[{i}]", limits) for i, f in enumerate(files)
-            ]
-            start = time.perf_counter()
-            proba = await batcher.submit(images)
-            return answer(proba, time.perf_counter() - start)
+                    422,
+                    f"texts[{i}] has an unpaired surrogate at character {e.start}; send valid UTF-8 text.",
+                ) from e
+        start = time.perf_counter()
+        proba = await batcher.submit(list(texts))
+        return served.answer(proba, time.perf_counter() - start)
 
-    return app
+
+def _image_predict(
+    app: Any, served: _Served, limits: Limits, batcher: Batcher, response: Any, errors: dict
+) -> None:
+    from typing import Annotated
+
+    from fastapi import File, HTTPException, UploadFile
+
+    @app.post("/predict", response_model=response, responses=errors)
+    async def predict_images(
+        files: Annotated[list[UploadFile], File(description="one or more image files")],
+    ) -> dict:
+        if len(files) > limits.max_inputs:
+            raise HTTPException(422, f"{len(files)} images in one request; the limit is {limits.max_inputs}.")
+        images = [
+            decode_image(await f.read(), f.filename or f"files[{i}]", limits) for i, f in enumerate(files)
+        ]
+        start = time.perf_counter()
+        proba = await batcher.submit(images)
+        return served.answer(proba, time.perf_counter() - start)
 
 
 def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
