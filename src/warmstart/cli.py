@@ -56,6 +56,33 @@ def cmd_fit(args: argparse.Namespace) -> int:
     test = packaged_test
     if args.test:
         test, _ = load_data(args.test, args)
+    result = fit_run(
+        data,
+        test=test,
+        backbone=args.backbone,
+        technique=args.technique,
+        shots=args.shots,
+        seed=args.seed,
+        val_size=args.val_size,
+        test_size=args.test_size,
+        params=_fit_params(args),
+        output=args.output,
+        embed_backbone=args.embed_backbone,
+        budget=args.budget,
+        max_params=args.max_params,
+        max_memory_mb=args.max_memory,
+        record={"data": _where(args.data), "test": _where(args.test), **_data_record(args)},
+        overwrite=args.overwrite,
+    )
+    from . import distributed
+
+    if distributed.is_main():  # rank 0 reports
+        _print_fit(result, args)
+    return 0
+
+
+def _fit_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The technique's parameters: every --param KEY=VALUE (JSON values), then the runtime and cache options."""
     params = {}
     for kv in args.param:
         key, sep, value = kv.partition("=")
@@ -67,28 +94,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params.setdefault("cache_dir", args.cache_dir)
     if args.no_cache:
         params["use_cache"] = False
-    result = fit_run(
-        data,
-        test=test,
-        backbone=args.backbone,
-        technique=args.technique,
-        shots=args.shots,
-        seed=args.seed,
-        val_size=args.val_size,
-        test_size=args.test_size,
-        params=params,
-        output=args.output,
-        embed_backbone=args.embed_backbone,
-        budget=args.budget,
-        max_params=args.max_params,
-        max_memory_mb=args.max_memory,
-        record={"data": _where(args.data), "test": _where(args.test), **_data_record(args)},
-        overwrite=args.overwrite,
-    )
-    from . import distributed
+    return params
 
-    if not distributed.is_main():
-        return 0  # rank 0 reports
+
+def _print_fit(result: Any, args: argparse.Namespace) -> None:
     choice = result.config.get("technique_choice")
     if choice:
         from .selection.recommend import Recommendation
@@ -112,7 +121,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if "note" in m:
         print(f"  note: {m['note']}")
     print(f"  artifact: {result.artifact}")
-    return 0
 
 
 DATA_OPTIONS = ("text_col", "label_col", "encoding", "drop_empty", "label_sep", "split")

@@ -253,23 +253,18 @@ def export_onnx(
                 "threads": str(torch.get_num_threads()),
             },
         )
-        atomic_write_json(
-            tmp / "export.json",
-            {
-                "format": EXPORT_FORMAT,
-                "source_artifact": str(src.resolve()),
-                "source_manifest_sha256": _digest(manifest),
-                "technique": est.name,
-                "backbone": bb.reference(),
-                "multilabel": bool(getattr(est, "multilabel_", False)),
-                "threshold": getattr(est, "threshold", 0.5),
-                "int8_ops": list(INT8_OPS.get(bb.modality, ["all"])) if int8 else None,
-                "preprocess": pre,
-                **report.to_dict(),
-            },
-        )
-        listed = sorted(p for p in tmp.rglob("*") if p.is_file())
-        atomic_write_json(tmp / "manifest.json", {str(p.relative_to(tmp)): sha256_file(p) for p in listed})
+        record = {
+            "format": EXPORT_FORMAT,
+            "source_artifact": str(src.resolve()),
+            "source_manifest_sha256": _digest(manifest),
+            "technique": est.name,
+            "backbone": bb.reference(),
+            "multilabel": bool(getattr(est, "multilabel_", False)),
+            "threshold": getattr(est, "threshold", 0.5),
+            "int8_ops": list(INT8_OPS.get(bb.modality, ["all"])) if int8 else None,
+            "preprocess": pre,
+        }
+        _write_records(tmp, {**record, **report.to_dict()})
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -277,6 +272,13 @@ def export_onnx(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _write_records(folder: Path, export: dict) -> None:
+    """export.json, then the manifest: the sha256 of every file of the export."""
+    atomic_write_json(folder / "export.json", export)
+    listed = sorted(p for p in folder.rglob("*") if p.is_file())
+    atomic_write_json(folder / "manifest.json", {str(p.relative_to(folder)): sha256_file(p) for p in listed})
 
 
 def _quantize(fp32: Path, int8: Path, modality: str) -> Path:

@@ -376,7 +376,8 @@ def study_markdown(folder: str | os.PathLike) -> str:
 
 
 def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """One trained model's HTML report, from its metrics.json and config.json."""
+    """One trained model's HTML report, from its metrics.json and config.json (long as the page is: most of it is
+    the sections' literal, in reading order)."""
     folder = Path(folder)
     mpath = folder / "metrics.json"
     if not mpath.is_file():

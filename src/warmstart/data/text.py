@@ -168,26 +168,7 @@ def load_text(
     _refuse_duplicate_columns(df, path)
     if len(df) == 0:
         raise DataError(f"{path}: no data rows. The file needs a header and at least one row.")
-    tcol = _pick_column(df, text_col, TEXT_COLUMNS, "text", path, "--text-col")
-    if tcol is None:
-        string_cols = [str(c) for c in df.columns if df[c].map(lambda v: isinstance(v, str)).all()]
-        if len(string_cols) == 1 or (len(df.columns) == 1):
-            tcol = string_cols[0] if string_cols else str(df.columns[0])
-        else:
-            raise DataError(
-                f"{path}: cannot tell which column holds the text among {list(map(str, df.columns))}. "
-                f"Pass --text-col NAME."
-            )
-    lcol = _pick_column(df, label_col, LABEL_COLUMNS, "label", path, "--label-col", exclude=tcol)
-    if lcol is None and require_labels:
-        others = [str(c) for c in df.columns if str(c) != tcol]
-        if len(others) == 1:
-            lcol = others[0]
-        else:
-            raise DataError(
-                f"{path}: cannot tell which column holds the labels among {others or 'no other columns'}. "
-                f"Pass --label-col NAME."
-            )
+    tcol, lcol = _columns(df, text_col, label_col, require_labels, path)
     values = df[tcol].tolist()
     odd = next(
         (
@@ -224,6 +205,33 @@ def load_text(
         labels = None if labels is None else [labels[i] for i in keep]
         rows = [rows[i] for i in keep]
     return Dataset(texts, labels, "text", str(path), rows)
+
+
+def _columns(
+    df: pd.DataFrame, text_col: str | None, label_col: str | None, require_labels: bool, path: Path
+) -> tuple[str, str | None]:
+    """The text column and the label column (None when labels are not required and none is found)."""
+    tcol = _pick_column(df, text_col, TEXT_COLUMNS, "text", path, "--text-col")
+    if tcol is None:
+        string_cols = [str(c) for c in df.columns if df[c].map(lambda v: isinstance(v, str)).all()]
+        if len(string_cols) == 1 or (len(df.columns) == 1):
+            tcol = string_cols[0] if string_cols else str(df.columns[0])
+        else:
+            raise DataError(
+                f"{path}: cannot tell which column holds the text among {list(map(str, df.columns))}. "
+                f"Pass --text-col NAME."
+            )
+    lcol = _pick_column(df, label_col, LABEL_COLUMNS, "label", path, "--label-col", exclude=tcol)
+    if lcol is None and require_labels:
+        others = [str(c) for c in df.columns if str(c) != tcol]
+        if len(others) == 1:
+            lcol = others[0]
+        else:
+            raise DataError(
+                f"{path}: cannot tell which column holds the labels among {others or 'no other columns'}. "
+                f"Pass --label-col NAME."
+            )
+    return tcol, lcol
 
 
 def _refuse_duplicate_columns(df: pd.DataFrame, path: Path) -> None:

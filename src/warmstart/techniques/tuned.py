@@ -163,6 +163,7 @@ class TunedTechnique(Technique):
         input_col: str | None = None,
         label_col: str | None = None,
     ):
+        # long by design: scikit-learn's convention is one stored attribute per hyperparameter, nothing else
         self.backbone = backbone
         self.epochs = epochs
         self.min_steps = min_steps
