@@ -12,7 +12,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "src" / "warmstart"
 APPS = {
     f"warmstart.{m}"
-    for m in ("cli", "serve", "export", "export_transformers", "report", "demo", "push", "predict")
+    for m in (
+        "cli",
+        "cli_args",
+        "serve",
+        "export",
+        "export_transformers",
+        "report",
+        "demo",
+        "push",
+        "predict",
+    )
 }
 
 

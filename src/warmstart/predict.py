@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import DataError
 
 
 def prediction_table(
@@ -29,3 +32,21 @@ def prediction_table(
         kind = "exact-match accuracy" if data.multilabel else "accuracy"
         note = f"{kind} against the file's labels: {acc:.4f} ({len(df)} rows)"
     return df, note
+
+
+def check_output(out: Path, artifact: Path, inputs: Path) -> None:
+    """Predictions never overwrite their own input, anything inside the artifact, or a folder."""
+    target = out.resolve()
+    if target == inputs.resolve() or inputs.resolve() in target.parents:
+        raise DataError(
+            f"--output {out}: that is the input being predicted on; write the predictions elsewhere."
+        )
+    if artifact.resolve() == target or artifact.resolve() in target.parents:
+        raise DataError(
+            f"--output {out}: inside the artifact {artifact}, which must stay as saved; write elsewhere."
+        )
+    if out.is_dir():
+        raise DataError(f"--output {out}: is a folder; give a file name ending in .csv or .json.")
+    from .artifact import check_writable
+
+    check_writable(out)

@@ -1,0 +1,387 @@
+"""The arguments of every `warmstart` command: one builder per command, so each command's options read in one
+place. ``cli.py`` runs the command the parser names; nothing here imports torch or the library."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EPILOG = """examples:
+  warmstart fit --data reviews.csv --shots 16 --output runs/reviews
+  warmstart fit --data 20newsgroups --backbone paraphrase-MiniLM-L3-v2 --shots 8 --output runs/ng
+  warmstart fit --data photos/ --backbone efficientnet-lite0 --output runs/photos
+  warmstart fit --data trec --technique lora --shots 64 --param epochs=4 --output runs/trec-lora
+  warmstart predict runs/reviews new_reviews.csv --output predictions.csv
+  warmstart rank --data trec --backbones all-MiniLM-L6-v2,paraphrase-MiniLM-L3-v2
+  warmstart fit --data trec --shots 64 --technique auto --budget 2m --output runs/trec-auto
+  warmstart fit --data trec --backbone all-mpnet-base-v2 --device cuda --precision bf16 --output runs/mpnet
+  warmstart backbones
+
+Errors are one line; add --debug anywhere to see the traceback instead.
+"""
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("columns and decoding")
+    g.add_argument(
+        "--text-col",
+        help="column holding the text, or the images of a Hugging Face data set (default: text, sentence, "
+        "content, ...; image, img, ...)",
+    )
+    g.add_argument("--label-col", help="column holding the label (default: label, category, class, ...)")
+    g.add_argument(
+        "--label-sep",
+        help="multi-label data: the label cell holds several labels separated by this, e.g. '|' "
+        "(predictions are written joined by it; default '|')",
+    )
+    g.add_argument("--encoding", default="utf-8", help="text file encoding (default: utf-8)")
+    g.add_argument("--drop-empty", action="store_true", help="skip rows with an empty text or label")
+    g.add_argument(
+        "--split",
+        help="Hugging Face data set (a save_to_disk folder or hf:NAME): the split to train on (default: train; "
+        "its test split, when there is one, is the test data)",
+    )
+
+
+def _runtime_options(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    g = p.add_argument_group("device and precision (docs/scaling.md)")
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a CUDA GPU if there is one, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps",
+    )
+    if not precision:
+        return
+    g.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default=None,
+        help="auto (default: bf16 where the GPU or CPU computes it natively, else fp32), fp32, bf16, or fp16 "
+        "(training with a gradient scaler); feature extraction and training alike",
+    )
+    g.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
+    g.add_argument("--fp32", action="store_true", help="the same as --precision fp32")
+
+
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("limits for --technique auto / recommend")
+    g.add_argument("--budget", help="CPU time the training may take, e.g. 90s, 5m, 1h (default: none)")
+    g.add_argument("--max-params", help="most trainable parameters, e.g. 500k or 2M (default: none)")
+    g.add_argument("--max-memory", type=float, help="most peak resident memory in MB (default: none)")
+
+
+def _parser_fit(sub: Any) -> None:
+
+    p = sub.add_parser(
+        "fit",
+        help="train a classifier and save it as an artifact folder",
+        description="Train on labelled data, test it, and save one artifact folder.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="CSV/TSV/JSONL/Parquet file, image folder (one sub-folder per class), Hugging Face data set "
+        "(save_to_disk folder or hf:NAME) or packaged data set name",
+    )
+    p.add_argument(
+        "--test", help="separate test data (default: the packaged test split, or a held-out split)"
+    )
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2", help="registered name, local folder or hub id")
+    p.add_argument(
+        "--technique",
+        default="probe",
+        help="probe, finetune, lora, ia3, bitfit, lp_ft, l2sp, contrastive, scratch, or auto: the best "
+        "expected accuracy that fits --budget, measured by short calibration fits (default: probe); "
+        "`warmstart techniques` describes them",
+    )
+    p.add_argument("--shots", type=int, help="train on K examples per class (few-shot)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-size", type=float, default=0.1, help="validation fraction (ignored with --shots)")
+    p.add_argument("--test-size", type=float, default=0.2, help="test fraction when there is no --test")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="technique hyperparameter, e.g. --param C=0.1 (repeatable)",
+    )
+    _runtime_options(p)
+    p.add_argument(
+        "--embed-backbone", action="store_true", help="copy the backbone weights into the artifact"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output even when it is not a warmstart artifact (its files are deleted)",
+    )
+    p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--output", "-o", required=True, help="artifact folder to write")
+    _budget_options(p)
+    _data_options(p)
+
+
+def _parser_predict(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict with a saved artifact",
+        description="Predict labels and class probabilities for new inputs.",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("inputs", help="text file (CSV/TSV/JSONL/Parquet/TXT), image file or image folder")
+    p.add_argument("--output", "-o", help="write predictions here (.csv or .json); default: stdout as CSV")
+    p.add_argument("--format", choices=["csv", "json"], help="output format (default: from --output suffix)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="images, trained techniques: average over the image, a zoomed crop and their mirror images "
+        "(mirrors only if trained with hflip)",
+    )
+    _data_options(p)
+    _runtime_options(p, precision=False)
+
+
+def _parser_study(sub: Any) -> None:
+    p = sub.add_parser(
+        "study",
+        help="techniques x examples per class x seeds on identical splits: learning curves, CIs, costs, report",
+        description="Run every (technique, shots, seed) cell on the same splits (resumable: finished cells are "
+        "kept), then write results.csv/.parquet/.json, summary.json (means, 95% CIs, paired comparisons "
+        "against scratch and probe) and report.html.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file, image folder, Hugging Face data set (folder or hf:NAME) or packaged name",
+    )
+    p.add_argument(
+        "--test", help="separate test data (default: the packaged test split, or a held-out split)"
+    )
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    p.add_argument("--techniques", default="scratch,probe,lora,finetune", help="comma-separated")
+    p.add_argument(
+        "--shots", default="4,8,16,64,all", help="examples per class, comma-separated; 'all' = every row"
+    )
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--test-rows", type=int, help="test on a stratified sample of at most this many rows")
+    p.add_argument(
+        "--test-size", type=float, default=0.2, help="held-out fraction when there is no test split"
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the pool/test split (same for every cell)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="TECHNIQUE.KEY=VALUE",
+        help="a technique's hyperparameter, e.g. --param finetune.epochs=3 (repeatable)",
+    )
+    _runtime_options(p)
+    p.add_argument("--output", "-o", required=True, help="study folder (rerun the same command to resume)")
+    p.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="run cells here, or as Ray tasks (ray)"
+    )
+    p.add_argument(
+        "--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray instance)"
+    )
+    p.add_argument("--cpus-per-cell", type=int, default=1, help="CPUs (and torch threads) per Ray task (1)")
+    _data_options(p)
+
+
+def _parser_report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild the HTML report of a study folder or an artifact from its saved results",
+        description="Write report.html from saved results alone (no training).",
+    )
+    p.add_argument("path", help="a study folder (warmstart study --output) or an artifact folder")
+    p.add_argument(
+        "--output", "-o", help="HTML file to write (default: STUDY/report.html, ARTIFACT-report.html)"
+    )
+
+
+def _parser_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export an artifact to ONNX or a transformers folder, checked on held-out rows",
+        description="--onnx: the whole pipeline (backbone with merged adapter, head, probabilities) as ONNX, "
+        "with the tokenizer or image preprocessing beside it. --transformers (text models): an AutoModel "
+        "folder plus the head as one linear layer, loadable without warmstart. Either export is kept only if "
+        "its probabilities match the artifact's on held-out rows (max abs difference <= --atol, same top "
+        "class on every row).",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("--onnx", action="store_true", help="export to ONNX")
+    p.add_argument(
+        "--transformers",
+        action="store_true",
+        help="export a text model as a transformers folder (AutoModel + linear head; default output "
+        "ARTIFACT-transformers)",
+    )
+    p.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised model")
+    p.add_argument(
+        "--test",
+        help="held-out rows to check on (file, folder or packaged name; default: the artifact's own test rows)",
+    )
+    p.add_argument("--output", "-o", help="export folder (default: ARTIFACT-onnx beside the artifact)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed probability difference (1e-4)")
+    p.add_argument("--max-rows", type=int, default=2000, help="check on at most this many held-out rows")
+    _data_options(p)
+
+
+def _parser_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve an artifact over HTTP (/predict, /health, /info)",
+        description="FastAPI + uvicorn server for one artifact, with request batching and input limits.",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-body-bytes", type=int, default=2_000_000, help="largest request body (2000000)")
+    p.add_argument("--max-inputs", type=int, default=64, help="most texts or images in one request (64)")
+    p.add_argument("--max-text-chars", type=int, default=10_000, help="longest text in characters (10000)")
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        help="most pixels in one image (default 4096*4096, or WARMSTART_MAX_IMAGE_PIXELS if lower)",
+    )
+    p.add_argument("--max-batch-rows", type=int, default=64, help="most rows run through the model at once")
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests (2 ms)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for the model (default: all cores; 1 can be faster when the host is shared)",
+    )
+    _runtime_options(p, precision=False)
+
+
+def _parser_rank(sub: Any) -> None:
+    p = sub.add_parser(
+        "rank",
+        help="rank candidate backbones for a data set by transferability scores (no training)",
+        description="Score each backbone's (cached) features on the labelled data and rank them.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file, image folder, Hugging Face data set (folder or hf:NAME) or packaged name",
+    )
+    p.add_argument(
+        "--backbones",
+        required=True,
+        help="comma-separated backbones; variants like all-MiniLM-L6-v2:num_layers=2 or NAME:init=random",
+    )
+    p.add_argument(
+        "--scores",
+        help="comma-separated subset of logme,knn,hscore,leep,nleep,ridge_loo,probe_cv (default: all)",
+    )
+    p.add_argument(
+        "--primary",
+        help="the score that orders the table (default: ridge_loo if computed, else the first score)",
+    )
+    p.add_argument(
+        "--shots", type=int, help="score on K examples per class, as a few-shot run would train on"
+    )
+    p.add_argument("--max-rows", type=int, default=3000, help="stratified sample of at most this many rows")
+    p.add_argument(
+        "--resamples", type=int, default=20, help="row subsamples for the stability of the top pick"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    _runtime_options(p)
+    p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--json", help="also write the ranking to this JSON file")
+    _data_options(p)
+
+
+def _parser_recommend(sub: Any) -> None:
+    p = sub.add_parser(
+        "recommend",
+        help="measure each technique's cost on the data and recommend the best one that fits a budget",
+        description="Short calibration fits per candidate technique, best expected accuracy first; the first "
+        "whose predicted CPU time, trainable parameters and memory fit the limits is recommended.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled file, image folder, Hugging Face data set (folder or hf:NAME) or packaged name",
+    )
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    p.add_argument("--shots", type=int, help="the fit will use K examples per class")
+    p.add_argument(
+        "--candidates", help="comma-separated techniques to consider, in order (default: by data size)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    _runtime_options(p)
+    _budget_options(p)
+    _data_options(p)
+
+
+def _parser_push(sub: Any) -> None:
+    p = sub.add_parser(
+        "push",
+        help="upload an artifact to a Hugging Face hub model repository (its README.md is the model card)",
+        description="Upload every file of an artifact, hash-checked first, to a hub model repository in one "
+        "commit (the repository is created when missing). The token comes from HF_TOKEN or `hf auth login`; "
+        "HF_ENDPOINT points at another hub.",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("repo_id", help="NAME or ORG/NAME")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--message", help="commit message (default: Upload warmstart artifact NAME)")
+
+
+def _parser_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="20 Newsgroups few-shot: MiniLM-L6 + probe vs TF-IDF + LR",
+        description="Few-shot 20 Newsgroups on packaged data, against a TF-IDF baseline.",
+    )
+    p.add_argument("--shots", default="8,64", help="comma-separated examples per class (default: 8,64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    _runtime_options(p)
+    p.add_argument("--output", default="runs/demo", help="where the demo's artifacts go (default: runs/demo)")
+
+
+def _parser_listings(sub: Any) -> None:
+    """The commands that list or tidy what is installed: clean, backbones, techniques, datasets."""
+    p = sub.add_parser(
+        "clean", help="list (or remove) checkpoints of interrupted runs that were never resumed"
+    )
+    p.add_argument("--older-than", type=float, default=24.0, help="hours since last written (default: 24)")
+    p.add_argument("--remove", action="store_true", help="delete them")
+    p.add_argument("--checkpoint-dir", help="default: $WARMSTART_HOME/checkpoints")
+    p = sub.add_parser("backbones", help="list registered backbones")
+    p = sub.add_parser("techniques", help="list techniques (and their parameters with -v)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every parameter and its default")
+    p = sub.add_parser("datasets", help="list packaged real data sets")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warmstart",
+        description="Transfer learning for text and images.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"warmstart {__import__('warmstart').__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _parser_fit(sub)
+    _parser_predict(sub)
+    _parser_study(sub)
+    _parser_report(sub)
+    _parser_export(sub)
+    _parser_serve(sub)
+    _parser_rank(sub)
+    _parser_recommend(sub)
+    _parser_push(sub)
+    _parser_listings(sub)
+    _parser_demo(sub)
+    return parser
