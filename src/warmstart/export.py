@@ -60,17 +60,9 @@ class _Pipeline(nn.Module):
         self.head = head
         self.backbone = backbone
         self.multilabel = multilabel
-        self.image = backbone.modality == "image"
-        if self.image:  # the graph takes 0-255 pixels at the model's size and normalises them itself
-            pre = backbone.image_preprocess
-            self.register_buffer("mean", torch.tensor(pre.mean).view(3, 1, 1) / pre.rescale)
-            self.register_buffer("std", torch.tensor(pre.std).view(3, 1, 1) / pre.rescale)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if self.image:
-            feats = self.backbone.forward_features(pixels=(inputs[0] - self.mean) / self.std)
-        else:
-            feats = self.backbone.forward_features(input_ids=inputs[0], attention_mask=inputs[1])
+        feats = self.backbone.graph_features(*inputs)  # the backbone says what its graph's inputs are
         logits = self.head(feats).float()
         return logits.sigmoid() if self.multilabel else logits.softmax(-1)
 
@@ -338,33 +330,7 @@ def _digest(obj: Any) -> str:
 
 
 def _write_preprocessing(bb: Any, folder: Path) -> dict:
-    if bb.modality == "image":
-        geometry = bb.image_preprocess
-        h, w = geometry.output_size
-        pre = {
-            "modality": "image",
-            "inputs": ["pixels"],
-            "size": int(h) if h == w else [int(h), int(w)],
-            "geometry": geometry.to_dict(),
-            "color": "RGB",
-            "range": "0-255 float32, (batch, 3, height, width) after the geometry's resize and crop; "
-            "normalisation is inside the graph",
-        }
-    else:
-        tok = bb.tokenizer
-        tok.save_pretrained(folder / "tokenizer")
-        if not (folder / "tokenizer" / "tokenizer.json").is_file():
-            raise ExportError(
-                f"the backbone {bb.name!r} has no fast tokenizer (tokenizer.json), which the export needs."
-            )
-        pre = {
-            "modality": "text",
-            "inputs": ["input_ids", "attention_mask"],
-            "tokenizer": "tokenizer/tokenizer.json",
-            "max_length": int(bb.max_length),
-            "pad_id": int(tok.pad_token_id or 0),
-            "truncation": "right, to max_length tokens including the special tokens",
-        }
+    pre = bb.export_preprocessing(folder)
     atomic_write_json(folder / "preprocess.json", pre)
     return pre
 
@@ -372,18 +338,7 @@ def _write_preprocessing(bb: Any, folder: Path) -> dict:
 def _torch_export(pipe: _Pipeline, bb: Any, path: Path) -> None:
     import warnings
 
-    if bb.modality == "image":
-        h, w = bb.image_preprocess.output_size
-        args: tuple = (torch.full((2, 3, h, w), 127.0),)
-        names, axes = ["pixels"], {"pixels": {0: "batch"}}
-    else:
-        ids = torch.full((2, 8), int(bb.tokenizer.pad_token_id or 0), dtype=torch.long)
-        ids[:, 0] = int(bb.tokenizer.cls_token_id or 0)
-        mask = torch.ones((2, 8), dtype=torch.long)
-        mask[1, 5:] = 0
-        args = (ids, mask)
-        names = ["input_ids", "attention_mask"]
-        axes = {n: {0: "batch", 1: "tokens"} for n in names}
+    args, names, axes = bb.export_example()
     axes["probabilities"] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -409,12 +364,7 @@ def _torch_proba(pipe: _Pipeline, bb: Any, rows: Any, batch_size: int) -> np.nda
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            batch = source.collate(idx)
-            if pipe.image:  # batch_source normalises; the graph takes raw 0-255 pixels
-                args = (batch["pixels"] * pipe.std + pipe.mean,)
-            else:
-                args = (batch["input_ids"], batch["attention_mask"])
-            out[idx] = pipe(*args).float().numpy()
+            out[idx] = pipe(*bb.graph_args(source.collate(idx))).float().numpy()
     return out
 
 

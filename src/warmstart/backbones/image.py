@@ -8,6 +8,7 @@ all use it. Its ``geometry`` (resize, then centre-crop) needs only NumPy and Pil
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,40 @@ class ImageBackbone(Backbone):
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """One (H, W, 3) uint8 image to a normalised (3, h, w) float tensor."""
         return self.image_preprocess.to_tensor(image)
+
+    # -- the exported graph (export.py): 0-255 pixels at the model's size in, normalised inside, features out ------
+    def _pixel_stats(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self.image_preprocess
+        mean = torch.tensor(pre.mean, device=device).view(3, 1, 1) / pre.rescale
+        return mean, torch.tensor(pre.std, device=device).view(3, 1, 1) / pre.rescale
+
+    def export_example(self) -> tuple[tuple[torch.Tensor, ...], list[str], dict]:
+        """Example graph inputs, their names and dynamic axes, for ``torch.onnx.export``."""
+        h, w = self.image_preprocess.output_size
+        return (torch.full((2, 3, h, w), 127.0),), ["pixels"], {"pixels": {0: "batch"}}
+
+    def graph_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Features from the exported graph's raw 0-255 pixels (the normalisation is part of the graph)."""
+        mean, std = self._pixel_stats(pixels.device)
+        return self.forward_features(pixels=(pixels - mean) / std)
+
+    def graph_args(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """A collated batch (``batch_source`` normalises) as the exported graph's raw pixels."""
+        mean, std = self._pixel_stats(batch["pixels"].device)
+        return (batch["pixels"] * std + mean,)
+
+    def export_preprocessing(self, folder: Path) -> dict:
+        """The preprocessing record beside an exported graph (preprocess.json): the geometry and pixel range."""
+        h, w = self.image_preprocess.output_size
+        return {
+            "modality": "image",
+            "inputs": ["pixels"],
+            "size": int(h) if h == w else [int(h), int(w)],
+            "geometry": self.image_preprocess.to_dict(),
+            "color": "RGB",
+            "range": "0-255 float32, (batch, 3, height, width) after the geometry's resize and crop; "
+            "normalisation is inside the graph",
+        }
 
     def batch_source(self, data: Any) -> ImageBatchSource:
         from ..data import Dataset

@@ -284,6 +284,42 @@ class TransformerTextBackbone(Backbone):
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return pooled
 
+    # -- the exported graph (export.py): token ids and attention mask in, features out ---------------------------
+    def export_example(self) -> tuple[tuple[torch.Tensor, ...], list[str], dict]:
+        """Example graph inputs (two rows, one padded), their names and dynamic axes, for ``torch.onnx.export``."""
+        ids = torch.full((2, 8), int(self.tokenizer.pad_token_id or 0), dtype=torch.long)
+        ids[:, 0] = int(self.tokenizer.cls_token_id or 0)
+        mask = torch.ones((2, 8), dtype=torch.long)
+        mask[1, 5:] = 0
+        names = ["input_ids", "attention_mask"]
+        return (ids, mask), names, {n: {0: "batch", 1: "tokens"} for n in names}
+
+    def graph_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Features from the exported graph's inputs."""
+        return self.forward_features(input_ids=input_ids, attention_mask=attention_mask)
+
+    def graph_args(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """A collated batch (``batch_source``) as the exported graph's inputs."""
+        return (batch["input_ids"], batch["attention_mask"])
+
+    def export_preprocessing(self, folder: Path) -> dict:
+        """Write the tokenizer beside an exported graph; return the preprocessing record (preprocess.json)."""
+        from ..errors import ExportError
+
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        if not (folder / "tokenizer" / "tokenizer.json").is_file():
+            raise ExportError(
+                f"the backbone {self.name!r} has no fast tokenizer (tokenizer.json), which the export needs."
+            )
+        return {
+            "modality": "text",
+            "inputs": ["input_ids", "attention_mask"],
+            "tokenizer": "tokenizer/tokenizer.json",
+            "max_length": int(self.max_length),
+            "pad_id": int(self.tokenizer.pad_token_id or 0),
+            "truncation": "right, to max_length tokens including the special tokens",
+        }
+
     def batch_source(self, data: Any) -> TextBatchSource:
         texts = data.inputs if hasattr(data, "inputs") else data
         return TextBatchSource(self, [str(t) for t in texts])
