@@ -184,6 +184,9 @@ def export_onnx(
     raise ``ExportError`` without writing anything if parity fails. Throughput (rows/s) of PyTorch fp32 and of
     each ONNX model is the median of ``rounds`` interleaved passes over those rows.
 
+    Its steps live in helpers; what stays here is their order and the one cleanup path, which removes the
+    half-built folder on any failure (hence one function, about 70 lines).
+
     Example:
         >>> import tempfile
         >>> from warmstart import get_technique, save_artifact

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -166,17 +167,7 @@ def rank_backbones(
         >>> print(r.table())  # doctest: +ELLIPSIS
         | rank | backbone | dim | ...
     """
-    unknown = [s for s in scores if s not in ALL_SCORES]
-    if unknown or not scores:
-        raise ParameterError(f"unknown score(s) {unknown}; choose from {', '.join(ALL_SCORES)}.")
-    if primary is None:
-        primary = "ridge_loo" if "ridge_loo" in scores else scores[0]
-    if primary not in scores:
-        raise ParameterError(
-            f"the primary score {primary!r} must be one of the scores computed: {list(scores)}."
-        )
-    if not backbones:
-        raise ParameterError("give at least one backbone to rank.")
+    primary = _check_scores(scores, primary, backbones)
     data.require_labels()
     require_single_label(data, "rank")
     if len(data) > max_rows:
@@ -190,22 +181,9 @@ def rank_backbones(
     features: list[np.ndarray] = []
     for spec in backbones:
         bb = (get_backbone(spec) if isinstance(spec, str) else spec).to(rt.device)
-        hits, start = cache.hits, time.perf_counter()
-        X = np.asarray(cache.get(bb, data, precision=rt.precision, progress=progress), dtype=np.float64)
-        extract = time.perf_counter() - start
-        values, seconds = score_features(X, y, scores, bb.source_proba(X) if "leep" in scores else None)
+        candidate, X = _score_one(bb, data, y, scores, cache, rt.precision, progress)
+        candidates.append(candidate)
         features.append(X)
-        candidates.append(
-            Candidate(
-                backbone=bb.name,
-                num_features=int(X.shape[1]),
-                params=int(sum(p.numel() for p in bb.module.parameters())),
-                scores=values,
-                seconds=seconds,
-                extract_seconds=round(extract, 3),
-                cached=cache.hits > hits,
-            )
-        )
     order = sorted(
         range(len(candidates)),
         key=lambda i: -np.inf if candidates[i].scores[primary] is None else candidates[i].scores[primary],
@@ -222,6 +200,48 @@ def rank_backbones(
         top_share=top_share,
         resamples=resamples,
     )
+
+
+def _check_scores(scores: Sequence[str], primary: str | None, backbones: Sequence[Any]) -> str:
+    """The primary score (``ridge_loo`` when computed, else the first), after refusing unknown scores."""
+    unknown = [s for s in scores if s not in ALL_SCORES]
+    if unknown or not scores:
+        raise ParameterError(f"unknown score(s) {unknown}; choose from {', '.join(ALL_SCORES)}.")
+    if primary is None:
+        primary = "ridge_loo" if "ridge_loo" in scores else scores[0]
+    if primary not in scores:
+        raise ParameterError(
+            f"the primary score {primary!r} must be one of the scores computed: {list(scores)}."
+        )
+    if not backbones:
+        raise ParameterError("give at least one backbone to rank.")
+    return primary
+
+
+def _score_one(
+    bb: Any,
+    data: Dataset,
+    y: np.ndarray,
+    scores: Sequence[str],
+    cache: FeatureCache,
+    precision: str,
+    progress: bool,
+) -> tuple[Candidate, np.ndarray]:
+    """One backbone's features (through the cache) and every score of them, timed."""
+    hits, start = cache.hits, time.perf_counter()
+    X = np.asarray(cache.get(bb, data, precision=precision, progress=progress), dtype=np.float64)
+    extract = time.perf_counter() - start
+    values, seconds = score_features(X, y, scores, bb.source_proba(X) if "leep" in scores else None)
+    candidate = Candidate(
+        backbone=bb.name,
+        num_features=int(X.shape[1]),
+        params=int(sum(p.numel() for p in bb.module.parameters())),
+        scores=values,
+        seconds=seconds,
+        extract_seconds=round(extract, 3),
+        cached=cache.hits > hits,
+    )
+    return candidate, X
 
 
 def _top_share(
