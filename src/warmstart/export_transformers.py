@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +88,16 @@ def export_transformers(
     """Write the transformers folder for a text artifact (default: ARTIFACT-transformers beside it), checked on
     ``data`` (held-out inputs); returns what the check measured (also written to export.json)."""
     from .artifact import load_artifact
-    from .export import _pipeline, _torch_proba, held_out_rows, staging_folder
+    from .export import _pipeline, _torch_proba, held_out_rows, staged
 
     src = Path(artifact)
     est = load_artifact(src, device="cpu")
-    pipe = _pipeline(est)  # fp32, adapters merged
+    pipe = _pipeline(est)  # fp32: the reference the folder must reproduce
     enc = pipe.backbone
     _check_exportable(src, enc)
     rows = held_out_rows(src, data, "text", max_rows)
     out = Path(output) if output is not None else src.with_name(src.name + "-transformers")
-    tmp = staging_folder(out, overwrite)
-    try:
+    with staged(out, overwrite) as tmp:
         _write(tmp, est, enc, pipe, src)
         want = _torch_proba(pipe, enc, rows, 32)
         got = predict_proba_transformers(str(tmp), list(rows.inputs))
@@ -116,12 +114,6 @@ def export_transformers(
                 f"probability difference {report['max_abs_diff']:.2e} > {atol:g}, or another top class); not written."
             )
         atomic_write_json(tmp / "export.json", report)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
