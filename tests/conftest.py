@@ -149,6 +149,18 @@ def tiny_image_backbone():
 
 
 @contextlib.contextmanager
+def python_sigint():
+    """Python's own SIGINT handler for the block, as in a terminal. A process started in the background of a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt (nor does the
+    training loop take over SIGINT), so tests of Ctrl-C set the handler themselves."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def ctrl_c_at_step(n: int, times: int = 1):
     """Ctrl-C as the user gives it: a real SIGINT (``times`` of them) delivered inside the training loop's ``n``-th
     optimizer step, after the weights moved and before the step is counted. The loop acts on it at that step's
@@ -164,6 +176,6 @@ def ctrl_c_at_step(n: int, times: int = 1):
             for _ in range(times):
                 signal.raise_signal(signal.SIGINT)
 
-    with pytest.MonkeyPatch.context() as mp:
+    with python_sigint(), pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop._Loop, "_optimizer_step", step)
         yield

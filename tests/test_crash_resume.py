@@ -61,7 +61,14 @@ def _start(argv: list[str], home: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT at its default, as a terminal gives it: a suite run in the background of a non-interactive shell
+        # has it ignored, and a child inheriting that would never see Ctrl-C
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _step_on_disk(home: Path) -> int:

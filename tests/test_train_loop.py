@@ -29,7 +29,7 @@ from warmstart.techniques.train import (
     trainable_state,
 )
 
-from .conftest import ctrl_c_at_step
+from .conftest import ctrl_c_at_step, python_sigint
 
 
 class Vectors(BatchSource):
@@ -525,12 +525,13 @@ def test_a_second_ctrl_c_stops_at_once_without_writing_a_checkpoint(tmp_path):
     model = Linear()
     ck = Checkpointer(tmp_path / "ck", "k")
     cfg = _cfg(checkpoint_every=0)
-    with ctrl_c_at_step(2, times=2), pytest.raises(Interrupted, match="stopped at once by a second Ctrl-C"):
-        train(model, _groups(model), src, y, cfg, ck, Hooks())
-    assert ck.load() is None  # none written mid-step; a rerun starts from the last periodic one (none here)
     import signal
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop put Python's back
+    with ctrl_c_at_step(2, times=2):
+        with pytest.raises(Interrupted, match="stopped at once by a second Ctrl-C"):
+            train(model, _groups(model), src, y, cfg, ck, Hooks())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop put Python's back
+    assert ck.load() is None  # none written mid-step; a rerun starts from the last periodic one (none here)
 
 
 def test_an_error_while_ctrl_c_is_pending_is_that_interrupt(tmp_path):
@@ -550,7 +551,7 @@ def test_an_error_while_ctrl_c_is_pending_is_that_interrupt(tmp_path):
 
     model = Linear()
     ck = Checkpointer(tmp_path / "ck", "k")
-    with pytest.raises(Interrupted, match="interrupted at step 3/12"):
+    with python_sigint(), pytest.raises(Interrupted, match="interrupted at step 3/12"):
         train(model, _groups(model), src, y, _cfg(), ck, Hooks(loss=loss))
     assert ck.load()[0].step == 3
 
