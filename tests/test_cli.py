@@ -281,6 +281,7 @@ def test_study_and_report_commands(csvs, tiny_bert_dir, capsys):
     assert main(["report", str(art)]) == 0
     html = (csvs / "art-report.html").read_text()
     assert "confusion matrix" in html and "Resolved configuration" in html
+    assert "reliability diagram" in html and "expected calibration error" in html
     assert main(["report", str(csvs)]) == 2
 
 

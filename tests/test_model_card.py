@@ -66,3 +66,50 @@ def test_base_model_is_the_hub_id_where_one_is_known():
     assert base_model({"name": "dino", "source": "hf:facebook/dinov2-small"}) == "facebook/dinov2-small"
     assert base_model({"name": "mine", "source": "/models/mine"}) is None
     assert base_model({"name": "efficientnet-lite0", "source": "efficientnet-lite0"}) is None
+
+
+def test_metrics_carry_the_calibration_error_and_its_table(tiny_bert_dir, tmp_path):
+    """ECE and the reliability table come from the predicted probabilities of the same test rows."""
+    import numpy as np
+
+    from warmstart.evaluate import evaluate
+    from warmstart.metrics import calibration
+    from warmstart.techniques import get_technique
+
+    texts, labels = make_sentences(12)
+    test_texts, test_labels = make_sentences(6, seed=3)
+    est = get_technique("probe", backbone=str(tiny_bert_dir), progress=False, precision="fp32").fit(
+        texts, labels
+    )
+    test = Dataset(test_texts, test_labels, "text", "held-out")
+    metrics, _ = evaluate(est, test)
+    want = calibration(est.predict_proba(test), test_labels, list(est.classes_))
+    assert metrics["ece"] == pytest.approx(want["ece"]) and metrics["reliability"] == want["reliability"]
+    assert sum(b["n"] for b in metrics["reliability"]) == len(test_labels)
+    right = np.mean(est.predict(test) == np.array(test_labels))
+    assert metrics["accuracy"] == pytest.approx(right)  # predictions from the same probabilities
+    result = fit_run(
+        Dataset(texts, labels, "text", "t.csv"),
+        backbone=str(tiny_bert_dir),
+        params={"progress": False},
+        output=tmp_path / "art",
+    )
+    assert "ece" in result.metrics
+    assert f"| {result.metrics['ece']:.4f} |" in (tmp_path / "art" / "README.md").read_text()
+
+
+def test_ece_is_near_zero_for_calibrated_probabilities():
+    import numpy as np
+
+    from warmstart.metrics import calibration
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1.0, 20000)
+    right = rng.uniform(size=20000) < conf  # each row is right with the probability it claims
+    proba = np.stack([conf, 1 - conf], 1)
+    truth = np.where(right, "a", "b")
+    assert calibration(proba, truth, ["a", "b"])["ece"] < 0.02
+    overconfident = np.stack([np.full(20000, 0.99), np.full(20000, 0.01)], 1)
+    assert calibration(overconfident, truth, ["a", "b"])["ece"] == pytest.approx(
+        0.99 - right.mean(), abs=1e-9
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 from .cost import Cost, measure
 from .data import Dataset
-from .metrics import classification_metrics
+from .metrics import calibration, classification_metrics
 
 
 def fit_measured(est: Any, train: Dataset, val: Dataset | None = None) -> Cost:
@@ -21,8 +21,13 @@ def fit_measured(est: Any, train: Dataset, val: Dataset | None = None) -> Cost:
 
 def evaluate(est: Any, test: Dataset) -> tuple[dict, float]:
     """Test metrics of a fitted ``est`` on the labelled ``test`` rows (``metrics.classification_metrics``: accuracy,
-    macro-F1, per class, confusion matrix) and the seconds ``predict`` took."""
+    macro-F1, per class, confusion matrix; for single-label models also ``ece``, the expected calibration error
+    of the top class, and its ``reliability`` table) and the seconds prediction took."""
     start = time.perf_counter()
-    pred = est.predict(test)
+    proba = est.predict_proba(test)
+    pred = est.labels_from_proba(proba)
     seconds = time.perf_counter() - start
-    return classification_metrics(list(test.labels), list(pred), list(est.classes_)), seconds
+    metrics = classification_metrics(list(test.labels), list(pred), list(est.classes_))
+    if not metrics.get("multilabel"):
+        metrics.update(calibration(proba, list(test.labels), list(est.classes_)))
+    return metrics, seconds

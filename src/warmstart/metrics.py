@@ -72,3 +72,40 @@ def multilabel_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence[str
         },
         "labels": labels,
     }
+
+
+def calibration(proba: np.ndarray, y_true: Sequence, classes: Sequence, bins: int = 15) -> dict:
+    """Expected calibration error of the top class and the reliability table behind it.
+
+    Rows are binned by their top probability into ``bins`` equal-width bins over [0, 1]; ECE is the mean, weighted
+    by rows, of |accuracy - mean confidence| per bin (Guo et al., 2017). A model whose 0.8-confident predictions
+    are right 80% of the time has ECE near 0. Each table row: the bin's bounds, rows, mean confidence, accuracy.
+
+    Example:
+        >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+        >>> c = calibration(p, ["a", "a", "b", "b"], ["a", "b"], bins=5)
+        >>> round(c["ece"], 3), [(b["n"], b["accuracy"]) for b in c["reliability"]]
+        (0.15, [(2, 0.5), (2, 1.0)])
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    index = {c: i for i, c in enumerate(classes)}
+    truth = np.fromiter((index.get(t, -1) for t in y_true), dtype=np.int64, count=len(proba))
+    conf, right = proba.max(1), (proba.argmax(1) == truth).astype(np.float64)
+    which = np.minimum((conf * bins).astype(np.int64), bins - 1)  # 1.0 goes into the last bin
+    table, ece = [], 0.0
+    for b in range(bins):
+        rows = which == b
+        if not rows.any():
+            continue
+        acc, mean_conf = float(right[rows].mean()), float(conf[rows].mean())
+        ece += rows.sum() / len(proba) * abs(acc - mean_conf)
+        table.append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "n": int(rows.sum()),
+                "confidence": mean_conf,
+                "accuracy": acc,
+            }
+        )
+    return {"ece": float(ece), "reliability": table}

@@ -116,6 +116,11 @@ def _evaluation(metrics: dict | None, config: dict) -> str:
         "|---|---|---|",
         f"| accuracy | {metrics['accuracy']:.4f} | [{lo:.4f}, {hi:.4f}] (Wilson, test-set sampling only) |",
         f"| macro-F1 | {metrics.get('macro_f1', float('nan')):.4f} | |",
+        *(
+            [f"| expected calibration error (top class, 15 bins; lower is better) | {metrics['ece']:.4f} | |"]
+            if metrics.get("ece") is not None
+            else []
+        ),
         "",
         "The interval covers the sampling of the test rows, not the spread between training seeds; "
         "`warmstart study` measures that.",

@@ -122,6 +122,27 @@ def _confusion_figure(classes: list[str], cm: list[list[int]], title: str) -> st
     return _png(fig)
 
 
+def _reliability_figure(table: list[dict]) -> str:
+    """Accuracy against mean confidence per confidence bin (``metrics.calibration``); the diagonal is calibrated."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="#999", linewidth=1, linestyle="--", label="calibrated")
+    conf = [b["confidence"] for b in table]
+    ax.scatter(
+        conf,
+        [b["accuracy"] for b in table],
+        s=[12 + 200 * b["n"] / max(1, sum(x["n"] for x in table)) for b in table],
+    )
+    ax.plot(conf, [b["accuracy"] for b in table], "o-", markersize=0, label="model (dot size: rows)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean top-class probability in the bin")
+    ax.set_ylabel("accuracy in the bin")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def _per_class_table(per_class: dict) -> dict:
     rows = [
         [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
@@ -392,6 +413,7 @@ def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike |
     summary = [
         ["accuracy", f"{m['accuracy']:.4f}"],
         ["macro-F1", f"{m['macro_f1']:.4f}"],
+        ["expected calibration error", f"{m['ece']:.4f}" if m.get("ece") is not None else ""],
         ["test rows", m.get("n", "")],
         ["fit wall s", cost.get("fit_wall_seconds", "")],
         ["fit CPU s", cost.get("fit_cpu_seconds", "")],
@@ -415,6 +437,8 @@ def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike |
                 "caption": "confusion matrix",
             }
         )
+    if m.get("reliability"):
+        figures.append({"png": _reliability_figure(m["reliability"]), "caption": "reliability diagram"})
     hist = m.get("history") or []
     if hist:
         plt = _plt()

@@ -337,6 +337,7 @@ def run_cell(
         "n_test": len(test),
         "accuracy": m["accuracy"],
         "macro_f1": m["macro_f1"],
+        "ece": m.get("ece"),  # expected calibration error of the top class (metrics.calibration)
         "wall_s": round(cost.wall_seconds, 3),
         "cpu_s": round(cost.cpu_seconds, 3),
         "peak_rss_mb": round(cost.peak_rss_mb, 1),
