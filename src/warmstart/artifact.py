@@ -33,6 +33,7 @@ from ._io import atomic_write_bytes, atomic_write_json, sha256_file
 from .backbones import get_backbone
 from .errors import ArtifactError
 from .techniques import Technique, available_techniques
+from .techniques.base import plain_classes
 
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
@@ -67,7 +68,7 @@ def save_artifact(
         }
         atomic_write_json(tmp / "warmstart.json", meta)
         # the classes as fit saw them: a model trained on integer labels predicts integers after loading too
-        classes = [c.item() if hasattr(c, "item") else c for c in est.classes_]
+        classes = plain_classes(est.classes_)
         atomic_write_json(tmp / "labels.json", classes)
         ref, embed_backbone = est.backbone_record(embed_backbone)
         ref["embedded"] = embed_backbone

@@ -138,10 +138,11 @@ def _check_exportable(src: Path, enc: Any) -> None:
 def _write(folder: Path, est: Any, enc: Any, pipe: Any, src: Path) -> None:
     from safetensors.torch import save_file
 
+    from .techniques.base import plain_classes
+
     peft_model = getattr(est, "peft_model_", None)
-    if (
-        peft_model is not None
-    ):  # an adapter kept beside its base (merge=False): folded into the exported weights
+    if peft_model is not None:
+        # an adapter kept beside its base (merge=False) is folded into the exported weights
         enc = copy.copy(enc)
         enc.module = copy.deepcopy(peft_model).merge_and_unload().float().eval()
     enc.save(folder)  # config, weights, tokenizer, sentence-transformers modules
@@ -151,7 +152,7 @@ def _write(folder: Path, est: Any, enc: Any, pipe: Any, src: Path) -> None:
     atomic_write_json(
         folder / HEAD_CONFIG,
         {
-            "classes": [c.item() if hasattr(c, "item") else c for c in est.classes_],
+            "classes": plain_classes(est.classes_),
             "pooling": enc.pooling,
             "normalize": bool(enc.normalize),
             "max_length": int(enc.max_length),

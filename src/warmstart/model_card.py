@@ -30,11 +30,16 @@ def wilson_interval(correct: float, n: int, z: float = 1.959964) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def base_model(backbone: dict) -> str | None:
-    """The Hugging Face hub id of the backbone's weights, where known."""
+def _registered(backbone: dict) -> Any:
+    """The registry entry of the backbone (of the pretrained one it started from, for a trained backbone)."""
     from .backbones.registry import available_backbones
 
-    spec = available_backbones().get(backbone.get("base", backbone).get("name", ""))
+    return available_backbones().get(backbone.get("base", backbone).get("name", ""))
+
+
+def base_model(backbone: dict) -> str | None:
+    """The Hugging Face hub id of the backbone's weights, where known."""
+    spec = _registered(backbone)
     if spec is not None and spec.hub_id:
         return spec.hub_id
     source = str(backbone.get("base", backbone).get("source", ""))
@@ -44,15 +49,12 @@ def base_model(backbone: dict) -> str | None:
 
 
 def _front_matter(
-    meta: dict, classes: list[Any], backbone: dict, metrics: dict | None, config: dict | None
+    meta: dict, backbone: dict, hub: str | None, metrics: dict | None, config: dict | None
 ) -> str:
-    from .backbones.registry import available_backbones
-
     lines = ["---", "library_name: warmstart", f"pipeline_tag: {PIPELINE.get(meta['modality'], 'other')}"]
-    spec = available_backbones().get(backbone.get("base", backbone).get("name", ""))
+    spec = _registered(backbone)
     if spec is not None and spec.licence:
         lines.append(f"license: {spec.licence.lower()}")
-    hub = base_model(backbone)
     if hub:
         lines.append(f"base_model: {hub}")
     lines += ["tags:", "- warmstart", "- transfer-learning", f"- {meta['technique']}"]
@@ -76,13 +78,12 @@ def render(meta: dict, classes: list[Any], backbone: dict, metrics: dict | None,
     config = config or {}
     name = backbone.get("name", "?")
     kind = "texts" if meta["modality"] == "text" else "images"
-    out = [_front_matter(meta, classes, backbone, metrics, config)]
+    hub = base_model(backbone)
+    out = [_front_matter(meta, backbone, hub, metrics, config)]
     out.append(f"# {meta['technique']} on {name}\n")
     out.append(
         f"Classifies {kind} into {len(classes)} classes. Trained with warmstart's `{meta['technique']}` technique "
-        f"on the `{name}` backbone"
-        + (f" (base model: `{base_model(backbone)}`)" if base_model(backbone) else "")
-        + ".\n"
+        f"on the `{name}` backbone" + (f" (base model: `{hub}`)" if hub else "") + ".\n"
     )
     out.append("## Labels\n\n" + ", ".join(f"`{c}`" for c in classes) + "\n")
     out.append(_evaluation(metrics, config))

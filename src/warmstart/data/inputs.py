@@ -104,7 +104,7 @@ def _convert(
     if labels is not None and len(labels) != len(inputs):
         raise DataError(f"{source}: {len(inputs)} inputs but {len(labels)} labels; give one label per input.")
     if modality == "image":
-        return _images(inputs, labels, source)
+        return _images(inputs, labels, source, flags[0])
     if modality != "text":
         raise DataError(f"unknown modality {modality!r}: expected 'text' or 'image'.")
     return Dataset(_texts(inputs, source, flags[0]), labels, "text", source)
@@ -118,15 +118,12 @@ def _own_dataset(X: Dataset, y: Any, modality: str) -> Dataset:
         )
     if y is None:
         return X
-    if isinstance(y, Dataset):
-        raise DataError(
-            f"{y.source}: a second Dataset given as y; validation rows go in as fit(train, val=...)."
-        )
+    labels = _labels(y, f"{X.source} labels (y)")  # refuses a Dataset as y (validation rows go in as val=)
     if X.labels is not None:
         raise DataError(
             f"{X.source}: the Dataset already has labels and y gives them again; pass one of them."
         )
-    return Dataset(X.inputs, _labels(y, f"{X.source} labels (y)"), X.modality, X.source, X.rows)
+    return Dataset(X.inputs, labels, X.modality, X.source, X.rows)
 
 
 # -- tables: pandas, Hugging Face datasets, dicts of columns, lists of row dicts ---------------------------------
@@ -258,7 +255,7 @@ def _texts(inputs: Any, source: str, flag: str) -> list[str]:
     return list(inputs)
 
 
-def _images(inputs: Any, labels: list[Any] | None, source: str) -> Dataset:
+def _images(inputs: Any, labels: list[Any] | None, source: str, flag: str) -> Dataset:
     from .image import from_arrays, to_rgb8
 
     if isinstance(inputs, np.ndarray) and inputs.ndim in (3, 4) and inputs.dtype != object:
@@ -282,7 +279,7 @@ def _images(inputs: Any, labels: list[Any] | None, source: str) -> Dataset:
             shape = f" of shape {v.shape}" if isinstance(v, np.ndarray) else ""
             raise DataError(
                 f"{source}: row {i} (counting from 0) is a {type(v).__name__}{shape}; an image is a file path, a PIL image or an "
-                f"(H, W[, C]) array (or name the image column with input_col=NAME)."
+                f"(H, W[, C]) array (or name the image column with {flag}=NAME)."
             )
     return Dataset(out, labels, "image", source, list(range(1, len(out) + 1)))
 

@@ -138,23 +138,14 @@ class Technique(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        """Keyword parameters of ``__init__`` along the class hierarchy, so a subclass can take its own
-        parameters and pass the rest on with ``**kwargs``."""
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" not in vars(klass) or klass is object:
-                continue
-            params = inspect.signature(klass.__init__).parameters.values()
-            names += [
-                p.name
-                for p in params
-                if p.name != "self"
-                and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-                and p.name not in names
-            ]
-            if not any(p.kind is p.VAR_KEYWORD for p in params):
-                break
-        return names
+        """Keyword parameters of ``__init__``: its whole signature, which ``__init_subclass__`` extends with
+        the parameters a subclass passes on with ``**kwargs``."""
+        if cls.__init__ is object.__init__:
+            return []
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [
+            p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
 
     @classmethod
     def _get_param_names(cls) -> list[str]:  # scikit-learn's get_params and clone read this
@@ -259,6 +250,11 @@ def _matches(option: Any, value: Any) -> bool:
 
 def resolve_backbone(backbone: str | Backbone) -> Backbone:
     return backbone if isinstance(backbone, Backbone) else get_backbone(backbone)
+
+
+def plain_classes(classes: Any) -> list[Any]:
+    """The classes as plain JSON values (numpy scalars unwrapped): integers stay integers, names stay strings."""
+    return [c.item() if hasattr(c, "item") else c for c in classes]
 
 
 def known_label_rows(data: Dataset | None, classes: np.ndarray) -> list[int]:
