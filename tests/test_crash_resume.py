@@ -179,9 +179,7 @@ def test_a_killed_torchrun_fit_resumes_on_both_ranks(reference, tiny_bert_dir, t
     got, want = _result(tmp_path / "out"), _result(tmp_path / "ref")
     assert got["weights"] == want["weights"] and got["accuracy"] == want["accuracy"]
     assert got["confusion_matrix"] == want["confusion_matrix"]
-    # the epochs' steps and validation scores match too; the logged training loss of epochs after the resumed
-    # one does not yet match under torchrun (it does in one process, above): a known bookkeeping difference
-    drop = ("train_loss",)
-    assert [{k: v for k, v in h.items() if k not in drop} for h in got["history"]] == [
-        {k: v for k, v in h.items() if k not in drop} for h in want["history"]
-    ]
+    # every epoch's steps, validation scores and training loss: the loss is what shows each rank's dropout
+    # masks (rank 1 resuming with rank 0's generators logged other losses from the resumed epoch on), while the
+    # weights compared above are the best epoch's, which may come before the kill
+    assert got["history"] == want["history"]

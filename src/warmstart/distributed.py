@@ -13,7 +13,7 @@ global batch size, and ``DistributedDataParallel`` reduces the gradients across 
 (the loop scales each rank's backward pass by the world size, so the reduction sums them), so a step equals the
 single-process step on the whole batch (up to floating-point summation order; dropout masks and BatchNorm
 statistics are drawn per rank). Only rank 0 writes checkpoints and the artifact and shows progress; every rank
-resumes from the same checkpoint.
+resumes from the same checkpoint, with its own random generators (the other ranks write theirs beside it).
 """
 
 from __future__ import annotations
@@ -75,3 +75,12 @@ def all_reduce_sum(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(t)
     return float(t.item())
+
+
+def broadcast_flag(value: bool) -> bool:
+    """Rank 0's ``value`` on every rank (a decision that must be the same everywhere, e.g. from rank 0's clock)."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([int(value)], dtype=torch.int64, device=_collective_device())
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())

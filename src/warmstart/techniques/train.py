@@ -156,6 +156,27 @@ class Checkpointer:
             return None
         return LoopState(**meta["state"]), tensors
 
+    def save_rank_rng(self, rank: int, step: int, rng: dict) -> None:
+        """Another rank's generators at optimizer step ``step``: dropout masks are drawn per rank, so each rank
+        resumes from its own generators, not rank 0's (which the state holds). One file per step, so that the
+        file of the step ``state.json`` names is never overwritten before ``state.json`` moves on."""
+        with atomic_open(self.folder / f"rng-rank{rank}-step{step}.pt") as f:
+            torch.save(rng, f)
+
+    def drop_rank_rng(self, rank: int, keep_step: int) -> None:
+        for f in self.folder.glob(f"rng-rank{rank}-step*.pt"):
+            if f.name != f"rng-rank{rank}-step{keep_step}.pt":
+                f.unlink(missing_ok=True)
+
+    def load_rank_rng(self, rank: int, step: int) -> dict | None:
+        """The generators rank ``rank`` saved at ``step``; None when it has none for that step."""
+        try:
+            return torch.load(
+                self.folder / f"rng-rank{rank}-step{step}.pt", map_location="cpu", weights_only=True
+            )
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError):
+            return None
+
     def load_best(self) -> dict | None:
         path = self.folder / "best.pt"
         return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
@@ -375,7 +396,20 @@ class _Loop:
         self.optimizer.load_state_dict(tensors["optimizer"])
         if self.scaler is not None and "scaler" in tensors:
             self.scaler.load_state_dict(tensors["scaler"])
-        runtime.set_rng_state(tensors["rng"])
+        rng = tensors["rng"]
+        if self.rank != 0:
+            rng = self.checkpointer.load_rank_rng(self.rank, self.state.step)
+            if rng is None:
+                import warnings
+
+                warnings.warn(
+                    f"rank {self.rank} has no generator state for step {self.state.step} in "
+                    f"{self.checkpointer.folder}; it resumes with rank 0's, so its dropout masks (and the logged "
+                    "loss) differ from an uninterrupted run's",
+                    stacklevel=2,
+                )
+                rng = tensors["rng"]
+        runtime.set_rng_state(rng)
         if self.cfg.progress and self.rank == 0:
             import sys
 
@@ -583,12 +617,40 @@ class _Loop:
         self._tick()
         if self.checkpointer is None:
             return
-        if periodic and time.perf_counter() - self.last_checkpoint < self.cfg.checkpoint_min_seconds:
+        due = not periodic or time.perf_counter() - self.last_checkpoint >= self.cfg.checkpoint_min_seconds
+        if self.world > 1:
+            self._checkpoint_ranks(due if not periodic else None)
             return
-        if self.rank != 0:  # only rank 0 writes; the others resume from the same files
+        if due:
+            self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step, self.scaler)
             self.last_checkpoint = time.perf_counter()
+
+    def _checkpoint_ranks(self, due: bool | None) -> None:
+        """A checkpoint of a multi-process run: rank 0 writes the state, every other rank its own generators.
+        ``due=None`` (a periodic opportunity, reached at the same step by every rank) takes rank 0's clock for
+        all, and the ranks meet so that the others' generators are on disk before ``state.json`` names the step,
+        and are removed only once it names a newer one. On Ctrl-C (``due=True``) the ranks need not meet again:
+        each writes what it has."""
+        from .. import distributed
+
+        ckpt, step = self.checkpointer, self.state.step
+        periodic = due is None
+        if periodic:
+            due = distributed.broadcast_flag(
+                time.perf_counter() - self.last_checkpoint >= self.cfg.checkpoint_min_seconds
+            )
+        if not due:
             return
-        self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step, self.scaler)
+        if self.rank != 0:
+            ckpt.save_rank_rng(self.rank, step, self.rng_at_step)
+        if periodic:
+            distributed.barrier()
+        if self.rank == 0:
+            ckpt.save(self.model, self.optimizer, self.state, self.rng_at_step, self.scaler)
+        if periodic:
+            distributed.barrier()
+            if self.rank != 0:
+                ckpt.drop_rank_rng(self.rank, keep_step=step)
         self.last_checkpoint = time.perf_counter()
 
 
