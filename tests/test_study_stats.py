@@ -122,9 +122,9 @@ def test_summarise_rows_means_and_comparisons_by_hand():
     vs_s, vs_p = ft["vs_scratch"], ft["vs_probe"]
     assert vs_s["mean"] == pytest.approx(((0.80 - 0.50) + (0.84 - 0.54) + (0.83 - 0.52)) / 3)
     assert vs_p["mean"] == pytest.approx(((0.80 - 0.70) + (0.84 - 0.72) + (0.83 - 0.74)) / 3)
-    assert vs_s["accuracy_gain_per_cpu_minute"] == pytest.approx(vs_s["mean"] / 3.0)  # 180 s = 3 CPU minutes
+    assert vs_s["gain_per_cpu_minute"] == pytest.approx(vs_s["mean"] / 3.0)  # 180 s = 3 CPU minutes
     assert vs_s["energy_saved_j"] == pytest.approx(200.0 - 150.0)
-    assert "accuracy_gain_per_cpu_minute" not in vs_p and "energy_saved_j" not in vs_p
+    assert "gain_per_cpu_minute" not in vs_p and "energy_saved_j" not in vs_p
     probe = rows[("probe", "4")]
     assert "vs_probe" not in probe and probe["vs_scratch"]["mean"] == pytest.approx(0.2)
     assert probe["energy_j"] == pytest.approx(21.0)
@@ -143,10 +143,30 @@ def test_summarise_skips_comparisons_with_one_shared_seed_and_zero_cpu():
         _cell(t, 2, s, a + s / 10, cpu_s=0.0) for t, a in (("scratch", 0.5), ("lora", 0.6)) for s in (0, 1)
     ]
     row = {r["technique"]: r for r in summarise(cells)["rows"]}["lora"]
-    assert row["vs_scratch"]["accuracy_gain_per_cpu_minute"] is None
+    assert row["vs_scratch"]["gain_per_cpu_minute"] is None
     old = [
         {k: v for k, v in _cell("probe", 2, s, 0.5).items() if k not in ("n_per_class", "energy_method")}
         for s in (0, 1)
     ]
     row = summarise(old)["rows"][0]
     assert row["n_per_class"] == 0.0 and row["energy_method"] == ""
+
+
+def test_summarise_compares_by_macro_f1_on_imbalanced_test_rows():
+    """Cells whose test rows have one class over 3x another are compared (and a study's model chosen) by
+    macro-F1, and the summary says so; `metric` overrides it; balanced rows keep accuracy."""
+    imbalanced = {"per_class": {"ham": {"support": 400}, "spam": {"support": 100}}}
+    cells = []
+    for seed, (p, f, pf1, ff1) in enumerate([(0.90, 0.80, 0.60, 0.75), (0.92, 0.82, 0.62, 0.79)]):
+        cells.append(_cell("probe", 4, seed, p, **imbalanced) | {"macro_f1": pf1})
+        cells.append(_cell("finetune", 4, seed, f, **imbalanced) | {"macro_f1": ff1})
+    out = summarise(cells)
+    assert out["metric"] == "macro_f1" and "3x" in out["metric_reason"]
+    ft = {r["technique"]: r for r in out["rows"]}["finetune"]
+    assert ft["vs_probe"]["mean"] == pytest.approx(((0.75 - 0.60) + (0.79 - 0.62)) / 2)  # +16 points, not -10
+    assert ft["accuracy"]["mean"] == pytest.approx(0.81)  # both scores are still reported
+    by_acc = summarise(cells, "accuracy")
+    assert by_acc["metric"] == "accuracy" and "metric_reason" not in by_acc
+    assert {r["technique"]: r for r in by_acc["rows"]}["finetune"]["vs_probe"]["mean"] == pytest.approx(-0.10)
+    balanced = [c | {"per_class": {"a": {"support": 300}, "b": {"support": 100}}} for c in cells]
+    assert summarise(balanced)["metric"] == "accuracy"  # 3x exactly is not more than 3x

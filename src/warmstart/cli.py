@@ -178,6 +178,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         shots=parse_shots(args.shots),
         seeds=args.seeds,
         params=params,
+        metric=args.metric,
         test_rows=args.test_rows,
         test_size=args.test_size,
         split_seed=args.split_seed,
@@ -214,6 +215,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         raise DataError(f"{path}: neither a study folder (study.json) nor an artifact (warmstart.json).")
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from ._io import atomic_write_json
+    from .forecast import forecast_study, forecast_text
+
+    if not (Path(args.study) / "study.json").is_file():
+        raise DataError(f"{args.study}: not a study folder (no study.json); run `warmstart study` first.")
+    if not 0 < args.level < 1:
+        raise ParameterError(f"--level takes a number between 0 and 1; got {args.level}.")
+    result = forecast_study(
+        args.study, target=args.target, metric=args.metric, techniques=args.technique, level=args.level
+    )
+    atomic_write_json(Path(args.study) / "forecast.json", result)
+    print(json.dumps(result, indent=2) if args.json else forecast_text(result))
     return 0
 
 
@@ -425,6 +442,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "study": cmd_study,
     "report": cmd_report,
+    "forecast": cmd_forecast,
     "export": cmd_export,
     "serve": cmd_serve,
     "rank": cmd_rank,

@@ -163,6 +163,13 @@ def _parser_study(sub: Any) -> None:
         "--shots", default="4,8,16,64,all", help="examples per class, comma-separated; 'all' = every row"
     )
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument(
+        "--metric",
+        default="auto",
+        choices=["auto", "accuracy", "macro_f1"],
+        help="what the comparisons and the chosen model use; auto (default): macro-F1 when the test rows' largest "
+        "class is over 3x the smallest, else accuracy",
+    )
     p.add_argument("--test-rows", type=int, help="test on a stratified sample of at most this many rows")
     p.add_argument(
         "--test-size", type=float, default=0.2, help="held-out fraction when there is no test split"
@@ -199,6 +206,27 @@ def _parser_report(sub: Any) -> None:
     p.add_argument(
         "--output", "-o", help="HTML file to write (default: STUDY/report.html, ARTIFACT-report.html)"
     )
+
+
+def _parser_forecast(sub: Any) -> None:
+    p = sub.add_parser(
+        "forecast",
+        help="how many labels: extend a study's learning curves (score at 2x, 4x, 10x the labels, labels for a target)",
+        description="Fit a saturating learning curve (a - b * n^-c) per technique to a study's cells and forecast "
+        "the score at 2x, 4x and 10x the most labels per class measured, and the labels per class a target needs, "
+        "each with an interval from resampled seeds and the curve's back-test error. Writes STUDY/forecast.json.",
+    )
+    p.add_argument("study", help="a study folder (warmstart study --output) with three label counts or more")
+    p.add_argument("--target", type=float, help="a score to reach, e.g. 0.9: the labels per class it needs")
+    p.add_argument(
+        "--metric",
+        default="auto",
+        choices=["auto", "accuracy", "macro_f1"],
+        help="auto (default): macro-F1 when the test rows' largest class is over 3x the smallest, else accuracy",
+    )
+    p.add_argument("--technique", action="append", help="only this technique (repeatable; default: all)")
+    p.add_argument("--level", type=float, default=0.8, help="interval level (0.8)")
+    p.add_argument("--json", action="store_true", help="print the forecast as JSON")
 
 
 def _parser_export(sub: Any) -> None:
@@ -377,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_predict(sub)
     _parser_study(sub)
     _parser_report(sub)
+    _parser_forecast(sub)
     _parser_export(sub)
     _parser_serve(sub)
     _parser_rank(sub)

@@ -151,35 +151,112 @@ def _per_class_table(per_class: dict) -> dict:
     return {"head": ["class", "precision", "recall", "F1", "support"], "rows": rows}
 
 
-def _curves_png(rows: list[dict], techniques: list[str], color: dict, plt: Any) -> str:
+def _curves_png(
+    rows: list[dict], techniques: list[str], color: dict, plt: Any, metric: str = "accuracy"
+) -> str:
     """Learning curves with CI bands."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for t in techniques:
         rs = sorted((r for r in rows if r["technique"] == t), key=_shots_x)
         x = np.array([_shots_x(r) for r in rs])
-        y = np.array([r["accuracy"]["mean"] for r in rs])
-        lo = np.clip(np.array([r["accuracy"]["ci_low"] for r in rs], dtype=float), 0, 1)
-        hi = np.clip(np.array([r["accuracy"]["ci_high"] for r in rs], dtype=float), 0, 1)
+        y = np.array([r[metric]["mean"] for r in rs])
+        lo = np.clip(np.array([r[metric]["ci_low"] for r in rs], dtype=float), 0, 1)
+        hi = np.clip(np.array([r[metric]["ci_high"] for r in rs], dtype=float), 0, 1)
         ax.plot(x, y, "o-", color=color[t], label=t)
         ok = ~np.isnan(lo)
         if ok.any():
             ax.fill_between(x[ok], lo[ok], hi[ok], color=color[t], alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
-    means = [r["accuracy"]["mean"] for r in rows]
+    means = [r[metric]["mean"] for r in rows]
     ax.set_ylim(max(0.0, min(means) - 0.1), min(1.0, max(means) + 0.05))
     ax.set_xlabel("labelled examples per class (log scale; 'all' at its mean per class)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"test {_metric_name(metric)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     return _png(fig)
 
 
-def _frontier_png(rows: list[dict], techniques: list[str], color: dict, plt: Any) -> str:
+FORECAST_FACTORS = tuple(float(f) for f in np.geomspace(1, 10, 11))
+
+
+def _forecast_section(folder: Path, techniques: list[str], color: dict, plt: Any) -> dict | None:
+    """Learning curves extended to 10x the labels measured (``warmstart.forecast``), with their intervals; None
+    when no technique has three label counts."""
+    from .errors import DataError
+    from .forecast import FACTORS, forecast_study
+
+    try:
+        result = forecast_study(folder, factors=FORECAST_FACTORS + FACTORS)
+    except DataError:
+        return None
+    metric = result["metric"]
+    lvl = round(100 * result["level"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    table = []
+    for t in techniques:
+        f = result["techniques"].get(t)
+        if f is None:
+            continue
+        px = np.array([p["per_class"] for p in f["points"]])
+        ax.plot(px, [p["mean"] for p in f["points"]], "o", color=color[t], label=t)
+        grid = np.geomspace(px[0], px[-1], 30)
+        fit = f["fit"]
+        ax.plot(grid, fit["a"] - fit["b"] * grid ** -fit["c"], "-", color=color[t], linewidth=1)
+        ahead = sorted((p for p in f["at"] if p["factor"] in FORECAST_FACTORS), key=lambda p: p["per_class"])
+        ax.plot([p["per_class"] for p in ahead], [p["forecast"] for p in ahead], "--", color=color[t])
+        ax.fill_between(
+            [p["per_class"] for p in ahead],
+            [p["low"] for p in ahead],
+            [p["high"] for p in ahead],
+            color=color[t],
+            alpha=0.12,
+            linewidth=0,
+        )
+        cells = [
+            f"{_pct(p['forecast'])} [{_pct(p['low'])}, {_pct(p['high'])}]"
+            for f2 in FACTORS
+            for p in f["at"]
+            if p["factor"] == f2
+        ]
+        trust = "yes" if f["trusted"] else "no: " + "; ".join(f["reasons"])
+        table.append([t, f"{px[-1]:g}", *cells, trust])
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled examples per class (log scale); dashed: forecast")
+    ax.set_ylabel(metric.replace("_", "-"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    why = f" ({result['metric_reason']})" if result.get("metric_reason") else ""
+    return {
+        "title": "How many labels: forecasts",
+        "text": f"Each technique's mean {metric.replace('_', '-')}{why} fitted with a saturating curve "
+        f"(a - b * n^-c) and extended to 10x the labels measured; the band is the {lvl}% interval from resampled "
+        "seeds and the curve's own back-test error (docs/studies.md, 'Forecasts'). `warmstart forecast` gives the "
+        "labels a target needs.",
+        "figures": [
+            {"png": _png(fig), "caption": f"{metric.replace('_', '-')} forecast vs examples per class"}
+        ],
+        "tables": [
+            {
+                "caption": f"{metric.replace('_', '-')} % forecast [{lvl}% interval]",
+                "head": ["technique", "measured up to (per class)", *[f"{f:g}x" for f in FACTORS], "trusted"],
+                "rows": table,
+            }
+        ],
+    }
+
+
+def _metric_name(metric: str) -> str:
+    return {"macro_f1": "macro-F1"}.get(metric, metric)
+
+
+def _frontier_png(
+    rows: list[dict], techniques: list[str], color: dict, plt: Any, metric: str = "accuracy"
+) -> str:
     """Cost / accuracy frontier: every (technique, shots) at its mean CPU time."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     pts = []
     for r in rows:
-        x, y = max(r["cpu_s"], 1e-3), r["accuracy"]["mean"]
+        x, y = max(r["cpu_s"], 1e-3), r[metric]["mean"]
         pts.append((x, y))
         ax.scatter(x, y, color=color[r["technique"]], s=28)
         ax.annotate(str(r["shots"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -195,13 +272,15 @@ def _frontier_png(rows: list[dict], techniques: list[str], color: dict, plt: Any
         ax.scatter([], [], color=color[t], label=t)
     ax.set_xscale("log")
     ax.set_xlabel("training CPU seconds (mean over seeds; log scale)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"test {_metric_name(metric)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
 
 
-def _study_tables(rows: list[dict], techniques: list[str], shots: list) -> tuple[list, list, list]:
+def _study_tables(
+    rows: list[dict], techniques: list[str], shots: list, metric: str = "accuracy"
+) -> tuple[list, list, list]:
     """The learning-curve, paired-comparison and cost tables' rows."""
     curve_rows = []
     for t in techniques:
@@ -211,8 +290,8 @@ def _study_tables(rows: list[dict], techniques: list[str], shots: list) -> tuple
             if r is None:
                 line.append("")
                 continue
-            a = r["accuracy"]
-            lo, hi = max(a["ci_low"], 0.0), min(a["ci_high"], 1.0)  # an accuracy interval ends at 0 and 100%
+            a = r[metric]
+            lo, hi = max(a["ci_low"], 0.0), min(a["ci_high"], 1.0)  # a score's interval ends at 0 and 100%
             ci = "" if math.isnan(a["ci_low"]) else f" [{_pct(lo)}, {_pct(hi)}]"
             line.append(f"{_pct(a['mean'])} ± {_pct(a['std'])}{ci}")
         curve_rows.append(line)
@@ -232,7 +311,7 @@ def _study_tables(rows: list[dict], techniques: list[str], shots: list) -> tuple
     cost_rows = []
     for r in rows:
         vs = r.get("vs_scratch") or {}
-        gain = vs.get("accuracy_gain_per_cpu_minute")
+        gain = vs.get("gain_per_cpu_minute", vs.get("accuracy_gain_per_cpu_minute"))
         saved = vs.get("energy_saved_j")
         cost_rows.append(
             [
@@ -274,13 +353,20 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(techniques)}
     plt = _plt()
 
-    curves = _curves_png(rows, techniques, color, plt)
-    frontier_png = _frontier_png(rows, techniques, color, plt)
+    metric = summary.get("metric", "accuracy")  # summaries written before the metric was chosen: accuracy
+    name = _metric_name(metric)
+    why = (
+        f" ({summary['metric_reason']}; `--metric accuracy` to rank by accuracy)"
+        if summary.get("metric_reason")
+        else ""
+    )
+    curves = _curves_png(rows, techniques, color, plt, metric)
+    frontier_png = _frontier_png(rows, techniques, color, plt, metric)
     shots = sorted({r["shots"] for r in rows}, key=shots_order)
-    curve_rows, cmp_rows, cost_rows = _study_tables(rows, techniques, shots)
+    curve_rows, cmp_rows, cost_rows = _study_tables(rows, techniques, shots, metric)
 
-    # the chosen model: best mean accuracy, then its seed-0 (or lowest seed) run
-    best = max(rows, key=lambda r: (r["accuracy"]["mean"], -r["cpu_s"]))
+    # the chosen model: best mean score, then its seed-0 (or lowest seed) run
+    best = max(rows, key=lambda r: (r[metric]["mean"], -r["cpu_s"]))
     chosen = min(
         (c for c in cells if c["technique"] == best["technique"] and str(c["shots"]) == best["shots"]),
         key=lambda c: c["seed"],
@@ -290,11 +376,11 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     sections = [
         {
             "title": "Learning curves",
-            "text": "Test accuracy against labelled examples per class; the band is the 95% confidence interval of "
-            "the mean over seeds (t distribution, clipped to 0-100%). Every technique trains on the same rows at a given "
+            "text": f"Test {name}{why} against labelled examples per class; the band is the 95% confidence "
+            "interval of the mean over seeds (t distribution, clipped to 0-100%). Every technique trains on the same rows at a given "
             "(shots, seed) and is tested on the same rows.",
             "figures": [
-                {"png": curves, "caption": "accuracy vs examples per class"},
+                {"png": curves, "caption": f"{name} vs examples per class"},
                 {
                     "png": frontier_png,
                     "caption": "cost/accuracy: each point a (technique, shots), labelled by shots",
@@ -302,7 +388,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
             ],
             "tables": [
                 {
-                    "caption": "accuracy % : mean ± std [95% CI, clipped to 0-100] over seeds",
+                    "caption": f"{name} % : mean ± std [95% CI, clipped to 0-100] over seeds",
                     "head": ["technique", *[f"{k} per class" if k != "all" else "all" for k in shots]],
                     "rows": curve_rows,
                 }
@@ -310,7 +396,8 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         },
         {
             "title": "What transfer bought: paired comparisons",
-            "text": "Accuracy difference in points, technique minus reference, over the seeds both ran: mean "
+            "text": f"{name[0].upper() + name[1:]} difference in points, technique minus reference, over the seeds "
+            "both ran: mean "
             "[95% CI] and the paired t-test p-value. Grey: not significant (the interval includes 0).",
             "tables": [{"head": ["technique", "shots", "vs scratch", "vs probe"], "rows": cmp_rows}],
         },
@@ -318,7 +405,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
             "title": "Cost",
             "text": "Means over seeds. FLOPs: one forward pass over the training rows plus the training steps' "
             "forward and backward passes, counted from the model with torch's FlopCounterMode. Energy: "
-            f"{energy_method}. Gain per CPU-minute: accuracy points over scratch per CPU-minute of this "
+            f"{energy_method}. Gain per CPU-minute: {name} points over scratch per CPU-minute of this "
             "technique's training. CPU and wall seconds are the fit's own: features already in the shared "
             "feature cache (the probe's, when an earlier run extracted them) cost nothing there, while FLOPs "
             "always count their extraction.",
@@ -342,7 +429,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         },
         {
             "title": f"The chosen model: {best['technique']} at {best['shots']} per class (seed {chosen['seed']})",
-            "text": f"The highest mean accuracy of the study ({_pct(best['accuracy']['mean'])}%). Its confusion "
+            "text": f"The highest mean {name} of the study ({_pct(best[metric]['mean'])}%). Its confusion "
             f"matrix on the {chosen['n_test']} test rows and per-class scores:",
             "figures": [
                 {
@@ -356,6 +443,9 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         },
         {"title": "Resolved configuration", "pre": json.dumps(cfg, indent=2)},
     ]
+    forecast = _forecast_section(folder, techniques, color, plt)
+    if forecast is not None:
+        sections.insert(1, forecast)
     subtitle = (
         f"{cfg['data']} · backbone {cfg['backbone']} · {len(cells)} runs: {', '.join(techniques)} x "
         f"{len(shots)} label counts x {cfg['seeds']} seeds"
@@ -369,15 +459,19 @@ def study_markdown(folder: str | os.PathLike) -> str:
 
     summary = json.loads((Path(folder) / "summary.json").read_text())
     rows = summary["rows"]
+    metric = summary.get("metric", "accuracy")
     shots = sorted({r["shots"] for r in rows}, key=shots_order)
     techs = list(dict.fromkeys(r["technique"] for r in rows))
-    lines = ["| technique | " + " | ".join(f"{k}/class" if k != "all" else "all" for k in shots) + " |"]
+    lines = [
+        f"{_metric_name(metric)}" + (f" ({summary['metric_reason']})" if summary.get("metric_reason") else "")
+    ]
+    lines.append("\n| technique | " + " | ".join(f"{k}/class" if k != "all" else "all" for k in shots) + " |")
     lines.append("|---" * (len(shots) + 1) + "|")
     for t in techs:
         cells = []
         for k in shots:
             r = next((r for r in rows if r["technique"] == t and r["shots"] == k), None)
-            a = r["accuracy"] if r else None
+            a = r[metric] if r else None
             cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("\n| technique | shots | vs scratch, points [95% CI] | vs probe | CPU s |")

@@ -50,6 +50,9 @@ class StudyConfig:
     split_seed: int = 0
     precision: str = "auto"  # every cell's (the device is not part of a study: a study may resume elsewhere)
     device: str = "auto"
+    # what cells are compared and chosen by: auto = macro-F1 on imbalanced test rows (largest class > 3x the
+    # smallest), else accuracy. It changes the summary only, never a cell, so a rerun may change it
+    metric: str = "auto"
 
     def to_dict(self) -> dict:
         return {"format": STUDY_FORMAT, **asdict(self)}
@@ -174,7 +177,7 @@ _BACKBONES: dict[str, Any] = {}
 _FORWARD_FLOPS: dict[tuple, float] = {}
 
 
-_GROWABLE = ("techniques", "shots", "seeds", "params", "device")
+_GROWABLE = ("techniques", "shots", "seeds", "params", "device", "metric")
 
 
 def _upgrade_config(saved: dict) -> dict:
@@ -183,6 +186,7 @@ def _upgrade_config(saved: dict) -> dict:
     if "bf16" in saved:
         saved.setdefault("precision", "bf16" if saved.pop("bf16") else "fp32")
     saved.setdefault("device", "auto")
+    saved.setdefault("metric", "auto")
     return saved
 
 
@@ -217,6 +221,7 @@ def grow_config(saved: dict, wanted: dict, out: Path) -> dict:
         "seeds": max(int(saved["seeds"]), int(wanted["seeds"])),
         "params": params,
         "device": wanted.get("device", "auto"),  # where this run computes; not what a cell means
+        "metric": wanted.get("metric", "auto"),  # how the summary compares cells; not what a cell means
     }
 
 
@@ -389,6 +394,8 @@ def finish_study(folder: str | os.PathLike) -> dict:
     cells = load_cells(out)
     if not cells:
         raise DataError(f"{out}: no finished cells yet; run the study first.")
+    meta = out / "study.json"
+    metric = json.loads(meta.read_text()).get("metric", "auto") if meta.is_file() else "auto"
     df = pd.DataFrame([{k: c.get(k) for k in TABLE_COLUMNS} for c in cells])
     df["shots"] = df["shots"].astype(str)
     df = df.sort_values(["technique", "shots", "seed"], key=lambda s: s.map(shots_order)).reset_index(
@@ -404,6 +411,6 @@ def finish_study(folder: str | os.PathLike) -> dict:
     except ImportError:  # pyarrow is a dependency; only a stripped install lacks it
         pass
     atomic_write_json(out / "results.json", df.to_dict(orient="records"))
-    summary = summarise(cells)
+    summary = summarise(cells, metric)
     atomic_write_json(out / "summary.json", summary)
     return summary

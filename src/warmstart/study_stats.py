@@ -52,15 +52,52 @@ def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dic
     return {**ci, "p_value": p, "significant": significant, "seeds": seeds}
 
 
-def summarise(cells: list[dict]) -> dict:
-    """Per (technique, shots): accuracy and cost statistics, and paired comparisons against scratch and probe."""
+def choose_metric(support: dict[str, int] | None, metric: str = "auto") -> str:
+    """``accuracy`` or ``macro_f1``: ``auto`` takes macro-F1 when the test rows' largest class is more than three
+    times the smallest (accuracy then mostly measures the large class), else accuracy.
+
+    Example:
+        >>> choose_metric({"ham": 840, "spam": 128}), choose_metric({"a": 50, "b": 40})
+        ('macro_f1', 'accuracy')
+    """
+    from .errors import ParameterError
+
+    if metric not in ("auto", "accuracy", "macro_f1"):
+        raise ParameterError(f"--metric takes auto, accuracy or macro_f1; got {metric!r}.")
+    if metric != "auto":
+        return metric
+    counts = [n for n in (support or {}).values() if n > 0]
+    if counts and max(counts) > 3 * min(counts):
+        return "macro_f1"
+    return "accuracy"
+
+
+IMBALANCED = "the test rows' largest class is more than 3x the smallest"
+
+
+def cells_metric(cells: list[dict], metric: str = "auto") -> tuple[str, str | None]:
+    """The metric a study's cells are compared by, and why when ``auto`` chose macro-F1 (from the test rows'
+    class counts, which every cell shares)."""
+    per_class = next((c["per_class"] for c in cells if c.get("per_class")), None) or {}
+    chosen = choose_metric({k: v.get("support", 0) for k, v in per_class.items()}, metric)
+    return chosen, (IMBALANCED if metric == "auto" and chosen == "macro_f1" else None)
+
+
+def summarise(cells: list[dict], metric: str = "auto") -> dict:
+    """Per (technique, shots): accuracy, macro-F1 and cost statistics, and paired comparisons against scratch and
+    probe in the study's metric (``cells_metric``: macro-F1 on imbalanced test rows, else accuracy)."""
+    chosen, reason = cells_metric(cells, metric)
     by: dict[tuple[str, str], dict[int, dict]] = {}
     for c in cells:
         by.setdefault((c["technique"], str(c["shots"])), {})[int(c["seed"])] = c
     rows = []
     for (t, k), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], shots_order(kv[0][1]))):
-        acc = {s: c["accuracy"] for s, c in seeds.items()}
-        row: dict[str, Any] = {"technique": t, "shots": k, "accuracy": mean_ci(list(acc.values()))}
+        score = {s: c[chosen] for s, c in seeds.items()}
+        row: dict[str, Any] = {
+            "technique": t,
+            "shots": k,
+            "accuracy": mean_ci([c["accuracy"] for c in seeds.values()]),
+        }
         row["macro_f1"] = mean_ci([c["macro_f1"] for c in seeds.values()])
         for key in ("cpu_s", "wall_s", "energy_j", "flops", "peak_rss_mb", "trainable_params"):
             row[key] = float(np.mean([c[key] for c in seeds.values()]))
@@ -70,15 +107,20 @@ def summarise(cells: list[dict]) -> dict:
             other = by.get((ref, k))
             if ref == t or not other:
                 continue
-            cmp = paired(acc, {s: c["accuracy"] for s, c in other.items()})
+            cmp = paired(score, {s: c[chosen] for s, c in other.items()})
             if cmp is None:
                 continue
             if ref == "scratch":
                 extra_cpu_min = row["cpu_s"] / 60
-                cmp["accuracy_gain_per_cpu_minute"] = cmp["mean"] / extra_cpu_min if extra_cpu_min else None
+                cmp["gain_per_cpu_minute"] = cmp["mean"] / extra_cpu_min if extra_cpu_min else None
                 cmp["energy_saved_j"] = (
                     float(np.mean([c["energy_j"] for c in other.values()])) - row["energy_j"]
                 )
             row[f"vs_{ref}"] = cmp
         rows.append(row)
-    return {"cells": len(cells), "rows": rows}
+    return {
+        "cells": len(cells),
+        "metric": chosen,
+        **({"metric_reason": reason} if reason else {}),
+        "rows": rows,
+    }

@@ -1,0 +1,148 @@
+"""How good are learning-curve forecasts? Fit on label counts up to 16 per class, forecast 64, compare.
+
+For every data set a probe study (``--shots``, ``--seeds``, a stratified test sample) is run or resumed in
+``--output/<data>``; the forecast is fitted on its cells with at most ``--fit-upto`` examples per class and compared
+with the mean measured at the largest shot count, in the study's metric (``auto``: macro-F1 on imbalanced test
+rows). It prints, per data set, the forecast and its interval against the measured value, then the mean absolute
+error and how often the measured value fell inside the interval, for the interval of ``warmstart.forecast`` (seed
+resampling plus the back-test's shape term) and, for comparison, for the seed resampling alone.
+
+    python benchmarks/forecast.py --data trec,vader-amazon,vader-nyt --backbone all-MiniLM-L6-v2   # development
+    python benchmarks/forecast.py --data sms-spam,bbc-news,reuters-r8,vader-movie                # evaluation
+
+Results are keyed by the code version and every parameter (``--output``/forecast.json); the studies resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from warmstart._io import atomic_write_json
+from warmstart.data import load_packaged
+from warmstart.forecast import _points, choose_metric, forecast_curve
+from warmstart.study import StudyConfig, run_study
+from warmstart.study_files import load_cells
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def one(name: str, args: argparse.Namespace) -> dict:
+    pk = load_packaged(name)
+    shots = [int(k) for k in args.shots.split(",")]
+    cfg = StudyConfig(
+        name,
+        args.backbone,
+        ["probe"],
+        shots,
+        seeds=args.seeds,
+        test_rows=args.test_rows,
+        precision=args.precision,
+    )
+    folder = Path(args.output) / name
+    run_study(pk.train, cfg, folder, test=pk.test, progress=False)
+    cells = load_cells(folder)
+    support = {k: v["support"] for k, v in cells[0]["per_class"].items()}
+    metric = choose_metric(support, args.metric)
+    x_all, _, table_all = _points(cells, metric)
+    fit_rows = x_all <= args.fit_upto
+    x_fit, table_fit = x_all[fit_rows], table_all[fit_rows]
+    target_x, measured = float(x_all[-1]), float(np.nanmean(table_all[-1]))
+    factor = target_x / float(x_fit[-1])
+    full = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level)
+    bt = full["backtest_error_per_doubling"] or 0.0
+    p = full["at"][0]
+    row = {
+        "data": name,
+        "metric": metric,
+        "fit_points": [float(v) for v in x_fit],
+        "per_class": target_x,
+        "measured": measured,
+        "forecast": p["forecast"],
+        "low": p["low"],
+        "high": p["high"],
+        "backtest_per_doubling": bt,
+        "trusted": full["trusted"],
+        "reasons": full["reasons"],
+    }
+    if bt:
+        # undo the shape term: what seed resampling alone gives
+        shape = bt * math.log2(factor)
+        lo_half = math.sqrt(max((p["forecast"] - p["low"]) ** 2 - shape**2, 0.0))
+        hi_half = math.sqrt(max((p["high"] - p["forecast"]) ** 2 - shape**2, 0.0))
+        row["seeds_low"], row["seeds_high"] = p["forecast"] - lo_half, p["forecast"] + hi_half
+    else:
+        row["seeds_low"], row["seeds_high"] = p["low"], p["high"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="sms-spam,bbc-news,reuters-r8,vader-movie")
+    ap.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    ap.add_argument("--shots", default="2,4,8,16,64")
+    ap.add_argument("--fit-upto", type=float, default=16)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--test-rows", type=int, default=1000)
+    ap.add_argument("--metric", default="auto")
+    ap.add_argument("--level", type=float, default=0.8)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--output", default="runs/bench/forecast")
+    args = ap.parse_args(argv)
+    params = {k: v for k, v in vars(args).items() if k not in ("data", "output")}
+    key = json.dumps({"code": code_version(), **params}, sort_keys=True)
+    rows = [one(d, args) for d in args.data.split(",")]
+    out = Path(args.output) / "forecast.json"
+    saved = json.loads(out.read_text()) if out.is_file() else {}
+    saved[key] = {r["data"]: r for r in rows}
+    atomic_write_json(out, saved)
+    lvl = round(100 * args.level)
+    print(f"keyed by {key}\n")
+    print(
+        f"| data | metric | fit on per class | forecast at | measured | forecast [{lvl}% interval] | error | inside |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        inside = r["low"] <= r["measured"] <= r["high"]
+        pts = ",".join(f"{v:g}" for v in r["fit_points"])
+        print(
+            f"| {r['data']} | {r['metric']} | {pts} | {r['per_class']:.1f} | {r['measured']:.3f} | "
+            f"{r['forecast']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | {r['forecast'] - r['measured']:+.3f} | "
+            f"{'yes' if inside else 'no'}{'' if r['trusted'] else ' (flagged: ' + '; '.join(r['reasons']) + ')'} |"
+        )
+    errors = [abs(r["forecast"] - r["measured"]) for r in rows]
+    cover = [r["low"] <= r["measured"] <= r["high"] for r in rows]
+    cover_seeds = [r["seeds_low"] <= r["measured"] <= r["seeds_high"] for r in rows]
+    print(f"\nmean absolute error {100 * statistics.mean(errors):.2f} points over {len(rows)} data sets")
+    print(
+        f"inside the {lvl}% interval: {sum(cover)}/{len(rows)}; with seed resampling alone: {sum(cover_seeds)}/{len(rows)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
