@@ -198,6 +198,19 @@ class Technique(ClassifierMixin, BaseEstimator):
         head = getattr(self, "head_", None)
         return sum(p.numel() for p in head.parameters()) if head is not None else 0
 
+    def _calibrate(self, logits: Any, y: np.ndarray) -> None:
+        """Temperature scaling on labelled validation rows (``calibrate="auto"``): fit ``T`` on their logits and
+        fold it into ``head_``; sets ``temperature_`` (None when not fitted: ``calibrate="none"``, or fewer than
+        ``calibrate.MIN_ROWS`` rows)."""
+        from .calibrate import MIN_ROWS, fit_temperature, scale_head
+
+        self.temperature_ = None
+        if getattr(self, "calibrate", "none") == "none" or len(y) < MIN_ROWS:
+            return
+        logits = np.asarray(logits.numpy() if hasattr(logits, "numpy") else logits, dtype=np.float64)
+        self.temperature_ = round(fit_temperature(logits, np.asarray(y)), 6)
+        scale_head(self.head_, self.temperature_)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first.")

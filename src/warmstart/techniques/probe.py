@@ -58,6 +58,7 @@ class LinearProbe(Technique):
         "use_cache": [bool],
         "seed": [Interval(int, 0, None)],
         "progress": [bool],
+        "calibrate": ["auto", "none"],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -74,6 +75,7 @@ class LinearProbe(Technique):
         use_cache: bool = True,
         seed: int = 0,
         progress: bool = True,
+        calibrate: str = "auto",
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -87,6 +89,7 @@ class LinearProbe(Technique):
         self.use_cache = use_cache
         self.seed = seed
         self.progress = progress
+        self.calibrate = calibrate
         self.input_col = input_col
         self.label_col = label_col
 
@@ -124,6 +127,10 @@ class LinearProbe(Technique):
             Xv = np.asarray(self.features(val), dtype=np.float64)[known]
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
         self.fit_features(X, y, len(self.classes_), val_xy)
+        self.temperature_ = None
+        if val_xy is not None:  # temperature scaling on the validation rows
+            with torch.inference_mode():
+                self._calibrate(self.head_(torch.from_numpy(val_xy[0]).float()), val_xy[1])
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
@@ -206,7 +213,12 @@ class LinearProbe(Technique):
         return {f"head.{k}": v for k, v in self.head_.state_dict().items()}
 
     def fitted_config(self) -> dict:
-        return {"C_chosen": self.C_, "C_scores": self.c_scores_, "n_train": self.n_train_}
+        return {
+            "C_chosen": self.C_,
+            "C_scores": self.c_scores_,
+            "n_train": self.n_train_,
+            "temperature": getattr(self, "temperature_", None),
+        }
 
     @classmethod
     def from_saved(

@@ -114,6 +114,7 @@ class TunedTechnique(Technique):
         "cache_dir": [str, None],
         "use_cache": [bool],
         "progress": [bool],
+        "calibrate": ["auto", "none"],
         "augment": ["auto", *POLICIES],
         "hflip": [bool],
         "crop_scale": [Interval(float, 0, 1, "right")],
@@ -154,6 +155,7 @@ class TunedTechnique(Technique):
         cache_dir: str | None = None,
         use_cache: bool = True,
         progress: bool = True,
+        calibrate: str = "auto",
         augment: str = "auto",
         hflip: bool = True,
         crop_scale: float = 0.35,
@@ -189,6 +191,7 @@ class TunedTechnique(Technique):
         self.cache_dir = cache_dir
         self.use_cache = use_cache
         self.progress = progress
+        self.calibrate = calibrate
         self.augment = augment
         self.hflip = hflip
         self.crop_scale = crop_scale
@@ -266,6 +269,9 @@ class TunedTechnique(Technique):
         self._finish(model)
         bb.invalidate_fingerprint()
         self.model_, self.head_ = model, model.head
+        self.temperature_ = None
+        if val_known is not None:  # temperature scaling on the validation rows
+            self._calibrate(self._logits(model, val_source), val_known[1])
         self._record(state, time.perf_counter() - start)
         if not self.keep_checkpoint:
             ckpt.clear()
@@ -492,6 +498,7 @@ class TunedTechnique(Technique):
             "history": self.history_,
             "train_seconds": self.train_seconds_,
             "train_flops": getattr(self, "train_flops_", None),
+            "temperature": getattr(self, "temperature_", None),
             "base_backbone": self.base_reference_,
             "runtime": getattr(self, "runtime_", None) and self.runtime_.describe(),
             "train_flops_per_s": getattr(self, "train_flops_per_s_", None),
