@@ -287,6 +287,26 @@ def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = 
     return data.subset(splits["test"])
 
 
+def training_rows(folder: str | os.PathLike) -> Any:
+    """The rows the artifact was fitted on, found again from its ``config.json`` and ``splits.json`` (the data
+    must still be where the fit read it); None when the artifact does not say."""
+    from dataclasses import replace
+
+    from .data.load import Columns, load
+
+    folder = Path(folder)
+    config_path, splits_path = folder / "config.json", folder / "splits.json"
+    if not (config_path.is_file() and splits_path.is_file()):
+        return None
+    rec = json.loads(config_path.read_text()).get("record") or {}
+    train = json.loads(splits_path.read_text()).get("train")
+    if not rec.get("data") or train is None:
+        return None
+    columns = Columns()
+    data, _ = load(rec["data"], replace(columns, **{k: rec[k] for k in vars(columns) if k in rec}))
+    return data.subset(train)
+
+
 def _upgrade_params(params: dict) -> dict:
     """Parameters saved by an older warmstart, in today's names: ``bf16`` became ``precision``."""
     params = dict(params)

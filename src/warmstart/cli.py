@@ -234,6 +234,36 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from ._io import atomic_write_bytes
+    from .artifact import check_writable, load_artifact, training_rows
+    from .data.load import load_inputs
+    from .selection.suggest import suggest_table
+
+    check_writable(args.output)
+    model = load_artifact(args.artifact, device=args.device)
+    data = load_inputs(args.inputs, model.backbone_.modality, _columns(args))
+    if args.labeled == "none":
+        labeled = None
+    elif args.labeled:
+        labeled = load_data(args.labeled, args, require_labels=False)[0]
+    else:
+        try:
+            labeled = training_rows(args.artifact)
+        except WarmstartError as e:
+            labeled = None
+            print(
+                f"note: the artifact's training rows could not be read again ({e}); suggesting without them "
+                "(--labeled FILE names them).",
+                file=sys.stderr,
+            )
+    table = suggest_table(model, data, args.n, strategy=args.strategy, labeled=labeled, seed=args.seed)
+    atomic_write_bytes(args.output, table.to_csv(index=False).encode())
+    known = f", {len(labeled)} labelled rows left out and kept apart" if labeled is not None else ""
+    print(f"wrote {len(table)} of {len(data)} rows to label ({args.strategy}{known}) to {args.output}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import Limits, default_image_pixels, serve
 
@@ -443,6 +473,7 @@ COMMANDS = {
     "study": cmd_study,
     "report": cmd_report,
     "forecast": cmd_forecast,
+    "suggest": cmd_suggest,
     "export": cmd_export,
     "serve": cmd_serve,
     "rank": cmd_rank,

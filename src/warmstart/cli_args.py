@@ -141,6 +141,34 @@ def _parser_predict(sub: Any) -> None:
     _runtime_options(p, precision=False)
 
 
+def _parser_suggest(sub: Any) -> None:
+    p = sub.add_parser(
+        "suggest",
+        help="which rows to label next: unlabelled rows ranked by what labelling them is expected to buy",
+        description="Rank unlabelled rows for labelling: uncertain for the model and unlike each other and the "
+        "labelled rows (strategy mixed), from cached features. Writes a CSV with an empty label column to fill in.",
+    )
+    p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
+    p.add_argument("inputs", help="unlabelled rows: text file (CSV/TSV/JSONL/Parquet/TXT) or image folder")
+    p.add_argument("--n", type=int, default=100, help="rows to suggest (100)")
+    p.add_argument("--output", "-o", required=True, help="CSV to write, best row first")
+    p.add_argument(
+        "--strategy",
+        default="mixed",
+        choices=["mixed", "margin", "entropy", "kcenter", "random"],
+        help="mixed (default): uncertainty x diversity with class balance; margin/entropy: uncertainty only; "
+        "kcenter: diversity only; random",
+    )
+    p.add_argument(
+        "--labeled",
+        help="rows already labelled (a data file), never suggested again; default: the artifact's training rows "
+        "when its data is still where the fit read it; 'none' to use none",
+    )
+    p.add_argument("--seed", type=int, default=0, help="for --strategy random")
+    _data_options(p)
+    _runtime_options(p, precision=False)
+
+
 def _parser_study(sub: Any) -> None:
     p = sub.add_parser(
         "study",
@@ -406,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_study(sub)
     _parser_report(sub)
     _parser_forecast(sub)
+    _parser_suggest(sub)
     _parser_export(sub)
     _parser_serve(sub)
     _parser_rank(sub)

@@ -1,0 +1,200 @@
+"""Simulated active learning on real packaged data: which rows to label next, by strategy, against random.
+
+For each data set and seed, every strategy starts from the same ``--start`` labelled rows per class (``few_shot`` of
+the training pool) and adds ``--batch`` rows per round for ``--rounds`` rounds, chosen by
+``warmstart.selection.suggest.suggest_rows`` from the rest of the pool (whose labels the simulation reveals once
+chosen). After every round warmstart's linear probe (``LinearProbe.fit_features``: standardised features, C by
+cross-validation) is refitted on the labelled rows and scored on the same held-out test rows, in the data set's
+metric (macro-F1 when its largest class is over 3x the smallest, else accuracy). Features of the pool and the test
+rows come from the feature cache, once per data set.
+
+It prints the mean curve per strategy and the labels each needs to reach random sampling's final score (linear
+interpolation between rounds; "not reached" when it never does), as a saving against random's labels.
+
+    python benchmarks/active_learning.py --data trec,vader-amazon                     # development
+    python benchmarks/active_learning.py --data sms-spam,bbc-news,vader-movie,reuters-r8   # evaluation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from warmstart._io import atomic_write_json
+from warmstart.backbones import get_backbone
+from warmstart.data import few_shot, load_packaged, stratified_split
+from warmstart.features import FeatureCache
+from warmstart.metrics import classification_metrics
+from warmstart.runtime import resolve
+from warmstart.selection.suggest import STRATEGIES, suggest_rows
+from warmstart.study_stats import choose_metric
+from warmstart.techniques.base import encode_labels
+from warmstart.techniques.probe import LinearProbe
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def splits(name: str, test_rows: int):
+    pk = load_packaged(name)
+    pool, test = pk.train, pk.test
+    if test is None:
+        s = stratified_split(pool.labels, val_size=0.0, test_size=0.2, seed=0)
+        pool, test = pool.subset(s.train), pool.subset(s.test)
+    if test_rows and test_rows < len(test):
+        keep = stratified_split(test.labels, 0.0, test_rows / len(test), seed=0).test
+        test = test.subset(np.sort(keep))
+    return pool, test
+
+
+def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict:
+    pool, test = splits(name, args.test_rows)
+    bb = get_backbone(args.backbone)
+    precision = resolve("cpu", args.precision).precision
+    cache = FeatureCache()
+    Xp = np.asarray(cache.get(bb, pool, precision=precision, progress=False), dtype=np.float64)
+    Xt = np.asarray(cache.get(bb, test, precision=precision, progress=False), dtype=np.float64)
+    classes = np.array(sorted(set(pool.labels)))
+    yp, yt = encode_labels(pool.labels, classes), encode_labels(test.labels, classes)
+    support = {str(c): int((yt == i).sum()) for i, c in enumerate(classes)}
+    metric = choose_metric(support, args.metric)
+    keys = list(pool.inputs) if pool.modality == "text" else [str(r) for r in pool.rows]
+    curves: dict[str, list[list[float]]] = {s: [] for s in strategies}
+    labels_at: list[int] = []
+    for seed in range(args.seeds):
+        start = few_shot(pool.labels, args.start, seed=seed)
+        for strategy in strategies:
+            labelled = list(start)
+            scores, counts = [], []
+            for r in range(args.rounds + 1):
+                probe = LinearProbe(backbone=args.backbone, seed=seed, progress=False)
+                probe.fit_features(Xp[labelled], yp[labelled], len(classes))
+                with torch.inference_mode():
+                    proba_t = probe.head_(torch.from_numpy(Xt.astype(np.float32))).softmax(-1).numpy()
+                m = classification_metrics(
+                    [str(classes[i]) for i in yt],
+                    [str(classes[i]) for i in proba_t.argmax(1)],
+                    [str(c) for c in classes],
+                )
+                scores.append(m[metric])
+                counts.append(len(labelled))
+                if r == args.rounds:
+                    break
+                rest = np.setdiff1d(np.arange(len(pool)), labelled)
+                with torch.inference_mode():
+                    proba = probe.head_(torch.from_numpy(Xp[rest].astype(np.float32))).softmax(-1).numpy()
+                picked = suggest_rows(
+                    proba,
+                    Xp[rest],
+                    args.batch,
+                    strategy=strategy,
+                    labeled_features=Xp[labelled],
+                    keys=[keys[i] for i in rest],
+                    labeled_keys=[keys[i] for i in labelled],
+                    seed=seed * 1000 + r,
+                )
+                labelled += [int(rest[i]) for i in picked]
+            curves[strategy].append(scores)
+            labels_at = counts
+            print(f"{name} seed {seed} {strategy}: {' '.join(f'{v:.3f}' for v in scores)}", file=sys.stderr)
+    return {"metric": metric, "labels": labels_at, "curves": curves, "classes": len(classes)}
+
+
+def labels_to_reach(labels: list[int], curve: list[float], target: float) -> float | None:
+    """Labels at which ``curve`` first reaches ``target``, linearly interpolated between rounds."""
+    for i, v in enumerate(curve):
+        if v >= target:
+            if i == 0:
+                return float(labels[0])
+            v0 = curve[i - 1]
+            return labels[i - 1] + (target - v0) / (v - v0) * (labels[i] - labels[i - 1])
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="sms-spam,bbc-news,vader-movie,reuters-r8")
+    ap.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--start", type=int, default=2, help="labelled rows per class to start from")
+    ap.add_argument("--batch", type=int, default=20, help="rows added per round")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--test-rows", type=int, default=1000)
+    ap.add_argument("--metric", default="auto")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--output", default="runs/bench/active_learning.json")
+    args = ap.parse_args(argv)
+    strategies = args.strategies.split(",")
+    if "random" not in strategies:
+        strategies.insert(0, "random")
+    key = json.dumps(
+        {"code": code_version(), **{k: v for k, v in vars(args).items() if k not in ("data", "output")}},
+        sort_keys=True,
+    )
+    out = Path(args.output)
+    saved = json.loads(out.read_text()) if out.is_file() else {}
+    results = saved.setdefault(key, {})
+    for name in args.data.split(","):
+        if name not in results:
+            results[name] = run_data(name, args, strategies)
+            atomic_write_json(out, saved)
+    print(f"keyed by {key}\n")
+    savings: dict[str, list[float]] = {s: [] for s in strategies if s != "random"}
+    for name in args.data.split(","):
+        r = results[name]
+        mean = {s: np.mean(r["curves"][s], axis=0).tolist() for s in strategies}
+        print(f"{name} ({r['classes']} classes, {r['metric']}, mean of {len(r['curves']['random'])} seeds)")
+        print(
+            "| strategy | "
+            + " | ".join(str(n) for n in r["labels"])
+            + " | labels to reach random's final | saving |"
+        )
+        print("|---" * (len(r["labels"]) + 3) + "|")
+        target, final = mean["random"][-1], r["labels"][-1]
+        for s in strategies:
+            need = labels_to_reach(r["labels"], mean[s], target)
+            saving = None if need is None else 1 - need / final
+            if s != "random":
+                savings[s].append(saving)
+            cells = " | ".join(f"{v:.3f}" for v in mean[s])
+            print(
+                f"| {s} | {cells} | {'not reached' if need is None else f'{need:.0f}'} | "
+                f"{'' if saving is None else f'{100 * saving:.0f}%'} |"
+            )
+        print()
+    for s, v in savings.items():
+        reached = [x for x in v if x is not None]
+        mean = f"{100 * statistics.mean(reached):.0f}%" if reached else "-"
+        print(
+            f"{s}: mean saving against random {mean} over the {len(reached)} data sets where it reached random's "
+            f"final score; not reached on {len(v) - len(reached)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

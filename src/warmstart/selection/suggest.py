@@ -1,0 +1,210 @@
+"""Which rows to label next: unlabelled rows ranked by what labelling them is expected to buy.
+
+``suggest_rows`` works on two arrays the caller already has: the model's predicted probabilities of the unlabelled
+rows and their backbone features (from the feature cache, so a second call costs no extraction). Strategies:
+
+- ``mixed`` (the default): the most uncertain rows (smallest margin between the two most probable classes), ten
+  times as many as asked for, clustered into as many groups as rows are asked for by a k-means weighted by
+  uncertainty, and the row nearest each cluster's centre (Zhdanov 2019, "Diverse mini-batch active learning"):
+  uncertain rows, unlike each other, and typical of a region rather than outliers;
+- ``margin`` / ``entropy``: the most uncertain rows only;
+- ``kcenter``: diversity only (k-center greedy over every row, away from the labelled rows);
+- ``random``: the baseline every strategy is measured against (``benchmarks/active_learning.py``).
+
+Every strategy first drops exact duplicates (the same text or image file twice) and rows that are already
+labelled. How the default was chosen and what it bought is in docs/studies.md ("Which rows to label next").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+
+STRATEGIES = ("mixed", "margin", "entropy", "kcenter", "random")
+POOL_FACTOR = 10  # mixed: candidates = this many times the rows asked for, the most uncertain first
+
+
+def uncertainty(proba: np.ndarray, kind: str = "margin") -> np.ndarray:
+    """Per row, higher = less sure: ``margin`` is 1 minus the gap between the two most probable classes,
+    ``entropy`` the entropy of the prediction divided by its maximum (both in [0, 1]).
+
+    Example:
+        >>> uncertainty(np.array([[0.9, 0.1], [0.55, 0.45]])).round(2).tolist()
+        [0.2, 0.9]
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ParameterError("uncertainty needs class probabilities of two classes or more per row.")
+    if kind == "margin":
+        top = np.sort(p, axis=1)[:, -2:]
+        return 1.0 - (top[:, 1] - top[:, 0])
+    if kind == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)
+        return h / math.log(p.shape[1])
+    raise ParameterError(f"uncertainty kind must be margin or entropy; got {kind!r}.")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def first_of_each(keys: Sequence[Any], skip: set | None = None) -> np.ndarray:
+    """Indices of the first row of each distinct key, leaving out keys in ``skip`` (rows already labelled)."""
+    seen = set(skip or ())
+    keep = []
+    for i, k in enumerate(keys):
+        if k in seen:
+            continue
+        seen.add(k)
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def suggest_rows(
+    proba: np.ndarray,
+    features: np.ndarray,
+    n: int,
+    *,
+    strategy: str = "mixed",
+    labeled_features: np.ndarray | None = None,
+    keys: Sequence[Any] | None = None,
+    labeled_keys: Sequence[Any] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Row indices (into ``proba``/``features``) of the ``n`` rows to label first, best first.
+
+    ``keys`` identify rows for deduplication (texts, image paths); rows whose key is in ``labeled_keys`` are never
+    suggested. ``labeled_features`` (the rows labelled so far) make ``kcenter`` prefer rows unlike them.
+
+    Example:
+        >>> proba = np.array([[0.5, 0.5], [0.51, 0.49], [0.9, 0.1], [0.5, 0.5]])
+        >>> feats = np.array([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.0, 1.0]])
+        >>> suggest_rows(proba, feats, 2, strategy="margin", keys=["a", "b", "c", "a"]).tolist()
+        [0, 1]
+        >>> suggest_rows(proba, feats, 2, keys=["a", "b", "c", "a"]).tolist()   # row 1 is a near-copy of row 0
+        [0, 2]
+    """
+    if strategy not in STRATEGIES:
+        raise ParameterError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}.")
+    proba, features = np.asarray(proba), np.asarray(features)
+    if len(proba) != len(features):
+        raise ParameterError(f"{len(proba)} rows of probabilities but {len(features)} rows of features.")
+    if n < 1:
+        raise ParameterError(f"the number of rows to suggest must be at least 1; got {n}.")
+    rows = first_of_each(keys if keys is not None else range(len(proba)), set(labeled_keys or ()))
+    n = min(n, len(rows))
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if strategy == "random":
+        return np.random.default_rng(seed).choice(rows, n, replace=False)
+    if strategy in ("margin", "entropy"):
+        u = uncertainty(proba[rows], strategy)
+        return rows[np.argsort(-u, kind="stable")[:n]]
+    if strategy == "kcenter":
+        return rows[_greedy(features[rows], np.ones(len(rows)), n, labeled_features)]
+    u = uncertainty(proba[rows], "margin")
+    order = np.argsort(-u, kind="stable")[: max(n, POOL_FACTOR * n)]
+    return rows[order[_cluster_centres(features[rows[order]], u[order], n, seed)]]
+
+
+def _cluster_centres(feats: np.ndarray, weight: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` rows of ``feats``, one per cluster of a k-means weighted by ``weight`` (the rows' uncertainty): the
+    row nearest each centre, most uncertain clusters first (Zhdanov 2019, "Diverse mini-batch active learning")."""
+    from sklearn.cluster import KMeans
+
+    x = _unit(feats)
+    if n >= len(x):
+        return np.argsort(-weight, kind="stable")
+    km = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(x, sample_weight=np.maximum(weight, 1e-6))
+    picks = []
+    for c in range(n):
+        members = np.flatnonzero(km.labels_ == c)
+        if len(members):
+            d = np.linalg.norm(x[members] - km.cluster_centers_[c], axis=1)
+            picks.append(int(members[np.argmin(d)]))
+    rest = [i for i in np.argsort(-weight, kind="stable") if i not in set(picks)]
+    picks += rest[: n - len(picks)]  # an empty cluster: the next most uncertain rows
+    return np.asarray(sorted(picks, key=lambda i: -weight[i]), dtype=np.int64)
+
+
+def _greedy(feats: np.ndarray, weight: np.ndarray, n: int, labeled: np.ndarray | None) -> np.ndarray:
+    """k-center greedy weighted by ``weight``: repeatedly take the row maximising weight x cosine distance to the
+    nearest row labelled or taken so far."""
+    x = _unit(feats)
+    dist = np.full(len(x), 2.0, dtype=np.float32)  # the largest cosine distance
+    if labeled is not None and len(labeled):
+        lab = _unit(labeled)
+        for start in range(0, len(lab), 4096):  # bounded memory for many labelled rows
+            dist = np.minimum(dist, (1.0 - x @ lab[start : start + 4096].T).min(axis=1))
+    taken = np.zeros(len(x), dtype=bool)
+    out = []
+    for _ in range(n):
+        i = int(np.argmax(np.where(taken, -np.inf, weight * np.maximum(dist, 0.0))))
+        out.append(i)
+        taken[i] = True
+        dist = np.minimum(dist, 1.0 - x @ x[i])
+    return np.asarray(out, dtype=np.int64)
+
+
+def row_features(model: Any, data: Any) -> np.ndarray:
+    """Backbone features of ``data`` for diversity: the model's own (a probe's, from the feature cache), else its
+    backbone's through the feature cache."""
+    if hasattr(model, "features"):
+        return np.asarray(model.features(data), dtype=np.float32)
+    from ..features import FeatureCache
+    from ..runtime import resolve
+
+    rt = resolve(getattr(model, "device", "auto"), getattr(model, "precision", "auto"))
+    bb = model.backbone_.to(rt.device)
+    return np.asarray(FeatureCache().get(bb, data, precision=rt.precision, progress=False), dtype=np.float32)
+
+
+def _row_keys(data: Any) -> list:
+    return list(data.inputs) if data.modality == "text" else [str(r) for r in data.rows]
+
+
+def suggest_table(
+    model: Any, data: Any, n: int, *, strategy: str = "mixed", labeled: Any = None, seed: int = 0
+) -> Any:
+    """The ``n`` rows of ``data`` (a ``Dataset`` of unlabelled rows) to label first, as a table in that order:
+    ``rank``, ``row`` (0-based, in ``data``), the input, the model's ``predicted`` label, its ``confidence`` and
+    ``uncertainty`` (1 - margin), and an empty ``label`` column to fill in. ``labeled`` (a ``Dataset``, e.g. the
+    model's training rows) is never suggested again and steers diversity away from what is labelled."""
+    import pandas as pd
+
+    proba = np.asarray(model.predict_proba(data))
+    feats = row_features(model, data)
+    lab_feats = lab_keys = None
+    if labeled is not None and len(labeled):
+        lab_feats, lab_keys = row_features(model, labeled), _row_keys(labeled)
+    picked = suggest_rows(
+        proba,
+        feats,
+        n,
+        strategy=strategy,
+        labeled_features=lab_feats,
+        keys=_row_keys(data),
+        labeled_keys=lab_keys,
+        seed=seed,
+    )
+    classes = np.asarray(model.classes_)
+    u = uncertainty(proba[picked]) if len(picked) else np.zeros(0)
+    column = "text" if data.modality == "text" else "path"
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(picked) + 1),
+            "row": picked,
+            column: [_row_keys(data)[i] for i in picked],
+            "predicted": classes[proba[picked].argmax(axis=1)] if len(picked) else [],
+            "confidence": proba[picked].max(axis=1).round(4) if len(picked) else [],
+            "uncertainty": u.round(4),
+            "label": "",
+        }
+    )

@@ -1,0 +1,148 @@
+"""Label suggestions (warmstart.selection.suggest) and `warmstart suggest`: uncertainty, diversity, class balance,
+deduplication, labelled rows left out, and the command on a fitted artifact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import make_sentences
+from warmstart.cli import main
+from warmstart.errors import ParameterError
+from warmstart.selection.suggest import first_of_each, suggest_rows, uncertainty
+
+
+def test_uncertainty_by_margin_and_entropy():
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.6, 0.3, 0.1]])
+    assert uncertainty(p).tolist() == pytest.approx([0.0, 1.0, 1.0, 0.7])
+    assert uncertainty(p, "entropy").tolist() == pytest.approx(
+        [0.0, np.log(2) / np.log(3), 1.0, 0.8173], abs=1e-4
+    )
+    with pytest.raises(ParameterError):
+        uncertainty(np.ones((3, 1)))
+
+
+def _clusters(n_per: int = 20, seed: int = 0) -> np.ndarray:
+    """Three tight clusters of rows in 3-d, cluster i along axis i."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([np.eye(3)[i] + rng.normal(0, 0.01, (n_per, 3)) for i in range(3)])
+
+
+def test_kcenter_takes_one_row_from_each_cluster_first():
+    feats = _clusters()
+    picked = suggest_rows(np.full((60, 2), 0.5), feats, 3, strategy="kcenter")
+    assert sorted(int(i) // 20 for i in picked) == [0, 1, 2]
+
+
+def test_margin_takes_the_least_sure_rows_in_order():
+    proba = np.array([[0.9, 0.1], [0.55, 0.45], [0.7, 0.3], [0.5, 0.5]])
+    assert suggest_rows(proba, np.eye(4), 3, strategy="margin").tolist() == [3, 1, 2]
+
+
+def test_mixed_prefers_uncertain_rows_but_not_near_copies():
+    feats = _clusters(5)  # 15 rows: all among the 10 x n most uncertain candidates
+    proba = np.tile([0.9, 0.1], (15, 1))
+    proba[:5] = [0.52, 0.48]  # cluster 0: the most uncertain...
+    proba[5:10] = [0.6, 0.4]  # ...cluster 1 next; cluster 2 is sure
+    picked = suggest_rows(proba, feats, 2)
+    # one of each uncertain cluster, not two near-copies; the most uncertain first
+    assert [int(i) // 5 for i in picked] == [0, 1]
+    margin = suggest_rows(proba, feats, 2, strategy="margin")
+    assert [int(i) // 5 for i in margin] == [0, 0]
+    three = suggest_rows(proba, feats, 3)
+    assert [int(i) // 5 for i in three] == [0, 1, 2]
+
+
+def test_mixed_takes_typical_rows_not_outliers():
+    rng = np.random.default_rng(0)
+    feats = np.concatenate(
+        [np.eye(3)[0] + rng.normal(0, 0.05, (30, 3)), [[0.2, 1.0, 0.0]]]
+    )  # row 30: an outlier
+    proba = np.full((31, 2), 0.5)
+    picked = suggest_rows(proba, feats, 1)
+    assert picked.tolist() != [30]
+
+
+def test_labelled_rows_steer_diversity_away():
+    feats = _clusters()
+    proba = np.full((60, 2), 0.5)
+    labelled = feats[:5] + 0.001  # cluster 0 is already labelled
+    picked = suggest_rows(proba, feats, 2, strategy="kcenter", labeled_features=labelled)
+    assert sorted(int(i) // 20 for i in picked) == [1, 2]
+
+
+def test_duplicates_and_labelled_rows_are_never_suggested():
+    keys = ["a", "b", "a", "c", "d", "b"]
+    assert first_of_each(keys, {"c"}).tolist() == [0, 1, 4]
+    proba = np.tile([0.5, 0.5], (6, 1))
+    for strategy in ("mixed", "margin", "entropy", "kcenter", "random"):
+        picked = suggest_rows(proba, np.eye(6), 10, strategy=strategy, keys=keys, labeled_keys=["c"])
+        assert sorted(picked.tolist()) == [0, 1, 4], strategy
+
+
+def test_random_is_seeded_and_distinct():
+    proba, feats = np.full((50, 2), 0.5), np.eye(50)
+    a = suggest_rows(proba, feats, 10, strategy="random", seed=1)
+    assert len(set(a.tolist())) == 10
+    assert a.tolist() == suggest_rows(proba, feats, 10, strategy="random", seed=1).tolist()
+    assert a.tolist() != suggest_rows(proba, feats, 10, strategy="random", seed=2).tolist()
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ParameterError, match="strategy"):
+        suggest_rows(np.full((3, 2), 0.5), np.eye(3), 1, strategy="best")
+    with pytest.raises(ParameterError, match="3 rows of probabilities but 2"):
+        suggest_rows(np.full((3, 2), 0.5), np.eye(2), 1)
+    with pytest.raises(ParameterError, match="at least 1"):
+        suggest_rows(np.full((3, 2), 0.5), np.eye(3), 0)
+
+
+def test_cli_suggest_writes_a_table_to_label(tmp_path, tiny_bert_dir, capsys):
+    tr, trl = make_sentences(8, seed=0)
+    pd.DataFrame({"text": tr, "label": trl}).to_csv(tmp_path / "train.csv", index=False)
+    new, _ = make_sentences(10, seed=5)
+    new = new + tr[:3] + new[:2]  # three already labelled and two duplicates
+    pd.DataFrame({"text": new}).to_csv(tmp_path / "new.csv", index=False)
+    art = tmp_path / "art"
+    fit = ["fit", "--data", str(tmp_path / "train.csv"), "--backbone", str(tiny_bert_dir)]
+    assert main([*fit, "--technique", "probe", "--test-size", "0.25", "-o", str(art)]) == 0
+    out = tmp_path / "to_label.csv"
+    assert main(["suggest", str(art), str(tmp_path / "new.csv"), "--n", "100", "-o", str(out)]) == 0
+    msg = capsys.readouterr().out
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["rank", "row", "text", "predicted", "confidence", "uncertainty", "label"]
+    fitted_on = {tr[i] for i in json.loads((art / "splits.json").read_text())["train"]}
+    labelled = [t for t in tr[:3] if t in fitted_on]  # the rows among the three that the model was fitted on
+    assert labelled and not set(table["text"]) & set(labelled)
+    assert table["text"].is_unique and len(table) == len(set(new) - set(labelled))
+    assert table["rank"].tolist() == list(range(1, len(table) + 1)) and (table["label"] == "").all()
+    assert all(table["text"][i] == new[r] for i, r in enumerate(table["row"]))
+    assert "labelled rows left out" in msg
+    assert (
+        main(
+            ["suggest", str(art), str(tmp_path / "new.csv"), "--n", "4", "--labeled", "none", "-o", str(out)]
+        )
+        == 0
+    )
+    assert len(pd.read_csv(out)) == 4
+    assert (
+        main(
+            [
+                "suggest",
+                str(art),
+                str(tmp_path / "new.csv"),
+                "--strategy",
+                "margin",
+                "--n",
+                "5",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    margin = pd.read_csv(out)
+    assert margin["uncertainty"].is_monotonic_decreasing
