@@ -46,11 +46,31 @@ def test_fit_writes_a_model_card_with_metadata_metrics_and_cost(tiny_bert_dir, t
     assert "`food`, `sports`, `tech`" in card
     assert f"training rows: {result.config['n_train']}" in card
     assert "fit CPU time:" in card and "## Intended use and limits" in card
+    temperature = load_artifact(tmp_path / "art").temperature_
+    assert ("probabilities calibrated: temperature" in card) == (temperature is not None)
 
     verify_artifact(tmp_path / "art")  # the card is in the manifest ...
     (tmp_path / "art" / "README.md").write_text(card.replace("0.", "1."))
     with pytest.raises(ArtifactError, match="README.md"):  # ... so an edited card is caught
         load_artifact(tmp_path / "art")
+
+
+def test_the_card_names_the_temperature_of_a_calibrated_model(tiny_bert_dir, tmp_path):
+    texts, labels = make_sentences(30)
+    fit_run(
+        Dataset(texts, labels, "text", "reviews.csv"),
+        backbone=str(tiny_bert_dir),
+        technique="probe",
+        params={"progress": False},
+        val_size=0.2,
+        output=tmp_path / "art",
+    )
+    temperature = load_artifact(tmp_path / "art").temperature_
+    assert temperature is not None  # 18 validation rows: calibrated
+    assert (
+        f"probabilities calibrated: temperature {temperature:.3f}"
+        in (tmp_path / "art" / "README.md").read_text()
+    )
 
 
 @pytest.mark.parametrize(("k", "n"), [(45, 50), (0, 12), (12, 12), (7, 9), (300, 1000)])

@@ -251,9 +251,12 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
     params = _upgrade_params(meta["params"])
     if "device" in params:
         params["device"] = device
-    return techniques[meta["technique"]].from_saved(
+    est = techniques[meta["technique"]].from_saved(
         params, tensors, _read_json(folder / "labels.json"), backbone, fitted=meta.get("fitted")
     )
+    # the temperature is already folded into the saved head; recorded for the model card and the curious
+    est.temperature_ = (meta.get("fitted") or {}).get("temperature")
+    return est
 
 
 def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = None) -> Any:

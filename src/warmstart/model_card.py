@@ -144,6 +144,12 @@ def _training(meta: dict, config: dict, metrics: dict | None) -> str:
     rt = config.get("runtime") or {}
     if rt:
         rows.append(f"- device and precision: {rt.get('device', '?')}, {rt.get('precision', '?')}")
+    temperature = (meta.get("fitted") or {}).get("temperature")
+    if temperature is not None:
+        rows.append(
+            f"- probabilities calibrated: temperature {temperature:.3f} fitted on the validation rows (the "
+            "logits are divided by it; predictions are unchanged)"
+        )
     cost = (metrics or {}).get("cost", {})
     for key, label, fmt in (
         ("fit_wall_seconds", "fit time", "{:,.1f} s"),
