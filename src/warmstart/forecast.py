@@ -326,8 +326,8 @@ def forecast_text(result: dict) -> str:
                 hi = "no limit" if not math.isfinite(g["high"]) else f"{g['high']:.0f}"
                 lines.append(
                     f"  {metric} {g['value']:g} at about {g['per_class']:.0f} per class "
-                    f"[{lvl}% interval {g['low']:.0f} to {hi}; {100 * g['share_of_fits_reaching']:.0f}% of "
-                    "resampled fits reach it]"
+                    f"[{lvl}% interval from seed resampling only: {g['low']:.0f} to {hi}; "
+                    f"{100 * g['share_of_fits_reaching']:.0f}% of resampled fits reach it]"
                 )
             if g.get("note"):
                 lines.append(f"  note: {g['note']}")
