@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from versions import code_version  # benchmarks/versions.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.backbones import get_backbone
@@ -37,25 +37,6 @@ from warmstart.selection.suggest import STRATEGIES, suggest_rows
 from warmstart.study_stats import choose_metric
 from warmstart.techniques.base import encode_labels
 from warmstart.techniques.probe import LinearProbe
-
-
-def code_version() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def splits(name: str, test_rows: int):

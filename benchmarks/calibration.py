@@ -17,36 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from versions import code_version  # benchmarks/versions.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.data import few_shot, load_packaged, stratified_split
 from warmstart.metrics import calibration
 from warmstart.techniques import get_technique
-
-
-def code_version() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def rows(name: str, shots: int, val_rows: int, test_rows: int, seed: int):

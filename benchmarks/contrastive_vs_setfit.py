@@ -34,6 +34,8 @@ import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # setfit's trainer shows a bar even with show_progress_bar=False
 
+from versions import code_version  # benchmarks/versions.py, beside this script
+
 from warmstart._io import atomic_write_json
 from warmstart.backbones import get_backbone, minilm_l6_folder
 from warmstart.data import few_shot, load_packaged, stratified_split
@@ -85,28 +87,6 @@ def run_setfit(train, test, seed: int, model_path: str) -> dict:
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     pred = model.predict(list(test.inputs), batch_size=64, show_progress_bar=False)
     return {"train_cpu_s": cpu, "train_wall_s": wall, "pred": [str(p) for p in pred]}
-
-
-def code_version() -> str:
-    """The commit of the code being measured, marked ``-dirty`` when the working tree differs from it."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def method_versions(params: dict, threads: int) -> dict[str, str]:

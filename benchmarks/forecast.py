@@ -19,36 +19,17 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from versions import code_version  # benchmarks/versions.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.data import load_packaged
 from warmstart.forecast import _points, choose_metric, forecast_curve
 from warmstart.study import StudyConfig, run_study
 from warmstart.study_files import load_cells
-
-
-def code_version() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src", "benchmarks"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def one(name: str, args: argparse.Namespace) -> dict:
