@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         target, final = mean["random"][-1], r["labels"][-1]
         for s in strategies:
             need = labels_to_reach(r["labels"], mean[s], target)
-            saving = None if need is None else 1 - need / final
+            saving = None if need is None or s == "random" else 1 - need / final
             if s != "random":
                 savings[s].append(saving)
             cells = " | ".join(f"{v:.3f}" for v in mean[s])
