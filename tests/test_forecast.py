@@ -12,7 +12,6 @@ import pytest
 from warmstart.cli import main
 from warmstart.errors import DataError
 from warmstart.forecast import (
-    choose_metric,
     curve,
     fit_curve,
     fit_curves,
@@ -20,6 +19,7 @@ from warmstart.forecast import (
     forecast_study,
     labels_for,
 )
+from warmstart.study_stats import choose_metric
 
 X = np.array([2.0, 4.0, 8.0, 16.0])
 

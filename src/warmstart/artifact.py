@@ -262,8 +262,6 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
 def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = None) -> Any:
     """The rows an export is checked on: ``test`` (a data spec; a packaged name means its test split), else the
     test rows of the data the artifact was fitted on, found again from its ``config.json`` and ``splits.json``."""
-    from dataclasses import replace
-
     from .data import PACKAGED
     from .data.load import Columns, load
 
@@ -279,8 +277,7 @@ def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = 
             f"{folder}: the artifact does not say which data it was fitted on; pass the held-out rows "
             f"with --test FILE (or a packaged data set name)."
         )
-    # the data options the fit was run with (an older record may lack some: the caller's then)
-    saved = replace(columns, **{k: rec[k] for k in vars(columns) if k in rec})
+    saved = _recorded_columns(rec, columns)
     if rec.get("test"):
         return held_out(folder, rec["test"], saved)
     data, packaged_test = load(rec["data"], saved)
@@ -293,8 +290,6 @@ def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = 
 def training_rows(folder: str | os.PathLike) -> Any:
     """The rows the artifact was fitted on, found again from its ``config.json`` and ``splits.json`` (the data
     must still be where the fit read it); None when the artifact does not say."""
-    from dataclasses import replace
-
     from .data.load import Columns, load
 
     folder = Path(folder)
@@ -305,9 +300,16 @@ def training_rows(folder: str | os.PathLike) -> Any:
     train = json.loads(splits_path.read_text()).get("train")
     if not rec.get("data") or train is None:
         return None
-    columns = Columns()
-    data, _ = load(rec["data"], replace(columns, **{k: rec[k] for k in vars(columns) if k in rec}))
+    data, _ = load(rec["data"], _recorded_columns(rec, Columns()))
     return data.subset(train)
+
+
+def _recorded_columns(rec: dict, columns: Any) -> Any:
+    """The data options a fit was run with, from its ``config.json`` record (an older record may lack some:
+    ``columns``' values then)."""
+    from dataclasses import replace
+
+    return replace(columns, **{k: rec[k] for k in vars(columns) if k in rec})
 
 
 def _upgrade_params(params: dict) -> dict:

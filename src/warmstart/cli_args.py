@@ -145,8 +145,9 @@ def _parser_suggest(sub: Any) -> None:
     p = sub.add_parser(
         "suggest",
         help="which rows to label next: unlabelled rows ranked by what labelling them is expected to buy",
-        description="Rank unlabelled rows for labelling: uncertain for the model and unlike each other and the "
-        "labelled rows (strategy mixed), from cached features. Writes a CSV with an empty label column to fill in.",
+        description="Rank unlabelled rows for labelling: uncertain for the model and unlike each other (strategy "
+        "mixed), from cached features; duplicates and labelled rows are left out. Writes a CSV with an empty label "
+        "column to fill in.",
     )
     p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
     p.add_argument("inputs", help="unlabelled rows: text file (CSV/TSV/JSONL/Parquet/TXT) or image folder")
@@ -156,8 +157,8 @@ def _parser_suggest(sub: Any) -> None:
         "--strategy",
         default="mixed",
         choices=["mixed", "margin", "entropy", "kcenter", "random"],
-        help="mixed (default): uncertainty x diversity with class balance; margin/entropy: uncertainty only; "
-        "kcenter: diversity only; random",
+        help="mixed (default): the most uncertain rows, clustered, one per cluster; margin/entropy: uncertainty "
+        "only; kcenter: diversity only, away from the labelled rows; random",
     )
     p.add_argument(
         "--labeled",
@@ -191,13 +192,7 @@ def _parser_study(sub: Any) -> None:
         "--shots", default="4,8,16,64,all", help="examples per class, comma-separated; 'all' = every row"
     )
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument(
-        "--metric",
-        default="auto",
-        choices=["auto", "accuracy", "macro_f1"],
-        help="what the comparisons and the chosen model use; auto (default): macro-F1 when the test rows' largest "
-        "class is over 3x the smallest, else accuracy",
-    )
+    _metric_option(p, "what the comparisons and the chosen model use; ")
     p.add_argument("--test-rows", type=int, help="test on a stratified sample of at most this many rows")
     p.add_argument(
         "--test-size", type=float, default=0.2, help="held-out fraction when there is no test split"
@@ -236,6 +231,16 @@ def _parser_report(sub: Any) -> None:
     )
 
 
+def _metric_option(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument(
+        "--metric",
+        default="auto",
+        choices=["auto", "accuracy", "macro_f1"],
+        help=f"{what}auto (default): macro-F1 when the test rows' largest class is over 3x the smallest, else "
+        "accuracy",
+    )
+
+
 def _parser_forecast(sub: Any) -> None:
     p = sub.add_parser(
         "forecast",
@@ -246,12 +251,7 @@ def _parser_forecast(sub: Any) -> None:
     )
     p.add_argument("study", help="a study folder (warmstart study --output) with three label counts or more")
     p.add_argument("--target", type=float, help="a score to reach, e.g. 0.9: the labels per class it needs")
-    p.add_argument(
-        "--metric",
-        default="auto",
-        choices=["auto", "accuracy", "macro_f1"],
-        help="auto (default): macro-F1 when the test rows' largest class is over 3x the smallest, else accuracy",
-    )
+    _metric_option(p)
     p.add_argument("--technique", action="append", help="only this technique (repeatable; default: all)")
     p.add_argument("--level", type=float, default=0.8, help="interval level (0.8)")
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")

@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import DataError
 from .study_files import load_cells
-from .study_stats import cells_metric, choose_metric  # noqa: F401  (choose_metric: public here too)
+from .study_stats import cells_metric
 
 FACTORS = (2, 4, 10)  # forecasts at these multiples of the most labels per class measured
 MIN_POINTS = 4  # label counts needed for a forecast to be trusted (3 fit parameters, one back-test)
@@ -106,11 +106,11 @@ def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 
 
 def _quantiles(values: np.ndarray, tail: float) -> tuple[float, float]:
-    """The ``tail`` and ``1 - tail`` quantiles by rank (values may be infinite: a target never reached)."""
-    v = np.sort(np.asarray(values, dtype=np.float64))
-    lo = v[int(np.floor(tail * (len(v) - 1)))]
-    hi = v[int(np.ceil((1 - tail) * (len(v) - 1)))]
-    return float(lo), float(hi)
+    """The ``tail`` and ``1 - tail`` quantiles, taken at data points rather than between them (values may be
+    infinite: a target never reached)."""
+    return float(np.quantile(values, tail, method="lower")), float(
+        np.quantile(values, 1 - tail, method="higher")
+    )
 
 
 def labels_for(target: float, a: float, b: float, c: float) -> float:
@@ -275,12 +275,37 @@ def forecast_study(
         >>> round(f["at"][1]["forecast"], 3), f["trusted"]   # at 4x 16 = 64 per class
         (0.886, True)
     """
-    cells = load_cells(folder)
+    return forecast_cells(
+        load_cells(folder),
+        str(Path(folder)),
+        target=target,
+        metric=metric,
+        techniques=techniques,
+        max_per_class=max_per_class,
+        level=level,
+        seed=seed,
+        factors=factors,
+    )
+
+
+def forecast_cells(
+    cells: list[dict],
+    folder: str,
+    *,
+    target: float | None = None,
+    metric: str = "auto",
+    techniques: list[str] | None = None,
+    max_per_class: float | None = None,
+    level: float = 0.8,
+    seed: int = 0,
+    factors: tuple[float, ...] = FACTORS,
+) -> dict[str, Any]:
+    """``forecast_study`` on cells already read from the study in ``folder`` (named in the result and errors)."""
     if not cells:
         raise DataError(f"{folder}: no finished cells; run `warmstart study` first.")
     chosen, reason = cells_metric(cells, metric)
     names = techniques or sorted({c["technique"] for c in cells})
-    out: dict[str, Any] = {"study": str(Path(folder)), "metric": chosen, "level": level, "techniques": {}}
+    out: dict[str, Any] = {"study": folder, "metric": chosen, "level": level, "techniques": {}}
     if reason:
         out["metric_reason"] = reason
     for t in names:

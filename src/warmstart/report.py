@@ -179,17 +179,20 @@ def _curves_png(
 FORECAST_FACTORS = tuple(float(f) for f in np.geomspace(1, 10, 11))
 
 
-def _forecast_section(folder: Path, techniques: list[str], color: dict, plt: Any) -> dict | None:
+def _forecast_section(
+    folder: Path, cells: list[dict], techniques: list[str], color: dict, plt: Any
+) -> dict | None:
     """Learning curves extended to 10x the labels measured (``warmstart.forecast``), with their intervals; None
     when no technique has three label counts."""
     from .errors import DataError
-    from .forecast import FACTORS, forecast_study
+    from .forecast import FACTORS, forecast_cells
 
     try:
-        result = forecast_study(folder, factors=FORECAST_FACTORS + FACTORS)
+        result = forecast_cells(cells, str(folder), factors=FORECAST_FACTORS + FACTORS)
     except DataError:
         return None
     metric = result["metric"]
+    name = _metric_name(metric)
     lvl = round(100 * result["level"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     table = []
@@ -222,22 +225,20 @@ def _forecast_section(folder: Path, techniques: list[str], color: dict, plt: Any
         table.append([t, f"{px[-1]:g}", *cells, trust])
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled examples per class (log scale); dashed: forecast")
-    ax.set_ylabel(metric.replace("_", "-"))
+    ax.set_ylabel(name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     why = f" ({result['metric_reason']})" if result.get("metric_reason") else ""
     return {
         "title": "How many labels: forecasts",
-        "text": f"Each technique's mean {metric.replace('_', '-')}{why} fitted with a saturating curve "
+        "text": f"Each technique's mean {name}{why} fitted with a saturating curve "
         f"(a - b * n^-c) and extended to 10x the labels measured; the band is the {lvl}% interval from resampled "
         "seeds and the curve's own back-test error (docs/studies.md, 'Forecasts'). `warmstart forecast` gives the "
         "labels a target needs.",
-        "figures": [
-            {"png": _png(fig), "caption": f"{metric.replace('_', '-')} forecast vs examples per class"}
-        ],
+        "figures": [{"png": _png(fig), "caption": f"{name} forecast vs examples per class"}],
         "tables": [
             {
-                "caption": f"{metric.replace('_', '-')} % forecast [{lvl}% interval]",
+                "caption": f"{name} % forecast [{lvl}% interval]",
                 "head": ["technique", "measured up to (per class)", *[f"{f:g}x" for f in FACTORS], "trusted"],
                 "rows": table,
             }
@@ -443,7 +444,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         },
         {"title": "Resolved configuration", "pre": json.dumps(cfg, indent=2)},
     ]
-    forecast = _forecast_section(folder, techniques, color, plt)
+    forecast = _forecast_section(folder, cells, techniques, color, plt)
     if forecast is not None:
         sections.insert(1, forecast)
     subtitle = (

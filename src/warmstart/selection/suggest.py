@@ -108,7 +108,7 @@ def suggest_rows(
         u = uncertainty(proba[rows], strategy)
         return rows[np.argsort(-u, kind="stable")[:n]]
     if strategy == "kcenter":
-        return rows[_greedy(features[rows], np.ones(len(rows)), n, labeled_features)]
+        return rows[_kcenter(features[rows], n, labeled_features)]
     u = uncertainty(proba[rows], "margin")
     order = np.argsort(-u, kind="stable")[: max(n, POOL_FACTOR * n)]
     return rows[order[_cluster_centres(features[rows[order]], u[order], n, seed)]]
@@ -129,14 +129,15 @@ def _cluster_centres(feats: np.ndarray, weight: np.ndarray, n: int, seed: int) -
         if len(members):
             d = np.linalg.norm(x[members] - km.cluster_centers_[c], axis=1)
             picks.append(int(members[np.argmin(d)]))
-    rest = [i for i in np.argsort(-weight, kind="stable") if i not in set(picks)]
+    chosen = set(picks)
+    rest = [i for i in np.argsort(-weight, kind="stable") if i not in chosen]
     picks += rest[: n - len(picks)]  # an empty cluster: the next most uncertain rows
     return np.asarray(sorted(picks, key=lambda i: -weight[i]), dtype=np.int64)
 
 
-def _greedy(feats: np.ndarray, weight: np.ndarray, n: int, labeled: np.ndarray | None) -> np.ndarray:
-    """k-center greedy weighted by ``weight``: repeatedly take the row maximising weight x cosine distance to the
-    nearest row labelled or taken so far."""
+def _kcenter(feats: np.ndarray, n: int, labeled: np.ndarray | None) -> np.ndarray:
+    """k-center greedy: repeatedly take the row farthest (cosine distance) from the nearest row labelled or taken
+    so far."""
     x = _unit(feats)
     dist = np.full(len(x), 2.0, dtype=np.float32)  # the largest cosine distance
     if labeled is not None and len(labeled):
@@ -146,7 +147,7 @@ def _greedy(feats: np.ndarray, weight: np.ndarray, n: int, labeled: np.ndarray |
     taken = np.zeros(len(x), dtype=bool)
     out = []
     for _ in range(n):
-        i = int(np.argmax(np.where(taken, -np.inf, weight * np.maximum(dist, 0.0))))
+        i = int(np.argmax(np.where(taken, -np.inf, np.maximum(dist, 0.0))))
         out.append(i)
         taken[i] = True
         dist = np.minimum(dist, 1.0 - x @ x[i])
@@ -166,7 +167,8 @@ def row_features(model: Any, data: Any) -> np.ndarray:
     return np.asarray(FeatureCache().get(bb, data, precision=rt.precision, progress=False), dtype=np.float32)
 
 
-def _row_keys(data: Any) -> list:
+def row_keys(data: Any) -> list:
+    """What identifies a row of ``data`` for deduplication: its text, or its image's path."""
     return list(data.inputs) if data.modality == "text" else [str(r) for r in data.rows]
 
 
@@ -176,35 +178,36 @@ def suggest_table(
     """The ``n`` rows of ``data`` (a ``Dataset`` of unlabelled rows) to label first, as a table in that order:
     ``rank``, ``row`` (0-based, in ``data``), the input, the model's ``predicted`` label, its ``confidence`` and
     ``uncertainty`` (1 - margin), and an empty ``label`` column to fill in. ``labeled`` (a ``Dataset``, e.g. the
-    model's training rows) is never suggested again and steers diversity away from what is labelled."""
+    model's training rows) is never suggested again; ``kcenter`` also keeps its picks away from it."""
     import pandas as pd
 
     proba = np.asarray(model.predict_proba(data))
-    feats = row_features(model, data)
+    keys = row_keys(data)
     lab_feats = lab_keys = None
     if labeled is not None and len(labeled):
-        lab_feats, lab_keys = row_features(model, labeled), _row_keys(labeled)
+        lab_keys = row_keys(labeled)
+        if strategy == "kcenter":  # the only strategy that measures distances to the labelled rows
+            lab_feats = row_features(model, labeled)
     picked = suggest_rows(
         proba,
-        feats,
+        row_features(model, data),
         n,
         strategy=strategy,
         labeled_features=lab_feats,
-        keys=_row_keys(data),
+        keys=keys,
         labeled_keys=lab_keys,
         seed=seed,
     )
-    classes = np.asarray(model.classes_)
-    u = uncertainty(proba[picked]) if len(picked) else np.zeros(0)
+    top = proba[picked]
     column = "text" if data.modality == "text" else "path"
     return pd.DataFrame(
         {
             "rank": np.arange(1, len(picked) + 1),
             "row": picked,
-            column: [_row_keys(data)[i] for i in picked],
-            "predicted": classes[proba[picked].argmax(axis=1)] if len(picked) else [],
-            "confidence": proba[picked].max(axis=1).round(4) if len(picked) else [],
-            "uncertainty": u.round(4),
+            column: [keys[i] for i in picked],
+            "predicted": np.asarray(model.classes_)[top.argmax(axis=1)],
+            "confidence": top.max(axis=1).round(4),
+            "uncertainty": uncertainty(top).round(4),
             "label": "",
         }
     )

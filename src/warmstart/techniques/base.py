@@ -211,6 +211,17 @@ class Technique(ClassifierMixin, BaseEstimator):
         self.temperature_ = round(fit_temperature(logits, np.asarray(y)), 6)
         scale_head(self.head_, self.temperature_)
 
+    def _calibrate_head(self, val_xy: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """``_calibrate`` on validation features ``(X, y)`` through ``head_`` (a head on features: the probe's,
+        contrastive's); no validation rows (None): no temperature."""
+        if val_xy is None:
+            self.temperature_ = None
+            return
+        import torch
+
+        with torch.inference_mode():
+            self._calibrate(self.head_(torch.from_numpy(np.asarray(val_xy[0])).float()), val_xy[1])
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first.")

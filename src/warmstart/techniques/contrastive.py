@@ -288,10 +288,9 @@ class Contrastive(TunedTechnique):
             probe.fit_features(X, y, len(self.classes_), val_xy, standardize=False, c_grid=HEAD_C_GRID)
             head, self.C_ = probe.head_, probe.C_
         self.head_ = head
-        self.temperature_ = None
-        if not self.multilabel_ and val_xy is not None:  # temperature scaling on the validation rows
-            with torch.inference_mode():
-                self._calibrate(head(torch.from_numpy(val_xy[0]).float()), val_xy[1])
+        self._calibrate_head(
+            None if self.multilabel_ else val_xy
+        )  # temperature scaling on the validation rows
         self.model_ = Classifier(self.backbone_, head).eval()
         self.total_params_ = sum(p.numel() for p in self.model_.parameters())
         self.trainable_params_ = self.encoder_trainable_params_ + sum(p.numel() for p in head.parameters())

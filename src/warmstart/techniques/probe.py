@@ -127,10 +127,7 @@ class LinearProbe(Technique):
             Xv = np.asarray(self.features(val), dtype=np.float64)[known]
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
         self.fit_features(X, y, len(self.classes_), val_xy)
-        self.temperature_ = None
-        if val_xy is not None:  # temperature scaling on the validation rows
-            with torch.inference_mode():
-                self._calibrate(self.head_(torch.from_numpy(val_xy[0]).float()), val_xy[1])
+        self._calibrate_head(val_xy)  # temperature scaling on the validation rows
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self

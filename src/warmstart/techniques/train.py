@@ -619,26 +619,22 @@ class _Loop:
             return
         due = not periodic or time.perf_counter() - self.last_checkpoint >= self.cfg.checkpoint_min_seconds
         if self.world > 1:
-            self._checkpoint_ranks(due if not periodic else None)
+            self._checkpoint_ranks(periodic, due)
             return
         if due:
             self.checkpointer.save(self.model, self.optimizer, self.state, self.rng_at_step, self.scaler)
             self.last_checkpoint = time.perf_counter()
 
-    def _checkpoint_ranks(self, due: bool | None) -> None:
+    def _checkpoint_ranks(self, periodic: bool, due: bool) -> None:
         """A checkpoint of a multi-process run: rank 0 writes the state, every other rank its own generators.
-        ``due=None`` (a periodic opportunity, reached at the same step by every rank) takes rank 0's clock for
-        all, and the ranks meet so that the others' generators are on disk before ``state.json`` names the step,
-        and are removed only once it names a newer one. On Ctrl-C (``due=True``) the ranks need not meet again:
-        each writes what it has."""
+        A periodic opportunity (reached at the same step by every rank) takes rank 0's ``due`` for all, and the
+        ranks meet so that the others' generators are on disk before ``state.json`` names the step, and are
+        removed only once it names a newer one. On Ctrl-C the ranks need not meet again: each writes what it has."""
         from .. import distributed
 
         ckpt, step = self.checkpointer, self.state.step
-        periodic = due is None
         if periodic:
-            due = distributed.broadcast_flag(
-                time.perf_counter() - self.last_checkpoint >= self.cfg.checkpoint_min_seconds
-            )
+            due = distributed.broadcast_flag(due)  # rank 0's clock decides
         if not due:
             return
         if self.rank != 0:
