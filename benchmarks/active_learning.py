@@ -25,34 +25,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from versions import code_version  # benchmarks/versions.py, beside this script
+from common import code_version, packaged_split  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.backbones import get_backbone
-from warmstart.data import few_shot, load_packaged, stratified_split
+from warmstart.data import few_shot
 from warmstart.features import FeatureCache
 from warmstart.metrics import classification_metrics
 from warmstart.runtime import resolve
-from warmstart.selection.suggest import STRATEGIES, suggest_rows
+from warmstart.selection.suggest import STRATEGIES, row_keys, suggest_rows
 from warmstart.study_stats import choose_metric
 from warmstart.techniques.base import encode_labels
 from warmstart.techniques.probe import LinearProbe
 
 
-def splits(name: str, test_rows: int):
-    pk = load_packaged(name)
-    pool, test = pk.train, pk.test
-    if test is None:
-        s = stratified_split(pool.labels, val_size=0.0, test_size=0.2, seed=0)
-        pool, test = pool.subset(s.train), pool.subset(s.test)
-    if test_rows and test_rows < len(test):
-        keep = stratified_split(test.labels, 0.0, test_rows / len(test), seed=0).test
-        test = test.subset(np.sort(keep))
-    return pool, test
-
-
 def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict:
-    pool, test = splits(name, args.test_rows)
+    pool, test = packaged_split(name, args.test_rows)
     bb = get_backbone(args.backbone)
     precision = resolve("cpu", args.precision).precision
     cache = FeatureCache()
@@ -62,7 +50,7 @@ def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict
     yp, yt = encode_labels(pool.labels, classes), encode_labels(test.labels, classes)
     support = {str(c): int((yt == i).sum()) for i, c in enumerate(classes)}
     metric = choose_metric(support, args.metric)
-    keys = list(pool.inputs) if pool.modality == "text" else [str(r) for r in pool.rows]
+    keys = row_keys(pool)
     curves: dict[str, list[list[float]]] = {s: [] for s in strategies}
     labels_at: list[int] = []
     for seed in range(args.seeds):

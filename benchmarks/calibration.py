@@ -22,22 +22,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from versions import code_version  # benchmarks/versions.py, beside this script
+from common import code_version, packaged_split  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
-from warmstart.data import few_shot, load_packaged, stratified_split
+from warmstart.data import few_shot, stratified_split
 from warmstart.metrics import calibration
 from warmstart.techniques import get_technique
 
 
 def rows(name: str, shots: int, val_rows: int, test_rows: int, seed: int):
-    pk = load_packaged(name)
-    pool, test = pk.train, pk.test
-    if test is None:
-        s = stratified_split(pool.labels, val_size=0.0, test_size=0.2, seed=0)
-        pool, test = pool.subset(s.train), pool.subset(s.test)
-    if test_rows < len(test):
-        test = test.subset(np.sort(stratified_split(test.labels, 0.0, test_rows / len(test), seed=0).test))
+    pool, test = packaged_split(name, test_rows)
     train_idx = few_shot(pool.labels, shots, seed=seed)
     rest = np.setdiff1d(np.arange(len(pool)), train_idx)
     pick = stratified_split([pool.labels[i] for i in rest], 0.0, val_rows / len(rest), seed=seed + 1000).test

@@ -1,9 +1,12 @@
-"""What a benchmark row is keyed by: the code version it was measured on (with every parameter, in each script)."""
+"""What the benchmarks share: the code version their rows are keyed by (with every parameter, in each script),
+and the fixed split of a packaged data set into a training pool and a test sample."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+import numpy as np
 
 
 def code_version() -> str:
@@ -24,3 +27,19 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
+
+
+def packaged_split(name: str, test_rows: int, test_size: float = 0.2) -> tuple:
+    """A packaged data set's training pool and test rows: its own test split, else a stratified ``test_size`` of
+    it (seed 0), cut to a stratified ``test_rows`` sample (0: all); the same for every seed and method."""
+    from warmstart.data import load_packaged, stratified_split
+
+    pk = load_packaged(name)
+    pool, test = pk.train, pk.test
+    if test is None:
+        s = stratified_split(pool.labels, val_size=0.0, test_size=test_size, seed=0)
+        pool, test = pool.subset(s.train), pool.subset(s.test)
+    if test_rows and test_rows < len(test):
+        keep = stratified_split(test.labels, val_size=0.0, test_size=test_rows / len(test), seed=0).test
+        test = test.subset(np.sort(keep))
+    return pool, test

@@ -34,27 +34,14 @@ import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # setfit's trainer shows a bar even with show_progress_bar=False
 
-from versions import code_version  # benchmarks/versions.py, beside this script
+from common import code_version, packaged_split  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.backbones import get_backbone, minilm_l6_folder
-from warmstart.data import few_shot, load_packaged, stratified_split
+from warmstart.data import few_shot
 from warmstart.techniques import get_technique
 
 BACKBONE = "all-MiniLM-L6-v2"
-
-
-def splits(name: str, test_rows: int) -> tuple:
-    """A fixed training pool and a fixed stratified test sample (the same for every seed and method)."""
-    pk = load_packaged(name)
-    pool, test = pk.train, pk.test
-    if test is None:
-        s = stratified_split(pool.labels, val_size=0.0, test_size=0.3, seed=0)
-        pool, test = pool.subset(s.train), pool.subset(s.test)
-    if test_rows and test_rows < len(test):
-        keep = stratified_split(test.labels, val_size=0.0, test_size=test_rows / len(test), seed=0).test
-        test = test.subset(keep)
-    return pool, test
 
 
 def run_warmstart(train, test, seed: int, params: dict) -> dict:
@@ -216,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     model_path = str(minilm_l6_folder())
     quiet()
     warm_up(methods, model_path)
-    data = {d: splits(d, args.test_rows) for d in datasets}
+    data = {d: packaged_split(d, args.test_rows, test_size=0.3) for d in datasets}
     # cheapest cells first, seeds in the outer loop: an interrupted run has every data set at some seeds
     for k in sorted(shots):
         for seed in range(args.seeds):

@@ -23,13 +23,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from versions import code_version  # benchmarks/versions.py, beside this script
+from common import code_version  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.data import load_packaged
-from warmstart.forecast import _points, choose_metric, forecast_curve
+from warmstart.forecast import _points, forecast_curve
 from warmstart.study import StudyConfig, run_study
 from warmstart.study_files import load_cells
+from warmstart.study_stats import cells_metric
 
 
 def one(name: str, args: argparse.Namespace) -> dict:
@@ -47,8 +48,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
     folder = Path(args.output) / name
     run_study(pk.train, cfg, folder, test=pk.test, progress=False)
     cells = load_cells(folder)
-    support = {k: v["support"] for k, v in cells[0]["per_class"].items()}
-    metric = choose_metric(support, args.metric)
+    metric, _ = cells_metric(cells, args.metric)
     x_all, _, table_all = _points(cells, metric)
     fit_rows = x_all <= args.fit_upto
     x_fit, table_fit = x_all[fit_rows], table_all[fit_rows]
