@@ -146,3 +146,6 @@ def test_cli_suggest_writes_a_table_to_label(tmp_path, tiny_bert_dir, capsys):
     )
     margin = pd.read_csv(out)
     assert margin["uncertainty"].is_monotonic_decreasing
+    capsys.readouterr()
+    assert main(["suggest", str(art), str(tmp_path / "new.csv"), "--n", "0", "-o", str(out)]) == 2
+    assert "--n takes the number of rows to suggest, at least 1; got 0" in capsys.readouterr().err

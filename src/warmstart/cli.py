@@ -240,6 +240,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from .data.load import load_inputs
     from .selection.suggest import suggest_table
 
+    if args.n < 1:
+        raise ParameterError(f"--n takes the number of rows to suggest, at least 1; got {args.n}.")
     check_writable(args.output)
     model = load_artifact(args.artifact, device=args.device)
     data = load_inputs(args.inputs, model.backbone_.modality, _columns(args))
