@@ -24,9 +24,9 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2
   pip install -q torch==2.13.0
 fi
 
-if ! python -c "import warmstart, onnx, pytest, fastapi, uvicorn, multipart, httpx, ray, matplotlib, sentence_transformers, hypothesis, datasets" 2>/dev/null || [ pyproject.toml -nt "$VENV/.warmstart-installed" ]; then
+if ! python -c "import warmstart, onnx, pytest, fastapi, uvicorn, multipart, httpx, ray, matplotlib, sentence_transformers, hypothesis, datasets, model2vec, skeletoken" 2>/dev/null || [ pyproject.toml -nt "$VENV/.warmstart-installed" ]; then
   echo "setup: installing warmstart and its dependencies"
-  pip install -q -c constraints.txt -e ".[dev,onnx,serve,ray]"
+  pip install -q -c constraints.txt -e ".[dev,onnx,serve,ray,distill]"
   touch "$VENV/.warmstart-installed"
 fi
 

@@ -266,6 +266,41 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .artifact import load_artifact
+    from .data.load import load_inputs
+    from .distill import distill_run, distill_text
+
+    unlabeled = None
+    if args.unlabeled:  # read as the teacher reads (text or images), checked before any training
+        modality = load_artifact(args.teacher, device="cpu").backbone_.modality
+        unlabeled = load_inputs(args.unlabeled, modality, _columns(args))
+    test = load_data(args.test, args)[0] if args.test else None
+    result = distill_run(
+        args.teacher,
+        unlabeled=unlabeled,
+        test=test,
+        output=args.output,
+        overwrite=args.overwrite,
+        # how --test was read (the teacher's record says how its own data was)
+        record={
+            "unlabeled": _where(args.unlabeled),
+            "test": _where(args.test),
+            **(_data_record(args) if args.test else {}),
+        },
+        student=args.student,
+        technique=args.technique,
+        params=_fit_params(args),
+        temperature=args.temperature,
+        hard_weight=args.hard_weight,
+        pca_dims=args.pca_dims,
+        seed=args.seed,
+        measure_speed=not args.no_speed,
+    )
+    print(distill_text(result))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import Limits, default_image_pixels, serve
 
@@ -478,6 +513,7 @@ COMMANDS = {
     "suggest": cmd_suggest,
     "export": cmd_export,
     "serve": cmd_serve,
+    "distill": cmd_distill,
     "rank": cmd_rank,
     "recommend": cmd_recommend,
     "push": cmd_push,

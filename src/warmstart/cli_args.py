@@ -170,6 +170,55 @@ def _parser_suggest(sub: Any) -> None:
     _runtime_options(p, precision=False)
 
 
+def _parser_distill(sub: Any) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="train a cheaper student on a fitted model's predictions, saved as an ordinary artifact",
+        description="Distil the artifact TEACHER into a student: a static-embedding model distilled from the "
+        "teacher's own encoder (--student static, text only; needs model2vec) or a smaller backbone. The student "
+        "trains on the teacher's class probabilities over its training rows and any --unlabeled rows, and is "
+        "compared with the teacher on the same test rows: accuracy, agreement, size and rows/s.",
+    )
+    p.add_argument("teacher", help="artifact folder written by `warmstart fit`")
+    p.add_argument(
+        "--student",
+        default="static",
+        help="static (default; text): static embeddings from the teacher's encoder; or a backbone name, e.g. "
+        "paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2:num_layers=2, efficientnet-lite0:num_blocks=10",
+    )
+    p.add_argument("--output", "-o", required=True, help="artifact folder to write for the student")
+    p.add_argument(
+        "--unlabeled",
+        help="more rows for the teacher to label: a text file (CSV/TSV/JSONL/Parquet/TXT) or an image folder",
+    )
+    p.add_argument("--test", help="test rows (default: the teacher's own held-out rows)")
+    p.add_argument("--technique", default="finetune", help="how the student trains (default: finetune)")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="softens (>1) the teacher's probabilities (default: 1)"
+    )
+    p.add_argument(
+        "--hard-weight",
+        type=float,
+        default=0.5,
+        help="weight of the true labels against the teacher's on labelled rows, 0 to 1 (default: 0.5)",
+    )
+    p.add_argument(
+        "--pca-dims", type=int, default=256, help="static student: vector size after PCA (default: 256)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="student technique hyperparameter"
+    )
+    p.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --output even when it is not an artifact"
+    )
+    p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    _data_options(p)
+    _runtime_options(p)
+
+
 def _parser_study(sub: Any) -> None:
     p = sub.add_parser(
         "study",
@@ -435,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_report(sub)
     _parser_forecast(sub)
     _parser_suggest(sub)
+    _parser_distill(sub)
     _parser_export(sub)
     _parser_serve(sub)
     _parser_rank(sub)

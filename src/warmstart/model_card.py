@@ -87,6 +87,8 @@ def render(meta: dict, classes: list[Any], backbone: dict, metrics: dict | None,
     )
     out.append("## Labels\n\n" + ", ".join(f"`{c}`" for c in classes) + "\n")
     out.append(_evaluation(metrics, config))
+    if metrics and metrics.get("distillation"):
+        out.append(_distillation(metrics["distillation"], config))
     out.append(_training(meta, config, metrics))
     out.append(
         "## How to use\n\n```bash\nwarmstart predict THIS_FOLDER inputs.csv --output predictions.csv\n"
@@ -165,3 +167,33 @@ def _training(meta: dict, config: dict, metrics: dict | None) -> str:
     }
     rows.append(f"- technique parameters: `{json.dumps(shown, sort_keys=True, default=str)}`")
     return "\n".join(rows) + "\n"
+
+
+def _distillation(d: dict, config: dict) -> str:
+    """Teacher against this (student) model on the same test rows."""
+    source = config.get("distilled_from", {})
+    rows = [
+        "## Distillation\n",
+        f"A student distilled from a `{source.get('technique', '?')}` teacher on "
+        f"`{source.get('backbone', {}).get('name', '?')}`"
+        + (f" (`{source['artifact']}`)" if source.get("artifact") else "")
+        + f", trained on the teacher's class probabilities over {d['transfer_rows']} rows "
+        f"({d['labelled_rows']} of them labelled; temperature {config.get('temperature')}, weight of the true "
+        f"labels {config.get('hard_weight')}). Both measured on the same {d['test_rows']} test rows, in one process:\n",
+        "| model | accuracy | macro-F1 | parameters | rows/s | one row, ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for who in ("teacher", "student"):
+        m, sp = d[who], d[who].get("speed") or {}
+        rows.append(
+            f"| {who} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['parameters']:,} | "
+            f"{sp.get('rows_per_s', 'not measured')} | {sp.get('single_row_ms', 'not measured')} |"
+        )
+    rows += [
+        "",
+        f"The student agrees with the teacher on {100 * d['agreement']:.1f}% of the test rows and keeps "
+        f"{100 * d['accuracy_kept']:.1f}% of its accuracy"
+        + (f", at {d['speedup']}x its rows per second." if "speedup" in d else "."),
+        "",
+    ]
+    return "\n".join(rows)

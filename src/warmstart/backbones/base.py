@@ -104,6 +104,9 @@ class Backbone(ABC):
     # low-precision copy of the whole module); part of the feature-cache key, since the two give slightly
     # different features
     bf16_kind: str = "autocast"
+    # the learning rate full fine-tuning starts from (lr="auto") where this kind of backbone needs another than
+    # its modality's default (a static embedding table trains at a far higher rate than a transformer)
+    tuning_lr: float | None = None
 
     def batch_source(self, data: Any) -> BatchSource:
         """Model-ready batches of ``data`` for training and tuned inference (see ``BatchSource``)."""

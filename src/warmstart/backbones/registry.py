@@ -131,6 +131,11 @@ def get_backbone(name_or_path: str, **kwargs) -> Backbone:
 def _load(base: str, spec: str, kwargs: dict) -> Backbone:
     if base in _REGISTRY:
         return _REGISTRY[base].factory(**kwargs)
+    if base.startswith("static:"):
+        from .static import static_backbone
+
+        teacher = base[len("static:") :]
+        return static_backbone(get_backbone(teacher), teacher, **kwargs)
     from .hub import strip_prefix
 
     src = strip_prefix(base)

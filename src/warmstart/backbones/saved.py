@@ -39,9 +39,13 @@ def load_saved_backbone(folder: str | Path, **kwargs) -> Backbone:
         from .efficientnet_lite import EfficientNetLiteBackbone
 
         return EfficientNetLiteBackbone.load_saved(folder, meta, **kwargs)
+    if kind == "static-text":
+        from .static import StaticBackbone
+
+        return StaticBackbone.load_saved(folder, meta, **kwargs)
     raise BackboneError(
         f"{meta_path}: unknown backbone kind {kind!r}; this warmstart version reads "
-        f"'transformers-text', 'hf-vision' and 'efficientnet-lite'."
+        f"'transformers-text', 'static-text', 'hf-vision' and 'efficientnet-lite'."
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..backbones import Backbone
 from ..errors import ParameterError
 from .base import Interval, register_technique
 from .train import Hooks
@@ -53,6 +54,11 @@ class FineTune(TunedTechnique):
         self.freeze_layers = freeze_layers
         self.lr_decay = lr_decay
         self.gradual_unfreeze = gradual_unfreeze
+
+    def _base_lr(self, bb: Backbone) -> float:
+        if self.lr == "auto" and bb.tuning_lr is not None:
+            return float(bb.tuning_lr)
+        return super()._base_lr(bb)
 
     def _layer_groups(self, model: Classifier) -> list[list[str]]:
         return [[f"body.{n}" for n in g] for g in model.backbone.layer_groups()]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,6 +74,46 @@ class Classifier(nn.Module):
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(**batch))
+
+
+@dataclass
+class SoftTargets:
+    """Class probabilities to train towards (a teacher's, in distillation): ``proba[i]`` for row ``i`` of the
+    training rows, columns in the order of ``classes``. The loss is the cross-entropy against them of the
+    student's logits divided by ``temperature``, times ``temperature ** 2`` (Hinton et al. 2015), so the
+    gradients keep their size whatever the temperature."""
+
+    classes: np.ndarray
+    proba: np.ndarray
+    temperature: float = 1.0
+
+    def check(self, data: Dataset, classes: np.ndarray) -> np.ndarray:
+        """The classes to train, after checking that the targets fit ``data`` (its labels among them)."""
+        proba = np.asarray(self.proba)
+        if proba.shape != (len(data), len(self.classes)):
+            raise ParameterError(
+                f"soft targets of shape {proba.shape} for {len(data)} rows and {len(self.classes)} classes; "
+                f"give one row of class probabilities per training row."
+            )
+        if not np.allclose(proba.sum(1), 1.0, atol=1e-3) or (proba < 0).any():
+            raise ParameterError("soft targets must be probabilities: non-negative rows that sum to 1.")
+        unknown = sorted(set(classes) - set(self.classes))
+        if unknown:
+            raise ParameterError(f"labels {unknown[:5]} are not among the soft targets' classes.")
+        return np.asarray(self.classes)
+
+    def loss(self) -> Any:
+        t = float(self.temperature)
+
+        def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return nn.functional.cross_entropy(logits / t, targets) * (t * t)
+
+        return soft_cross_entropy
+
+    def fingerprint(self) -> str:
+        h = hashlib.blake2b(np.ascontiguousarray(self.proba, dtype=np.float32).tobytes(), digest_size=12)
+        h.update(json.dumps([str(c) for c in self.classes]).encode() + str(self.temperature).encode())
+        return h.hexdigest()
 
 
 class TunedTechnique(Technique):
@@ -228,9 +269,14 @@ class TunedTechnique(Technique):
         """After training (default: nothing)."""
 
     # -- fit ---------------------------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, val: Any = None) -> TunedTechnique:
+    def fit(
+        self, X: Any, y: Any = None, val: Any = None, soft_targets: SoftTargets | None = None
+    ) -> TunedTechnique:
         """Train on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
-        ``X``'s label column); with labelled ``val`` rows, keep the best epoch and stop early."""
+        ``X``'s label column); with labelled ``val`` rows, keep the best epoch and stop early.
+
+        ``soft_targets`` (distillation): class probabilities per row of ``X`` to train towards instead of the
+        labels, which then only start the head; the classes are ``soft_targets.classes``."""
         self._reset_fitted()
         self._validate_params()
         start = time.perf_counter()
@@ -238,6 +284,8 @@ class TunedTechnique(Technique):
         train_data, val = self._fit_data(X, y, val, base.modality)
         require_single_label(train_data, self.name)
         self.classes_ = np.array(sorted(set(train_data.labels)))
+        if soft_targets is not None:
+            self.classes_ = soft_targets.check(train_data, self.classes_)
         y = torch.from_numpy(encode_labels(train_data.labels, self.classes_))
         bb = self._copy_backbone(base)
         self.lr_ = self._base_lr(bb)
@@ -263,8 +311,16 @@ class TunedTechnique(Technique):
         if val_known is not None:
             val_source = bb.training_source(val_known[0], progress=self.progress)
             hooks.evaluate = lambda: self._evaluate(model, val_known, val_source, source)
-        ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, val_known), self._run_key_)
-        state = train(model, self._param_groups(model), source, y, self._loop_config(), ckpt, hooks)
+        targets = y
+        if soft_targets is not None:
+            if augmenter is not None and (augmenter.cfg.mixup or augmenter.cfg.cutmix):
+                raise ParameterError(
+                    "mixup and cutmix mix class indices; with soft targets (distillation) leave them at 0."
+                )
+            targets = torch.as_tensor(soft_targets.proba, dtype=torch.float32)
+            hooks.loss = soft_targets.loss()
+        ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, val_known, soft_targets), self._run_key_)
+        state = train(model, self._param_groups(model), source, targets, self._loop_config(), ckpt, hooks)
         recalibrate_batchnorm(model, model, source, self.batch_size * 4, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
@@ -402,7 +458,9 @@ class TunedTechnique(Technique):
             "macro_f1": float(f1_score(val[1], pred, average="macro", labels=range(len(self.classes_)))),
         }
 
-    def _checkpoint_folder(self, bb: Backbone, train_data: Dataset, val: Any) -> Path:
+    def _checkpoint_folder(
+        self, bb: Backbone, train_data: Dataset, val: Any, soft_targets: SoftTargets | None = None
+    ) -> Path:
         """Named by a hash of everything that decides the result, so rerunning the same fit resumes it."""
         params = {k: v for k, v in self.get_params().items() if k != "backbone" and k not in NOT_IN_RUN_KEY}
         h = hashlib.blake2b(digest_size=12)
@@ -413,6 +471,7 @@ class TunedTechnique(Technique):
             train_data.fingerprint(),
             json.dumps(list(train_data.labels)),
             val[0].fingerprint() + json.dumps(list(val[0].labels)) if val else "no-val",
+            soft_targets.fingerprint() if soft_targets is not None else "",
         ):
             h.update(part.encode())
             h.update(b"\x1f")
@@ -464,7 +523,9 @@ class TunedTechnique(Technique):
         data = self._data(inputs)
         if tta and self.backbone_.modality != "image":
             raise ParameterError("tta=True: test-time augmentation is for images; this model reads text.")
-        return self._logits(self.model_, self.backbone_.batch_source(data), tta=tta).softmax(-1).numpy()
+        rows = getattr(self.backbone_, "inference_batch_size", 64)
+        source = self.backbone_.batch_source(data)
+        return self._logits(self.model_, source, batch_size=rows, tta=tta).softmax(-1).numpy()
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
         return self.classes_[self.predict_proba(inputs, tta=tta).argmax(1)]

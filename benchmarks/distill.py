@@ -1,0 +1,227 @@
+"""Distillation: a fine-tuned teacher against its static and small-transformer students, and model2vec's own path.
+
+Per data set and seed: ``--shots`` labelled rows per class from the training pool; the teacher (``finetune`` on
+``--teacher``) trains on them; up to ``--unlabeled`` other pool rows (their labels dropped) form, with the
+labelled rows, the transfer set the students learn from; everything is tested on the same fixed test rows, and
+throughput (rows/s over the test rows, and one-row latency) is measured in this process for every model.
+
+Students (``--students``, comma-separated names of ``STUDENTS``):
+  static ... warmstart's static student, distilled from the teacher's own fine-tuned encoder, then trained on the
+             teacher's soft targets; variants set its learning rate, temperature and hard-label weight;
+  l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets;
+  m2v ...... the peer: model2vec's ``distill`` of the *pretrained* teacher backbone, then its
+             ``StaticModelForClassification`` (default settings) trained on the labelled rows;
+  m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
+
+    python benchmarks/distill.py --data trec,vader-nyt --seeds 0 --students static,static-lr1e-2
+    python benchmarks/distill.py --data sms-spam,bbc-news,reuters-r8 --seeds 0,1,2 --students static,l3,m2v,m2v-pseudo
+
+Rows are keyed by the code version and every setting, appended to ``--output`` (JSON lines); a teacher is kept as
+an artifact folder under ``--teachers`` and reused by later students of the same key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import code_version, packaged_split  # noqa: E402
+
+# name -> (student, distill options); the technique is finetune unless named
+STUDENTS: dict[str, tuple[str, dict]] = {
+    "static": ("static", {}),
+    "static-lr1e-3": ("static", {"params": {"lr": 1e-3}}),
+    "static-lr1e-2": ("static", {"params": {"lr": 1e-2}}),
+    "static-lr3e-2": ("static", {"params": {"lr": 3e-2}}),
+    "static-T2": ("static", {"temperature": 2.0}),
+    "static-hard0": ("static", {"hard_weight": 0.0}),
+    "static-e8": ("static", {"params": {"epochs": 8}}),
+    "l3": ("paraphrase-MiniLM-L3-v2", {}),
+    "m2v": ("model2vec", {}),
+    "m2v-pseudo": ("model2vec", {"pseudo": True}),
+}
+
+
+def key_of(desc: dict) -> str:
+    return hashlib.blake2b(json.dumps(desc, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
+
+
+def teacher_for(args, version, data, seed, train, folder: Path):
+    """The fine-tuned teacher of (data, seed): loaded from its artifact folder, or trained and saved there."""
+    from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.techniques import get_technique
+
+    desc = {"code": version, "data": data, "seed": seed, "shots": args.shots, "teacher": args.teacher}
+    path = folder / f"{data}-s{seed}-{key_of(desc)}"
+    if (path / "warmstart.json").is_file() and not version.endswith("-dirty"):
+        return load_artifact(path), None
+    est = get_technique("finetune", backbone=args.teacher, seed=seed, progress=False)
+    cpu, wall = time.process_time(), time.perf_counter()
+    est.fit(train)
+    cost = {
+        "teacher_fit_cpu_s": round(time.process_time() - cpu, 1),
+        "teacher_fit_wall_s": round(time.perf_counter() - wall, 1),
+    }
+    save_artifact(est, path, embed_backbone=True, overwrite=True)
+    return est, cost
+
+
+def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
+    """model2vec's own pipeline: distil the pretrained backbone, train its classifier with its defaults."""
+    from model2vec.distill import distill_from_model
+    from model2vec.train import StaticModelForClassification
+
+    from warmstart.backbones import get_backbone
+    from warmstart.distill import speed
+
+    base = get_backbone(args.teacher)
+    model = base.module
+    model.config._name_or_path = ""
+    static = distill_from_model(model, base.tokenizer, device="cpu", pca_dims=256)
+    clf = StaticModelForClassification.from_static_model(model=static)
+    X, y = list(train.inputs), list(train.labels)
+    if pseudo and unlabeled is not None:
+        X += list(unlabeled.inputs)
+        y += list(teacher.predict(unlabeled))
+    cpu, wall = time.process_time(), time.perf_counter()
+    clf.fit(X, y)
+    fit = {
+        "fit_cpu_s": round(time.process_time() - cpu, 1),
+        "fit_wall_s": round(time.perf_counter() - wall, 1),
+    }
+    texts = list(test.inputs)
+    pred = np.asarray(clf.predict(texts))
+
+    class Wrapped:  # the same speed measurement as warmstart's models
+        def predict_proba(self, inputs):
+            return clf.predict_proba(list(inputs))
+
+    return {
+        "accuracy": float((pred == np.asarray(test.labels)).mean()),
+        "agreement": float((pred == teacher.predict(test)).mean()),
+        "speed": speed(Wrapped(), texts),
+        "parameters": int(sum(p.numel() for p in clf.parameters())),
+        **fit,
+    }
+
+
+def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
+    from warmstart.distill import distill
+
+    student, opts = STUDENTS[name]
+    if student == "model2vec":
+        return model2vec_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False))
+    opts = {**opts, "params": {**opts.get("params", {}), "progress": False}}
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = distill(teacher, train, unlabeled, test, student=student, seed=seed, **opts)
+    fit = {
+        "fit_cpu_s": round(time.process_time() - cpu, 1),
+        "fit_wall_s": round(time.perf_counter() - wall, 1),
+    }
+    c = result.metrics["distillation"]
+    return {
+        "accuracy": c["student"]["accuracy"],
+        "agreement": c["agreement"],
+        "speed": c["student"]["speed"],
+        "parameters": c["student"]["parameters"],
+        "teacher_speed": c["teacher"]["speed"],
+        "transfer_rows": c["transfer_rows"],
+        **fit,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from warmstart.data import few_shot
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="trec,vader-nyt")
+    ap.add_argument("--teacher", default="all-MiniLM-L6-v2")
+    ap.add_argument("--shots", type=int, default=64)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--students", default="static,m2v")
+    ap.add_argument("--unlabeled", type=int, default=4000, help="most unlabelled pool rows per run")
+    ap.add_argument("--test-rows", type=int, default=1000)
+    ap.add_argument("--output", default="runs/bench/distill.jsonl")
+    ap.add_argument("--teachers", default="runs/bench/distill-teachers")
+    args = ap.parse_args(argv)
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if out.is_file():
+        for line in out.read_text().splitlines():
+            row = json.loads(line)
+            done[row["key"]] = row
+    version = code_version()
+    rows = []
+    for data in args.data.split(","):
+        pool, test = packaged_split(data, args.test_rows)
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            chosen = few_shot(pool.labels, args.shots, seed=seed)
+            train = pool.subset(chosen)
+            rest = np.setdiff1d(np.arange(len(pool)), chosen)
+            rng = np.random.default_rng(seed)
+            extra = np.sort(rng.choice(rest, size=min(args.unlabeled, len(rest)), replace=False))
+            unlabeled = pool.subset(extra) if len(extra) else None
+            if unlabeled is not None:
+                unlabeled.labels = None
+            teacher, teacher_cost = None, None
+            for name in args.students.split(","):
+                desc = {
+                    "code": version,
+                    "data": data,
+                    "seed": seed,
+                    "shots": args.shots,
+                    "teacher": args.teacher,
+                    "student": name,
+                    "options": STUDENTS[name],
+                    "unlabeled": len(extra),
+                    "test_rows": len(test),
+                }
+                key = key_of(desc)
+                if key in done and not version.endswith("-dirty"):
+                    rows.append(done[key])
+                    continue
+                if teacher is None:
+                    teacher, teacher_cost = teacher_for(args, version, data, seed, train, Path(args.teachers))
+                    t_acc = float((teacher.predict(test) == np.asarray(test.labels)).mean())
+                res = run_student(args, name, teacher, train, unlabeled, test, seed)
+                row = {"key": key, **desc, "teacher_accuracy": t_acc, **(teacher_cost or {}), **res}
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                ts = res.get("teacher_speed", {}).get("rows_per_s")
+                print(
+                    f"{data} seed {seed} {name}: {res['accuracy']:.4f} (teacher {t_acc:.4f}), "
+                    f"{res['speed']['rows_per_s']:,.0f} rows/s (teacher {ts}), fit {res['fit_wall_s']} s",
+                    flush=True,
+                )
+    print(
+        "\n| data | student | seeds | accuracy | teacher | kept | agreement | rows/s | 1 row ms | fit wall s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for data in args.data.split(","):
+        for name in args.students.split(","):
+            sel = [r for r in rows if r["data"] == data and r["student"] == name]
+            if not sel:
+                continue
+            acc = np.mean([r["accuracy"] for r in sel])
+            tacc = np.mean([r["teacher_accuracy"] for r in sel])
+            print(
+                f"| {data} | {name} | {len(sel)} | {acc:.4f} | {tacc:.4f} | {acc / tacc:.3f} | "
+                f"{np.mean([r['agreement'] for r in sel]):.3f} | {np.mean([r['speed']['rows_per_s'] for r in sel]):,.0f} | "
+                f"{np.mean([r['speed']['single_row_ms'] for r in sel]):.2f} | {np.mean([r['fit_wall_s'] for r in sel]):.0f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

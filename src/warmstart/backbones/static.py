@@ -1,0 +1,354 @@
+"""Static-embedding text backbones: one vector per token, looked up and averaged (model2vec's idea).
+
+A static backbone is distilled from a transformer encoder by the ``model2vec`` library: every token of the
+encoder's vocabulary goes through the encoder once, the outputs are reduced with PCA and weighted down by token
+frequency (SIF). Encoding a text is then a tokenizer call, a table lookup and a mean, with no attention and no
+matrix products, so it runs hundreds of times faster than the encoder on a CPU. Distilled from a *fine-tuned*
+encoder (``warmstart distill``), the table carries what fine-tuning taught it; the vectors stay trainable, so the
+``finetune`` technique trains them further on a teacher's soft labels.
+
+The static backbone is a plain PyTorch module (an embedding table), saved as safetensors with the tokenizer's
+``tokenizer.json``; loading it again needs neither model2vec nor the encoder it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import BackboneError
+from .base import Backbone
+from .text_transformers import TextBatchSource
+
+MODEL2VEC_INSTALL = (
+    "pip install --no-deps model2vec==0.10.0 skeletoken==0.6.1 (or pip install 'warmstart[distill]')"
+)
+
+
+class StaticEmbeddings(nn.Module):
+    """``(B, L)`` token ids and mask -> the mean of their rows of ``embedding``, optionally unit length."""
+
+    def __init__(self, vectors: torch.Tensor, normalize: bool = True) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=False)
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(self.embedding.weight.dtype)
+        pooled = (self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+
+class StaticBackbone(Backbone):
+    """A static-embedding text encoder: ``tokenizers`` tokenizer (no special tokens) + ``StaticEmbeddings``.
+
+    Example (a tiny random encoder distilled in seconds; a real one comes from ``warmstart distill`` or the
+    backbone name ``static:all-MiniLM-L6-v2``):
+        >>> from transformers import BertConfig, BertModel
+        >>> from warmstart.backbones import get_backbone
+        >>> teacher = get_backbone("all-MiniLM-L6-v2")
+        >>> teacher.module = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        ...                                       intermediate_size=64, vocab_size=teacher.tokenizer.vocab_size))
+        >>> bb = StaticBackbone.distill(teacher, pca_dims=16, progress=False)
+        >>> bb.encode(["hello world", ""], progress=False).shape, bb.num_features
+        ((2, 16), 16)
+    """
+
+    modality = "text"
+    inference_batch_size = (
+        1024  # rows per batch when a tuned model predicts: a lookup is cheap, calls are not
+    )
+    tuning_lr = 1e-2  # FINETUNE_LR_NOTE
+
+    def __init__(
+        self,
+        vectors: torch.Tensor,
+        tokenizer: Any,
+        *,
+        name: str,
+        source: str,
+        normalize: bool = True,
+        max_length: int = 512,
+        distilled_from: dict | None = None,
+    ) -> None:
+        self.module = StaticEmbeddings(vectors, normalize)
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.name, self.source = name, source
+        self.normalize, self.max_length = normalize, int(max_length)
+        self.num_features = int(vectors.shape[1])
+        self.distilled_from = distilled_from or {}
+        self._fingerprint = None
+
+    # -- making one ---------------------------------------------------------------------------------------------
+    @classmethod
+    def distill(
+        cls,
+        teacher: Backbone,
+        *,
+        pca_dims: int | None = 256,
+        sif_coefficient: float | None = 1e-4,
+        name: str | None = None,
+        progress: bool = True,
+    ) -> StaticBackbone:
+        """Distil ``teacher`` (a transformers text backbone, pretrained or fine-tuned) with model2vec: one
+        forward pass per vocabulary token, PCA to ``pca_dims`` (None: keep the encoder's width), SIF weights
+        (``sif_coefficient``; None: none). The teacher is not changed."""
+        try:
+            from model2vec.distill import distill_from_model
+        except ImportError as e:
+            raise BackboneError(
+                f"a static-embedding backbone is distilled by the model2vec library, which is not installed "
+                f"({e}). Install it with: {MODEL2VEC_INSTALL}"
+            ) from e
+        from transformers import PreTrainedModel
+
+        module, tokenizer = getattr(teacher, "module", None), getattr(teacher, "tokenizer", None)
+        if not isinstance(module, PreTrainedModel) or not hasattr(tokenizer, "backend_tokenizer"):
+            raise BackboneError(
+                f"{teacher.name!r}: a static student is distilled from a transformers text encoder with a fast "
+                f"tokenizer; this backbone is a {type(module).__name__}. Use a transformer student instead "
+                f"(--student all-MiniLM-L6-v2:num_layers=2, for example)."
+            )
+        if pca_dims is not None and pca_dims > teacher.num_features:
+            raise BackboneError(
+                f"pca_dims={pca_dims} is more than the {teacher.num_features} features of {teacher.name!r}; use "
+                f"at most {teacher.num_features}, or pca_dims=None to keep them all."
+            )
+        model = copy.deepcopy(module).float().cpu().eval()  # model2vec resizes the embeddings in place
+        if hasattr(model, "st_dense"):
+            del model.st_dense  # a sentence-transformers Dense layer is not part of the token states
+        model.config._name_or_path = (
+            ""  # model2vec would otherwise look the name up on the hub for a language
+        )
+        import os
+
+        was = os.environ.get("TQDM_DISABLE")
+        if not progress:
+            os.environ["TQDM_DISABLE"] = "1"
+        try:
+            with torch.inference_mode(False):
+                static = distill_from_model(
+                    model,
+                    tokenizer,
+                    device="cpu",
+                    pca_dims=pca_dims,
+                    sif_coefficient=sif_coefficient,
+                    quantize_to="float32",
+                    pooling=_pooling_for(teacher),
+                )
+        finally:
+            if was is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = was
+        vectors = torch.from_numpy(np.asarray(static.embedding, dtype=np.float32).copy())
+        label = name or f"static:{teacher.name}"
+        return cls(
+            vectors,
+            static.tokenizer,
+            name=label,
+            source=label,
+            max_length=int(getattr(teacher, "max_length", 512) or 512),
+            distilled_from={
+                **teacher.reference(),
+                "pca_dims": pca_dims,
+                "sif_coefficient": sif_coefficient,
+                "model2vec": _version("model2vec"),
+            },
+        )
+
+    # -- the backbone contract ----------------------------------------------------------------------------------
+    def preprocess_config(self) -> dict:
+        if not hasattr(self, "_tok_hash"):
+            state = json.loads(self.tokenizer.to_str())
+            spec = json.dumps(
+                {k: v for k, v in state.items() if k not in ("truncation", "padding")}, sort_keys=True
+            )
+            self._tok_hash = hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
+        return {
+            "kind": "static-text",
+            "max_length": self.max_length,
+            "normalize": self.normalize,
+            "tokenizer": self._tok_hash,
+        }
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids without special tokens, cut to ``max_length``."""
+        if not texts:
+            return []
+        enc = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [e.ids[: self.max_length] for e in enc]
+
+    def collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Pad to the longest row of the batch (an empty text keeps one masked position)."""
+        longest = max(1, max(len(x) for x in ids))
+        input_ids = torch.zeros((len(ids), longest), dtype=torch.long)
+        mask = torch.zeros((len(ids), longest), dtype=torch.long)
+        for i, x in enumerate(ids):
+            if x:
+                input_ids[i, : len(x)] = torch.as_tensor(x)
+                mask[i, : len(x)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.module(input_ids, attention_mask)
+
+    def batch_source(self, data: Any) -> TextBatchSource:
+        texts = data.inputs if hasattr(data, "inputs") else data
+        return TextBatchSource(self, [str(t) for t in texts])  # type: ignore[arg-type]
+
+    def encode(
+        self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, precision: str = "fp32"
+    ) -> np.ndarray:
+        """Features of ``inputs`` in fp32 (a lookup gains nothing from bf16; ``precision`` is accepted for the
+        common signature): one ``embedding_bag`` over length-sorted batches of 4,096 rows."""
+        texts = [str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)]
+        out = np.zeros((len(texts), self.num_features), dtype=np.float32)
+        weight = self.module.embedding.weight
+        step = batch_size or 4096
+        with torch.inference_mode():
+            for start in range(0, len(texts), step):
+                ids = self.tokenize(texts[start : start + step])
+                lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+                flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=weight.device)
+                offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]).to(
+                    weight.device
+                )
+                pooled = nn.functional.embedding_bag(flat, weight, offsets, mode="mean")
+                if self.normalize:
+                    pooled = nn.functional.normalize(pooled, dim=-1)
+                out[start : start + len(ids)] = pooled.float().cpu().numpy()
+        return out
+
+    def layer_groups(self) -> list[list[str]]:
+        return [["embedding.weight"]]
+
+    def reset_parameters(self, seed: int) -> None:
+        """Random vectors of the same scale as the distilled ones (the from-scratch control)."""
+        g = torch.Generator().manual_seed(seed)
+        w = self.module.embedding.weight
+        with torch.no_grad():
+            w.copy_(torch.randn(w.shape, generator=g) * float(w.std()))
+        self.has_source_classifier = False
+        self.invalidate_fingerprint()
+
+    # -- the exported graph (export.py) -------------------------------------------------------------------------
+    def export_example(self) -> tuple[tuple[torch.Tensor, ...], list[str], dict]:
+        ids = torch.ones((2, 8), dtype=torch.long)
+        mask = torch.ones((2, 8), dtype=torch.long)
+        mask[1, 5:] = 0
+        names = ["input_ids", "attention_mask"]
+        return (ids, mask), names, {n: {0: "batch", 1: "tokens"} for n in names}
+
+    def graph_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(input_ids=input_ids, attention_mask=attention_mask)
+
+    def graph_args(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return (batch["input_ids"], batch["attention_mask"])
+
+    def export_preprocessing(self, folder: Path) -> dict:
+        (folder / "tokenizer").mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(folder / "tokenizer" / "tokenizer.json"))
+        return {
+            "modality": "text",
+            "inputs": ["input_ids", "attention_mask"],
+            "tokenizer": "tokenizer/tokenizer.json",
+            "max_length": self.max_length,
+            "pad_id": 0,
+            "truncation": "right, to max_length tokens; the tokenizer adds no special tokens",
+        }
+
+    # -- persistence --------------------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        weight = self.module.embedding.weight.detach().cpu().contiguous()
+        save_file({"embedding.weight": weight}, str(folder / "model.safetensors"))
+        self.tokenizer.save(str(folder / "tokenizer.json"))
+        meta = {
+            "kind": "static-text",
+            "name": self.name,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "distilled_from": self.distilled_from,
+        }
+        (folder / "warmstart_backbone.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load_saved(cls, folder: Path, meta: dict, **kwargs: Any) -> StaticBackbone:
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        if kwargs:
+            raise BackboneError(
+                f"{folder}: a static-embedding backbone takes no options; got {sorted(kwargs)}."
+            )
+        for need in ("model.safetensors", "tokenizer.json"):
+            if not (folder / need).is_file():
+                raise BackboneError(
+                    f"{folder}: a static-embedding backbone folder needs {need}, which is missing."
+                )
+        vectors = load_file(str(folder / "model.safetensors"))["embedding.weight"]
+        return cls(
+            vectors,
+            Tokenizer.from_file(str(folder / "tokenizer.json")),
+            name=meta.get("name", str(folder)),
+            source=str(folder),
+            normalize=bool(meta.get("normalize", True)),
+            max_length=int(meta.get("max_length", 512)),
+            distilled_from=meta.get("distilled_from"),
+        )
+
+
+def _pooling_for(teacher: Backbone) -> str:
+    """model2vec's pooling for one token's states: the teacher's own where model2vec has it (mean or CLS)."""
+    return "first" if getattr(teacher, "pooling", "mean") == "cls" else "mean"
+
+
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def static_backbone(
+    teacher: Backbone, teacher_spec: str, pca_dims: int | str = 256, progress: bool = True
+) -> StaticBackbone:
+    """``static:NAME``: the static backbone distilled from ``teacher`` (the backbone ``NAME``), made once and kept
+    under the warmstart home by the teacher's fingerprint and the settings."""
+    import os
+    import shutil
+
+    from .._io import warmstart_home
+
+    dims = None if str(pca_dims).lower() == "none" else int(pca_dims)
+    key = hashlib.blake2b(f"{teacher.fingerprint()}|{dims}|1e-4".encode(), digest_size=10).hexdigest()
+    folder = warmstart_home() / "static" / key
+    name = f"static:{teacher_spec}" + (f":pca_dims={pca_dims}" if dims != 256 else "")
+    meta_path = folder / "warmstart_backbone.json"
+    if meta_path.is_file():
+        bb = StaticBackbone.load_saved(folder, json.loads(meta_path.read_text()))
+    else:
+        bb = StaticBackbone.distill(teacher, pca_dims=dims, name=name, progress=progress)
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        bb.save(tmp)
+        try:
+            tmp.rename(folder)  # atomic: a half-written folder is never found
+        except OSError:  # another process made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    bb.name = bb.source = name
+    return bb

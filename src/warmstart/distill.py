@@ -1,0 +1,301 @@
+"""Distillation: a fitted teacher's predictions train a cheaper student, which ships as an ordinary artifact.
+
+The teacher is an artifact folder (any technique). Its training rows (found again from the artifact) and any
+unlabelled rows form the *transfer set*; the teacher's class probabilities on it, sharpened or softened by a
+temperature, are the student's targets, mixed with the true labels where they are known. The student is
+
+- ``static`` (text): a static-embedding backbone distilled by model2vec from the teacher's own (fine-tuned)
+  encoder, whose vectors and head then train on the soft targets (``backbones/static.py``);
+- any backbone name: a smaller transformer or CNN (``paraphrase-MiniLM-L3-v2``,
+  ``all-MiniLM-L6-v2:num_layers=2``, ``efficientnet-lite0:num_blocks=10``), fine-tuned on the soft targets.
+
+Both are measured on the same test rows as the teacher: accuracy, agreement with the teacher, size, and
+inference throughput (rows per second in batches, and the latency of one row), in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset
+from .errors import ParameterError
+
+
+@dataclass
+class DistillResult:
+    estimator: Any
+    metrics: dict
+    config: dict
+    artifact: Path | None = None
+
+
+def transfer_set(labelled: Dataset | None, unlabeled: Dataset | None) -> tuple[Dataset, np.ndarray]:
+    """The rows the student learns from: the labelled rows, then the unlabelled ones; and which are labelled."""
+    parts = [d for d in (labelled, unlabeled) if d is not None and len(d)]
+    if not parts:
+        raise ParameterError(
+            "nothing to distil on: the teacher's training rows could not be read again and no unlabelled rows "
+            "were given; pass --unlabeled FILE (texts, or an image folder)."
+        )
+    known = np.concatenate([np.full(len(d), d is labelled and d.labels is not None) for d in parts])
+    if len(parts) == 1:
+        inputs: Any = parts[0].inputs
+    elif all(isinstance(d.inputs, np.ndarray) for d in parts):
+        inputs = np.concatenate([d.inputs for d in parts])
+    else:
+        inputs = [x for d in parts for x in d.inputs]
+    rows = [r for d in parts for r in d.rows]
+    return Dataset(inputs, None, parts[0].modality, "transfer set", rows), known
+
+
+def soft_targets(
+    proba: np.ndarray,
+    classes: np.ndarray,
+    labels: list | None,
+    known: np.ndarray,
+    temperature: float,
+    hard_weight: float,
+) -> np.ndarray:
+    """The teacher's probabilities at ``temperature`` (``p ** (1/T)``, renormalised: the softmax of its logits
+    over T), mixed with one-hot true labels at ``hard_weight`` on the rows whose label is known."""
+    logp = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+    logp -= logp.max(1, keepdims=True)
+    soft = np.exp(logp)
+    soft /= soft.sum(1, keepdims=True)
+    if labels is not None and hard_weight > 0 and known.any():
+        index = {c: i for i, c in enumerate(classes)}
+        rows = np.flatnonzero(known)
+        onehot = np.zeros((len(rows), len(classes)))
+        onehot[np.arange(len(rows)), [index[labels[i]] for i in rows]] = 1.0
+        soft[rows] = (1 - hard_weight) * soft[rows] + hard_weight * onehot
+    return soft
+
+
+def make_student(teacher: Any, student: str, pca_dims: int | None = 256, progress: bool = True) -> Any:
+    """The student backbone: ``static`` distils the teacher's own encoder; anything else is a backbone name."""
+    from .backbones import get_backbone
+
+    if student == "static":
+        from .backbones.static import StaticBackbone
+
+        return StaticBackbone.distill(teacher.backbone_, pca_dims=pca_dims, progress=progress)
+    bb = get_backbone(student)
+    if bb.modality != teacher.backbone_.modality:
+        raise ParameterError(
+            f"--student {student!r} reads {bb.modality}, but the teacher reads {teacher.backbone_.modality}."
+        )
+    return bb
+
+
+def speed(est: Any, inputs: Any, seconds: float = 2.0, single: int = 30) -> dict:
+    """Inference speed of ``est.predict_proba``: rows per second over all ``inputs`` (best of repeated passes
+    within about ``seconds``), and the median latency of one row (over ``single`` calls)."""
+    est.predict_proba(inputs[: min(len(inputs), 64)])  # warm-up: first-call allocations, lazy copies
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        t = time.perf_counter()
+        est.predict_proba(inputs)
+        dt = time.perf_counter() - t
+        best, spent = min(best, dt), spent + dt
+        if spent > 10 * seconds:
+            break
+    one = []
+    for i in range(min(single, len(inputs))):
+        t = time.perf_counter()
+        est.predict_proba(inputs[i : i + 1])
+        one.append(time.perf_counter() - t)
+    return {
+        "rows_per_s": round(len(inputs) / best, 1),
+        "single_row_ms": round(1000 * float(np.median(one)), 3),
+        "rows": len(inputs),
+    }
+
+
+def size_of(est: Any) -> dict:
+    module = est.model_ if hasattr(est, "model_") else None
+    params = sum(p.numel() for p in module.parameters()) if module is not None else est.trainable_parameters()
+    return {"parameters": int(params), "fp32_mb": round(params * 4 / 2**20, 2)}
+
+
+def check_options(temperature: float, hard_weight: float) -> None:
+    if temperature <= 0 or not 0 <= hard_weight <= 1:
+        raise ParameterError(
+            f"temperature must be above 0 (got {temperature}) and hard_weight within [0, 1] (got {hard_weight})."
+        )
+
+
+def distill_run(
+    teacher: str | Path,
+    *,
+    unlabeled: Dataset | None = None,
+    test: Dataset | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    record: dict | None = None,
+    **options: Any,
+) -> DistillResult:
+    """Distil the artifact folder ``teacher`` (``distill``'s ``options``) over its own training rows and
+    ``unlabeled``; test on ``test`` (default: the teacher's own held-out rows); with ``output``, save the student
+    as an artifact whose metrics and model card hold the comparison."""
+    from .artifact import check_output, held_out, load_artifact, save_artifact, training_rows
+
+    check_options(options.get("temperature", 1.0), options.get("hard_weight", 0.5))
+    if output is not None:
+        check_output(output, overwrite)
+    teacher_est = load_artifact(teacher, device=(options.get("params") or {}).get("device", "auto"))
+    test = test if test is not None else held_out(teacher)
+    result = distill(teacher_est, training_rows(teacher), unlabeled, test, **options)
+    result.config["distilled_from"]["artifact"] = str(Path(teacher).resolve())
+    # the teacher's data and test rows, so that `export` and `report` find the student's test rows again
+    teacher_record, splits = _teacher_records(Path(teacher))
+    result.config["record"] = {**teacher_record, **{k: v for k, v in (record or {}).items() if v is not None}}
+    if output is not None:
+        save_artifact(
+            result.estimator,
+            output,
+            metrics=result.metrics,
+            config=result.config,
+            splits=splits,
+            embed_backbone=True,
+            overwrite=overwrite,
+        )
+        result.artifact = Path(output)
+    return result
+
+
+def _teacher_records(folder: Path) -> tuple[dict, dict | None]:
+    import json
+
+    config, splits = folder / "config.json", folder / "splits.json"
+    record = (json.loads(config.read_text()).get("record") or {}) if config.is_file() else {}
+    test = json.loads(splits.read_text()).get("test") if splits.is_file() else None
+    return dict(record), ({"test": test} if test is not None else None)
+
+
+def distill(
+    teacher: Any,
+    labelled: Dataset | None,
+    unlabeled: Dataset | None,
+    test: Dataset,
+    *,
+    student: str = "static",
+    technique: str = "finetune",
+    params: dict | None = None,
+    temperature: float = 1.0,
+    hard_weight: float = 0.5,
+    pca_dims: int | None = 256,
+    seed: int = 0,
+    measure_speed: bool = True,
+) -> DistillResult:
+    """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
+    at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``."""
+    from .evaluate import evaluate
+    from .techniques import get_technique
+    from .techniques.tuned import SoftTargets, TunedTechnique
+
+    check_options(temperature, hard_weight)
+    params = dict(params or {})
+    data, known = transfer_set(labelled, unlabeled)
+    classes = np.asarray(teacher.classes_)
+    labels = [*labelled.labels, *[None] * (len(data) - len(labelled))] if labelled is not None else None
+    targets = soft_targets(teacher.predict_proba(data), classes, labels, known, temperature, hard_weight)
+    data.labels = [classes[i] for i in targets.argmax(1)]
+    student_bb = make_student(teacher, student, pca_dims, params.get("progress", True))
+    est = get_technique(technique, backbone=student_bb, seed=seed, **params)
+    if not isinstance(est, TunedTechnique):
+        raise ParameterError(
+            f"--technique {technique!r} cannot train on soft targets; use finetune (or another technique that "
+            f"trains with the shared loop: lp_ft, lora, bitfit, l2sp)."
+        )
+    fit_cost = fit_measured_soft(est, data, SoftTargets(classes, targets, temperature))
+    metrics, predict_s = evaluate(est, test)
+    metrics["distillation"] = compare(teacher, est, test, measure_speed)
+    metrics["distillation"].update(transfer_rows=len(data), labelled_rows=int(known.sum()))
+    metrics["timings"] = {
+        "fit_seconds": round(fit_cost.wall_seconds, 3),
+        "predict_seconds": round(predict_s, 3),
+    }
+    metrics["cost"] = {
+        **{f"fit_{k}": v for k, v in fit_cost.to_dict().items()},
+        "trainable_params": est.trainable_parameters(),
+    }
+    config = _config(teacher, est, student, technique, temperature, hard_weight, seed, data, test)
+    return DistillResult(est, metrics, config)
+
+
+def compare(teacher: Any, student: Any, test: Dataset, measure_speed: bool = True) -> dict:
+    """Teacher and student on the same ``test`` rows: accuracy, macro-F1, agreement, size, and speed."""
+    from .evaluate import evaluate
+
+    t_metrics, _ = evaluate(teacher, test)
+    s_metrics, _ = evaluate(student, test)
+    out = {
+        "teacher": {"accuracy": t_metrics["accuracy"], "macro_f1": t_metrics["macro_f1"], **size_of(teacher)},
+        "student": {"accuracy": s_metrics["accuracy"], "macro_f1": s_metrics["macro_f1"], **size_of(student)},
+        "agreement": round(float((student.predict(test) == teacher.predict(test)).mean()), 4),
+        "accuracy_kept": round(s_metrics["accuracy"] / max(t_metrics["accuracy"], 1e-12), 4),
+        "test_rows": len(test),
+    }
+    if measure_speed:
+        out["teacher"]["speed"] = speed(teacher, test.inputs)
+        out["student"]["speed"] = speed(student, test.inputs)
+        out["speedup"] = round(
+            out["student"]["speed"]["rows_per_s"] / out["teacher"]["speed"]["rows_per_s"], 2
+        )
+    return out
+
+
+def fit_measured_soft(est: Any, data: Dataset, targets: Any) -> Any:
+    from .cost import measure
+
+    with measure() as cost:
+        est.fit(data, soft_targets=targets)
+    return cost
+
+
+def _config(teacher, est, student, technique, temperature, hard_weight, seed, data, test) -> dict:
+    from . import __version__
+
+    return {
+        "warmstart_version": __version__,
+        "technique": technique,
+        "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
+        "backbone": est.backbone_.reference(),
+        "distilled_from": {"technique": teacher.name, "backbone": teacher.backbone_.reference()},
+        "student": student,
+        "temperature": temperature,
+        "hard_weight": hard_weight,
+        "seed": seed,
+        "n_train": len(data),
+        "n_test": len(test),
+        "test_data": test.source,
+        "classes": list(est.classes_),
+    }
+
+
+def distill_text(result: DistillResult) -> str:
+    """The teacher-student comparison as a few lines for the terminal."""
+    c = result.metrics["distillation"]
+    lines = [
+        f"{'':8} {'accuracy':>9} {'macro-F1':>9} {'parameters':>12} {'rows/s':>10} {'1 row, ms':>10}",
+    ]
+    for who in ("teacher", "student"):
+        m, s = c[who], c[who].get("speed", {})
+        lines.append(
+            f"{who:8} {m['accuracy']:9.4f} {m['macro_f1']:9.4f} {m['parameters']:12,} "
+            f"{s.get('rows_per_s', float('nan')):10,.0f} {s.get('single_row_ms', float('nan')):10.2f}"
+        )
+    speedup = f", {c['speedup']}x the teacher's rows/s" if "speedup" in c else ""
+    lines.append(
+        f"student keeps {100 * c['accuracy_kept']:.1f}% of the teacher's accuracy and agrees with it on "
+        f"{100 * c['agreement']:.1f}% of {c['test_rows']} test rows{speedup}; trained on {c['transfer_rows']} rows "
+        f"({c['labelled_rows']} labelled)"
+    )
+    if result.artifact is not None:
+        lines.append(f"artifact: {result.artifact}")
+    return "\n".join(lines)

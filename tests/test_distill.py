@@ -1,0 +1,159 @@
+"""Distillation: the static-embedding backbone, training on soft targets, and `warmstart distill` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import make_sentences
+
+pytest.importorskip("model2vec")
+
+
+@pytest.fixture(scope="module")
+def static_bb(tiny_bert_dir):
+    from warmstart.backbones import get_backbone
+    from warmstart.backbones.static import StaticBackbone
+
+    return StaticBackbone.distill(get_backbone(str(tiny_bert_dir)), pca_dims=8, progress=False)
+
+
+def test_static_backbone_encodes_like_its_training_path_and_adds_no_special_tokens(static_bb):
+    texts = ["the ball and the goal", "code", "", "unknownword zzz"]
+    feats = static_bb.encode(texts, progress=False)
+    assert feats.shape == (4, 8) and static_bb.num_features == 8
+    batch = static_bb.batch_source(texts).collate(np.arange(4))
+    with torch.no_grad():
+        padded = static_bb.forward_features(**batch).numpy()
+    np.testing.assert_allclose(padded, feats, atol=1e-6)  # the embedding-bag path equals the padded one
+    assert np.allclose(feats[2], 0)  # an empty text has no tokens: a zero vector, not NaN
+    np.testing.assert_allclose(np.linalg.norm(feats[[0, 1, 3]], axis=1), 1.0, atol=1e-5)
+    ids = static_bb.tokenize(["code"])[0]
+    assert len(ids) == 1  # one word, one id: no [CLS]/[SEP]
+
+
+def test_static_backbone_saves_and_loads_without_model2vec(static_bb, tmp_path, monkeypatch):
+    from warmstart.backbones import get_backbone
+
+    static_bb.save(tmp_path / "bb")
+    monkeypatch.setitem(__import__("sys").modules, "model2vec", None)  # loading must not need it
+    again = get_backbone(str(tmp_path / "bb"))
+    assert again.fingerprint() == static_bb.fingerprint()
+    texts, _ = make_sentences(3)
+    np.testing.assert_array_equal(
+        again.encode(texts, progress=False), static_bb.encode(texts, progress=False)
+    )
+
+
+def test_static_name_distils_once_and_reuses_it(tiny_bert_dir):
+    from warmstart.backbones import get_backbone
+
+    a = get_backbone(f"static:{tiny_bert_dir}:pca_dims=4")
+    b = get_backbone(f"static:{tiny_bert_dir}:pca_dims=4")
+    assert a.num_features == 4 and a.fingerprint() == b.fingerprint()
+    assert a.name == f"static:{tiny_bert_dir}:pca_dims=4"
+
+
+def test_static_needs_a_transformers_teacher(tiny_image_backbone):
+    from warmstart.backbones.static import StaticBackbone
+    from warmstart.errors import BackboneError
+
+    with pytest.raises(BackboneError, match="transformers text encoder"):
+        StaticBackbone.distill(tiny_image_backbone, progress=False)
+
+
+def test_soft_targets_decide_what_is_learned(static_bb, text_data):
+    """Targets that swap two classes win over the labels: the loss really uses them."""
+    from warmstart.techniques import get_technique
+    from warmstart.techniques.tuned import SoftTargets
+
+    classes = np.array(sorted(set(text_data.labels)))
+    swap = {"sports": "tech", "tech": "sports", "food": "food"}
+    proba = np.zeros((len(text_data), 3))
+    proba[np.arange(len(text_data)), [list(classes).index(swap[y]) for y in text_data.labels]] = 1.0
+    est = get_technique("finetune", backbone=static_bb, epochs=6, progress=False, seed=0)
+    est.fit(text_data, soft_targets=SoftTargets(classes, proba))
+    pred = est.predict(text_data)
+    followed = np.mean([p == swap[y] for p, y in zip(pred, text_data.labels, strict=True)])
+    assert followed > 0.8
+
+
+def test_soft_targets_are_checked(static_bb, text_data):
+    from warmstart.errors import ParameterError
+    from warmstart.techniques import get_technique
+    from warmstart.techniques.tuned import SoftTargets
+
+    est = get_technique("finetune", backbone=static_bb, epochs=1, progress=False)
+    classes = np.array(["food", "sports", "tech"])
+    with pytest.raises(ParameterError, match="one row of class probabilities per training row"):
+        est.fit(text_data, soft_targets=SoftTargets(classes, np.full((3, 3), 1 / 3)))
+    with pytest.raises(ParameterError, match="must be probabilities"):
+        est.fit(text_data, soft_targets=SoftTargets(classes, np.ones((len(text_data), 3))))
+
+
+def test_soft_target_mixing_and_temperature():
+    from warmstart.distill import soft_targets
+
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    classes = np.array(["a", "b", "c"])
+    known = np.array([True, False])
+    same = soft_targets(proba, classes, None, known, temperature=1.0, hard_weight=0.5)
+    np.testing.assert_allclose(same, proba)  # no labels: the teacher's probabilities as they are
+    mixed = soft_targets(proba, classes, ["b", None], known, temperature=1.0, hard_weight=0.5)
+    np.testing.assert_allclose(mixed[0], [0.35, 0.6, 0.05])
+    np.testing.assert_allclose(mixed[1], proba[1])  # an unlabelled row keeps the teacher's
+    soft = soft_targets(proba, classes, None, known, temperature=4.0, hard_weight=0.0)
+    assert soft[0].max() < proba[0].max() and np.allclose(soft.sum(1), 1)
+
+
+def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_path, tiny_bert_dir, capsys):
+    from warmstart.artifact import load_artifact
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(20, seed=0)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "train.csv", index=False)
+    more, _ = make_sentences(30, seed=5)
+    pd.DataFrame({"text": more}).to_csv(tmp_path / "unlabeled.csv", index=False)
+    assert main(["fit", "--data", str(tmp_path / "train.csv"), "--backbone", str(tiny_bert_dir),
+                 "--technique", "finetune", "--param", "epochs=3", "--param", "progress=false",
+                 "--output", str(tmp_path / "teacher")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["distill", str(tmp_path / "teacher"), "--student", "static", "--pca-dims", "8",
+                 "--unlabeled", str(tmp_path / "unlabeled.csv"), "--param", "progress=false",
+                 "--output", str(tmp_path / "student")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "student keeps" in out and "rows/s" in out
+    metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    d = metrics["distillation"]
+    splits = json.loads((tmp_path / "teacher" / "splits.json").read_text())
+    assert d["labelled_rows"] == len(splits["train"]) and d["transfer_rows"] == len(splits["train"]) + 90
+    assert 0 <= d["agreement"] <= 1 and d["student"]["parameters"] < d["teacher"]["parameters"]
+    assert d["student"]["speed"]["rows_per_s"] > 0 and d["test_rows"] == len(splits["test"])
+    card = (tmp_path / "student" / "README.md").read_text()
+    assert "## Distillation" in card and "| teacher |" in card and "| student |" in card
+    student = load_artifact(tmp_path / "student")
+    assert type(student.backbone_).__name__ == "StaticBackbone"
+    assert set(student.predict(["the ball and the goal"])) <= {"sports", "tech", "food"}
+    # an ordinary artifact: ONNX export with its parity check on the teacher's held-out rows
+    assert main(["export", str(tmp_path / "student"), "--onnx", "--output", str(tmp_path / "onnx")]) == 0
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+
+
+def test_distill_refuses_bad_settings_before_training(tmp_path, tiny_bert_dir, capsys):
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(10, seed=0)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "train.csv", index=False)
+    assert main(["fit", "--data", str(tmp_path / "train.csv"), "--backbone", str(tiny_bert_dir),
+                 "--output", str(tmp_path / "teacher")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert (
+        main(["distill", str(tmp_path / "teacher"), "--temperature", "0", "--output", str(tmp_path / "s")])
+        == 2
+    )
+    assert "temperature must be above 0" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
