@@ -59,18 +59,22 @@ def teacher_for(args, version, data, seed, train, folder: Path):
     from warmstart.artifact import load_artifact, save_artifact
     from warmstart.techniques import get_technique
 
-    desc = {"code": version, "data": data, "seed": seed, "shots": args.shots, "teacher": args.teacher}
+    # keyed by what it learned from, not by the code version: a teacher is an input of the rows, which record
+    # the code that trained it (teacher_code)
+    desc = {"data": data, "seed": seed, "shots": args.shots, "teacher": args.teacher}
     path = folder / f"{data}-s{seed}-{key_of(desc)}"
-    if (path / "warmstart.json").is_file() and not version.endswith("-dirty"):
-        return load_artifact(path), None
+    if path.with_name(path.name + ".json").is_file():
+        return load_artifact(path), json.loads(path.with_name(path.name + ".json").read_text())
     est = get_technique("finetune", backbone=args.teacher, seed=seed, progress=False)
     cpu, wall = time.process_time(), time.perf_counter()
     est.fit(train)
     cost = {
+        "teacher_code": version,
         "teacher_fit_cpu_s": round(time.process_time() - cpu, 1),
         "teacher_fit_wall_s": round(time.perf_counter() - wall, 1),
     }
     save_artifact(est, path, embed_backbone=True, overwrite=True)
+    path.with_name(path.name + ".json").write_text(json.dumps(cost))
     return est, cost
 
 

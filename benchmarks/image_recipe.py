@@ -54,6 +54,11 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "scratch": ("scratch", {}),
     "scratch-none": ("scratch", {"augment": "none"}),
     "scratch-e20": ("scratch", {"epochs": 20}),
+    "e10": ("finetune", {"epochs": 10}),
+    "crop0.6": ("finetune", {"crop_scale": 0.6}),
+    "e10-crop0.6": ("finetune", {"epochs": 10, "crop_scale": 0.6}),
+    "lp_ft-e10": ("lp_ft", {"epochs": 10}),
+    "lp_ft-e10-crop0.6": ("lp_ft", {"epochs": 10, "crop_scale": 0.6}),
 }
 
 

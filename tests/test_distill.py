@@ -29,7 +29,9 @@ def test_static_backbone_encodes_like_its_training_path_and_adds_no_special_toke
     batch = static_bb.batch_source(texts).collate(np.arange(4))
     with torch.no_grad():
         padded = static_bb.forward_features(**batch).numpy()
-    np.testing.assert_allclose(padded, feats, atol=1e-6)  # the embedding-bag path equals the padded one
+        graph = static_bb.graph_features(batch["input_ids"], batch["attention_mask"]).numpy()
+    np.testing.assert_allclose(padded, feats, atol=1e-6)  # the batched path equals encode's
+    np.testing.assert_allclose(graph, feats, atol=1e-6)  # and the exported graph's gather-and-sum
     assert np.allclose(feats[2], 0)  # an empty text has no tokens: a zero vector, not NaN
     np.testing.assert_allclose(np.linalg.norm(feats[[0, 1, 3]], axis=1), 1.0, atol=1e-5)
     ids = static_bb.tokenize(["code"])[0]

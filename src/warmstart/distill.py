@@ -80,10 +80,13 @@ def make_student(teacher: Any, student: str, pca_dims: int | None = 256, progres
     """The student backbone: ``static`` distils the teacher's own encoder; anything else is a backbone name."""
     from .backbones import get_backbone
 
-    if student == "static":
-        from .backbones.static import StaticBackbone
+    if student == "static":  # distilled once per teacher encoder and settings, then reused from disk
+        from .backbones.static import static_backbone
 
-        return StaticBackbone.distill(teacher.backbone_, pca_dims=pca_dims, progress=progress)
+        bb = teacher.backbone_
+        return static_backbone(
+            bb, bb.name, pca_dims=pca_dims if pca_dims is not None else "none", progress=progress
+        )
     bb = get_backbone(student)
     if bb.modality != teacher.backbone_.modality:
         raise ParameterError(

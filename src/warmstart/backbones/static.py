@@ -41,8 +41,19 @@ class StaticEmbeddings(nn.Module):
         self.normalize = normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One fused ``embedding_bag`` (each row a bag, padding weighted 0): no ``(B, L, D)`` tensor is made."""
+        weight = self.embedding.weight
+        mask = attention_mask.to(weight.dtype)
+        summed = nn.functional.embedding_bag(input_ids, weight, per_sample_weights=mask, mode="sum")
+        return self._finish(summed / mask.sum(1, keepdim=True).clamp(min=1.0))
+
+    def graph_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The same features with plain gather, multiply and sum: what the ONNX graph holds (an exported
+        ``embedding_bag`` becomes a slow loop)."""
         mask = attention_mask.unsqueeze(-1).to(self.embedding.weight.dtype)
-        pooled = (self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self._finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+
+    def _finish(self, pooled: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
 
@@ -189,15 +200,20 @@ class StaticBackbone(Backbone):
         return [e.ids[: self.max_length] for e in enc]
 
     def collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Pad to the longest row of the batch (an empty text keeps one masked position)."""
-        longest = max(1, max(len(x) for x in ids))
-        input_ids = torch.zeros((len(ids), longest), dtype=torch.long)
-        mask = torch.zeros((len(ids), longest), dtype=torch.long)
-        for i, x in enumerate(ids):
-            if x:
-                input_ids[i, : len(x)] = torch.as_tensor(x)
-                mask[i, : len(x)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask}
+        """Pad to the longest row of the batch (an empty text keeps one masked position), without a Python loop
+        over the rows' tensors."""
+        import itertools
+
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        mask = np.arange(max(1, int(lengths.max(initial=0)))) < lengths[:, None]
+        input_ids = np.zeros(mask.shape, dtype=np.int64)
+        input_ids[mask] = np.fromiter(
+            itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum())
+        )
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+        }
 
     def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.module(input_ids, attention_mask)
@@ -250,7 +266,7 @@ class StaticBackbone(Backbone):
         return (ids, mask), names, {n: {0: "batch", 1: "tokens"} for n in names}
 
     def graph_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(input_ids=input_ids, attention_mask=attention_mask)
+        return self.module.graph_forward(input_ids, attention_mask)
 
     def graph_args(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         return (batch["input_ids"], batch["attention_mask"])

@@ -42,7 +42,7 @@ class AugmentConfig:
 
     policy: str = "trivial"
     hflip: bool = True
-    crop_scale: float = 0.35  # smallest share of the image area a random resized crop keeps
+    crop_scale: float = 0.6  # smallest share of the image area a random resized crop keeps
     mixup: float = 0.0  # probability that a batch is mixed up
     cutmix: float = 0.0  # probability that a batch is cut-mixed (drawn after mixup: never both)
 

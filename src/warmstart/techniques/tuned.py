@@ -126,12 +126,13 @@ class TunedTechnique(Technique):
 
     default_lr: ClassVar[dict[str, float]] = {"text": 5e-5, "image": 2e-4}
     default_head_lr: ClassVar[float | None] = 1e-3  # None: same as lr
+    default_epochs: ClassVar[dict[str, int]] = {"text": 4, "image": 4}  # what epochs="auto" means
     changes_backbone: ClassVar[bool] = True
     caches_features: ClassVar[bool] = True  # False where the starting weights are random (scratch)
 
     _parameter_constraints = {
         "backbone": [str, Backbone],
-        "epochs": [Interval(int, 1, None)],
+        "epochs": [Interval(int, 1, None), "auto"],
         "min_steps": [Interval(int, 0, None)],
         "lr": [Interval(float, 0, None, "neither"), "auto"],
         "head_lr": [Interval(float, 0, None, "neither"), "auto"],
@@ -172,7 +173,7 @@ class TunedTechnique(Technique):
     def __init__(
         self,
         backbone: str | Backbone = "all-MiniLM-L6-v2",
-        epochs: int = 4,
+        epochs: int | str = "auto",
         min_steps: int = 50,
         lr: float | str = "auto",
         head_lr: float | str = "auto",
@@ -199,7 +200,7 @@ class TunedTechnique(Technique):
         calibrate: str = "auto",
         augment: str = "auto",
         hflip: bool = True,
-        crop_scale: float = 0.35,
+        crop_scale: float = 0.6,
         mixup: float = 0.0,
         cutmix: float = 0.0,
         label_smoothing: float = 0.0,
@@ -395,19 +396,27 @@ class TunedTechnique(Technique):
     def _base_lr(self, bb: Backbone) -> float:
         return float(self.default_lr[bb.modality] if self.lr == "auto" else self.lr)
 
+    def base_epochs(self) -> int:
+        """``epochs``, with ``"auto"`` resolved by the backbone's modality (``default_epochs``)."""
+        if self.epochs != "auto":
+            return int(self.epochs)
+        bb = getattr(self, "backbone_", None) or resolve_backbone(self.backbone)
+        return self.default_epochs[bb.modality]
+
     def planned_epochs(self, n_rows: int) -> int:
         """``epochs``, raised so that training takes at least ``min_steps`` optimizer steps on ``n_rows`` rows.
 
         A few labelled rows make short epochs: 4 rows of each of 6 classes are 2 batches of 16, so 4 epochs
         would be 8 steps, too few for a random head and a moving backbone to settle.
         """
-        per_epoch = max(1, self._loop_config(self.epochs).steps_per_epoch(n_rows))
-        return max(self.epochs, math.ceil(self.min_steps / per_epoch))
+        base = self.base_epochs()
+        per_epoch = max(1, self._loop_config(base).steps_per_epoch(n_rows))
+        return max(base, math.ceil(self.min_steps / per_epoch))
 
     def _loop_config(self, epochs: int | None = None) -> LoopConfig:
         rt = self._runtime()
         return LoopConfig(
-            epochs=getattr(self, "epochs_", self.epochs) if epochs is None else epochs,
+            epochs=(getattr(self, "epochs_", None) or self.base_epochs()) if epochs is None else epochs,
             batch_size=self.batch_size,
             grad_accum=self.grad_accum,
             warmup_ratio=self.warmup_ratio,
