@@ -155,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-rows", type=int, default=1000)
     ap.add_argument("--output", default="runs/bench/distill.jsonl")
     ap.add_argument("--teachers", default="runs/bench/distill-teachers")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     args = ap.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
