@@ -409,3 +409,17 @@ def test_every_trained_technique_moves_its_weights_and_learns(name, tiny_bert_di
     assert moved, f"{name} left every backbone weight as it was"
     acc = float((est.predict(text_data) == np.array(text_data.labels)).mean())
     assert acc >= 0.8, f"{name} reached only {acc:.2f} training accuracy (chance is 0.33)"
+
+
+def test_epochs_auto_is_ten_for_image_fine_tuning_and_four_for_text(tiny_image_backbone, tiny_bert_dir):
+    from warmstart.backbones import get_backbone
+    from warmstart.techniques import get_technique
+
+    text = get_backbone(str(tiny_bert_dir))
+    assert get_technique("finetune", backbone=tiny_image_backbone).base_epochs() == 10
+    assert get_technique("lp_ft", backbone=tiny_image_backbone).base_epochs() == 10
+    assert get_technique("finetune", backbone=text).base_epochs() == 4
+    assert get_technique("lora", backbone=tiny_image_backbone).base_epochs() == 4
+    assert get_technique("finetune", backbone=tiny_image_backbone, epochs=3).base_epochs() == 3
+    est = get_technique("finetune", backbone=tiny_image_backbone, min_steps=0)
+    assert est.planned_epochs(64) == 10 and est.get_params()["epochs"] == "auto"
