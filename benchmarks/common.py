@@ -43,3 +43,14 @@ def packaged_split(name: str, test_rows: int, test_size: float = 0.2) -> tuple:
         keep = stratified_split(test.labels, val_size=0.0, test_size=test_rows / len(test), seed=0).test
         test = test.subset(np.sort(keep))
     return pool, test
+
+
+def keyed_rows(path: Path) -> dict:
+    """The rows already in a JSON-lines results file, by their ``key`` (none when the file does not exist yet);
+    makes the file's folder."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        return {}
+    return {row["key"]: row for row in map(json.loads, path.read_text().splitlines())}

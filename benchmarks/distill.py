@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import code_version, packaged_split  # noqa: E402
+from common import code_version, keyed_rows, packaged_split  # noqa: E402
 
 # name -> (student, distill options); the technique is finetune unless named
 STUDENTS: dict[str, tuple[str, dict]] = {
@@ -163,12 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if out.is_file():
-        for line in out.read_text().splitlines():
-            row = json.loads(line)
-            done[row["key"]] = row
+    done = keyed_rows(out)
     version = code_version()
     rows = []
     for data in args.data.split(","):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from contrastive_vs_setfit import code_version  # noqa: E402
+from common import code_version, keyed_rows  # noqa: E402
 
 # name -> (technique, parameters); the loop's other parameters keep their defaults of the code being measured
 CONFIGS: dict[str, tuple[str, dict]] = {
@@ -109,12 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pool, test = pool_and_test(load_packaged(args.data), args.test_rows)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if out.is_file():
-        for line in out.read_text().splitlines():
-            row = json.loads(line)
-            done[row["key"]] = row
+    done = keyed_rows(out)
     version = code_version()
     print(f"code {version}; {args.data}: pool {len(pool)}, test {len(test)}", file=sys.stderr)
     rows = []
