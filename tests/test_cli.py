@@ -158,7 +158,7 @@ def test_bad_technique_parameter_is_a_clear_error(csvs, tiny_bert_dir, capsys):
     rc = main(args + ["--technique", "finetune", "--param", "epochs=0", "--output", str(csvs / "x")])
     assert rc == 2
     assert (
-        "The 'epochs' parameter of FineTune must be an int in [1, inf). Got 0 instead."
+        "The 'epochs' parameter of FineTune must be an int in [1, inf) or 'auto'. Got 0 instead."
         in capsys.readouterr().err
     )
 
