@@ -74,9 +74,10 @@ class StaticBackbone(Backbone):
 
     modality = "text"
     inference_batch_size = (
-        1024  # rows per batch when a tuned model predicts: a lookup is cheap, calls are not
+        1024  # a lookup is cheap, a call is not: large batches when a trained model predicts
     )
-    tuning_lr = 1e-2  # FINETUNE_LR_NOTE
+    # the table's fine-tuning rate, chosen on TREC (docs/distill.md): 1e-2 .822, 3e-2 .824, 1e-3 .815
+    tuning_lr = 1e-2
 
     def __init__(
         self,
@@ -134,7 +135,10 @@ class StaticBackbone(Backbone):
                 f"pca_dims={pca_dims} is more than the {teacher.num_features} features of {teacher.name!r}; use "
                 f"at most {teacher.num_features}, or pca_dims=None to keep them all."
             )
-        model = copy.deepcopy(module).float().cpu().eval()  # model2vec resizes the embeddings in place
+        # a copy (model2vec resizes the embeddings in place) on the teacher's device: one pass per vocabulary token
+        # is minutes on a CPU for a base-size encoder
+        device = teacher.device
+        model = copy.deepcopy(module).float().to(device).eval()
         if hasattr(model, "st_dense"):
             del model.st_dense  # a sentence-transformers Dense layer is not part of the token states
         model.config._name_or_path = (
@@ -150,7 +154,7 @@ class StaticBackbone(Backbone):
                 static = distill_from_model(
                     model,
                     tokenizer,
-                    device="cpu",
+                    device=str(device),
                     pca_dims=pca_dims,
                     sif_coefficient=sif_coefficient,
                     quantize_to="float32",
@@ -342,7 +346,7 @@ def _version(package: str) -> str | None:
 
 
 def static_backbone(
-    teacher: Backbone, teacher_spec: str, pca_dims: int | str = 256, progress: bool = True
+    teacher: Backbone, teacher_spec: str, pca_dims: int | str | None = 256, progress: bool = True
 ) -> StaticBackbone:
     """``static:NAME``: the static backbone distilled from ``teacher`` (the backbone ``NAME``), made once and kept
     under the warmstart home by the teacher's fingerprint and the settings."""
@@ -351,7 +355,9 @@ def static_backbone(
 
     from .._io import warmstart_home
 
-    dims = None if str(pca_dims).lower() == "none" else int(pca_dims)
+    dims = (
+        None if pca_dims is None or str(pca_dims).lower() == "none" else int(pca_dims)
+    )  # "none": from a name
     key = hashlib.blake2b(f"{teacher.fingerprint()}|{dims}|1e-4".encode(), digest_size=10).hexdigest()
     folder = warmstart_home() / "static" / key
     name = f"static:{teacher_spec}" + (f":pca_dims={pca_dims}" if dims != 256 else "")
