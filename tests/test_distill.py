@@ -159,3 +159,19 @@ def test_distill_refuses_bad_settings_before_training(tmp_path, tiny_bert_dir, c
     )
     assert "temperature must be above 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+    # --unlabeled is read as the teacher reads; a folder that is no artifact is named before any work
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "u.csv", index=False)
+    assert (
+        main(
+            [
+                "distill",
+                str(tmp_path),
+                "--unlabeled",
+                str(tmp_path / "u.csv"),
+                "--output",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
+    assert "warmstart.json: missing" in capsys.readouterr().err

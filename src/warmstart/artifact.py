@@ -259,6 +259,16 @@ def load_artifact(folder: str | os.PathLike, *, verify: bool = True, device: str
     return est
 
 
+def artifact_modality(folder: str | os.PathLike) -> str:
+    """What the artifact in ``folder`` reads, ``"text"`` or ``"image"``, from its ``warmstart.json`` alone (no
+    weights are loaded)."""
+    path = Path(folder) / "warmstart.json"
+    meta = _read_json(path)
+    if not isinstance(meta, dict) or meta.get("modality") not in ("text", "image"):
+        raise ArtifactError(f"{path}: names no modality (text or image); the artifact is damaged.")
+    return meta["modality"]
+
+
 def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = None) -> Any:
     """The rows an export is checked on: ``test`` (a data spec; a packaged name means its test split), else the
     test rows of the data the artifact was fitted on, found again from its ``config.json`` and ``splits.json``."""

@@ -267,14 +267,13 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .artifact import load_artifact
+    from .artifact import artifact_modality
     from .data.load import load_inputs
     from .distill import distill_run, distill_text
 
     unlabeled = None
     if args.unlabeled:  # read as the teacher reads (text or images), checked before any training
-        modality = load_artifact(args.teacher, device="cpu").backbone_.modality
-        unlabeled = load_inputs(args.unlabeled, modality, _columns(args))
+        unlabeled = load_inputs(args.unlabeled, artifact_modality(args.teacher), _columns(args))
     test = load_data(args.test, args)[0] if args.test else None
     result = distill_run(
         args.teacher,

@@ -83,9 +83,8 @@ def make_student(teacher: Any, student: str, pca_dims: int | None = 256, progres
     if student == "static":  # distilled once per teacher encoder and settings, then reused from disk
         from .backbones.static import static_backbone
 
-        bb = teacher.backbone_
         return static_backbone(
-            bb, bb.name, pca_dims=pca_dims if pca_dims is not None else "none", progress=progress
+            teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress
         )
     bb = get_backbone(student)
     if bb.modality != teacher.backbone_.modality:
@@ -197,7 +196,7 @@ def distill(
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``."""
-    from .evaluate import evaluate
+    from .evaluate import evaluate_predictions, fit_measured
     from .techniques import get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
@@ -215,9 +214,9 @@ def distill(
             f"--technique {technique!r} cannot train on soft targets; use finetune (or another technique that "
             f"trains with the shared loop: lp_ft, lora, bitfit, l2sp)."
         )
-    fit_cost = fit_measured_soft(est, data, SoftTargets(classes, targets, temperature))
-    metrics, predict_s = evaluate(est, test)
-    metrics["distillation"] = compare(teacher, est, test, measure_speed)
+    fit_cost = fit_measured(est, data, soft_targets=SoftTargets(classes, targets, temperature))
+    metrics, predict_s, pred = evaluate_predictions(est, test)
+    metrics["distillation"] = compare(teacher, est, test, (metrics, pred), measure_speed)
     metrics["distillation"].update(transfer_rows=len(data), labelled_rows=int(known.sum()))
     metrics["timings"] = {
         "fit_seconds": round(fit_cost.wall_seconds, 3),
@@ -231,16 +230,19 @@ def distill(
     return DistillResult(est, metrics, config)
 
 
-def compare(teacher: Any, student: Any, test: Dataset, measure_speed: bool = True) -> dict:
-    """Teacher and student on the same ``test`` rows: accuracy, macro-F1, agreement, size, and speed."""
-    from .evaluate import evaluate
+def compare(
+    teacher: Any, student: Any, test: Dataset, scored: tuple[dict, Any], measure_speed: bool = True
+) -> dict:
+    """Teacher and student on the same ``test`` rows: accuracy, macro-F1, agreement, size, and speed.
+    ``scored``: the student's test metrics and predictions (``evaluate_predictions``), already computed."""
+    from .evaluate import evaluate_predictions
 
-    t_metrics, _ = evaluate(teacher, test)
-    s_metrics, _ = evaluate(student, test)
+    t_metrics, _, t_pred = evaluate_predictions(teacher, test)
+    s_metrics, s_pred = scored
     out = {
         "teacher": {"accuracy": t_metrics["accuracy"], "macro_f1": t_metrics["macro_f1"], **size_of(teacher)},
         "student": {"accuracy": s_metrics["accuracy"], "macro_f1": s_metrics["macro_f1"], **size_of(student)},
-        "agreement": round(float((student.predict(test) == teacher.predict(test)).mean()), 4),
+        "agreement": round(float((np.asarray(s_pred) == np.asarray(t_pred)).mean()), 4),
         "accuracy_kept": round(s_metrics["accuracy"] / max(t_metrics["accuracy"], 1e-12), 4),
         "test_rows": len(test),
     }
@@ -251,14 +253,6 @@ def compare(teacher: Any, student: Any, test: Dataset, measure_speed: bool = Tru
             out["student"]["speed"]["rows_per_s"] / out["teacher"]["speed"]["rows_per_s"], 2
         )
     return out
-
-
-def fit_measured_soft(est: Any, data: Dataset, targets: Any) -> Any:
-    from .cost import measure
-
-    with measure() as cost:
-        est.fit(data, soft_targets=targets)
-    return cost
 
 
 def _config(teacher, est, student, technique, temperature, hard_weight, seed, data, test) -> dict:

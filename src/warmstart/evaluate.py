@@ -12,10 +12,11 @@ from .data import Dataset
 from .metrics import calibration, classification_metrics
 
 
-def fit_measured(est: Any, train: Dataset, val: Dataset | None = None) -> Cost:
-    """Fit ``est`` on ``train`` (``val``: its validation rows) and return what the fit cost."""
+def fit_measured(est: Any, train: Dataset, val: Dataset | None = None, **fit_options: Any) -> Cost:
+    """Fit ``est`` on ``train`` (``val``: its validation rows; ``fit_options``: more of ``fit``'s keywords, such
+    as distillation's ``soft_targets``) and return what the fit cost."""
     with measure() as cost:
-        est.fit(train, val=val)
+        est.fit(train, val=val, **fit_options)
     return cost
 
 
@@ -23,6 +24,12 @@ def evaluate(est: Any, test: Dataset) -> tuple[dict, float]:
     """Test metrics of a fitted ``est`` on the labelled ``test`` rows (``metrics.classification_metrics``: accuracy,
     macro-F1, per class, confusion matrix; for single-label models also ``ece``, the expected calibration error
     of the top class, and its ``reliability`` table) and the seconds prediction took."""
+    metrics, seconds, _ = evaluate_predictions(est, test)
+    return metrics, seconds
+
+
+def evaluate_predictions(est: Any, test: Dataset) -> tuple[dict, float, Any]:
+    """``evaluate``, and the predicted labels it scored (for comparing two models row by row)."""
     start = time.perf_counter()
     proba = est.predict_proba(test)
     pred = est.labels_from_proba(proba)
@@ -30,4 +37,4 @@ def evaluate(est: Any, test: Dataset) -> tuple[dict, float]:
     metrics = classification_metrics(list(test.labels), list(pred), list(est.classes_))
     if not metrics.get("multilabel"):
         metrics.update(calibration(proba, list(test.labels), list(est.classes_)))
-    return metrics, seconds
+    return metrics, seconds, pred

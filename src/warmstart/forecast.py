@@ -247,20 +247,12 @@ def _target(target: float, fit: tuple, draws: list, tail: float, y: np.ndarray, 
     return out
 
 
-def forecast_study(
-    folder: str | os.PathLike,
-    *,
-    target: float | None = None,
-    metric: str = "auto",
-    techniques: list[str] | None = None,
-    max_per_class: float | None = None,
-    level: float = 0.8,
-    seed: int = 0,
-    factors: tuple[float, ...] = FACTORS,
-) -> dict[str, Any]:
+def forecast_study(folder: str | os.PathLike, **options: Any) -> dict[str, Any]:
     """Forecasts for every technique of the study in ``folder`` (or ``techniques``), from its finished cells
     (those with at most ``max_per_class`` examples per class, when given: to back-test a forecast on a study that
-    measured more). Shot count ``all`` is used at its mean examples per class.
+    measured more). Shot count ``all`` is used at its mean examples per class. ``options`` are
+    ``forecast_cells``'s keywords (``target``, ``metric``, ``techniques``, ``max_per_class``, ``level``, ``seed``,
+    ``factors``).
 
     Example:
         >>> import json, tempfile, pathlib
@@ -275,17 +267,7 @@ def forecast_study(
         >>> round(f["at"][1]["forecast"], 3), f["trusted"]   # at 4x 16 = 64 per class
         (0.886, True)
     """
-    return forecast_cells(
-        load_cells(folder),
-        str(Path(folder)),
-        target=target,
-        metric=metric,
-        techniques=techniques,
-        max_per_class=max_per_class,
-        level=level,
-        seed=seed,
-        factors=factors,
-    )
+    return forecast_cells(load_cells(folder), str(Path(folder)), **options)
 
 
 def forecast_cells(

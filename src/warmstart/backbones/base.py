@@ -107,6 +107,8 @@ class Backbone(ABC):
     # the learning rate full fine-tuning starts from (lr="auto") where this kind of backbone needs another than
     # its modality's default (a static embedding table trains at a far higher rate than a transformer)
     tuning_lr: float | None = None
+    # rows per batch when a trained model predicts (``TunedTechnique.predict_proba``)
+    inference_batch_size: int = 64
 
     def batch_source(self, data: Any) -> BatchSource:
         """Model-ready batches of ``data`` for training and tuned inference (see ``BatchSource``)."""

@@ -532,8 +532,7 @@ class TunedTechnique(Technique):
         data = self._data(inputs)
         if tta and self.backbone_.modality != "image":
             raise ParameterError("tta=True: test-time augmentation is for images; this model reads text.")
-        rows = getattr(self.backbone_, "inference_batch_size", 64)
-        source = self.backbone_.batch_source(data)
+        source, rows = self.backbone_.batch_source(data), self.backbone_.inference_batch_size
         return self._logits(self.model_, source, batch_size=rows, tta=tta).softmax(-1).numpy()
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
