@@ -217,15 +217,18 @@ def calibrate(
         small, large = {"steps": 2}, {"steps": 6}
         units_small, units_large, units_full = 2, 6, est.planned_steps(len(train))
     else:
-        # no floor on steps here: the two fits must differ by exactly two epochs
-        small, large = {"epochs": 1, "min_steps": 0}, {"epochs": 3, "min_steps": 0}
+        # no floor on steps here: the two fits must differ by exactly four epochs (with two, the difference of two
+        # short timings was at times within their noise: per-step cost 0 or half the real one)
+        small, large = {"epochs": 1, "min_steps": 0}, {"epochs": 5, "min_steps": 0}
         spe = est.steps_per_epoch(len(rows))
-        units_small, units_large = spe, 3 * spe
+        units_small, units_large = spe, 5 * spe
         units_full = est.planned_epochs(len(train)) * est.steps_per_epoch(len(train))
     over = {"use_cache": False}  # calibration samples must not fill the feature cache
     t_small, _, _ = _timed_fit(name, bb, rows, {**params, **small, **over}, seed)
     t_large, peak, trainable = _timed_fit(name, bb, rows, {**params, **large, **over}, seed)
-    per_unit = max(t_large - t_small, 0.0) / (units_large - units_small)
+    per_unit = (t_large - t_small) / (units_large - units_small)
+    if per_unit <= 0:  # the longer fit timed no slower: noise swamped the difference, so charge it all to steps
+        per_unit = t_large / units_large
     fixed = max(t_small - per_unit * units_small, 0.0)
     predicted = fixed + per_unit * units_full + encode_s * max(len(train) - len(rows), 0)
     return Calibration(
