@@ -329,7 +329,8 @@ def test_calibration_predicts_the_cost_of_the_full_fit(tiny_bert_dir, text_data)
     assert cal.units == 6 * 15  # 120 rows / batch 8 = 15 steps per epoch
     assert cal.per_unit_cpu_s > 0 and cal.trainable_params > 0
     actual = float("inf")
-    for _ in range(2):  # the least of two, as calibration times its own fits: other work only ever inflates a timing
+    # the least of two, as calibration times its own fits: other work only ever inflates a timing
+    for _ in range(2):
         start = time.process_time()
         get_technique("finetune", backbone=bb, progress=False, **params).fit(text_data)
         actual = min(actual, time.process_time() - start)

@@ -151,12 +151,19 @@ def resolve(device: str | torch.device = "auto", precision: str = "auto") -> Run
 
 
 def runtime_of(est: Any) -> dict:
-    """What a run records about where a fitted estimator computed: its resolved device and precision."""
+    """What a run records about where a fitted estimator computed: its resolved device and precision, and
+    how its backbone last extracted features (``encode``: attention, linear layout, tokens per batch, threads
+    and whether they were measured on this CPU), where it says."""
     rt = getattr(est, "runtime_", None)
     if rt is None:
         params = est.get_params()
         rt = resolve(params.get("device", "auto"), params.get("precision", "fp32"))
-    return rt.describe()
+    out = rt.describe()
+    bb = getattr(est, "backbone_", None) or getattr(est, "backbone", None)
+    settings = getattr(bb, "last_encode_settings", None)
+    if settings is not None:
+        out["encode"] = settings.describe()
+    return out
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import torch
 
 from ..errors import BackboneError
 from .base import Backbone, BatchSource
+from .encode_tuning import EncodeSettings, choose, inference_copy, num_threads
 from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transformers, truncate_layers
 from .hub import model_file, model_json, prepare_hub_id, strip_prefix
 
@@ -170,7 +171,8 @@ class TransformerTextBackbone(Backbone):
         dense = getattr(model, "st_dense", None)
         self.num_features = int(dense[-1][0].out_features if dense is not None else model.config.hidden_size)
         self._fingerprint = None
-        self._bf16_copy: tuple[list, torch.nn.Module] | None = None
+        self._bf16_copy: tuple[list, tuple, torch.nn.Module] | None = None
+        self.last_encode_settings: EncodeSettings | None = None
 
     @classmethod
     def from_pretrained(
@@ -350,37 +352,50 @@ class TransformerTextBackbone(Backbone):
     def _on_moved(self) -> None:
         self._bf16_copy = None
 
-    def bf16_module(self, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
-        """A bf16 (or fp16) copy of the encoder for ``encode``, made once and again whenever a weight changes.
+    def bf16_module(
+        self, dtype: torch.dtype = torch.bfloat16, settings: EncodeSettings | None = None
+    ) -> torch.nn.Module:
+        """A bf16 (or fp16) copy of the encoder for ``encode``, made once and again whenever a weight changes
+        or ``settings`` (its attention implementation and linear layout) differ.
 
-        Casting the weights once instead of per matmul (as autocast does), keeping the activations in bf16
-        between layers and, on the CPU, computing attention with plain matmuls makes bf16 extraction about
-        1.25x faster than autocast on long text (docs/backbones.md). Changes are seen through the tensors
-        themselves: an in-place update (an optimizer step, ``load_state_dict``) bumps a tensor's version, and a
-        replaced tensor (an adapter wrapped around a layer) is a different object.
+        Casting the weights once instead of per matmul (as autocast does) and keeping the activations in bf16
+        between layers makes bf16 extraction about 1.25x faster than autocast on long text; which attention
+        and linear layout are fastest depends on the CPU, so ``encode`` passes the ones measured on this one
+        (encode_tuning.py, docs/backbones.md). Without ``settings``: plain matmul attention on a CPU, SDPA on
+        a GPU, whose fused kernels are the fast path there. Changes are seen through the tensors themselves:
+        an in-place update (an optimizer step, ``load_state_dict``) bumps a tensor's version, and a replaced
+        tensor (an adapter wrapped around a layer) is a different object.
         """
+        if settings is None:
+            settings = EncodeSettings(attention="eager" if self.device.type == "cpu" else "sdpa")
+        how = (dtype, settings.attention, settings.linear)
         tensors = [*self.module.parameters(), *self.module.buffers()]
         cached = self._bf16_copy
         if cached is not None:
-            refs, module = cached
+            refs, made, module = cached
             if (
-                len(refs) == len(tensors)
-                and next(iter(module.parameters())).dtype == dtype
+                made == how
+                and len(refs) == len(tensors)
                 and next(iter(module.parameters())).device == self.device
                 and all(r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True))
             ):
                 return module
-        module = copy.deepcopy(self.module).to(dtype).eval().requires_grad_(False)
-        # in bf16 the plain matmul-softmax-matmul attention is about 1.3x faster on CPU than SDPA's fused kernel at
-        # head size 32 (10% of the whole encode on long text); on a GPU SDPA's fused kernels are the fast path.
-        # The fp32 module keeps its own setting.
-        if self.device.type == "cpu" and hasattr(module, "set_attn_implementation"):
-            try:
-                module.set_attn_implementation("eager")
-            except (ValueError, ImportError):  # a model without the eager path keeps what it had
-                pass
-        self._bf16_copy = ([(weakref.ref(t), t._version) for t in tensors], module)
+        module = inference_copy(self.module, dtype, settings.attention, settings.linear)
+        self._bf16_copy = ([(weakref.ref(t), t._version) for t in tensors], how, module)
         return module
+
+    def encode_settings(self, precision: str, lengths: np.ndarray) -> EncodeSettings:
+        """How ``encode`` runs texts of these token ``lengths`` at ``precision`` here: measured per CPU for bf16/fp16
+        (encode_tuning.py); in fp32 the model itself, 2,048 padded tokens per batch on a CPU, 65,536 on a GPU."""
+        from ..runtime import resolve
+
+        rt = resolve(self.device, precision)
+        if rt.device.type != "cpu":
+            return EncodeSettings(attention="sdpa", max_batch_tokens=65536)
+        if rt.amp_dtype is None:
+            own = getattr(self.module.config, "_attn_implementation", None) or "eager"
+            return EncodeSettings(attention=str(own))
+        return choose(self, rt.precision, rt.amp_dtype, lengths)
 
     def encode(
         self,
@@ -392,8 +407,9 @@ class TransformerTextBackbone(Backbone):
         max_batch_tokens: int | None = None,
     ) -> np.ndarray:
         """Features of ``inputs``; a batch holds at most ``batch_size`` rows (256) and ``max_batch_tokens``
-        padded tokens: 2,048 on a CPU, where larger batches ran slower (docs/backbones.md), 65,536 on a GPU,
-        which needs large batches to be busy."""
+        padded tokens (default: in bf16 on a CPU, measured for this CPU, see ``encode_settings``; else 2,048 on
+        a CPU, where larger batches ran slower, and 65,536 on a GPU, which needs large batches to be busy).
+        What it used is kept in ``last_encode_settings``."""
         from tqdm.auto import tqdm
 
         from ..runtime import resolve, to_numpy
@@ -408,7 +424,13 @@ class TransformerTextBackbone(Backbone):
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         self.module.eval()
         rt = resolve(self.device, precision)
-        module = self.module if rt.amp_dtype is None else self.bf16_module(rt.amp_dtype)
+        settings = self.encode_settings(rt.precision, lengths)
+        if max_batch_tokens is not None:
+            settings = replace(
+                settings, max_batch_tokens=int(max_batch_tokens), source=f"{settings.source}+argument"
+            )
+        self.last_encode_settings = settings
+        module = self.module if rt.amp_dtype is None else self.bf16_module(rt.amp_dtype, settings)
         bar = tqdm(
             total=len(texts),
             desc=f"encoding with {self.name}",
@@ -416,10 +438,8 @@ class TransformerTextBackbone(Backbone):
             disable=not progress or len(texts) < 256,
             leave=False,
         )
-        with torch.inference_mode():
-            if max_batch_tokens is None:
-                max_batch_tokens = 2048 if rt.device.type == "cpu" else 65536
-            for idx in self.batches(lengths, batch_size or 256, max_batch_tokens):
+        with torch.inference_mode(), num_threads(settings.threads):
+            for idx in self.batches(lengths, batch_size or 256, settings.max_batch_tokens):
                 batch = rt.to_device(self.collate([ids[i] for i in idx]))
                 out[idx] = to_numpy(self.forward_features(**batch, module=module))
                 bar.update(len(idx))

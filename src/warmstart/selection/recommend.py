@@ -227,7 +227,9 @@ def calibrate(
     t_small, _, _ = _timed_fit(name, bb, rows, {**params, **small, **over}, seed)
     t_large, peak, trainable = _timed_fit(name, bb, rows, {**params, **large, **over}, seed)
     per_unit = (t_large - t_small) / (units_large - units_small)
-    if per_unit <= 0:  # the longer fit timed no slower: noise swamped the difference, so charge it all to steps
+    if (
+        per_unit <= 0
+    ):  # the longer fit timed no slower: noise swamped the difference, so charge it all to steps
         per_unit = t_large / units_large
     fixed = max(t_small - per_unit * units_small, 0.0)
     predicted = fixed + per_unit * units_full + encode_s * max(len(train) - len(rows), 0)

@@ -1,0 +1,289 @@
+"""How a transformer text encoder runs bf16 extraction on this CPU, chosen by measurement on this CPU.
+
+What is fastest differs between CPUs. On an AMD EPYC with AVX-512-bf16, plain matmul-softmax-matmul attention
+beat SDPA's fused kernel by 1.3x; on an Intel Xeon with AMX, SDPA and linear layers with their weights stored
+transposed (``x @ W`` then the bias, instead of ``addmm`` on ``W.T``) were 1.2 to 1.5x faster on long text
+(docs/backbones.md). So instead of one machine's defaults, a short calibration on synthetic batches times the
+candidates (attention, linear layout, padded tokens per batch, threads) and keeps the fastest, once per CPU model,
+torch version, thread count, precision, encoder shape and length class (the power of two nearest the texts'
+median token count), in ``$WARMSTART_HOME/encode-settings.json``.
+
+Each choice can be forced with an environment variable (``WARMSTART_ENCODE_ATTENTION=eager|sdpa``,
+``WARMSTART_ENCODE_LINEAR=standard|transposed``, ``WARMSTART_ENCODE_TOKENS=N``, ``WARMSTART_ENCODE_THREADS=N``);
+``WARMSTART_ENCODE_TUNE=off`` keeps the defaults without measuring, ``force`` measures again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_json, warmstart_home
+from ..errors import ParameterError
+
+ATTENTIONS = ("eager", "sdpa")
+LINEARS = ("standard", "transposed")
+TOKEN_CAPS = (1024, 2048, 4096)
+MARGIN = 0.05
+# below this many tokens in one encode the defaults are used rather than measured: the calibration costs about
+# 60,000 tokens' worth of encoding (seconds for MiniLM-L6 on a 2-core CPU), once per machine, encoder shape and
+# length class
+MIN_TOKENS = 100_000
+_ENV = {
+    "attention": "WARMSTART_ENCODE_ATTENTION",
+    "linear": "WARMSTART_ENCODE_LINEAR",
+    "max_batch_tokens": "WARMSTART_ENCODE_TOKENS",
+    "threads": "WARMSTART_ENCODE_THREADS",
+}
+TUNE_ENV = "WARMSTART_ENCODE_TUNE"
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How the bf16 copy of an encoder runs: its attention implementation, its linear layers' weight layout,
+    the padded tokens per batch and the threads (0: torch's own count); ``source`` says where they came from
+    (``default``, ``measured``, ``cached``, with ``+override`` where a variable forced any)."""
+
+    attention: str = "eager"
+    linear: str = "standard"
+    max_batch_tokens: int = 2048
+    threads: int = 0
+    source: str = "default"
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TransposedLinear(torch.nn.Module):
+    """``nn.Linear`` for inference with its weight stored as ``W.T``, contiguous: ``x @ W.T + b`` as a plain
+    matmul and an in-place bias add, which oneDNN runs faster on AMX than ``addmm`` on the transposed view."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_t", linear.weight.detach().t().contiguous())
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.matmul(x, self.weight_t)
+        return y if self.bias is None else y.add_(self.bias)
+
+
+def inference_copy(
+    module: torch.nn.Module, dtype: torch.dtype, attention: str | None, linear: str
+) -> torch.nn.Module:
+    """A frozen copy of ``module`` in ``dtype`` with the given attention implementation (None: the module's
+    own; a model without that implementation keeps its own) and linear layout (``transposed``: every
+    ``nn.Linear`` replaced by a ``TransposedLinear``, for inference only)."""
+    copied = copy.deepcopy(module).to(dtype).eval().requires_grad_(False)
+    if attention is not None and hasattr(copied, "set_attn_implementation"):
+        with contextlib.suppress(ValueError, ImportError):
+            copied.set_attn_implementation(attention)
+    if linear == "transposed":
+        _transpose_linears(copied)
+    return copied
+
+
+def _transpose_linears(module: torch.nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.Linear):
+            setattr(module, name, TransposedLinear(child))
+        else:
+            _transpose_linears(child)
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block (0: left alone)."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def overrides() -> dict[str, Any]:
+    """The settings forced by environment variables, checked."""
+    out: dict[str, Any] = {}
+    allowed = {"attention": ATTENTIONS, "linear": LINEARS}
+    for field, var in _ENV.items():
+        raw = os.environ.get(var, "").strip()
+        if not raw:
+            continue
+        if field in allowed:
+            if raw not in allowed[field]:
+                raise ParameterError(
+                    f"{var} must be one of {', '.join(allowed[field])}. Got {raw!r} instead; unset it to let "
+                    "warmstart measure."
+                )
+            out[field] = raw
+        else:
+            low = 1 if field == "threads" else 16
+            if not raw.isdigit() or int(raw) < low:
+                raise ParameterError(f"{var} must be an integer >= {low}. Got {raw!r} instead.")
+            out[field] = int(raw)
+    return out
+
+
+def tune_mode() -> str:
+    raw = os.environ.get(TUNE_ENV, "auto").strip().lower() or "auto"
+    if raw not in ("auto", "off", "force"):
+        raise ParameterError(f"{TUNE_ENV} must be auto, off or force. Got {raw!r} instead.")
+    return raw
+
+
+def cpu_signature() -> str:
+    """The CPU's model name and the instruction sets that decide bf16 speed."""
+    model, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{model} [{' '.join(isa)}]"
+
+
+def settings_key(config: Any, precision: str) -> str:
+    """Cache key: CPU, torch version, threads, precision and the encoder's shape (not its weights)."""
+    shape = "/".join(
+        str(getattr(config, k, "-"))
+        for k in (
+            "model_type",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+        )
+    )
+    return f"{cpu_signature()} | torch {torch.__version__} | {torch.get_num_threads()} threads | {precision} | {shape}"
+
+
+def _cache_path():
+    return warmstart_home() / "encode-settings.json"
+
+
+def _read_cache() -> dict:
+    import json
+
+    path = _cache_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def length_class(lengths: np.ndarray, max_length: int) -> int:
+    """The texts' typical length for calibration: the power of two nearest their median token count, from 16
+    to ``max_length`` (short and long texts favour different batch shapes)."""
+    median = float(np.median(lengths)) if len(lengths) else 16.0
+    return int(min(max_length, max(16, 2 ** round(np.log2(max(median, 1.0))))))
+
+
+def choose(backbone: Any, precision: str, dtype: torch.dtype, lengths: np.ndarray) -> EncodeSettings:
+    """The settings for a bf16 (or fp16) CPU encode of texts with these token ``lengths``: cached for this
+    machine, encoder shape and length class, else measured (when the encode is large enough to be worth it),
+    else the defaults; then any variable's override on top."""
+    forced = overrides()
+    mode = tune_mode()
+    length = length_class(lengths, backbone.max_length)
+    tokens = int(np.sum(lengths))
+    key = f"{settings_key(backbone.module.config, precision)} | ~{length} tokens"
+    cached = _read_cache().get(key)
+    fields = {"attention", "linear", "max_batch_tokens", "threads"}
+    if set(forced) >= fields - {"threads"}:
+        base = EncodeSettings()
+    elif isinstance(cached, dict) and mode != "force" and set(cached) >= fields:
+        base = EncodeSettings(**{k: cached[k] for k in fields}, source="cached")
+    elif mode == "off" or (mode == "auto" and tokens < MIN_TOKENS):
+        base = EncodeSettings()
+    else:
+        base = calibrate(backbone, dtype, length)
+        data = _read_cache()
+        data[key] = {k: v for k, v in base.describe().items() if k in fields}
+        with contextlib.suppress(OSError):  # a read-only home still encodes, it just measures again next time
+            atomic_write_json(_cache_path(), data)
+    if not forced:
+        return base
+    return replace(base, **forced, source=f"{base.source}+override")
+
+
+def _thread_candidates() -> list[int]:
+    now = torch.get_num_threads()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or now
+    return sorted({now, usable})
+
+
+def calibrate(
+    backbone: Any,
+    dtype: torch.dtype,
+    length: int = 128,
+    timer: Callable[..., float] | None = None,
+    repeats: int = 5,
+) -> EncodeSettings:
+    """Time the candidates on synthetic batches of ``length``-token texts and keep the fastest.
+
+    First attention x linear layout at 2,048 padded tokens per batch, then the winner at 1,024, 2,048 and 4,096
+    tokens, then (where torch's thread count and the usable CPUs differ) each thread count. A candidate's time
+    is the least of ``repeats`` runs taken in turn with the others (other work on the machine only ever
+    inflates a timing), and it displaces the default (the first listed) only when faster by more than
+    ``MARGIN``: within that, timings on a busy machine cannot tell them apart. ``timer(module, batch,
+    threads)`` returns seconds for one forward pass; tests pass their own.
+    """
+    timer = timer or _time_forward
+    gen = np.random.default_rng(0)
+    vocab = int(getattr(backbone.tokenizer, "vocab_size", 1000) or 1000)
+
+    def batch(cap: int) -> dict[str, torch.Tensor]:
+        ids = gen.integers(min(1000, vocab // 2), vocab, size=(max(1, cap // length), length)).tolist()
+        return backbone.collate(ids)
+
+    def fastest(cands: dict[Any, tuple[torch.nn.Module, int, int]]) -> Any:
+        data = {cap: batch(cap) for cap in {c[1] for c in cands.values()}}
+        best = dict.fromkeys(cands, float("inf"))
+        for rep in range(repeats + 1):  # the first pass warms each candidate up and is not counted
+            for key, (module, cap, threads) in cands.items():
+                took = timer(module, data[cap], threads) / data[cap]["input_ids"].numel()
+                best[key] = min(best[key], took) if rep else best[key]
+        choice = next(iter(cands))
+        for key, took in best.items():
+            if took < best[choice] * (1 - MARGIN):
+                choice = key
+        return choice
+
+    copies = {(a, lin): inference_copy(backbone.module, dtype, a, lin) for lin in LINEARS for a in ATTENTIONS}
+    attention, linear = fastest({k: (m, 2048, 0) for k, m in copies.items()})
+    module = copies[(attention, linear)]
+    del copies
+    cap = fastest({c: (module, c, 0) for c in (2048, *[c for c in TOKEN_CAPS if c != 2048])})
+    threads = 0
+    options = _thread_candidates()
+    if len(options) > 1:
+        now = torch.get_num_threads()
+        threads = fastest({n: (module, cap, n) for n in sorted(options, key=lambda n: n != now)})
+        threads = 0 if threads == now else threads
+    return EncodeSettings(attention, linear, cap, threads, source="measured")
+
+
+def _time_forward(module: torch.nn.Module, batch: dict[str, torch.Tensor], threads: int) -> float:
+    with num_threads(threads), torch.inference_mode():
+        start = time.perf_counter()
+        module(**batch)
+        return time.perf_counter() - start
