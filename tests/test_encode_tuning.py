@@ -158,3 +158,33 @@ def test_a_fitted_model_records_how_its_features_were_extracted(tiny_bert_dir, t
         "threads": 0,
         "source": "default",
     }
+
+
+def test_a_model_that_cannot_switch_attention_keeps_its_own(tiny_bert_dir, monkeypatch):
+    bb = get_backbone(str(tiny_bert_dir))
+    own = bb.module.config._attn_implementation
+    bb.module._can_set_attn_implementation = lambda: False  # as MPNet in transformers 5
+    got = et.calibrate(bb, torch.bfloat16, 32, timer=_fake_timer, repeats=1)
+    assert (got.attention, got.linear) == ("model", "transposed")
+    copy = et.inference_copy(bb.module, torch.bfloat16, "sdpa", "standard")
+    assert copy.config._attn_implementation == own
+    monkeypatch.setenv("WARMSTART_ENCODE_ATTENTION", "sdpa")
+    with pytest.warns(UserWarning, match="cannot change its attention"):
+        chosen = et.choose(bb, "bf16", torch.bfloat16, SMALL)
+    assert chosen.attention == "model"
+
+
+def test_a_slow_encoder_is_timed_in_fewer_rounds(tiny_bert_dir):
+    import time
+
+    bb = get_backbone(str(tiny_bert_dir))
+    calls = []
+
+    def slow(module, batch, threads):
+        calls.append(1)
+        time.sleep(0.002)
+        return 1.0
+
+    et.calibrate(bb, torch.bfloat16, 32, timer=slow, repeats=5, stage_seconds=1e-6)
+    # each stage: one warm-up round and one timed round (4 attention x layout candidates, then 3 batch sizes)
+    assert len(calls) == 2 * 4 + 2 * 3 + 2 * (len(et._thread_candidates()) > 1) * len(et._thread_candidates())

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -48,7 +49,8 @@ TUNE_ENV = "WARMSTART_ENCODE_TUNE"
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How the bf16 copy of an encoder runs: its attention implementation, its linear layers' weight layout,
+    """How the bf16 copy of an encoder runs: its attention implementation (``model``: its own, for a model that
+    cannot switch), its linear layers' weight layout,
     the padded tokens per batch and the threads (0: torch's own count); ``source`` says where they came from
     (``default``, ``measured``, ``cached``, with ``+override`` where a variable forced any)."""
 
@@ -84,12 +86,19 @@ def inference_copy(
     own; a model without that implementation keeps its own) and linear layout (``transposed``: every
     ``nn.Linear`` replaced by a ``TransposedLinear``, for inference only)."""
     copied = copy.deepcopy(module).to(dtype).eval().requires_grad_(False)
-    if attention is not None and hasattr(copied, "set_attn_implementation"):
+    if attention not in (None, "model") and switchable_attention(copied):
         with contextlib.suppress(ValueError, ImportError):
             copied.set_attn_implementation(attention)
     if linear == "transposed":
         _transpose_linears(copied)
     return copied
+
+
+def switchable_attention(module: torch.nn.Module) -> bool:
+    """Whether the model can change its attention implementation after loading (transformers models built on
+    its attention interface can; MPNet, for one, cannot and keeps its own, recorded as ``model``)."""
+    can = getattr(module, "_can_set_attn_implementation", None)
+    return hasattr(module, "set_attn_implementation") and (can is None or bool(can()))
 
 
 def _transpose_linears(module: torch.nn.Module) -> None:
@@ -217,6 +226,15 @@ def choose(backbone: Any, precision: str, dtype: torch.dtype, lengths: np.ndarra
         data[key] = {k: v for k, v in base.describe().items() if k in fields}
         with contextlib.suppress(OSError):  # a read-only home still encodes, it just measures again next time
             atomic_write_json(_cache_path(), data)
+    if not switchable_attention(backbone.module):
+        if forced.get("attention"):
+            warnings.warn(
+                f"{_ENV['attention']}={forced['attention']} is ignored for {backbone.name}: "
+                f"{type(backbone.module).__name__} cannot change its attention implementation.",
+                stacklevel=3,
+            )
+        forced.pop("attention", None)
+        base = replace(base, attention="model")
     if not forced:
         return base
     return replace(base, **forced, source=f"{base.source}+override")
@@ -237,13 +255,15 @@ def calibrate(
     length: int = 128,
     timer: Callable[..., float] | None = None,
     repeats: int = 5,
+    stage_seconds: float = 4.0,
 ) -> EncodeSettings:
     """Time the candidates on synthetic batches of ``length``-token texts and keep the fastest.
 
     First attention x linear layout at 2,048 padded tokens per batch, then the winner at 1,024, 2,048 and 4,096
     tokens, then (where torch's thread count and the usable CPUs differ) each thread count. A candidate's time
     is the least of ``repeats`` runs taken in turn with the others (other work on the machine only ever
-    inflates a timing), and it displaces the default (the first listed) only when faster by more than
+    inflates a timing; fewer, at least one, where a round of runs takes more than ``stage_seconds / repeats``,
+    so a base-size encoder is not timed for a minute), and it displaces the default (the first listed) only when faster by more than
     ``MARGIN``: within that, timings on a busy machine cannot tell them apart. ``timer(module, batch,
     threads)`` returns seconds for one forward pass; tests pass their own.
     """
@@ -258,17 +278,23 @@ def calibrate(
     def fastest(cands: dict[Any, tuple[torch.nn.Module, int, int]]) -> Any:
         data = {cap: batch(cap) for cap in {c[1] for c in cands.values()}}
         best = dict.fromkeys(cands, float("inf"))
-        for rep in range(repeats + 1):  # the first pass warms each candidate up and is not counted
+        rounds, rep = repeats, 0
+        while rep <= rounds:  # the first pass warms each candidate up and is not counted
+            start = time.perf_counter()
             for key, (module, cap, threads) in cands.items():
                 took = timer(module, data[cap], threads) / data[cap]["input_ids"].numel()
                 best[key] = min(best[key], took) if rep else best[key]
+            if not rep:  # a large encoder gets fewer rounds: each stage stays near ``stage_seconds``
+                rounds = min(repeats, max(1, int(stage_seconds / max(time.perf_counter() - start, 1e-9))))
+            rep += 1
         choice = next(iter(cands))
         for key, took in best.items():
             if took < best[choice] * (1 - MARGIN):
                 choice = key
         return choice
 
-    copies = {(a, lin): inference_copy(backbone.module, dtype, a, lin) for lin in LINEARS for a in ATTENTIONS}
+    attentions = ATTENTIONS if switchable_attention(backbone.module) else ("model",)
+    copies = {(a, lin): inference_copy(backbone.module, dtype, a, lin) for lin in LINEARS for a in attentions}
     attention, linear = fastest({k: (m, 2048, 0) for k, m in copies.items()})
     module = copies[(attention, linear)]
     del copies
