@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 import torch
+from common import code_version
 
 
 def matmul_ceiling(
@@ -104,18 +105,6 @@ def fixed_settings(fn):
             os.environ.pop(f"WARMSTART_ENCODE_{k}", None)
             if v is not None:
                 os.environ[f"WARMSTART_ENCODE_{k}"] = v
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -200,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(lowest {min(readings['fp32']):.0f}), bf16 {ceiling['bf16']:.0f} GFLOP/s (lowest "
         f"{min(readings['bf16']):.0f}), {torch.get_num_threads()} threads\n"
     )
-    print(f"commit {_commit()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(f"commit {code_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print(
         "| data | method | sentences/s | vs ST same precision | vs ST fp32 | GFLOP/s | of ceiling | "
         "min cosine to ST fp32 | check |"

@@ -34,14 +34,26 @@ _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """This CPU's model name and instruction-set flags, from ``/proc/cpuinfo`` once per process (reading it
+    queries every core: milliseconds on a large machine); ``("unknown CPU", {})`` where it cannot be read."""
+    model, flags = "unknown CPU", frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model, flags
+
+
 def fast_bf16_cpu() -> bool:
     """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX). Without it, bf16 on CPU is
     emulated and slower than fp32, so precision ``auto`` stays in fp32 there."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
+    flags = cpu_info()[1]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

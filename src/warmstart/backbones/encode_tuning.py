@@ -1,9 +1,9 @@
 """How a transformer text encoder runs bf16 extraction on this CPU, chosen by measurement on this CPU.
 
 What is fastest differs between CPUs. On an AMD EPYC with AVX-512-bf16, plain matmul-softmax-matmul attention
-beat SDPA's fused kernel by 1.3x; on an Intel Xeon with AMX, SDPA and linear layers with their weights stored
-transposed (``x @ W`` then the bias, instead of ``addmm`` on ``W.T``) were 1.2 to 1.5x faster on long text
-(docs/backbones.md). So instead of one machine's defaults, a short calibration on synthetic batches times the
+beat SDPA's fused kernel by 1.3x; on an Intel Xeon with AMX, SDPA was 1.17 to 1.43x faster than it on long text,
+and linear layers with their weights stored transposed (``x @ W`` then the bias, instead of ``addmm`` on
+``W.T``) were faster in some runs and slower in others (docs/backbones.md). So instead of one machine's defaults, a short calibration on synthetic batches times the
 candidates (attention, linear layout, padded tokens per batch, threads) and keeps the fastest, once per CPU model,
 torch version, thread count, precision, encoder shape and length class (the power of two nearest the texts'
 median token count), in ``$WARMSTART_HOME/encode-settings.json``.
@@ -50,9 +50,9 @@ TUNE_ENV = "WARMSTART_ENCODE_TUNE"
 @dataclass(frozen=True)
 class EncodeSettings:
     """How the bf16 copy of an encoder runs: its attention implementation (``model``: its own, for a model that
-    cannot switch), its linear layers' weight layout,
-    the padded tokens per batch and the threads (0: torch's own count); ``source`` says where they came from
-    (``default``, ``measured``, ``cached``, with ``+override`` where a variable forced any)."""
+    cannot switch), its linear layers' weight layout, the padded tokens per batch and the threads (0: torch's
+    own count); ``source`` says where they came from (``default``, ``measured``, ``cached``, with
+    ``+override`` where a variable forced any)."""
 
     attention: str = "eager"
     linear: str = "standard"
@@ -154,14 +154,9 @@ def tune_mode() -> str:
 
 def cpu_signature() -> str:
     """The CPU's model name and the instruction sets that decide bf16 speed."""
-    model, flags = "unknown CPU", set()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown CPU":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
+    from ..runtime import cpu_info
+
+    model, flags = cpu_info()
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     return f"{model} [{' '.join(isa)}]"
 
@@ -263,8 +258,8 @@ def calibrate(
     tokens, then (where torch's thread count and the usable CPUs differ) each thread count. A candidate's time
     is the least of ``repeats`` runs taken in turn with the others (other work on the machine only ever
     inflates a timing; fewer, at least one, where a round of runs takes more than ``stage_seconds / repeats``,
-    so a base-size encoder is not timed for a minute), and it displaces the default (the first listed) only when faster by more than
-    ``MARGIN``: within that, timings on a busy machine cannot tell them apart. ``timer(module, batch,
+    so a base-size encoder is not timed for a minute), and it displaces the default (the first listed) only
+    when faster by more than ``MARGIN``: within that, timings on a busy machine cannot tell them apart. ``timer(module, batch,
     threads)`` returns seconds for one forward pass; tests pass their own.
     """
     timer = timer or _time_forward
@@ -298,7 +293,8 @@ def calibrate(
     attention, linear = fastest({k: (m, 2048, 0) for k, m in copies.items()})
     module = copies[(attention, linear)]
     del copies
-    cap = fastest({c: (module, c, 0) for c in (2048, *[c for c in TOKEN_CAPS if c != 2048])})
+    default_cap = EncodeSettings().max_batch_tokens
+    cap = fastest({c: (module, c, 0) for c in (default_cap, *[c for c in TOKEN_CAPS if c != default_cap])})
     threads = 0
     options = _thread_candidates()
     if len(options) > 1:
