@@ -140,7 +140,9 @@ def overrides() -> dict[str, Any]:
         else:
             low = 1 if field == "threads" else 16
             if not raw.isdigit() or int(raw) < low:
-                raise ParameterError(f"{var} must be an integer >= {low}. Got {raw!r} instead.")
+                raise ParameterError(
+                    f"{var} must be an integer >= {low}. Got {raw!r} instead; unset it to let warmstart measure."
+                )
             out[field] = int(raw)
     return out
 
@@ -148,7 +150,9 @@ def overrides() -> dict[str, Any]:
 def tune_mode() -> str:
     raw = os.environ.get(TUNE_ENV, "auto").strip().lower() or "auto"
     if raw not in ("auto", "off", "force"):
-        raise ParameterError(f"{TUNE_ENV} must be auto, off or force. Got {raw!r} instead.")
+        raise ParameterError(
+            f"{TUNE_ENV} must be auto, off or force. Got {raw!r} instead; unset it for auto (measure once per CPU)."
+        )
     return raw
 
 
