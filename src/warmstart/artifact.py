@@ -62,7 +62,7 @@ def save_artifact(
             "format_version": FORMAT_VERSION,
             "technique": est.name,
             "params": params,
-            "fitted": est.fitted_config(),
+            "fitted": _fitted(est),
             "modality": bb.modality,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -101,6 +101,14 @@ def save_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _fitted(est: Technique) -> dict:
+    """What fit chose (``fitted_config``), and the rounds of self-training when it made this model."""
+    fitted = dict(est.fitted_config())
+    if getattr(est, "self_training_", None):
+        fitted["self_training"] = est.self_training_
+    return fitted
 
 
 def is_artifact(folder: Path) -> bool:

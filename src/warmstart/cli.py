@@ -48,6 +48,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .run import fit_run
 
     data, test = _data_and_test(args)
+    unlabeled = None
+    if args.unlabeled:
+        from .data.load import load_unlabeled
+
+        unlabeled = load_unlabeled(args.unlabeled, data.modality, _columns(args))
     result = fit_run(
         data,
         test=test,
@@ -63,8 +68,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         budget=args.budget,
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
-        record={"data": _where(args.data), "test": _where(args.test), **_data_record(args)},
+        record={
+            "data": _where(args.data),
+            "test": _where(args.test),
+            **({"unlabeled": _where(args.unlabeled)} if args.unlabeled else {}),
+            **_data_record(args),
+        },
         overwrite=args.overwrite,
+        unlabeled=unlabeled,
     )
     from . import distributed
 
@@ -110,6 +121,16 @@ def _print_fit(result: Any, args: argparse.Namespace) -> None:
         f"predict {m['timings']['predict_seconds']:.1f}s"
     )
     print(f"  trainable parameters {c['trainable_params']:,}   peak memory {c['fit_peak_rss_mb']:.0f} MB")
+    st = result.config.get("self_training")
+    if st:
+        print(
+            f"  self-training on {st['unlabeled_rows']:,} unlabelled rows (the training rows above are labelled):"
+        )
+        for r in st["rounds"]:
+            print(
+                f"    round {r['round']}: {r['rows']:,} pseudo-labelled rows, confidence >= "
+                f"{r['min_confidence_taken']}, {r['changed_since_last_round']} changed since the round before"
+            )
     if "note" in m:
         print(f"  note: {m['note']}")
     print(f"  artifact: {result.artifact}")
@@ -182,13 +203,20 @@ def cmd_study(args: argparse.Namespace) -> int:
         test_rows=args.test_rows,
         test_size=args.test_size,
         split_seed=args.split_seed,
+        unlabeled=_where(args.unlabeled),
         **runtime_params(args),
     )
+    unlabeled = None
+    if args.unlabeled and args.unlabeled != "rest":
+        from .data.load import load_unlabeled
+
+        unlabeled = load_unlabeled(args.unlabeled, data.modality, _columns(args))
     run_study(
         data,
         cfg,
         args.output,
         test=test,
+        unlabeled=unlabeled,
         engine=args.engine,
         ray_address=args.ray_address,
         cpus_per_cell=args.cpus_per_cell,

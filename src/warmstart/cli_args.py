@@ -92,7 +92,12 @@ def _parser_fit(sub: Any) -> None:
         default="probe",
         help="probe, finetune, lora, ia3, bitfit, lp_ft, l2sp, contrastive, scratch, or auto: the best "
         "expected accuracy that fits --budget, measured by short calibration fits (default: probe); "
-        "`warmstart techniques` describes them",
+        "self_train:BASE self-trains BASE on --unlabeled rows; `warmstart techniques` describes them",
+    )
+    p.add_argument(
+        "--unlabeled",
+        help="unlabelled rows for --technique self_train:BASE: a text file (CSV/TSV/JSONL/Parquet/TXT), an image "
+        "folder, a Hugging Face data set or a packaged data set (its labels are not used)",
     )
     p.add_argument("--shots", type=int, help="train on K examples per class (few-shot)")
     p.add_argument("--seed", type=int, default=0)
@@ -236,7 +241,17 @@ def _parser_study(sub: Any) -> None:
         "--test", help="separate test data (default: the packaged test split, or a held-out split)"
     )
     p.add_argument("--backbone", default="all-MiniLM-L6-v2")
-    p.add_argument("--techniques", default="scratch,probe,lora,finetune", help="comma-separated")
+    p.add_argument(
+        "--techniques",
+        default="scratch,probe,lora,finetune",
+        help="comma-separated; self_train:BASE is BASE self-trained on --unlabeled rows",
+    )
+    p.add_argument(
+        "--unlabeled",
+        help="unlabelled rows for self_train:BASE cells: 'rest' (the pool rows not drawn as a cell's labelled "
+        "rows), or a text file, image folder, Hugging Face or packaged data set (rows that are also test rows "
+        "are left out)",
+    )
     p.add_argument(
         "--shots", default="4,8,16,64,all", help="examples per class, comma-separated; 'all' = every row"
     )

@@ -15,6 +15,7 @@ inference throughput (rows per second in batches, and the latency of one row), i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, join_datasets
 from .errors import ParameterError
 
 
@@ -43,14 +44,8 @@ def transfer_set(labelled: Dataset | None, unlabeled: Dataset | None) -> tuple[D
             "were given; pass --unlabeled FILE (texts, or an image folder)."
         )
     known = np.concatenate([np.full(len(d), d is labelled and d.labels is not None) for d in parts])
-    if len(parts) == 1:
-        inputs: Any = parts[0].inputs
-    elif all(isinstance(d.inputs, np.ndarray) for d in parts):
-        inputs = np.concatenate([d.inputs for d in parts])
-    else:
-        inputs = [x for d in parts for x in d.inputs]
-    rows = [r for d in parts for r in d.rows]
-    return Dataset(inputs, None, parts[0].modality, "transfer set", rows), known
+    joined = join_datasets(parts, "transfer set")
+    return dataclasses.replace(joined, labels=None), known
 
 
 def soft_targets(

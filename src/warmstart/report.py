@@ -305,9 +305,15 @@ def _study_tables(
         return {"text": text, "cls": "sig" if c["significant"] else "ns"}
 
     cmp_rows = [
-        [r["technique"], r["shots"], cmp_cell(r.get("vs_scratch")), cmp_cell(r.get("vs_probe"))]
+        [
+            r["technique"],
+            r["shots"],
+            cmp_cell(r.get("vs_scratch")),
+            cmp_cell(r.get("vs_probe")),
+            *([cmp_cell(r.get("vs_base"))] if any(x.get("vs_base") for x in rows) else []),
+        ]
         for r in rows
-        if r.get("vs_scratch") or r.get("vs_probe")
+        if r.get("vs_scratch") or r.get("vs_probe") or r.get("vs_base")
     ]
     cost_rows = []
     for r in rows:
@@ -400,7 +406,13 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
             "text": f"{name[0].upper() + name[1:]} difference in points, technique minus reference, over the seeds "
             "both ran: mean "
             "[95% CI] and the paired t-test p-value. Grey: not significant (the interval includes 0).",
-            "tables": [{"head": ["technique", "shots", "vs scratch", "vs probe"], "rows": cmp_rows}],
+            "tables": [
+                {
+                    "head": ["technique", "shots", "vs scratch", "vs probe"]
+                    + (["vs without unlabelled rows"] if any(r.get("vs_base") for r in rows) else []),
+                    "rows": cmp_rows,
+                }
+            ],
         },
         {
             "title": "Cost",
@@ -475,11 +487,14 @@ def study_markdown(folder: str | os.PathLike) -> str:
             a = r[metric] if r else None
             cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    lines.append("\n| technique | shots | vs scratch, points [95% CI] | vs probe | CPU s |")
-    lines.append("|---|---|---|---|---|")
+    refs = ["vs_scratch", "vs_probe"] + (["vs_base"] if any(r.get("vs_base") for r in rows) else [])
+    head = "| technique | shots | vs scratch, points [95% CI] | vs probe |"
+    head += " vs the same technique without unlabelled rows |" if "vs_base" in refs else ""
+    lines.append("\n" + head + " CPU s |")
+    lines.append("|---" * (len(refs) + 3) + "|")
     for r in rows:
         parts = []
-        for ref in ("vs_scratch", "vs_probe"):
+        for ref in refs:
             c = r.get(ref)
             parts.append(
                 ""
@@ -487,7 +502,7 @@ def study_markdown(folder: str | os.PathLike) -> str:
                 else f"{100 * c['mean']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
                 + ("" if c["significant"] else " (n.s.)")
             )
-        lines.append(f"| {r['technique']} | {r['shots']} | {parts[0]} | {parts[1]} | {r['cpu_s']:.1f} |")
+        lines.append(f"| {r['technique']} | {r['shots']} | {' | '.join(parts)} | {r['cpu_s']:.1f} |")
     return "\n".join(lines)
 
 

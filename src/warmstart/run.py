@@ -11,6 +11,7 @@ import numpy as np
 from . import __version__
 from .backbones import Backbone
 from .data import Dataset, Split, check_labels_seen, few_shot, stratified_split
+from .errors import ParameterError
 from .evaluate import evaluate, fit_measured
 from .runtime import runtime_of
 from .techniques import Technique, get_technique
@@ -48,6 +49,7 @@ def fit_run(
     max_memory_mb: float | None = None,
     record: dict | None = None,
     overwrite: bool = False,
+    unlabeled: Dataset | None = None,
 ) -> RunResult:
     """Fit ``technique`` on ``data`` and measure it on ``test`` (or a held-out stratified split of ``data``).
 
@@ -57,6 +59,9 @@ def fit_run(
     ``technique="auto"`` picks the technique with ``selection.recommend``: the best expected accuracy whose cost,
     measured by short calibration fits on the training rows, fits ``budget`` (CPU time such as "5m"),
     ``max_params`` (trainable parameters) and ``max_memory_mb``; the choice is recorded in the config.
+
+    ``technique="self_train:BASE"`` self-trains BASE on ``unlabeled`` rows (``selftrain``; its options are the
+    ``self_train_*`` keys of ``params``); the result is a fitted BASE, and the config records every round.
 
     ``record`` is stored in the config as is (the CLI keeps how it loaded the data there, so that
     ``warmstart export`` can find the held-out rows again).
@@ -74,14 +79,22 @@ def fit_run(
         from .artifact import check_output
 
         check_output(output, overwrite)
+    base, params, self_train = _self_training(technique, params, unlabeled)
     split, train, val, test_ds = _run_rows(data, test, shots, seed, val_size, test_size)
     choice = None
     if technique == "auto":
         choice = _choose(train, backbone, budget, max_params, max_memory_mb, params, seed)
-        technique = choice.technique
+        technique = base = choice.technique
         params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
-    est = get_technique(technique, backbone=backbone, seed=seed, **(params or {}))
-    fit_cost = fit_measured(est, train, val if len(val) else None)
+    est = get_technique(base, backbone=backbone, seed=seed, **(params or {}))
+    if self_train is None:
+        fit_cost = fit_measured(est, train, val if len(val) else None)
+    else:
+        from .cost import measure
+        from .selftrain import fit_self_training
+
+        with measure() as fit_cost:
+            est = fit_self_training(est, train, unlabeled, val if len(val) else None, **self_train)
     metrics, predict_s = evaluate(est, test_ds)
     timings = _run_measures(est, metrics, fit_cost, predict_s)
     config = {
@@ -103,6 +116,8 @@ def fit_run(
     }
     if choice is not None:
         config["technique_choice"] = choice.to_dict()
+    if self_train is not None:
+        config["self_training"] = est.self_training_
     if record:
         config["record"] = dict(record)
     result = RunResult(est, metrics, config, split, timings=timings)
@@ -139,6 +154,27 @@ def _run_rows(
     return split, train, val, test_ds
 
 
+def _self_training(
+    technique: str, params: dict[str, Any] | None, unlabeled: Dataset | None
+) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    """The technique to build, its parameters, and self-training's options (None: no self-training). Unlabelled
+    rows without ``self_train:BASE``, or the reverse, are refused: neither is ignored silently."""
+    from .selftrain import base_of, split_params
+
+    base = base_of(technique)
+    if base is None:
+        if unlabeled is not None:
+            raise ParameterError(
+                f"--unlabeled rows are used by self-training only; {technique!r} would ignore them. Use "
+                f"--technique self_train:{technique if technique != 'auto' else 'probe'}, or drop --unlabeled."
+            )
+        return technique, params, None
+    if unlabeled is None or len(unlabeled) == 0:
+        raise ParameterError(f"{technique!r} needs unlabelled rows: pass --unlabeled FILE_OR_FOLDER.")
+    base_params, options = split_params(params)
+    return base, base_params, options
+
+
 def _choose(train, backbone, budget, max_params, max_memory_mb, params, seed) -> Any:
     """``technique="auto"``: ``selection.recommend``'s choice, or a clear error when nothing fits the limits."""
     from .selection.recommend import recommend
@@ -153,8 +189,6 @@ def _choose(train, backbone, budget, max_params, max_memory_mb, params, seed) ->
         seed=seed,
     )
     if choice.technique is None:
-        from .errors import ParameterError
-
         raise ParameterError(choice.explain())
     return choice
 

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_write_bytes, atomic_write_json
-from .cost import forward_flops
+from .cost import forward_flops, measure
 from .data import Dataset, few_shot, stratified_split
 from .errors import DataError, ParameterError
 from .evaluate import evaluate, fit_measured
 from .runtime import runtime_of
+from .selftrain import base_of, fit_self_training, split_params
 from .study_files import load_cells
 from .study_stats import mean_ci, paired, shots_order, summarise  # noqa: F401  (mean_ci, paired: public here too)
 
@@ -53,6 +54,9 @@ class StudyConfig:
     # what cells are compared and chosen by: auto = macro-F1 on imbalanced test rows (largest class > 3x the
     # smallest), else accuracy. It changes the summary only, never a cell, so a rerun may change it
     metric: str = "auto"
+    # unlabelled rows of the self_train:BASE cells: "rest" (the pool rows a cell did not draw), a data spec
+    # (its rows that are also test rows left out), or None
+    unlabeled: str | None = None
 
     def to_dict(self) -> dict:
         return {"format": STUDY_FORMAT, **asdict(self)}
@@ -72,7 +76,7 @@ def parse_shots(text: str) -> list[int | str]:
 
 
 def cell_key(technique: str, shots: int | str, seed: int) -> str:
-    return f"{technique}-k{shots}-s{seed}"
+    return f"{technique.replace(':', '+')}-k{shots}-s{seed}"
 
 
 def _splits(data: Dataset, test: Dataset | None, cfg: StudyConfig) -> tuple[np.ndarray, Dataset, dict]:
@@ -103,9 +107,14 @@ def run_study(
     engine: str = "local",
     ray_address: str | None = None,
     cpus_per_cell: int = 1,
+    unlabeled: Dataset | None = None,
 ) -> dict:
     """Run every missing cell of the study in ``output`` and write the tables and summary
     (``warmstart.report.write_study_report(output)`` then writes the HTML report).
+
+    ``self_train:BASE`` techniques self-train BASE (``selftrain``) on ``cfg.unlabeled`` rows: with "rest", the
+    pool rows a cell did not draw as labelled ones; else ``unlabeled`` (its rows that are also test rows are
+    left out). Compare them with BASE in the same study: the summary pairs each with its base.
 
     ``engine="ray"`` runs the missing cells as Ray tasks (``cpus_per_cell`` CPUs each) on the cluster at
     ``ray_address`` (None: a local Ray instance, or the one ``RAY_ADDRESS`` names); the driver writes each cell's
@@ -124,18 +133,21 @@ def run_study(
 
     from .techniques import available_techniques
 
-    unknown = [t for t in cfg.techniques if t not in available_techniques()]
+    unknown = [t for t in cfg.techniques if (base_of(t) or t) not in available_techniques()]
     if unknown or not cfg.techniques:
         raise ParameterError(
-            f"unknown technique(s) {unknown}; choose from {', '.join(sorted(available_techniques()))}."
+            f"unknown technique(s) {unknown}; choose from {', '.join(sorted(available_techniques()))} (or "
+            f"self_train:BASE with one of them)."
         )
     if cfg.seeds < 1:
         raise ParameterError(f"--seeds must be at least 1; got {cfg.seeds}.")
     from .techniques import get_technique
 
     for technique, params in cfg.params.items():  # bad keys are refused before anything is written
-        if technique in available_techniques():
-            get_technique(technique, **params)
+        base = base_of(technique) or technique
+        if base in available_techniques():
+            get_technique(base, **(split_params(params)[0] if base != technique else params))
+    unlabeled = _unlabeled_rows(cfg, unlabeled, test)
     data.require_labels()
     if data.multilabel:
         raise DataError(f"{data.source}: studies compare single-label accuracy; this data has label sets.")
@@ -151,6 +163,9 @@ def run_study(
     else:
         atomic_write_json(meta_path, wanted)
     pool, test_ds, split_record = _splits(data, test, cfg)
+    if unlabeled is not None:
+        unlabeled = _without_test_rows(unlabeled, test_ds)
+        split_record["unlabeled_rows"] = len(unlabeled)
     atomic_write_json(out / "splits.json", split_record)
     test_ds.require_labels(min_classes=1)
 
@@ -160,17 +175,48 @@ def run_study(
         total=len(cells), initial=len(cells) - len(todo), desc="study", unit="cell", disable=not progress
     )
     if engine == "ray":
-        _run_ray(todo, data, test_ds, pool, cfg, out, bar, ray_address, cpus_per_cell)
+        _run_ray(todo, data, test_ds, pool, cfg, out, bar, ray_address, cpus_per_cell, unlabeled)
     elif engine == "local":
         for k, seed, technique in todo:
             bar.set_postfix(technique=technique, shots=k, seed=seed)
-            cell = compute_cell(data, test_ds, pool, cfg, k, seed, technique)
+            cell = compute_cell(data, test_ds, pool, cfg, k, seed, technique, unlabeled)
             atomic_write_json(out / "cells" / f"{cell_key(technique, k, seed)}.json", cell)
             bar.update(1)
     else:
         raise ParameterError(f"--engine must be local or ray; got {engine!r}.")
     bar.close()
     return finish_study(out)
+
+
+def _unlabeled_rows(cfg: StudyConfig, unlabeled: Dataset | None, test: Dataset | None) -> Dataset | None:
+    """The study's unlabelled rows, checked against its techniques: self_train cells need them, and rows no cell
+    would use are refused rather than ignored."""
+    uses = [t for t in cfg.techniques if base_of(t)]
+    if uses and not cfg.unlabeled:
+        raise ParameterError(
+            f"{', '.join(uses)} need unlabelled rows: pass --unlabeled rest (the pool rows a cell does not draw) "
+            f"or --unlabeled FILE_OR_FOLDER."
+        )
+    if cfg.unlabeled and not uses:
+        raise ParameterError(
+            "--unlabeled rows are used by self_train:BASE techniques only, and this study has none; add one "
+            "(e.g. --techniques probe,self_train:probe) or drop --unlabeled."
+        )
+    if cfg.unlabeled and cfg.unlabeled != "rest" and unlabeled is None:
+        raise ParameterError(f"--unlabeled {cfg.unlabeled}: pass its rows as run_study(unlabeled=...).")
+    return None if cfg.unlabeled == "rest" else unlabeled
+
+
+def _without_test_rows(unlabeled: Dataset, test: Dataset) -> Dataset:
+    """``unlabeled`` less the rows that are also test rows (the same source and row), so no cell trains on the
+    inputs it is tested on."""
+    if unlabeled.source != test.source:
+        return unlabeled
+    taken = {str(r) for r in test.rows}
+    keep = [i for i, r in enumerate(unlabeled.rows) if str(r) not in taken]
+    if not keep:
+        raise DataError(f"{unlabeled.source}: every unlabelled row is also a test row; nothing is left.")
+    return unlabeled.subset(keep) if len(keep) < len(unlabeled) else unlabeled
 
 
 _BACKBONES: dict[str, Any] = {}
@@ -233,9 +279,11 @@ def compute_cell(
     k: int | str,
     seed: int,
     technique: str,
+    unlabeled: Dataset | None = None,
 ) -> dict:
     """One cell, from the study's data and pool: the training rows of (k, seed), then ``run_cell``. The
-    backbone is loaded once per process and the extraction FLOPs computed once per training set."""
+    backbone is loaded once per process and the extraction FLOPs computed once per training set. A
+    self_train:BASE cell gets ``unlabeled``, or with ``cfg.unlabeled == "rest"`` the pool rows it did not draw."""
     from .backbones import get_backbone
 
     if cfg.backbone not in _BACKBONES:
@@ -248,7 +296,16 @@ def compute_cell(
     key = (cfg.backbone, data.source, len(data), str(k), seed)
     if key not in _FORWARD_FLOPS:
         _FORWARD_FLOPS[key] = forward_flops(backbone, train)
-    cell = run_cell(backbone, technique, train, test_ds, seed, cfg, _FORWARD_FLOPS[key])
+    if base_of(technique) and cfg.unlabeled == "rest":
+        rest = np.setdiff1d(pool, train_idx)
+        if not len(rest):
+            raise DataError(
+                f"{data.source}: at {k} per class no pool rows are left to use as unlabelled rows."
+            )
+        unlabeled = data.subset(rest)
+    elif not base_of(technique):
+        unlabeled = None
+    cell = run_cell(backbone, technique, train, test_ds, seed, cfg, _FORWARD_FLOPS[key], unlabeled)
     # which rows: cells that claim the same (shots, seed) can then be shown to have trained on the same rows,
     # and every cell to have tested on the same ones
     cell.update(
@@ -267,15 +324,15 @@ def _rows_hash(rows: list) -> str:
     return hashlib.blake2b(json.dumps([str(r) for r in rows]).encode(), digest_size=8).hexdigest()
 
 
-def _ray_cell(data, test_ds, pool, cfg_dict, k, seed, technique, threads):  # runs on a Ray worker
+def _ray_cell(data, test_ds, pool, cfg_dict, unlabeled, k, seed, technique, threads):  # runs on a Ray worker
     import torch
 
     torch.set_num_threads(threads)
     cfg = StudyConfig(**{k2: v for k2, v in cfg_dict.items() if k2 != "format"})
-    return compute_cell(data, test_ds, pool, cfg, k, seed, technique)
+    return compute_cell(data, test_ds, pool, cfg, k, seed, technique, unlabeled)
 
 
-def _run_ray(todo, data, test_ds, pool, cfg, out, bar, address, cpus_per_cell) -> None:
+def _run_ray(todo, data, test_ds, pool, cfg, out, bar, address, cpus_per_cell, unlabeled=None) -> None:
     try:
         import ray
     except ImportError as e:
@@ -286,7 +343,7 @@ def _run_ray(todo, data, test_ds, pool, cfg, out, bar, address, cpus_per_cell) -
         started = True
     try:
         task = ray.remote(num_cpus=cpus_per_cell)(_ray_cell)
-        refs = [ray.put(x) for x in (data, test_ds, pool, cfg.to_dict())]
+        refs = [ray.put(x) for x in (data, test_ds, pool, cfg.to_dict(), unlabeled)]
         pending = {
             task.remote(*refs, k, seed, technique, cpus_per_cell): (k, seed, technique)
             for k, seed, technique in todo
@@ -321,8 +378,10 @@ def run_cell(
     seed: int,
     cfg: StudyConfig,
     fwd_flops: float,
+    unlabeled: Dataset | None = None,
 ) -> dict:
-    """Fit one technique on ``train``, test it, and account for what it cost."""
+    """Fit one technique on ``train`` (self_train:BASE: and ``unlabeled``), test it, and account for what it
+    cost."""
     from .techniques import get_technique
 
     params = {
@@ -331,8 +390,16 @@ def run_cell(
         "device": cfg.device,
         **cfg.params.get(technique, {}),
     }
-    est = get_technique(technique, backbone=backbone, seed=seed, **params)
-    cost = fit_measured(est, train)
+    base = base_of(technique)
+    if base is None:
+        est = get_technique(technique, backbone=backbone, seed=seed, **params)
+        cost = fit_measured(est, train)
+    else:
+        params, options = split_params(params)
+        with measure() as cost:
+            est = fit_self_training(
+                get_technique(base, backbone=backbone, seed=seed, **params), train, unlabeled, **options
+            )
     m, predict_s = evaluate(est, test)
     train_flops = float(getattr(est, "train_flops_", 0.0) or 0.0)
     return {
@@ -361,6 +428,7 @@ def run_cell(
         "per_class": m["per_class"],
         "params": {k: v for k, v in est.get_params().items() if k != "backbone"},
         "runtime": runtime_of(est),
+        **({"self_training": est.self_training_} if base else {}),
         **({"gpu_peak_mb": round(cost.gpu_peak_mb, 1)} if cost.gpu_peak_mb is not None else {}),
         **({"gpu_energy_j": round(cost.gpu_energy_joules, 1)} if cost.gpu_energy_joules is not None else {}),
     }

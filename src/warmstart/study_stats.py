@@ -85,7 +85,7 @@ def cells_metric(cells: list[dict], metric: str = "auto") -> tuple[str, str | No
 
 def summarise(cells: list[dict], metric: str = "auto") -> dict:
     """Per (technique, shots): accuracy, macro-F1 and cost statistics, and paired comparisons against scratch and
-    probe in the study's metric (``cells_metric``: macro-F1 on imbalanced test rows, else accuracy)."""
+    probe (and for self_train:BASE against BASE, as ``vs_base``) in the study's metric (``cells_metric``: macro-F1 on imbalanced test rows, else accuracy)."""
     chosen, reason = cells_metric(cells, metric)
     by: dict[tuple[str, str], dict[int, dict]] = {}
     for c in cells:
@@ -103,7 +103,8 @@ def summarise(cells: list[dict], metric: str = "auto") -> dict:
             row[key] = float(np.mean([c[key] for c in seeds.values()]))
         row["n_per_class"] = float(np.mean([c.get("n_per_class", 0) for c in seeds.values()]))
         row["energy_method"] = next(iter(seeds.values())).get("energy_method", "")
-        for ref in ("scratch", "probe"):
+        base = t.split(":", 1)[1] if t.startswith("self_train:") else None  # what the unlabelled rows bought
+        for ref in ("scratch", "probe", *([base] if base else [])):
             other = by.get((ref, k))
             if ref == t or not other:
                 continue
@@ -116,7 +117,10 @@ def summarise(cells: list[dict], metric: str = "auto") -> dict:
                 cmp["energy_saved_j"] = (
                     float(np.mean([c["energy_j"] for c in other.values()])) - row["energy_j"]
                 )
-            row[f"vs_{ref}"] = cmp
+            if ref == base:
+                row["vs_base"] = {"base": base, **cmp}
+            if ref in ("scratch", "probe"):
+                row[f"vs_{ref}"] = cmp
         rows.append(row)
     return {
         "cells": len(cells),

@@ -125,3 +125,22 @@ def check_labels_seen(train: Dataset, other: Dataset, name: str) -> None:
             f"{other.source}: the {name} set has label(s) {labels[:10]} never seen in training "
             f"(first at row {row}: {lab!r}). Add examples of them to the training data or drop those rows."
         )
+
+
+def join_datasets(parts: Sequence[Dataset], source: str) -> Dataset:
+    """The rows of ``parts`` one after another, as one ``Dataset`` named ``source``: labelled when every part is
+    (self-training's labelled plus pseudo-labelled rows), else without labels (distillation's transfer set)."""
+    parts = [d for d in parts if len(d)]
+    if not parts:
+        raise DataError(f"{source}: no rows to join.")
+    if len({d.modality for d in parts}) > 1:
+        raise DataError(f"{source}: cannot join {', '.join(sorted({d.modality for d in parts}))} rows.")
+    if len(parts) == 1:
+        inputs: Any = parts[0].inputs
+    elif all(isinstance(d.inputs, np.ndarray) for d in parts):
+        inputs = np.concatenate([d.inputs for d in parts])
+    else:
+        inputs = [x for d in parts for x in d.inputs]
+    labelled = all(d.labels is not None for d in parts)
+    labels = [lab for d in parts for lab in d.labels] if labelled else None  # type: ignore[union-attr]
+    return Dataset(inputs, labels, parts[0].modality, source, [r for d in parts for r in d.rows])

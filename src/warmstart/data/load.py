@@ -70,6 +70,25 @@ def load(
     )
 
 
+def load_unlabeled(spec: str, modality: str, columns: Columns | None = None) -> Dataset:
+    """Unlabelled rows (``--unlabeled``): a text file (a label column, if any, is dropped), a folder of images
+    (sub-folders or not), a Hugging Face data set or a packaged data set's training rows, without their labels;
+    the rows must be of ``modality`` (the labelled data's)."""
+    path = Path(spec)
+    if spec.startswith("hf:") or (path.is_dir() and _saved_hf(path)) or (not path.exists() and spec):
+        data, _ = load(spec, columns, require_labels=False)
+    else:
+        data = load_inputs(spec, modality, columns)
+    if data.modality != modality:
+        raise DataError(
+            f"{spec}: holds {data.modality} rows but the labelled data is {modality}; give unlabelled rows of the "
+            f"same kind."
+        )
+    if len(data) == 0:
+        raise DataError(f"{spec}: no unlabelled rows.")
+    return Dataset(data.inputs, None, data.modality, data.source, data.rows)
+
+
 def load_inputs(spec: str, modality: str, columns: Columns | None = None) -> Dataset:
     """Rows to predict on: for images a folder (every image file under it) or one file; for text a table file,
     read with its label column when it has one (so predictions can be checked against it), else without."""

@@ -1,0 +1,182 @@
+"""Self-training (selftrain.py): class-balanced pseudo-labels, no label leaks, fit/study/CLI plumbing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_sentences
+from warmstart.data import Dataset
+from warmstart.errors import ParameterError
+from warmstart.selftrain import _balanced, base_of, fit_self_training, split_params
+
+
+def test_balanced_selection_takes_each_predicted_classes_most_confident_share():
+    pred = np.array([0, 0, 0, 0, 1, 1, 0, 0])
+    conf = np.array([0.9, 0.5, 0.8, 0.7, 0.6, 0.95, 0.99, 0.4])
+    # half of each predicted class: class 0 has 6 rows -> 3 (0.99, 0.9, 0.8), class 1 has 2 -> 1 (0.95)
+    assert _balanced(pred, conf, 2, 0.5, 0.0, 100).tolist() == [0, 2, 5, 6]
+    # a confidence floor drops rows below it, never adds others
+    assert _balanced(pred, conf, 2, 1.0, 0.75, 100).tolist() == [0, 2, 5, 6]
+    # max_rows is split evenly over the classes: 2 per class
+    assert _balanced(pred, conf, 2, 1.0, 0.0, 4).tolist() == [0, 4, 5, 6]
+    # a class nothing is predicted as takes nothing
+    assert _balanced(pred, conf, 3, 1.0, 0.0, 100).tolist() == list(range(8))
+
+
+def test_spec_and_options_are_checked():
+    assert base_of("probe") is None and base_of("self_train:lp_ft") == "lp_ft"
+    for bad in ("self_train:", "self_train:auto", "self_train:self_train:probe"):
+        with pytest.raises(ParameterError, match="self_train:BASE"):
+            base_of(bad)
+    base, opts = split_params({"C": 0.1, "self_train_rounds": 3})
+    assert base == {"C": 0.1} and opts["self_train_rounds"] == 3 and opts["self_train_portion"] == 0.5
+    for key, value in [
+        ("self_train_rounds", 0),
+        ("self_train_portion", 0),
+        ("self_train_portion", 1.5),
+        ("self_train_min_confidence", 1.0),
+        ("self_train_max_rows", 2.5),
+    ]:
+        with pytest.raises(ParameterError, match=key):
+            split_params({key: value})
+
+
+def _probe(tiny_bert_dir):
+    from warmstart import get_technique
+
+    return get_technique("probe", backbone=str(tiny_bert_dir), progress=False, C=1.0)
+
+
+def test_self_training_never_sees_the_unlabelled_rows_labels(tiny_bert_dir):
+    texts, labels = make_sentences(4, seed=0)
+    train = Dataset(texts, labels, "text", "labelled")
+    pool_texts, _ = make_sentences(10, seed=5)
+    # hidden labels of a class the labelled rows do not have: a leak would make it a class of the model
+    pool = Dataset(pool_texts, ["leaked"] * len(pool_texts), "text", "pool")
+    model = fit_self_training(_probe(tiny_bert_dir), train, pool, self_train_rounds=2, self_train_portion=1.0)
+    assert "leaked" not in model.classes_.tolist()
+    rounds = model.self_training_["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and [r["share"] for r in rounds] == [0.5, 1.0]
+    assert rounds[1]["rows"] == len(pool) and model.n_train_ == len(train) + len(pool)
+    assert sum(rounds[0]["per_class"].values()) == rounds[0]["rows"] >= len(pool) // 2
+    assert model.self_training_["unlabeled_rows"] == len(pool)
+
+
+def test_self_training_predicts_in_chunks_with_the_same_result(tiny_bert_dir, monkeypatch):
+    import warmstart.selftrain as st
+
+    texts, labels = make_sentences(3, seed=0)
+    train = Dataset(texts, labels, "text", "labelled")
+    pool = Dataset(make_sentences(6, seed=7)[0], None, "text", "pool")
+    whole = fit_self_training(_probe(tiny_bert_dir), train, pool, self_train_rounds=1)
+    calls = []
+    real = st._predict_chunks
+
+    def spy(est, data):
+        calls.append(len(data))
+        return real(est, data)
+
+    monkeypatch.setattr(st, "CHUNK", 5)
+    monkeypatch.setattr(st, "_predict_chunks", spy)
+    chunked = fit_self_training(_probe(tiny_bert_dir), train, pool, self_train_rounds=1)
+    assert chunked.self_training_["rounds"] == whole.self_training_["rounds"]
+    probe = Dataset(texts, None, "text")
+    np.testing.assert_allclose(chunked.predict_proba(probe), whole.predict_proba(probe), atol=1e-6)
+    assert calls == [len(pool)]
+
+
+def test_fit_run_refuses_unused_or_missing_unlabelled_rows_and_records_rounds(tiny_bert_dir, tmp_path):
+    from warmstart.artifact import load_artifact
+    from warmstart.run import fit_run
+
+    texts, labels = make_sentences(8, seed=0)
+    data = Dataset(texts, labels, "text", "labelled")
+    pool = Dataset(make_sentences(5, seed=9)[0], None, "text", "pool")
+    opts = dict(backbone=str(tiny_bert_dir), shots=3, params={"progress": False})
+    with pytest.raises(ParameterError, match="self_train:probe"):
+        fit_run(data, technique="probe", unlabeled=pool, **opts)
+    with pytest.raises(ParameterError, match="--unlabeled"):
+        fit_run(data, technique="self_train:probe", **opts)
+    r = fit_run(
+        data,
+        technique="self_train:probe",
+        unlabeled=pool,
+        output=tmp_path / "st",
+        **{**opts, "params": {"progress": False, "self_train_rounds": 1}},
+    )
+    assert r.config["technique"] == "self_train:probe" and r.config["n_train"] == 9
+    assert r.config["self_training"]["rounds"][0]["rows"] > 0
+    meta = json.loads((tmp_path / "st" / "warmstart.json").read_text())
+    assert meta["technique"] == "probe" and meta["fitted"]["self_training"]["unlabeled_rows"] == len(pool)
+    assert "self_train_rounds" not in meta["params"]
+    model = load_artifact(tmp_path / "st")
+    assert model.predict(texts[:4]).tolist() == r.estimator.predict(texts[:4]).tolist()
+
+
+def test_study_self_trains_on_the_rest_of_the_pool_and_pairs_with_the_base(tiny_bert_dir, tmp_path):
+    from warmstart.report import study_markdown
+    from warmstart.study import StudyConfig, load_cells, run_study
+
+    texts, labels = make_sentences(12, seed=3)
+    data = Dataset(texts, labels, "text", "synthetic")
+    cfg = StudyConfig(
+        data="synthetic",
+        backbone=str(tiny_bert_dir),
+        techniques=["probe", "self_train:probe"],
+        shots=[2],
+        seeds=2,
+        params={"self_train:probe": {"self_train_rounds": 1}},
+        unlabeled="rest",
+    )
+    out = tmp_path / "study"
+    summary = run_study(data, cfg, out, progress=False)
+    names = sorted(p.name for p in (out / "cells").glob("*.json"))
+    assert names == [
+        "probe-k2-s0.json",
+        "probe-k2-s1.json",
+        "self_train+probe-k2-s0.json",
+        "self_train+probe-k2-s1.json",
+    ]
+    cells = {(c["technique"], c["seed"]): c for c in load_cells(out)}
+    pool = len(json.loads((out / "splits.json").read_text())["pool"])
+    st = cells[("self_train:probe", 0)]["self_training"]
+    assert st["unlabeled_rows"] == pool - 3 * 2 and st["labelled_rows"] == 6
+    assert cells[("probe", 0)]["train_rows"] == cells[("self_train:probe", 0)]["train_rows"]
+    row = next(r for r in summary["rows"] if r["technique"] == "self_train:probe")
+    assert row["vs_base"]["base"] == "probe" and row["vs_base"]["n"] == 2
+    assert "vs the same technique without unlabelled rows" in study_markdown(out)
+    # unlabelled rows that no cell uses, and self_train cells without any, are refused
+    with pytest.raises(ParameterError, match="self_train:BASE techniques only"):
+        run_study(data, StudyConfig(**{**cfg.__dict__, "techniques": ["probe"]}), tmp_path / "b", progress=False)
+    with pytest.raises(ParameterError, match="--unlabeled rest"):
+        run_study(data, StudyConfig(**{**cfg.__dict__, "unlabeled": None}), tmp_path / "c", progress=False)
+
+
+def test_study_leaves_test_rows_out_of_unlabelled_rows_from_the_same_source():
+    from warmstart.study import _without_test_rows
+
+    pool = Dataset(["a", "b", "c", "d"], None, "text", "other-domain")
+    test = pool.subset([1, 3])
+    test.labels = ["x", "y"]
+    kept = _without_test_rows(pool, test)
+    assert kept.inputs == ["a", "c"] and kept.rows == [1, 3]
+    assert _without_test_rows(pool, Dataset(["b"], ["x"], "text", "elsewhere")) is pool
+
+
+def test_cli_fit_self_trains_on_an_unlabelled_file(tiny_bert_dir, tmp_path, capsys):
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(6, seed=0)
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in zip(texts, labels, strict=True)))
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(make_sentences(4, seed=4)[0]) + "\n")
+    argv = ["fit", "--data", str(data), "--backbone", str(tiny_bert_dir), "--shots", "3"]
+    rc = main(argv + ["--technique", "self_train:probe", "--unlabeled", str(pool), "-o", str(tmp_path / "a")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "self-training on 12 unlabelled rows" in out and "round 2:" in out
+    rc = main(argv + ["--unlabeled", str(pool), "-o", str(tmp_path / "b")])
+    assert rc == 2 and "self_train:probe" in capsys.readouterr().err
