@@ -149,7 +149,7 @@ def test_study_self_trains_on_the_rest_of_the_pool_and_pairs_with_the_base(tiny_
     assert row["vs_base"]["base"] == "probe" and row["vs_base"]["n"] == 2
     assert "vs the same technique without unlabelled rows" in study_markdown(out)
     # unlabelled rows that no cell uses, and self_train cells without any, are refused
-    with pytest.raises(ParameterError, match="self_train:BASE techniques only"):
+    with pytest.raises(ParameterError, match="self_train:BASE techniques and probes with align only"):
         run_study(data, StudyConfig(**{**cfg.__dict__, "techniques": ["probe"]}), tmp_path / "b", progress=False)
     with pytest.raises(ParameterError, match="--unlabeled rest"):
         run_study(data, StudyConfig(**{**cfg.__dict__, "unlabeled": None}), tmp_path / "c", progress=False)
@@ -180,3 +180,78 @@ def test_cli_fit_self_trains_on_an_unlabelled_file(tiny_bert_dir, tmp_path, caps
     assert rc == 0 and "self-training on 12 unlabelled rows" in out and "round 2:" in out
     rc = main(argv + ["--unlabeled", str(pool), "-o", str(tmp_path / "b")])
     assert rc == 2 and "self_train:probe" in capsys.readouterr().err
+
+
+def test_domain_map_moves_labelled_features_onto_the_target_domain():
+    from sklearn.linear_model import LogisticRegression
+
+    from warmstart.techniques.probe import domain_map
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    src = np.c_[np.where(y == 1, 1.0, -1.0), np.zeros(40)] + rng.normal(0, 0.2, (40, 2))
+    yt = np.repeat([0, 1], 200)
+    # the target domain: shifted by +4 and stretched 3x along the class axis
+    tgt = np.c_[3 * np.where(yt == 1, 1.0, -1.0) + 4, np.zeros(400)] + rng.normal(0, 0.2, (400, 2))
+    plain = LogisticRegression().fit(src, y).score(tgt, yt)
+    assert plain == 0.5  # everything lands on one side of the source boundary
+    for how in ("mean", "coral"):
+        moved = LogisticRegression().fit(domain_map(src, tgt, how)(src), y).score(tgt, yt)
+        assert moved > 0.95, how
+
+
+def test_probe_alignment_needs_unlabelled_rows_and_uses_them(tiny_bert_dir, tmp_path):
+    from warmstart import get_technique
+    from warmstart.run import fit_run
+
+    texts, labels = make_sentences(8, seed=0)
+    data = Dataset(texts, labels, "text", "labelled")
+    pool = Dataset(make_sentences(5, seed=9)[0], None, "text", "pool")
+    probe = get_technique("probe", backbone=str(tiny_bert_dir), progress=False, align="coral")
+    with pytest.raises(ParameterError, match="unlabeled=rows"):
+        probe.fit(data)
+    with pytest.raises(ParameterError, match="align='none'"):
+        get_technique("probe", backbone=str(tiny_bert_dir), progress=False).fit(data, unlabeled=pool)
+    plain = get_technique("probe", backbone=str(tiny_bert_dir), progress=False, C=1.0).fit(data)
+    aligned = get_technique("probe", backbone=str(tiny_bert_dir), progress=False, C=1.0, align="mean")
+    aligned.fit(data, unlabeled=pool)
+    assert aligned.fitted_config()["n_unlabeled"] == len(pool)
+    # the head standardises new rows by the unlabelled domain's mean, not the labelled rows'
+    assert not np.allclose(aligned.head_.mean, plain.head_.mean)
+    r = fit_run(
+        data,
+        backbone=str(tiny_bert_dir),
+        shots=3,
+        technique="probe",
+        params={"progress": False, "align": "coral"},
+        unlabeled=pool,
+    )
+    assert r.estimator.n_unlabeled_ == len(pool)
+
+
+def test_self_training_reads_features_of_rows_already_encoded(tiny_bert_dir, monkeypatch):
+    from warmstart.backbones.text_transformers import TransformerTextBackbone
+
+    texts, labels = make_sentences(4, seed=0)
+    train = Dataset(texts, labels, "text", "labelled")
+    pool = Dataset(make_sentences(6, seed=8)[0], None, "text", "pool")
+    encoded = []
+    real = TransformerTextBackbone.encode
+
+    def counting(self, data, *a, **kw):
+        encoded.append(len(data))
+        return real(self, data, *a, **kw)
+
+    monkeypatch.setattr(TransformerTextBackbone, "encode", counting)
+    model = fit_self_training(_probe(tiny_bert_dir), train, pool, self_train_rounds=2)
+    # the labelled rows once and the unlabelled rows once; the rounds' joined rows come from the cache
+    assert sorted(encoded) == sorted([len(train), len(pool)])
+    uncached = get_probe_without_cache(tiny_bert_dir)
+    plain = fit_self_training(uncached, train, pool, self_train_rounds=2)
+    np.testing.assert_allclose(model.predict_proba(texts), plain.predict_proba(texts), atol=1e-5)
+
+
+def get_probe_without_cache(tiny_bert_dir):
+    from warmstart import get_technique
+
+    return get_technique("probe", backbone=str(tiny_bert_dir), progress=False, C=1.0, use_cache=False)

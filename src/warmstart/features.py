@@ -79,7 +79,12 @@ class FeatureCache:
         batch_size: int | None = None,
         progress: bool = True,
     ) -> np.ndarray:
-        """Features for ``data`` from ``backbone``: from disk when present, else computed and stored."""
+        """Features for ``data`` from ``backbone``: from disk when present, else computed and stored.
+
+        A ``data`` whose rows are rows of other data sets says so in a ``feature_parts`` attribute, a list of
+        ``(dataset, row indices)`` in row order (self-training's labelled plus pseudo-labelled rows): its
+        features are those of the parts, each from its own entry, so rows already encoded are not encoded
+        again."""
         if data.modality != backbone.modality:
             from .errors import DataError
 
@@ -88,6 +93,15 @@ class FeatureCache:
                 f"backbone {backbone.name!r}; pick {'an' if data.modality == 'image' else 'a'} {data.modality} backbone "
                 f"(`warmstart backbones`)."
             )
+        parts = getattr(data, "feature_parts", None)
+        if parts and self.enabled:
+            opts = dict(precision=precision, batch_size=batch_size, progress=progress)
+            feats = np.concatenate(
+                [np.asarray(self.get(backbone, d, **opts))[np.asarray(i)] for d, i in parts]
+            )
+            if len(feats) != len(data):
+                raise ValueError(f"{data.source}: feature_parts hold {len(feats)} rows for {len(data)}.")
+            return feats
         if not self.enabled:
             self.misses += 1
             return backbone.encode(data, batch_size=batch_size, progress=progress, precision=precision)

@@ -14,6 +14,7 @@ from .data import Dataset, Split, check_labels_seen, few_shot, stratified_split
 from .errors import ParameterError
 from .evaluate import evaluate, fit_measured
 from .runtime import runtime_of
+from .selftrain import unlabeled_kw
 from .techniques import Technique, get_technique
 
 
@@ -88,7 +89,7 @@ def fit_run(
         params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
     est = get_technique(base, backbone=backbone, seed=seed, **(params or {}))
     if self_train is None:
-        fit_cost = fit_measured(est, train, val if len(val) else None)
+        fit_cost = fit_measured(est, train, val if len(val) else None, **unlabeled_kw(est, unlabeled))
     else:
         from .cost import measure
         from .selftrain import fit_self_training
@@ -158,15 +159,18 @@ def _self_training(
     technique: str, params: dict[str, Any] | None, unlabeled: Dataset | None
 ) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
     """The technique to build, its parameters, and self-training's options (None: no self-training). Unlabelled
-    rows without ``self_train:BASE``, or the reverse, are refused: neither is ignored silently."""
-    from .selftrain import base_of, split_params
+    rows that nothing uses (no ``self_train:BASE``, no probe ``align``), or self-training without them, are
+    refused: neither is ignored silently."""
+    from .selftrain import base_of, split_params, wants_unlabeled
 
     base = base_of(technique)
     if base is None:
-        if unlabeled is not None:
+        if unlabeled is not None and not wants_unlabeled(technique, params):
             raise ParameterError(
-                f"--unlabeled rows are used by self-training only; {technique!r} would ignore them. Use "
-                f"--technique self_train:{technique if technique != 'auto' else 'probe'}, or drop --unlabeled."
+                f"--unlabeled rows are used by self-training and by the probe's domain alignment only; "
+                f"{technique!r} would ignore them. Use --technique self_train:"
+                f"{technique if technique != 'auto' else 'probe'}, or --param align=coral with the probe, or "
+                f"drop --unlabeled."
             )
         return technique, params, None
     if unlabeled is None or len(unlabeled) == 0:

@@ -18,6 +18,7 @@ changed since the round before.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,17 @@ def base_of(technique: str) -> str | None:
             f"self_train:lp_ft."
         )
     return base
+
+
+def wants_unlabeled(technique: str, params: dict[str, Any] | None) -> bool:
+    """Whether ``technique`` with ``params`` uses unlabelled rows: self_train:BASE, or a probe that aligns
+    domains (``align``)."""
+    return base_of(technique) is not None or (params or {}).get("align", "none") != "none"
+
+
+def unlabeled_kw(est: Any, unlabeled: Dataset | None) -> dict[str, Any]:
+    """``fit``'s ``unlabeled`` keyword for an estimator that uses those rows itself (a probe with ``align``)."""
+    return {"unlabeled": unlabeled} if getattr(est, "align", "none") != "none" else {}
 
 
 def split_params(params: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,7 +124,7 @@ def fit_self_training(
             "--unlabeled rest for the pool rows not drawn as labelled ones)."
         )
     unlabeled = Dataset(unlabeled.inputs, None, unlabeled.modality, unlabeled.source, unlabeled.rows)
-    est.fit(train, val=val)
+    est.fit(train, val=val, **unlabeled_kw(est, unlabeled))
     classes = est.classes_
     history: list[dict] = []
     previous: dict[int, int] = {}
@@ -137,9 +149,10 @@ def fit_self_training(
         )
         previous = current
         est = type(est)(**est.get_params(deep=False))  # a fresh fit from the same parameters and backbone
-        est.fit(
-            join_datasets([train, pseudo], f"{train.source} + pseudo-labelled {unlabeled.source}"), val=val
-        )
+        joined = join_datasets([train, pseudo], f"{train.source} + pseudo-labelled {unlabeled.source}")
+        # its features are rows the feature cache already holds: the labelled rows', and the chunks' predicted
+        joined.feature_parts = [(train, np.arange(len(train))), *_chunk_parts(unlabeled, take)]
+        est.fit(joined, val=val, **unlabeled_kw(est, unlabeled))
     est.self_training_ = {
         "unlabeled_rows": len(unlabeled),
         "labelled_rows": len(train),
@@ -157,11 +170,27 @@ def fit_self_training(
 def _predict_chunks(est: Any, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class index and its probability for every row of ``data``, CHUNK rows at a time."""
     preds, confs = [], []
-    for start in range(0, len(data), CHUNK):
-        proba = np.asarray(est.predict_proba(data.subset(range(start, min(start + CHUNK, len(data))))))
+    for _, chunk in _chunks(data):
+        proba = np.asarray(est.predict_proba(chunk))
         preds.append(proba.argmax(1))
         confs.append(proba.max(1))
     return np.concatenate(preds), np.concatenate(confs)
+
+
+def _chunks(data: Dataset) -> Iterator[tuple[int, Dataset]]:
+    """``data`` in the chunks ``_predict_chunks`` predicts (the same rows, so the same feature-cache entries)."""
+    for start in range(0, len(data), CHUNK):
+        yield start, data.subset(range(start, min(start + CHUNK, len(data))))
+
+
+def _chunk_parts(data: Dataset, rows: np.ndarray) -> list[tuple[Dataset, np.ndarray]]:
+    """``rows`` of ``data`` (sorted) as (chunk, row indices within it), for ``FeatureCache.get``."""
+    parts = []
+    for start, chunk in _chunks(data):
+        inside = rows[(rows >= start) & (rows < start + len(chunk))] - start
+        if len(inside):
+            parts.append((chunk, inside))
+    return parts
 
 
 def _balanced(

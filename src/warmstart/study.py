@@ -31,7 +31,7 @@ from .data import Dataset, few_shot, stratified_split
 from .errors import DataError, ParameterError
 from .evaluate import evaluate, fit_measured
 from .runtime import runtime_of
-from .selftrain import base_of, fit_self_training, split_params
+from .selftrain import base_of, fit_self_training, split_params, unlabeled_kw, wants_unlabeled
 from .study_files import load_cells
 from .study_stats import mean_ci, paired, shots_order, summarise  # noqa: F401  (mean_ci, paired: public here too)
 
@@ -191,7 +191,7 @@ def run_study(
 def _unlabeled_rows(cfg: StudyConfig, unlabeled: Dataset | None, test: Dataset | None) -> Dataset | None:
     """The study's unlabelled rows, checked against its techniques: self_train cells need them, and rows no cell
     would use are refused rather than ignored."""
-    uses = [t for t in cfg.techniques if base_of(t)]
+    uses = [t for t in cfg.techniques if wants_unlabeled(t, cfg.params.get(t))]
     if uses and not cfg.unlabeled:
         raise ParameterError(
             f"{', '.join(uses)} need unlabelled rows: pass --unlabeled rest (the pool rows a cell does not draw) "
@@ -199,8 +199,8 @@ def _unlabeled_rows(cfg: StudyConfig, unlabeled: Dataset | None, test: Dataset |
         )
     if cfg.unlabeled and not uses:
         raise ParameterError(
-            "--unlabeled rows are used by self_train:BASE techniques only, and this study has none; add one "
-            "(e.g. --techniques probe,self_train:probe) or drop --unlabeled."
+            "--unlabeled rows are used by self_train:BASE techniques and probes with align only, and this study "
+            "has none; add one (e.g. --techniques probe,self_train:probe) or drop --unlabeled."
         )
     if cfg.unlabeled and cfg.unlabeled != "rest" and unlabeled is None:
         raise ParameterError(f"--unlabeled {cfg.unlabeled}: pass its rows as run_study(unlabeled=...).")
@@ -296,14 +296,15 @@ def compute_cell(
     key = (cfg.backbone, data.source, len(data), str(k), seed)
     if key not in _FORWARD_FLOPS:
         _FORWARD_FLOPS[key] = forward_flops(backbone, train)
-    if base_of(technique) and cfg.unlabeled == "rest":
+    uses = wants_unlabeled(technique, cfg.params.get(technique))
+    if uses and cfg.unlabeled == "rest":
         rest = np.setdiff1d(pool, train_idx)
         if not len(rest):
             raise DataError(
                 f"{data.source}: at {k} per class no pool rows are left to use as unlabelled rows."
             )
         unlabeled = data.subset(rest)
-    elif not base_of(technique):
+    elif not uses:
         unlabeled = None
     cell = run_cell(backbone, technique, train, test_ds, seed, cfg, _FORWARD_FLOPS[key], unlabeled)
     # which rows: cells that claim the same (shots, seed) can then be shown to have trained on the same rows,
@@ -393,7 +394,7 @@ def run_cell(
     base = base_of(technique)
     if base is None:
         est = get_technique(technique, backbone=backbone, seed=seed, **params)
-        cost = fit_measured(est, train)
+        cost = fit_measured(est, train, **unlabeled_kw(est, unlabeled))
     else:
         params, options = split_params(params)
         with measure() as cost:

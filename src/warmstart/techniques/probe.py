@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ..backbones import Backbone
 from ..data import Dataset
+from ..errors import ParameterError
 from ..features import FeatureCache
 from ..runtime import PRECISIONS, resolve
 from .base import (
@@ -34,6 +35,12 @@ class LinearProbe(Technique):
 
     ``C="auto"`` picks the inverse regularisation strength from ``C_GRID`` by accuracy on ``val`` when given,
     else by stratified cross-validation on the training rows (when every class has at least 2).
+
+    ``align`` adapts to a test domain that differs from the labelled rows', given ``fit(..., unlabeled=rows)``
+    of that domain: ``"mean"`` moves the labelled rows' features by the difference of the two domains' means;
+    ``"coral"`` also maps their covariance onto the unlabelled rows' (CORAL, Sun et al. 2016: whiten, then
+    re-colour; both covariances shrunk by Ledoit-Wolf, since a few labelled rows cannot estimate one). The
+    head is trained on the moved features and applied to new rows as they are.
 
     Example:
         >>> from warmstart.data import load_packaged, few_shot
@@ -59,6 +66,7 @@ class LinearProbe(Technique):
         "seed": [Interval(int, 0, None)],
         "progress": [bool],
         "calibrate": ["auto", "none"],
+        "align": ["none", "mean", "coral"],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -76,6 +84,7 @@ class LinearProbe(Technique):
         seed: int = 0,
         progress: bool = True,
         calibrate: str = "auto",
+        align: str = "none",
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -90,6 +99,7 @@ class LinearProbe(Technique):
         self.seed = seed
         self.progress = progress
         self.calibrate = calibrate
+        self.align = align
         self.input_col = input_col
         self.label_col = label_col
 
@@ -109,9 +119,10 @@ class LinearProbe(Technique):
             progress=self.progress,
         )
 
-    def fit(self, X: Any, y: Any = None, val: Any = None) -> LinearProbe:
+    def fit(self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None) -> LinearProbe:
         """Fit on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
-        ``X``'s label column); ``val``: optional labelled rows that choose ``C``."""
+        ``X``'s label column); ``val``: optional labelled rows that choose ``C``; ``unlabeled``: rows of the
+        domain to ``align`` to (their labels, if any, are not used)."""
         self._reset_fitted()
         self._validate_params()
         start = time.perf_counter()
@@ -121,16 +132,41 @@ class LinearProbe(Technique):
         self.classes_ = np.array(sorted(set(train.labels)))
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
+        move = self._alignment(X, unlabeled)
+        X = move(X)
         val_xy = None
         known = known_label_rows(val, self.classes_)
         if known:
-            Xv = np.asarray(self.features(val), dtype=np.float64)[known]
+            Xv = move(np.asarray(self.features(val), dtype=np.float64)[known])
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
         self.fit_features(X, y, len(self.classes_), val_xy)
         self._calibrate_head(val_xy)  # temperature scaling on the validation rows
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
+
+    def _alignment(self, X: np.ndarray, unlabeled: Any) -> Any:
+        """The map of the labelled rows' features onto the unlabelled rows' domain (``align``; identity for
+        "none"); sets ``n_unlabeled_``."""
+        self.n_unlabeled_ = 0
+        if self.align == "none":
+            if unlabeled is not None:
+                raise ParameterError(
+                    "unlabelled rows given to a probe with align='none', which would ignore them; set "
+                    "align='mean' or 'coral', or use self_train:probe."
+                )
+            return lambda Z: Z
+        if unlabeled is None:
+            raise ParameterError(
+                f"align={self.align!r} maps the labelled rows onto the domain of unlabelled rows; pass them "
+                f"(fit(..., unlabeled=rows); --unlabeled FILE on the command line)."
+            )
+        target = self._data(unlabeled)
+        T = np.asarray(
+            self.features(Dataset(target.inputs, None, target.modality, target.source, target.rows))
+        )
+        self.n_unlabeled_ = len(T)
+        return domain_map(X, T.astype(np.float64), self.align)
 
     def fit_features(
         self,
@@ -191,8 +227,6 @@ class LinearProbe(Technique):
     def predict_proba(self, inputs: Any, tta: bool = False) -> np.ndarray:
         self._check_fitted()
         if tta:
-            from ..errors import ParameterError
-
             raise ParameterError(
                 "tta=True: the probe predicts from one feature vector per input and has no test-time "
                 "augmentation; it is for trained techniques (finetune, lp_ft, lora, ...)."
@@ -215,6 +249,7 @@ class LinearProbe(Technique):
             "C_scores": self.c_scores_,
             "n_train": self.n_train_,
             "temperature": getattr(self, "temperature_", None),
+            **({"n_unlabeled": self.n_unlabeled_} if getattr(self, "n_unlabeled_", 0) else {}),
         }
 
     @classmethod
@@ -231,3 +266,28 @@ class LinearProbe(Technique):
         est.classes_ = np.array(classes)
         est.head_ = LinearHead.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
         return est
+
+
+def domain_map(source: np.ndarray, target: np.ndarray, how: str) -> Any:
+    """A function moving features of ``source``'s domain onto ``target``'s: by the difference of their means
+    ("mean"), or also whitening by the source covariance and re-colouring by the target's ("coral"), both
+    covariances shrunk by Ledoit-Wolf. Example:
+
+        >>> rng = np.random.default_rng(0)
+        >>> src, tgt = rng.normal(0, 1, (50, 3)), rng.normal(5, 2, (400, 3))
+        >>> moved = domain_map(src, tgt, "coral")(src)
+        >>> bool(abs(moved.mean() - 5) < 0.1), bool(abs(moved.std() / src.std() - 2) < 0.3)
+        (True, True)
+    """
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    if how == "mean":
+        return lambda Z: Z - mu_s + mu_t
+    from sklearn.covariance import LedoitWolf
+
+    def root(cov: np.ndarray, power: float) -> np.ndarray:
+        w, V = np.linalg.eigh(cov)
+        w = np.clip(w, max(w.max(), 1e-12) * 1e-6, None)
+        return (V * w**power) @ V.T
+
+    A = root(LedoitWolf().fit(source).covariance_, -0.5) @ root(LedoitWolf().fit(target).covariance_, 0.5)
+    return lambda Z: (Z - mu_s) @ A + mu_t
