@@ -255,3 +255,34 @@ def get_probe_without_cache(tiny_bert_dir):
     from warmstart import get_technique
 
     return get_technique("probe", backbone=str(tiny_bert_dir), progress=False, C=1.0, use_cache=False)
+
+
+def test_coral_fine_tuning_pulls_features_towards_the_target_domain(tiny_bert_dir):
+    import torch
+
+    from warmstart import get_technique
+    from warmstart.techniques.domain import coral_distance
+
+    texts, labels = make_sentences(6, seed=0)
+    train = Dataset(texts, labels, "text", "labelled")
+    # the target domain: the same words shouted and padded with other filler
+    target_texts = [t.upper() + " zzz qqq" for t in make_sentences(6, seed=2)[0]]
+    target = Dataset(target_texts, None, "text", "target")
+    kw = dict(backbone=str(tiny_bert_dir), progress=False, epochs=6, min_steps=0, lr=1e-3, use_cache=False)
+    with pytest.raises(ParameterError, match="unlabeled=rows"):
+        get_technique("finetune", align="coral", **kw).fit(train)
+    with pytest.raises(ParameterError, match="align='none'"):
+        get_technique("finetune", **kw).fit(train, unlabeled=target)
+
+    def gap(model):
+        bb = model.model_.backbone
+        with torch.no_grad():
+            fs = bb.forward_features(**bb.batch_source(train).collate(np.arange(len(train))))
+            ft = bb.forward_features(**bb.batch_source(target).collate(np.arange(len(target))))
+        return float(coral_distance(fs, ft))
+
+    plain = get_technique("finetune", **kw).fit(train)
+    aligned = get_technique("finetune", align="coral", align_weight=50.0, **kw).fit(train, unlabeled=target)
+    assert aligned.fitted_config()["n_unlabeled"] == len(target)
+    assert gap(aligned) < 0.7 * gap(plain)
+    assert not aligned.model_.head._forward_pre_hooks  # the hook is gone after training

@@ -45,6 +45,7 @@ from .base import (
     require_single_label,
     resolve_backbone,
 )
+from .domain import coral_hook
 from .head import LinearHead
 from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
@@ -163,6 +164,8 @@ class TunedTechnique(Technique):
         "mixup": [Interval(float, 0, 1)],
         "cutmix": [Interval(float, 0, 1)],
         "label_smoothing": [Interval(float, 0, 1, "left")],
+        "align": ["none", "coral"],
+        "align_weight": [Interval(float, 0, None, "neither")],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -204,6 +207,8 @@ class TunedTechnique(Technique):
         mixup: float = 0.0,
         cutmix: float = 0.0,
         label_smoothing: float = 0.0,
+        align: str = "none",
+        align_weight: float = 1.0,
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -240,6 +245,8 @@ class TunedTechnique(Technique):
         self.mixup = mixup
         self.cutmix = cutmix
         self.label_smoothing = label_smoothing
+        self.align = align
+        self.align_weight = align_weight
         self.input_col = input_col
         self.label_col = label_col
 
@@ -271,13 +278,23 @@ class TunedTechnique(Technique):
 
     # -- fit ---------------------------------------------------------------------------------------------------
     def fit(
-        self, X: Any, y: Any = None, val: Any = None, soft_targets: SoftTargets | None = None
+        self,
+        X: Any,
+        y: Any = None,
+        val: Any = None,
+        soft_targets: SoftTargets | None = None,
+        unlabeled: Any = None,
     ) -> TunedTechnique:
         """Train on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
         ``X``'s label column); with labelled ``val`` rows, keep the best epoch and stop early.
 
         ``soft_targets`` (distillation): class probabilities per row of ``X`` to train towards instead of the
-        labels, which then only start the head; the classes are ``soft_targets.classes``."""
+        labels, which then only start the head; the classes are ``soft_targets.classes``.
+
+        ``unlabeled`` (with ``align="coral"``): rows of the domain the model will predict on. Training adds
+        ``align_weight`` times the CORAL distance between the features of each batch and of a batch of these
+        rows (``domain.py``), and a BatchNorm backbone's statistics are re-estimated on them after training
+        (AdaBN), so the model meets the test domain with that domain's statistics."""
         self._reset_fitted()
         self._validate_params()
         start = time.perf_counter()
@@ -292,6 +309,7 @@ class TunedTechnique(Technique):
         self.lr_ = self._base_lr(bb)
         head_default = self.default_head_lr if self.default_head_lr is not None else self.lr_
         self.head_lr_ = float(head_default if self.head_lr == "auto" else self.head_lr)
+        target_data = self._target_rows(unlabeled, base.modality)
         torch.manual_seed(self.seed)  # the head's initial weights
         self._prepare(bb)  # on the CPU still, so a random re-initialisation is the same on every device
         rt = self._place(bb)
@@ -308,6 +326,13 @@ class TunedTechnique(Technique):
         self.epochs_ = self.planned_epochs(len(train_data))
         hooks = self._hooks(model)
         hooks.augment = augmenter
+        target, unhook = None, None
+        self.n_unlabeled_ = len(target_data) if target_data is not None else 0
+        if target_data is not None:
+            target = bb.training_source(target_data, progress=self.progress)
+            hooks.extra_loss, unhook = coral_hook(
+                model, target, self.batch_size, self.align_weight, rt, hooks.extra_loss
+            )
         val_known = self._known_rows(val)
         if val_known is not None:
             val_source = bb.training_source(val_known[0], progress=self.progress)
@@ -320,9 +345,12 @@ class TunedTechnique(Technique):
                 )
             targets = torch.as_tensor(soft_targets.proba, dtype=torch.float32)
             hooks.loss = soft_targets.loss()
-        ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, val_known, soft_targets), self._run_key_)
+        folder = self._checkpoint_folder(bb, train_data, val_known, soft_targets, target_data)
+        ckpt = Checkpointer(folder, self._run_key_)
         state = train(model, self._param_groups(model), source, targets, self._loop_config(), ckpt, hooks)
-        recalibrate_batchnorm(model, model, source, self.batch_size * 4, rt)
+        if unhook is not None:
+            unhook()
+        recalibrate_batchnorm(model, model, target or source, self.batch_size * 4, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
         self.model_, self.head_ = model, model.head
@@ -333,6 +361,28 @@ class TunedTechnique(Technique):
         if not self.keep_checkpoint:
             ckpt.clear()
         return self
+
+    def _target_rows(self, unlabeled: Any, modality: str) -> Dataset | None:
+        """The unlabelled rows ``align`` adapts to (labels dropped), or None; refuses rows that would be
+        ignored, alignment without rows, and data-parallel runs (the extra forward pass is outside DDP's)."""
+        if self.align == "none":
+            if unlabeled is not None:
+                raise ParameterError(
+                    f"unlabelled rows given to {self.name} with align='none', which would ignore them; set "
+                    f"align='coral', or use self_train:{self.name}."
+                )
+            return None
+        if unlabeled is None:
+            raise ParameterError(
+                f"align={self.align!r} adapts to the domain of unlabelled rows; pass them (fit(..., "
+                f"unlabeled=rows); --unlabeled FILE on the command line)."
+            )
+        from .. import distributed
+
+        if distributed.world_size() > 1:
+            raise ParameterError("align='coral' runs in one process; run it without torchrun.")
+        rows = self._data(unlabeled, modality=modality)
+        return Dataset(rows.inputs, None, rows.modality, rows.source, rows.rows)
 
     def augment_config(self, modality: str) -> AugmentConfig:
         """The augmentation this fit applies, ``augment="auto"`` resolved (``default_augment`` for images, none
@@ -468,7 +518,12 @@ class TunedTechnique(Technique):
         }
 
     def _checkpoint_folder(
-        self, bb: Backbone, train_data: Dataset, val: Any, soft_targets: SoftTargets | None = None
+        self,
+        bb: Backbone,
+        train_data: Dataset,
+        val: Any,
+        soft_targets: SoftTargets | None = None,
+        target: Dataset | None = None,
     ) -> Path:
         """Named by a hash of everything that decides the result, so rerunning the same fit resumes it."""
         params = {k: v for k, v in self.get_params().items() if k != "backbone" and k not in NOT_IN_RUN_KEY}
@@ -481,6 +536,7 @@ class TunedTechnique(Technique):
             json.dumps(list(train_data.labels)),
             val[0].fingerprint() + json.dumps(list(val[0].labels)) if val else "no-val",
             soft_targets.fingerprint() if soft_targets is not None else "",
+            target.fingerprint() if target is not None else "",
         ):
             h.update(part.encode())
             h.update(b"\x1f")
@@ -574,6 +630,7 @@ class TunedTechnique(Technique):
             "mfu": getattr(self, "mfu_", None),
             "train_rows_per_s": getattr(self, "train_rows_per_s_", None),
             "augment": getattr(self, "augment_", None),
+            **({"n_unlabeled": self.n_unlabeled_} if getattr(self, "n_unlabeled_", 0) else {}),
         }
 
     def trainable_parameters(self) -> int:

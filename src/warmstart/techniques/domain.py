@@ -1,0 +1,61 @@
+"""Domain alignment while fine-tuning: Deep CORAL (Sun and Saenko 2016) against unlabelled rows of the test domain.
+
+Each optimizer step also passes a batch of unlabelled target rows through the backbone, and the loss gains the
+distance between the two batches' feature statistics: the squared differences of their covariances and of their
+means, on features standardised as the head sees them (so the penalty does not depend on the backbone's feature
+scale). The target rows are drawn with torch's random generator, which checkpoints save and restore, so a resumed
+run draws what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def coral_distance(zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the covariances of ``zs`` and ``zt`` (rows are examples), plus that of their
+    means: zero when both batches have the same first and second moments.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> a, b = torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g)
+        >>> bool(coral_distance(a, b) < coral_distance(a, 3 * b + 1))
+        True
+    """
+    zs, zt = zs.float(), zt.float()
+    ms, mt = zs.mean(0), zt.mean(0)
+    cs = (zs - ms).T @ (zs - ms) / max(len(zs) - 1, 1)
+    ct = (zt - mt).T @ (zt - mt) / max(len(zt) - 1, 1)
+    return ((cs - ct) ** 2).mean() + ((ms - mt) ** 2).mean()
+
+
+def coral_hook(
+    model: nn.Module, target: Any, batch_size: int, weight: float, rt: Any, previous: Callable | None = None
+) -> tuple[Callable[[], torch.Tensor], Callable[[], None]]:
+    """An ``extra_loss`` for the training loop: ``weight`` times the CORAL distance between the features of the
+    batch the head last saw and those of ``batch_size`` random rows of ``target`` (a ``BatchSource``), plus
+    ``previous()`` (another extra loss, such as L2-SP's) when given; and the function that removes the hook it
+    puts on ``model.head`` (call it after training). ``model`` is a ``tuned.Classifier``."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def remember(_module: nn.Module, args: tuple) -> None:
+        seen["features"] = args[0]
+
+    handle = model.head.register_forward_pre_hook(remember)
+
+    def standardised(f: torch.Tensor) -> torch.Tensor:
+        return (f.float() - model.head.mean) / model.head.scale
+
+    def loss() -> torch.Tensor:
+        rows = torch.randint(len(target), (min(batch_size, len(target)),)).numpy()
+        batch = rt.to_device(target.collate(rows))
+        with rt.autocast():
+            ft = model.backbone.forward_features(**batch)
+        value = weight * coral_distance(standardised(seen["features"]), standardised(ft))
+        return value + previous() if previous is not None else value
+
+    return loss, handle.remove
