@@ -150,7 +150,9 @@ def test_study_self_trains_on_the_rest_of_the_pool_and_pairs_with_the_base(tiny_
     assert "vs the same technique without unlabelled rows" in study_markdown(out)
     # unlabelled rows that no cell uses, and self_train cells without any, are refused
     with pytest.raises(ParameterError, match="self_train:BASE techniques and probes with align only"):
-        run_study(data, StudyConfig(**{**cfg.__dict__, "techniques": ["probe"]}), tmp_path / "b", progress=False)
+        run_study(
+            data, StudyConfig(**{**cfg.__dict__, "techniques": ["probe"]}), tmp_path / "b", progress=False
+        )
     with pytest.raises(ParameterError, match="--unlabeled rest"):
         run_study(data, StudyConfig(**{**cfg.__dict__, "unlabeled": None}), tmp_path / "c", progress=False)
 
@@ -286,3 +288,69 @@ def test_coral_fine_tuning_pulls_features_towards_the_target_domain(tiny_bert_di
     assert aligned.fitted_config()["n_unlabeled"] == len(target)
     assert gap(aligned) < 0.7 * gap(plain)
     assert not aligned.model_.head._forward_pre_hooks  # the hook is gone after training
+
+
+def test_adapt_tunes_a_text_encoder_without_labels_and_saves_a_backbone(tiny_bert_dir, tmp_path):
+    from warmstart.adapt import adapt_backbone
+    from warmstart.backbones import get_backbone
+
+    rows = Dataset(make_sentences(8, seed=3)[0], ["hidden"] * 24, "text", "pool")
+    out = tmp_path / "adapted"
+    rec = adapt_backbone(str(tiny_bert_dir), rows, out, batch_size=8, lr=1e-3, progress=False)
+    assert rec["method"] == "simcse" and rec["rows"] == 24 and rec["steps"] == 6  # 24 rows, 4 per batch
+    before, after = get_backbone(str(tiny_bert_dir)), get_backbone(str(out))
+    assert after.fingerprint() != before.fingerprint()
+    texts = rows.inputs[:6]
+    a = before.encode(Dataset(texts, None, "text"), progress=False)
+    b = after.encode(Dataset(texts, None, "text"), progress=False)
+    assert a.shape == b.shape and not np.allclose(a, b)
+    # the same command again reuses the folder; another recipe replaces it only when asked
+    assert adapt_backbone(str(tiny_bert_dir), rows, out, batch_size=8, lr=1e-3, progress=False)["reused"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ParameterError, match="not an adapted backbone"):
+        adapt_backbone(str(tiny_bert_dir), rows, tmp_path / "other", progress=False)
+
+
+def test_simcse_pulls_two_dropout_copies_together_and_pushes_other_rows_apart():
+    import torch
+
+    from warmstart.techniques.contrastive import weighted_supcon
+
+    rows = torch.tensor([0, 1, 2, 0, 1, 2])
+    same = (rows[:, None] == rows[None, :]).float()
+    paired = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]).repeat(2, 1)
+    mixed = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0]])
+    assert weighted_supcon(paired, same, 0.05) < weighted_supcon(mixed, same, 0.05)
+
+
+def test_adapt_re_estimates_batchnorm_for_images(tiny_image_backbone, tmp_path):
+    from tests.conftest import make_images
+    from warmstart.adapt import adapt_backbone
+    from warmstart.backbones import get_backbone
+
+    images, _ = make_images(6, seed=1)
+    rows = Dataset(255 - images, None, "image", "inverted")  # another domain: inverted intensities
+    rec = adapt_backbone(tiny_image_backbone, rows, tmp_path / "bn", progress=False)
+    assert rec["method"] == "adabn" and rec["steps"] == 0
+    before, after = tiny_image_backbone, get_backbone(str(tmp_path / "bn"))
+    bn = [n for n, _ in before.module.named_buffers() if n.endswith("running_mean")]
+    assert bn
+    changed = [
+        n
+        for n in bn
+        if not np.allclose(dict(before.module.named_buffers())[n], dict(after.module.named_buffers())[n])
+    ]
+    assert changed
+
+
+def test_cli_adapt(tiny_bert_dir, tmp_path, capsys):
+    from warmstart.cli import main
+
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(make_sentences(4, seed=4)[0]) + "\n")
+    argv = ["adapt", "--backbone", str(tiny_bert_dir), "--unlabeled", str(pool), "-o", str(tmp_path / "a")]
+    assert main(argv + ["--batch-size", "4"]) == 0
+    assert "adapted by simcse on 12 of 12 rows" in capsys.readouterr().out
+    assert main(argv + ["--batch-size", "4"]) == 0
+    assert "nothing to do" in capsys.readouterr().out

@@ -294,6 +294,37 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from .adapt import adapt_backbone
+    from .backbones import get_backbone
+    from .data.load import load_unlabeled
+
+    modality = get_backbone(args.backbone).modality
+    rows = load_unlabeled(args.unlabeled, modality, _columns(args))
+    rt = runtime_params(args)
+    rec = adapt_backbone(
+        args.backbone,
+        rows,
+        args.output,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_rows=args.max_rows,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        **rt,
+    )
+    if rec.get("reused"):
+        print(f"{args.output}: already adapted with these settings ({rec['method']}); nothing to do.")
+    else:
+        print(
+            f"{args.backbone} adapted by {rec['method']} on {rec['rows']:,} of {rec['unlabeled_rows']:,} rows "
+            f"({rec['steps']} steps, {rec['seconds']:.1f}s): {args.output}"
+        )
+    print(f"use it: warmstart fit --backbone {args.output} ...")
+    return 0
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from .artifact import artifact_modality
     from .data.load import load_inputs
@@ -541,6 +572,7 @@ COMMANDS = {
     "export": cmd_export,
     "serve": cmd_serve,
     "distill": cmd_distill,
+    "adapt": cmd_adapt,
     "rank": cmd_rank,
     "recommend": cmd_recommend,
     "push": cmd_push,

@@ -224,6 +224,38 @@ def _parser_distill(sub: Any) -> None:
     _runtime_options(p)
 
 
+def _parser_adapt(sub: Any) -> None:
+    p = sub.add_parser(
+        "adapt",
+        help="adapt a backbone to unlabelled rows of your domain; use the folder it writes as --backbone",
+        description="Domain-adaptive pretraining (docs/unlabelled.md): text encoders by unsupervised SimCSE on "
+        "the rows, image CNNs by re-estimating BatchNorm statistics on them (AdaBN). Writes a backbone folder "
+        "that fit, study, rank and recommend take as --backbone; rerunning the same command reuses it.",
+    )
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2", help="registered name, local folder or hub id")
+    p.add_argument(
+        "--unlabeled",
+        required=True,
+        help="the rows: a text file (CSV/TSV/JSONL/Parquet/TXT), an image folder, a Hugging Face or packaged "
+        "data set (labels are not used)",
+    )
+    p.add_argument("--output", "-o", required=True, help="backbone folder to write")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the rows (text; default: 1)")
+    p.add_argument("--lr", type=float, default=3e-5, help="learning rate (text; default: 3e-5)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="rows per batch, both copies counted (default: 32)"
+    )
+    p.add_argument(
+        "--max-rows", type=int, default=10_000, help="use at most this many rows (default: 10,000)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo it even when --output holds the same recipe"
+    )
+    _runtime_options(p)
+    _data_options(p)
+
+
 def _parser_study(sub: Any) -> None:
     p = sub.add_parser(
         "study",
@@ -500,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_forecast(sub)
     _parser_suggest(sub)
     _parser_distill(sub)
+    _parser_adapt(sub)
     _parser_export(sub)
     _parser_serve(sub)
     _parser_rank(sub)

@@ -70,10 +70,15 @@ def pair_targets(Y: torch.Tensor) -> torch.Tensor:
 def supcon_loss(emb: torch.Tensor, Y: torch.Tensor, temperature: float) -> torch.Tensor:
     """Supervised contrastive loss: for each row with a positive in the batch, the weighted mean over its
     positives of ``-log softmax(cos / temperature)`` taken over all other rows."""
+    return weighted_supcon(emb, pair_targets(Y), temperature)
+
+
+def weighted_supcon(emb: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``supcon_loss`` with the pairs' targets given as a ``(B, B)`` matrix (1: positive pair)."""
     z = nn.functional.normalize(emb, dim=-1)
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     log_prob = (z @ z.T / temperature).masked_fill(eye, float("-inf")).log_softmax(1).masked_fill(eye, 0.0)
-    w = pair_targets(Y).masked_fill(eye, 0.0)
+    w = targets.masked_fill(eye, 0.0)
     has = w.sum(1) > 0
     if not has.any():  # no positive pair in this batch: nothing to pull together
         return (z * 0).sum()
@@ -263,6 +268,56 @@ class Contrastive(TunedTechnique):
             ckpt.clear()
         return self
 
+    def tune_unsupervised(self, X: Any, temperature: float = 0.05) -> Backbone:
+        """Domain-adaptive tuning without labels (unsupervised SimCSE, Gao et al. 2021): each row of ``X`` is
+        its own positive, seen twice in a batch under two dropout masks, and every other row of the batch is a
+        negative. ``batch_size`` counts both copies; ``steps="auto"`` makes ``epochs`` passes over the rows
+        (within ``min_steps`` and ``max_steps``). Returns the tuned copy of the backbone; a backbone without
+        dropout learns nothing this way (its two copies are identical), so it is refused."""
+        self._reset_fitted()
+        self._validate_params()
+        base = resolve_backbone(self.backbone)
+        rows = self._data(X, None, base.modality)
+        data = Dataset(rows.inputs, None, rows.modality, rows.source, rows.rows)  # labels, if any, unused
+        if not any(isinstance(m, nn.Dropout) and m.p > 0 for m in base.module.modules()):
+            raise ParameterError(
+                f"{base.name}: no dropout, so the two copies of a row would be identical and unsupervised "
+                f"contrastive tuning has nothing to learn from."
+            )
+        start = time.perf_counter()
+        bb = self._copy_backbone(base)
+        self._place(bb)
+        self.lr_ = self._base_lr(bb)
+        model = Embedder(bb)
+        self._configure(model)
+        n, half = len(data), max(1, min(self.batch_size // 2, len(data)))
+        self.steps_ = self.planned_steps(n) if self.steps != "auto" else self._unsupervised_steps(n, half)
+        epochs = min(self.epochs, self.steps_)
+
+        def batches(e: int) -> list[np.ndarray]:
+            rng = np.random.default_rng([self.seed, e, 11])
+            count = self.steps_ // epochs + int(e < self.steps_ % epochs)
+            return [np.tile(rng.choice(n, half, replace=False), 2) for _ in range(count)]
+
+        def loss(emb: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return weighted_supcon(emb, (rows[:, None] == rows[None, :]).float(), temperature)
+
+        hooks = Hooks(loss=loss, batches=batches)
+        cfg = dataclasses.replace(self._loop_config(), epochs=epochs, patience=None)
+        ckpt = Checkpointer(self._checkpoint_folder(bb, data, None), self._run_key_)
+        body = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}]
+        state = train(model, groups, bb.batch_source(data), torch.arange(n), cfg, ckpt, hooks)
+        bb.module.eval()
+        bb.invalidate_fingerprint()
+        self._record(state, time.perf_counter() - start)
+        if not self.keep_checkpoint:
+            ckpt.clear()
+        return bb
+
+    def _unsupervised_steps(self, n_rows: int, half: int) -> int:
+        return int(min(self.max_steps, max(self.min_steps, math.ceil(self.epochs * n_rows / half), 1)))
+
     def _loss(self, emb: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         if self.loss == "cosine":
             return cosine_pair_loss(emb, Y)
@@ -297,8 +352,15 @@ class Contrastive(TunedTechnique):
         self.head_seconds_ = round(time.perf_counter() - start, 3)
         return self
 
-    def fit(self, X: Any, y: Any = None, val: Any = None) -> Contrastive:
-        """Both phases on ``X`` (labels ``y`` or ``X``'s label column); ``val`` chooses the head's ``C``."""
+    def fit(self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None) -> Contrastive:
+        """Both phases on ``X`` (labels ``y`` or ``X``'s label column); ``val`` chooses the head's ``C``.
+        Domain alignment is not implemented here: ``align`` other than "none", or ``unlabeled`` rows, are
+        refused (``self_train:contrastive`` uses unlabelled rows)."""
+        if self.align != "none" or unlabeled is not None:
+            raise ParameterError(
+                "contrastive does not align domains (align='coral' or unlabelled rows); use "
+                "self_train:contrastive, or finetune/lp_ft with align='coral'."
+            )
         base = resolve_backbone(self.backbone)
         train = self._data(X, y, base.modality, need_labels=True)
         return self._tune(train, base).fit_head(train, val=val)

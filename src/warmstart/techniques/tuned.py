@@ -533,7 +533,7 @@ class TunedTechnique(Technique):
             json.dumps(params, sort_keys=True, default=str),
             self.base_reference_["fingerprint"],
             train_data.fingerprint(),
-            json.dumps(list(train_data.labels)),
+            json.dumps(list(train_data.labels or [])),
             val[0].fingerprint() + json.dumps(list(val[0].labels)) if val else "no-val",
             soft_targets.fingerprint() if soft_targets is not None else "",
             target.fingerprint() if target is not None else "",
