@@ -354,3 +354,13 @@ def test_cli_adapt(tiny_bert_dir, tmp_path, capsys):
     assert "adapted by simcse on 12 of 12 rows" in capsys.readouterr().out
     assert main(argv + ["--batch-size", "4"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_alignment_reads_a_seeded_sample_of_many_unlabelled_rows():
+    from warmstart.techniques.probe import unlabeled_sample
+
+    rows = Dataset([f"row {i}" for i in range(50)], ["x"] * 50, "text", "many")
+    a, b = unlabeled_sample(rows, 0, limit=10), unlabeled_sample(rows, 0, limit=10)
+    assert len(a) == 10 and a.rows == b.rows == sorted(a.rows) and a.labels is None
+    assert unlabeled_sample(rows, 1, limit=10).rows != a.rows
+    assert len(unlabeled_sample(rows, 0, limit=100)) == 50

@@ -27,6 +27,9 @@ from .base import (
 from .head import LinearHead
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
+# unlabelled rows that alignment reads at most (a random sample of them beyond it): enough to estimate a
+# 768-dimensional covariance, and a bound on what 100k unlabelled rows cost to encode
+ALIGN_MAX_ROWS = 10_000
 
 
 @register_technique("probe")
@@ -161,10 +164,7 @@ class LinearProbe(Technique):
                 f"align={self.align!r} maps the labelled rows onto the domain of unlabelled rows; pass them "
                 f"(fit(..., unlabeled=rows); --unlabeled FILE on the command line)."
             )
-        target = self._data(unlabeled)
-        T = np.asarray(
-            self.features(Dataset(target.inputs, None, target.modality, target.source, target.rows))
-        )
+        T = np.asarray(self.features(unlabeled_sample(self._data(unlabeled), self.seed)))
         self.n_unlabeled_ = len(T)
         return domain_map(X, T.astype(np.float64), self.align)
 
@@ -291,3 +291,10 @@ def domain_map(source: np.ndarray, target: np.ndarray, how: str) -> Any:
 
     A = root(LedoitWolf().fit(source).covariance_, -0.5) @ root(LedoitWolf().fit(target).covariance_, 0.5)
     return lambda Z: (Z - mu_s) @ A + mu_t
+
+
+def unlabeled_sample(data: Dataset, seed: int, limit: int = ALIGN_MAX_ROWS) -> Dataset:
+    """``data`` without labels, and at most ``limit`` of its rows (a seeded random sample, in row order)."""
+    if len(data) > limit:
+        data = data.subset(np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False)))
+    return Dataset(data.inputs, None, data.modality, data.source, data.rows)

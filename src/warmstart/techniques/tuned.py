@@ -381,8 +381,9 @@ class TunedTechnique(Technique):
 
         if distributed.world_size() > 1:
             raise ParameterError("align='coral' runs in one process; run it without torchrun.")
-        rows = self._data(unlabeled, modality=modality)
-        return Dataset(rows.inputs, None, rows.modality, rows.source, rows.rows)
+        from .probe import unlabeled_sample
+
+        return unlabeled_sample(self._data(unlabeled, modality=modality), self.seed)
 
     def augment_config(self, modality: str) -> AugmentConfig:
         """The augmentation this fit applies, ``augment="auto"`` resolved (``default_augment`` for images, none
