@@ -72,7 +72,11 @@ def test_each_family_calibrates_on_validation_rows_only(technique, tiny_bert_dir
     p_plain, p_cal = plain.predict_proba(tx), cal.predict_proba(tx)
     assert np.allclose(p_cal, _softmax(np.log(p_plain) / t), atol=2e-4)
     assert (cal.predict(tx) == plain.predict(tx)).all()
-    assert get_technique(technique, **params).fit(X, y).temperature_ is None  # no validation rows
+    no_val = get_technique(technique, **params).fit(X, y)
+    if technique == "probe":  # the probe cross-validates one on its training rows instead
+        assert no_val.fitted_config()["temperature_from"] == "cross-validation"
+    else:
+        assert no_val.temperature_ is None  # no validation rows
     # saved and loaded, the artifact predicts the calibrated probabilities
     save_artifact(cal, tmp_path / f"art-{technique}")
     loaded = load_artifact(tmp_path / f"art-{technique}")
@@ -91,3 +95,23 @@ def test_calibration_lowers_the_validation_nll_of_an_overconfident_probe(tiny_be
     nll_cal = -np.log(probe.predict_proba(vx)[np.arange(len(vy)), idx]).mean()
     nll_plain = -np.log(plain.predict_proba(vx)[np.arange(len(vy)), idx]).mean()
     assert nll_cal < nll_plain
+
+
+def test_without_validation_rows_the_probe_fits_its_temperature_on_out_of_fold_logits(tiny_bert_dir):
+    """The cross-validated temperature softens a barely regularised (overconfident) probe and sharpens a
+    strongly regularised (underconfident) one; it changes the probabilities, never a prediction."""
+    (X, y), (vx, _), _ = _split()
+    kw = {"backbone": str(tiny_bert_dir), "progress": False, "precision": "fp32"}
+    loose = get_technique("probe", C=1000.0, **kw).fit(X, y)
+    tight = get_technique("probe", C=0.01, **kw).fit(X, y)
+    assert loose.temperature_from_ == tight.temperature_from_ == "cross-validation"
+    assert loose.temperature_ > 1 > tight.temperature_
+    plain = get_technique("probe", C=1000.0, calibrate="none", **kw).fit(X, y)
+    assert plain.temperature_ is None
+    assert (loose.predict(vx) == plain.predict(vx)).all()
+    assert np.allclose(
+        loose.predict_proba(vx), _softmax(np.log(plain.predict_proba(vx)) / loose.temperature_), atol=2e-4
+    )
+    # too few rows per class for two folds: no temperature
+    few = get_technique("probe", **kw).fit(X[:1] + X[16:17] + X[32:33], y[:1] + y[16:17] + y[32:33])
+    assert few.temperature_ is None and few.fitted_config()["temperature_from"] is None

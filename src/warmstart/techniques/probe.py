@@ -144,6 +144,9 @@ class LinearProbe(Technique):
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
         self.fit_features(X, y, len(self.classes_), val_xy)
         self._calibrate_head(val_xy)  # temperature scaling on the validation rows
+        self.temperature_from_ = "validation" if self.temperature_ is not None else None
+        if val_xy is None:
+            self._calibrate_cross_validated(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
@@ -167,6 +170,28 @@ class LinearProbe(Technique):
         T = np.asarray(self.features(unlabeled_sample(self._data(unlabeled), self.seed)))
         self.n_unlabeled_ = len(T)
         return domain_map(X, T.astype(np.float64), self.align)
+
+    def _calibrate_cross_validated(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Without validation rows (``calibrate="auto"``): the temperature that best fits the out-of-fold
+        logits of stratified cross-validation at the chosen C (every class needs 2 rows and all of them
+        ``calibrate.MIN_ROWS``), folded into the head; none otherwise."""
+        from .calibrate import MIN_ROWS, fit_temperature, scale_head
+
+        folds = min(5, int(np.bincount(y).min()))
+        if self.calibrate == "none" or folds < 2 or len(y) < MIN_ROWS:
+            return
+        Z = (X - self.head_.mean.numpy().astype(np.float64)) / self.head_.scale.numpy().astype(np.float64)
+        logits = np.zeros((len(y), len(self.classes_)))
+        cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+        for tr, te in cv.split(Z, y):
+            fold = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z[tr], y[tr])
+            if len(fold.classes_) != len(self.classes_):
+                return
+            raw = fold.decision_function(Z[te])
+            logits[te] = np.c_[-raw / 2, raw / 2] if raw.ndim == 1 else raw  # binary: two symmetric logits
+        self.temperature_ = round(fit_temperature(logits, y), 6)
+        self.temperature_from_ = "cross-validation"
+        scale_head(self.head_, self.temperature_)
 
     def fit_features(
         self,
@@ -249,6 +274,7 @@ class LinearProbe(Technique):
             "C_scores": self.c_scores_,
             "n_train": self.n_train_,
             "temperature": getattr(self, "temperature_", None),
+            "temperature_from": getattr(self, "temperature_from_", None),
             **({"n_unlabeled": self.n_unlabeled_} if getattr(self, "n_unlabeled_", 0) else {}),
         }
 
