@@ -167,3 +167,21 @@ def test_cli_forecast_prints_writes_and_refuses(tmp_path, capsys):
     assert main(["forecast", str(tmp_path)]) == 2
     assert "not a study folder" in capsys.readouterr().err
     assert main(["forecast", str(folder), "--level", "1.5"]) == 2
+
+
+def test_forecast_runs_a_quick_probe_curve_on_labelled_data(tiny_bert_dir, tmp_path, capsys):
+    from tests.conftest import make_sentences
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(12, seed=0)
+    data = tmp_path / "labelled.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in zip(texts, labels, strict=True)))
+    out = tmp_path / "quick"
+    argv = ["forecast", "--data", str(data), "--backbone", str(tiny_bert_dir), "--seeds", "2", "-o", str(out)]
+    assert main(argv) == 0
+    cells = sorted(p.name for p in (out / "cells").glob("*.json"))
+    # 12 rows per class, 20% held out: 9 left, so 2, 4, 8 and 9 per class, 2 seeds each
+    assert cells == sorted(f"probe-k{k}-s{s}.json" for k in (2, 4, 8, 9) for s in (0, 1))
+    assert "probe" in capsys.readouterr().out and (out / "forecast.json").is_file()
+    assert main(["forecast", str(out), "--data", str(data)]) == 2
+    assert main(["forecast"]) == 2

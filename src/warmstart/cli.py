@@ -250,10 +250,24 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from ._io import atomic_write_json
     from .forecast import forecast_study, forecast_text
 
-    if not (Path(args.study) / "study.json").is_file():
-        raise DataError(f"{args.study}: not a study folder (no study.json); run `warmstart study` first.")
     if not 0 < args.level < 1:
         raise ParameterError(f"--level takes a number between 0 and 1; got {args.level}.")
+    if args.data:
+        if args.study:
+            raise ParameterError("give a study folder or --data, not both.")
+        from .forecast import quick_curve
+
+        data, test = _data_and_test(args)
+        args.study = str(args.output or Path("runs") / f"forecast-{Path(args.data).stem}")
+        quick_curve(
+            data, args.study, test=test, backbone=args.backbone, seeds=args.seeds, **runtime_params(args)
+        )
+    elif not args.study:
+        raise ParameterError(
+            "give a study folder (warmstart study --output), or --data for a quick probe curve."
+        )
+    if not (Path(args.study) / "study.json").is_file():
+        raise DataError(f"{args.study}: not a study folder (no study.json); run `warmstart study` first.")
     result = forecast_study(
         args.study, target=args.target, metric=args.metric, techniques=args.technique, level=args.level
     )

@@ -345,12 +345,25 @@ def _parser_forecast(sub: Any) -> None:
         "the score at 2x, 4x and 10x the most labels per class measured, and the labels per class a target needs, "
         "each with an interval from resampled seeds and the curve's back-test error. Writes STUDY/forecast.json.",
     )
-    p.add_argument("study", help="a study folder (warmstart study --output) with three label counts or more")
+    p.add_argument(
+        "study", nargs="?", help="a study folder (warmstart study --output) with three label counts or more"
+    )
+    p.add_argument(
+        "--data",
+        help="instead of a study: labelled data (file, folder, Hugging Face or packaged data set) for a quick "
+        "probe learning curve on nested subsets (2, 4, 8, ... per class up to all its rows) first",
+    )
+    p.add_argument("--test", help="with --data: separate test data (default: a held-out 20%%)")
+    p.add_argument("--backbone", default="all-MiniLM-L6-v2", help="with --data: the probe's backbone")
+    p.add_argument("--seeds", type=int, default=3, help="with --data: seeds per label count (3)")
+    p.add_argument("--output", "-o", help="with --data: the quick study's folder (runs/forecast-NAME)")
     p.add_argument("--target", type=float, help="a score to reach, e.g. 0.9: the labels per class it needs")
     _metric_option(p)
     p.add_argument("--technique", action="append", help="only this technique (repeatable; default: all)")
     p.add_argument("--level", type=float, default=0.8, help="interval level (0.8)")
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    _runtime_options(p)
+    _data_options(p)
 
 
 def _parser_export(sub: Any) -> None:

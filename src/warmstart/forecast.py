@@ -247,6 +247,55 @@ def _target(target: float, fit: tuple, draws: list, tail: float, y: np.ndarray, 
     return out
 
 
+def quick_curve_shots(class_counts: dict[str, int], held_out: float) -> list[int]:
+    """The label counts of a quick learning curve on labelled data with these rows per class, of which the
+    fraction ``held_out`` is tested on: 2, 4, 8, ... up to what the smallest class leaves, and that itself.
+
+        >>> quick_curve_shots({"a": 50, "b": 30}, 0.2)
+        [2, 4, 8, 16, 24]
+    """
+    most = int(min(class_counts.values()) * (1 - held_out))
+    if most < 2:
+        raise DataError(
+            f"a learning curve needs at least 2 training rows of every class; the smallest class has "
+            f"{min(class_counts.values())} rows in all. Label more of it, or pass --test rows."
+        )
+    shots = [k for k in (2**i for i in range(1, 20)) if k <= most]
+    return shots + ([most] if most not in shots else [])
+
+
+def quick_curve(
+    data: Any,
+    output: str | os.PathLike,
+    *,
+    test: Any = None,
+    backbone: str = "all-MiniLM-L6-v2",
+    seeds: int = 3,
+    test_size: float = 0.2,
+    precision: str = "auto",
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """A probe study of ``data`` at every count of ``quick_curve_shots`` (nested rows, ``seeds`` seeds, tested on
+    ``test`` or a held-out ``test_size``) in ``output``, for ``forecast_study`` when there is no study yet. Cheap:
+    the probe on cached features; resumable like any study."""
+    from .study import StudyConfig, run_study
+
+    held_out = 0.0 if test is not None else test_size
+    cfg = StudyConfig(
+        data=data.source,
+        backbone=backbone,
+        techniques=["probe"],
+        shots=quick_curve_shots(data.class_counts(), held_out),
+        seeds=seeds,
+        test_size=test_size,
+        precision=precision,
+        device=device,
+    )
+    run_study(data, cfg, output, test=test, progress=progress)
+    return Path(output)
+
+
 def forecast_study(folder: str | os.PathLike, **options: Any) -> dict[str, Any]:
     """Forecasts for every technique of the study in ``folder`` (or ``techniques``), from its finished cells
     (those with at most ``max_per_class`` examples per class, when given: to back-test a forecast on a study that
