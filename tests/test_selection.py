@@ -366,3 +366,30 @@ def test_fit_auto_records_its_choice(tiny_bert_dir, text_data, text_test):
     assert choice["technique"] == "probe" == r.config["technique"]
     assert [c["technique"] for c in choice["calibrations"]][-1] == "probe"
     assert r.metrics["accuracy"] > 0.5
+
+
+def test_rank_says_how_the_top_pick_compares_with_picking_the_largest(tmp_path):
+    import dataclasses
+
+    from warmstart.features import FeatureCache
+    from warmstart.selection import rank_backbones
+
+    cache = FeatureCache(tmp_path)
+    big_weak, small_strong = TableBackbone("big-weak", 0.02, dim=40), TableBackbone("small-strong", 1.5)
+    r = rank_backbones(table_data(), [big_weak, small_strong], cache=cache, resamples=5, progress=False)
+    assert [c.backbone for c in r.candidates] == ["small-strong", "big-weak"]
+    assert r.beats_largest_share == 1.0 and r.to_dict()["beats_largest_share"] == 1.0
+    text = r.explain()
+    assert "Picking the largest instead would give big-weak" in text and "the scores separate them" in text
+    # the top pick is the largest: nothing to beat
+    r2 = rank_backbones(
+        table_data(),
+        [TableBackbone("big-strong", 1.5, dim=40), small_strong],
+        cache=cache,
+        resamples=5,
+        progress=False,
+    )
+    assert r2.beats_largest_share is None and "also the largest candidate" in r2.explain()
+    # scores that do not separate the two say so plainly
+    coin = dataclasses.replace(r, beats_largest_share=0.5)
+    assert "no more than picking the largest" in coin.explain()

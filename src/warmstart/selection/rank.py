@@ -50,6 +50,9 @@ class Ranking:
     classes: int
     top_share: float | None  # share of row subsamples in which the top candidate stays first
     resamples: int
+    # share of those subsamples in which the top candidate scores above the largest one (by parameters); None
+    # when the top candidate is the largest
+    beats_largest_share: float | None = None
 
     def table(self) -> str:
         """A markdown table: one row per backbone, a column per score and per score's seconds."""
@@ -91,6 +94,7 @@ class Ranking:
                     f"On {self.resamples} random 80% subsamples of the rows it stayed first in "
                     f"{self.top_share:.0%} of them: {verdict}."
                 )
+        text += self._against_size()
         agree = [
             s
             for s in self.candidates[0].scores
@@ -102,12 +106,45 @@ class Ranking:
             text.append(f"The other scores that put it first too: {', '.join(agree)}.")
         return " ".join(text)
 
+    def _against_size(self) -> list[str]:
+        """Sentences on the top pick against a size prior (pick the candidate with the most parameters), which
+        is hard to beat when the candidates are really different models."""
+        if len(self.candidates) < 2:
+            return []
+        best, largest = self.candidates[0], max(self.candidates, key=lambda c: c.params)
+        if largest is best:
+            return [
+                f"It is also the largest candidate ({best.params / 1e6:.1f}M parameters): the scores and "
+                f"picking the largest agree."
+            ]
+        rank = self.candidates.index(largest) + 1
+        text = [
+            f"Picking the largest instead would give {largest.backbone} ({largest.params / 1e6:.1f}M parameters "
+            f"against {best.params / 1e6:.1f}M; rank {rank} here, {self.primary} "
+            f"{_fmt(largest.scores[self.primary])} against {_fmt(best.scores[self.primary])})."
+        ]
+        share = self.beats_largest_share
+        if share is None:
+            return text
+        if share >= 0.9:
+            verdict = "the scores separate them"
+        elif share >= 0.6:
+            verdict = "a likely lead over the largest; confirm with a short run of both"
+        else:
+            verdict = (
+                "the scores do not separate them better than a coin, so they say no more than picking the "
+                "largest does; train both if the choice matters"
+            )
+        text.append(f"The top pick scored above it in {share:.0%} of the subsamples: {verdict}.")
+        return text
+
     def to_dict(self) -> dict:
         return {
             "primary": self.primary,
             "rows": self.rows,
             "classes": self.classes,
             "top_share": self.top_share,
+            "beats_largest_share": self.beats_largest_share,
             "resamples": self.resamples,
             "candidates": [dataclasses.asdict(c) for c in self.candidates],
         }
@@ -189,16 +226,20 @@ def rank_backbones(
         key=lambda i: -np.inf if candidates[i].scores[primary] is None else candidates[i].scores[primary],
         reverse=True,
     )
-    top_share = (
-        _top_share([features[i] for i in order], y, primary, resamples, seed) if primary != "leep" else None
+    largest = order.index(max(order, key=lambda i: candidates[i].params))
+    shares = (
+        _top_share([features[i] for i in order], y, primary, resamples, seed, largest)
+        if primary != "leep"
+        else (None, None)
     )
     return Ranking(
         candidates=[candidates[i] for i in order],
         primary=primary,
         rows=len(y),
         classes=len(classes),
-        top_share=top_share,
+        top_share=shares[0],
         resamples=resamples,
+        beats_largest_share=shares[1] if largest != 0 else None,
     )
 
 
@@ -245,16 +286,18 @@ def _score_one(
 
 
 def _top_share(
-    features: list[np.ndarray], y: np.ndarray, score: str, resamples: int, seed: int
-) -> float | None:
-    """Share of stratified 80% row subsamples in which the first candidate (by ``score`` on all rows) still
-    scores highest. Subsampling, not the bootstrap, because repeated rows would flatter kNN."""
+    features: list[np.ndarray], y: np.ndarray, score: str, resamples: int, seed: int, largest: int = 0
+) -> tuple[float | None, float | None]:
+    """Shares of stratified 80% row subsamples in which the first candidate (by ``score`` on all rows) still
+    scores highest, and in which it scores above candidate ``largest``. Subsampling, not the bootstrap, because
+    repeated rows would flatter kNN."""
     if len(features) < 2 or resamples < 1:
-        return None
+        return None, None
     fn = FEATURE_SCORES[score]
-    wins = 0
+    wins = above = 0
     for r in range(resamples):
         keep = stratified_split(y.astype(str), val_size=0.0, test_size=0.8, seed=seed + 1 + r).test
         values = [fn(X[keep], y[keep]) for X in features]
         wins += int(np.argmax(values) == 0)
-    return wins / resamples
+        above += int(values[0] > values[largest])
+    return wins / resamples, above / resamples
