@@ -1,0 +1,235 @@
+"""Backbone ranking on pools of really different models: against what users get, and against a size prior.
+
+``ranking.py`` scores one model cut to fewer layers plus a random copy, where size says little. Users choose
+between different models, where a target-blind "bigger is better" prior is hard to beat. Here:
+
+- candidates: text: all-mpnet-base-v2, all-MiniLM-L6-v2, paraphrase-MiniLM-L3-v2, and two controls (MiniLM-L6
+  cut to 3 layers, a random copy); images: EfficientNet-Lite0, Lite1 and Lite2 at one input size, and two
+  controls (Lite0 cut to 8 blocks, a random copy);
+- ground truth per (data set, labels per class, seed): **what the user gets**, the test score of the better of
+  the probe and one fine-tuning technique (``--finetune``, default lp_ft) trained on the same rows; and the
+  probe's alone, as ``ranking.py`` uses;
+- every transferability score on the same labelled rows, and three baselines: the size prior (parameter count),
+  a FLOPs prior (forward FLOPs per row) and kNN (one of the scores).
+
+Per data set and label count (scores and truths averaged over the seeds) it prints Kendall's tau and weighted tau
+(``scipy.stats.weightedtau``: disagreements near the top of the order count more, as in the transferability
+literature) between each score and the truth, each score's margin over the size prior's tau, and the regret of
+its top pick (the best candidate's truth minus the pick's); then the means over data sets and label counts. The
+metric is macro-F1 where the test rows' largest class is over 3x the smallest, else accuracy.
+
+    python benchmarks/ranking_pools.py --data trec,bbc-news,sms-spam,fashion-mnist,digits --shots 16,64 --seeds 3
+    python benchmarks/ranking_pools.py --summary-only
+
+Rows (one per data set, label count, seed and candidate) are keyed by the code version and every setting and
+appended to ``--output`` (JSON lines); a rerun reuses rows of the same key and never mixes versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import code_version, keyed_rows, packaged_split  # noqa: E402
+
+TEXT = [
+    "all-mpnet-base-v2",
+    "all-MiniLM-L6-v2",
+    "paraphrase-MiniLM-L3-v2",
+    "all-MiniLM-L6-v2:num_layers=3",
+    "all-MiniLM-L6-v2:init=random",
+]
+
+
+def image_pool(size: int) -> list[str]:
+    return [
+        f"efficientnet-lite0:image_size={size}",
+        f"efficientnet-lite1:image_size={size}",
+        f"efficientnet-lite2:image_size={size}",
+        f"efficientnet-lite0:image_size={size},num_blocks=8",
+        f"efficientnet-lite0:image_size={size},init=random",
+    ]
+
+
+POOLS = {
+    "trec": TEXT,
+    "bbc-news": TEXT,
+    "sms-spam": TEXT,
+    "vader-movie": TEXT,
+    "fashion-mnist": image_pool(128),
+    "digits": image_pool(64),
+}
+SCORES = ("logme", "knn", "hscore", "nleep", "ridge_loo", "probe_cv")
+
+
+def value(cell: dict, name: str) -> float:
+    """A cell's prior or score (NaN where the score does not apply)."""
+    v = cell[name] if name in PRIORS else cell["scores"].get(name)
+    return float("nan") if v is None else float(v)
+
+
+PRIORS = ("size", "flops")
+
+
+def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache) -> dict:
+    """One candidate on one (data set, labels per class, seed): scores, priors, probe and fine-tuned scores."""
+    from warmstart.backbones import get_backbone
+    from warmstart.cost import forward_flops, measure
+    from warmstart.evaluate import evaluate
+    from warmstart.selection import score_features
+    from warmstart.techniques import get_technique
+    from warmstart.techniques.base import encode_labels
+
+    bb = get_backbone(spec)
+    X = np.asarray(cache.get(bb, labelled, progress=False), dtype=np.float64)
+    classes = np.array(sorted({str(v) for v in labelled.labels}))
+    scores, score_s = score_features(X, encode_labels(labelled.labels, classes), SCORES, bb.source_proba(X))
+    out = {
+        "scores": scores,
+        "score_seconds": score_s,
+        "size": float(sum(p.numel() for p in bb.module.parameters())),
+        "flops": forward_flops(bb, labelled) / len(labelled),
+    }
+    for name in ("probe", finetune):
+        if name == "none":
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            extra = {} if name == "probe" else {"checkpoint_dir": tmp}
+            est = get_technique(name, backbone=bb, seed=seed, progress=False, **extra)
+            with measure() as cost:
+                est.fit(labelled)
+            m, _ = evaluate(est, test)
+        out[name] = {
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "cpu_s": round(cost.cpu_seconds, 1),
+        }
+    return out
+
+
+def taus(values: dict[str, float], truth: dict[str, float]) -> tuple[float, float]:
+    from scipy.stats import kendalltau, weightedtau
+
+    names = sorted(truth)
+    a, b = [values[n] for n in names], [truth[n] for n in names]
+    return float(kendalltau(a, b).statistic), float(weightedtau(a, b).statistic)
+
+
+def summarise(rows: list[dict], finetune: str) -> None:
+    from warmstart.study_stats import choose_metric
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["shots"]), []).append(r)
+    means: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for (data, shots), cells in sorted(groups.items()):
+        metric = choose_metric(cells[0]["test_support"])
+        by: dict[str, list[dict]] = {}
+        for c in cells:
+            by.setdefault(c["backbone"], []).append(c)
+        if len(by) < 3:
+            continue
+
+        def mean(fn, by: dict = by) -> dict[str, float]:
+            return {b: float(np.mean([fn(c) for c in cs])) for b, cs in by.items()}
+
+        def tuned(c: dict, metric: str = metric) -> float:
+            return c.get(finetune, c["probe"])[metric]
+
+        def probe(c: dict, metric: str = metric) -> float:
+            return c["probe"][metric]
+
+        truths = {
+            "best of probe and " + finetune: mean(lambda c: max(probe(c), tuned(c))),
+            "probe": mean(probe),
+        }
+        print(f"\n{data}, {shots} per class ({metric}, seeds {sorted({c['seed'] for c in cells})})")
+        print("| backbone | probe | " + finetune + " | " + " | ".join(SCORES) + " | params (M) |")
+        print("|---|---|---|" + "---|" * len(SCORES) + "---|")
+        for b in sorted(by, key=lambda b: -truths["probe"][b]):
+            ft = mean(tuned)[b]
+            vals = [mean(lambda c, s=s: value(c, s))[b] for s in SCORES]
+            print(
+                f"| {b} | {truths['probe'][b]:.4f} | {ft:.4f} | "
+                + " | ".join(f"{v:.4f}" for v in vals)
+                + f" | {by[b][0]['size'] / 1e6:.1f} |"
+            )
+        for label, truth in truths.items():
+            best = max(truth.values())
+            print(
+                f"\nagainst {label}: | score | tau | weighted tau | tau - size prior's | regret of its top pick |"
+            )
+            print("|---|---|---|---|---|")
+            size_tau = taus(mean(lambda c: c["size"]), truth)[0]
+            for s in (*PRIORS, *SCORES):
+                vals = mean(lambda c, s=s: value(c, s))
+                if any(np.isnan(v) for v in vals.values()):
+                    continue
+                t, wt = taus(vals, truth)
+                regret = best - truth[max(vals, key=vals.get)]
+                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret))
+                print(f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points |")
+    print("\nmeans over data sets and label counts")
+    print("| truth | score | mean tau | mean weighted tau | mean regret (points) | cells |")
+    print("|---|---|---|---|---|---|")
+    for (truth, s), v in sorted(means.items()):
+        t, wt, reg = (statistics.mean(x[i] for x in v) for i in range(3))
+        print(f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {len(v)} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=",".join(POOLS))
+    ap.add_argument("--shots", default="16,64")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--test-rows", type=int, default=1000)
+    ap.add_argument("--finetune", default="lp_ft", help="the fine-tuning technique of the truth, or none")
+    ap.add_argument("--output", default="runs/bench/ranking_pools.jsonl")
+    ap.add_argument("--summary-only", action="store_true")
+    args = ap.parse_args(argv)
+    from warmstart.data import few_shot
+    from warmstart.features import FeatureCache
+
+    version, out = code_version(), Path(args.output)
+    done = keyed_rows(out)
+    rows = []
+    cache = FeatureCache()
+    for data in args.data.split(","):
+        pool, test = packaged_split(data, args.test_rows)
+        support = {str(c): n for c, n in test.class_counts().items()}
+        for k in (int(s) for s in args.shots.split(",")):
+            for seed in range(args.seeds):
+                labelled = pool.subset(few_shot(pool.labels, k, seed=seed))
+                for spec in POOLS[data]:
+                    params = {"data": data, "shots": k, "seed": seed, "backbone": spec}
+                    params.update(finetune=args.finetune, test_rows=args.test_rows)
+                    key = json.dumps({"code": version, **params}, sort_keys=True)
+                    if key not in done and not args.summary_only:
+                        start = time.perf_counter()
+                        row = {"key": key, "code": version, **params, "test_support": support}
+                        row.update(run_cell(spec, labelled, test, seed, args.finetune, cache))
+                        row["seconds"] = round(time.perf_counter() - start, 1)
+                        with out.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                        done[key] = row
+                        print(
+                            f"{data} k={k} s={seed} {spec}: {row['seconds']} s", file=sys.stderr, flush=True
+                        )
+                    if key in done:
+                        rows.append(done[key])
+    print(f"code {version}; rows {len(rows)}")
+    summarise(rows, args.finetune)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
