@@ -8,6 +8,7 @@ same model's with the temperature undone (``softmax(T * log p)``: dividing logit
 does), so before and after compare one model. ECE is the top class's over 15 bins (``warmstart.metrics``).
 
     python benchmarks/calibration.py --data sms-spam,trec,bbc-news --techniques probe,finetune,contrastive
+    python benchmarks/calibration.py --techniques probe --val-rows 0   # the probe's cross-validated temperature
 
 Temperature scaling has no default chosen by measurement (only the bounds of T and the 10-row minimum), so there
 is no development collection here.
@@ -33,6 +34,8 @@ from warmstart.techniques import get_technique
 def rows(name: str, shots: int, val_rows: int, test_rows: int, seed: int):
     pool, test = packaged_split(name, test_rows)
     train_idx = few_shot(pool.labels, shots, seed=seed)
+    if val_rows == 0:  # no validation rows: the probe cross-validates its temperature, the others fit none
+        return pool.subset(train_idx), None, test
     rest = np.setdiff1d(np.arange(len(pool)), train_idx)
     pick = stratified_split([pool.labels[i] for i in rest], 0.0, val_rows / len(rest), seed=seed + 1000).test
     val_idx = rest[np.sort(pick)]
@@ -51,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--techniques", default="probe,finetune,contrastive")
     ap.add_argument("--backbone", default="all-MiniLM-L6-v2")
     ap.add_argument("--shots", type=int, default=32)
-    ap.add_argument("--val-rows", type=int, default=200, help="validation rows (a stratified sample)")
+    ap.add_argument(
+        "--val-rows", type=int, default=200, help="validation rows (a stratified sample); 0: none"
+    )
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--test-rows", type=int, default=1000)
     ap.add_argument("--output", default="runs/bench/calibration.json")
