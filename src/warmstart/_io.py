@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,3 +74,28 @@ def warmstart_home() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "warmstart"
+
+
+@contextmanager
+def staged_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` to write a whole folder in: when the block ends normally it takes
+    ``folder``'s place (an existing one is renamed aside first and then removed, so a crash never leaves neither),
+    and when the block raises it is removed, so a half-written folder is never found."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        folder.rename(old)
+        tmp.rename(folder)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        tmp.rename(folder)

@@ -14,15 +14,13 @@ finds it and does nothing.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_json
+from ._io import atomic_write_json, staged_folder
 from .data import Dataset
 from .errors import ParameterError
 
@@ -147,17 +145,9 @@ def _adabn(base: Any, rows: Dataset, batch_size: int, device: str, precision: st
 
 def _save(adapted: Any, out: Path, record: dict) -> None:
     """The backbone folder and ``adapt.json``, written beside ``out`` and renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        import torch
+    import torch
 
-        adapted.to(torch.device("cpu"))
+    adapted.to(torch.device("cpu"))
+    with staged_folder(out) as tmp:
         adapted.save(tmp)
         atomic_write_json(tmp / "adapt.json", record)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from . import model_card
-from ._io import atomic_write_bytes, atomic_write_json, sha256_file
+from ._io import atomic_write_bytes, atomic_write_json, sha256_file, staged_folder
 from .backbones import get_backbone
 from .errors import ArtifactError
 from .techniques import Technique, available_techniques
@@ -53,9 +52,7 @@ def save_artifact(
     only when it is a warmstart artifact or empty, or when ``overwrite`` is given (``check_output``)."""
     folder = Path(folder)
     check_output(folder, overwrite)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as tmp:
         bb = est.backbone_
         params = {k: v for k, v in est.get_params().items() if k != "backbone"}
         meta = {
@@ -87,19 +84,6 @@ def save_artifact(
                 atomic_write_json(tmp / name, obj)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         atomic_write_json(tmp / "manifest.json", {str(p.relative_to(tmp)): sha256_file(p) for p in files})
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            folder.rename(old)
-            tmp.rename(folder)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

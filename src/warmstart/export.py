@@ -29,8 +29,6 @@ import contextlib
 import copy
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_write_json, sha256_file
+from ._io import atomic_write_json, sha256_file, staged_folder
 from .errors import ArtifactError, ExportError
 
 EXPORT_FORMAT = 1
@@ -165,16 +163,8 @@ def staged(out: Path, overwrite: bool) -> Iterator[Path]:
     block ends normally, removed when it raises, so a failed check never leaves half an export."""
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists; choose another --output.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def export_onnx(
