@@ -204,12 +204,45 @@ class Contrastive(TunedTechnique):
         self.threshold = threshold
 
     # -- phase 1 -----------------------------------------------------------------------------------------------
-    def planned_steps(self, n_rows: int) -> int:
-        """Encoder steps for ``n_rows`` labelled rows (the pair budget is this times B(B-1)/2)."""
+    def planned_steps(self, n_rows: int, rows_per_step: int | None = None) -> int:
+        """Encoder steps for ``n_rows`` labelled rows (the pair budget is this times B(B-1)/2): ``epochs``
+        passes of ``rows_per_step`` distinct rows (default: a batch) within ``min_steps`` and ``max_steps``."""
         if self.steps != "auto":
             return int(self.steps)
-        want = math.ceil(self.epochs * n_rows / min(self.batch_size, max(n_rows, 1)))
+        per_step = rows_per_step or min(self.batch_size, max(n_rows, 1))
+        want = math.ceil(self.epochs * n_rows / per_step)
         return int(min(self.max_steps, max(self.min_steps, want, 1)))
+
+    def _steps_in_epoch(self, e: int) -> int:
+        """``steps_`` spread over the encoder's epochs, the first ones taking the rest."""
+        epochs = min(self.epochs, self.steps_)
+        return self.steps_ // epochs + int(e < self.steps_ % epochs)
+
+    def _encoder_loop(
+        self,
+        model: Embedder,
+        data: Dataset,
+        source: Any,
+        targets: torch.Tensor,
+        hooks: Hooks,
+        start: float,
+        recalibrate: bool = True,
+    ) -> None:
+        """The encoder phase's loop over ``min(epochs, steps_)`` epochs (no early stopping), checkpointed under
+        this fit's key; then (``recalibrate``) BatchNorm statistics over ``source``, the backbone's fingerprint
+        following its new weights, and the history recorded."""
+        bb = model.backbone
+        cfg = dataclasses.replace(self._loop_config(), epochs=min(self.epochs, self.steps_), patience=None)
+        ckpt = Checkpointer(self._checkpoint_folder(bb, data, None), self._run_key_)
+        body = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}]
+        state = train(model, groups, source, targets, cfg, ckpt, hooks)
+        if recalibrate:
+            recalibrate_batchnorm(model, model, source, self.batch_size * 4, self.runtime_)
+        bb.invalidate_fingerprint()
+        self._record(state, time.perf_counter() - start)
+        if not self.keep_checkpoint:
+            ckpt.clear()
 
     def steps_per_epoch(self, n_rows: int) -> int:
         steps = self.planned_steps(n_rows)
@@ -245,27 +278,15 @@ class Contrastive(TunedTechnique):
 
         n = len(train_data)
         self.steps_ = self.planned_steps(n)
-        epochs = min(self.epochs, self.steps_)
-
-        def count(e: int) -> int:  # the planned steps spread over the epochs, the first ones taking the rest
-            return self.steps_ // epochs + int(e < self.steps_ % epochs)
-
         batch = min(self.batch_size, n)
         self.pairs_seen_ = self.steps_ * batch * (batch - 1) // 2
         hooks = Hooks(
             loss=self._loss,
-            batches=lambda e: balanced_batches(Y, batch, count(e), np.random.default_rng([self.seed, e, 7])),
+            batches=lambda e: balanced_batches(
+                Y, batch, self._steps_in_epoch(e), np.random.default_rng([self.seed, e, 7])
+            ),
         )
-        cfg = dataclasses.replace(self._loop_config(), epochs=epochs, patience=None)
-        ckpt = Checkpointer(self._checkpoint_folder(bb, train_data, None), self._run_key_)
-        body = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}]
-        state = train(model, groups, source, torch.from_numpy(Y), cfg, ckpt, hooks)
-        recalibrate_batchnorm(model, model, source, self.batch_size * 4, rt)
-        bb.invalidate_fingerprint()
-        self._record(state, time.perf_counter() - start)
-        if not self.keep_checkpoint:
-            ckpt.clear()
+        self._encoder_loop(model, train_data, source, torch.from_numpy(Y), hooks, start)
         return self
 
     def tune_unsupervised(self, X: Any, temperature: float = 0.05) -> Backbone:
@@ -277,8 +298,7 @@ class Contrastive(TunedTechnique):
         self._reset_fitted()
         self._validate_params()
         base = resolve_backbone(self.backbone)
-        rows = self._data(X, None, base.modality)
-        data = Dataset(rows.inputs, None, rows.modality, rows.source, rows.rows)  # labels, if any, unused
+        data = self._data(X, None, base.modality).without_labels()  # labels, if any, unused
         if not any(isinstance(m, nn.Dropout) and m.p > 0 for m in base.module.modules()):
             raise ParameterError(
                 f"{base.name}: no dropout, so the two copies of a row would be identical and unsupervised "
@@ -291,32 +311,21 @@ class Contrastive(TunedTechnique):
         model = Embedder(bb)
         self._configure(model)
         n, half = len(data), max(1, min(self.batch_size // 2, len(data)))
-        self.steps_ = self.planned_steps(n) if self.steps != "auto" else self._unsupervised_steps(n, half)
-        epochs = min(self.epochs, self.steps_)
+        self.steps_ = self.planned_steps(n, rows_per_step=half)
 
         def batches(e: int) -> list[np.ndarray]:
             rng = np.random.default_rng([self.seed, e, 11])
-            count = self.steps_ // epochs + int(e < self.steps_ % epochs)
-            return [np.tile(rng.choice(n, half, replace=False), 2) for _ in range(count)]
+            return [np.tile(rng.choice(n, half, replace=False), 2) for _ in range(self._steps_in_epoch(e))]
 
         def loss(emb: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return weighted_supcon(emb, (rows[:, None] == rows[None, :]).float(), temperature)
 
         hooks = Hooks(loss=loss, batches=batches)
-        cfg = dataclasses.replace(self._loop_config(), epochs=epochs, patience=None)
-        ckpt = Checkpointer(self._checkpoint_folder(bb, data, None), self._run_key_)
-        body = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}]
-        state = train(model, groups, bb.batch_source(data), torch.arange(n), cfg, ckpt, hooks)
+        self._encoder_loop(
+            model, data, bb.batch_source(data), torch.arange(n), hooks, start, recalibrate=False
+        )
         bb.module.eval()
-        bb.invalidate_fingerprint()
-        self._record(state, time.perf_counter() - start)
-        if not self.keep_checkpoint:
-            ckpt.clear()
         return bb
-
-    def _unsupervised_steps(self, n_rows: int, half: int) -> int:
-        return int(min(self.max_steps, max(self.min_steps, math.ceil(self.epochs * n_rows / half), 1)))
 
     def _loss(self, emb: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         if self.loss == "cosine":
