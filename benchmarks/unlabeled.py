@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--output", default="runs/bench/unlabeled.jsonl")
     args = ap.parse_args()
 
-    from warmstart.data import Dataset, few_shot
+    from warmstart.data import few_shot
     from warmstart.study_stats import mean_ci, paired
 
     version, out = code_version(), Path(args.output)
@@ -90,10 +90,7 @@ def main() -> None:
         from warmstart.adapt import adapt_backbone
 
         adapted = str(Path("runs/bench/adapted") / f"{args.backbone}-{args.target}")
-        everything = Dataset(
-            target_pool.inputs, None, target_pool.modality, target_pool.source, target_pool.rows
-        )
-        rec = adapt_backbone(args.backbone, everything, adapted)
+        rec = adapt_backbone(args.backbone, target_pool.without_labels(), adapted)
         print(f"adapted backbone: {adapted} ({rec['rows']} rows, {rec['seconds']} s)", file=sys.stderr)
     results: dict[tuple, dict] = {}
     for k in [int(s) for s in args.shots.split(",")]:
@@ -103,8 +100,7 @@ def main() -> None:
             rest = (
                 np.setdiff1d(np.arange(len(target_pool)), idx) if in_domain else np.arange(len(target_pool))
             )
-            pool = target_pool.subset(rest)
-            unlabeled = Dataset(pool.inputs, None, pool.modality, pool.source, pool.rows)
+            unlabeled = target_pool.subset(rest).without_labels()
             for name in configs:
                 params = {"source": args.source, "target": args.target, "shots": k, "seed": seed}
                 params.update(config=name, backbone=args.backbone, test_rows=args.test_rows)

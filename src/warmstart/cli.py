@@ -313,11 +313,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from .backbones import get_backbone
     from .data.load import load_unlabeled
 
-    modality = get_backbone(args.backbone).modality
-    rows = load_unlabeled(args.unlabeled, modality, _columns(args))
+    backbone = get_backbone(args.backbone)  # loaded once: for the rows' modality and for the adaptation
+    rows = load_unlabeled(args.unlabeled, backbone.modality, _columns(args))
     rt = runtime_params(args)
     rec = adapt_backbone(
-        args.backbone,
+        backbone,
         rows,
         args.output,
         epochs=args.epochs,

@@ -15,7 +15,6 @@ inference throughput (rows per second in batches, and the latency of one row), i
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ def transfer_set(labelled: Dataset | None, unlabeled: Dataset | None) -> tuple[D
         )
     known = np.concatenate([np.full(len(d), d is labelled and d.labels is not None) for d in parts])
     joined = join_datasets(parts, "transfer set")
-    return dataclasses.replace(joined, labels=None), known
+    return joined.without_labels(), known
 
 
 def soft_targets(

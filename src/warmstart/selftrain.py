@@ -25,15 +25,17 @@ import numpy as np
 
 from .data import Dataset, join_datasets
 from .errors import ParameterError
+from .techniques.base import Interval
 
 PREFIX = "self_train:"
 CHUNK = 4096
-# self-training's own options, given with the base technique's parameters (--param self_train_rounds=3)
-DEFAULTS = {
-    "self_train_rounds": 2,
-    "self_train_portion": 0.5,
-    "self_train_min_confidence": 0.0,
-    "self_train_max_rows": 10_000,
+# self-training's own options, given with the base technique's parameters (--param self_train_rounds=3): their
+# defaults and the values each takes
+OPTIONS = {
+    "self_train_rounds": (2, Interval(int, 1, None)),
+    "self_train_portion": (0.5, Interval(float, 0, 1, "right")),
+    "self_train_min_confidence": (0.0, Interval(float, 0, 1, "left")),
+    "self_train_max_rows": (10_000, Interval(int, 1, None)),
 }
 
 
@@ -62,35 +64,18 @@ def unlabeled_kw(est: Any, unlabeled: Dataset | None) -> dict[str, Any]:
 
 
 def split_params(params: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``params`` as (the base technique's, self-training's options with defaults filled in), checked."""
+    """``params`` as (the base technique's, self-training's options with defaults filled in), checked like a
+    technique's parameters (``techniques.base.Interval``; the counts must be ints, not whole floats)."""
     params = dict(params or {})
-    opts = {k: params.pop(k, v) for k, v in DEFAULTS.items()}
-    rounds, portion = opts["self_train_rounds"], opts["self_train_portion"]
-    conf, cap = opts["self_train_min_confidence"], opts["self_train_max_rows"]
-    checks = [
-        (
-            "self_train_rounds",
-            rounds,
-            isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1,
-        ),
-        ("self_train_portion", portion, _number(portion) and 0 < portion <= 1),
-        ("self_train_min_confidence", conf, _number(conf) and 0 <= conf < 1),
-        ("self_train_max_rows", cap, isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1),
-    ]
-    for name, value, ok in checks:
-        if not ok:
-            allowed = {
-                "self_train_rounds": "an int >= 1",
-                "self_train_portion": "a float in (0, 1]",
-                "self_train_min_confidence": "a float in [0, 1)",
-                "self_train_max_rows": "an int >= 1",
-            }[name]
-            raise ParameterError(f"The {name!r} parameter of self-training must be {allowed}. Got {value!r}.")
+    opts = {k: params.pop(k, default) for k, (default, _) in OPTIONS.items()}
+    for name, (_, allowed) in OPTIONS.items():
+        value = opts[name]
+        whole = allowed.kind is not int or (isinstance(value, int) and not isinstance(value, bool))
+        if not (whole and allowed.ok(value)):
+            raise ParameterError(
+                f"The {name!r} parameter of self-training must be {allowed.describe()}. Got {value!r} instead."
+            )
     return params, opts
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def fit_self_training(
@@ -123,7 +108,7 @@ def fit_self_training(
             "self-training needs unlabelled rows: pass --unlabeled FILE_OR_FOLDER (or, in a study, "
             "--unlabeled rest for the pool rows not drawn as labelled ones)."
         )
-    unlabeled = Dataset(unlabeled.inputs, None, unlabeled.modality, unlabeled.source, unlabeled.rows)
+    unlabeled = unlabeled.without_labels()
     est.fit(train, val=val, **unlabeled_kw(est, unlabeled))
     classes = est.classes_
     history: list[dict] = []

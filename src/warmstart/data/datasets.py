@@ -51,6 +51,10 @@ class Dataset:
         labels = None if self.labels is None else [self.labels[i] for i in idx]
         return Dataset(inputs, labels, self.modality, self.source, [self.rows[i] for i in idx])
 
+    def without_labels(self) -> Dataset:
+        """The same rows with no labels (unlabelled rows whose source had a label column, or hidden labels)."""
+        return Dataset(self.inputs, None, self.modality, self.source, self.rows)
+
     @property
     def classes(self) -> list[str]:
         if self.labels is None:

@@ -86,7 +86,7 @@ def load_unlabeled(spec: str, modality: str, columns: Columns | None = None) -> 
         )
     if len(data) == 0:
         raise DataError(f"{spec}: no unlabelled rows.")
-    return Dataset(data.inputs, None, data.modality, data.source, data.rows)
+    return data.without_labels()
 
 
 def load_inputs(spec: str, modality: str, columns: Columns | None = None) -> Dataset:

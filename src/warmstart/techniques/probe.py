@@ -323,4 +323,4 @@ def unlabeled_sample(data: Dataset, seed: int, limit: int = ALIGN_MAX_ROWS) -> D
     """``data`` without labels, and at most ``limit`` of its rows (a seeded random sample, in row order)."""
     if len(data) > limit:
         data = data.subset(np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False)))
-    return Dataset(data.inputs, None, data.modality, data.source, data.rows)
+    return data.without_labels()
