@@ -175,3 +175,21 @@ def test_worker_processes_collate_the_same_batches(tiny_image_backbone):
     b = get_technique("finetune", backbone=tiny_image_backbone, num_workers=2, **params).fit(data)
     assert a.history_ == b.history_
     np.testing.assert_allclose(a.predict_proba(data), b.predict_proba(data), atol=1e-6)
+
+
+def test_a_cpu_run_records_which_cpu_and_bf16_instructions_computed_it(monkeypatch):
+    # bf16 results differ between AMX, AVX512-BF16 and emulated kernels, so a record must name the CPU
+    from warmstart import runtime
+
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("Some CPU", frozenset({"avx2", "avx512_bf16"})))
+    record = runtime.resolve("cpu", "fp32").describe()
+    assert record == {
+        "device": "cpu",
+        "precision": "fp32",
+        "device_name": "Some CPU",
+        "bf16_isa": "avx512_bf16",
+    }
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("Other", frozenset({"amx_bf16", "avx512_bf16"})))
+    assert runtime.resolve("cpu", "fp32").describe()["bf16_isa"] == "amx_bf16"
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("Old", frozenset({"avx2"})))
+    assert runtime.resolve("cpu", "fp32").describe()["bf16_isa"] == "none"

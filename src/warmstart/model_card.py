@@ -145,7 +145,12 @@ def _training(meta: dict, config: dict, metrics: dict | None) -> str:
             rows.append(f"- {label}: {config[key]}")
     rt = config.get("runtime") or {}
     if rt:
-        rows.append(f"- device and precision: {rt.get('device', '?')}, {rt.get('precision', '?')}")
+        where = (
+            f"{rt.get('device', '?')} ({rt['device_name']})"
+            if rt.get("device_name")
+            else rt.get("device", "?")
+        )
+        rows.append(f"- device and precision: {where}, {rt.get('precision', '?')}")
     temperature = (meta.get("fitted") or {}).get("temperature")
     if temperature is not None:
         rows.append(

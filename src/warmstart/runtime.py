@@ -153,6 +153,12 @@ class Runtime:
         out: dict[str, Any] = {"device": str(self.device), "precision": self.precision}
         if self.device.type == "cuda":
             out["device_name"] = torch.cuda.get_device_name(self.device)
+        elif self.device.type == "cpu":
+            # bf16 kernels differ between AMX, AVX512-BF16 and emulation, and so do their roundings: runs in bf16
+            # on two CPUs can end apart, so a record says which CPU computed it
+            model, flags = cpu_info()
+            out["device_name"] = model
+            out["bf16_isa"] = next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), "none")
         return out
 
 
