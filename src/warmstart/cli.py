@@ -572,6 +572,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         precision=runtime_params(args)["precision"],
         backbone=args.backbone,
         output=args.output,
+        test_rows=args.test_rows,
     )
     return 0
 

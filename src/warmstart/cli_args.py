@@ -503,10 +503,17 @@ def _parser_push(sub: Any) -> None:
 def _parser_demo(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="20 Newsgroups few-shot: MiniLM-L6 + probe vs TF-IDF + LR",
-        description="Few-shot 20 Newsgroups on packaged data, against a TF-IDF baseline.",
+        help="20 Newsgroups few-shot: MiniLM-L6 probe, probe + words, TF-IDF + LR",
+        description="Few-shot 20 Newsgroups on packaged data: the probe, the probe with word features, and a "
+        "TF-IDF baseline on the same rows.",
     )
     p.add_argument("--shots", default="8,64", help="comma-separated examples per class (default: 8,64)")
+    p.add_argument(
+        "--test-rows",
+        type=int,
+        default=2000,
+        help="a stratified sample of this many test documents (default: 2000; 0: all 7,528)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", default="all-MiniLM-L6-v2")
     _runtime_options(p)

@@ -67,6 +67,11 @@ class _Pipeline(nn.Module):
 
 def _pipeline(est: Any) -> _Pipeline:
     """A standalone fp32 copy of the fitted model: merged adapter, head, output activation."""
+    if getattr(est, "lexical_coef_", None) is not None:
+        raise ExportError(
+            "this probe also reads TF-IDF of the words (lexical='tfidf'), which the exported graph cannot compute "
+            "from token ids; serve the artifact itself (warmstart serve / predict), or refit with lexical='none'."
+        )
     model = getattr(est, "model_", None)
     multilabel = bool(getattr(est, "multilabel_", False))
     if model is None:  # the probe: cached-feature head on the frozen backbone

@@ -70,6 +70,8 @@ class LinearProbe(Technique):
         "progress": [bool],
         "calibrate": ["auto", "none"],
         "align": ["none", "mean", "coral"],
+        "lexical": ["none", "tfidf"],
+        "lexical_weight": [Interval(float, 0, None, "neither"), "auto"],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -88,6 +90,8 @@ class LinearProbe(Technique):
         progress: bool = True,
         calibrate: str = "auto",
         align: str = "none",
+        lexical: str = "none",
+        lexical_weight: float | str = "auto",
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -103,6 +107,8 @@ class LinearProbe(Technique):
         self.progress = progress
         self.calibrate = calibrate
         self.align = align
+        self.lexical = lexical
+        self.lexical_weight = lexical_weight
         self.input_col = input_col
         self.label_col = label_col
 
@@ -132,9 +138,12 @@ class LinearProbe(Technique):
         self.backbone_ = resolve_backbone(self.backbone)
         train, val = self._fit_data(X, y, val, self.backbone_.modality)
         require_single_label(train, self.name)
+        self._check_lexical(train)
         self.classes_ = np.array(sorted(set(train.labels)))
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
+        if self.lexical != "none":
+            return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
         val_xy = None
@@ -150,6 +159,123 @@ class LinearProbe(Technique):
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
+
+    # -- word features beside the embedding (lexical="tfidf") -------------------------------------------------
+    def _check_lexical(self, train: Dataset) -> None:
+        if self.lexical == "none":
+            return
+        if train.modality != "text":
+            raise ParameterError(
+                f"lexical={self.lexical!r} adds TF-IDF of words to the features; {train.modality} data has no "
+                f"words. Leave lexical at 'none' for images."
+            )
+        if self.align != "none":
+            raise ParameterError(
+                f"lexical={self.lexical!r} with align={self.align!r}: alignment moves embeddings only and the "
+                f"two are not combined; use one of them."
+            )
+
+    def _fit_lexical(
+        self, train: Dataset, X: np.ndarray, y: np.ndarray, val: Any, start: float
+    ) -> LinearProbe:
+        """Logistic regression on [TF-IDF of the words, weight * standardised embedding], the weight and C
+        chosen together on ``val`` or by cross-validation on the training rows (TF-IDF and the standardisation
+        refitted inside each fold); stored as a ``LinearHead`` on the embedding plus a weight matrix on the
+        words (``lexical_coef_``), so the logits are the sum of the two."""
+        from .calibrate import MIN_ROWS, fit_temperature, scale_head
+        from .lexical import C_GRID as LEX_C_GRID
+        from .lexical import WEIGHT_GRID, Design
+
+        texts = np.array(list(train.inputs), dtype=object)
+        weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
+        grid = [(w, c) for w in weights for c in (LEX_C_GRID if self.C == "auto" else (float(self.C),))]
+        known = known_label_rows(val, self.classes_)
+        if known:
+            v_texts = [val.inputs[i] for i in known]
+            v_X = np.asarray(self.features(val), dtype=np.float64)[known]
+            v_y = encode_labels([val.labels[i] for i in known], self.classes_)
+        folds = min(5, int(np.bincount(y).min()))
+        cv = (
+            list(StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(X, y))
+            if folds >= 2
+            else []
+        )
+        fold_designs = None
+
+        def fit_at(d: Design, rows: Any, w: float, c: float) -> LogisticRegression:
+            return LogisticRegression(C=c, max_iter=self.max_iter).fit(
+                d.features(texts[rows], X[rows], w), y[rows]
+            )
+
+        scores: dict[str, float] = {}
+        if len(grid) > 1 and known:
+            d = Design.fit(texts, X)
+            for w, c in grid:
+                pred = fit_at(d, slice(None), w, c).predict(d.features(v_texts, v_X, w))
+                scores[f"{w},{c}"] = float((pred == v_y).mean())
+        elif len(grid) > 1 and cv:
+            fold_designs = [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
+            for w, c in grid:
+                accs = [
+                    (fit_at(d, tr, w, c).predict(d.features(texts[te], X[te], w)) == y[te]).mean()
+                    for d, (tr, te) in zip(fold_designs, cv, strict=True)
+                ]
+                scores[f"{w},{c}"] = float(np.mean(accs))
+        if scores:  # ties: C nearer to the grid's middle, then the smaller weight
+            best = max(scores, key=lambda k: (scores[k], -abs(np.log10(float(k.split(",")[1])) - 1)))
+            w, c = (float(v) for v in best.split(","))
+        else:
+            w, c = grid[len(grid) // 2] if len(grid) > 1 else grid[0]
+        self.lexical_weight_, self.C_, self.c_scores_ = w, c, scores
+
+        design = Design.fit(texts, X)
+        clf = fit_at(design, slice(None), w, c)
+        V, D = len(design.words), X.shape[1]
+        full = LinearHead.from_sklearn(clf, np.zeros(V + D), np.ones(V + D), len(self.classes_))
+        weight, bias = full.linear.weight.detach().numpy(), full.linear.bias.detach().numpy()
+        self.words_ = design.words
+        self.head_ = LinearHead.from_arrays(weight[:, V:], bias, design.mean, design.scale / w)
+        self.lexical_coef_ = torch.from_numpy(np.ascontiguousarray(weight[:, :V]))
+
+        self.temperature_, self.temperature_from_ = None, None
+        if self.calibrate != "none" and known:
+            self.temperature_from_ = "validation"
+            logits = self._logits(v_X, v_texts)
+            labels = v_y
+        elif (
+            self.calibrate != "none" and cv and len(y) >= MIN_ROWS
+        ):  # out-of-fold logits at the chosen setting
+            self.temperature_from_ = "cross-validation"
+            fold_designs = fold_designs or [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
+            logits, labels = np.zeros((len(y), len(self.classes_))), y
+            for d, (tr, te) in zip(fold_designs, cv, strict=True):
+                fold = fit_at(d, tr, w, c)
+                if len(fold.classes_) != len(self.classes_):
+                    self.temperature_from_ = None
+                    break
+                raw = fold.decision_function(d.features(texts[te], X[te], w))
+                logits[te] = (
+                    np.c_[-raw / 2, raw / 2] if raw.ndim == 1 else raw
+                )  # binary: two symmetric logits
+        if self.temperature_from_ is not None and len(labels) >= MIN_ROWS:
+            self.temperature_ = round(fit_temperature(logits, labels), 6)
+            scale_head(self.head_, self.temperature_)
+            self.lexical_coef_ = self.lexical_coef_ / self.temperature_
+        else:
+            self.temperature_from_ = None
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_train_ = len(train)
+        return self
+
+    def _logits(self, X: np.ndarray, texts: list[str]) -> np.ndarray:
+        """The head's logits for embeddings ``X`` of ``texts``: the embedding part plus, with ``lexical``,
+        the words' part."""
+        with torch.inference_mode():
+            logits = self.head_(torch.from_numpy(np.array(X, dtype=np.float32))).numpy().astype(np.float64)
+        coef = getattr(self, "lexical_coef_", None)
+        if coef is not None:
+            logits = logits + np.asarray(self.words_.transform(texts) @ coef.numpy().T.astype(np.float64))
+        return logits
 
     def _alignment(self, X: np.ndarray, unlabeled: Any) -> Any:
         """The map of the labelled rows' features onto the unlabelled rows' domain (``align``; identity for
@@ -256,9 +382,13 @@ class LinearProbe(Technique):
                 "tta=True: the probe predicts from one feature vector per input and has no test-time "
                 "augmentation; it is for trained techniques (finetune, lp_ft, lora, ...)."
             )
-        X = torch.from_numpy(np.array(self.features(self._data(inputs)), dtype=np.float32))
-        with torch.inference_mode():
-            return self.head_(X).softmax(-1).numpy()
+        data = self._data(inputs)
+        X = np.asarray(self.features(data), dtype=np.float32)
+        if getattr(self, "lexical_coef_", None) is None:
+            with torch.inference_mode():
+                return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
+        logits = torch.from_numpy(self._logits(X, list(data.inputs)))
+        return logits.softmax(-1).numpy().astype(np.float32)
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
         proba = self.predict_proba(inputs, tta=tta)
@@ -266,7 +396,11 @@ class LinearProbe(Technique):
 
     # -- persistence (used by warmstart.artifact) ------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {f"head.{k}": v for k, v in self.head_.state_dict().items()}
+        out = {f"head.{k}": v for k, v in self.head_.state_dict().items()}
+        if getattr(self, "lexical_coef_", None) is not None:
+            out["lexical.coef"] = self.lexical_coef_.contiguous()
+            out["lexical.idf"] = torch.from_numpy(self.words_.idf.copy())
+        return out
 
     def fitted_config(self) -> dict:
         return {
@@ -276,6 +410,11 @@ class LinearProbe(Technique):
             "temperature": getattr(self, "temperature_", None),
             "temperature_from": getattr(self, "temperature_from_", None),
             **({"n_unlabeled": self.n_unlabeled_} if getattr(self, "n_unlabeled_", 0) else {}),
+            **(
+                {"lexical_weight": self.lexical_weight_, "lexical_vocabulary": self.words_.vocabulary}
+                if getattr(self, "lexical_coef_", None) is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -291,6 +430,17 @@ class LinearProbe(Technique):
         est.backbone_ = backbone
         est.classes_ = np.array(classes)
         est.head_ = LinearHead.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        if "lexical.coef" in tensors:
+            from .lexical import Tfidf
+
+            vocabulary = (fitted or {}).get("lexical_vocabulary")
+            if vocabulary is None:
+                raise ValueError(
+                    "the saved probe has word weights but no lexical_vocabulary in its fitted config"
+                )
+            est.words_ = Tfidf(vocabulary, tensors["lexical.idf"].double().numpy())
+            est.lexical_coef_ = tensors["lexical.coef"]
+            est.lexical_weight_ = (fitted or {}).get("lexical_weight")
         return est
 
 
