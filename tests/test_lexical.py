@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from warmstart.errors import ParameterError
+from warmstart.errors import DataError, ParameterError
 from warmstart.techniques import get_technique
 from warmstart.techniques.lexical import Design, Tfidf
 
@@ -107,6 +107,10 @@ def test_refusals_name_the_problem(tiny_bert_dir, text_data, tiny_image_backbone
         )
     with pytest.raises(ParameterError, match="align"):
         lexical_probe(tiny_bert_dir, align="mean").fit(text_data, unlabeled=text_data.inputs[:10])
+    with pytest.raises(ParameterError, match="self_train"):
+        lexical_probe(tiny_bert_dir).fit(text_data, unlabeled=text_data.inputs[:10])
+    with pytest.raises(DataError, match="no word"):
+        lexical_probe(tiny_bert_dir).fit(Dataset(["a", "b", "c", "d"], ["x", "x", "y", "y"], "text", "short"))
     est = lexical_probe(tiny_bert_dir).fit(text_data)
     save_artifact(est, tmp_path / "m", metrics={})
     with pytest.raises(ExportError, match="TF-IDF"):

@@ -16,6 +16,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from ..errors import DataError
+
 # the weight of the standardised embedding against the unit-length TF-IDF row, chosen with C by cross-validation
 # on the training rows: a standardised 384-feature embedding has length ~20, a TF-IDF row 1
 WEIGHT_GRID = (0.03, 0.05, 0.1, 0.2)
@@ -50,7 +52,13 @@ class Tfidf:
 
     @classmethod
     def fit(cls, texts: list[str]) -> Tfidf:
-        vec = _vectorizer(None).fit(texts)
+        try:
+            vec = _vectorizer(None).fit(texts)
+        except ValueError as e:  # scikit-learn: "empty vocabulary"
+            raise DataError(
+                f"lexical='tfidf': the {len(texts)} training texts hold no word of two or more letters or digits "
+                f"({e}); leave lexical at 'none' for such data."
+            ) from e
         words = vec.get_feature_names_out().tolist()
         return cls(words, vec.idf_)
 

@@ -143,6 +143,11 @@ class LinearProbe(Technique):
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
         if self.lexical != "none":
+            if unlabeled is not None:
+                raise ParameterError(
+                    "unlabelled rows given to a probe with lexical='tfidf', which would ignore them; use "
+                    "self_train:probe to learn from them."
+                )
             return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
