@@ -388,7 +388,7 @@ class LinearProbe(Technique):
                 "augmentation; it is for trained techniques (finetune, lp_ft, lora, ...)."
             )
         data = self._data(inputs)
-        X = np.asarray(self.features(data), dtype=np.float32)
+        X = np.array(self.features(data), dtype=np.float32)  # a copy: cached features are read-only
         if getattr(self, "lexical_coef_", None) is None:
             with torch.inference_mode():
                 return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
