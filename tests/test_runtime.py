@@ -193,3 +193,27 @@ def test_a_cpu_run_records_which_cpu_and_bf16_instructions_computed_it(monkeypat
     assert runtime.resolve("cpu", "fp32").describe()["bf16_isa"] == "amx_bf16"
     monkeypatch.setattr(runtime, "cpu_info", lambda: ("Old", frozenset({"avx2"})))
     assert runtime.resolve("cpu", "fp32").describe()["bf16_isa"] == "none"
+
+
+def test_logistic_regression_fits_run_with_one_blas_thread(tiny_bert_dir, text_data, monkeypatch):
+    # two BLAS threads made L-BFGS's small updates 3x slower in CPU time; the probe, its word-feature variant and
+    # the TF-IDF baseline must fit under one, and leave the thread count as it was
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    from warmstart.baselines import tfidf_logreg
+    from warmstart.techniques import get_technique
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen, real = [], LogisticRegression.fit
+    monkeypatch.setattr(
+        LogisticRegression, "fit", lambda self, *a, **k: seen.append(blas_threads()) or real(self, *a, **k)
+    )
+    before = blas_threads()
+    get_technique("probe", backbone=str(tiny_bert_dir), progress=False).fit(text_data)
+    get_technique("probe", backbone=str(tiny_bert_dir), lexical="tfidf", progress=False).fit(text_data)
+    tfidf_logreg(text_data, text_data)
+    assert seen and all(s == {1} for s in seen), seen
+    assert blas_threads() == before

@@ -206,11 +206,14 @@ def probe_cv(X: np.ndarray, y: np.ndarray, folds: int = 3, C: float = 0.1, seed:
     folds = int(min(folds, np.bincount(y)[np.bincount(y) > 0].min()))
     if folds < 2:
         raise DataError("probe_cv needs at least 2 rows of every class.")
+    from ..runtime import one_blas_thread
+
     correct = 0
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-8
-        clf = LogisticRegression(C=C, max_iter=1000).fit((X[tr] - mu) / sd, y[tr])
-        correct += int((clf.predict((X[te] - mu) / sd) == y[te]).sum())
+    with one_blas_thread():
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+            mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-8
+            clf = LogisticRegression(C=C, max_iter=1000).fit((X[tr] - mu) / sd, y[tr])
+            correct += int((clf.predict((X[te] - mu) / sd) == y[te]).sum())
     return correct / len(y)
 
 

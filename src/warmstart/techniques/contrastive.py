@@ -35,6 +35,7 @@ from ..backbones import Backbone
 from ..data import Dataset
 from ..data.labels import all_classes, is_multilabel, multi_hot
 from ..errors import ParameterError
+from ..runtime import one_blas_thread
 from .base import Interval, encode_labels, register_technique, resolve_backbone
 from .head import LinearHead
 from .probe import LinearProbe
@@ -343,13 +344,15 @@ class Contrastive(TunedTechnique):
         X = self._embed(train_data)
         if self.multilabel_:  # C by cross-validation on the training rows
             Y = multi_hot(train_data.labels, self.classes_)
-            head, self.C_ = fit_one_vs_rest(X, Y, self.C, self.seed)
+            with one_blas_thread():
+                head, self.C_ = fit_one_vs_rest(X, Y, self.C, self.seed)
         else:
             known = self._known_rows(val)
             val_xy = (self._embed(known[0]), known[1]) if known else None
             probe = LinearProbe(backbone=self.backbone_, C=self.C, seed=self.seed, progress=False)
             y = encode_labels(train_data.labels, self.classes_)
-            probe.fit_features(X, y, len(self.classes_), val_xy, standardize=False, c_grid=HEAD_C_GRID)
+            with one_blas_thread():
+                probe.fit_features(X, y, len(self.classes_), val_xy, standardize=False, c_grid=HEAD_C_GRID)
             head, self.C_ = probe.head_, probe.C_
         self.head_ = head
         self._calibrate_head(

@@ -14,7 +14,7 @@ from ..backbones import Backbone
 from ..data import Dataset
 from ..errors import ParameterError
 from ..features import FeatureCache
-from ..runtime import PRECISIONS, resolve
+from ..runtime import PRECISIONS, one_blas_thread, resolve
 from .base import (
     Interval,
     Technique,
@@ -148,7 +148,8 @@ class LinearProbe(Technique):
                     "unlabelled rows given to a probe with lexical='tfidf', which would ignore them; use "
                     "self_train:probe to learn from them."
                 )
-            return self._fit_lexical(train, X, y, val, start)
+            with one_blas_thread():
+                return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
         val_xy = None
@@ -156,11 +157,12 @@ class LinearProbe(Technique):
         if known:
             Xv = move(np.asarray(self.features(val), dtype=np.float64)[known])
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
-        self.fit_features(X, y, len(self.classes_), val_xy)
-        self._calibrate_head(val_xy)  # temperature scaling on the validation rows
-        self.temperature_from_ = "validation" if self.temperature_ is not None else None
-        if val_xy is None:
-            self._calibrate_cross_validated(X, y)
+        with one_blas_thread():
+            self.fit_features(X, y, len(self.classes_), val_xy)
+            self._calibrate_head(val_xy)  # temperature scaling on the validation rows
+            self.temperature_from_ = "validation" if self.temperature_ is not None else None
+            if val_xy is None:
+                self._calibrate_cross_validated(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
