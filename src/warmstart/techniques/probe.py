@@ -201,7 +201,8 @@ class LinearProbe(Technique):
             v_texts = [val.inputs[i] for i in known]
             v_X = np.asarray(self.features(val), dtype=np.float64)[known]
             v_y = encode_labels([val.labels[i] for i in known], self.classes_)
-        folds = min(5, int(np.bincount(y).min()))
+        # 5 folds, 3 from 500 rows on (a held-out fold of 166+ rows scores a setting well enough, at 40% less cost)
+        folds = min(5 if len(y) < 500 else 3, int(np.bincount(y).min()))
         cv = (
             list(StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(X, y))
             if folds >= 2
@@ -222,12 +223,16 @@ class LinearProbe(Technique):
                 scores[f"{w},{c}"] = float((pred == v_y).mean())
         elif len(grid) > 1 and cv:
             fold_designs = [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
-            for w, c in grid:
-                accs = [
-                    (fit_at(d, tr, w, c).predict(d.features(texts[te], X[te], w)) == y[te]).mean()
-                    for d, (tr, te) in zip(fold_designs, cv, strict=True)
-                ]
-                scores[f"{w},{c}"] = float(np.mean(accs))
+            accs: dict[str, list[float]] = {f"{w},{c}": [] for w, c in grid}
+            for d, (tr, te) in zip(fold_designs, cv, strict=True):
+                for w in weights:
+                    train_f, held_f = d.features(texts[tr], X[tr], w), d.features(texts[te], X[te], w)
+                    # each C starts from the previous (smaller) C's solution: the same optimum, half the iterations
+                    clf = LogisticRegression(max_iter=self.max_iter, warm_start=True)
+                    for c in sorted({c for w2, c in grid if w2 == w}):
+                        clf.set_params(C=c).fit(train_f, y[tr])
+                        accs[f"{w},{c}"].append(float((clf.predict(held_f) == y[te]).mean()))
+            scores = {k: float(np.mean(v)) for k, v in accs.items()}
         if scores:  # ties: C nearer to the grid's middle, then the smaller weight
             best = max(scores, key=lambda k: (scores[k], -abs(np.log10(float(k.split(",")[1])) - 1)))
             w, c = (float(v) for v in best.split(","))
