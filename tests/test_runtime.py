@@ -215,5 +215,8 @@ def test_logistic_regression_fits_run_with_one_blas_thread(tiny_bert_dir, text_d
     get_technique("probe", backbone=str(tiny_bert_dir), progress=False).fit(text_data)
     get_technique("probe", backbone=str(tiny_bert_dir), lexical="tfidf", progress=False).fit(text_data)
     tfidf_logreg(text_data, text_data)
+    # the features' own phase, which the contrastive head and the technique recommender call directly
+    rng = np.random.default_rng(0)
+    get_technique("probe", progress=False).fit_features(rng.normal(size=(30, 4)), np.arange(30) % 3, 3)
     assert seen and all(s == {1} for s in seen), seen
     assert blas_threads() == before

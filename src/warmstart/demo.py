@@ -44,15 +44,14 @@ def run_demo(
         f"Backbone {backbone}, features in {resolve('auto', precision).precision}; the first run encodes the "
         f"test documents once (minutes on 2 cores), later runs read the feature cache.\n"
     )
-    methods = (
-        (f"{backbone} + probe", {}),
-        (f"{backbone} + probe + words", {"lexical": "tfidf"}),
+    methods = (  # (artifact folder, table label, probe parameters)
+        ("probe", f"{backbone} + probe", {}),
+        ("probe-words", f"{backbone} + probe + words", {"lexical": "tfidf"}),
     )
     rows = []
     for k in shots:
         train = None
-        for label, extra in methods:
-            name = "probe" if not extra else "probe-words"
+        for name, label, extra in methods:
             r = fit_run(
                 ng.train,
                 test=test,

@@ -344,15 +344,13 @@ class Contrastive(TunedTechnique):
         X = self._embed(train_data)
         if self.multilabel_:  # C by cross-validation on the training rows
             Y = multi_hot(train_data.labels, self.classes_)
-            with one_blas_thread():
-                head, self.C_ = fit_one_vs_rest(X, Y, self.C, self.seed)
+            head, self.C_ = fit_one_vs_rest(X, Y, self.C, self.seed)
         else:
             known = self._known_rows(val)
             val_xy = (self._embed(known[0]), known[1]) if known else None
             probe = LinearProbe(backbone=self.backbone_, C=self.C, seed=self.seed, progress=False)
             y = encode_labels(train_data.labels, self.classes_)
-            with one_blas_thread():
-                probe.fit_features(X, y, len(self.classes_), val_xy, standardize=False, c_grid=HEAD_C_GRID)
+            probe.fit_features(X, y, len(self.classes_), val_xy, standardize=False, c_grid=HEAD_C_GRID)
             head, self.C_ = probe.head_, probe.C_
         self.head_ = head
         self._calibrate_head(
@@ -434,12 +432,13 @@ def fit_one_vs_rest(X: np.ndarray, Y: np.ndarray, C: float | str, seed: int) -> 
 
     def fit(Zt: np.ndarray, Yt: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
         W, b = np.zeros((Yt.shape[1], Z.shape[1])), np.zeros(Yt.shape[1])
-        for j in range(Yt.shape[1]):
-            if Yt[:, j].min() == Yt[:, j].max():
-                b[j] = 10.0 if Yt[0, j] else -10.0
-                continue
-            clf = LogisticRegression(C=c, max_iter=2000).fit(Zt, Yt[:, j])
-            W[j], b[j] = clf.coef_[0], clf.intercept_[0]
+        with one_blas_thread():  # see runtime.one_blas_thread
+            for j in range(Yt.shape[1]):
+                if Yt[:, j].min() == Yt[:, j].max():
+                    b[j] = 10.0 if Yt[0, j] else -10.0
+                    continue
+                clf = LogisticRegression(C=c, max_iter=2000).fit(Zt, Yt[:, j])
+                W[j], b[j] = clf.coef_[0], clf.intercept_[0]
         return W, b
 
     if C == "auto":

@@ -21,11 +21,8 @@ from ..errors import DataError
 # the weight of the standardised embedding against the unit-length TF-IDF row, chosen with C by cross-validation
 # on the training rows: a standardised 384-feature embedding has length ~20, a TF-IDF row 1
 WEIGHT_GRID = (0.03, 0.05, 0.1, 0.2)
-C_GRID = (
-    1.0,
-    10.0,
-    100.0,
-)  # TF-IDF rows are unit length: they need far weaker regularisation than embeddings
+# TF-IDF rows are unit length: they need far weaker regularisation than embeddings
+C_GRID = (1.0, 10.0, 100.0)
 
 
 class Tfidf:

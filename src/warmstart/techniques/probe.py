@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ..backbones import Backbone
 from ..data import Dataset
-from ..errors import ParameterError
+from ..errors import ArtifactError, ParameterError
 from ..features import FeatureCache
 from ..runtime import PRECISIONS, one_blas_thread, resolve
 from .base import (
@@ -148,7 +148,7 @@ class LinearProbe(Technique):
                     "unlabelled rows given to a probe with lexical='tfidf', which would ignore them; use "
                     "self_train:probe to learn from them."
                 )
-            with one_blas_thread():
+            with one_blas_thread():  # all of its fits are logistic regressions (runtime.one_blas_thread)
                 return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
@@ -157,12 +157,11 @@ class LinearProbe(Technique):
         if known:
             Xv = move(np.asarray(self.features(val), dtype=np.float64)[known])
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
-        with one_blas_thread():
-            self.fit_features(X, y, len(self.classes_), val_xy)
-            self._calibrate_head(val_xy)  # temperature scaling on the validation rows
-            self.temperature_from_ = "validation" if self.temperature_ is not None else None
-            if val_xy is None:
-                self._calibrate_cross_validated(X, y)
+        self.fit_features(X, y, len(self.classes_), val_xy)
+        self._calibrate_head(val_xy)  # temperature scaling on the validation rows
+        self.temperature_from_ = "validation" if self.temperature_ is not None else None
+        if val_xy is None:
+            self._calibrate_cross_validated(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
@@ -208,6 +207,8 @@ class LinearProbe(Technique):
             if folds >= 2
             else []
         )
+        # on every training row: the final fit's design, and the one validation rows score settings with
+        design = Design.fit(texts, X)
         fold_designs = None
 
         def fit_at(d: Design, rows: Any, w: float, c: float) -> LogisticRegression:
@@ -217,9 +218,8 @@ class LinearProbe(Technique):
 
         scores: dict[str, float] = {}
         if len(grid) > 1 and known:
-            d = Design.fit(texts, X)
             for w, c in grid:
-                pred = fit_at(d, slice(None), w, c).predict(d.features(v_texts, v_X, w))
+                pred = fit_at(design, slice(None), w, c).predict(design.features(v_texts, v_X, w))
                 scores[f"{w},{c}"] = float((pred == v_y).mean())
         elif len(grid) > 1 and cv:
             fold_designs = [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
@@ -240,7 +240,6 @@ class LinearProbe(Technique):
             w, c = grid[len(grid) // 2] if len(grid) > 1 else grid[0]
         self.lexical_weight_, self.C_, self.c_scores_ = w, c, scores
 
-        design = Design.fit(texts, X)
         clf = fit_at(design, slice(None), w, c)
         V, D = len(design.words), X.shape[1]
         full = LinearHead.from_sklearn(clf, np.zeros(V + D), np.ones(V + D), len(self.classes_))
@@ -265,10 +264,7 @@ class LinearProbe(Technique):
                 if len(fold.classes_) != len(self.classes_):
                     self.temperature_from_ = None
                     break
-                raw = fold.decision_function(d.features(texts[te], X[te], w))
-                logits[te] = (
-                    np.c_[-raw / 2, raw / 2] if raw.ndim == 1 else raw
-                )  # binary: two symmetric logits
+                logits[te] = two_sided(fold.decision_function(d.features(texts[te], X[te], w)))
         if self.temperature_from_ is not None and len(labels) >= MIN_ROWS:
             self.temperature_ = round(fit_temperature(logits, labels), 6)
             scale_head(self.head_, self.temperature_)
@@ -321,12 +317,12 @@ class LinearProbe(Technique):
         Z = (X - self.head_.mean.numpy().astype(np.float64)) / self.head_.scale.numpy().astype(np.float64)
         logits = np.zeros((len(y), len(self.classes_)))
         cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
-        for tr, te in cv.split(Z, y):
-            fold = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z[tr], y[tr])
-            if len(fold.classes_) != len(self.classes_):
-                return
-            raw = fold.decision_function(Z[te])
-            logits[te] = np.c_[-raw / 2, raw / 2] if raw.ndim == 1 else raw  # binary: two symmetric logits
+        with one_blas_thread():
+            for tr, te in cv.split(Z, y):
+                fold = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z[tr], y[tr])
+                if len(fold.classes_) != len(self.classes_):
+                    return
+                logits[te] = two_sided(fold.decision_function(Z[te]))
         self.temperature_ = round(fit_temperature(logits, y), 6)
         self.temperature_from_ = "cross-validation"
         scale_head(self.head_, self.temperature_)
@@ -357,8 +353,9 @@ class LinearProbe(Technique):
         Z = (X - mean) / scale
         if val_xy is not None:
             val_xy = ((np.asarray(val_xy[0], dtype=np.float64) - mean) / scale, val_xy[1])
-        self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid)
-        clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
+        with one_blas_thread():  # see runtime.one_blas_thread
+            self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid)
+            clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
         self.head_ = LinearHead.from_sklearn(clf, mean, scale, num_classes)
         return self
 
@@ -447,13 +444,20 @@ class LinearProbe(Technique):
 
             vocabulary = (fitted or {}).get("lexical_vocabulary")
             if vocabulary is None:
-                raise ValueError(
-                    "the saved probe has word weights but no lexical_vocabulary in its fitted config"
+                raise ArtifactError(
+                    "warmstart.json: the saved probe has word weights but its 'fitted' section has no "
+                    "lexical_vocabulary; the artifact is damaged: refit it."
                 )
             est.words_ = Tfidf(vocabulary, tensors["lexical.idf"].double().numpy())
             est.lexical_coef_ = tensors["lexical.coef"]
             est.lexical_weight_ = (fitted or {}).get("lexical_weight")
         return est
+
+
+def two_sided(raw: np.ndarray) -> np.ndarray:
+    """Logits of every class from ``decision_function``: a binary model's one score becomes two symmetric logits
+    (the same probabilities)."""
+    return np.c_[-raw / 2, raw / 2] if raw.ndim == 1 else raw
 
 
 def domain_map(source: np.ndarray, target: np.ndarray, how: str) -> Any:
