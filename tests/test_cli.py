@@ -215,8 +215,12 @@ def test_rank_prints_a_table_and_how_to_read_it(csvs, tiny_bert_dir, tiny_bert_d
     assert [c["backbone"] for c in saved["candidates"]][0] in out.split("\n")[2]
     assert all(c["scores"]["leep"] is None for c in saved["candidates"])  # text encoders have no classifier
     # the second run reads the features from the cache
-    assert main([*argv, "--scores", "knn", "--primary", "knn"]) == 0
+    assert (
+        main([*argv, "--scores", "knn", "--primary", "knn", "--metric", "macro_f1", "--json", str(out_json)])
+        == 0
+    )
     assert "(cached)" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["metric"] == "macro_f1"
     assert main([*argv, "--scores", "knn,bogus"]) == 2
     assert "unknown score" in capsys.readouterr().err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -185,7 +186,7 @@ class TableBackbone:
 
             def encode(self, inputs, *, batch_size=None, progress=True, precision="fp32"):
                 self.calls += 1
-                rng = np.random.default_rng(abs(hash(name)) % 2**32)
+                rng = np.random.default_rng(zlib.crc32(name.encode()))  # stable across processes
                 centres = {w: rng.normal(size=dim) * 3 for w in ("alpha", "beta", "gamma")}
                 out = []
                 for i, t in enumerate(getattr(inputs, "inputs", inputs)):  # a Dataset, or its texts
@@ -393,3 +394,55 @@ def test_rank_says_how_the_top_pick_compares_with_picking_the_largest(tmp_path):
     # scores that do not separate the two say so plainly
     coin = dataclasses.replace(r, beats_largest_share=0.5)
     assert "no more than picking the largest" in coin.explain()
+
+
+# -- the metric the accuracy-like scores estimate --------------------------------------------------------------
+def test_prediction_score_macro_f1_is_sklearns():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, 200, p=[0.8, 0.15, 0.05])
+    pred = np.where(rng.random(200) < 0.3, rng.integers(0, 3, 200), y)
+    pred[pred == 2] = 0  # class 2 never predicted: its F1 is 0 and still counts
+    want = f1_score(y, pred, average="macro", labels=np.unique(y), zero_division=0)
+    assert scores.prediction_score(pred, y, "macro_f1") == pytest.approx(want)
+    assert scores.prediction_score(pred, y) == pytest.approx((pred == y).mean())
+
+
+@pytest.mark.parametrize("name", ["knn", "ridge_loo", "probe_cv"])
+def test_accuracy_like_scores_estimate_macro_f1_on_request(name):
+    # features without class signal and 90% of rows in one class: predicting the large class everywhere is
+    # 90% accurate, but its macro-F1 is under 0.5
+    rng = np.random.default_rng(1)
+    y = np.array([0] * 180 + [1] * 20)
+    X = rng.normal(size=(200, 5))
+    fn = scores.FEATURE_SCORES[name]
+    assert fn(X, y) > 0.8
+    assert fn(X, y, metric="macro_f1") < 0.6
+
+
+def test_rank_uses_macro_f1_on_imbalanced_data_and_says_so(tmp_path):
+    from warmstart.data import Dataset
+    from warmstart.features import FeatureCache
+    from warmstart.selection import rank_backbones
+
+    texts = [f"{w} row {i}" for w, n in (("alpha", 60), ("beta", 12), ("gamma", 12)) for i in range(n)]
+    data = Dataset(texts, [t.split()[0] for t in texts], "text", "imbalanced")
+    bb = TableBackbone("weakish", 0.3)
+    cache = FeatureCache(tmp_path)
+    r = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False)
+    assert r.metric == "macro_f1" and r.to_dict()["metric"] == "macro_f1"
+    assert "estimate macro-F1 here" in r.explain() and "--metric accuracy" in r.explain()
+    X = np.asarray(cache.get(bb, data), dtype=np.float64)
+    from warmstart.techniques.base import encode_labels
+
+    y = encode_labels(data.labels, np.array(["alpha", "beta", "gamma"]))
+    for name in ("knn", "ridge_loo", "probe_cv"):
+        want = scores.FEATURE_SCORES[name](X, y, metric="macro_f1")
+        assert r.candidates[0].scores[name] == pytest.approx(want)
+    assert r.candidates[0].scores["knn"] != pytest.approx(scores.knn_loo(X, y))
+    # asked for accuracy, or told the full set is balanced: accuracy, and nothing said
+    for kwargs in ({"metric": "accuracy"}, {"class_counts": {"alpha": 10, "beta": 9, "gamma": 10}}):
+        r2 = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False, **kwargs)
+        assert r2.metric == "accuracy" and "macro-F1" not in r2.explain()
+        assert r2.candidates[0].scores["knn"] == pytest.approx(scores.knn_loo(X, y))

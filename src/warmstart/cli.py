@@ -466,13 +466,16 @@ def runtime_params(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from ._io import atomic_write_json
     from .data import few_shot
     from .features import FeatureCache
     from .selection import ALL_SCORES, rank_backbones
 
     data, _ = load_data(args.data, args)
-    if args.shots:
+    counts = Counter(str(v) for v in data.labels) if data.labels is not None else None
+    if args.shots:  # the metric follows the full set's class balance, not the balanced sample's
         data = data.subset(few_shot(data.labels, args.shots, seed=args.seed))
     scores = [s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else list(ALL_SCORES)
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
@@ -486,6 +489,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         **runtime_params(args),
         seed=args.seed,
+        metric=args.metric,
+        class_counts=counts,
     )
     print(ranking.table())
     print()

@@ -455,6 +455,13 @@ def _parser_rank(sub: Any) -> None:
     p.add_argument(
         "--resamples", type=int, default=20, help="row subsamples for the stability of the top pick"
     )
+    p.add_argument(
+        "--metric",
+        default="auto",
+        choices=["auto", "accuracy", "macro_f1"],
+        help="what knn, ridge_loo and probe_cv estimate; auto (default): macro-F1 when the data's largest "
+        "class has over 3x the rows of the smallest, else accuracy",
+    )
     p.add_argument("--seed", type=int, default=0)
     _runtime_options(p)
     p.add_argument("--cache-dir", help="feature cache folder (default: $WARMSTART_HOME/features)")

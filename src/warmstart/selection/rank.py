@@ -21,7 +21,7 @@ from ..errors import ParameterError
 from ..features import FeatureCache
 from ..runtime import resolve
 from ..techniques.base import encode_labels, require_single_label
-from .scores import FEATURE_SCORES, SCORE_HELP, leep
+from .scores import FEATURE_SCORES, METRIC_SCORES, SCORE_HELP, leep
 
 ALL_SCORES = ("logme", "knn", "hscore", "leep", "nleep", "ridge_loo", "probe_cv")
 DEFAULT_SCORES = ("logme", "knn", "hscore", "leep", "ridge_loo", "probe_cv")
@@ -53,6 +53,9 @@ class Ranking:
     # share of those subsamples in which the top candidate scores above the largest one (by parameters); None
     # when the top candidate is the largest
     beats_largest_share: float | None = None
+    # what knn, ridge_loo and probe_cv estimate (accuracy or macro_f1), and why when it was chosen for the user
+    metric: str = "accuracy"
+    metric_reason: str | None = None
 
     def table(self) -> str:
         """A markdown table: one row per backbone, a column per score and per score's seconds."""
@@ -76,6 +79,11 @@ class Ranking:
             f"backbones on this data set only, not across data sets.",
             f"Computed on {self.rows} labelled rows of {self.classes} classes.",
         ]
+        if self.metric == "macro_f1":
+            text.append(
+                f"{', '.join(METRIC_SCORES)} estimate macro-F1 here, not accuracy"
+                + (f" ({self.metric_reason}; --metric accuracy to change it)." if self.metric_reason else ".")
+            )
         if len(self.candidates) > 1:
             second = self.candidates[1]
             text.append(
@@ -145,6 +153,8 @@ class Ranking:
             "classes": self.classes,
             "top_share": self.top_share,
             "beats_largest_share": self.beats_largest_share,
+            "metric": self.metric,
+            "metric_reason": self.metric_reason,
             "resamples": self.resamples,
             "candidates": [dataclasses.asdict(c) for c in self.candidates],
         }
@@ -163,15 +173,19 @@ def score_features(
     y: np.ndarray,
     scores: Sequence[str] = DEFAULT_SCORES,
     source_proba: np.ndarray | None = None,
+    metric: str = "accuracy",
 ) -> tuple[dict[str, float | None], dict[str, float]]:
     """Each requested score of features ``X`` for class indices ``y`` and the seconds it took; ``leep`` is
-    None without the source classifier's probabilities."""
+    None without the source classifier's probabilities. ``metric`` is what ``knn``, ``ridge_loo`` and
+    ``probe_cv`` estimate: accuracy or macro_f1."""
     values: dict[str, float | None] = {}
     seconds: dict[str, float] = {}
     for name in scores:
         start = time.perf_counter()
         if name == "leep":
             values[name] = None if source_proba is None else leep(source_proba, y)
+        elif name in METRIC_SCORES:
+            values[name] = FEATURE_SCORES[name](X, y, metric=metric)
         else:
             values[name] = FEATURE_SCORES[name](X, y)
         seconds[name] = time.perf_counter() - start
@@ -191,9 +205,15 @@ def rank_backbones(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    metric: str = "auto",
+    class_counts: dict[str, int] | None = None,
 ) -> Ranking:
     """Score every backbone on (a stratified sample of at most ``max_rows`` of) ``data`` and order them by
     ``primary`` (default: ``ridge_loo`` when it is among ``scores``, else the first of ``scores``).
+
+    ``metric`` is what ``knn``, ``ridge_loo`` and ``probe_cv`` estimate: ``auto`` takes macro-F1 when the
+    largest class is more than 3x the smallest in ``class_counts`` (default: the class counts of ``data``; pass
+    the full set's counts when ``data`` is a balanced few-shot sample of it), else accuracy.
 
     Example:
         >>> from warmstart.data import load_packaged
@@ -207,6 +227,7 @@ def rank_backbones(
     primary = _check_scores(scores, primary, backbones)
     data.require_labels()
     require_single_label(data, "rank")
+    chosen, reason = _choose_metric(data, metric, class_counts)
     if len(data) > max_rows:
         keep = stratified_split(data.labels, val_size=0.0, test_size=max_rows / len(data), seed=seed).test
         data = data.subset(np.sort(keep))
@@ -218,7 +239,7 @@ def rank_backbones(
     features: list[np.ndarray] = []
     for spec in backbones:
         bb = (get_backbone(spec) if isinstance(spec, str) else spec).to(rt.device)
-        candidate, X = _score_one(bb, data, y, scores, cache, rt.precision, progress)
+        candidate, X = _score_one(bb, data, y, scores, cache, rt.precision, progress, chosen)
         candidates.append(candidate)
         features.append(X)
     order = sorted(
@@ -228,7 +249,7 @@ def rank_backbones(
     )
     largest = order.index(max(order, key=lambda i: candidates[i].params))
     shares = (
-        _top_share([features[i] for i in order], y, primary, resamples, seed, largest)
+        _top_share([features[i] for i in order], y, primary, resamples, seed, largest, chosen)
         if primary != "leep"
         else (None, None)
     )
@@ -240,7 +261,22 @@ def rank_backbones(
         top_share=shares[0],
         resamples=resamples,
         beats_largest_share=shares[1] if largest != 0 else None,
+        metric=chosen,
+        metric_reason=reason,
     )
+
+
+def _choose_metric(data: Dataset, metric: str, class_counts: dict[str, int] | None) -> tuple[str, str | None]:
+    """The metric the accuracy-like scores estimate, and why when ``auto`` chose macro-F1."""
+    from collections import Counter
+
+    from ..study_stats import choose_metric
+
+    counts = class_counts if class_counts is not None else Counter(str(v) for v in data.labels)
+    chosen = choose_metric(dict(counts), metric)
+    if metric == "auto" and chosen == "macro_f1":
+        return chosen, "the largest class has more than 3x the rows of the smallest"
+    return chosen, None
 
 
 def _check_scores(scores: Sequence[str], primary: str | None, backbones: Sequence[Any]) -> str:
@@ -267,12 +303,15 @@ def _score_one(
     cache: FeatureCache,
     precision: str,
     progress: bool,
+    metric: str = "accuracy",
 ) -> tuple[Candidate, np.ndarray]:
     """One backbone's features (through the cache) and every score of them, timed."""
     hits, start = cache.hits, time.perf_counter()
     X = np.asarray(cache.get(bb, data, precision=precision, progress=progress), dtype=np.float64)
     extract = time.perf_counter() - start
-    values, seconds = score_features(X, y, scores, bb.source_proba(X) if "leep" in scores else None)
+    values, seconds = score_features(
+        X, y, scores, bb.source_proba(X) if "leep" in scores else None, metric=metric
+    )
     candidate = Candidate(
         backbone=bb.name,
         num_features=int(X.shape[1]),
@@ -286,14 +325,24 @@ def _score_one(
 
 
 def _top_share(
-    features: list[np.ndarray], y: np.ndarray, score: str, resamples: int, seed: int, largest: int = 0
+    features: list[np.ndarray],
+    y: np.ndarray,
+    score: str,
+    resamples: int,
+    seed: int,
+    largest: int = 0,
+    metric: str = "accuracy",
 ) -> tuple[float | None, float | None]:
     """Shares of stratified 80% row subsamples in which the first candidate (by ``score`` on all rows) still
     scores highest, and in which it scores above candidate ``largest``. Subsampling, not the bootstrap, because
     repeated rows would flatter kNN."""
     if len(features) < 2 or resamples < 1:
         return None, None
-    fn = FEATURE_SCORES[score]
+    base = FEATURE_SCORES[score]
+
+    def fn(X: np.ndarray, y: np.ndarray) -> float:
+        return base(X, y, metric=metric) if score in METRIC_SCORES else base(X, y)
+
     wins = above = 0
     for r in range(resamples):
         keep = stratified_split(y.astype(str), val_size=0.0, test_size=0.8, seed=seed + 1 + r).test

@@ -16,6 +16,9 @@ digits in float32 on features of a few hundred dimensions.
 - ``ridge_loo``: exact leave-one-out accuracy of a ridge-regression probe on one-hot targets, at the best of a
   grid of penalties, all from one SVD: a cross-validated linear probe at the cost of LogME.
 - ``probe_cv``: cross-validated accuracy of a logistic-regression probe (the slowest, and the most direct).
+
+``knn``, ``ridge_loo`` and ``probe_cv`` estimate a metric of held-out predictions; ``metric="macro_f1"`` makes
+them estimate macro-F1 instead of accuracy (``METRIC_SCORES``), which is the yardstick on imbalanced data.
 """
 
 from __future__ import annotations
@@ -28,6 +31,25 @@ import numpy as np
 from ..errors import DataError, ParameterError
 
 BETA_MAX = 1e8
+METRIC_SCORES = ("knn", "ridge_loo", "probe_cv")  # the scores that estimate accuracy or macro-F1
+
+
+def prediction_score(pred: np.ndarray, y: np.ndarray, metric: str = "accuracy") -> float:
+    """Accuracy, or macro-F1 over the classes present in ``y`` (a class never predicted scores 0 F1).
+
+    >>> prediction_score(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), "macro_f1")
+    0.7333333333333334
+    """
+    if metric == "accuracy":
+        return float((pred == y).mean())
+    if metric != "macro_f1":
+        raise ParameterError(f"metric takes accuracy or macro_f1; got {metric!r}.")
+    f1 = []
+    for c in np.unique(y):
+        tp = float(((pred == c) & (y == c)).sum())
+        denom = float((pred == c).sum() + (y == c).sum())
+        f1.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1))
 
 
 def _check(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -112,17 +134,17 @@ def logme_evidence(
     return evidence, alpha, beta
 
 
-def knn_loo(X: np.ndarray, y: np.ndarray, k: int = 5, chunk: int = 1024) -> float:
-    """Leave-one-out accuracy of a ``k``-nearest-neighbour majority vote under cosine similarity; a tie
-    between classes goes to the one whose tied neighbours are more similar in total. Works in row chunks, so
-    memory stays O(chunk * N)."""
+def knn_loo(X: np.ndarray, y: np.ndarray, k: int = 5, chunk: int = 1024, metric: str = "accuracy") -> float:
+    """Leave-one-out accuracy (or macro-F1) of a ``k``-nearest-neighbour majority vote under cosine
+    similarity; a tie between classes goes to the one whose tied neighbours are more similar in total. Works in
+    row chunks, so memory stays O(chunk * N)."""
     X, y, C = _check(X, y)
     if k < 1:
         raise ParameterError(f"k must be at least 1; got {k}.")
     N = len(X)
     k = min(k, N - 1)
     Z = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    correct = 0
+    pred = np.empty(N, dtype=np.int64)
     for start in range(0, N, chunk):
         rows = np.arange(start, min(start + chunk, N))
         S = Z[rows] @ Z.T
@@ -132,8 +154,8 @@ def knn_loo(X: np.ndarray, y: np.ndarray, k: int = 5, chunk: int = 1024) -> floa
         votes = np.zeros((len(rows), C))
         labels = y[nn]
         np.add.at(votes, (np.repeat(np.arange(len(rows)), k), labels.ravel()), 1.0 + sims.ravel() / (k + 1))
-        correct += int((votes.argmax(1) == y[rows]).sum())
-    return correct / N
+        pred[rows] = votes.argmax(1)
+    return prediction_score(pred, y, metric)
 
 
 def hscore(X: np.ndarray, y: np.ndarray, shrinkage: bool = True) -> float:
@@ -196,9 +218,11 @@ def nleep(
     return leep(gmm.fit(Z).predict_proba(Z), y)
 
 
-def probe_cv(X: np.ndarray, y: np.ndarray, folds: int = 3, C: float = 0.1, seed: int = 0) -> float:
-    """Stratified ``folds``-fold cross-validated accuracy of logistic regression on standardised features
-    (fewer folds when the rarest class has fewer rows)."""
+def probe_cv(
+    X: np.ndarray, y: np.ndarray, folds: int = 3, C: float = 0.1, seed: int = 0, metric: str = "accuracy"
+) -> float:
+    """Stratified ``folds``-fold cross-validated accuracy (or macro-F1, of the pooled out-of-fold predictions)
+    of logistic regression on standardised features (fewer folds when the rarest class has fewer rows)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
@@ -208,20 +232,22 @@ def probe_cv(X: np.ndarray, y: np.ndarray, folds: int = 3, C: float = 0.1, seed:
         raise DataError("probe_cv needs at least 2 rows of every class.")
     from ..runtime import one_blas_thread
 
-    correct = 0
+    pred = np.empty(len(y), dtype=np.int64)
     with one_blas_thread():
         for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
             mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-8
             clf = LogisticRegression(C=C, max_iter=1000).fit((X[tr] - mu) / sd, y[tr])
-            correct += int((clf.predict((X[te] - mu) / sd) == y[te]).sum())
-    return correct / len(y)
+            pred[te] = clf.predict((X[te] - mu) / sd)
+    return prediction_score(pred, y, metric)
 
 
 RIDGE_PENALTIES = tuple(float(v) for v in np.logspace(-4, 2, 13))
 
 
-def ridge_loo(X: np.ndarray, y: np.ndarray, penalties: tuple[float, ...] = RIDGE_PENALTIES) -> float:
-    """Leave-one-out accuracy of a ridge classifier (least squares to one-hot targets, with an unpenalised
+def ridge_loo(
+    X: np.ndarray, y: np.ndarray, penalties: tuple[float, ...] = RIDGE_PENALTIES, metric: str = "accuracy"
+) -> float:
+    """Leave-one-out accuracy (or macro-F1) of a ridge classifier (least squares to one-hot targets, with an unpenalised
     intercept, on standardised features), the best over ``penalties``; each penalty is relative to the mean
     eigenvalue of ``X^T X``, so the grid means the same for any feature scale and dimension.
 
@@ -254,7 +280,7 @@ def ridge_loo(X: np.ndarray, y: np.ndarray, penalties: tuple[float, ...] = RIDGE
         fitted = U @ (shrink[:, None] * proj) + mean_y
         h = np.minimum(U2 @ shrink + 1.0 / N, 1.0 - 1e-9)
         loo = (fitted - h[:, None] * Y) / (1.0 - h)[:, None]
-        best = max(best, float((loo.argmax(1) == y).mean()))
+        best = max(best, prediction_score(loo.argmax(1), y, metric))
     return best
 
 
