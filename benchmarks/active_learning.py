@@ -13,6 +13,8 @@ interpolation between rounds; "not reached" when it never does), as a saving aga
 
     python benchmarks/active_learning.py --data trec,vader-amazon                     # development
     python benchmarks/active_learning.py --data sms-spam,bbc-news,vader-movie,reuters-r8   # evaluation
+    python benchmarks/active_learning.py --data digits,fashion-mnist --pool-rows 5000 \
+        --backbone efficientnet-lite0:image_size=64                                     # images
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from common import code_version, packaged_split  # benchmarks/common.py, beside 
 
 from warmstart._io import atomic_write_json
 from warmstart.backbones import get_backbone
-from warmstart.data import few_shot
+from warmstart.data import few_shot, stratified_split
 from warmstart.features import FeatureCache
 from warmstart.metrics import classification_metrics
 from warmstart.runtime import resolve
@@ -41,6 +43,11 @@ from warmstart.techniques.probe import LinearProbe
 
 def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict:
     pool, test = packaged_split(name, args.test_rows)
+    if args.pool_rows and args.pool_rows < len(
+        pool
+    ):  # a stratified sample of a large pool (Fashion-MNIST: 60k)
+        keep = stratified_split(pool.labels, val_size=0.0, test_size=args.pool_rows / len(pool), seed=0).test
+        pool = pool.subset(np.sort(keep))
     bb = get_backbone(args.backbone)
     precision = resolve("cpu", args.precision).precision
     cache = FeatureCache()
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--test-rows", type=int, default=1000)
+    ap.add_argument("--pool-rows", type=int, default=0, help="a stratified sample of the pool (0: all of it)")
     ap.add_argument("--metric", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--output", default="runs/bench/active_learning.json")

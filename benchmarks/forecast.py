@@ -1,6 +1,6 @@
 """How good are learning-curve forecasts? Fit on label counts up to 16 per class, forecast 64, compare.
 
-For every data set a probe study (``--shots``, ``--seeds``, a stratified test sample) is run or resumed in
+For every data set a study of one technique (``--technique``, the probe by default) (``--shots``, ``--seeds``, a stratified test sample) is run or resumed in
 ``--output/<data>``; the forecast is fitted on its cells with at most ``--fit-upto`` examples per class and compared
 with the mean measured at the largest shot count, in the study's metric (``auto``: macro-F1 on imbalanced test
 rows). It prints, per data set, the forecast and its interval against the measured value, then the mean absolute
@@ -9,6 +9,8 @@ resampling plus the back-test's shape term) and, for comparison, for the seed re
 
     python benchmarks/forecast.py --data trec,vader-amazon,vader-nyt --backbone all-MiniLM-L6-v2   # development
     python benchmarks/forecast.py --data sms-spam,bbc-news,reuters-r8,vader-movie                # evaluation
+    python benchmarks/forecast.py --data digits,fashion-mnist --backbone efficientnet-lite0:image_size=64 \
+        --output runs/bench/forecast-images                                                      # images
 
 Results are keyed by the code version and every parameter (``--output``/forecast.json); the studies resume.
 """
@@ -26,6 +28,7 @@ import numpy as np
 from common import code_version  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
+from warmstart.cli import _parse_value
 from warmstart.data import load_packaged
 from warmstart.forecast import _points, forecast_curve
 from warmstart.study import StudyConfig, run_study
@@ -39,13 +42,16 @@ def one(name: str, args: argparse.Namespace) -> dict:
     cfg = StudyConfig(
         name,
         args.backbone,
-        ["probe"],
+        [args.technique],
         shots,
         seeds=args.seeds,
+        params={args.technique: {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.param)}}
+        if args.param
+        else {},
         test_rows=args.test_rows,
         precision=args.precision,
     )
-    folder = Path(args.output) / name
+    folder = Path(args.output) / (name if args.technique == "probe" else f"{name}-{args.technique}")
     run_study(pk.train, cfg, folder, test=pk.test, progress=False)
     cells = load_cells(folder)
     metric, _ = cells_metric(cells, args.metric)
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="sms-spam,bbc-news,reuters-r8,vader-movie")
     ap.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    ap.add_argument("--technique", default="probe", help="the technique whose learning curve is forecast")
+    ap.add_argument("--param", action="append", default=[], help="KEY=VALUE for the technique (repeatable)")
     ap.add_argument("--shots", default="2,4,8,16,64")
     ap.add_argument("--fit-upto", type=float, default=16)
     ap.add_argument("--seeds", type=int, default=5)
