@@ -74,11 +74,35 @@ def test_labelled_rows_steer_diversity_away():
     assert sorted(int(i) // 20 for i in picked) == [1, 2]
 
 
+def test_typical_takes_the_dense_core_of_each_uncovered_cluster():
+    rng = np.random.default_rng(0)
+    # three clusters; each has a dense core (rows 0-14 of it) and a loose fringe (rows 15-19)
+    feats = np.concatenate(
+        [
+            np.eye(3)[i] + np.concatenate([rng.normal(0, 0.01, (15, 3)), rng.normal(0, 0.25, (5, 3))])
+            for i in range(3)
+        ]
+    )
+    proba = np.full((60, 2), 0.5)  # typical ignores the model's probabilities
+    picked = suggest_rows(proba, feats, 3, strategy="typical")
+    assert sorted(int(i) // 20 for i in picked) == [0, 1, 2]
+    assert all(int(i) % 20 < 15 for i in picked)  # from the core, not the fringe
+    # cluster 0 already labelled: the two picks come from the others
+    two = suggest_rows(proba, feats, 2, strategy="typical", labeled_features=feats[:3] + 0.001)
+    assert sorted(int(i) // 20 for i in two) == [1, 2]
+    # a large cluster (many rows: the neighbour reference is a sample of it) still gives its core
+    from warmstart.selection import suggest
+
+    big = np.concatenate([feats, np.eye(3)[0] + rng.normal(0, 0.01, (2500, 3))])
+    one = suggest._density(suggest._unit(big[np.r_[0:20, 60:2560]]), np.random.default_rng(0))
+    assert one[:15].min() > one[15:20].max()
+
+
 def test_duplicates_and_labelled_rows_are_never_suggested():
     keys = ["a", "b", "a", "c", "d", "b"]
     assert first_of_each(keys, {"c"}).tolist() == [0, 1, 4]
     proba = np.tile([0.5, 0.5], (6, 1))
-    for strategy in ("mixed", "margin", "entropy", "kcenter", "random"):
+    for strategy in ("mixed", "margin", "entropy", "kcenter", "typical", "random"):
         picked = suggest_rows(proba, np.eye(6), 10, strategy=strategy, keys=keys, labeled_keys=["c"])
         assert sorted(picked.tolist()) == [0, 1, 4], strategy
 

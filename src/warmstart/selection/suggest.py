@@ -9,6 +9,10 @@ rows and their backbone features (from the feature cache, so a second call costs
   uncertain rows, unlike each other, and typical of a region rather than outliers;
 - ``margin`` / ``entropy``: the most uncertain rows only;
 - ``kcenter``: diversity only (k-center greedy over every row, away from the labelled rows);
+- ``typical``: representativeness only, for the first labels (Hacohen et al. 2022, "Active learning on a budget"):
+  every row, labelled and not, clustered into as many groups as there are labelled rows plus rows asked for, and
+  from each of the least covered clusters (fewest labelled rows, then the largest) its most typical row, the one
+  with the densest neighbourhood;
 - ``random``: the baseline every strategy is measured against (``benchmarks/active_learning.py``).
 
 Every strategy first drops exact duplicates (the same text or image file twice) and rows that are already
@@ -25,8 +29,10 @@ import numpy as np
 
 from ..errors import ParameterError
 
-STRATEGIES = ("mixed", "margin", "entropy", "kcenter", "random")
+STRATEGIES = ("mixed", "margin", "entropy", "kcenter", "typical", "random")
 POOL_FACTOR = 10  # mixed: candidates = this many times the rows asked for, the most uncertain first
+TYPICAL_NEIGHBOURS = 20  # typical: density = 1 / mean distance to this many nearest rows of the same cluster
+MAX_CLUSTERS = 500  # typical: at most this many clusters (so a large labelled set does not make k-means slow)
 
 
 def uncertainty(proba: np.ndarray, kind: str = "margin") -> np.ndarray:
@@ -81,7 +87,8 @@ def suggest_rows(
     """Row indices (into ``proba``/``features``) of the ``n`` rows to label first, best first.
 
     ``keys`` identify rows for deduplication (texts, image paths); rows whose key is in ``labeled_keys`` are never
-    suggested. ``labeled_features`` (the rows labelled so far) make ``kcenter`` prefer rows unlike them.
+    suggested. ``labeled_features`` (the rows labelled so far) make ``kcenter`` prefer rows unlike them, and
+    ``typical`` prefer clusters without them.
 
     Example:
         >>> proba = np.array([[0.5, 0.5], [0.51, 0.49], [0.9, 0.1], [0.5, 0.5]])
@@ -109,6 +116,8 @@ def suggest_rows(
         return rows[np.argsort(-u, kind="stable")[:n]]
     if strategy == "kcenter":
         return rows[_kcenter(features[rows], n, labeled_features)]
+    if strategy == "typical":
+        return rows[_typical(features[rows], n, labeled_features, seed)]
     u = uncertainty(proba[rows], "margin")
     order = np.argsort(-u, kind="stable")[: max(n, POOL_FACTOR * n)]
     return rows[order[_cluster_centres(features[rows[order]], u[order], n, seed)]]
@@ -133,6 +142,58 @@ def _cluster_centres(feats: np.ndarray, weight: np.ndarray, n: int, seed: int) -
     rest = [i for i in np.argsort(-weight, kind="stable") if i not in chosen]
     picks += rest[: n - len(picks)]  # an empty cluster: the next most uncertain rows
     return np.asarray(sorted(picks, key=lambda i: -weight[i]), dtype=np.int64)
+
+
+def _typical(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) -> np.ndarray:
+    """``n`` rows of ``feats``: k-means over them and the ``labeled`` rows into (labelled + n) clusters (at most
+    ``MAX_CLUSTERS``); then, ``n`` times, the cluster with the fewest labelled or taken rows (ties: the largest)
+    gives its most typical untaken row, the one nearest its ``TYPICAL_NEIGHBOURS`` neighbours in the cluster
+    (TypiClust, Hacohen et al. 2022). Clusters of fewer than 5 rows go last: they are outliers more than
+    regions."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    x = _unit(feats)
+    lab = _unit(labeled) if labeled is not None and len(labeled) else np.zeros((0, x.shape[1]), np.float32)
+    both = np.concatenate([x, lab])
+    k = min(len(lab) + n, MAX_CLUSTERS, len(x))
+    if n >= len(x):
+        return np.arange(len(x), dtype=np.int64)
+    kmeans = MiniBatchKMeans if len(both) > 20_000 else KMeans
+    assign = kmeans(n_clusters=k, n_init=1, random_state=seed).fit(both).labels_
+    mine, covered = assign[: len(x)], np.bincount(assign[len(x) :], minlength=k)
+    size = np.bincount(assign, minlength=k)
+    taken = np.zeros(len(x), dtype=bool)
+    out: list[int] = []
+    typicality: dict[int, np.ndarray] = {}
+    while len(out) < n:
+        open_ = [c for c in range(k) if (~taken[mine == c]).any()]
+        c = min(open_, key=lambda c: (size[c] < 5, covered[c], -size[c], c))
+        members = np.flatnonzero(mine == c)
+        if c not in typicality:
+            typicality[c] = _density(x[members], np.random.default_rng(seed + c))
+        score = np.where(taken[members], -np.inf, typicality[c])
+        i = int(members[np.argmax(score)])
+        out.append(i)
+        taken[i] = True
+        covered[c] += 1
+    return np.asarray(out, dtype=np.int64)
+
+
+def _density(x: np.ndarray, rng: np.random.Generator, reference: int = 2000) -> np.ndarray:
+    """Per row of ``x`` (unit vectors), 1 / the mean cosine distance to its ``TYPICAL_NEIGHBOURS`` nearest other
+    rows, among at most ``reference`` rows of ``x`` (a sample of a larger cluster), in chunks of 4,096 rows."""
+    m = min(TYPICAL_NEIGHBOURS, len(x) - 1)
+    if m < 1:
+        return np.ones(len(x))
+    ref = np.arange(len(x)) if len(x) <= reference else np.sort(rng.choice(len(x), reference, replace=False))
+    out = np.empty(len(x))
+    for start in range(0, len(x), 4096):
+        rows = np.arange(start, min(start + 4096, len(x)))
+        d = 1.0 - x[rows] @ x[ref].T
+        d[rows[:, None] == ref[None, :]] = np.inf  # not the row itself
+        nearest = np.partition(d, m - 1, axis=1)[:, :m]
+        out[rows] = 1.0 / np.maximum(nearest.mean(axis=1), 1e-9)
+    return out
 
 
 def _kcenter(feats: np.ndarray, n: int, labeled: np.ndarray | None) -> np.ndarray:
@@ -178,7 +239,8 @@ def suggest_table(
     """The ``n`` rows of ``data`` (a ``Dataset`` of unlabelled rows) to label first, as a table in that order:
     ``rank``, ``row`` (0-based, in ``data``), the input, the model's ``predicted`` label, its ``confidence`` and
     ``uncertainty`` (1 - margin), and an empty ``label`` column to fill in. ``labeled`` (a ``Dataset``, e.g. the
-    model's training rows) is never suggested again; ``kcenter`` also keeps its picks away from it."""
+    model's training rows) is never suggested again; ``kcenter`` and ``typical`` also place their picks against
+    it."""
     import pandas as pd
 
     proba = np.asarray(model.predict_proba(data))
@@ -186,7 +248,7 @@ def suggest_table(
     lab_feats = lab_keys = None
     if labeled is not None and len(labeled):
         lab_keys = row_keys(labeled)
-        if strategy == "kcenter":  # the only strategy that measures distances to the labelled rows
+        if strategy in ("kcenter", "typical"):  # the strategies that place picks against the labelled rows
             lab_feats = row_features(model, labeled)
     picked = suggest_rows(
         proba,
