@@ -161,16 +161,17 @@ def _parser_suggest(sub: Any) -> None:
     p.add_argument(
         "--strategy",
         default="mixed",
-        choices=["mixed", "margin", "entropy", "kcenter", "random"],
+        choices=["mixed", "margin", "entropy", "kcenter", "typical", "random"],
         help="mixed (default): the most uncertain rows, clustered, one per cluster; margin/entropy: uncertainty "
-        "only; kcenter: diversity only, away from the labelled rows; random",
+        "only; kcenter: diversity only, away from the labelled rows; typical: the densest row of each region "
+        "without labels (for the first labels); random",
     )
     p.add_argument(
         "--labeled",
         help="rows already labelled (a data file), never suggested again; default: the artifact's training rows "
         "when its data is still where the fit read it; 'none' to use none",
     )
-    p.add_argument("--seed", type=int, default=0, help="for --strategy random")
+    p.add_argument("--seed", type=int, default=0, help="for --strategy random, and typical's k-means")
     _data_options(p)
     _runtime_options(p, precision=False)
 
