@@ -98,6 +98,35 @@ def test_typical_takes_the_dense_core_of_each_uncovered_cluster():
     assert one[:15].min() > one[15:20].max()
 
 
+def test_auto_strategy_is_typical_for_images_and_mixed_for_text():
+    from warmstart.data import Dataset
+    from warmstart.selection.suggest import resolve_strategy, suggest_table
+
+    feats = _clusters()
+    proba = np.tile([0.9, 0.1], (60, 1))
+    proba[::7] = [0.5, 0.5]  # uncertain rows spread over the clusters: mixed and typical pick apart
+
+    class Model:  # what suggest_table needs of a fitted model
+        classes_ = np.array(["a", "b"])
+
+        def predict_proba(self, data):
+            return proba
+
+        def features(self, data):
+            return feats
+
+    for modality, rows in (
+        ("image", [f"img{i}.png" for i in range(60)]),
+        ("text", [f"t{i}" for i in range(60)]),
+    ):
+        data = Dataset(rows, None, modality, "pool")
+        want = suggest_rows(proba, feats, 3, strategy=resolve_strategy("auto", modality), keys=rows)
+        assert suggest_table(Model(), data, 3)["row"].tolist() == want.tolist()
+    assert resolve_strategy("auto", "image") == "typical" and resolve_strategy("auto", "text") == "mixed"
+    with pytest.raises(ParameterError, match="auto or one of"):
+        resolve_strategy("best", "text")
+
+
 def test_duplicates_and_labelled_rows_are_never_suggested():
     keys = ["a", "b", "a", "c", "d", "b"]
     assert first_of_each(keys, {"c"}).tolist() == [0, 1, 4]
@@ -144,7 +173,7 @@ def test_cli_suggest_writes_a_table_to_label(tmp_path, tiny_bert_dir, capsys):
     assert table["text"].is_unique and len(table) == len(set(new) - set(labelled))
     assert table["rank"].tolist() == list(range(1, len(table) + 1)) and (table["label"] == "").all()
     assert all(table["text"][i] == new[r] for i, r in enumerate(table["row"]))
-    assert "labelled rows left out" in msg
+    assert "labelled rows left out" in msg and "(mixed," in msg  # auto: mixed for text
     assert (
         main(
             ["suggest", str(art), str(tmp_path / "new.csv"), "--n", "4", "--labeled", "none", "-o", str(out)]

@@ -280,7 +280,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from ._io import atomic_write_bytes
     from .artifact import check_writable, load_artifact, training_rows
     from .data.load import load_inputs
-    from .selection.suggest import suggest_table
+    from .selection.suggest import resolve_strategy, suggest_table
 
     if args.n < 1:
         raise ParameterError(f"--n takes the number of rows to suggest, at least 1; got {args.n}.")
@@ -304,7 +304,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     table = suggest_table(model, data, args.n, strategy=args.strategy, labeled=labeled, seed=args.seed)
     atomic_write_bytes(args.output, table.to_csv(index=False).encode())
     known = f", {len(labeled)} labelled rows left out and kept apart" if labeled is not None else ""
-    print(f"wrote {len(table)} of {len(data)} rows to label ({args.strategy}{known}) to {args.output}")
+    strategy = resolve_strategy(args.strategy, data.modality)
+    print(f"wrote {len(table)} of {len(data)} rows to label ({strategy}{known}) to {args.output}")
     return 0
 
 

@@ -150,8 +150,9 @@ def _parser_suggest(sub: Any) -> None:
     p = sub.add_parser(
         "suggest",
         help="which rows to label next: unlabelled rows ranked by what labelling them is expected to buy",
-        description="Rank unlabelled rows for labelling: uncertain for the model and unlike each other (strategy "
-        "mixed), from cached features; duplicates and labelled rows are left out. Writes a CSV with an empty label "
+        description="Rank unlabelled rows for labelling: for text, uncertain for the model and unlike each other "
+        "(strategy mixed); for images, the most typical rows of regions without labels (typical); from cached "
+        "features; duplicates and labelled rows are left out. Writes a CSV with an empty label "
         "column to fill in.",
     )
     p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
@@ -160,9 +161,10 @@ def _parser_suggest(sub: Any) -> None:
     p.add_argument("--output", "-o", required=True, help="CSV to write, best row first")
     p.add_argument(
         "--strategy",
-        default="mixed",
-        choices=["mixed", "margin", "entropy", "kcenter", "typical", "random"],
-        help="mixed (default): the most uncertain rows, clustered, one per cluster; margin/entropy: uncertainty "
+        default="auto",
+        choices=["auto", "mixed", "margin", "entropy", "kcenter", "typical", "random"],
+        help="auto (default): mixed for text, typical for images; mixed: the most uncertain rows, clustered, one "
+        "per cluster; margin/entropy: uncertainty "
         "only; kcenter: diversity only, away from the labelled rows; typical: the densest row of each region "
         "without labels (for the first labels); random",
     )
