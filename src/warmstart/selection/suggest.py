@@ -168,19 +168,21 @@ def _typical(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) -
     assign = kmeans(n_clusters=k, n_init=1, random_state=seed).fit(both).labels_
     mine, covered = assign[: len(x)], np.bincount(assign[len(x) :], minlength=k)
     size = np.bincount(assign, minlength=k)
-    taken = np.zeros(len(x), dtype=bool)
+    order = np.argsort(mine, kind="stable")  # the rows of each cluster, found once
+    members_of = np.split(order, np.cumsum(np.bincount(mine, minlength=k))[:-1])
+    left = np.array([len(m) for m in members_of])  # untaken rows per cluster
     out: list[int] = []
-    typicality: dict[int, np.ndarray] = {}
+    score: dict[int, np.ndarray] = {}  # typicality of each cluster's rows, -inf once taken
     while len(out) < n:
-        open_ = [c for c in range(k) if (~taken[mine == c]).any()]
-        c = min(open_, key=lambda c: (size[c] < 5, covered[c], -size[c], c))
-        members = np.flatnonzero(mine == c)
-        if c not in typicality:
-            typicality[c] = _density(x[members], np.random.default_rng(seed + c))
-        score = np.where(taken[members], -np.inf, typicality[c])
-        i = int(members[np.argmax(score)])
-        out.append(i)
-        taken[i] = True
+        key = np.lexsort((np.arange(k), -size, covered, size < 5))  # the last key sorts first
+        c = int(next(c for c in key if left[c] > 0))
+        members = members_of[c]
+        if c not in score:
+            score[c] = _density(x[members], np.random.default_rng(seed + c))
+        j = int(np.argmax(score[c]))
+        out.append(int(members[j]))
+        score[c][j] = -np.inf
+        left[c] -= 1
         covered[c] += 1
     return np.asarray(out, dtype=np.int64)
 
