@@ -43,9 +43,8 @@ from warmstart.techniques.probe import LinearProbe
 
 def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict:
     pool, test = packaged_split(name, args.test_rows)
-    if args.pool_rows and args.pool_rows < len(
-        pool
-    ):  # a stratified sample of a large pool (Fashion-MNIST: 60k)
+    # a stratified sample of a large pool (Fashion-MNIST: 60k)
+    if args.pool_rows and args.pool_rows < len(pool):
         keep = stratified_split(pool.labels, val_size=0.0, test_size=args.pool_rows / len(pool), seed=0).test
         pool = pool.subset(np.sort(keep))
     bb = get_backbone(args.backbone)

@@ -184,12 +184,16 @@ def score_features(
         start = time.perf_counter()
         if name == "leep":
             values[name] = None if source_proba is None else leep(source_proba, y)
-        elif name in METRIC_SCORES:
-            values[name] = FEATURE_SCORES[name](X, y, metric=metric)
         else:
-            values[name] = FEATURE_SCORES[name](X, y)
+            values[name] = _feature_score(name, X, y, metric)
         seconds[name] = time.perf_counter() - start
     return values, seconds
+
+
+def _feature_score(name: str, X: np.ndarray, y: np.ndarray, metric: str) -> float:
+    """Score ``name`` of features ``X``; ``metric`` goes to the scores that estimate one (``METRIC_SCORES``)."""
+    fn = FEATURE_SCORES[name]
+    return fn(X, y, metric=metric) if name in METRIC_SCORES else fn(X, y)
 
 
 def rank_backbones(
@@ -338,15 +342,10 @@ def _top_share(
     repeated rows would flatter kNN."""
     if len(features) < 2 or resamples < 1:
         return None, None
-    base = FEATURE_SCORES[score]
-
-    def fn(X: np.ndarray, y: np.ndarray) -> float:
-        return base(X, y, metric=metric) if score in METRIC_SCORES else base(X, y)
-
     wins = above = 0
     for r in range(resamples):
         keep = stratified_split(y.astype(str), val_size=0.0, test_size=0.8, seed=seed + 1 + r).test
-        values = [fn(X[keep], y[keep]) for X in features]
+        values = [_feature_score(score, X[keep], y[keep], metric) for X in features]
         wins += int(np.argmax(values) == 0)
         above += int(values[0] > values[largest])
     return wins / resamples, above / resamples

@@ -158,12 +158,12 @@ def _typical(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) -
     regions."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
+    if n >= len(feats):
+        return np.arange(len(feats), dtype=np.int64)
     x = _unit(feats)
     lab = _unit(labeled) if labeled is not None and len(labeled) else np.zeros((0, x.shape[1]), np.float32)
     both = np.concatenate([x, lab])
     k = min(len(lab) + n, MAX_CLUSTERS, len(x))
-    if n >= len(x):
-        return np.arange(len(x), dtype=np.int64)
     kmeans = MiniBatchKMeans if len(both) > 20_000 else KMeans
     assign = kmeans(n_clusters=k, n_init=1, random_state=seed).fit(both).labels_
     mine, covered = assign[: len(x)], np.bincount(assign[len(x) :], minlength=k)
