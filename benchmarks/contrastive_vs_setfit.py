@@ -1,12 +1,16 @@
 """warmstart's ``contrastive`` technique against the ``setfit`` library, same splits, same seeds, one process.
 
 For every data set, examples-per-class k and seed, both methods train on exactly the same k rows per class
-(``few_shot`` of a fixed training pool) starting from the same all-MiniLM-L6-v2 weights, and are tested on the
-same held-out rows. Training CPU seconds (``time.process_time``, all threads of this process) cover everything
+(``few_shot`` of a fixed training pool) starting from the same pretrained weights (all-MiniLM-L6-v2, or
+``--backbone all-mpnet-base-v2``), and are tested on the same held-out rows. Training CPU seconds (``time.process_time``, all threads of this process) cover everything
 from loading the pretrained model to a fitted classifier, for both.
 
     pip install -e ".[bench]"        # setfit, only for this benchmark
-    python benchmarks/contrastive_vs_setfit.py --data trec,sms-spam,vader-movie --shots 8,64 --seeds 5
+    python benchmarks/contrastive_vs_setfit.py --data bbc-news,reuters-r8,sms-spam,vader-movie --shots 8,64 --seeds 5
+
+``--methods setfit`` or ``--methods warmstart`` runs one side only (rows are keyed per method, by the code version
+and settings that made them, so the other side's rows can come from another run, e.g. on the other core with
+``--threads 1``).
 
 setfit runs with its documented few-shot settings (``num_iterations=20``: 20 positive and 20 negative pairs per
 training row, batch 16, one epoch, body lr 2e-5, logistic-regression head), because its default "oversampling"
@@ -37,16 +41,17 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # setfit's trainer shows a bar even 
 from common import code_version, packaged_split  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
-from warmstart.backbones import get_backbone, minilm_l6_folder
+from warmstart.backbones import get_backbone, minilm_l6_folder, unpack_mpnet
 from warmstart.data import few_shot
 from warmstart.techniques import get_technique
 
-BACKBONE = "all-MiniLM-L6-v2"
+# the backbones both methods can start from, and where their sentence-transformers folder is (setfit loads it)
+BACKBONES = {"all-MiniLM-L6-v2": minilm_l6_folder, "all-mpnet-base-v2": unpack_mpnet}
 
 
-def run_warmstart(train, test, seed: int, params: dict) -> dict:
+def run_warmstart(train, test, seed: int, params: dict, backbone: str) -> dict:
     cpu, wall = time.process_time(), time.perf_counter()
-    est = get_technique("contrastive", backbone=BACKBONE, seed=seed, progress=False, **params).fit(train)
+    est = get_technique("contrastive", backbone=backbone, seed=seed, progress=False, **params).fit(train)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     pred = est.predict(test)
     return {"train_cpu_s": cpu, "train_wall_s": wall, "pred": list(pred), "steps": est.steps_}
@@ -76,7 +81,7 @@ def run_setfit(train, test, seed: int, model_path: str) -> dict:
     return {"train_cpu_s": cpu, "train_wall_s": wall, "pred": [str(p) for p in pred]}
 
 
-def method_versions(params: dict, threads: int) -> dict[str, str]:
+def method_versions(params: dict, threads: int, backbone: str) -> dict[str, str]:
     """What each method's rows are keyed by: its code version and every setting, so rows from other code or
     other parameters are never silently reused or mixed."""
     import hashlib
@@ -85,12 +90,16 @@ def method_versions(params: dict, threads: int) -> dict[str, str]:
 
     precision = resolve("cpu", params.get("precision", "auto")).precision  # as contrastive resolves it here
     ours = {"code": code_version(), "params": params, "threads": threads, "precision": precision}
+    if backbone != "all-MiniLM-L6-v2":  # the first rows, all MiniLM, were keyed without it: they stay valid
+        ours["backbone"] = backbone
     out = {"warmstart": json.dumps(ours, sort_keys=True)}
     try:
         import setfit
 
         out["setfit"] = json.dumps(
-            {"setfit": setfit.__version__, "settings": SETFIT_SETTINGS, "threads": threads}, sort_keys=True
+            {"setfit": setfit.__version__, "settings": SETFIT_SETTINGS, "threads": threads}
+            | ({"backbone": backbone} if backbone != "all-MiniLM-L6-v2" else {}),
+            sort_keys=True,
         )
     except ImportError:
         out["setfit"] = "not installed"
@@ -176,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--param", action="append", default=[], help="warmstart contrastive KEY=VALUE (repeatable)"
     )
+    ap.add_argument("--backbone", default="all-MiniLM-L6-v2", choices=sorted(BACKBONES))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--output", default="runs/bench/contrastive_vs_setfit.json")
     ap.add_argument("--summary-only", action="store_true", help="print the table from --output and exit")
@@ -197,12 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         params[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
     out = Path(args.output)
     results: dict = json.loads(out.read_text())["runs"] if out.is_file() else {}
-    versions = method_versions(params, args.threads)
+    versions = method_versions(params, args.threads, args.backbone)
     if args.summary_only:
         return summarise(results, datasets, shots, methods, None if args.mix_versions else versions)
-    model_path = str(minilm_l6_folder())
+    model_path = str(BACKBONES[args.backbone]())
     quiet()
-    warm_up(methods, model_path)
+    warm_up(methods, model_path, args.backbone)
     data = {d: packaged_split(d, args.test_rows, test_size=0.3) for d in datasets}
     # cheapest cells first, seeds in the outer loop: an interrupted run has every data set at some seeds
     for k in sorted(shots):
@@ -215,20 +225,15 @@ def main(argv: list[str] | None = None) -> int:
                     if key in results:
                         continue
                     if m == "warmstart":
-                        r = run_warmstart(train, test, seed, params)
+                        r = run_warmstart(train, test, seed, params, args.backbone)
                     else:
                         r = run_setfit(train, test, seed, model_path)
                     pred = np.asarray(r.pop("pred"))
                     r.update(accuracy=float((pred == np.asarray(test.labels)).mean()), n_train=len(train))
                     r["n_test"] = len(test)
-                    results[key] = r
-                    record = {
-                        "params": params,
-                        "threads": args.threads,
-                        "versions": versions,
-                        "runs": results,
-                    }
-                    atomic_write_json(out, record)
+                    results = save_run(
+                        out, key, r, {"params": params, "threads": args.threads, "versions": versions}
+                    )
                     print(
                         f"{key}: acc {r['accuracy']:.4f}  train CPU {r['train_cpu_s']:.1f}s "
                         f"wall {r['train_wall_s']:.1f}s",
@@ -238,9 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     return summarise(results, datasets, shots, methods, None if args.mix_versions else versions)
 
 
-def warm_up(methods: list[str], model_path: str) -> None:
+def save_run(out: Path, key: str, run: dict, about: dict) -> dict:
+    """Add one run to ``out`` under a lock, merged with the runs other processes wrote since this one read the
+    file (two runs can share a file, e.g. one per core); returns every run now in it."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = json.loads(out.read_text())["runs"] if out.is_file() else {}
+        runs[key] = run
+        atomic_write_json(out, about | {"runs": runs})
+    return runs
+
+
+def warm_up(methods: list[str], model_path: str, backbone: str) -> None:
     """Import each library and load its model once, untimed, so neither method pays the imports."""
-    get_backbone(BACKBONE)
+    get_backbone(backbone)
     if "setfit" in methods:
         from setfit import SetFitModel
 
