@@ -7,7 +7,9 @@ seed-to-seed spread:
 - ``tuned``: the technique's own head (logistic regression, C = 1, on the tuned embeddings): what it predicts today;
 - ``probe``: the ``probe`` technique on the pretrained embeddings (no tuning), for reference;
 - ``ensemble``: the mean of the two's class probabilities;
-- ``concat``: logistic regression (C = 1) on the tuned and the pretrained embeddings side by side, each centred.
+- ``concat``: logistic regression (C = 1) on the tuned and the pretrained embeddings side by side, each centred;
+- ``then_lp_ft``: ``lp_ft`` (its head from a probe, then everything trained on cross-entropy) starting from the tuned
+  encoder, at lr 1e-5 (SetFit's end-to-end body rate) and its default epochs: an end-to-end phase.
 
 Meant for the development collection (the sets defaults are chosen on), never for the evaluation collection:
 
@@ -35,7 +37,7 @@ from warmstart.data import few_shot
 from warmstart.runtime import one_blas_thread
 from warmstart.techniques import get_technique
 
-VARIANTS = ("tuned", "probe", "ensemble", "concat")
+VARIANTS = ("tuned", "probe", "ensemble", "concat", "then_lp_ft")
 
 
 def score_heads(train, test, seed: int, backbone: str, params: dict) -> dict:
@@ -56,11 +58,22 @@ def score_heads(train, test, seed: int, backbone: str, params: dict) -> dict:
     mean = tr.mean(0)
     with one_blas_thread():
         lr = LogisticRegression(C=1.0, max_iter=2000).fit(tr - mean, np.asarray(train.labels))
+    cpu = time.process_time()
+    e2e = get_technique(
+        "lp_ft",
+        backbone=est.backbone_,
+        seed=seed,
+        progress=False,
+        lr=1e-5,
+        precision=params.get("precision", "auto"),
+    ).fit(train)
+    e2e_cpu = time.process_time() - cpu
     preds = {
         "tuned": classes[p_tuned.argmax(1)],
         "probe": classes[p_probe.argmax(1)],
         "ensemble": classes[(p_tuned + p_probe).argmax(1)],
         "concat": lr.predict(te - mean),
+        "then_lp_ft": e2e.predict(test),
     }
     y = np.asarray(test.labels)
     return {
