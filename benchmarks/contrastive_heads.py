@@ -79,6 +79,7 @@ def score_heads(train, test, seed: int, backbone: str, params: dict) -> dict:
     return {
         "accuracy": {v: float((np.asarray(p) == y).mean()) for v, p in preds.items()},
         "tune_cpu_s": tune_cpu,
+        "lp_ft_cpu_s": e2e_cpu,
     }
 
 
