@@ -232,6 +232,10 @@ def test_recommend_and_fit_auto(csvs, tiny_bert_dir, capsys):
     assert "| bitfit |" in out and "trainable params > 500" in out and "--technique probe" in out
     assert main(["recommend", *common, "--candidates", "probe", "--budget", "0.001s"]) == 3
     assert "Nothing fits" in capsys.readouterr().out
+    # without the race: the first candidate that fits, no held-out folds
+    assert main(["recommend", *common, "--candidates", "bitfit,probe", "--no-race"]) == 0
+    out = capsys.readouterr().out
+    assert "--technique bitfit" in out and "fold 1" not in out and "is the first of bitfit" in out
     art = csvs / "auto"
     rc = main(["fit", *common, "--technique", "auto", "--max-params", "500", "--output", str(art)])
     assert rc == 0

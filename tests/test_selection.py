@@ -346,17 +346,105 @@ def test_recommend_takes_the_first_candidate_that_fits(tiny_bert_dir, text_data)
     bb = get_backbone(str(tiny_bert_dir))
     cache = FeatureCache(enabled=False)
     few = text_data.subset(np.r_[0:8, 40:48, 80:88])  # 8 per class: the few-shot order
-    free = recommend(few, bb, cache=cache)
+    free = recommend(few, bb, cache=cache, race=False)
     assert free.technique == "contrastive" and len(free.calibrations) == 1
     # a parameter limit that only a probe's head meets
-    small = recommend(few, bb, max_params=500, cache=cache)
+    small = recommend(few, bb, max_params=500, cache=cache, race=False)
     assert small.technique == "probe"
     assert all("trainable params" in c.reason for c in small.calibrations[:-1])
     assert "probe is the first of contrastive" in small.explain()
     # a budget nothing fits
-    none = recommend(few, bb, budget=0.001, candidates=["bitfit", "probe"], cache=cache)
+    none = recommend(few, bb, budget=0.001, candidates=["bitfit", "probe"], cache=cache, race=False)
     assert none.technique is None and "Nothing fits" in none.explain()
     assert [c.technique for c in none.calibrations] == ["bitfit", "probe"]
+
+
+class _Rule:
+    """A stand-in technique whose held-out accuracy is known: it reads the class from the row's text ("c2-17" is
+    class c2) on a share ``skill`` of the rows, and answers the next class on the others."""
+
+    def __init__(self, skill: float):
+        self.skill = skill
+
+    def fit(self, data):
+        return self
+
+    def predict(self, inputs):
+        out = []
+        for text in inputs:
+            c, row = (int(x) for x in text[1:].split("-"))
+            out.append(f"c{c if (7 * row) % 10 < 10 * self.skill else (c + 1) % 3}")
+        return np.asarray(out)
+
+
+def _rule_data(per_class: int = 12):
+    from warmstart.data import Dataset
+
+    texts = [f"c{c}-{i}" for c in range(3) for i in range(per_class)]
+    return Dataset(texts, [t.split("-")[0] for t in texts], "text", "rules")
+
+
+def _cal(name: str, predicted: float):
+    from warmstart.selection.recommend import Calibration
+
+    return Calibration(name, 10, 0.0, predicted / 10, 0.0, predicted, 1, 1.0, 0.0, fits=True)
+
+
+def test_race_folds_are_stratified_and_need_two_rows_per_class():
+    from warmstart.selection.race import race_folds
+
+    data = _rule_data(5)
+    folds = race_folds(data, 3)
+    assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(15))
+    for f in folds:  # every class held out in every fold
+        assert {data.labels[i] for i in f} == {"c0", "c1", "c2"}
+    assert len(race_folds(_rule_data(2), 3)) == 2  # as many folds as the smallest class allows
+    assert race_folds(_rule_data(1), 3) is None
+
+
+def test_race_halves_the_field_and_the_measured_best_wins(monkeypatch):
+    from warmstart.selection import race as race_mod
+
+    skills = {"good": 0.9, "fair": 0.6, "poor": 0.1, "probe": 0.5}
+    monkeypatch.setattr(race_mod, "get_technique", lambda name, **kw: _Rule(skills[name]))
+    cals = [_cal("poor", 5), _cal("good", 30), _cal("fair", 20), _cal("probe", 1)]
+    r = race_mod.run_race(_rule_data(), None, cals, budget_left=None, params={}, metric="accuracy")
+    assert r.winner == "good" and r.folds == 3
+    by_round = [sorted(h.technique for h in r.heats if h.fold == i) for i in range(3)]
+    # four start, cheapest first; the better half (two) goes on, and two stay to the last fold
+    assert [h.technique for h in r.heats if h.fold == 0] == ["probe", "poor", "fair", "good"]
+    assert by_round[1] == by_round[2] == ["fair", "good"]
+    assert "out after round 1" in r.dropped["poor"] and "out after round 1" in r.dropped["probe"]
+    assert r.reason.startswith("good had the best mean held-out accuracy") and "3 of 3 folds" in r.reason
+
+
+def test_race_keeps_the_winners_full_fit_inside_the_budget(monkeypatch):
+    from warmstart.selection import race as race_mod
+
+    skills = {"dear": 0.9, "cheap": 0.6, "probe": 0.5}
+    monkeypatch.setattr(race_mod, "get_technique", lambda name, **kw: _Rule(skills[name]))
+    cals = [_cal("dear", 100), _cal("cheap", 10), _cal("probe", 1)]
+    # 100 s could pay for dear's full fit, but not for a heat of it as well: it must leave the race
+    r = race_mod.run_race(_rule_data(), None, cals, budget_left=100, params={}, metric="accuracy")
+    assert r.winner == "cheap" and "dear" not in {h.technique for h in r.heats}
+    assert "no longer fit" in r.dropped["dear"]
+    r = race_mod.run_race(_rule_data(), None, cals, budget_left=1000, params={}, metric="accuracy")
+    assert r.winner == "dear"
+
+
+def test_recommend_races_the_contenders_and_records_why(tiny_bert_dir, text_data):
+    from warmstart.backbones import get_backbone
+    from warmstart.features import FeatureCache
+    from warmstart.selection.recommend import Recommendation, recommend
+
+    bb = get_backbone(str(tiny_bert_dir))
+    few = text_data.subset(np.r_[0:8, 40:48, 80:88])
+    rec = recommend(few, bb, candidates=["bitfit", "probe"], cache=FeatureCache(enabled=False))
+    assert rec.race is not None and rec.technique == rec.race.winner
+    assert {h.technique for h in rec.race.heats} == {"bitfit", "probe"}
+    assert "won a race of" in rec.explain() and "fold 1" in rec.table()
+    back = Recommendation.from_dict(rec.to_dict())  # as a run's config stores it
+    assert back.race.heats == rec.race.heats and back.explain() == rec.explain()
 
 
 def test_fit_auto_records_its_choice(tiny_bert_dir, text_data, text_test):

@@ -68,6 +68,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         budget=args.budget,
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
+        race=not args.no_race,
         record={
             "data": _where(args.data),
             "test": _where(args.test),
@@ -439,6 +440,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         budget=args.budget,
         max_params=args.max_params,
         max_memory_mb=args.max_memory,
+        race=not args.no_race,
         candidates=[c.strip() for c in args.candidates.split(",")] if args.candidates else None,
         params=runtime_params(args),
         seed=args.seed,

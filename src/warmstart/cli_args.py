@@ -68,6 +68,12 @@ def _budget_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", help="CPU time the training may take, e.g. 90s, 5m, 1h (default: none)")
     g.add_argument("--max-params", help="most trainable parameters, e.g. 500k or 2M (default: none)")
     g.add_argument("--max-memory", type=float, help="most peak resident memory in MB (default: none)")
+    g.add_argument(
+        "--no-race",
+        action="store_true",
+        help="take the first technique that fits, in the order of expected accuracy, instead of racing the "
+        "ones that fit on held-out folds of the labelled rows",
+    )
 
 
 def _parser_fit(sub: Any) -> None:
@@ -477,8 +483,9 @@ def _parser_recommend(sub: Any) -> None:
     p = sub.add_parser(
         "recommend",
         help="measure each technique's cost on the data and recommend the best one that fits a budget",
-        description="Short calibration fits per candidate technique, best expected accuracy first; the first "
-        "whose predicted CPU time, trainable parameters and memory fit the limits is recommended.",
+        description="Short calibration fits per candidate technique, best expected accuracy first; those whose "
+        "predicted CPU time, trainable parameters and memory fit the limits race on held-out folds of the "
+        "labelled rows, and the best is recommended (--no-race: the first that fits).",
     )
     p.add_argument(
         "--data",

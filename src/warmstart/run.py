@@ -48,6 +48,7 @@ def fit_run(
     budget: str | float | None = None,
     max_params: str | float | None = None,
     max_memory_mb: float | None = None,
+    race: bool = True,
     record: dict | None = None,
     overwrite: bool = False,
     unlabeled: Dataset | None = None,
@@ -57,9 +58,11 @@ def fit_run(
     With ``shots=k`` the training rows are k per class from the training split, and no validation set is used
     (hyperparameters are chosen by cross-validation on those k rows), so the run sees k labels per class only.
 
-    ``technique="auto"`` picks the technique with ``selection.recommend``: the best expected accuracy whose cost,
+    ``technique="auto"`` picks the technique with ``selection.recommend``: among the techniques whose cost,
     measured by short calibration fits on the training rows, fits ``budget`` (CPU time such as "5m"),
-    ``max_params`` (trainable parameters) and ``max_memory_mb``; the choice is recorded in the config.
+    ``max_params`` (trainable parameters) and ``max_memory_mb``, the one that scores best in a race on held-out
+    folds of the training rows (``race=False``: the first in the order of expected accuracy); the choice and the
+    race are recorded in the config.
 
     ``technique="self_train:BASE"`` self-trains BASE on ``unlabeled`` rows (``selftrain``; its options are the
     ``self_train_*`` keys of ``params``); the result is a fitted BASE, and the config records every round.
@@ -84,7 +87,7 @@ def fit_run(
     split, train, val, test_ds = _run_rows(data, test, shots, seed, val_size, test_size)
     choice = None
     if technique == "auto":
-        choice = _choose(train, backbone, budget, max_params, max_memory_mb, params, seed)
+        choice = _choose(train, backbone, budget, max_params, max_memory_mb, params, seed, race)
         technique = base = choice.technique
         params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
     est = get_technique(base, backbone=backbone, seed=seed, **(params or {}))
@@ -179,7 +182,7 @@ def _self_training(
     return base, base_params, options
 
 
-def _choose(train, backbone, budget, max_params, max_memory_mb, params, seed) -> Any:
+def _choose(train, backbone, budget, max_params, max_memory_mb, params, seed, race=True) -> Any:
     """``technique="auto"``: ``selection.recommend``'s choice, or a clear error when nothing fits the limits."""
     from .selection.recommend import recommend
 
@@ -191,6 +194,7 @@ def _choose(train, backbone, budget, max_params, max_memory_mb, params, seed) ->
         max_memory_mb=max_memory_mb,
         params={k: v for k, v in (params or {}).items() if k in RUNTIME_KEYS},
         seed=seed,
+        race=race,
     )
     if choice.technique is None:
         raise ParameterError(choice.explain())

@@ -8,8 +8,11 @@ real training rows (the same backbone, batch size and precision as the real fit)
     cpu(units) = fixed + per_unit * units        units = optimizer steps (trained techniques) or rows (probe)
 
 then extrapolated to the full fit's planned steps, plus encoding the rest of the training rows at the measured
-per-row rate. The first candidate whose predicted CPU time fits what is left of the budget after calibration
-(and whose trainable parameters and peak memory fit their limits) is the recommendation.
+per-row rate. Candidates whose predicted CPU time fits what is left of the budget after calibration (and whose
+trainable parameters and peak memory fit their limits) are contenders: the first ``MAX_CONTENDERS`` trained
+techniques in the order that fit, and the probe. They race on held-out folds of the labelled rows
+(``selection.race``) and the best by measured accuracy (macro-F1 on imbalanced rows) is the recommendation.
+``race=False`` takes the first contender in the order without racing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +33,11 @@ from ..errors import ParameterError
 from ..evaluate import fit_measured
 from ..features import FeatureCache
 from ..runtime import resolve
+from ..study_stats import choose_metric
 from ..techniques import get_technique
+from .race import RaceResult, run_race
 
+MAX_CONTENDERS = 3  # trained techniques raced (besides the probe): each costs a calibration and its heats
 FEW_SHOT_PER_CLASS = 16  # at or below this many rows per class, the few-shot order applies
 PREFERENCE = {
     ("text", "few"): ("contrastive", "lp_ft", "finetune", "lora", "bitfit", "probe"),
@@ -64,11 +71,14 @@ class Recommendation:
     budget_cpu_s: float | None
     calibrations: list[Calibration]
     order: tuple[str, ...]
+    race: RaceResult | None = None  # the race among the contenders, when one was run
+    note: str = ""  # why no race was run, when contenders were left
 
     @classmethod
     def from_dict(cls, d: dict) -> Recommendation:
         """Back from ``to_dict`` (as a run's config records it)."""
-        return cls(**{**d, "calibrations": [Calibration(**c) for c in d["calibrations"]]})
+        race = RaceResult.from_dict(d["race"]) if d.get("race") else None
+        return cls(**{**d, "calibrations": [Calibration(**c) for c in d["calibrations"]], "race": race})
 
     def table(self) -> str:
         lines = [
@@ -81,6 +91,17 @@ class Recommendation:
                 f"| {c.technique} | {c.predicted_cpu_s:.0f} | {c.per_unit_cpu_s:.3f} | {c.trainable_params:,} | "
                 f"{c.peak_rss_mb:.0f} | {c.calibration_cpu_s:.1f} | {verdict} |"
             )
+        if self.race is not None and self.race.heats:
+            r = self.race
+            lines += [
+                "",
+                f"| technique | {' | '.join(f'fold {i + 1}' for i in range(r.folds))} | race CPU s |",
+            ]
+            lines.append("|---|" + "---|" * (r.folds + 1))
+            for t in dict.fromkeys(h.technique for h in r.heats):
+                by = {h.fold: h for h in r.heats if h.technique == t}
+                cells = [f"{by[i].score:.3f}" if i in by else "" for i in range(r.folds)]
+                lines.append(f"| {t} | {' | '.join(cells)} | {sum(h.cpu_s for h in by.values()):.1f} |")
         return "\n".join(lines)
 
     def explain(self) -> str:
@@ -95,6 +116,21 @@ class Recommendation:
                 f"backbone."
             )
         chosen = next(c for c in self.calibrations if c.technique == self.technique)
+        if self.race is not None and self.race.heats:
+            r = self.race
+            raced = list(dict.fromkeys(h.technique for h in r.heats))
+            text = (
+                f"{self.technique} won a race of {', '.join(raced)} on held-out folds of the labelled rows: "
+                f"{r.reason}. Calibration took {spent:.0f} CPU s and the race "
+                f"{sum(h.cpu_s for h in r.heats):.0f}; the full fit is predicted at {chosen.predicted_cpu_s:.0f}."
+            )
+            out = [f"{t} ({why})" for t, why in r.dropped.items()]
+            unfit = [f"{c.technique} ({c.reason})" for c in self.calibrations if not c.fits]
+            if out:
+                text += f" Left the race: {'; '.join(out)}."
+            if unfit:
+                text += f" Did not fit the limits: {'; '.join(unfit)}."
+            return text
         skipped = [c.technique for c in self.calibrations if c.technique != self.technique]
         text = (
             f"{self.technique} is the first of {', '.join(self.order)} (best expected accuracy first) that fits "
@@ -104,6 +140,8 @@ class Recommendation:
         )
         if skipped:
             text += f" Did not fit: {', '.join(skipped)}."
+        if self.note:
+            text += f" {self.note}"
         return text
 
     def to_dict(self) -> dict:
@@ -159,8 +197,10 @@ def recommend(
     params: dict[str, Any] | None = None,
     cache: FeatureCache | None = None,
     seed: int = 0,
+    race: bool = True,
 ) -> Recommendation:
-    """The technique with the best expected accuracy whose measured cost fits the limits.
+    """The technique that measured best on held-out folds of ``train`` among those whose measured cost fits the
+    limits (``race=False``: the first in the order of expected accuracy that fits, without racing).
 
     Example:
         >>> from warmstart.data import load_packaged, few_shot
@@ -183,7 +223,13 @@ def recommend(
     cache = cache if cache is not None else FeatureCache()
     spent = 0.0
     done: list[Calibration] = []
-    for name in order:
+    contenders: list[Calibration] = []
+    # the probe is the cheap floor every race includes, unless the candidates were given or it cannot train
+    floor = () if (candidates or train.multilabel or "probe" in order) else ("probe",)
+    for name in (*order, *floor):
+        trained = [c for c in contenders if c.technique != "probe"]
+        if race and name != "probe" and len(trained) >= MAX_CONTENDERS:
+            continue
         cal = calibrate(name, bb, train, params or {}, cache, seed)
         spent += cal.calibration_cpu_s
         left = None if budget_s is None else budget_s - spent
@@ -195,10 +241,38 @@ def recommend(
             cal.reason = f"peak {cal.peak_rss_mb:.0f} MB > {max_memory_mb:.0f} MB"
         else:
             cal.fits = True
+            contenders.append(cal)
         done.append(cal)
-        if cal.fits:
+        if cal.fits and not race:
             return Recommendation(name, dict(params or {}), budget_s, done, order)
-    return Recommendation(None, dict(params or {}), budget_s, done, order)
+    if not contenders:
+        return Recommendation(None, dict(params or {}), budget_s, done, order)
+    if len(contenders) == 1:
+        return Recommendation(
+            contenders[0].technique,
+            dict(params or {}),
+            budget_s,
+            done,
+            order,
+            note="It was the only contender.",
+        )
+    result = run_race(
+        train,
+        bb,
+        contenders,
+        budget_left=None if budget_s is None else budget_s - spent,
+        params={k: v for k, v in (params or {}).items()},
+        metric=choose_metric(dict(Counter(str(v) for v in train.labels))),
+        seed=seed,
+    )
+    if result is None or not result.winner:
+        why = (
+            "Not raced: a class has a single labelled row, so there is nothing to hold out."
+            if result is None
+            else "Not raced: no heat fitted the budget."
+        )
+        return Recommendation(contenders[0].technique, dict(params or {}), budget_s, done, order, note=why)
+    return Recommendation(result.winner, dict(params or {}), budget_s, done, order, race=result)
 
 
 def calibrate(
