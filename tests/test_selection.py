@@ -418,6 +418,20 @@ def test_race_halves_the_field_and_the_measured_best_wins(monkeypatch):
     assert r.reason.startswith("good had the best mean held-out accuracy") and "3 of 3 folds" in r.reason
 
 
+def test_race_overrules_the_order_only_on_clear_evidence(monkeypatch):
+    from warmstart.selection import race as race_mod
+
+    monkeypatch.setattr(race_mod, "get_technique", lambda name, **kw: _Rule({"fav": 0.7, "rival": 0.8}[name]))
+    cals = [_cal("fav", 10), _cal("rival", 10)]  # fav is the order's first choice
+    # 5 rows per class: the rival is right on 3 rows more (one per class), a sign test p of 1/8
+    r = race_mod.run_race(_rule_data(5), None, cals, budget_left=None, params={}, metric="accuracy")
+    assert r.mean_scores()["rival"] > r.mean_scores()["fav"]
+    assert r.winner == "fav" and "which stays" in r.reason and "3 of the 15" in r.reason
+    # 12 rows per class: 6 rows more, none fewer (p = 1/64): clear enough
+    r = race_mod.run_race(_rule_data(12), None, cals, budget_left=None, params={}, metric="accuracy")
+    assert r.winner == "rival" and "so it replaces fav" in r.reason
+
+
 def test_race_keeps_the_winners_full_fit_inside_the_budget(monkeypatch):
     from warmstart.selection import race as race_mod
 
