@@ -7,14 +7,14 @@ in round ``r`` every contender still in the race trains on the other folds' rows
 field is halved, keeping the best mean score so far, but never below two, until one is left or the folds run out
 (successive halving, cheapest contenders first in each round).
 
-The race overrules the order of expected accuracy (measured on other data sets) only on clear evidence: the
-best contender replaces the order's first choice if, on the held-out rows both were scored on, a one-sided sign
-test over the rows only one of them got right gives p < ``SWITCH_P``; with few labelled rows a fold holds a
-handful of rows, and a difference of one or two is noise.
+A heat is run only if, after it, the budget still holds the full fit of the most expensive contender still in
+the field; until it does, the most expensive contender leaves the race, with that reason. The best contender has
+the best mean score over the rounds the last field ran together; ties go to the cheaper technique.
 
-A heat is run only if, after it, the budget still holds the full fit of the most expensive contender still in the
-field; until it does, the most expensive contender leaves the race, with that reason. The winner is the best mean score
-over the rounds the last field ran together; ties go to the cheaper technique.
+The race overrules the order of expected accuracy (measured on other data sets) only on clear evidence: the best
+contender replaces the order's first choice if, on the held-out rows both were scored on, a one-sided sign test
+over the rows only one of them got right gives p < ``SWITCH_P``; with few labelled rows a fold holds a handful of
+rows, and a difference of one or two is noise.
 """
 
 from __future__ import annotations
