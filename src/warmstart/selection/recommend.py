@@ -131,7 +131,7 @@ class Recommendation:
             if unfit:
                 text += f" Did not fit the limits: {'; '.join(unfit)}."
             return text
-        skipped = [c.technique for c in self.calibrations if c.technique != self.technique]
+        skipped = [c.technique for c in self.calibrations if not c.fits]
         text = (
             f"{self.technique} is the first of {', '.join(self.order)} (best expected accuracy first) that fits "
             f"{budget}: predicted {chosen.predicted_cpu_s:.0f} CPU s for {chosen.units} "
@@ -261,7 +261,7 @@ def recommend(
         bb,
         contenders,
         budget_left=None if budget_s is None else budget_s - spent,
-        params={k: v for k, v in (params or {}).items()},
+        params=dict(params or {}),
         metric=choose_metric(dict(Counter(str(v) for v in train.labels))),
         seed=seed,
     )
