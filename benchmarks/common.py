@@ -45,6 +45,17 @@ def packaged_split(name: str, test_rows: int, test_size: float = 0.2) -> tuple:
     return pool, test
 
 
+def key_values(items: list[str]) -> dict:
+    """``KEY=VALUE`` options (``--param``) as a dict: numbers and true/false parsed as JSON, the rest strings."""
+    import json
+
+    out = {}
+    for item in items:
+        k, v = item.split("=", 1)
+        out[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+    return out
+
+
 def keyed_rows(path: Path) -> dict:
     """The rows already in a JSON-lines results file, by their ``key`` (none when the file does not exist yet);
     makes the file's folder."""

@@ -31,7 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import code_version, keyed_rows, packaged_split  # benchmarks/common.py, beside this script
+from common import (  # benchmarks/common.py, beside this script
+    code_version,
+    key_values,
+    keyed_rows,
+    packaged_split,
+)
 
 from warmstart.data import few_shot
 from warmstart.runtime import one_blas_thread
@@ -96,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    params = {}
-    for p in args.param:
-        k, v = p.split("=", 1)
-        params[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+    params = key_values(args.param)
     out = Path(args.output)
     rows = keyed_rows(out)
     version = code_version()

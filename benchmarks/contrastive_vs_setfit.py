@@ -38,7 +38,7 @@ import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # setfit's trainer shows a bar even with show_progress_bar=False
 
-from common import code_version, packaged_split  # benchmarks/common.py, beside this script
+from common import code_version, key_values, packaged_split  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
 from warmstart.backbones import get_backbone, minilm_l6_folder, unpack_mpnet
@@ -201,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     datasets, shots = args.data.split(","), [int(k) for k in args.shots.split(",")]
     methods = args.methods.split(",")
-    params = {}
-    for p in args.param:
-        k, v = p.split("=", 1)
-        params[k] = json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+    params = key_values(args.param)
     out = Path(args.output)
     results: dict = json.loads(out.read_text())["runs"] if out.is_file() else {}
     versions = method_versions(params, args.threads, args.backbone)

@@ -63,11 +63,16 @@ class RaceResult:
 
     def mean_scores(self, rounds: set[int] | None = None) -> dict[str, float]:
         """Each contender's mean score over ``rounds`` (default: every round it ran)."""
-        by: dict[str, list[float]] = {}
-        for h in self.heats:
-            if rounds is None or h.fold in rounds:
-                by.setdefault(h.technique, []).append(h.score)
-        return {t: float(np.mean(s)) for t, s in by.items()}
+        return mean_scores(self.heats, rounds)
+
+
+def mean_scores(heats: list[Heat], rounds: set[int] | None = None) -> dict[str, float]:
+    """Each technique's mean score over the heats of ``rounds`` (default: every round it ran)."""
+    by: dict[str, list[float]] = {}
+    for h in heats:
+        if rounds is None or h.fold in rounds:
+            by.setdefault(h.technique, []).append(h.score)
+    return {t: float(np.mean(s)) for t, s in by.items()}
 
 
 def race_folds(train: Dataset, folds: int = RACE_FOLDS, seed: int = 0) -> list[np.ndarray] | None:
@@ -112,6 +117,7 @@ def run_race(
     right: dict[tuple[str, int], np.ndarray] = {}  # (technique, round) -> which held-out rows it got right
     for r in range(k):
         train_rows = np.setdiff1d(all_rows, held_out[r])
+        held = train.subset(held_out[r])
         share = len(train_rows) / len(train)
         ran = []
         for t in list(field):
@@ -135,8 +141,8 @@ def run_race(
             start = time.process_time()
             est = get_technique(t, backbone=backbone, seed=seed, progress=False, use_cache=False, **params)
             est.fit(train.subset(train_rows))
-            pred = np.asarray([str(p) for p in est.predict(train.subset(held_out[r]).inputs)])
-            truth = np.asarray([str(v) for v in train.subset(held_out[r]).labels])
+            pred = np.asarray([str(p) for p in est.predict(held.inputs)])
+            truth = np.asarray([str(v) for v in held.labels])
             right[(t, r)] = pred == truth
             cpu = time.process_time() - start
             spent += cpu
@@ -148,7 +154,7 @@ def run_race(
             completed.append(r)
         if not field:
             break
-        means = RaceResult("", heats, metric, k, "", {}).mean_scores(set(completed) or None)
+        means = mean_scores(heats, set(completed) or None)
         keep = max(2, math.ceil(len(field) / 2))
         ordered = sorted(field, key=lambda t: (-means.get(t, -1.0), cost[t].predicted_cpu_s))
         for t in ordered[keep:]:
@@ -159,7 +165,7 @@ def run_race(
     if not heats:
         return RaceResult("", heats, metric, k, "no heat fitted the budget", dropped)
     rounds = set(completed) or {h.fold for h in heats}
-    means = RaceResult("", heats, metric, k, "", {}).mean_scores(rounds)
+    means = mean_scores(heats, rounds)
     final = [t for t in field if t in means] or list(means)
     best = min(final, key=lambda t: (-means[t], cost[t].predicted_cpu_s))
     others = ", ".join(f"{t} {means[t]:.3f}" for t in sorted(final, key=lambda t: -means[t]) if t != best)
