@@ -90,12 +90,14 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache) -> dict
     from warmstart.techniques.base import encode_labels
 
     bb = get_backbone(spec)
-    X = np.asarray(cache.get(bb, labelled, progress=False), dtype=np.float64)
+    with measure() as extraction:
+        X = np.asarray(cache.get(bb, labelled, progress=False), dtype=np.float64)
     classes = np.array(sorted({str(v) for v in labelled.labels}))
     scores, score_s = score_features(X, encode_labels(labelled.labels, classes), SCORES, bb.source_proba(X))
     out = {
         "scores": scores,
         "score_seconds": score_s,
+        "extract_cpu_s": round(extraction.cpu_seconds, 2),
         "size": float(sum(p.numel() for p in bb.module.parameters())),
         "flops": forward_flops(bb, labelled) / len(labelled),
     }
@@ -166,9 +168,10 @@ def summarise(rows: list[dict], finetune: str) -> None:
         for label, truth in truths.items():
             best = max(truth.values())
             print(
-                f"\nagainst {label}: | score | tau | weighted tau | tau - size prior's | regret of its top pick |"
+                f"\nagainst {label}: | score | tau | weighted tau | tau - size prior's | regret of its top pick "
+                f"| CPU share of {finetune} on every candidate |"
             )
-            print("|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|")
             size_tau = taus(mean(lambda c: c["size"]), truth)[0]
             for s in (*PRIORS, *SCORES):
                 vals = mean(lambda c, s=s: value(c, s))
@@ -176,14 +179,29 @@ def summarise(rows: list[dict], finetune: str) -> None:
                     continue
                 t, wt = taus(vals, truth)
                 regret = best - truth[max(vals, key=vals.get)]
-                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret))
-                print(f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points |")
+                share = cost_share(cells, s, finetune)
+                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret, share))
+                print(
+                    f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points "
+                    f"| {100 * share:.2f}% |"
+                )
     print("\nmeans over data sets and label counts")
-    print("| truth | score | mean tau | mean weighted tau | mean regret (points) | cells |")
-    print("|---|---|---|---|---|---|")
+    print("| truth | score | mean tau | mean weighted tau | mean regret (points) | mean CPU share | cells |")
+    print("|---|---|---|---|---|---|---|")
     for (truth, s), v in sorted(means.items()):
-        t, wt, reg = (statistics.mean(x[i] for x in v) for i in range(3))
-        print(f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {len(v)} |")
+        t, wt, reg, share = (statistics.mean(x[i] for x in v) for i in range(4))
+        print(f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% | {len(v)} |")
+
+
+def cost_share(cells: list[dict], score: str, finetune: str) -> float:
+    """What ranking by ``score`` cost (extracting the labelled rows' features and computing the score, every
+    candidate) as a share of fine-tuning every candidate on the same rows; 0 for the priors, which read the
+    model only. Extraction is counted where the feature cache missed, so a later seed's share can be lower."""
+    if score in PRIORS:
+        return 0.0
+    spent = sum(c.get("extract_cpu_s", 0.0) + c["score_seconds"].get(score, 0.0) for c in cells)
+    tuned = sum(c[finetune]["cpu_s"] for c in cells if finetune in c)
+    return spent / tuned if tuned else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune", default="lp_ft", help="the fine-tuning technique of the truth, or none")
     ap.add_argument("--output", default="runs/bench/ranking_pools.jsonl")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from warmstart.data import few_shot
     from warmstart.features import FeatureCache
 
