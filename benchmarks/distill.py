@@ -44,6 +44,8 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-T2": ("static", {"temperature": 2.0}),
     "static-hard0": ("static", {"hard_weight": 0.0}),
     "static-e8": ("static", {"params": {"epochs": 8}}),
+    "static-val": ("static", {"val_fraction": 0.1}),
+    "static-val-e12": ("static", {"val_fraction": 0.1, "params": {"epochs": 12}}),
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
     "m2v": ("model2vec", {}),
     "m2v-pseudo": ("model2vec", {"pseudo": True}),
@@ -138,6 +140,7 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
         "parameters": c["student"]["parameters"],
         "teacher_speed": c["teacher"]["speed"],
         "transfer_rows": c["transfer_rows"],
+        "best_epoch": c.get("best_epoch"),
         **fit,
     }
 

@@ -112,6 +112,42 @@ def test_soft_target_mixing_and_temperature():
     assert soft[0].max() < proba[0].max() and np.allclose(soft.sum(1), 1)
 
 
+def test_validation_rows_come_from_the_unlabelled_rows_only():
+    from warmstart.distill import MIN_VALIDATION_ROWS, validation_rows
+
+    known = np.array([True] * 40 + [False] * 600)
+    held = validation_rows(known, 0.1, seed=3)
+    assert len(held) == 60 and not known[held].any() and len(set(held)) == 60
+    np.testing.assert_array_equal(held, validation_rows(known, 0.1, seed=3))  # the seed decides
+    assert validation_rows(known, 0.0, seed=3) is None
+    few = np.array([True] * 40 + [False] * (MIN_VALIDATION_ROWS * 5))
+    assert validation_rows(few, 0.1, seed=0) is None  # 25 rows would choose an epoch by noise
+
+
+def test_distill_with_validation_keeps_the_best_epoch_on_held_out_rows(tiny_bert_dir):
+    from warmstart.data import Dataset
+    from warmstart.distill import distill
+    from warmstart.techniques import get_technique
+
+    texts, labels = make_sentences(10, seed=0)
+    train = Dataset(texts, labels, "text", "train")
+    teacher = get_technique("finetune", backbone=str(tiny_bert_dir), epochs=2, progress=False).fit(train)
+    more, _ = make_sentences(200, seed=7)
+    unlabeled = Dataset(more, None, "text", "unlabeled")
+    test = Dataset(*make_sentences(5, seed=9), "text", "test")
+    result = distill(teacher, train, unlabeled, test, pca_dims=8, val_fraction=0.1, measure_speed=False,
+                     params={"epochs": 3, "progress": False})  # fmt: skip
+    d = result.metrics["distillation"]
+    assert d["validation_rows"] == 60 and d["transfer_rows"] == 30 + 540 and d["labelled_rows"] == 30
+    assert 1 <= d["best_epoch"] <= 3 and result.config["val_fraction"] == 0.1
+    # every epoch was scored on the held-out rows
+    assert all(any(k.startswith("val_") for k in h) for h in result.estimator.history_)
+    plain = distill(teacher, train, unlabeled, test, pca_dims=8, measure_speed=False,
+                    params={"epochs": 3, "progress": False})  # fmt: skip
+    assert plain.metrics["distillation"]["validation_rows"] == 0
+    assert plain.metrics["distillation"]["transfer_rows"] == 630
+
+
 def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_path, tiny_bert_dir, capsys):
     from warmstart.artifact import load_artifact
     from warmstart.cli import main
@@ -158,6 +194,11 @@ def test_distill_refuses_bad_settings_before_training(tmp_path, tiny_bert_dir, c
         == 2
     )
     assert "temperature must be above 0" in capsys.readouterr().err
+    assert (
+        main(["distill", str(tmp_path / "teacher"), "--val-fraction", "1", "--output", str(tmp_path / "s")])
+        == 2
+    )
+    assert "val_fraction within [0, 1) (got 1.0)" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
     # --unlabeled is read as the teacher reads; a folder that is no artifact is named before any work
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "u.csv", index=False)

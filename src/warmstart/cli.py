@@ -370,6 +370,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         pca_dims=args.pca_dims,
         seed=args.seed,
         measure_speed=not args.no_speed,
+        val_fraction=args.val_fraction,
     )
     print(distill_text(result))
     return 0

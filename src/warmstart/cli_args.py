@@ -219,6 +219,13 @@ def _parser_distill(sub: Any) -> None:
     p.add_argument(
         "--pca-dims", type=int, default=256, help="static student: vector size after PCA (default: 256)"
     )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="hold out this share of the unlabelled rows and keep the student's epoch that agrees best with "
+        "the teacher there (default: 0, train every epoch)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="student technique hyperparameter"

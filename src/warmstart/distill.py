@@ -118,11 +118,26 @@ def size_of(est: Any) -> dict:
     return {"parameters": int(params), "fp32_mb": round(params * 4 / 2**20, 2)}
 
 
-def check_options(temperature: float, hard_weight: float) -> None:
-    if temperature <= 0 or not 0 <= hard_weight <= 1:
+def check_options(temperature: float, hard_weight: float, val_fraction: float = 0.0) -> None:
+    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1:
         raise ParameterError(
-            f"temperature must be above 0 (got {temperature}) and hard_weight within [0, 1] (got {hard_weight})."
+            f"temperature must be above 0 (got {temperature}), hard_weight within [0, 1] (got {hard_weight}) "
+            f"and val_fraction within [0, 1) (got {val_fraction})."
         )
+
+
+MIN_VALIDATION_ROWS = 50
+
+
+def validation_rows(known: np.ndarray, fraction: float, seed: int) -> np.ndarray | None:
+    """Indices of the transfer rows held out to choose the student's epoch: a random ``fraction`` of the
+    unlabelled rows (the labelled ones are too few to spare, and the teacher's labels are the yardstick there
+    anyway), or None when that is under ``MIN_VALIDATION_ROWS`` rows."""
+    pool = np.flatnonzero(~known)
+    n = int(round(fraction * len(pool)))
+    if fraction <= 0 or n < MIN_VALIDATION_ROWS:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
 
 
 def distill_run(
@@ -140,7 +155,9 @@ def distill_run(
     as an artifact whose metrics and model card hold the comparison."""
     from .artifact import check_output, held_out, load_artifact, save_artifact, training_rows
 
-    check_options(options.get("temperature", 1.0), options.get("hard_weight", 0.5))
+    check_options(
+        options.get("temperature", 1.0), options.get("hard_weight", 0.5), options.get("val_fraction", 0)
+    )
     if output is not None:
         check_output(output, overwrite)
     teacher_est = load_artifact(teacher, device=(options.get("params") or {}).get("device", "auto"))
@@ -187,14 +204,19 @@ def distill(
     pca_dims: int | None = 256,
     seed: int = 0,
     measure_speed: bool = True,
+    val_fraction: float = 0.0,
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
-    at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``."""
+    at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
+
+    ``val_fraction``: hold out that share of the unlabelled rows (``validation_rows``) and keep the student's
+    epoch that agrees best with the teacher on them, stopping after the technique's ``patience`` epochs
+    without gain."""
     from .evaluate import evaluate_predictions, fit_measured
     from .techniques import get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
-    check_options(temperature, hard_weight)
+    check_options(temperature, hard_weight, val_fraction)
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
@@ -208,10 +230,20 @@ def distill(
             f"--technique {technique!r} cannot train on soft targets; use finetune (or another technique that "
             f"trains with the shared loop: lp_ft, lora, bitfit, l2sp)."
         )
-    fit_cost = fit_measured(est, data, soft_targets=SoftTargets(classes, targets, temperature))
+    held = validation_rows(known, val_fraction, seed)
+    val = None
+    if held is not None:
+        train_rows = np.setdiff1d(np.arange(len(data)), held)
+        data, val, targets = data.subset(train_rows), data.subset(held), targets[train_rows]
+    fit_cost = fit_measured(est, data, val, soft_targets=SoftTargets(classes, targets, temperature))
     metrics, predict_s, pred = evaluate_predictions(est, test)
     metrics["distillation"] = compare(teacher, est, test, (metrics, pred), measure_speed)
-    metrics["distillation"].update(transfer_rows=len(data), labelled_rows=int(known.sum()))
+    metrics["distillation"].update(
+        transfer_rows=len(data),
+        labelled_rows=int(known.sum()),
+        validation_rows=0 if val is None else len(val),
+        best_epoch=getattr(est, "best_epoch_", None) if val is not None else None,
+    )
     metrics["timings"] = {
         "fit_seconds": round(fit_cost.wall_seconds, 3),
         "predict_seconds": round(predict_s, 3),
@@ -221,6 +253,7 @@ def distill(
         "trainable_params": est.trainable_parameters(),
     }
     config = _config(teacher, est, student, technique, temperature, hard_weight, seed, data, test)
+    config["val_fraction"] = val_fraction
     return DistillResult(est, metrics, config)
 
 
