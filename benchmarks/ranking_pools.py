@@ -16,7 +16,8 @@ Per data set and label count (scores and truths averaged over the seeds) it prin
 (``scipy.stats.weightedtau``: disagreements near the top of the order count more, as in the transferability
 literature) between each score and the truth, each score's margin over the size prior's tau, and the regret of
 its top pick (the best candidate's truth minus the pick's); then the means over data sets and label counts. The
-metric is macro-F1 where the test rows' largest class is over 3x the smallest, else accuracy.
+metric is macro-F1 where the test rows' largest class is over 3x the smallest, else accuracy; the scores estimate what
+``warmstart rank`` would choose from the pool's class counts (rows before that was so estimated accuracy).
 
     python benchmarks/ranking_pools.py --data trec,bbc-news,sms-spam,fashion-mnist,digits --shots 16,64 --seeds 3
     python benchmarks/ranking_pools.py --summary-only [--code VERSION]
@@ -81,8 +82,10 @@ def value(cell: dict, name: str) -> float:
 PRIORS = ("size", "flops")
 
 
-def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache) -> dict:
-    """One candidate on one (data set, labels per class, seed): scores, priors, probe and fine-tuned scores."""
+def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric: str) -> dict:
+    """One candidate on one (data set, labels per class, seed): scores, priors, probe and fine-tuned scores.
+    ``metric``: what ``knn``, ``ridge_loo`` and ``probe_cv`` estimate, as ``warmstart rank`` chooses it from
+    the full pool's class counts."""
     from warmstart.backbones import get_backbone
     from warmstart.cost import forward_flops, measure
     from warmstart.evaluate import evaluate
@@ -96,7 +99,8 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache) -> dict
         FeatureCache(enabled=False).get(bb, labelled, progress=False)
     X = np.asarray(cache.get(bb, labelled, progress=False), dtype=np.float64)
     classes = np.array(sorted({str(v) for v in labelled.labels}))
-    scores, score_s = score_features(X, encode_labels(labelled.labels, classes), SCORES, bb.source_proba(X))
+    y = encode_labels(labelled.labels, classes)
+    scores, score_s = score_features(X, y, SCORES, bb.source_proba(X), metric=metric)
     out = {
         "scores": scores,
         "score_seconds": score_s,
@@ -228,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from warmstart.data import few_shot
     from warmstart.features import FeatureCache
+    from warmstart.study_stats import choose_metric
 
     if args.code and not args.summary_only:
         ap.error("--code reads rows of another version; it goes with --summary-only")
@@ -238,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     for data in args.data.split(","):
         pool, test = packaged_split(data, args.test_rows)
         support = {str(c): n for c, n in test.class_counts().items()}
+        metric = choose_metric({str(c): n for c, n in pool.class_counts().items()})
         for k in (int(s) for s in args.shots.split(",")):
             for seed in range(args.seeds):
                 labelled = pool.subset(few_shot(pool.labels, k, seed=seed))
@@ -248,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                     if key not in done and not args.summary_only:
                         start = time.perf_counter()
                         row = {"key": key, "code": version, **params, "test_support": support}
-                        row.update(run_cell(spec, labelled, test, seed, args.finetune, cache))
+                        row["score_metric"] = metric
+                        row.update(run_cell(spec, labelled, test, seed, args.finetune, cache, metric))
                         row["seconds"] = round(time.perf_counter() - start, 1)
                         with out.open("a") as f:
                             f.write(json.dumps(row) + "\n")
