@@ -176,7 +176,7 @@ def summarise(rows: list[dict], finetune: str) -> None:
             best = max(truth.values())
             print(
                 f"\nagainst {label}: | score | tau | weighted tau | tau - size prior's | regret of its top pick "
-                f"| CPU share of {finetune} on every candidate |"
+                f"| CPU share of {finetune} on every candidate (the score alone) |"
             )
             print("|---|---|---|---|---|---|")
             size_tau = taus(mean(lambda c: c["size"]), truth)[0]
@@ -186,28 +186,37 @@ def summarise(rows: list[dict], finetune: str) -> None:
                     continue
                 t, wt = taus(vals, truth)
                 regret = best - truth[max(vals, key=vals.get)]
-                share = cost_share(cells, s, finetune)
-                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret, share))
+                share, alone = (
+                    cost_share(cells, s, finetune),
+                    cost_share(cells, s, finetune, extraction=False),
+                )
+                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret, share, alone))
                 print(
                     f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points "
-                    f"| {100 * share:.2f}% |"
+                    f"| {100 * share:.2f}% ({100 * alone:.2f}%) |"
                 )
     print("\nmeans over data sets and label counts")
-    print("| truth | score | mean tau | mean weighted tau | mean regret (points) | mean CPU share | cells |")
+    print(
+        "| truth | score | mean tau | mean weighted tau | mean regret (points) | mean CPU share (the score alone) "
+        "| cells |"
+    )
     print("|---|---|---|---|---|---|---|")
     for (truth, s), v in sorted(means.items()):
-        t, wt, reg, share = (statistics.mean(x[i] for x in v) for i in range(4))
-        print(f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% | {len(v)} |")
+        t, wt, reg, share, alone = (statistics.mean(x[i] for x in v) for i in range(5))
+        print(
+            f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% ({100 * alone:.2f}%) "
+            f"| {len(v)} |"
+        )
 
 
-def cost_share(cells: list[dict], score: str, finetune: str) -> float:
+def cost_share(cells: list[dict], score: str, finetune: str, extraction: bool = True) -> float:
     """What ranking by ``score`` cost (extracting the labelled rows' features and computing the score, every
     candidate) as a share of fine-tuning every candidate on the same rows; 0 for the priors, which read the
     model only. Extraction is timed with the feature cache off (rows written before that was so timed it only
-    where the cache missed)."""
+    where the cache missed). ``extraction=False``: the score alone, for a user whose features are cached."""
     if score in PRIORS:
         return 0.0
-    spent = sum(c.get("extract_cpu_s", 0.0) + c["score_seconds"].get(score, 0.0) for c in cells)
+    spent = sum(extraction * c.get("extract_cpu_s", 0.0) + c["score_seconds"].get(score, 0.0) for c in cells)
     tuned = sum(c[finetune]["cpu_s"] for c in cells if finetune in c)
     return spent / tuned if tuned else float("nan")
 
