@@ -142,6 +142,12 @@ def summarise(rows: list[dict], finetune: str) -> None:
     means: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for (data, shots), cells in sorted(groups.items()):
         metric = choose_metric(cells[0]["test_support"])
+        # only the seeds every candidate has finished: a half-run seed would average candidates over other rows
+        names = {c["backbone"] for c in cells}
+        complete = {
+            s for s in {c["seed"] for c in cells} if {c["backbone"] for c in cells if c["seed"] == s} == names
+        }
+        cells = [c for c in cells if c["seed"] in complete]
         by: dict[str, list[dict]] = {}
         for c in cells:
             by.setdefault(c["backbone"], []).append(c)
