@@ -242,7 +242,7 @@ def distill(
         transfer_rows=len(data),
         labelled_rows=int(known.sum()),
         validation_rows=0 if val is None else len(val),
-        best_epoch=getattr(est, "best_epoch_", None) if val is not None else None,
+        best_epoch=est.best_epoch_ if val is not None else None,
     )
     metrics["timings"] = {
         "fit_seconds": round(fit_cost.wall_seconds, 3),
@@ -252,8 +252,9 @@ def distill(
         **{f"fit_{k}": v for k, v in fit_cost.to_dict().items()},
         "trainable_params": est.trainable_parameters(),
     }
-    config = _config(teacher, est, student, technique, temperature, hard_weight, seed, data, test)
-    config["val_fraction"] = val_fraction
+    config = _config(
+        teacher, est, student, technique, temperature, hard_weight, val_fraction, seed, data, test
+    )
     return DistillResult(est, metrics, config)
 
 
@@ -282,7 +283,9 @@ def compare(
     return out
 
 
-def _config(teacher, est, student, technique, temperature, hard_weight, seed, data, test) -> dict:
+def _config(
+    teacher, est, student, technique, temperature, hard_weight, val_fraction, seed, data, test
+) -> dict:
     from . import __version__
 
     return {
@@ -294,6 +297,7 @@ def _config(teacher, est, student, technique, temperature, hard_weight, seed, da
         "student": student,
         "temperature": temperature,
         "hard_weight": hard_weight,
+        "val_fraction": val_fraction,
         "seed": seed,
         "n_train": len(data),
         "n_test": len(test),
