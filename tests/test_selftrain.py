@@ -65,6 +65,22 @@ def test_self_training_never_sees_the_unlabelled_rows_labels(tiny_bert_dir):
     assert model.self_training_["unlabeled_rows"] == len(pool)
 
 
+def test_self_training_joins_images_of_another_size(tiny_image_backbone):
+    """Labelled 16x16 images, unlabelled 24x24 ones from another source (8x8 digits beside 28x28 MNIST):
+    the pseudo-labelled rows join the labelled ones as they are, each resized by the backbone."""
+    from tests.conftest import make_images
+    from warmstart.techniques.probe import LinearProbe
+
+    small, labels = make_images(4, size=16, seed=0)
+    large, _ = make_images(5, size=24, seed=1)
+    train = Dataset(small, labels, "image", "small")
+    pool = Dataset(large, None, "image", "large")
+    probe = LinearProbe(backbone=tiny_image_backbone, progress=False, C=1.0)
+    model = fit_self_training(probe, train, pool, self_train_rounds=1, self_train_portion=1.0)
+    assert model.n_train_ == len(train) + len(pool)
+    assert model.predict(pool).shape == (len(pool),)
+
+
 def test_self_training_predicts_in_chunks_with_the_same_result(tiny_bert_dir, monkeypatch):
     import warmstart.selftrain as st
 

@@ -110,7 +110,9 @@ def get_backbone(name_or_path: str, **kwargs) -> Backbone:
 
         >>> get_backbone("hf:facebook/dinov2-small")  # doctest: +SKIP
     """
-    base, options = parse_backbone_spec(name_or_path)
+    # a folder is a folder, even with a colon in its name (one named after an option spec, for instance)
+    is_folder = Path(name_or_path).expanduser().is_dir()
+    base, options = (name_or_path, {}) if is_folder else parse_backbone_spec(name_or_path)
     init, seed = options.pop("init", "pretrained"), int(options.pop("seed", 0))
     if init not in ("pretrained", "random"):
         raise BackboneError(f"{name_or_path!r}: init must be 'pretrained' or 'random'; got {init!r}.")
