@@ -90,11 +90,15 @@ def test_local_transformers_folder_loads(tiny_bert_dir):
 def test_a_folder_with_a_colon_in_its_name_loads_as_a_folder(tiny_bert_dir, tmp_path):
     import shutil
 
-    folder = tmp_path / "bert:num_layers=1"  # named after an option spec, as a derived backbone's folder may be
+    folder = (
+        tmp_path / "bert:num_layers=1"
+    )  # named after an option spec, as a derived backbone's folder may be
     shutil.copytree(tiny_bert_dir, folder)
     bb = get_backbone(str(folder))
     assert bb.encode(["code"], progress=False).shape == (1, 32)
-    assert bb.fingerprint() == get_backbone(str(tiny_bert_dir)).fingerprint()  # both layers kept, not cut to 1
+    assert (
+        bb.fingerprint() == get_backbone(str(tiny_bert_dir)).fingerprint()
+    )  # both layers kept, not cut to 1
 
 
 def test_length_sorted_dynamic_batches_match_one_at_a_time(tiny_bert_dir, text_data):

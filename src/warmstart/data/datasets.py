@@ -141,7 +141,9 @@ def join_datasets(parts: Sequence[Dataset], source: str) -> Dataset:
         raise DataError(f"{source}: cannot join {', '.join(sorted({d.modality for d in parts}))} rows.")
     if len(parts) == 1:
         inputs: Any = parts[0].inputs
-    elif all(isinstance(d.inputs, np.ndarray) for d in parts) and len({d.inputs.shape[1:] for d in parts}) == 1:
+    elif (
+        all(isinstance(d.inputs, np.ndarray) for d in parts) and len({d.inputs.shape[1:] for d in parts}) == 1
+    ):
         inputs = np.concatenate([d.inputs for d in parts])
     else:  # paths, or arrays of different sizes (8x8 labelled digits beside 28x28 unlabelled MNIST)
         inputs = [x for d in parts for x in d.inputs]
