@@ -7,6 +7,10 @@ rows are the pool rows a seed did not draw as labelled ones.
     python benchmarks/unlabeled.py --source vader-movie --target vader-amazon --shots 16,64 --seeds 5
     python benchmarks/unlabeled.py --source trec --target trec --shots 16,64 --seeds 5
 
+The ``finetune`` configurations fine-tune the whole backbone instead of probing it; ``finetune+coral`` adds the
+Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training, for image CNNs). Every
+configuration is paired with the plain configuration of its own technique (``probe`` or ``finetune``).
+
 The ``dapt`` configurations probe a backbone adapted by ``warmstart adapt`` (unsupervised SimCSE) to every
 unlabelled row of the target data set (its test sample left out; labels never read), adapted once and kept
 under ``runs/bench/adapted/``.
@@ -29,17 +33,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import code_version, keyed_rows, packaged_split  # noqa: E402
 
-# name -> (on the adapted backbone?, self-train?, probe parameters)
-CONFIGS: dict[str, tuple[bool, bool, dict]] = {
-    "probe": (False, False, {}),
-    "self_train": (False, True, {}),
-    "mean": (False, False, {"align": "mean"}),
-    "coral": (False, False, {"align": "coral"}),
-    "coral+self_train": (False, True, {"align": "coral"}),
-    "dapt": (True, False, {}),
-    "dapt+coral": (True, False, {"align": "coral"}),
-    "dapt+coral+self_train": (True, True, {"align": "coral"}),
+# name -> (on the adapted backbone?, self-train?, technique, its parameters)
+CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
+    "probe": (False, False, "probe", {}),
+    "self_train": (False, True, "probe", {}),
+    "mean": (False, False, "probe", {"align": "mean"}),
+    "coral": (False, False, "probe", {"align": "coral"}),
+    "coral+self_train": (False, True, "probe", {"align": "coral"}),
+    "dapt": (True, False, "probe", {}),
+    "dapt+coral": (True, False, "probe", {"align": "coral"}),
+    "dapt+coral+self_train": (True, True, "probe", {"align": "coral"}),
+    "finetune": (False, False, "finetune", {}),
+    "finetune+coral": (False, False, "finetune", {"align": "coral"}),
 }
+
+
+def base_config(name: str) -> str:
+    """The configuration ``name`` is paired with: its technique without unlabelled rows."""
+    return CONFIGS[name][2]
 
 
 def run_one(name, labelled, unlabeled, test, backbone, seed) -> dict:
@@ -48,8 +59,8 @@ def run_one(name, labelled, unlabeled, test, backbone, seed) -> dict:
     from warmstart.evaluate import evaluate
     from warmstart.selftrain import fit_self_training, unlabeled_kw
 
-    _, self_train, params = CONFIGS[name]
-    est = get_technique("probe", backbone=backbone, seed=seed, progress=False, **params)
+    _, self_train, technique, params = CONFIGS[name]
+    est = get_technique(technique, backbone=backbone, seed=seed, progress=False, **params)
     with measure() as cost:
         if self_train:
             est = fit_self_training(est, labelled, unlabeled)
@@ -74,7 +85,12 @@ def main() -> None:
     ap.add_argument("--backbone", default="all-MiniLM-L6-v2")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--output", default="runs/bench/unlabeled.jsonl")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from warmstart.data import few_shot
     from warmstart.study_stats import mean_ci, paired
@@ -116,16 +132,18 @@ def main() -> None:
                 results[(name, k, seed)] = done[key]
                 print(f"{name} k={k} seed={seed}: {done[key]['accuracy']:.4f}", file=sys.stderr)
     print(f"\n{args.source} -> {args.target} ({args.backbone}, code {version}); test {len(test)} rows")
-    print("| configuration | k/class | accuracy | vs probe, points [95% CI] | CPU s per fit |")
+    print("| configuration | k/class | accuracy | vs its technique alone, points [95% CI] | CPU s per fit |")
     print("|---|---|---|---|---|")
     for k in [int(s) for s in args.shots.split(",")]:
-        base = {
-            s: results[("probe", k, s)]["accuracy"] for s in range(args.seeds) if ("probe", k, s) in results
-        }
         for name in configs:
+            base = {
+                s: results[(base_config(name), k, s)]["accuracy"]
+                for s in range(args.seeds)
+                if (base_config(name), k, s) in results
+            }
             acc = {s: results[(name, k, s)]["accuracy"] for s in range(args.seeds)}
             m = mean_ci(list(acc.values()))
-            cmp = paired(acc, base) if name != "probe" else None
+            cmp = paired(acc, base) if name != base_config(name) and base else None
             diff = (
                 ""
                 if not cmp
