@@ -207,9 +207,12 @@ def test_the_key_format_is_pinned(text_data):
     from warmstart.features import FORMAT_VERSION
 
     def key_of(how, **kw):
+        kind = kw.pop("kind", "weights")
         fields = dict(fingerprint=lambda: "fp", preprocess_config=lambda: {"b": 2, "a": 1})
         bb = SimpleNamespace(
-            device=torch.device(kw.pop("device", "cpu")), bf16_kind=kw.pop("kind", "weights"), **fields
+            device=torch.device(kw.pop("device", "cpu")),
+            low_precision_kind=lambda precision, n_rows: kind,
+            **fields,
         )
         return FeatureCache("unused").key(bb, text_data, how)
 

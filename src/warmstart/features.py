@@ -52,8 +52,9 @@ class FeatureCache:
 
         precision = resolve_precision(precision, backbone.device)
         how = precision
-        if precision != "fp32" and backbone.bf16_kind != "autocast":
-            how = f"{precision}-{backbone.bf16_kind}"
+        kind = backbone.low_precision_kind(precision, len(data)) if precision != "fp32" else "autocast"
+        if kind != "autocast":
+            how = f"{precision}-{kind}"
         if backbone.device.type != "cpu":
             how = f"{how}@{backbone.device.type}"
         h = hashlib.blake2b(digest_size=20)

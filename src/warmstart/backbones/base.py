@@ -104,6 +104,12 @@ class Backbone(ABC):
     # low-precision copy of the whole module); part of the feature-cache key, since the two give slightly
     # different features
     bf16_kind: str = "autocast"
+
+    def low_precision_kind(self, precision: str, n_rows: int) -> str:
+        """How ``encode`` computes ``n_rows`` rows at ``precision`` (bf16/fp16): ``bf16_kind`` unless the backbone
+        chooses per machine (image backbones do)."""
+        return self.bf16_kind
+
     # the learning rate full fine-tuning starts from (lr="auto") where this kind of backbone needs another than
     # its modality's default (a static embedding table trains at a far higher rate than a transformer)
     tuning_lr: float | None = None

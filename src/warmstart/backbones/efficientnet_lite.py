@@ -238,9 +238,11 @@ class EfficientNetLiteBackbone(ImageBackbone):
         s = self.image_size
         return ImagePreprocess((s, s), None, (127.0,) * 3, (128.0,) * 3, rescale=1.0, resample="bilinear")
 
-    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, pixels: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Pooled features; ``module`` replaces the model (its low-precision copy)."""
+        module = self.module if module is None else module
         pixels = pixels.contiguous(memory_format=torch.channels_last)
-        return self.module.forward_head(self.module.forward_features(pixels), pre_logits=True)
+        return module.forward_head(module.forward_features(pixels), pre_logits=True).float()
 
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file

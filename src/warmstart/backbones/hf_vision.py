@@ -148,8 +148,9 @@ class HFVisionBackbone(ImageBackbone):
     def preprocess_config(self) -> dict:
         return {"kind": "image", "family": self.model_type, "pooling": self.pooling, **self._pre.to_dict()}
 
-    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.module(pixel_values=pixels)
+    def forward_features(self, pixels: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Pooled features; ``module`` replaces the model (its low-precision copy)."""
+        out = (self.module if module is None else module)(pixel_values=pixels)
         if self.pooling == "projected":
             return out.image_embeds.float()
         if self.pooling == "cls":

@@ -7,7 +7,8 @@ all use it. Its ``geometry`` (resize, then centre-crop) needs only NumPy and Pil
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from .base import Backbone, BatchSource, collated_batches
+from .image_tuning import CopyCache, ImageEncodeSettings, low_precision_forward
+from .image_tuning import choose as choose_image_settings
 
 RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}  # Pillow's codes
 
@@ -109,10 +112,44 @@ class ImageBackbone(Backbone):
     ``forward_features(pixels)``."""
 
     modality = "image"
+    last_encode_settings: ImageEncodeSettings | None = None
 
     @property
     def image_preprocess(self) -> ImagePreprocess:
         raise NotImplementedError
+
+    # -- low precision on a CPU: autocast or a bf16 copy of the weights, measured per CPU (image_tuning.py) ------
+    def low_precision_kind(self, precision: str, n_images: int) -> str:
+        """How ``encode`` computes ``n_images`` at ``precision`` here: ``autocast`` or ``weights`` (part of the
+        feature-cache key); measures this CPU first where ``image_tuning.choose`` says so."""
+        return self.encode_settings(precision, n_images).cast
+
+    def encode_settings(self, precision: str, n_images: int) -> ImageEncodeSettings:
+        """The cast and batch size for a bf16/fp16 encode on a CPU (``image_tuning.choose``); elsewhere, and
+        in fp32, autocast (a no-op in fp32) at 64 images per batch."""
+        from ..runtime import resolve
+
+        rt = resolve(self.device, precision)
+        if rt.device.type != "cpu" or rt.amp_dtype is None:
+            return ImageEncodeSettings()
+        return choose_image_settings(self, rt.precision, rt.amp_dtype, n_images)
+
+    def low_precision_module(self, dtype: torch.dtype) -> torch.nn.Module:
+        """A frozen ``dtype`` copy of ``module``, made once and again whenever a weight changes."""
+        cache = self.__dict__.get("_low_copies")
+        if cache is None:
+            cache = self._low_copies = CopyCache()
+        return cache.get(
+            self.module, dtype, lambda: copy.deepcopy(self.module).to(dtype).eval().requires_grad_(False)
+        )
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_low_copies", None)  # weak references do not pickle; the copy is remade on first use
+        return state
+
+    def _on_moved(self) -> None:
+        self.__dict__.pop("_low_copies", None)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """One (H, W, 3) uint8 image to a normalised (3, h, w) float tensor."""
@@ -193,18 +230,29 @@ class ImageBackbone(Backbone):
         precision: str = "fp32",
         num_workers: int | str = "auto",
     ) -> np.ndarray:
-        """Features of ``inputs``, images decoded ``batch_size`` (64) at a time, in ``num_workers`` worker
-        processes where that pays (``collated_batches``)."""
+        """Features of ``inputs``, images decoded ``batch_size`` at a time (default 64; in bf16/fp16 on a CPU,
+        as measured there, with autocast or a low-precision copy of the weights: ``encode_settings``), in
+        ``num_workers`` worker processes where that pays (``collated_batches``). What it used is kept in
+        ``last_encode_settings``."""
         from tqdm.auto import tqdm
 
         from ..data import Dataset
         from ..runtime import resolve, to_numpy
 
         ds = inputs if isinstance(inputs, Dataset) else Dataset(inputs, None, "image")
-        n, bs = len(ds), batch_size or 64
+        rt = resolve(self.device, precision)
+        settings = self.encode_settings(rt.precision, len(ds))
+        if batch_size is not None:
+            settings = replace(settings, batch_size=int(batch_size), source=f"{settings.source}+argument")
+        self.last_encode_settings = settings
+        n, bs = len(ds), settings.batch_size
         out = np.empty((n, self.num_features), dtype=np.float32)
         self.module.eval()
-        rt = resolve(self.device, precision)
+        forward = (
+            low_precision_forward(self, rt.amp_dtype, settings.cast)
+            if rt.amp_dtype is not None
+            else self.forward_features
+        )
         batches = [np.arange(start, min(start + bs, n)) for start in range(0, n, bs)]
         collated = collated_batches(ImageBatchSource(self, ds), batches, rt.device, num_workers)
         bar = tqdm(
@@ -214,9 +262,9 @@ class ImageBackbone(Backbone):
             disable=not progress or n < 256,
             leave=False,
         )
-        with torch.inference_mode(), rt.autocast():
+        with torch.inference_mode():
             for idx, batch in zip(batches, collated, strict=True):
-                out[idx] = to_numpy(self.forward_features(rt.to_device(batch)["pixels"]))
+                out[idx] = to_numpy(forward(rt.to_device(batch)["pixels"]))
                 bar.update(len(idx))
         bar.close()
         return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from .base import Backbone, BatchSource
 from .encode_tuning import EncodeSettings, choose, inference_copy, num_threads
 from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transformers, truncate_layers
 from .hub import model_file, model_json, prepare_hub_id, strip_prefix
+from .image_tuning import CopyCache
 
 POOLINGS = ("mean", "cls", "max", "weighted-mean", "last-token", "mean-sqrt-len")
 _ST_POOLING_NAMES = {
@@ -171,7 +171,7 @@ class TransformerTextBackbone(Backbone):
         dense = getattr(model, "st_dense", None)
         self.num_features = int(dense[-1][0].out_features if dense is not None else model.config.hidden_size)
         self._fingerprint = None
-        self._bf16_copy: tuple[list, tuple, torch.nn.Module] | None = None
+        self._bf16_copy = CopyCache()
         self.last_encode_settings: EncodeSettings | None = None
 
     @classmethod
@@ -346,11 +346,18 @@ class TransformerTextBackbone(Backbone):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_bf16_copy"] = None  # weak references do not pickle; the copy is remade on first use
+        state["_bf16_copy"] = CopyCache()  # weak references do not pickle; the copy is remade on first use
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if not isinstance(
+            self.__dict__.get("_bf16_copy"), CopyCache
+        ):  # pickled before the copy cache existed
+            self._bf16_copy = CopyCache()
+
     def _on_moved(self) -> None:
-        self._bf16_copy = None
+        self._bf16_copy.clear()
 
     def bf16_module(
         self, dtype: torch.dtype = torch.bfloat16, settings: EncodeSettings | None = None
@@ -369,20 +376,9 @@ class TransformerTextBackbone(Backbone):
         if settings is None:
             settings = EncodeSettings(attention="eager" if self.device.type == "cpu" else "sdpa")
         how = (dtype, settings.attention, settings.linear)
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        cached = self._bf16_copy
-        if cached is not None:
-            refs, made, module = cached
-            if (
-                made == how
-                and len(refs) == len(tensors)
-                and next(iter(module.parameters())).device == self.device
-                and all(r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True))
-            ):
-                return module
-        module = inference_copy(self.module, dtype, settings.attention, settings.linear)
-        self._bf16_copy = ([(weakref.ref(t), t._version) for t in tensors], how, module)
-        return module
+        return self._bf16_copy.get(
+            self.module, how, lambda: inference_copy(self.module, dtype, settings.attention, settings.linear)
+        )
 
     def encode_settings(self, precision: str, lengths: np.ndarray) -> EncodeSettings:
         """How ``encode`` runs texts of these token ``lengths`` at ``precision`` here: measured per CPU for bf16/fp16
