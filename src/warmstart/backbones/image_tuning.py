@@ -2,11 +2,12 @@
 
 Two ways to compute in low precision: ``autocast`` (fp32 weights, each convolution and matmul cast on the fly)
 or ``weights`` (a bf16 copy of the whole model, activations kept in bf16 between layers, as text encoders do).
-Which is faster depends on the CPU and the model: on one Intel Xeon with AMX, EfficientNet-Lite0's bf16 copy ran
-at 0.97 to 1.34x autocast's speed in interleaved runs on a busy host (docs/backbones.md). So, as for text
-(``encode_tuning``), a short calibration on synthetic images at the backbone's input size times both, then the
-winner at 32, 64 and 128 images per batch, and keeps the fastest, once per CPU model, torch version, thread count,
-precision, architecture and input size, in ``$WARMSTART_HOME/encode-settings.json``.
+Which is faster, and at what batch size, depends on the CPU and the model: on one Intel Xeon with AMX the two
+casts ran EfficientNet-Lite0 at 224 px equally fast at 64 images per batch, and 32 per batch was 1.35x faster
+than 64 (docs/backbones.md). So, as for text (``encode_tuning``), a short calibration on synthetic images at the
+backbone's input size times both, then the winner at 32, 64 and 128 images per batch, and keeps the fastest,
+once per CPU model, torch version, thread count, precision, architecture and input size, in
+``$WARMSTART_HOME/encode-settings.json``.
 
 ``WARMSTART_ENCODE_IMAGE_CAST=autocast|weights`` and ``WARMSTART_ENCODE_IMAGE_BATCH=N`` force a choice;
 ``WARMSTART_ENCODE_TUNE=off|force`` works as for text.
