@@ -1,0 +1,104 @@
+"""Memory and time of self-training on many unlabelled rows: 10,000 against 100,000.
+
+Builds a text file of up to 100,000 distinct unlabelled rows from the packaged text sets (sentences of BBC news,
+Reuters R52, TREC, SMS, VADER; 25-word chunks of 20 Newsgroups), then runs
+``warmstart fit --technique self_train:probe`` on VADER movie reviews (16 per class) with the first N of them,
+each in a fresh process with an empty feature cache, and reports the peak resident memory and the wall time.
+
+    python benchmarks/unlabeled_scale.py --rows 10000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SENTENCE_SETS = [
+    "reuters-r52",
+    "bbc-news",
+    "trec-fine",
+    "sms-spam",
+    "vader-amazon",
+    "vader-tweets",
+    "vader-nyt",
+]
+
+
+def build_rows(limit: int) -> list[str]:
+    from warmstart.data import load_packaged
+
+    rows: list[str] = []
+    seen: set[str] = set()
+
+    def add(s: str) -> None:
+        if s not in seen:
+            seen.add(s)
+            rows.append(s)
+
+    for name in SENTENCE_SETS:
+        p = load_packaged(name)
+        for t in [*p.train.inputs, *(p.test.inputs if p.test is not None else [])]:
+            for s in re.split(r"(?<=[.!?])\s+", str(t)):
+                s = " ".join(s.split())
+                if 20 <= len(s) <= 400:
+                    add(s)
+    p = load_packaged("20newsgroups")
+    for t in [*p.train.inputs, *(p.test.inputs if p.test is not None else [])]:
+        words = str(t).split()
+        for i in range(0, len(words), 25):
+            s = " ".join(words[i : i + 25])
+            if len(s) >= 40:
+                add(s)
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="10000,100000")
+    ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
+    args = ap.parse_args()
+    counts = [int(n) for n in args.rows.split(",")]
+    rows = build_rows(max(counts))
+    print(
+        f"| unlabelled rows | peak RSS, MB | wall s | (rows built: {len(rows):,}, mean {sum(map(len, rows)) / len(rows):.0f} chars) |"
+    )
+    print("|---|---|---|---|")
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "unlabeled.txt"
+            path.write_text("\n".join(rows[:n]) + "\n")
+            cmd = [
+                str(Path(sys.executable).parent / "warmstart"),
+                "fit",
+                "--data",
+                "vader-movie",
+                "--shots",
+                "16",
+            ]
+            cmd += ["--technique", "self_train:probe", "--unlabeled", str(path), "--backbone", args.backbone]
+            cmd += ["--output", str(Path(tmp) / "model")]
+            env = {**os.environ, "WARMSTART_HOME": str(Path(tmp) / "home")}
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            wall = time.perf_counter() - start
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            note = (
+                ""
+                if peak > before
+                else " (no higher than an earlier, larger run: run the counts in rising order)"
+            )
+            print(f"| {min(n, len(rows)):,} | {peak / 1024:,.0f}{note} | {wall:.0f} | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
