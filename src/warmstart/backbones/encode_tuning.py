@@ -20,6 +20,7 @@ import copy
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -92,6 +93,36 @@ def inference_copy(
     if linear == "transposed":
         _transpose_linears(copied)
     return copied
+
+
+class CopyCache:
+    """One low-precision copy of a module, made again whenever a weight changes or ``how`` differs.
+
+    Changes are seen through the tensors themselves: an in-place update (an optimizer step, ``load_state_dict``)
+    bumps a tensor's version, and a replaced tensor (an adapter wrapped around a layer) is a different object.
+    """
+
+    def __init__(self) -> None:
+        self._made: tuple[list, Any, torch.nn.Module] | None = None
+
+    def clear(self) -> None:
+        self._made = None
+
+    def get(self, source: torch.nn.Module, how: Any, make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        tensors = [*source.parameters(), *source.buffers()]
+        if self._made is not None:
+            refs, made, module = self._made
+            device = next(iter(source.parameters())).device
+            if (
+                made == how
+                and len(refs) == len(tensors)
+                and next(iter(module.parameters())).device == device
+                and all(r() is t and v == t._version for (r, v), t in zip(refs, tensors, strict=True))
+            ):
+                return module
+        module = make()
+        self._made = ([(weakref.ref(t), t._version) for t in tensors], how, module)
+        return module
 
 
 def switchable_attention(module: torch.nn.Module) -> bool:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .base import Backbone, BatchSource, collated_batches
-from .image_tuning import CopyCache, ImageEncodeSettings, low_precision_forward
+from .encode_tuning import CopyCache
+from .image_tuning import ImageEncodeSettings, low_precision_forward
 from .image_tuning import choose as choose_image_settings
 
 RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}  # Pillow's codes

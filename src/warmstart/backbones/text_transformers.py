@@ -14,10 +14,9 @@ import torch
 
 from ..errors import BackboneError
 from .base import Backbone, BatchSource
-from .encode_tuning import EncodeSettings, choose, inference_copy, num_threads
+from .encode_tuning import CopyCache, EncodeSettings, choose, inference_copy, num_threads
 from .hf_common import drop_untrained_pooler, hf_reset_parameters, quiet_transformers, truncate_layers
 from .hub import model_file, model_json, prepare_hub_id, strip_prefix
-from .image_tuning import CopyCache
 
 POOLINGS = ("mean", "cls", "max", "weighted-mean", "last-token", "mean-sqrt-len")
 _ST_POOLING_NAMES = {
