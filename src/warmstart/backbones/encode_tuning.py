@@ -307,21 +307,14 @@ def calibrate(
 
     def fastest(cands: dict[Any, tuple[torch.nn.Module, int, int]]) -> Any:
         data = {cap: batch(cap) for cap in {c[1] for c in cands.values()}}
-        best = dict.fromkeys(cands, float("inf"))
-        rounds, rep = repeats, 0
-        while rep <= rounds:  # the first pass warms each candidate up and is not counted
-            start = time.perf_counter()
-            for key, (module, cap, threads) in cands.items():
-                took = timer(module, data[cap], threads) / data[cap]["input_ids"].numel()
-                best[key] = min(best[key], took) if rep else best[key]
-            if not rep:  # a large encoder gets fewer rounds: each stage stays near ``stage_seconds``
-                rounds = min(repeats, max(1, int(stage_seconds / max(time.perf_counter() - start, 1e-9))))
-            rep += 1
-        choice = next(iter(cands))
-        for key, took in best.items():
-            if took < best[choice] * (1 - MARGIN):
-                choice = key
-        return choice
+        return fastest_of(
+            {
+                key: (lambda m=module, c=cap, t=threads: timer(m, data[c], t) / data[c]["input_ids"].numel())
+                for key, (module, cap, threads) in cands.items()
+            },
+            repeats,
+            stage_seconds,
+        )
 
     attentions = ATTENTIONS if switchable_attention(backbone.module) else ("model",)
     copies = {(a, lin): inference_copy(backbone.module, dtype, a, lin) for lin in LINEARS for a in attentions}
@@ -337,6 +330,32 @@ def calibrate(
         threads = fastest({n: (module, cap, n) for n in sorted(options, key=lambda n: n != now)})
         threads = 0 if threads == now else threads
     return EncodeSettings(attention, linear, cap, threads, source="measured")
+
+
+def fastest_of(cands: dict[Any, Callable[[], float]], repeats: int, stage_seconds: float) -> Any:
+    """The key of the fastest candidate: each ``cands[key]()`` runs it once and returns its time per unit of work.
+
+    A candidate's time is the least of ``repeats`` runs taken in turn with the others (other work on the machine
+    only ever inflates a timing); the first pass warms each one up and is not counted, and fewer rounds (at least
+    one) are taken where a round would exceed ``stage_seconds / repeats``. The first listed (the default) is
+    displaced only by a candidate faster by more than ``MARGIN``: within that, timings on a busy machine cannot
+    tell them apart.
+    """
+    best = dict.fromkeys(cands, float("inf"))
+    rounds, rep = repeats, 0
+    while rep <= rounds:
+        start = time.perf_counter()
+        for key, run in cands.items():
+            took = run()
+            best[key] = min(best[key], took) if rep else best[key]
+        if not rep:  # a slow model gets fewer rounds: each stage stays near ``stage_seconds``
+            rounds = min(repeats, max(1, int(stage_seconds / max(time.perf_counter() - start, 1e-9))))
+        rep += 1
+    choice = next(iter(cands))
+    for key, took in best.items():
+        if took < best[choice] * (1 - MARGIN):
+            choice = key
+    return choice
 
 
 def _time_forward(module: torch.nn.Module, batch: dict[str, torch.Tensor], threads: int) -> float:

@@ -27,7 +27,7 @@ import torch
 
 from .._io import atomic_write_json
 from ..errors import ParameterError
-from .encode_tuning import MARGIN, _cache_path, _read_cache, cpu_signature, tune_mode
+from .encode_tuning import _cache_path, _read_cache, cpu_signature, fastest_of, tune_mode
 
 CASTS = ("autocast", "weights")
 BATCHES = (32, 64, 128)
@@ -117,10 +117,8 @@ def calibrate(
     """Time ``autocast`` against the low-precision copy at 64 images per batch, then the winner at 32, 64 and
     128, on synthetic normalised pixels at the backbone's input size; keep the fastest per image.
 
-    As in ``encode_tuning.calibrate``: the least of ``repeats`` runs taken in turn (fewer where a round takes
-    over ``stage_seconds / repeats``), the first pass a warm-up, and the default (listed first) displaced only
-    by a candidate faster by more than ``MARGIN``. ``timer(forward, pixels)`` returns seconds for one call;
-    tests pass their own.
+    Each stage picks by ``encode_tuning.fastest_of``, as text calibration does. ``timer(forward, pixels)``
+    returns seconds for one call; tests pass their own.
     """
     timer = timer or _time_call
     h, w = backbone.image_preprocess.output_size
@@ -129,21 +127,14 @@ def calibrate(
     forwards = {cast: low_precision_forward(backbone, dtype, cast) for cast in CASTS}
 
     def fastest(cands: dict[Any, tuple[str, int]]) -> Any:
-        best = dict.fromkeys(cands, float("inf"))
-        rounds, rep = repeats, 0
-        while rep <= rounds:
-            start = time.perf_counter()
-            for key, (cast, batch) in cands.items():
-                took = timer(forwards[cast], pixels[batch]) / batch
-                best[key] = min(best[key], took) if rep else best[key]
-            if not rep:
-                rounds = min(repeats, max(1, int(stage_seconds / max(time.perf_counter() - start, 1e-9))))
-            rep += 1
-        choice = next(iter(cands))
-        for key, took in best.items():
-            if took < best[choice] * (1 - MARGIN):
-                choice = key
-        return choice
+        return fastest_of(
+            {
+                key: (lambda c=cast, b=batch: timer(forwards[c], pixels[b]) / b)
+                for key, (cast, batch) in cands.items()
+            },
+            repeats,
+            stage_seconds,
+        )
 
     default = ImageEncodeSettings()
     cast = fastest({c: (c, default.batch_size) for c in CASTS})
