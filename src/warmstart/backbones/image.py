@@ -7,7 +7,6 @@ all use it. Its ``geometry`` (resize, then centre-crop) needs only NumPy and Pil
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from .base import Backbone, BatchSource, collated_batches
-from .encode_tuning import CopyCache
+from .encode_tuning import CopyCache, inference_copy
 from .image_tuning import ImageEncodeSettings, low_precision_forward
 from .image_tuning import choose as choose_image_settings
 
@@ -140,9 +139,7 @@ class ImageBackbone(Backbone):
         cache = self.__dict__.get("_low_copies")
         if cache is None:
             cache = self._low_copies = CopyCache()
-        return cache.get(
-            self.module, dtype, lambda: copy.deepcopy(self.module).to(dtype).eval().requires_grad_(False)
-        )
+        return cache.get(self.module, dtype, lambda: inference_copy(self.module, dtype, None, "standard"))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -348,13 +348,6 @@ class TransformerTextBackbone(Backbone):
         state["_bf16_copy"] = CopyCache()  # weak references do not pickle; the copy is remade on first use
         return state
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if not isinstance(
-            self.__dict__.get("_bf16_copy"), CopyCache
-        ):  # pickled before the copy cache existed
-            self._bf16_copy = CopyCache()
-
     def _on_moved(self) -> None:
         self._bf16_copy.clear()
 
