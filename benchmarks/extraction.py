@@ -92,21 +92,26 @@ def interleaved(methods: dict, repeats: int, between) -> tuple[dict[str, float],
     return best, outs
 
 
-def fixed_settings(fn):
-    """``fn()`` with bf16 extraction forced to the settings used on every CPU before they were measured per
-    CPU: eager attention, standard linear layers, 2,048 padded tokens per batch."""
+def with_env(fn, **env: str):
+    """``fn()`` with the environment variables ``env`` set, each restored (or removed) afterwards."""
     import os
 
-    fixed = {"ATTENTION": "eager", "LINEAR": "standard", "TOKENS": "2048"}
-    saved = {k: os.environ.get(f"WARMSTART_ENCODE_{k}") for k in fixed}
-    os.environ.update({f"WARMSTART_ENCODE_{k}": v for k, v in fixed.items()})
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         return fn()
     finally:
         for k, v in saved.items():
-            os.environ.pop(f"WARMSTART_ENCODE_{k}", None)
+            os.environ.pop(k, None)
             if v is not None:
-                os.environ[f"WARMSTART_ENCODE_{k}"] = v
+                os.environ[k] = v
+
+
+def fixed_settings(fn):
+    """``fn()`` with bf16 extraction forced to the settings used on every CPU before they were measured per
+    CPU: eager attention, standard linear layers, 2,048 padded tokens per batch."""
+    fixed = {"ATTENTION": "eager", "LINEAR": "standard", "TOKENS": "2048"}
+    return with_env(fn, **{f"WARMSTART_ENCODE_{k}": v for k, v in fixed.items()})
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -261,24 +266,10 @@ def images(n: int, repeats: int) -> bool:
         bb.module.to(memory_format=torch.channels_last)
         return np.concatenate(out)
 
-    import os
-
     from warmstart.backbones import image_tuning
 
     def encode(prec: str, **env: str):
-        def run() -> np.ndarray:
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                return bb.encode(data, progress=False, precision=prec)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k)
-                    else:
-                        os.environ[k] = v
-
-        return run
+        return lambda: with_env(lambda: bb.encode(data, progress=False, precision=prec), **env)
 
     # measure this CPU's choice once (a real run measures on its first encode of 2,000 images or more)
     encode("bf16", WARMSTART_ENCODE_TUNE="force")()
