@@ -8,13 +8,17 @@ throughput (rows/s over the test rows, and one-row latency) is measured in this 
 Students (``--students``, comma-separated names of ``STUDENTS``):
   static ... warmstart's static student, distilled from the teacher's own fine-tuned encoder, then trained on the
              teacher's soft targets; variants set its learning rate, temperature and hard-label weight;
-  l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets;
+  static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
+  l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers);
+  lite0-b6, lite0-b10  images: EfficientNet-Lite0 at 64 px cut after 6 or 10 of its 16 blocks (the teacher:
+             ``--teacher efficientnet-lite0:image_size=64``);
   m2v ...... the peer: model2vec's ``distill`` of the *pretrained* teacher backbone, then its
              ``StaticModelForClassification`` (default settings) trained on the labelled rows;
   m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
 
     python benchmarks/distill.py --data trec,vader-nyt --seeds 0 --students static,static-lr1e-2
     python benchmarks/distill.py --data sms-spam,bbc-news,reuters-r8 --seeds 0,1,2 --students static,l3,m2v,m2v-pseudo
+    python benchmarks/distill.py --data fashion-mnist --teacher efficientnet-lite0:image_size=64 --students lite0-b6
 
 Rows are keyed by the code version and every setting, appended to ``--output`` (JSON lines); a teacher is kept as
 an artifact folder under ``--teachers`` and reused by later students of the same key.
@@ -46,7 +50,11 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-e8": ("static", {"params": {"epochs": 8}}),
     "static-val": ("static", {"val_fraction": 0.1}),
     "static-val-e12": ("static", {"val_fraction": 0.1, "params": {"epochs": 12}}),
+    "static-pre": ("static:all-MiniLM-L6-v2", {}),
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
+    "l6-2": ("all-MiniLM-L6-v2:num_layers=2", {}),
+    "lite0-b6": ("efficientnet-lite0:image_size=64,num_blocks=6", {}),
+    "lite0-b10": ("efficientnet-lite0:image_size=64,num_blocks=10", {}),
     "m2v": ("model2vec", {}),
     "m2v-pseudo": ("model2vec", {"pseudo": True}),
 }
@@ -139,10 +147,49 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
         "speed": c["student"]["speed"],
         "parameters": c["student"]["parameters"],
         "teacher_speed": c["teacher"]["speed"],
+        "accuracy_difference": c["accuracy_difference"],
         "transfer_rows": c["transfer_rows"],
         "best_epoch": c.get("best_epoch"),
         **fit,
     }
+
+
+def summary(rows: list[dict], data_sets: list[str], students: list[str]) -> str:
+    """Per data set and student, over seeds: accuracy (mean, 95% t-interval over the seeds), the teacher's, what
+    was kept, agreement, rows/s, the speed-up over the teacher measured in the same process (the teacher's speed
+    from the warmstart student rows of the same data set and seed), one-row latency, energy per 1,000 rows."""
+    from warmstart.study_stats import mean_ci
+
+    teacher_speed = {(r["data"], r["seed"]): r["teacher_speed"] for r in rows if r.get("teacher_speed")}
+    out = [
+        "| data | student | seeds | accuracy [95% CI] | teacher | kept | agreement | rows/s | speed-up | "
+        "1 row ms | J / 1,000 | teacher J / 1,000 | fit wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for data in data_sets:
+        for name in students:
+            sel = [r for r in rows if r["data"] == data and r["student"] == name]
+            if not sel:
+                continue
+            ci = mean_ci([100 * r["accuracy"] for r in sel])
+            tacc = np.mean([r["teacher_accuracy"] for r in sel])
+            ts = [teacher_speed.get((r["data"], r["seed"])) for r in sel]
+            ups = [r["speed"]["rows_per_s"] / t["rows_per_s"] for r, t in zip(sel, ts, strict=True) if t]
+            joules = [r["speed"].get("joules_per_1000") for r in sel]
+            tj = [t.get("joules_per_1000") for t in ts if t]
+            interval = f" [{ci['ci_low']:.1f}, {ci['ci_high']:.1f}]" if len(sel) > 1 else ""
+            out.append(
+                f"| {data} | {name} | {len(sel)} | {ci['mean']:.1f}{interval} | {100 * tacc:.1f} | "
+                f"{np.mean([r['accuracy'] for r in sel]) / tacc:.3f} | {np.mean([r['agreement'] for r in sel]):.3f} | "
+                f"{np.mean([r['speed']['rows_per_s'] for r in sel]):,.0f} | "
+                + (f"{np.mean(ups):.1f}x" if ups else "")
+                + f" | {np.mean([r['speed']['single_row_ms'] for r in sel]):.2f} | "
+                + (f"{np.mean(joules):.3g}" if all(j is not None for j in joules) else "")
+                + " | "
+                + (f"{np.mean(tj):.3g}" if tj and all(j is not None for j in tj) else "")
+                + f" | {np.mean([r['fit_wall_s'] for r in sel]):.0f} |"
+            )
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,22 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{res['speed']['rows_per_s']:,.0f} rows/s (teacher {ts}), fit {res['fit_wall_s']} s",
                     flush=True,
                 )
-    print(
-        "\n| data | student | seeds | accuracy | teacher | kept | agreement | rows/s | 1 row ms | fit wall s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for data in args.data.split(","):
-        for name in args.students.split(","):
-            sel = [r for r in rows if r["data"] == data and r["student"] == name]
-            if not sel:
-                continue
-            acc = np.mean([r["accuracy"] for r in sel])
-            tacc = np.mean([r["teacher_accuracy"] for r in sel])
-            print(
-                f"| {data} | {name} | {len(sel)} | {acc:.4f} | {tacc:.4f} | {acc / tacc:.3f} | "
-                f"{np.mean([r['agreement'] for r in sel]):.3f} | {np.mean([r['speed']['rows_per_s'] for r in sel]):,.0f} | "
-                f"{np.mean([r['speed']['single_row_ms'] for r in sel]):.2f} | {np.mean([r['fit_wall_s'] for r in sel]):.0f} |"
-            )
+    print(summary(rows, args.data.split(","), args.students.split(",")))
     return 0
 
 

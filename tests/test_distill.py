@@ -171,8 +171,21 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     assert d["labelled_rows"] == len(splits["train"]) and d["transfer_rows"] == len(splits["train"]) + 90
     assert 0 <= d["agreement"] <= 1 and d["student"]["parameters"] < d["teacher"]["parameters"]
     assert d["student"]["speed"]["rows_per_s"] > 0 and d["test_rows"] == len(splits["test"])
+    for who in ("teacher", "student"):  # accuracy with its interval, energy per 1,000 predictions
+        lo, hi = d[who]["accuracy_ci"]
+        assert lo <= d[who]["accuracy"] <= hi and 0 <= lo < hi <= 1
+        assert d[who]["speed"]["joules_per_1000"] > 0 and d[who]["speed"]["energy_method"]
+    diff = d["accuracy_difference"]
+    assert diff["low"] <= diff["difference"] <= diff["high"]
+    assert diff["difference"] == pytest.approx(d["student"]["accuracy"] - d["teacher"]["accuracy"])
     card = (tmp_path / "student" / "README.md").read_text()
     assert "## Distillation" in card and "| teacher |" in card and "| student |" in card
+    assert "J / 1,000" in card and "paired over the rows" in card
+    assert main(["report", str(tmp_path / "student")]) == 0  # the HTML report has the same table
+    html = (tmp_path / "student-report.html").read_text()
+    assert (
+        "Teacher and student" in html and "J / 1,000" in html and f"{d['student']['accuracy']:.4f} [" in html
+    )
     student = load_artifact(tmp_path / "student")
     assert type(student.backbone_).__name__ == "StaticBackbone"
     assert set(student.predict(["the ball and the goal"])) <= {"sports", "tech", "food"}

@@ -90,16 +90,21 @@ def make_student(teacher: Any, student: str, pca_dims: int | None = 256, progres
 
 def speed(est: Any, inputs: Any, seconds: float = 2.0, single: int = 30) -> dict:
     """Inference speed of ``est.predict_proba``: rows per second over all ``inputs`` (best of repeated passes
-    within about ``seconds``), and the median latency of one row (over ``single`` calls)."""
+    within about ``seconds``), the median latency of one row (over ``single`` calls), and the energy of 1,000
+    predictions over those passes (``cost.measure``: RAPL where readable, else an estimate from CPU time, as
+    ``energy_method`` says)."""
+    from .cost import measure
+
     est.predict_proba(inputs[: min(len(inputs), 64)])  # warm-up: first-call allocations, lazy copies
-    best, spent = float("inf"), 0.0
-    while spent < seconds or best == float("inf"):
-        t = time.perf_counter()
-        est.predict_proba(inputs)
-        dt = time.perf_counter() - t
-        best, spent = min(best, dt), spent + dt
-        if spent > 10 * seconds:
-            break
+    best, spent, passes = float("inf"), 0.0, 0
+    with measure(interval=0.5) as cost:
+        while spent < seconds or best == float("inf"):
+            t = time.perf_counter()
+            est.predict_proba(inputs)
+            dt = time.perf_counter() - t
+            best, spent, passes = min(best, dt), spent + dt, passes + 1
+            if spent > 10 * seconds:
+                break
     one = []
     for i in range(min(single, len(inputs))):
         t = time.perf_counter()
@@ -109,6 +114,8 @@ def speed(est: Any, inputs: Any, seconds: float = 2.0, single: int = 30) -> dict
         "rows_per_s": round(len(inputs) / best, 1),
         "single_row_ms": round(1000 * float(np.median(one)), 3),
         "rows": len(inputs),
+        "joules_per_1000": round(1000 * cost.energy_joules / max(1, passes * len(inputs)), 4),
+        "energy_method": cost.energy_method,
     }
 
 
@@ -264,14 +271,30 @@ def compare(
     """Teacher and student on the same ``test`` rows: accuracy, macro-F1, agreement, size, and speed.
     ``scored``: the student's test metrics and predictions (``evaluate_predictions``), already computed."""
     from .evaluate import evaluate_predictions
+    from .metrics import paired_difference_interval, wilson_interval
 
     t_metrics, _, t_pred = evaluate_predictions(teacher, test)
     s_metrics, s_pred = scored
+    truth = np.asarray(test.labels, dtype=object)
+    right = {
+        who: np.asarray(p, dtype=object) == truth for who, p in (("teacher", t_pred), ("student", s_pred))
+    }
+
+    def scores(m: dict, who: str) -> dict:
+        ci = wilson_interval(int(right[who].sum()), len(truth))
+        return {
+            "accuracy": m["accuracy"],
+            "accuracy_ci": [round(v, 4) for v in ci],
+            "macro_f1": m["macro_f1"],
+        }
+
     out = {
-        "teacher": {"accuracy": t_metrics["accuracy"], "macro_f1": t_metrics["macro_f1"], **size_of(teacher)},
-        "student": {"accuracy": s_metrics["accuracy"], "macro_f1": s_metrics["macro_f1"], **size_of(student)},
+        "teacher": {**scores(t_metrics, "teacher"), **size_of(teacher)},
+        "student": {**scores(s_metrics, "student"), **size_of(student)},
         "agreement": round(float((np.asarray(s_pred) == np.asarray(t_pred)).mean()), 4),
         "accuracy_kept": round(s_metrics["accuracy"] / max(t_metrics["accuracy"], 1e-12), 4),
+        # student minus teacher, paired over the same rows: is the loss (or gain) more than noise?
+        "accuracy_difference": paired_difference_interval(right["student"], right["teacher"]),
         "test_rows": len(test),
     }
     if measure_speed:
@@ -306,24 +329,82 @@ def _config(
     }
 
 
+def _joules(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def comparison_rows(c: dict) -> list[list[str]]:
+    """Teacher and student, one row each: accuracy with its 95% interval over the test rows, macro-F1, size,
+    rows/s, one-row latency, energy per 1,000 predictions (what the terminal, the model card and the report
+    show)."""
+    out = []
+    for who in ("teacher", "student"):
+        m, sp = c[who], c[who].get("speed") or {}
+        ci = m.get("accuracy_ci")
+        out.append(
+            [
+                who,
+                f"{m['accuracy']:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
+                f"{m['macro_f1']:.4f}",
+                f"{m['parameters']:,}",
+                f"{m['fp32_mb']:,.1f}" if "fp32_mb" in m else "",
+                f"{sp['rows_per_s']:,.0f}" if "rows_per_s" in sp else "not measured",
+                f"{sp['single_row_ms']:.2f}" if "single_row_ms" in sp else "not measured",
+                _joules(sp["joules_per_1000"]) if "joules_per_1000" in sp else "not measured",
+            ]
+        )
+    return out
+
+
+COMPARISON_HEAD = [
+    "",
+    "accuracy [95% CI]",
+    "macro-F1",
+    "parameters",
+    "fp32 MB",
+    "rows/s",
+    "1 row, ms",
+    "J / 1,000",
+]
+
+
+def comparison_summary(c: dict) -> str:
+    """One sentence: what the student kept, with the paired interval of the difference, and what it saves."""
+    d = c.get("accuracy_difference")
+    diff = (
+        f" (student minus teacher {100 * d['difference']:+.1f} points, 95% CI [{100 * d['low']:+.1f}, "
+        f"{100 * d['high']:+.1f}] paired over the rows)"
+        if d
+        else ""
+    )
+    speedup = f", at {c['speedup']}x the teacher's rows/s" if "speedup" in c else ""
+    energy = ""
+    t, st = (c.get("teacher") or {}).get("speed") or {}, (c.get("student") or {}).get("speed") or {}
+    if t.get("joules_per_1000") and st.get("joules_per_1000"):
+        energy = f" and {t['joules_per_1000'] / st['joules_per_1000']:.0f}x less energy per prediction"
+    return (
+        f"student keeps {100 * c['accuracy_kept']:.1f}% of the teacher's accuracy{diff} and agrees with it on "
+        f"{100 * c['agreement']:.1f}% of {c['test_rows']} test rows{speedup}{energy}"
+    )
+
+
 def distill_text(result: DistillResult) -> str:
     """The teacher-student comparison as a few lines for the terminal."""
     c = result.metrics["distillation"]
+    rows = [COMPARISON_HEAD, *comparison_rows(c)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COMPARISON_HEAD))]
     lines = [
-        f"{'':8} {'accuracy':>9} {'macro-F1':>9} {'parameters':>12} {'rows/s':>10} {'1 row, ms':>10}",
-    ]
-    for who in ("teacher", "student"):
-        m, s = c[who], c[who].get("speed", {})
-        lines.append(
-            f"{who:8} {m['accuracy']:9.4f} {m['macro_f1']:9.4f} {m['parameters']:12,} "
-            f"{s.get('rows_per_s', float('nan')):10,.0f} {s.get('single_row_ms', float('nan')):10.2f}"
+        "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))
         )
-    speedup = f", {c['speedup']}x the teacher's rows/s" if "speedup" in c else ""
+        for r in rows
+    ]
     lines.append(
-        f"student keeps {100 * c['accuracy_kept']:.1f}% of the teacher's accuracy and agrees with it on "
-        f"{100 * c['agreement']:.1f}% of {c['test_rows']} test rows{speedup}; trained on {c['transfer_rows']} rows "
-        f"({c['labelled_rows']} labelled)"
+        f"{comparison_summary(c)}; trained on {c['transfer_rows']} rows ({c['labelled_rows']} labelled)"
     )
+    method = ((c.get("student") or {}).get("speed") or {}).get("energy_method")
+    if method:
+        lines.append(f"energy: {method}")
     if result.artifact is not None:
         lines.append(f"artifact: {result.artifact}")
     return "\n".join(lines)

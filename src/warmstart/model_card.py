@@ -176,6 +176,9 @@ def _training(meta: dict, config: dict, metrics: dict | None) -> str:
 
 def _distillation(d: dict, config: dict) -> str:
     """Teacher against this (student) model on the same test rows."""
+    from .distill import COMPARISON_HEAD, comparison_rows, comparison_summary
+
+    summary = comparison_summary(d)
     source = config.get("distilled_from", {})
     rows = [
         "## Distillation\n",
@@ -185,20 +188,14 @@ def _distillation(d: dict, config: dict) -> str:
         + f", trained on the teacher's class probabilities over {d['transfer_rows']} rows "
         f"({d['labelled_rows']} of them labelled; temperature {config.get('temperature')}, weight of the true "
         f"labels {config.get('hard_weight')}). Both measured on the same {d['test_rows']} test rows, in one process:\n",
-        "| model | accuracy | macro-F1 | parameters | rows/s | one row, ms |",
-        "|---|---|---|---|---|---|",
-    ]
-    for who in ("teacher", "student"):
-        m, sp = d[who], d[who].get("speed") or {}
-        rows.append(
-            f"| {who} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['parameters']:,} | "
-            f"{sp.get('rows_per_s', 'not measured')} | {sp.get('single_row_ms', 'not measured')} |"
-        )
-    rows += [
+        "| " + " | ".join(["model", *COMPARISON_HEAD[1:]]) + " |",
+        "|" + "---|" * len(COMPARISON_HEAD),
+        *("| " + " | ".join(r) + " |" for r in comparison_rows(d)),
         "",
-        f"The student agrees with the teacher on {100 * d['agreement']:.1f}% of the test rows and keeps "
-        f"{100 * d['accuracy_kept']:.1f}% of its accuracy"
-        + (f", at {d['speedup']}x its rows per second." if "speedup" in d else "."),
+        summary[0].upper() + summary[1:] + ".",
         "",
     ]
+    method = ((d.get("student") or {}).get("speed") or {}).get("energy_method")
+    if method:
+        rows += [f"Energy: {method}.", ""]
     return "\n".join(rows)

@@ -506,6 +506,32 @@ def study_markdown(folder: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
+def _distillation_section(d: dict, cfg: dict) -> dict:
+    """A distilled student against its teacher on the same test rows: accuracy with intervals, size, speed,
+    energy per 1,000 predictions (the table of the model card and of `warmstart distill`)."""
+    from .distill import COMPARISON_HEAD, comparison_rows, comparison_summary
+
+    source = cfg.get("distilled_from", {})
+    method = ((d.get("student") or {}).get("speed") or {}).get("energy_method")
+    return {
+        "title": "Teacher and student",
+        "text": (
+            f"Distilled from a {source.get('technique', '?')} teacher on "
+            f"{source.get('backbone', {}).get('name', '?')} over {d['transfer_rows']} rows "
+            f"({d['labelled_rows']} labelled); both measured on the same {d['test_rows']} test rows in one process. "
+            f"The {comparison_summary(d)}."
+        ),
+        "tables": [
+            {
+                "head": COMPARISON_HEAD,
+                "rows": comparison_rows(d),
+                "caption": "accuracy intervals: Wilson, 95%, over the test rows; rows/s: best of repeated passes "
+                "over the test rows" + (f"; energy: {method}" if method else ""),
+            }
+        ],
+    }
+
+
 def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """One trained model's HTML report, from its metrics.json and config.json (long as the page is: most of it is
     the sections' literal, in reading order)."""
@@ -537,6 +563,8 @@ def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike |
         ["peak memory MB", cost.get("fit_peak_rss_mb", "")],
     ]
     sections.append({"title": "Test metrics and cost", "tables": [{"head": ["", "value"], "rows": summary}]})
+    if m.get("distillation"):
+        sections.append(_distillation_section(m["distillation"], cfg))
     figures = []
     if "confusion_matrix" in m:
         figures.append(
