@@ -8,6 +8,8 @@ throughput (rows/s over the test rows, and one-row latency) is measured in this 
 Students (``--students``, comma-separated names of ``STUDENTS``):
   static ... warmstart's static student, distilled from the teacher's own fine-tuned encoder, then trained on the
              teacher's soft targets; variants set its learning rate, temperature and hard-label weight;
+  static-h512, static-h256  the static student with a hidden layer of 512 or 256 units before its head (model2vec's
+             classifier has one of 512);
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers);
   lite0-32, lite0-32-b10  images: EfficientNet-Lite0 at 32 px, whole or cut after 10 of its 16 blocks (the
@@ -53,6 +55,8 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-val": ("static", {"val_fraction": 0.1}),
     "static-val-e12": ("static", {"val_fraction": 0.1, "params": {"epochs": 12}}),
     "static-pre": ("static:all-MiniLM-L6-v2", {}),
+    "static-h512": ("static", {"hidden_dim": 512}),
+    "static-h256": ("static", {"hidden_dim": 256}),
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
     "l6-2": ("all-MiniLM-L6-v2:num_layers=2", {}),
     "lite0-32": ("efficientnet-lite0:image_size=32", {}),

@@ -60,6 +60,51 @@ def test_static_name_distils_once_and_reuses_it(tiny_bert_dir):
     assert a.name == f"static:{tiny_bert_dir}:pca_dims=4"
 
 
+def test_a_hidden_layer_feeds_the_head_on_every_path_and_is_saved(static_bb, tmp_path):
+    import copy
+
+    from warmstart.backbones import get_backbone
+    from warmstart.errors import BackboneError
+
+    bb = copy.deepcopy(static_bb).add_hidden_layer(16, seed=3)
+    texts = ["the ball and the goal", "code", "", "unknownword zzz"]
+    feats = bb.encode(texts, progress=False)
+    assert feats.shape == (4, 16) and bb.num_features == 16 and (feats >= 0).all()  # after the ReLU
+    plain = static_bb.encode(texts, progress=False)
+    assert not np.allclose(feats[:, :8], plain)  # the features are the hidden layer's, not the vectors
+    batch = bb.batch_source(texts).collate(np.arange(4))
+    with torch.no_grad():
+        np.testing.assert_allclose(bb.forward_features(**batch).numpy(), feats, atol=1e-6)
+        graph = bb.graph_features(batch["input_ids"], batch["attention_mask"]).numpy()
+    np.testing.assert_allclose(graph, feats, atol=1e-6)  # the exported graph has the layer too
+    same = copy.deepcopy(static_bb).add_hidden_layer(16, seed=3)  # the seed decides the start
+    np.testing.assert_array_equal(same.encode(texts, progress=False), feats)
+    assert bb.fingerprint() != static_bb.fingerprint()
+    bb.save(tmp_path / "bb")
+    again = get_backbone(str(tmp_path / "bb"))
+    assert again.hidden_dim == 16 and again.fingerprint() == bb.fingerprint()
+    np.testing.assert_array_equal(again.encode(texts, progress=False), feats)
+    with pytest.raises(BackboneError, match="without one"):
+        bb.add_hidden_layer(8)
+
+
+def test_hidden_dim_is_for_static_students_only(tiny_bert_dir):
+    from warmstart.data import Dataset
+    from warmstart.distill import distill
+    from warmstart.errors import ParameterError
+    from warmstart.techniques import get_technique
+
+    texts, labels = make_sentences(6, seed=0)
+    train = Dataset(texts, labels, "text", "train")
+    teacher = get_technique("finetune", backbone=str(tiny_bert_dir), epochs=1, progress=False).fit(train)
+    test = Dataset(*make_sentences(3, seed=9), "text", "test")
+    with pytest.raises(ParameterError, match="for static students"):
+        distill(teacher, train, None, test, student=str(tiny_bert_dir), hidden_dim=8, measure_speed=False)
+    result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False,
+                     params={"epochs": 2, "progress": False})  # fmt: skip
+    assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
+
+
 def test_static_needs_a_transformers_teacher(tiny_image_backbone):
     from warmstart.backbones.static import StaticBackbone
     from warmstart.errors import BackboneError

@@ -220,6 +220,12 @@ def _parser_distill(sub: Any) -> None:
         "--pca-dims", type=int, default=256, help="static student: vector size after PCA (default: 256)"
     )
     p.add_argument(
+        "--hidden-dim",
+        type=int,
+        default=0,
+        help="static student: one hidden layer of this size (ReLU) before the linear head (default: 0, none)",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=0.0,

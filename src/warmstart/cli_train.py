@@ -289,6 +289,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         seed=args.seed,
         measure_speed=not args.no_speed,
         val_fraction=args.val_fraction,
+        hidden_dim=args.hidden_dim,
     )
     print(distill_text(result))
     return 0

@@ -70,17 +70,31 @@ def soft_targets(
     return soft
 
 
-def make_student(teacher: Any, student: str, pca_dims: int | None = 256, progress: bool = True) -> Any:
-    """The student backbone: ``static`` distils the teacher's own encoder; anything else is a backbone name."""
+def make_student(
+    teacher: Any,
+    student: str,
+    pca_dims: int | None = 256,
+    progress: bool = True,
+    hidden_dim: int = 0,
+    seed: int = 0,
+) -> Any:
+    """The student backbone: ``static`` distils the teacher's own encoder; anything else is a backbone name.
+    ``hidden_dim``: a static student's hidden layer (0: none, the pooled vectors feed the linear head)."""
     from .backbones import get_backbone
 
+    static = student == "static" or student.startswith("static:")
+    if hidden_dim and not static:
+        raise ParameterError(
+            f"--hidden-dim is for static students; --student {student!r} is not one. Leave it out."
+        )
     if student == "static":  # distilled once per teacher encoder and settings, then reused from disk
         from .backbones.static import static_backbone
 
-        return static_backbone(
-            teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress
-        )
+        bb = static_backbone(teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress)
+        return bb.add_hidden_layer(hidden_dim, seed) if hidden_dim else bb
     bb = get_backbone(student)
+    if hidden_dim:
+        bb.add_hidden_layer(hidden_dim, seed)
     if bb.modality != teacher.backbone_.modality:
         raise ParameterError(
             f"--student {student!r} reads {bb.modality}, but the teacher reads {teacher.backbone_.modality}."
@@ -125,11 +139,13 @@ def size_of(est: Any) -> dict:
     return {"parameters": int(params), "fp32_mb": round(params * 4 / 2**20, 2)}
 
 
-def check_options(temperature: float, hard_weight: float, val_fraction: float = 0.0) -> None:
-    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1:
+def check_options(
+    temperature: float, hard_weight: float, val_fraction: float = 0.0, hidden_dim: int = 0
+) -> None:
+    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1 or hidden_dim < 0:
         raise ParameterError(
-            f"temperature must be above 0 (got {temperature}), hard_weight within [0, 1] (got {hard_weight}) "
-            f"and val_fraction within [0, 1) (got {val_fraction})."
+            f"temperature must be above 0 (got {temperature}), hard_weight within [0, 1] (got {hard_weight}), "
+            f"val_fraction within [0, 1) (got {val_fraction}) and hidden_dim at least 0 (got {hidden_dim})."
         )
 
 
@@ -163,7 +179,10 @@ def distill_run(
     from .artifact import check_output, held_out, load_artifact, save_artifact, training_rows
 
     check_options(
-        options.get("temperature", 1.0), options.get("hard_weight", 0.5), options.get("val_fraction", 0)
+        options.get("temperature", 1.0),
+        options.get("hard_weight", 0.5),
+        options.get("val_fraction", 0),
+        options.get("hidden_dim", 0),
     )
     if output is not None:
         check_output(output, overwrite)
@@ -212,25 +231,26 @@ def distill(
     seed: int = 0,
     measure_speed: bool = True,
     val_fraction: float = 0.0,
+    hidden_dim: int = 0,
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
 
     ``val_fraction``: hold out that share of the unlabelled rows (``validation_rows``) and keep the student's
     epoch that agrees best with the teacher on them, stopping after the technique's ``patience`` epochs
-    without gain."""
+    without gain. ``hidden_dim``: a static student's hidden layer (``make_student``)."""
     from .evaluate import evaluate_predictions, fit_measured
     from .techniques import get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
-    check_options(temperature, hard_weight, val_fraction)
+    check_options(temperature, hard_weight, val_fraction, hidden_dim)
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
     labels = [*labelled.labels, *[None] * (len(data) - len(labelled))] if labelled is not None else None
     targets = soft_targets(teacher.predict_proba(data), classes, labels, known, temperature, hard_weight)
     data.labels = [classes[i] for i in targets.argmax(1)]
-    student_bb = make_student(teacher, student, pca_dims, params.get("progress", True))
+    student_bb = make_student(teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed)
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
     if not isinstance(est, TunedTechnique):
         raise ParameterError(
@@ -262,6 +282,7 @@ def distill(
     config = _config(
         teacher, est, student, technique, temperature, hard_weight, val_fraction, seed, data, test
     )
+    config["hidden_dim"] = hidden_dim
     return DistillResult(est, metrics, config)
 
 

@@ -33,12 +33,17 @@ MODEL2VEC_INSTALL = (
 
 
 class StaticEmbeddings(nn.Module):
-    """``(B, L)`` token ids and mask -> the mean of their rows of ``embedding``, optionally unit length."""
+    """``(B, L)`` token ids and mask -> the mean of their rows of ``embedding``, optionally unit length, then
+    optionally one hidden layer (``hidden_dim`` units, ReLU): with a linear head on top, an MLP classifier, as in
+    model2vec's own classifier."""
 
-    def __init__(self, vectors: torch.Tensor, normalize: bool = True) -> None:
+    def __init__(self, vectors: torch.Tensor, normalize: bool = True, hidden_dim: int = 0) -> None:
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=False)
         self.normalize = normalize
+        self.hidden = (
+            nn.Sequential(nn.Linear(vectors.shape[1], hidden_dim), nn.ReLU()) if hidden_dim else None
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One fused ``embedding_bag`` (each row a bag, padding weighted 0): no ``(B, L, D)`` tensor is made."""
@@ -54,7 +59,8 @@ class StaticEmbeddings(nn.Module):
         return self._finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
 
     def _finish(self, pooled: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+        pooled = nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+        return self.hidden(pooled) if self.hidden is not None else pooled
 
 
 class StaticBackbone(Backbone):
@@ -89,16 +95,38 @@ class StaticBackbone(Backbone):
         normalize: bool = True,
         max_length: int = 512,
         distilled_from: dict | None = None,
+        hidden_dim: int = 0,
     ) -> None:
-        self.module = StaticEmbeddings(vectors, normalize)
+        self.module = StaticEmbeddings(vectors, normalize, hidden_dim)
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.name, self.source = name, source
         self.normalize, self.max_length = normalize, int(max_length)
-        self.num_features = int(vectors.shape[1])
+        self.hidden_dim = int(hidden_dim)
+        self.num_features = self.hidden_dim or int(vectors.shape[1])
         self.distilled_from = distilled_from or {}
         self._fingerprint = None
+
+    def add_hidden_layer(self, hidden_dim: int, seed: int = 0) -> StaticBackbone:
+        """Put one trainable hidden layer (``hidden_dim`` units, ReLU, seeded random start) after the pooled
+        vectors; the features become its output. Returns self."""
+        if hidden_dim < 1 or self.hidden_dim:
+            raise BackboneError(
+                f"{self.name}: a hidden layer needs a size of at least 1 (got {hidden_dim}) and a static "
+                f"backbone without one (this one has {self.hidden_dim})."
+            )
+        width = self.module.embedding.weight.shape[1]
+        layer = nn.Linear(width, hidden_dim)
+        g = torch.Generator().manual_seed(seed)
+        bound = 1 / width**0.5  # nn.Linear's own initial range, drawn from a seeded generator
+        with torch.no_grad():
+            layer.weight.uniform_(-bound, bound, generator=g)
+            layer.bias.uniform_(-bound, bound, generator=g)
+        self.module.hidden = nn.Sequential(layer, nn.ReLU()).to(self.module.embedding.weight.device)
+        self.hidden_dim = self.num_features = int(hidden_dim)
+        self.invalidate_fingerprint()
+        return self
 
     # -- making one ---------------------------------------------------------------------------------------------
     @classmethod
@@ -194,6 +222,7 @@ class StaticBackbone(Backbone):
             "max_length": self.max_length,
             "normalize": self.normalize,
             "tokenizer": self._tok_hash,
+            **({"hidden_dim": self.hidden_dim} if self.hidden_dim else {}),
         }
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -246,11 +275,14 @@ class StaticBackbone(Backbone):
                 pooled = nn.functional.embedding_bag(flat, weight, offsets, mode="mean")
                 if self.normalize:
                     pooled = nn.functional.normalize(pooled, dim=-1)
+                if self.module.hidden is not None:
+                    pooled = self.module.hidden(pooled)
                 out[start : start + len(ids)] = pooled.float().cpu().numpy()
         return out
 
     def layer_groups(self) -> list[list[str]]:
-        return [["embedding.weight"]]
+        hidden = [[n for n, _ in self.module.named_parameters() if n.startswith("hidden.")]]
+        return [["embedding.weight"]] + (hidden if self.hidden_dim else [])
 
     def reset_parameters(self, seed: int) -> None:
         """Random vectors of the same scale as the distilled ones (the from-scratch control)."""
@@ -293,8 +325,8 @@ class StaticBackbone(Backbone):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        weight = self.module.embedding.weight.detach().cpu().contiguous()
-        save_file({"embedding.weight": weight}, str(folder / "model.safetensors"))
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        save_file(tensors, str(folder / "model.safetensors"))
         self.tokenizer.save(str(folder / "tokenizer.json"))
         meta = {
             "kind": "static-text",
@@ -302,6 +334,7 @@ class StaticBackbone(Backbone):
             "normalize": self.normalize,
             "max_length": self.max_length,
             "distilled_from": self.distilled_from,
+            "hidden_dim": self.hidden_dim,
         }
         (folder / "warmstart_backbone.json").write_text(json.dumps(meta, indent=2))
 
@@ -319,16 +352,20 @@ class StaticBackbone(Backbone):
                 raise BackboneError(
                     f"{folder}: a static-embedding backbone folder needs {need}, which is missing."
                 )
-        vectors = load_file(str(folder / "model.safetensors"))["embedding.weight"]
-        return cls(
-            vectors,
+        tensors = load_file(str(folder / "model.safetensors"))
+        bb = cls(
+            tensors["embedding.weight"],
             Tokenizer.from_file(str(folder / "tokenizer.json")),
             name=meta.get("name", str(folder)),
             source=str(folder),
             normalize=bool(meta.get("normalize", True)),
             max_length=int(meta.get("max_length", 512)),
             distilled_from=meta.get("distilled_from"),
+            hidden_dim=int(meta.get("hidden_dim", 0)),
         )
+        if bb.hidden_dim:
+            bb.module.load_state_dict(tensors)
+        return bb
 
 
 def _pooling_for(teacher: Backbone) -> str:
