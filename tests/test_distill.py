@@ -38,6 +38,47 @@ def test_static_backbone_encodes_like_its_training_path_and_adds_no_special_toke
     assert len(ids) == 1  # one word, one id: no [CLS]/[SEP]
 
 
+def test_static_tokenizing_in_pieces_gives_the_whole_texts_first_tokens(static_bb):
+    """Long texts are tokenized a space-cut piece at a time until they have max_length tokens: the ids must be
+    exactly those of the whole text, cut, whatever the text holds (fuzzed: accents, CJK, tabs, long words)."""
+    import copy
+
+    from warmstart.backbones import static as st
+
+    bb = copy.deepcopy(static_bb)
+    assert bb._prefix_safe()  # a BERT tokenizer: whitespace pre-tokenizer, per-character normalizer
+    rng = np.random.default_rng(0)
+    words = [
+        "the",
+        "ball",
+        "Café",
+        "naïve",
+        "東京",
+        "x" * 130,
+        "goal!",
+        "co-op",
+        "…",
+        "😀",
+        "a.b",
+        "ÅNGSTRÖM",
+    ]
+    seps = [" ", "  ", "\n", "\t", " \t\n ", ", ", "\u00a0", "\u3000"]
+    texts = ["", " ", "x" * 500, "word " * 3, "   leading", "trailing   " * 20]
+    for _ in range(300):
+        n = int(rng.integers(1, 120))
+        texts.append(
+            "".join(f"{words[rng.integers(len(words))]}{seps[rng.integers(len(seps))]}" for _ in range(n))
+        )
+    for limit in (3, 8, 40):
+        bb.max_length = limit
+        whole = [e.ids[:limit] for e in bb.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        assert bb.tokenize(texts) == whole
+    assert st._split_at_space("ab cd ef", 5) == ("ab cd", " ef")
+    assert st._split_at_space("ab cd ef", 4) == ("ab", " cd ef")
+    assert st._split_at_space("abcdefgh ij", 3) == ("abcdefgh", " ij")  # no space before: the first after
+    assert st._split_at_space("abcdefgh", 3) == ("abcdefgh", "")
+
+
 def test_static_backbone_saves_and_loads_without_model2vec(static_bb, tmp_path, monkeypatch):
     from warmstart.backbones import get_backbone
 

@@ -226,11 +226,48 @@ class StaticBackbone(Backbone):
         }
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids without special tokens, cut to ``max_length``."""
+        """Token ids without special tokens, cut to ``max_length``.
+
+        The tokenizer is most of a static model's time, so long texts are not tokenized whole only to keep their
+        first ``max_length`` tokens: where no token can span a space (``_prefix_safe``), each text is tokenized
+        a piece at a time, cut at a space, until it has ``max_length`` tokens or ends: the same ids as the whole
+        text's first ``max_length`` (a test checks), from a fraction of the characters."""
         if not texts:
             return []
-        enc = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        return [e.ids[: self.max_length] for e in enc]
+        limit = self.max_length
+        if not self._prefix_safe():
+            enc = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+            return [e.ids[:limit] for e in enc]
+        ids: list[list[int]] = [[] for _ in texts]
+        rest = [str(t) for t in texts]
+        todo = list(range(len(rest)))
+        piece = PIECE_CHARS_PER_TOKEN * limit
+        while todo:
+            heads = []
+            for i in todo:
+                head, rest[i] = _split_at_space(rest[i], piece)
+                heads.append(head)
+            enc = self.tokenizer.encode_batch_fast(heads, add_special_tokens=False)
+            for i, e in zip(todo, enc, strict=True):
+                ids[i].extend(e.ids)
+            todo = [i for i in todo if len(ids[i]) < limit and rest[i]]
+        return [x[:limit] for x in ids]
+
+    def _prefix_safe(self) -> bool:
+        """Whether tokenizing a text in pieces cut at ASCII spaces gives the whole text's tokens: the
+        pre-tokenizer splits at whitespace (so no token spans one) and the normalizer acts on each character
+        alone. Other tokenizers (byte-level BPE, Metaspace, anything unknown) tokenize whole texts."""
+        if not hasattr(self, "_prefix_ok"):
+            state = json.loads(self.tokenizer.to_str())
+            pre, norm = state.get("pre_tokenizer") or {}, state.get("normalizer")
+            local = {"BertNormalizer", "Lowercase", "NFD", "NFC", "NFKD", "NFKC", "StripAccents"}
+            norms = (norm.get("normalizers") or []) if norm and norm.get("type") == "Sequence" else [norm]
+            self._prefix_ok = pre.get("type") in (
+                "BertPreTokenizer",
+                "Whitespace",
+                "WhitespaceSplit",
+            ) and all(n is None or n.get("type") in local for n in norms)
+        return self._prefix_ok
 
     def collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad to the longest row of the batch (an empty text keeps one masked position), without a Python loop
@@ -366,6 +403,27 @@ class StaticBackbone(Backbone):
         if bb.hidden_dim:
             bb.module.load_state_dict(tensors)
         return bb
+
+
+# characters per piece for each token still wanted: English averages 4 to 5 characters a token, so most texts take
+# one piece, and a second where the first fell short
+PIECE_CHARS_PER_TOKEN = 6
+_CUTS = (" ", "\n", "\t")
+
+
+def _split_at_space(text: str, size: int) -> tuple[str, str]:
+    """``text`` cut at its last ASCII space, newline or tab within ``size`` characters (at the first one after,
+    where there is none before): the head, and the rest, which starts with that space. A text of ``size``
+    characters or fewer, or with no such character after the start, is all head."""
+    if len(text) <= size:
+        return text, ""
+    cut = max(text.rfind(c, 1, size + 1) for c in _CUTS)
+    if cut <= 0:
+        after = [k for k in (text.find(c, size) for c in _CUTS) if k > 0]
+        if not after:
+            return text, ""
+        cut = min(after)
+    return text[:cut], text[cut:]
 
 
 def _pooling_for(teacher: Backbone) -> str:
