@@ -272,6 +272,17 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     assert (
         "Teacher and student" in html and "J / 1,000" in html and f"{d['student']['accuracy']:.4f} [" in html
     )
+    # a second student of the same teacher (with a hidden layer): both side by side in one report
+    assert main(["distill", str(tmp_path / "teacher"), "--student", "static", "--pca-dims", "8", "--hidden-dim", "8",
+                 "--param", "progress=false", "--no-speed", "--output", str(tmp_path / "student2")]) == 0  # fmt: skip
+    d2 = json.loads((tmp_path / "student2" / "metrics.json").read_text())["distillation"]
+    out = tmp_path / "students.html"
+    assert main(["report", str(tmp_path / "student"), str(tmp_path / "student2"), "--output", str(out)]) == 0
+    html = out.read_text()
+    assert "Teacher and students" in html and "student2 (static)" in html and "speed-up" in html
+    assert f"{d2['student']['accuracy']:.4f} [" in html and "not measured" in html  # student2 skipped timing
+    assert main(["report", str(tmp_path / "student"), str(tmp_path / "teacher"), "--output", str(out)]) == 2
+    assert "not a distilled student" in capsys.readouterr().err
     student = load_artifact(tmp_path / "student")
     assert type(student.backbone_).__name__ == "StaticBackbone"
     assert set(student.predict(["the ball and the goal"])) <= {"sports", "tech", "food"}

@@ -343,7 +343,12 @@ def _parser_report(sub: Any) -> None:
         help="rebuild the HTML report of a study folder or an artifact from its saved results",
         description="Write report.html from saved results alone (no training).",
     )
-    p.add_argument("path", help="a study folder (warmstart study --output) or an artifact folder")
+    p.add_argument(
+        "path",
+        nargs="+",
+        help="a study folder (warmstart study --output) or an artifact folder; or several students of one "
+        "teacher (warmstart distill --output), side by side in one report (needs --output)",
+    )
     p.add_argument(
         "--output", "-o", help="HTML file to write (default: STUDY/report.html, ARTIFACT-report.html)"
     )

@@ -149,9 +149,14 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_artifact_report, write_study_report
+    from .report import write_artifact_report, write_distillation_report, write_study_report
 
-    path = Path(args.path)
+    if len(args.path) > 1:
+        if not args.output:
+            raise ParameterError("several students go into one report: name it with --output FILE.html.")
+        print(f"wrote {write_distillation_report(args.path, args.output)}")
+        return 0
+    path = Path(args.path[0])
     if (path / "study.json").is_file():
         from .study import finish_study
 

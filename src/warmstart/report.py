@@ -532,6 +532,71 @@ def _distillation_section(d: dict, cfg: dict) -> dict:
     }
 
 
+def write_distillation_report(folders: list[str | os.PathLike], output: str | os.PathLike) -> Path:
+    """Several students of one teacher side by side (``warmstart report STUDENT STUDENT ...``): the teacher
+    once, then each student's accuracy with its interval, the paired difference from the teacher, agreement,
+    size, rows/s, speed-up and energy per 1,000 predictions, all from the students' metrics.json. Refuses
+    students of different teachers or test rows: their numbers would not be comparable."""
+    from .distill import COMPARISON_HEAD, comparison_rows
+
+    blocks, configs = [], []
+    for f in map(Path, folders):
+        mpath = f / "metrics.json"
+        d = json.loads(mpath.read_text()).get("distillation") if mpath.is_file() else None
+        if not d:
+            raise DataError(
+                f"{f}: not a distilled student (no distillation block in metrics.json); give only artifacts "
+                f"written by `warmstart distill`, or one artifact or study folder at a time."
+            )
+        cfg = json.loads((f / "config.json").read_text())
+        blocks.append(d)
+        configs.append(cfg)
+    sources = {(c.get("distilled_from", {}).get("artifact"), c.get("test_data"), d["test_rows"])
+               for c, d in zip(configs, blocks, strict=True)}  # fmt: skip
+    if len(sources) > 1:
+        raise DataError(
+            "these students were not distilled from one teacher and tested on the same rows ("
+            + "; ".join(f"teacher {a}, test {t}, {n} rows" for a, t, n in sorted(sources, key=str))
+            + "): their numbers are not comparable. Report them one at a time."
+        )
+    rows = [comparison_rows(blocks[0])[0]]
+    for f, d, c in zip(folders, blocks, configs, strict=True):
+        row = comparison_rows(d)[1]
+        row[0] = f"{Path(f).name} ({c.get('student', '?')})"
+        diff = d.get("accuracy_difference") or {}
+        rows.append(
+            [
+                *row,
+                f"{100 * diff['difference']:+.1f} [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}]"
+                if diff
+                else "",
+                f"{100 * d['agreement']:.1f}%",
+                f"{d['speedup']}x" if "speedup" in d else "not measured",
+            ]
+        )
+    rows[0] += ["", "", "1x"]
+    method = ((blocks[0].get("student") or {}).get("speed") or {}).get("energy_method")
+    source = configs[0].get("distilled_from", {})
+    section = {
+        "title": "Teacher and students",
+        "text": (
+            f"Students of one {source.get('technique', '?')} teacher on {source.get('backbone', {}).get('name', '?')}"
+            f" ({source.get('artifact', '?')}), each measured against it on the same {blocks[0]['test_rows']} test "
+            "rows in its own distillation run; the teacher row is from the first student's run, and each "
+            "speed-up is against the teacher measured in that student's run."
+        ),
+        "tables": [
+            {
+                "head": [*COMPARISON_HEAD, "student minus teacher, points [95% CI]", "agreement", "speed-up"],
+                "rows": rows,
+                "caption": "accuracy intervals: Wilson, 95%, over the test rows; differences: paired bootstrap "
+                "over the rows" + (f"; energy: {method}" if method else ""),
+            }
+        ],
+    }
+    return _render(Path(output), "warmstart distillation: teacher and students", "", [section])
+
+
 def write_artifact_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """One trained model's HTML report, from its metrics.json and config.json (long as the page is: most of it is
     the sections' literal, in reading order)."""
