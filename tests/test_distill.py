@@ -129,6 +129,35 @@ def test_a_hidden_layer_feeds_the_head_on_every_path_and_is_saved(static_bb, tmp
         bb.add_hidden_layer(8)
 
 
+def test_a_teacher_cut_student_starts_from_the_teachers_fine_tuned_layers(tiny_bert_dir, tmp_path):
+    from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.data import Dataset
+    from warmstart.distill import distill, make_student
+    from warmstart.errors import ParameterError
+    from warmstart.techniques import get_technique
+
+    texts, labels = make_sentences(6, seed=0)
+    train = Dataset(texts, labels, "text", "train")
+    teacher = get_technique("finetune", backbone=str(tiny_bert_dir), epochs=2, progress=False).fit(train)
+    cut = make_student(teacher, "teacher:num_layers=1")
+    tb = teacher.backbone_
+    assert cut.module.config.num_hidden_layers == 1 and tb.module.config.num_hidden_layers == 2  # a copy
+    kept = dict(tb.module.named_parameters())
+    for name, p in cut.module.named_parameters():  # every kept weight is the fine-tuned teacher's
+        assert torch.equal(p, kept[name])
+    assert "from the fine-tuned teacher" in cut.name and cut.fingerprint() != tb.fingerprint()
+    with pytest.raises(ParameterError, match="teacher:num_layers=N"):
+        make_student(teacher, "teacher:layers=1")
+    test = Dataset(*make_sentences(3, seed=9), "text", "test")
+    result = distill(teacher, train, None, test, student="teacher:num_layers=1", measure_speed=False,
+                     params={"epochs": 1, "progress": False})  # fmt: skip
+    save_artifact(result.estimator, tmp_path / "s", embed_backbone=True)
+    again = load_artifact(tmp_path / "s")  # an ordinary artifact: the cut encoder is saved with it
+    np.testing.assert_allclose(
+        again.predict_proba(test.inputs), result.estimator.predict_proba(test.inputs), atol=1e-5
+    )
+
+
 def test_hidden_dim_is_for_static_students_only(tiny_bert_dir):
     from warmstart.data import Dataset
     from warmstart.distill import distill

@@ -7,7 +7,9 @@ temperature, are the student's targets, mixed with the true labels where they ar
 - ``static`` (text): a static-embedding backbone distilled by model2vec from the teacher's own (fine-tuned)
   encoder, whose vectors and head then train on the soft targets (``backbones/static.py``);
 - any backbone name: a smaller transformer or CNN (``paraphrase-MiniLM-L3-v2``,
-  ``all-MiniLM-L6-v2:num_layers=2``, ``efficientnet-lite0:num_blocks=10``), fine-tuned on the soft targets.
+  ``all-MiniLM-L6-v2:num_layers=2``, ``efficientnet-lite0:num_blocks=10``), fine-tuned on the soft targets;
+- ``teacher:num_layers=N`` (text): the teacher's own fine-tuned encoder cut to its first N layers, then
+  fine-tuned on the soft targets.
 
 Both are measured on the same test rows as the teacher: accuracy, agreement with the teacher, size, and
 inference throughput (rows per second in batches, and the latency of one row), in the same process.
@@ -92,6 +94,8 @@ def make_student(
 
         bb = static_backbone(teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress)
         return bb.add_hidden_layer(hidden_dim, seed) if hidden_dim else bb
+    if student.startswith("teacher:"):
+        return _cut_teacher(teacher, student)
     bb = get_backbone(student)
     if hidden_dim:
         bb.add_hidden_layer(hidden_dim, seed)
@@ -99,6 +103,28 @@ def make_student(
         raise ParameterError(
             f"--student {student!r} reads {bb.modality}, but the teacher reads {teacher.backbone_.modality}."
         )
+    return bb
+
+
+def _cut_teacher(teacher: Any, student: str) -> Any:
+    """``teacher:num_layers=N``: a copy of the teacher's own fine-tuned text encoder cut to its first N layers
+    (the student starts from what fine-tuning taught, as DistilBERT starts from its teacher's layers)."""
+    import copy
+    import re
+
+    from .backbones.hf_common import truncate_layers
+
+    found = re.fullmatch(r"teacher:num_layers=(\d+)", student)
+    bb = teacher.backbone_
+    if not found or bb.modality != "text" or not hasattr(bb.module, "config"):
+        raise ParameterError(
+            f"--student {student!r}: the teacher-cut student is written teacher:num_layers=N and needs a "
+            f"transformers text teacher (this one is {bb.modality}, {type(bb.module).__name__})."
+        )
+    bb = copy.deepcopy(bb)
+    truncate_layers(bb.module, int(found[1]), bb.name)
+    bb.name = f"{bb.name}:num_layers={found[1]} (from the fine-tuned teacher)"
+    bb.invalidate_fingerprint()
     return bb
 
 
