@@ -8,8 +8,8 @@ throughput (rows/s over the test rows, and one-row latency) is measured in this 
 Students (``--students``, comma-separated names of ``STUDENTS``):
   static ... warmstart's static student, distilled from the teacher's own fine-tuned encoder, then trained on the
              teacher's soft targets; variants set its learning rate, temperature and hard-label weight;
-  static-h512, static-h256  the static student with a hidden layer of 512 or 256 units before its head (model2vec's
-             classifier has one of 512);
+  static-h512, static-h256, static-h0  the static student with a hidden layer of 512 or 256 units before its
+             head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers;
              tcut-2: the teacher's own fine-tuned encoder cut to 2 layers);
@@ -47,6 +47,7 @@ from common import code_version, keyed_rows, packaged_split  # noqa: E402
 # name -> (student, distill options); the technique is finetune unless named
 STUDENTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
+    "static-h0": ("static", {"hidden_dim": 0}),
     "static-lr1e-3": ("static", {"params": {"lr": 1e-3}}),
     "static-lr1e-2": ("static", {"params": {"lr": 1e-2}}),
     "static-lr3e-2": ("static", {"params": {"lr": 3e-2}}),

@@ -260,6 +260,7 @@ def test_distill_with_validation_keeps_the_best_epoch_on_held_out_rows(tiny_bert
     plain = distill(teacher, train, unlabeled, test, pca_dims=8, measure_speed=False,
                     params={"epochs": 3, "progress": False})  # fmt: skip
     assert plain.metrics["distillation"]["validation_rows"] == 0
+    assert plain.config["hidden_dim"] == 512 == plain.estimator.backbone_.num_features  # the static default
     assert plain.metrics["distillation"]["transfer_rows"] == 630
 
 

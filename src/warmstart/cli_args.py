@@ -222,8 +222,9 @@ def _parser_distill(sub: Any) -> None:
     p.add_argument(
         "--hidden-dim",
         type=int,
-        default=0,
-        help="static student: one hidden layer of this size (ReLU) before the linear head (default: 0, none)",
+        default=None,
+        help="static student: one hidden layer of this size (ReLU) before the linear head; 0: none "
+        "(default: 512)",
     )
     p.add_argument(
         "--val-fraction",
