@@ -73,7 +73,7 @@ def soft_targets(
 
 
 # a static student's hidden layer by default: chosen on the development collection (TREC, VADER nyt, VADER
-# tweets; docs/distill.md), where 512 units beat none on all five data set and seed pairs (+0.2 to +1.5 points)
+# tweets; docs/distill.md), where 512 units beat none in all six data set and seed pairs (+0.2 to +1.5 points)
 STATIC_HIDDEN_DIM = 512
 
 
