@@ -1,0 +1,158 @@
+"""Inference speed of a teacher and its students, measured together with the machine to itself.
+
+``benchmarks/distill.py`` measures each student's speed in its own run, right after training it, and those
+runs often share the CPU with others; this script measures only speed, the models taking turns in one process,
+so that the ratios are like for like. A model's speed does not depend on its weights (no architecture here stops
+early or skips work by value), so the students are trained for one short epoch on 64 rows, only to have fitted
+heads; their accuracy is not the point here and is not reported (``benchmarks/distill.py`` has it).
+
+Per data set: the saved seed-0 teacher of ``benchmarks/distill.py`` (all-MiniLM-L6-v2 fine-tuned at 64 labelled
+rows per class), the same test rows, and the students:
+
+  static ........ warmstart's static student at its defaults (hidden layer of 512), distilled from the teacher;
+  static-h0 ..... the same without the hidden layer;
+  tcut-2 ........ the teacher's encoder cut to 2 layers; l3: paraphrase-MiniLM-L3-v2;
+  model2vec ..... model2vec's ``StaticModelForClassification`` on model2vec's ``distill`` of the pretrained
+                  backbone (its own inference path: its tokenizer call, its pooling, its MLP head).
+
+Each round times every model once over all the test rows (``distill.speed``: best of passes within about two
+seconds, the energy of 1,000 predictions, the median latency of one row); the table keeps each model's best
+round.
+
+    python benchmarks/distill_speed.py --data sms-spam,reuters-r8,bbc-news --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import code_version, keyed_rows, packaged_split  # noqa: E402
+
+STUDENTS = ("static", "static-h0", "tcut-2", "l3", "model2vec")
+
+
+def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
+    """The seed-0 teacher that ``benchmarks/distill.py`` saved for ``data`` (the same key)."""
+    desc = {"data": data, "seed": 0, "shots": shots, "teacher": teacher}
+    key = hashlib.blake2b(json.dumps(desc, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
+    path = folders / f"{data}-s0-{key}"
+    if not path.is_dir():
+        raise SystemExit(
+            f"{path}: no saved teacher; run benchmarks/distill.py --data {data} --seeds 0 first."
+        )
+    return path
+
+
+def students_of(teacher, test, names: list[str], base: str) -> dict:
+    """Each student with a fitted head: one epoch on 64 test rows labelled by the teacher (speed only)."""
+    from warmstart.data import Dataset
+    from warmstart.distill import make_student
+    from warmstart.techniques import get_technique
+
+    rows = Dataset(list(test.inputs[:64]), list(teacher.predict(test.inputs[:64])), "text", "speed")
+    out = {}
+    for name in names:
+        if name == "model2vec":
+            out[name] = model2vec_model(base, rows)
+            continue
+        student, hidden = {
+            "static": ("static", None),
+            "static-h0": ("static", 0),
+            "tcut-2": ("teacher:num_layers=2", None),
+            "l3": ("paraphrase-MiniLM-L3-v2", None),
+        }[name]
+        if hidden is None and student == "static":
+            from warmstart.distill import STATIC_HIDDEN_DIM
+
+            hidden = STATIC_HIDDEN_DIM
+        bb = make_student(teacher, student, progress=False, hidden_dim=hidden or 0)
+        out[name] = get_technique("finetune", backbone=bb, epochs=1, progress=False).fit(rows)
+    return out
+
+
+def model2vec_model(base: str, rows):
+    from model2vec.distill import distill_from_model
+    from model2vec.train import StaticModelForClassification
+
+    from warmstart.backbones import get_backbone
+
+    bb = get_backbone(base)
+    bb.module.config._name_or_path = ""
+    static = distill_from_model(bb.module, bb.tokenizer, device="cpu", pca_dims=256)
+    clf = StaticModelForClassification.from_static_model(model=static)
+    clf.fit(list(rows.inputs), list(rows.labels), max_epochs=1)
+
+    class Wrapped:  # the interface distill.speed times
+        def predict_proba(self, inputs):
+            return clf.predict_proba(list(inputs))
+
+    return Wrapped()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from warmstart.artifact import load_artifact
+    from warmstart.distill import speed
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="sms-spam,reuters-r8,bbc-news")
+    ap.add_argument("--teacher", default="all-MiniLM-L6-v2")
+    ap.add_argument("--shots", type=int, default=64)
+    ap.add_argument("--students", default=",".join(STUDENTS))
+    ap.add_argument("--test-rows", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--teachers", default="runs/bench/distill-teachers")
+    ap.add_argument("--output", default="runs/bench/distill_speed.jsonl")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    version = code_version()
+    out = Path(args.output)
+    keyed_rows(out)  # makes the folder
+    names = args.students.split(",")
+    print(f"code {version}, torch threads {torch.get_num_threads()}", flush=True)
+    print("| data | model | rows/s | speed-up | 1 row, ms | J / 1,000 | rows/s over rounds |")
+    print("|---|---|---|---|---|---|---|")
+    for data in args.data.split(","):
+        _, test = packaged_split(data, args.test_rows)
+        teacher = load_artifact(teacher_folder(Path(args.teachers), data, args.teacher, args.shots))
+        models = {"teacher": teacher, **students_of(teacher, test, names, args.teacher)}
+        inputs = list(test.inputs)
+        runs: dict[str, list[dict]] = {k: [] for k in models}
+        for _ in range(args.rounds):  # in turns, so that a slow spell of the machine hits every model
+            for k, m in models.items():
+                runs[k].append(speed(m, inputs))
+        best = {k: max(v, key=lambda s: s["rows_per_s"]) for k, v in runs.items()}
+        for k in models:
+            row = {
+                "code": version,
+                "data": data,
+                "model": k,
+                "test_rows": len(inputs),
+                "threads": torch.get_num_threads(),
+                "rounds": [r["rows_per_s"] for r in runs[k]],
+                **best[k],
+                "speedup": round(best[k]["rows_per_s"] / best["teacher"]["rows_per_s"], 2),
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(
+                f"| {data} | {k} | {row['rows_per_s']:,.0f} | {row['speedup']:.1f}x | {row['single_row_ms']:.2f} | "
+                f"{row['joules_per_1000']:.3g} | {', '.join(f'{v:,.0f}' for v in row['rounds'])} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
