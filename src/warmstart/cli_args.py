@@ -189,16 +189,18 @@ def _parser_distill(sub: Any) -> None:
         "distill",
         help="train a cheaper student on a fitted model's predictions, saved as an ordinary artifact",
         description="Distil the artifact TEACHER into a student: a static-embedding model distilled from the "
-        "teacher's own encoder (--student static, text only; needs model2vec) or a smaller backbone. The student "
-        "trains on the teacher's class probabilities over its training rows and any --unlabeled rows, and is "
-        "compared with the teacher on the same test rows: accuracy, agreement, size and rows/s.",
+        "teacher's own encoder (--student static, text only; needs model2vec), the teacher's encoder cut to its "
+        "first layers, or a smaller backbone. The student trains on the teacher's class probabilities over its "
+        "training rows and any --unlabeled rows, and is compared with the teacher on the same test rows: "
+        "accuracy with intervals, agreement, size, rows/s and energy per 1,000 predictions.",
     )
     p.add_argument("teacher", help="artifact folder written by `warmstart fit`")
     p.add_argument(
         "--student",
         default="static",
-        help="static (default; text): static embeddings from the teacher's encoder; or a backbone name, e.g. "
-        "paraphrase-MiniLM-L3-v2, all-MiniLM-L6-v2:num_layers=2, efficientnet-lite0:num_blocks=10",
+        help="static (default; text): static embeddings from the teacher's encoder; teacher:num_layers=N (text): "
+        "the teacher's fine-tuned encoder cut to N layers; or a backbone name, e.g. paraphrase-MiniLM-L3-v2, "
+        "all-MiniLM-L6-v2:num_layers=2, efficientnet-lite0:image_size=32",
     )
     p.add_argument("--output", "-o", required=True, help="artifact folder to write for the student")
     p.add_argument(
