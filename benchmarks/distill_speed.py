@@ -12,6 +12,8 @@ rows per class), the same test rows, and the students:
   static ........ warmstart's static student at its defaults (hidden layer of 512), distilled from the teacher;
   static-h0 ..... the same without the hidden layer;
   tcut-2 ........ the teacher's encoder cut to 2 layers; l3: paraphrase-MiniLM-L3-v2;
+  lite0-32, lite0-32-b10  images (with ``--teacher efficientnet-lite0:image_size=64``): EfficientNet-Lite0 at
+                  32 px, whole or cut after 10 blocks;
   model2vec ..... model2vec's ``StaticModelForClassification`` on model2vec's ``distill`` of the pretrained
                   backbone (its own inference path: its tokenizer call, its pooling, its MLP head).
 
@@ -20,6 +22,8 @@ seconds, the energy of 1,000 predictions, the median latency of one row); the ta
 round.
 
     python benchmarks/distill_speed.py --data sms-spam,reuters-r8,bbc-news --rounds 3
+    python benchmarks/distill_speed.py --data fashion-mnist --teacher efficientnet-lite0:image_size=64 \\
+        --students lite0-32,lite0-32-b10
 """
 
 from __future__ import annotations
@@ -31,11 +35,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import code_version, packaged_split  # noqa: E402
 
 STUDENTS = ("static", "static-h0", "tcut-2", "l3", "model2vec")
+# name -> (student, hidden layer of a static student); None: the default
+SPECS = {
+    "static": ("static", None),
+    "static-h0": ("static", 0),
+    "tcut-2": ("teacher:num_layers=2", 0),
+    "l3": ("paraphrase-MiniLM-L3-v2", 0),
+    "lite0-32": ("efficientnet-lite0:image_size=32", 0),
+    "lite0-32-b10": ("efficientnet-lite0:image_size=32,num_blocks=10", 0),
+}
 
 
 def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
@@ -52,27 +67,20 @@ def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
 
 def students_of(teacher, test, names: list[str], base: str) -> dict:
     """Each student with a fitted head: one epoch on 64 test rows labelled by the teacher (speed only)."""
-    from warmstart.data import Dataset
-    from warmstart.distill import make_student
+    from warmstart.distill import STATIC_HIDDEN_DIM, make_student
     from warmstart.techniques import get_technique
 
-    rows = Dataset(list(test.inputs[:64]), list(teacher.predict(test.inputs[:64])), "text", "speed")
+    rows = test.subset(np.arange(min(64, len(test))))
+    rows.labels = list(teacher.predict(rows))
     out = {}
     for name in names:
         if name == "model2vec":
             out[name] = model2vec_model(base, rows)
             continue
-        student, hidden = {
-            "static": ("static", None),
-            "static-h0": ("static", 0),
-            "tcut-2": ("teacher:num_layers=2", None),
-            "l3": ("paraphrase-MiniLM-L3-v2", None),
-        }[name]
-        if hidden is None and student == "static":
-            from warmstart.distill import STATIC_HIDDEN_DIM
-
-            hidden = STATIC_HIDDEN_DIM
-        bb = make_student(teacher, student, progress=False, hidden_dim=hidden or 0)
+        student, hidden = SPECS[name]
+        bb = make_student(
+            teacher, student, progress=False, hidden_dim=STATIC_HIDDEN_DIM if hidden is None else hidden
+        )
         out[name] = get_technique("finetune", backbone=bb, epochs=1, progress=False).fit(rows)
     return out
 
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         _, test = packaged_split(data, args.test_rows)
         teacher = load_artifact(teacher_folder(Path(args.teachers), data, args.teacher, args.shots))
         models = {"teacher": teacher, **students_of(teacher, test, names, args.teacher)}
-        inputs = list(test.inputs)
+        inputs = test.inputs if test.modality == "image" else list(test.inputs)
         runs: dict[str, list[dict]] = {k: [] for k in models}
         for _ in range(args.rounds):  # in turns, so that a slow spell of the machine hits every model
             for k, m in models.items():
