@@ -385,67 +385,10 @@ def _config(
     }
 
 
-def _joules(v: float) -> str:
-    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
-
-
-def comparison_rows(c: dict) -> list[list[str]]:
-    """Teacher and student, one row each: accuracy with its 95% interval over the test rows, macro-F1, size,
-    rows/s, one-row latency, energy per 1,000 predictions (what the terminal, the model card and the report
-    show)."""
-    out = []
-    for who in ("teacher", "student"):
-        m, sp = c[who], c[who].get("speed") or {}
-        ci = m.get("accuracy_ci")
-        out.append(
-            [
-                who,
-                f"{m['accuracy']:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
-                f"{m['macro_f1']:.4f}",
-                f"{m['parameters']:,}",
-                f"{m['fp32_mb']:,.1f}" if "fp32_mb" in m else "",
-                f"{sp['rows_per_s']:,.0f}" if "rows_per_s" in sp else "not measured",
-                f"{sp['single_row_ms']:.2f}" if "single_row_ms" in sp else "not measured",
-                _joules(sp["joules_per_1000"]) if "joules_per_1000" in sp else "not measured",
-            ]
-        )
-    return out
-
-
-COMPARISON_HEAD = [
-    "",
-    "accuracy [95% CI]",
-    "macro-F1",
-    "parameters",
-    "fp32 MB",
-    "rows/s",
-    "1 row, ms",
-    "J / 1,000",
-]
-
-
-def comparison_summary(c: dict) -> str:
-    """One sentence: what the student kept, with the paired interval of the difference, and what it saves."""
-    d = c.get("accuracy_difference")
-    diff = (
-        f" (student minus teacher {100 * d['difference']:+.1f} points, 95% CI [{100 * d['low']:+.1f}, "
-        f"{100 * d['high']:+.1f}] paired over the rows)"
-        if d
-        else ""
-    )
-    speedup = f", at {c['speedup']}x the teacher's rows/s" if "speedup" in c else ""
-    energy = ""
-    t, st = (c.get("teacher") or {}).get("speed") or {}, (c.get("student") or {}).get("speed") or {}
-    if t.get("joules_per_1000") and st.get("joules_per_1000"):
-        energy = f" and {t['joules_per_1000'] / st['joules_per_1000']:.0f}x less energy per prediction"
-    return (
-        f"student keeps {100 * c['accuracy_kept']:.1f}% of the teacher's accuracy{diff} and agrees with it on "
-        f"{100 * c['agreement']:.1f}% of {c['test_rows']} test rows{speedup}{energy}"
-    )
-
-
 def distill_text(result: DistillResult) -> str:
     """The teacher-student comparison as a few lines for the terminal."""
+    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary
+
     c = result.metrics["distillation"]
     rows = [COMPARISON_HEAD, *comparison_rows(c)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COMPARISON_HEAD))]

@@ -509,7 +509,7 @@ def study_markdown(folder: str | os.PathLike) -> str:
 def _distillation_section(d: dict, cfg: dict) -> dict:
     """A distilled student against its teacher on the same test rows: accuracy with intervals, size, speed,
     energy per 1,000 predictions (the table of the model card and of `warmstart distill`)."""
-    from .distill import COMPARISON_HEAD, comparison_rows, comparison_summary
+    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary
 
     source = cfg.get("distilled_from", {})
     method = ((d.get("student") or {}).get("speed") or {}).get("energy_method")
@@ -537,7 +537,7 @@ def write_distillation_report(folders: list[str | os.PathLike], output: str | os
     once, then each student's accuracy with its interval, the paired difference from the teacher, agreement,
     size, rows/s, speed-up and energy per 1,000 predictions, all from the students' metrics.json. Refuses
     students of different teachers or test rows: their numbers would not be comparable."""
-    from .distill import COMPARISON_HEAD, comparison_rows
+    from .model_card import COMPARISON_HEAD, comparison_rows
 
     blocks, configs = [], []
     for f in map(Path, folders):
