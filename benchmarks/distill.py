@@ -12,7 +12,7 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers;
-             tcut-2: the teacher's own fine-tuned encoder cut to 2 layers);
+             tcut-2, tcut-1: the teacher's own fine-tuned encoder cut to 2 layers or 1);
   lite0-32, lite0-32-b10  images: EfficientNet-Lite0 at 32 px, whole or cut after 10 of its 16 blocks (the
              teacher: ``--teacher efficientnet-lite0:image_size=64``; at 64 px, cutting blocks alone bought at most
              1.6x, since the stem and the first blocks at full resolution cost most);
@@ -62,6 +62,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
     "l6-2": ("all-MiniLM-L6-v2:num_layers=2", {}),
     "tcut-2": ("teacher:num_layers=2", {}),
+    "tcut-1": ("teacher:num_layers=1", {}),
     "lite0-32": ("efficientnet-lite0:image_size=32", {}),
     "lite0-32-b10": ("efficientnet-lite0:image_size=32,num_blocks=10", {}),
     "m2v": ("model2vec", {}),

@@ -11,7 +11,7 @@ rows per class), the same test rows, and the students:
 
   static ........ warmstart's static student at its defaults (hidden layer of 512), distilled from the teacher;
   static-h0 ..... the same without the hidden layer;
-  tcut-2 ........ the teacher's encoder cut to 2 layers; l3: paraphrase-MiniLM-L3-v2;
+  tcut-2 ........ the teacher's encoder cut to 2 layers (tcut-1: to 1); l3: paraphrase-MiniLM-L3-v2;
   lite0-32, lite0-32-b10  images (with ``--teacher efficientnet-lite0:image_size=64``): EfficientNet-Lite0 at
                   32 px, whole or cut after 10 blocks;
   model2vec ..... model2vec's ``StaticModelForClassification`` on model2vec's ``distill`` of the pretrained
@@ -47,6 +47,7 @@ SPECS = {
     "static": ("static", None),
     "static-h0": ("static", 0),
     "tcut-2": ("teacher:num_layers=2", 0),
+    "tcut-1": ("teacher:num_layers=1", 0),
     "l3": ("paraphrase-MiniLM-L3-v2", 0),
     "lite0-32": ("efficientnet-lite0:image_size=32", 0),
     "lite0-32-b10": ("efficientnet-lite0:image_size=32,num_blocks=10", 0),
