@@ -34,31 +34,30 @@ MODEL2VEC_INSTALL = (
 
 class StaticEmbeddings(nn.Module):
     """``(B, L)`` token ids and mask -> the mean of their rows of ``embedding``, optionally unit length, then
-    optionally one hidden layer (``hidden_dim`` units, ReLU): with a linear head on top, an MLP classifier, as in
-    model2vec's own classifier."""
+    optionally one hidden layer (``hidden``, set by ``StaticBackbone.add_hidden_layer``): with a linear head on
+    top, an MLP classifier, as in model2vec's own classifier."""
 
-    def __init__(self, vectors: torch.Tensor, normalize: bool = True, hidden_dim: int = 0) -> None:
+    def __init__(self, vectors: torch.Tensor, normalize: bool = True) -> None:
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=False)
         self.normalize = normalize
-        self.hidden = (
-            nn.Sequential(nn.Linear(vectors.shape[1], hidden_dim), nn.ReLU()) if hidden_dim else None
-        )
+        self.hidden: nn.Module | None = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One fused ``embedding_bag`` (each row a bag, padding weighted 0): no ``(B, L, D)`` tensor is made."""
         weight = self.embedding.weight
         mask = attention_mask.to(weight.dtype)
         summed = nn.functional.embedding_bag(input_ids, weight, per_sample_weights=mask, mode="sum")
-        return self._finish(summed / mask.sum(1, keepdim=True).clamp(min=1.0))
+        return self.finish(summed / mask.sum(1, keepdim=True).clamp(min=1.0))
 
     def graph_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The same features with plain gather, multiply and sum: what the ONNX graph holds (an exported
         ``embedding_bag`` becomes a slow loop)."""
         mask = attention_mask.unsqueeze(-1).to(self.embedding.weight.dtype)
-        return self._finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        return self.finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
 
-    def _finish(self, pooled: torch.Tensor) -> torch.Tensor:
+    def finish(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Mean vectors to features: unit length where ``normalize``, then the hidden layer where there is one."""
         pooled = nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
         return self.hidden(pooled) if self.hidden is not None else pooled
 
@@ -95,16 +94,15 @@ class StaticBackbone(Backbone):
         normalize: bool = True,
         max_length: int = 512,
         distilled_from: dict | None = None,
-        hidden_dim: int = 0,
     ) -> None:
-        self.module = StaticEmbeddings(vectors, normalize, hidden_dim)
+        self.module = StaticEmbeddings(vectors, normalize)
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.name, self.source = name, source
         self.normalize, self.max_length = normalize, int(max_length)
-        self.hidden_dim = int(hidden_dim)
-        self.num_features = self.hidden_dim or int(vectors.shape[1])
+        self.hidden_dim = 0
+        self.num_features = int(vectors.shape[1])
         self.distilled_from = distilled_from or {}
         self._fingerprint = None
 
@@ -309,17 +307,15 @@ class StaticBackbone(Backbone):
                 offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]).to(
                     weight.device
                 )
-                pooled = nn.functional.embedding_bag(flat, weight, offsets, mode="mean")
-                if self.normalize:
-                    pooled = nn.functional.normalize(pooled, dim=-1)
-                if self.module.hidden is not None:
-                    pooled = self.module.hidden(pooled)
+                pooled = self.module.finish(nn.functional.embedding_bag(flat, weight, offsets, mode="mean"))
                 out[start : start + len(ids)] = pooled.float().cpu().numpy()
         return out
 
     def layer_groups(self) -> list[list[str]]:
-        hidden = [[n for n, _ in self.module.named_parameters() if n.startswith("hidden.")]]
-        return [["embedding.weight"]] + (hidden if self.hidden_dim else [])
+        groups = [["embedding.weight"]]
+        if self.hidden_dim:
+            groups.append([n for n, _ in self.module.named_parameters() if n.startswith("hidden.")])
+        return groups
 
     def reset_parameters(self, seed: int) -> None:
         """Random vectors of the same scale as the distilled ones (the from-scratch control)."""
@@ -398,9 +394,9 @@ class StaticBackbone(Backbone):
             normalize=bool(meta.get("normalize", True)),
             max_length=int(meta.get("max_length", 512)),
             distilled_from=meta.get("distilled_from"),
-            hidden_dim=int(meta.get("hidden_dim", 0)),
         )
-        if bb.hidden_dim:
+        if meta.get("hidden_dim"):  # the layer's shape, then its saved weights
+            bb.add_hidden_layer(int(meta["hidden_dim"]))
             bb.module.load_state_dict(tensors)
         return bb
 
