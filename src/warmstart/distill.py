@@ -77,6 +77,19 @@ def soft_targets(
 STATIC_HIDDEN_DIM = 512
 
 
+def is_static(student: str) -> bool:
+    """Whether ``--student`` names a static-embedding student (``static``, or a ``static:NAME`` backbone)."""
+    return student == "static" or student.startswith("static:")
+
+
+def student_hidden_dim(student: str, hidden_dim: int | None = None) -> int:
+    """The hidden layer ``student`` gets: ``hidden_dim`` where given, else ``STATIC_HIDDEN_DIM`` for a static
+    student and none for any other."""
+    if hidden_dim is not None:
+        return hidden_dim
+    return STATIC_HIDDEN_DIM if is_static(student) else 0
+
+
 def make_student(
     teacher: Any,
     student: str,
@@ -89,8 +102,7 @@ def make_student(
     ``hidden_dim``: a static student's hidden layer (0: none, the pooled vectors feed the linear head)."""
     from .backbones import get_backbone
 
-    static = student == "static" or student.startswith("static:")
-    if hidden_dim and not static:
+    if hidden_dim and not is_static(student):
         raise ParameterError(
             f"--hidden-dim is for static students; --student {student!r} is not one. Leave it out."
         )
@@ -277,8 +289,7 @@ def distill(
     from .techniques.tuned import SoftTargets, TunedTechnique
 
     check_options(temperature, hard_weight, val_fraction, hidden_dim)
-    if hidden_dim is None:
-        hidden_dim = STATIC_HIDDEN_DIM if student == "static" or student.startswith("static:") else 0
+    hidden_dim = student_hidden_dim(student, hidden_dim)
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
@@ -387,7 +398,7 @@ def _config(
 
 def distill_text(result: DistillResult) -> str:
     """The teacher-student comparison as a few lines for the terminal."""
-    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary
+    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary, energy_method
 
     c = result.metrics["distillation"]
     rows = [COMPARISON_HEAD, *comparison_rows(c)]
@@ -401,8 +412,7 @@ def distill_text(result: DistillResult) -> str:
     lines.append(
         f"{comparison_summary(c)}; trained on {c['transfer_rows']} rows ({c['labelled_rows']} labelled)"
     )
-    method = ((c.get("student") or {}).get("speed") or {}).get("energy_method")
-    if method:
+    if method := energy_method(c):
         lines.append(f"energy: {method}")
     if result.artifact is not None:
         lines.append(f"artifact: {result.artifact}")

@@ -193,10 +193,14 @@ def _distillation(d: dict, config: dict) -> str:
         summary[0].upper() + summary[1:] + ".",
         "",
     ]
-    method = ((d.get("student") or {}).get("speed") or {}).get("energy_method")
-    if method:
+    if method := energy_method(d):
         rows += [f"Energy: {method}.", ""]
     return "\n".join(rows)
+
+
+def energy_method(c: dict) -> str | None:
+    """How a distillation block's energy figures were reached (RAPL, or an estimate), where speed was measured."""
+    return ((c.get("student") or {}).get("speed") or {}).get("energy_method")
 
 
 def _joules(v: float) -> str:

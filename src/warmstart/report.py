@@ -509,10 +509,10 @@ def study_markdown(folder: str | os.PathLike) -> str:
 def _distillation_section(d: dict, cfg: dict) -> dict:
     """A distilled student against its teacher on the same test rows: accuracy with intervals, size, speed,
     energy per 1,000 predictions (the table of the model card and of `warmstart distill`)."""
-    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary
+    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary, energy_method
 
     source = cfg.get("distilled_from", {})
-    method = ((d.get("student") or {}).get("speed") or {}).get("energy_method")
+    method = energy_method(d)
     return {
         "title": "Teacher and student",
         "text": (
@@ -537,7 +537,7 @@ def write_distillation_report(folders: list[str | os.PathLike], output: str | os
     once, then each student's accuracy with its interval, the paired difference from the teacher, agreement,
     size, rows/s, speed-up and energy per 1,000 predictions, all from the students' metrics.json. Refuses
     students of different teachers or test rows: their numbers would not be comparable."""
-    from .model_card import COMPARISON_HEAD, comparison_rows
+    from .model_card import COMPARISON_HEAD, comparison_rows, energy_method
 
     blocks, configs = [], []
     for f in map(Path, folders):
@@ -575,7 +575,7 @@ def write_distillation_report(folders: list[str | os.PathLike], output: str | os
             ]
         )
     rows[0] += ["", "", "1x"]
-    method = ((blocks[0].get("student") or {}).get("speed") or {}).get("energy_method")
+    method = energy_method(blocks[0])
     source = configs[0].get("distilled_from", {})
     section = {
         "title": "Teacher and students",
