@@ -74,15 +74,19 @@ def key_of(desc: dict) -> str:
     return hashlib.blake2b(json.dumps(desc, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
+def teacher_path(folder: Path, data: str, seed: int, shots: int, teacher: str) -> Path:
+    """Where the fine-tuned teacher of (data, seed) is kept: keyed by what it learned from, not by the code
+    version (a teacher is an input of the rows, which record the code that trained it, ``teacher_code``)."""
+    desc = {"data": data, "seed": seed, "shots": shots, "teacher": teacher}
+    return folder / f"{data}-s{seed}-{key_of(desc)}"
+
+
 def teacher_for(args, version, data, seed, train, folder: Path):
     """The fine-tuned teacher of (data, seed): loaded from its artifact folder, or trained and saved there."""
     from warmstart.artifact import load_artifact, save_artifact
     from warmstart.techniques import get_technique
 
-    # keyed by what it learned from, not by the code version: a teacher is an input of the rows, which record
-    # the code that trained it (teacher_code)
-    desc = {"data": data, "seed": seed, "shots": args.shots, "teacher": args.teacher}
-    path = folder / f"{data}-s{seed}-{key_of(desc)}"
+    path = teacher_path(folder, data, seed, args.shots, args.teacher)
     if path.with_name(path.name + ".json").is_file():
         return load_artifact(path), json.loads(path.with_name(path.name + ".json").read_text())
     est = get_technique("finetune", backbone=args.teacher, seed=seed, progress=False)
@@ -98,19 +102,35 @@ def teacher_for(args, version, data, seed, train, folder: Path):
     return est, cost
 
 
-def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
-    """model2vec's own pipeline: distil the pretrained backbone, train its classifier with its defaults."""
+def model2vec_classifier(backbone: str):
+    """model2vec's classifier (``StaticModelForClassification``, not fitted) on model2vec's ``distill`` of the
+    pretrained ``backbone``."""
     from model2vec.distill import distill_from_model
     from model2vec.train import StaticModelForClassification
 
     from warmstart.backbones import get_backbone
+
+    base = get_backbone(backbone)
+    base.module.config._name_or_path = ""
+    static = distill_from_model(base.module, base.tokenizer, device="cpu", pca_dims=256)
+    return StaticModelForClassification.from_static_model(model=static)
+
+
+class Model2VecProba:
+    """A model2vec classifier behind the interface ``warmstart.distill.speed`` times, as warmstart's models."""
+
+    def __init__(self, clf) -> None:
+        self.clf = clf
+
+    def predict_proba(self, inputs):
+        return self.clf.predict_proba(list(inputs))
+
+
+def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
+    """model2vec's own pipeline: distil the pretrained backbone, train its classifier with its defaults."""
     from warmstart.distill import speed
 
-    base = get_backbone(args.teacher)
-    model = base.module
-    model.config._name_or_path = ""
-    static = distill_from_model(model, base.tokenizer, device="cpu", pca_dims=256)
-    clf = StaticModelForClassification.from_static_model(model=static)
+    clf = model2vec_classifier(args.teacher)
     X, y = list(train.inputs), list(train.labels)
     if pseudo and unlabeled is not None:
         X += list(unlabeled.inputs)
@@ -123,15 +143,10 @@ def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
     }
     texts = list(test.inputs)
     pred = np.asarray(clf.predict(texts))
-
-    class Wrapped:  # the same speed measurement as warmstart's models
-        def predict_proba(self, inputs):
-            return clf.predict_proba(list(inputs))
-
     return {
         "accuracy": float((pred == np.asarray(test.labels)).mean()),
         "agreement": float((pred == teacher.predict(test)).mean()),
-        "speed": speed(Wrapped(), texts),
+        "speed": speed(Model2VecProba(clf), texts),
         "parameters": int(sum(p.numel() for p in clf.parameters())),
         **fit,
     }

@@ -29,7 +29,6 @@ round.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -40,25 +39,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import code_version, packaged_split  # noqa: E402
+from distill import STUDENTS, Model2VecProba, model2vec_classifier, teacher_path  # noqa: E402
 
-STUDENTS = ("static", "static-h0", "tcut-2", "l3", "model2vec")
-# name -> (student, hidden layer of a static student); None: the default
-SPECS = {
-    "static": ("static", None),
-    "static-h0": ("static", 0),
-    "tcut-2": ("teacher:num_layers=2", 0),
-    "tcut-1": ("teacher:num_layers=1", 0),
-    "l3": ("paraphrase-MiniLM-L3-v2", 0),
-    "lite0-32": ("efficientnet-lite0:image_size=32", 0),
-    "lite0-32-b10": ("efficientnet-lite0:image_size=32,num_blocks=10", 0),
-}
+DEFAULT_STUDENTS = ("static", "static-h0", "tcut-2", "l3", "model2vec")
 
 
 def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
-    """The seed-0 teacher that ``benchmarks/distill.py`` saved for ``data`` (the same key)."""
-    desc = {"data": data, "seed": 0, "shots": shots, "teacher": teacher}
-    key = hashlib.blake2b(json.dumps(desc, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
-    path = folders / f"{data}-s0-{key}"
+    """The seed-0 teacher that ``benchmarks/distill.py`` saved for ``data``."""
+    path = teacher_path(folders, data, 0, shots, teacher)
     if not path.is_dir():
         raise SystemExit(
             f"{path}: no saved teacher; run benchmarks/distill.py --data {data} --seeds 0 first."
@@ -67,8 +55,9 @@ def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
 
 
 def students_of(teacher, test, names: list[str], base: str) -> dict:
-    """Each student with a fitted head: one epoch on 64 test rows labelled by the teacher (speed only)."""
-    from warmstart.distill import STATIC_HIDDEN_DIM, make_student
+    """Each student with a fitted head: one epoch on 64 test rows labelled by the teacher (speed only); names
+    are ``benchmarks/distill.py``'s students, with their options."""
+    from warmstart.distill import make_student, student_hidden_dim
     from warmstart.techniques import get_technique
 
     rows = test.subset(np.arange(min(64, len(test))))
@@ -76,33 +65,15 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
     out = {}
     for name in names:
         if name == "model2vec":
-            out[name] = model2vec_model(base, rows)
+            clf = model2vec_classifier(base)
+            clf.fit(list(rows.inputs), list(rows.labels), max_epochs=1)
+            out[name] = Model2VecProba(clf)
             continue
-        student, hidden = SPECS[name]
-        bb = make_student(
-            teacher, student, progress=False, hidden_dim=STATIC_HIDDEN_DIM if hidden is None else hidden
-        )
+        student, opts = STUDENTS[name]
+        hidden = student_hidden_dim(student, opts.get("hidden_dim"))
+        bb = make_student(teacher, student, progress=False, hidden_dim=hidden)
         out[name] = get_technique("finetune", backbone=bb, epochs=1, progress=False).fit(rows)
     return out
-
-
-def model2vec_model(base: str, rows):
-    from model2vec.distill import distill_from_model
-    from model2vec.train import StaticModelForClassification
-
-    from warmstart.backbones import get_backbone
-
-    bb = get_backbone(base)
-    bb.module.config._name_or_path = ""
-    static = distill_from_model(bb.module, bb.tokenizer, device="cpu", pca_dims=256)
-    clf = StaticModelForClassification.from_static_model(model=static)
-    clf.fit(list(rows.inputs), list(rows.labels), max_epochs=1)
-
-    class Wrapped:  # the interface distill.speed times
-        def predict_proba(self, inputs):
-            return clf.predict_proba(list(inputs))
-
-    return Wrapped()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="sms-spam,reuters-r8,bbc-news")
     ap.add_argument("--teacher", default="all-MiniLM-L6-v2")
     ap.add_argument("--shots", type=int, default=64)
-    ap.add_argument("--students", default=",".join(STUDENTS))
+    ap.add_argument("--students", default=",".join(DEFAULT_STUDENTS))
     ap.add_argument("--test-rows", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--teachers", default="runs/bench/distill-teachers")
