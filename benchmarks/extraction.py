@@ -9,6 +9,9 @@ messages), with all-MiniLM-L6-v2 for both:
   precision);
 - warmstart ``encode`` in fp32 and in bf16.
 
+bf16 rows are timed only where the CPU computes bf16 natively (AVX512-BF16 or AMX; ``--bf16 on`` forces them):
+elsewhere bf16 is emulated, many times slower than fp32, and precision ``auto`` never picks it.
+
 Each warmstart row is compared with sentence-transformers at the same precision (like for like), and the bf16
 rows also with sentence-transformers fp32. The table starts with the commit it measured.
 
@@ -22,10 +25,10 @@ over a sequence of n tokens. The ceiling is torch.matmul's GFLOP/s on (2048 x 38
 the feed-forward layer, fp32 and bf16, read for half a second before the timings and after every pass: the
 highest reading is used.
 
-warmstart bf16 runs with the settings measured for this CPU (attention implementation, linear layout, padded
-tokens per batch: src/warmstart/backbones/encode_tuning.py), which the run prints, and once more with the fixed
-settings every CPU used before (eager attention, standard linear layers, 2,048 tokens per batch); ``--profile
-N`` adds an operator profile of N rows with each.
+warmstart runs with the settings measured for this CPU at each precision (attention implementation, linear
+layout, padded tokens per batch, threads: src/warmstart/backbones/encode_tuning.py), which the run prints, and
+once more with the fixed settings every CPU used before (standard linear layers, 2,048 tokens per batch; in bf16
+eager attention, in fp32 the model's own); ``--profile N`` adds an operator profile of N rows with each.
 
 Then EfficientNet-Lite0 images/s on Fashion-MNIST upscaled to 224 px, taking turns: a plain fp32 loop (NCHW,
 batch 64) against warmstart's encode (channels-last) in fp32, and in bf16 by autocast (the old fixed way), by a
@@ -107,10 +110,11 @@ def with_env(fn, **env: str):
                 os.environ[k] = v
 
 
-def fixed_settings(fn):
-    """``fn()`` with bf16 extraction forced to the settings used on every CPU before they were measured per
-    CPU: eager attention, standard linear layers, 2,048 padded tokens per batch."""
-    fixed = {"ATTENTION": "eager", "LINEAR": "standard", "TOKENS": "2048"}
+def fixed_settings(fn, attention: str = "eager"):
+    """``fn()`` with extraction forced to the settings used on every CPU before they were measured per CPU:
+    standard linear layers, 2,048 padded tokens per batch, and ``attention``: in bf16 plain matmul attention
+    (``eager``), in fp32 the model's own (transformers' default, SDPA)."""
+    fixed = {"ATTENTION": attention, "LINEAR": "standard", "TOKENS": "2048"}
     return with_env(fn, **{f"WARMSTART_ENCODE_{k}": v for k, v in fixed.items()})
 
 
@@ -134,9 +138,23 @@ def main(argv: list[str] | None = None) -> int:
         help="also profile warmstart bf16 on this many 20 Newsgroups rows, with the old fixed settings and with "
         "the ones measured for this CPU (0: skip)",
     )
+    ap.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time the bf16 rows: auto (default) only where the CPU computes bf16 natively (AVX512-BF16 or "
+        "AMX); elsewhere bf16 is emulated, many times slower than fp32, and precision auto never picks it",
+    )
     args = ap.parse_args(argv)
+    from warmstart.runtime import fast_bf16_cpu
+
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and fast_bf16_cpu())
+    if not bf16:
+        print(
+            "bf16 rows skipped: this CPU has no native bf16 (AVX512-BF16 or AMX); --bf16 on times them anyway"
+        )
     if not args.rows:
-        return 0 if not args.images or images(args.images, args.repeats) else 1
+        return 0 if not args.images or images(args.images, args.repeats, bf16) else 1
     from sentence_transformers import SentenceTransformer
 
     from warmstart.backbones import minilm_l6_folder
@@ -149,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     st.max_seq_length = 128
     st_bf16 = SentenceTransformer(str(folder), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
     st_bf16.max_seq_length = 128
+    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
     ours = TransformerTextBackbone.from_pretrained(folder, max_length=128)
+    own_attention = ours.module.config._attn_implementation
     sets = {
         "20 Newsgroups (128 tokens)": [
             str(t) for t in load_packaged("20newsgroups").train.inputs[: args.rows]
@@ -157,10 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         "SMS spam": [str(t) for t in load_packaged("sms-spam").train.inputs[: args.rows]],
     }
     print(f"CPU: {cpu_signature()}")
-    readings: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    readings: dict[str, list[float]] = {p: [] for p in precisions}
 
     def read_ceiling() -> None:
-        for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for key in precisions:
+            dtype = torch.bfloat16 if key == "bf16" else torch.float32
             readings[key].append(matmul_ceiling(dtype, seconds=0.5))
 
     read_ceiling()
@@ -170,33 +191,49 @@ def main(argv: list[str] | None = None) -> int:
         flops = encoder_flops(tokens)
         methods = {
             "sentence-transformers fp32": lambda x=texts: st.encode(x, batch_size=32, convert_to_numpy=True),
-            "sentence-transformers bf16": lambda x=texts: st_bf16.encode(
-                x, batch_size=32, convert_to_numpy=True
-            ).astype(np.float32),
-            "warmstart fp32": lambda x=texts: ours.encode(x, progress=False, precision="fp32"),
-            "warmstart bf16, fixed settings": lambda x=texts: fixed_settings(
-                lambda: ours.encode(x, progress=False, precision="bf16")
+            "warmstart fp32, fixed settings": lambda x=texts: fixed_settings(
+                lambda: ours.encode(x, progress=False, precision="fp32"), own_attention
             ),
-            "warmstart bf16": lambda x=texts: ours.encode(x, progress=False, precision="bf16"),
+            "warmstart fp32": lambda x=texts: ours.encode(x, progress=False, precision="fp32"),
         }
+        if bf16:
+            methods |= {
+                "sentence-transformers bf16": lambda x=texts: st_bf16.encode(
+                    x, batch_size=32, convert_to_numpy=True
+                ).astype(np.float32),
+                "warmstart bf16, fixed settings": lambda x=texts: fixed_settings(
+                    lambda: ours.encode(x, progress=False, precision="bf16")
+                ),
+                "warmstart bf16": lambda x=texts: ours.encode(x, progress=False, precision="bf16"),
+            }
+        # measure this CPU's choice for these texts once, at each precision (a real run measures on its first
+        # encode of 100,000 tokens or more, and uses the cached choice after that)
+        used = {}
+        for prec in precisions:
+            with_env(
+                lambda p=prec, x=texts: ours.encode(x, progress=False, precision=p),
+                WARMSTART_ENCODE_TUNE="force",
+            )
+            used[prec] = ours.last_encode_settings.describe()
         best, embs = interleaved(methods, args.repeats, read_ceiling)
         t_st, e_st = best["sentence-transformers fp32"], embs["sentence-transformers fp32"]
-        same = {"fp32": t_st, "bf16": best["sentence-transformers bf16"]}
+        same = {"fp32": t_st, "bf16": best.get("sentence-transformers bf16", t_st)}
         rows = []
         for method, t in best.items():
             prec = "bf16" if "bf16" in method else "fp32"
             need = None if method == "sentence-transformers fp32" else (0.99 if prec == "bf16" else 0.9999)
             rows.append((method, t, embs[method], prec, need, same[prec]))
         results.append((name, texts, tokens, flops, t_st, e_st, rows))
-        print(f"timed {name}; warmstart bf16 ran with {ours.last_encode_settings.describe()}", flush=True)
+        for prec, settings in used.items():
+            print(f"timed {name}; warmstart {prec} ran with {settings}", flush=True)
     # the machine's matmul rate swings between readings (by 3x within a minute on a shared host): the ceiling
     # is the highest reading, taken before the timings and after every pass, so a slow reading cannot flatter
     # the fraction
     ceiling = {k: max(v) for k, v in readings.items()}
+    read = ", ".join(f"{k} {ceiling[k]:.0f} GFLOP/s (lowest {min(v):.0f})" for k, v in readings.items())
     print(
-        f"matmul ceiling, the highest of {len(readings['bf16'])} readings: fp32 {ceiling['fp32']:.0f} GFLOP/s "
-        f"(lowest {min(readings['fp32']):.0f}), bf16 {ceiling['bf16']:.0f} GFLOP/s (lowest "
-        f"{min(readings['bf16']):.0f}), {torch.get_num_threads()} threads\n"
+        f"matmul ceiling, the highest of {len(readings['fp32'])} readings: {read}, "
+        f"{torch.get_num_threads()} threads\n"
     )
     print(f"commit {code_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print(
@@ -220,34 +257,40 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | ({len(texts)} rows, mean tokens {tokens.mean():.0f}, max {tokens.max()}) | | | | | | | |"
         )
     if args.profile:
-        profile(ours, sets["20 Newsgroups (128 tokens)"][: args.profile])
+        profile(ours, sets["20 Newsgroups (128 tokens)"][: args.profile], "bf16" if bf16 else "fp32")
     if args.images:
-        ok &= images(args.images, args.repeats)
+        ok &= images(args.images, args.repeats, bf16)
     return 0 if ok else 1
 
 
-def profile(ours, texts: list[str]) -> None:
-    """Where a bf16 encode spends its time, by operator: with the settings fixed before they were measured per
-    CPU (eager attention, standard linear layers, 2,048 tokens per batch) and with this CPU's."""
+def profile(ours, texts: list[str], precision: str) -> None:
+    """Where an encode at ``precision`` spends its time, by operator: with the settings fixed before they were
+    measured per CPU (``fixed_settings``) and with this CPU's."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    for label, wrap in (("fixed settings", fixed_settings), ("measured settings", lambda fn: fn())):
-        wrap(lambda: ours.encode(texts, progress=False, precision="bf16"))  # warm-up, and the copy for these
+    attention = "eager" if precision == "bf16" else ours.module.config._attn_implementation
+    fixed = lambda fn: fixed_settings(fn, attention)  # noqa: E731
+    for label, wrap in (("fixed settings", fixed), ("measured settings", lambda fn: fn())):
+        wrap(
+            lambda: ours.encode(texts, progress=False, precision=precision)
+        )  # warm-up, and the copy for these
         start = time.perf_counter()
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            wrap(lambda: ours.encode(texts, progress=False, precision="bf16"))
+            wrap(lambda: ours.encode(texts, progress=False, precision=precision))
         took = time.perf_counter() - start
         total = sum(e.self_cpu_time_total for e in prof.key_averages())
-        print(f"\nprofile, {label} {ours.last_encode_settings.describe()}: {len(texts)} rows in {took:.2f} s")
+        print(
+            f"\nprofile, {precision}, {label} {ours.last_encode_settings.describe()}: {len(texts)} rows in {took:.2f} s"
+        )
         print("| operator | share of self CPU time |\n|---|---|")
         for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]:
             print(f"| {e.key} | {e.self_cpu_time_total / total:.1%} |")
 
 
-def images(n: int, repeats: int) -> bool:
+def images(n: int, repeats: int, bf16: bool) -> bool:
     """EfficientNet-Lite0 on Fashion-MNIST upscaled to 224 px: a plain fp32 loop (NCHW, batch 64, the same
-    preprocessing) against warmstart's encode in fp32 and bf16."""
+    preprocessing) against warmstart's encode in fp32 and (with ``bf16``) bf16."""
     from warmstart.backbones import get_backbone
     from warmstart.data import image_at, load_packaged
 
@@ -271,24 +314,29 @@ def images(n: int, repeats: int) -> bool:
     def encode(prec: str, **env: str):
         return lambda: with_env(lambda: bb.encode(data, progress=False, precision=prec), **env)
 
-    # measure this CPU's choice once (a real run measures on its first encode of 2,000 images or more)
-    encode("bf16", WARMSTART_ENCODE_TUNE="force")()
-    chosen = bb.last_encode_settings
     methods = {
         "plain fp32 loop (NCHW)": plain,
         "warmstart fp32 (channels-last)": encode("fp32"),
-        "warmstart bf16, autocast (the old fixed way)": encode(
-            "bf16", WARMSTART_ENCODE_IMAGE_CAST="autocast", WARMSTART_ENCODE_IMAGE_BATCH="64"
-        ),
-        "warmstart bf16, bf16 weights": encode(
-            "bf16", WARMSTART_ENCODE_IMAGE_CAST="weights", WARMSTART_ENCODE_IMAGE_BATCH="64"
-        ),
-        f"warmstart bf16, measured ({chosen.cast}, {chosen.batch_size} per batch)": encode("bf16"),
     }
+    chosen = None
+    if bf16:
+        # measure this CPU's choice once (a real run measures on its first encode of 2,000 images or more)
+        encode("bf16", WARMSTART_ENCODE_TUNE="force")()
+        chosen = bb.last_encode_settings
+        methods |= {
+            "warmstart bf16, autocast (the old fixed way)": encode(
+                "bf16", WARMSTART_ENCODE_IMAGE_CAST="autocast", WARMSTART_ENCODE_IMAGE_BATCH="64"
+            ),
+            "warmstart bf16, bf16 weights": encode(
+                "bf16", WARMSTART_ENCODE_IMAGE_CAST="weights", WARMSTART_ENCODE_IMAGE_BATCH="64"
+            ),
+            f"warmstart bf16, measured ({chosen.cast}, {chosen.batch_size} per batch)": encode("bf16"),
+        }
     best, outs = interleaved(methods, repeats, lambda: None)
     ref = outs["plain fp32 loop (NCHW)"]
     t_plain = best["plain fp32 loop (NCHW)"]
-    print(f"\nimage settings measured on {image_tuning.cpu_signature()}: {chosen.describe()}")
+    if chosen is not None:
+        print(f"\nimage settings measured on {image_tuning.cpu_signature()}: {chosen.describe()}")
     print("\n| images | method | images/s | vs plain fp32 loop | min cosine | check |")
     print("|---|---|---|---|---|---|")
     ok = True

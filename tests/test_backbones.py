@@ -131,13 +131,13 @@ def test_bf16_copy_follows_weight_changes_and_pickles(tiny_bert_dir, text_data):
 
     bb = get_backbone(str(tiny_bert_dir))
     first = bb.encode(text_data.inputs, progress=False, precision="bf16")
-    copy_before = bb.bf16_module()
-    assert bb.bf16_module() is copy_before  # unchanged weights: the copy is reused
+    copy_before = bb.inference_module()
+    assert bb.inference_module() is copy_before  # unchanged weights: the copy is reused
     assert next(copy_before.parameters()).dtype == torch.bfloat16
     assert next(bb.module.parameters()).dtype == torch.float32  # the trained module stays fp32
     with torch.no_grad():  # an in-place update, as an optimizer step makes
         bb.module.encoder.layer[0].output.dense.weight.mul_(3.0)
-    assert bb.bf16_module() is not copy_before
+    assert bb.inference_module() is not copy_before
     after = bb.encode(text_data.inputs, progress=False, precision="bf16")
     ref = bb.encode(text_data.inputs, progress=False)
     cos = (after * ref).sum(1) / np.linalg.norm(after, axis=1) / np.linalg.norm(ref, axis=1)

@@ -38,12 +38,67 @@ def test_every_candidate_runs_as_asked_and_matches_fp32(
     used = bb.last_encode_settings
     assert (used.attention, used.linear, used.max_batch_tokens) == (attention, linear, 64)
     assert used.source == "default+override"
-    copy = bb.bf16_module(torch.bfloat16, used)
+    copy = bb.inference_module(torch.bfloat16, used)
     assert copy.config._attn_implementation == attention
     transposed = [m for m in copy.modules() if isinstance(m, et.TransposedLinear)]
     assert bool(transposed) == (linear == "transposed")
     assert not any(isinstance(m, torch.nn.Linear) for m in copy.modules()) or linear == "standard"
     assert _cos(out, ref).min() > 0.99
+
+
+def test_fp32_runs_the_model_itself_unless_another_layout_is_chosen(tiny_bert_dir, text_data, monkeypatch):
+    bb = get_backbone(str(tiny_bert_dir))
+    own = bb.module.config._attn_implementation
+    ref = bb.encode(text_data.inputs, progress=False)
+    used = bb.last_encode_settings
+    assert (used.attention, used.linear, used.source) == (own, "standard", "default")
+    assert bb.inference_module(torch.float32, used) is bb.module
+    other = "eager" if own == "sdpa" else "sdpa"
+    monkeypatch.setenv("WARMSTART_ENCODE_ATTENTION", other)
+    monkeypatch.setenv("WARMSTART_ENCODE_LINEAR", "transposed")
+    out = bb.encode(text_data.inputs, progress=False)
+    used = bb.last_encode_settings
+    assert (used.attention, used.linear, used.source) == (other, "transposed", "default+override")
+    copy = bb.inference_module(torch.float32, used)
+    assert copy is not bb.module and copy.config._attn_implementation == other
+    assert next(copy.parameters()).dtype == torch.float32
+    assert any(isinstance(m, et.TransposedLinear) for m in copy.modules())
+    assert bb.module.config._attn_implementation == own  # the trained module is untouched
+    assert _cos(out, ref).min() > 0.9999
+
+
+def test_fp32_settings_are_measured_and_cached_apart_from_bf16(tiny_bert_dir, text_data, monkeypatch):
+    bb = get_backbone(str(tiny_bert_dir))
+    seen = []
+    measured = et.EncodeSettings("eager", "transposed", 4096, 0, "measured")
+    monkeypatch.setattr(
+        et, "calibrate", lambda b, dtype, *a, **k: seen.append((dtype, k["default"])) or measured
+    )
+    monkeypatch.setattr(et, "MIN_TOKENS", 1)
+    bb.encode(text_data.inputs, progress=False, precision="fp32")
+    assert bb.last_encode_settings == measured
+    own = bb.module.config._attn_implementation
+    assert seen == [(torch.float32, et.EncodeSettings(attention=own))]
+    bb.encode(text_data.inputs, progress=False, precision="fp32")
+    assert bb.last_encode_settings.source == "cached" and len(seen) == 1
+    bb.encode(text_data.inputs, progress=False, precision="bf16")  # its own key: measured again
+    assert [d for d, _ in seen] == [torch.float32, torch.bfloat16]
+
+
+def test_calibration_keeps_the_default_when_nothing_is_faster(tiny_bert_dir):
+    bb = get_backbone(str(tiny_bert_dir))
+    same = lambda module, batch, threads: 1e-6 * batch["input_ids"].numel()  # noqa: E731
+    for default in (
+        et.EncodeSettings("sdpa", "transposed", 1024),
+        et.EncodeSettings("eager", "standard", 4096),
+    ):
+        got = et.calibrate(bb, torch.float32, 32, timer=same, repeats=1, default=default)
+        assert (got.attention, got.linear, got.max_batch_tokens, got.threads) == (
+            default.attention,
+            default.linear,
+            default.max_batch_tokens,
+            0,
+        )
 
 
 def _fake_timer(module, batch, threads):

@@ -1,4 +1,5 @@
-"""How a transformer text encoder runs bf16 extraction on this CPU, chosen by measurement on this CPU.
+"""How a transformer text encoder runs extraction on this CPU, at every precision, chosen by measurement on this
+CPU.
 
 What is fastest differs between CPUs. On an AMD EPYC with AVX-512-bf16, plain matmul-softmax-matmul attention
 beat SDPA's fused kernel by 1.3x; on an Intel Xeon with AMX, SDPA was 1.17 to 1.43x faster than it on long text,
@@ -233,10 +234,18 @@ def length_class(lengths: np.ndarray, max_length: int) -> int:
     return int(min(max_length, max(16, 2 ** round(np.log2(max(median, 1.0))))))
 
 
-def choose(backbone: Any, precision: str, dtype: torch.dtype, lengths: np.ndarray) -> EncodeSettings:
-    """The settings for a bf16 (or fp16) CPU encode of texts with these token ``lengths``: cached for this
+def choose(
+    backbone: Any,
+    precision: str,
+    dtype: torch.dtype,
+    lengths: np.ndarray,
+    default: EncodeSettings | None = None,
+) -> EncodeSettings:
+    """The settings for a CPU encode in ``dtype`` of texts with these token ``lengths``: cached for this
     machine, encoder shape and length class, else measured (when the encode is large enough to be worth it),
-    else the defaults; then any variable's override on top."""
+    else ``default`` (plain matmul attention, standard layers, 2,048 tokens); then any variable's override on
+    top."""
+    default = default or EncodeSettings()
     forced = overrides()
     mode = tune_mode()
     length = length_class(lengths, backbone.max_length)
@@ -245,13 +254,13 @@ def choose(backbone: Any, precision: str, dtype: torch.dtype, lengths: np.ndarra
     cached = _read_cache().get(key)
     fields = {"attention", "linear", "max_batch_tokens", "threads"}
     if set(forced) >= fields - {"threads"}:
-        base = EncodeSettings()
+        base = default
     elif isinstance(cached, dict) and mode != "force" and set(cached) >= fields:
         base = EncodeSettings(**{k: cached[k] for k in fields}, source="cached")
     elif mode == "off" or (mode == "auto" and tokens < MIN_TOKENS):
-        base = EncodeSettings()
+        base = default
     else:
-        base = calibrate(backbone, dtype, length)
+        base = calibrate(backbone, dtype, length, default=default)
         data = _read_cache()
         data[key] = {k: v for k, v in base.describe().items() if k in fields}
         with contextlib.suppress(OSError):  # a read-only home still encodes, it just measures again next time
@@ -286,10 +295,12 @@ def calibrate(
     timer: Callable[..., float] | None = None,
     repeats: int = 5,
     stage_seconds: float = 4.0,
+    default: EncodeSettings | None = None,
 ) -> EncodeSettings:
     """Time the candidates on synthetic batches of ``length``-token texts and keep the fastest.
 
-    First attention x linear layout at 2,048 padded tokens per batch, then the winner at 1,024, 2,048 and 4,096
+    First attention x linear layout at 2,048 padded tokens per batch (``default``'s attention and layout
+    listed first: the one to keep unless another is clearly faster), then the winner at 1,024, 2,048 and 4,096
     tokens, then (where torch's thread count and the usable CPUs differ) each thread count. A candidate's time
     is the least of ``repeats`` runs taken in turn with the others (other work on the machine only ever
     inflates a timing; fewer, at least one, where a round of runs takes more than ``stage_seconds / repeats``,
@@ -316,12 +327,15 @@ def calibrate(
             stage_seconds,
         )
 
+    default = default or EncodeSettings()
     attentions = ATTENTIONS if switchable_attention(backbone.module) else ("model",)
-    copies = {(a, lin): inference_copy(backbone.module, dtype, a, lin) for lin in LINEARS for a in attentions}
+    attentions = sorted(attentions, key=lambda a: a != default.attention)
+    linears = sorted(LINEARS, key=lambda lin: lin != default.linear)
+    copies = {(a, lin): inference_copy(backbone.module, dtype, a, lin) for lin in linears for a in attentions}
     attention, linear = fastest({k: (m, 2048, 0) for k, m in copies.items()})
     module = copies[(attention, linear)]
     del copies
-    default_cap = EncodeSettings().max_batch_tokens
+    default_cap = default.max_batch_tokens
     cap = fastest({c: (module, c, 0) for c in (default_cap, *[c for c in TOKEN_CAPS if c != default_cap])})
     threads = 0
     options = _thread_candidates()

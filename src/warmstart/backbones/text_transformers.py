@@ -170,7 +170,7 @@ class TransformerTextBackbone(Backbone):
         dense = getattr(model, "st_dense", None)
         self.num_features = int(dense[-1][0].out_features if dense is not None else model.config.hidden_size)
         self._fingerprint = None
-        self._bf16_copy = CopyCache()
+        self._inference_copy = CopyCache()
         self.last_encode_settings: EncodeSettings | None = None
 
     @classmethod
@@ -274,7 +274,7 @@ class TransformerTextBackbone(Backbone):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, module: torch.nn.Module | None = None
     ) -> torch.Tensor:
         """Differentiable pooled features for a padded batch (used by fine-tuning); ``module`` replaces the
-        encoder (the bf16 copy)."""
+        encoder (``inference_module``: a bf16 copy, or an fp32 one laid out for speed)."""
         module = self.module if module is None else module
         hidden = module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = pool_tokens(hidden.float(), attention_mask, self.pooling)
@@ -345,17 +345,20 @@ class TransformerTextBackbone(Backbone):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_bf16_copy"] = CopyCache()  # weak references do not pickle; the copy is remade on first use
+        # weak references do not pickle; the copy is remade on first use
+        state["_inference_copy"] = CopyCache()
         return state
 
     def _on_moved(self) -> None:
-        self._bf16_copy.clear()
+        self._inference_copy.clear()
 
-    def bf16_module(
+    def inference_module(
         self, dtype: torch.dtype = torch.bfloat16, settings: EncodeSettings | None = None
     ) -> torch.nn.Module:
-        """A bf16 (or fp16) copy of the encoder for ``encode``, made once and again whenever a weight changes
-        or ``settings`` (its attention implementation and linear layout) differ.
+        """The encoder as ``encode`` runs it in ``dtype`` with ``settings`` (its attention implementation and
+        linear layout): in fp32 with the model's own attention and standard layers, the model itself; else a
+        frozen copy (bf16, fp16, or fp32 laid out as measured fastest on this CPU), made once and again
+        whenever a weight changes or the settings differ.
 
         Casting the weights once instead of per matmul (as autocast does) and keeping the activations in bf16
         between layers makes bf16 extraction about 1.25x faster than autocast on long text; which attention
@@ -367,22 +370,34 @@ class TransformerTextBackbone(Backbone):
         """
         if settings is None:
             settings = EncodeSettings(attention="eager" if self.device.type == "cpu" else "sdpa")
+        if (
+            dtype == torch.float32
+            and settings.linear == "standard"
+            and settings.attention in (self._own_attention(), "model")
+        ):
+            return self.module
         how = (dtype, settings.attention, settings.linear)
-        return self._bf16_copy.get(
+        return self._inference_copy.get(
             self.module, how, lambda: inference_copy(self.module, dtype, settings.attention, settings.linear)
         )
 
+    def _own_attention(self) -> str:
+        return str(getattr(self.module.config, "_attn_implementation", None) or "eager")
+
     def encode_settings(self, precision: str, lengths: np.ndarray) -> EncodeSettings:
-        """How ``encode`` runs texts of these token ``lengths`` at ``precision`` here: measured per CPU for bf16/fp16
-        (encode_tuning.py); in fp32 the model itself, 2,048 padded tokens per batch on a CPU, 65,536 on a GPU."""
+        """How ``encode`` runs texts of these token ``lengths`` at ``precision`` here: on a CPU, measured per CPU
+        at every precision (encode_tuning.py; until measured, in fp32 the model as loaded and in bf16/fp16 plain
+        matmul attention, both at 2,048 padded tokens per batch); on a GPU, SDPA and 65,536 tokens."""
         from ..runtime import resolve
 
         rt = resolve(self.device, precision)
         if rt.device.type != "cpu":
-            return EncodeSettings(attention="sdpa", max_batch_tokens=65536)
+            attention = "sdpa" if rt.amp_dtype is not None else self._own_attention()
+            return EncodeSettings(attention=attention, max_batch_tokens=65536)
         if rt.amp_dtype is None:
-            own = getattr(self.module.config, "_attn_implementation", None) or "eager"
-            return EncodeSettings(attention=str(own))
+            return choose(
+                self, "fp32", torch.float32, lengths, EncodeSettings(attention=self._own_attention())
+            )
         return choose(self, rt.precision, rt.amp_dtype, lengths)
 
     def encode(
@@ -395,8 +410,8 @@ class TransformerTextBackbone(Backbone):
         max_batch_tokens: int | None = None,
     ) -> np.ndarray:
         """Features of ``inputs``; a batch holds at most ``batch_size`` rows (256) and ``max_batch_tokens``
-        padded tokens (default: in bf16 on a CPU, measured for this CPU, see ``encode_settings``; else 2,048 on
-        a CPU, where larger batches ran slower, and 65,536 on a GPU, which needs large batches to be busy).
+        padded tokens (default: on a CPU, measured for this CPU, see ``encode_settings``, else 2,048; 65,536 on a
+        GPU, which needs large batches to be busy).
         What it used is kept in ``last_encode_settings``."""
         from tqdm.auto import tqdm
 
@@ -418,7 +433,7 @@ class TransformerTextBackbone(Backbone):
                 settings, max_batch_tokens=int(max_batch_tokens), source=f"{settings.source}+argument"
             )
         self.last_encode_settings = settings
-        module = self.module if rt.amp_dtype is None else self.bf16_module(rt.amp_dtype, settings)
+        module = self.inference_module(rt.amp_dtype or torch.float32, settings)
         bar = tqdm(
             total=len(texts),
             desc=f"encoding with {self.name}",
