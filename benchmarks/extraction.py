@@ -31,7 +31,8 @@ once more with the fixed settings every CPU used before (standard linear layers,
 eager attention, in fp32 the model's own); ``--profile N`` adds an operator profile of N rows with each.
 
 Then EfficientNet-Lite0 images/s on Fashion-MNIST upscaled to 224 px, taking turns: a plain fp32 loop (NCHW,
-batch 64) against warmstart's encode (channels-last) in fp32, and in bf16 by autocast (the old fixed way), by a
+batch 64) against warmstart's encode (channels-last) in fp32 at 64 per batch and at the batch size measured for
+this CPU, and in bf16 by autocast (the old fixed way), by a
 bf16 copy of the weights, and with the cast and batch size measured for this CPU
 (src/warmstart/backbones/image_tuning.py), with the same cosine checks against the plain loop.
 
@@ -314,9 +315,15 @@ def images(n: int, repeats: int, bf16: bool) -> bool:
     def encode(prec: str, **env: str):
         return lambda: with_env(lambda: bb.encode(data, progress=False, precision=prec), **env)
 
+    # measure this CPU's fp32 batch size once (a real run measures on its first encode of 2,000 images or more)
+    encode("fp32", WARMSTART_ENCODE_TUNE="force")()
+    chosen_fp32 = bb.last_encode_settings
     methods = {
         "plain fp32 loop (NCHW)": plain,
-        "warmstart fp32 (channels-last)": encode("fp32"),
+        "warmstart fp32 (channels-last), 64 per batch (the old fixed way)": encode(
+            "fp32", WARMSTART_ENCODE_IMAGE_BATCH="64"
+        ),
+        f"warmstart fp32 (channels-last), measured ({chosen_fp32.batch_size} per batch)": encode("fp32"),
     }
     chosen = None
     if bf16:
@@ -335,8 +342,9 @@ def images(n: int, repeats: int, bf16: bool) -> bool:
     best, outs = interleaved(methods, repeats, lambda: None)
     ref = outs["plain fp32 loop (NCHW)"]
     t_plain = best["plain fp32 loop (NCHW)"]
+    print(f"\nimage settings measured on {image_tuning.cpu_signature()}: fp32 {chosen_fp32.describe()}")
     if chosen is not None:
-        print(f"\nimage settings measured on {image_tuning.cpu_signature()}: {chosen.describe()}")
+        print(f"bf16 {chosen.describe()}")
     print("\n| images | method | images/s | vs plain fp32 loop | min cosine | check |")
     print("|---|---|---|---|---|---|")
     ok = True

@@ -1,4 +1,4 @@
-"""Per-CPU choice of how bf16 image extraction runs (backbones/image_tuning.py)."""
+"""Per-CPU choice of how image extraction runs, in bf16 and fp32 (backbones/image_tuning.py)."""
 
 from __future__ import annotations
 
@@ -132,8 +132,37 @@ def test_a_bad_override_is_named(tiny_image_backbone, images, monkeypatch, var, 
     assert says in str(err.value)
 
 
-def test_fp32_ignores_the_low_precision_settings(tiny_image_backbone, images, monkeypatch):
+def test_fp32_ignores_the_cast_but_not_the_batch_size(tiny_image_backbone, images, monkeypatch):
     monkeypatch.setenv("WARMSTART_ENCODE_IMAGE_CAST", "weights")
     tiny_image_backbone.encode(images, progress=False, num_workers=0)
     assert tiny_image_backbone.last_encode_settings == it.ImageEncodeSettings()
     assert "_low_copies" not in tiny_image_backbone.__dict__
+    monkeypatch.setenv("WARMSTART_ENCODE_IMAGE_BATCH", "4")
+    tiny_image_backbone.encode(images, progress=False, num_workers=0)
+    assert tiny_image_backbone.last_encode_settings == it.ImageEncodeSettings(
+        "autocast", 4, "default+override"
+    )
+
+
+def test_fp32_calibration_times_the_model_itself_at_each_batch_size(tiny_image_backbone, monkeypatch):
+    seen = []
+
+    def timer(forward, pixels):
+        seen.append((forward.cast, len(pixels)))
+        with torch.inference_mode():
+            forward(pixels)
+            assert not torch.is_autocast_enabled("cpu")
+        return len(pixels) * {32: 1.2, 64: 1.0, 128: 0.8}[len(pixels)]
+
+    got = it.calibrate(tiny_image_backbone, torch.float32, timer=timer, repeats=1)
+    assert got == it.ImageEncodeSettings("autocast", 128, "measured")
+    assert {c for c, _ in seen} == {"autocast"} and {b for _, b in seen} == set(it.BATCHES)
+    assert "_low_copies" not in tiny_image_backbone.__dict__  # no low-precision copy made
+    calls = []
+    monkeypatch.setattr(it, "calibrate", lambda b, dtype, **k: calls.append(dtype) or got)
+    assert it.choose(tiny_image_backbone, "fp32", torch.float32, it.MIN_IMAGES) == got
+    assert it.choose(tiny_image_backbone, "fp32", torch.float32, 10).source == "cached"
+    assert (
+        it.choose(tiny_image_backbone, "bf16", torch.bfloat16, 10) == it.ImageEncodeSettings()
+    )  # its own key
+    assert calls == [torch.float32]

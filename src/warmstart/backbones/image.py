@@ -125,14 +125,15 @@ class ImageBackbone(Backbone):
         return self.encode_settings(precision, n_images).cast
 
     def encode_settings(self, precision: str, n_images: int) -> ImageEncodeSettings:
-        """The cast and batch size for a bf16/fp16 encode on a CPU (``image_tuning.choose``); elsewhere, and
-        in fp32, autocast (a no-op in fp32) at 64 images per batch."""
+        """The batch size (and for bf16/fp16 the cast) for an encode on a CPU, measured there
+        (``image_tuning.choose``; in fp32 the cast is recorded as ``autocast``, a no-op); on a GPU autocast at
+        64 images per batch."""
         from ..runtime import resolve
 
         rt = resolve(self.device, precision)
-        if rt.device.type != "cpu" or rt.amp_dtype is None:
+        if rt.device.type != "cpu":
             return ImageEncodeSettings()
-        return choose_image_settings(self, rt.precision, rt.amp_dtype, n_images)
+        return choose_image_settings(self, rt.precision, rt.amp_dtype or torch.float32, n_images)
 
     def low_precision_module(self, dtype: torch.dtype) -> torch.nn.Module:
         """A frozen ``dtype`` copy of ``module``, made once and again whenever a weight changes."""

@@ -1,4 +1,5 @@
-"""How an image backbone runs bf16 (or fp16) extraction on this CPU, chosen by measurement on this CPU.
+"""How an image backbone runs extraction on this CPU (images per batch; in bf16 or fp16 also how it casts),
+chosen by measurement on this CPU.
 
 Two ways to compute in low precision: ``autocast`` (fp32 weights, each convolution and matmul cast on the fly)
 or ``weights`` (a bf16 copy of the whole model, activations kept in bf16 between layers, as text encoders do).
@@ -83,9 +84,11 @@ def settings_key(backbone: Any, precision: str) -> str:
 
 
 def choose(backbone: Any, precision: str, dtype: torch.dtype, n_images: int) -> ImageEncodeSettings:
-    """The settings for a bf16 (or fp16) CPU encode of ``n_images``: cached for this machine and backbone shape,
+    """The settings for a CPU encode of ``n_images`` in ``dtype`` (fp32, bf16 or fp16): cached for this machine and backbone shape,
     else measured (when the encode is large enough to be worth it), else the defaults; overrides on top."""
     forced = overrides()
+    if dtype == torch.float32:
+        forced.pop("cast", None)  # nothing is cast in fp32
     mode = tune_mode()
     key = settings_key(backbone, precision)
     cached = _read_cache().get(key)
@@ -115,7 +118,8 @@ def calibrate(
     stage_seconds: float = 4.0,
 ) -> ImageEncodeSettings:
     """Time ``autocast`` against the low-precision copy at 64 images per batch, then the winner at 32, 64 and
-    128, on synthetic normalised pixels at the backbone's input size; keep the fastest per image.
+    128, on synthetic normalised pixels at the backbone's input size; keep the fastest per image. In fp32
+    (``dtype`` float32) there is nothing to cast, and only the batch size is timed.
 
     Each stage picks by ``encode_tuning.fastest_of``, as text calibration does. ``timer(forward, pixels)``
     returns seconds for one call; tests pass their own.
@@ -124,7 +128,10 @@ def calibrate(
     h, w = backbone.image_preprocess.output_size
     gen = torch.Generator().manual_seed(0)
     pixels = {b: torch.randn(b, 3, h, w, generator=gen) for b in BATCHES}
-    forwards = {cast: low_precision_forward(backbone, dtype, cast) for cast in CASTS}
+    if dtype == torch.float32:  # nothing to cast: only the batch size is chosen
+        forwards = {"autocast": fp32_forward(backbone)}
+    else:
+        forwards = {cast: low_precision_forward(backbone, dtype, cast) for cast in CASTS}
 
     def fastest(cands: dict[Any, tuple[str, int]]) -> Any:
         return fastest_of(
@@ -137,11 +144,23 @@ def calibrate(
         )
 
     default = ImageEncodeSettings()
-    cast = fastest({c: (c, default.batch_size) for c in CASTS})
+    cast = (
+        fastest({c: (c, default.batch_size) for c in forwards}) if len(forwards) > 1 else next(iter(forwards))
+    )
     batch = fastest(
         {b: (cast, b) for b in (default.batch_size, *[b for b in BATCHES if b != default.batch_size])}
     )
     return ImageEncodeSettings(cast, batch, source="measured")
+
+
+def fp32_forward(backbone: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``pixels -> features`` in fp32: the model as it is (recorded as cast ``autocast``, a no-op in fp32)."""
+
+    def forward(pixels: torch.Tensor) -> torch.Tensor:
+        return backbone.forward_features(pixels)
+
+    forward.cast = "autocast"  # type: ignore[attr-defined]
+    return forward
 
 
 def low_precision_forward(
