@@ -273,9 +273,8 @@ def profile(ours, texts: list[str], precision: str) -> None:
     attention = "eager" if precision == "bf16" else ours.module.config._attn_implementation
     fixed = lambda fn: fixed_settings(fn, attention)  # noqa: E731
     for label, wrap in (("fixed settings", fixed), ("measured settings", lambda fn: fn())):
-        wrap(
-            lambda: ours.encode(texts, progress=False, precision=precision)
-        )  # warm-up, and the copy for these
+        # warm-up, and the copy for these settings
+        wrap(lambda: ours.encode(texts, progress=False, precision=precision))
         start = time.perf_counter()
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             wrap(lambda: ours.encode(texts, progress=False, precision=precision))

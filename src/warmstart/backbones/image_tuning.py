@@ -84,8 +84,9 @@ def settings_key(backbone: Any, precision: str) -> str:
 
 
 def choose(backbone: Any, precision: str, dtype: torch.dtype, n_images: int) -> ImageEncodeSettings:
-    """The settings for a CPU encode of ``n_images`` in ``dtype`` (fp32, bf16 or fp16): cached for this machine and backbone shape,
-    else measured (when the encode is large enough to be worth it), else the defaults; overrides on top."""
+    """The settings for a CPU encode of ``n_images`` in ``dtype`` (fp32, bf16 or fp16): cached for this machine
+    and backbone shape, else measured (when the encode is large enough to be worth it), else the defaults;
+    overrides on top."""
     forced = overrides()
     if dtype == torch.float32:
         forced.pop("cast", None)  # nothing is cast in fp32

@@ -394,11 +394,8 @@ class TransformerTextBackbone(Backbone):
         if rt.device.type != "cpu":
             attention = "sdpa" if rt.amp_dtype is not None else self._own_attention()
             return EncodeSettings(attention=attention, max_batch_tokens=65536)
-        if rt.amp_dtype is None:
-            return choose(
-                self, "fp32", torch.float32, lengths, EncodeSettings(attention=self._own_attention())
-            )
-        return choose(self, rt.precision, rt.amp_dtype, lengths)
+        default = EncodeSettings(attention=self._own_attention()) if rt.amp_dtype is None else None
+        return choose(self, rt.precision, rt.amp_dtype or torch.float32, lengths, default)
 
     def encode(
         self,
