@@ -98,6 +98,15 @@ def test_typical_takes_the_dense_core_of_each_uncovered_cluster():
     assert one[:15].min() > one[15:20].max()
 
 
+def test_typical_clusters_in_whitened_components_not_the_loudest_direction():
+    # five tight groups in five quiet dimensions, and one loud direction (100x the spread) that carries no group
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(5), 60)
+    feats = np.c_[rng.normal(0, 100, len(group)), np.eye(5)[group] + rng.normal(0, 0.05, (len(group), 5))]
+    picked = suggest_rows(np.full((len(group), 2), 0.5), feats + 500, 5, strategy="typical")
+    assert sorted(group[picked].tolist()) == [0, 1, 2, 3, 4]  # one row of each group
+
+
 def test_auto_strategy_is_typical_for_images_and_mixed_for_text():
     from warmstart.data import Dataset
     from warmstart.selection.suggest import resolve_strategy, suggest_table

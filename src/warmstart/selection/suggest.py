@@ -14,7 +14,8 @@ images, as measured in docs/studies.md):
 - ``typical``: representativeness only, for the first labels (Hacohen et al. 2022, "Active learning on a budget"):
   every row, labelled and not, clustered into as many groups as there are labelled rows plus rows asked for, and
   from each of the least covered clusters (fewest labelled rows, then the largest) its most typical row, the one
-  with the densest neighbourhood;
+  with the densest neighbourhood; clusters and neighbourhoods are measured in the features' first 50 principal
+  components, whitened;
 - ``random``: the baseline every strategy is measured against (``benchmarks/active_learning.py``).
 
 Every strategy first drops exact duplicates (the same text or image file twice) and rows that are already
@@ -39,6 +40,13 @@ AUTO_STRATEGY = {"text": "mixed", "image": "typical"}
 POOL_FACTOR = 10  # mixed: candidates = this many times the rows asked for, the most uncertain first
 TYPICAL_NEIGHBOURS = 20  # typical: density = 1 / mean distance to this many nearest rows of the same cluster
 MAX_CLUSTERS = 500  # typical: at most this many clusters (so a large labelled set does not make k-means slow)
+# typical clusters in the features' first principal components, each scaled to unit variance (whitened): on the
+# image development set (mnist-5k, EfficientNet-Lite0) the raw features' few dominant directions made clusters that
+# saved 8% of random sampling's labels, 30, 50 and 100 whitened components 30-32% (5 seeds); components with
+# under WHITEN_FLOOR of the first one's variance are left out (numerical noise, which whitening would blow up)
+WHITEN_DIMS = 50
+WHITEN_FLOOR = 1e-6
+WHITEN_SAMPLE = 20_000  # rows the covariance is estimated from
 
 
 def uncertainty(proba: np.ndarray, kind: str = "margin") -> np.ndarray:
@@ -151,7 +159,8 @@ def _cluster_centres(feats: np.ndarray, weight: np.ndarray, n: int, seed: int) -
 
 
 def _typical(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) -> np.ndarray:
-    """``n`` rows of ``feats``: k-means over them and the ``labeled`` rows into (labelled + n) clusters (at most
+    """``n`` rows of ``feats``, in their whitened principal components (``whitened``): k-means over them and the
+    ``labeled`` rows into (labelled + n) clusters (at most
     ``MAX_CLUSTERS``); then, ``n`` times, the cluster with the fewest labelled or taken rows (ties: the largest)
     gives its most typical untaken row, the one nearest its ``TYPICAL_NEIGHBOURS`` neighbours in the cluster
     (TypiClust, Hacohen et al. 2022). Clusters of fewer than 5 rows go last: they are outliers more than
@@ -160,8 +169,8 @@ def _typical(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) -
 
     if n >= len(feats):
         return np.arange(len(feats), dtype=np.int64)
-    x = _unit(feats)
-    lab = _unit(labeled) if labeled is not None and len(labeled) else np.zeros((0, x.shape[1]), np.float32)
+    x, lab = whitened(feats, labeled, seed)
+    x, lab = _unit(x), _unit(lab)
     both = np.concatenate([x, lab])
     k = min(len(lab) + n, MAX_CLUSTERS, len(x))
     kmeans = MiniBatchKMeans if len(both) > 20_000 else KMeans
@@ -185,6 +194,37 @@ def _typical(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) -
         left[c] -= 1
         covered[c] += 1
     return np.asarray(out, dtype=np.int64)
+
+
+def whitened(
+    feats: np.ndarray, labeled: np.ndarray | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``feats`` and ``labeled`` (or none) in the first ``WHITEN_DIMS`` principal components of both together, each
+    divided by its standard deviation; components with under ``WHITEN_FLOOR`` of the first one's variance are
+    left out. The covariance comes from at most ``WHITEN_SAMPLE`` rows (a seeded sample).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(500, 3)) * [10.0, 1.0, 1e-6]   # the third direction is numerical noise
+        >>> w, _ = whitened(x)
+        >>> w.shape, np.round(w.std(axis=0), 2).tolist()
+        ((500, 2), [1.0, 1.0])
+    """
+    x = np.asarray(feats, dtype=np.float64)
+    lab = (
+        np.zeros((0, x.shape[1])) if labeled is None or not len(labeled) else np.asarray(labeled, np.float64)
+    )
+    both = np.concatenate([x, lab])
+    mean = both.mean(axis=0)
+    sample = both
+    if len(both) > WHITEN_SAMPLE:
+        sample = both[np.random.default_rng(seed).choice(len(both), WHITEN_SAMPLE, replace=False)]
+    centred = sample - mean
+    var, vec = np.linalg.eigh(centred.T @ centred / max(len(sample), 1))
+    var, vec = var[::-1], vec[:, ::-1]  # largest first
+    keep = max(1, min(WHITEN_DIMS, int((var >= WHITEN_FLOOR * max(var[0], 1e-300)).sum())))
+    proj = vec[:, :keep] / np.sqrt(np.maximum(var[:keep], 1e-300))
+    return ((x - mean) @ proj).astype(np.float32), ((lab - mean) @ proj).astype(np.float32)
 
 
 def _density(x: np.ndarray, rng: np.random.Generator, reference: int = 2000) -> np.ndarray:
