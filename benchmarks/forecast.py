@@ -28,7 +28,7 @@ import numpy as np
 from common import code_version  # benchmarks/common.py, beside this script
 
 from warmstart._io import atomic_write_json
-from warmstart.cli import _parse_value
+from warmstart.cli_common import parse_value
 from warmstart.data import load_packaged
 from warmstart.forecast import _points, forecast_curve
 from warmstart.study import StudyConfig, run_study
@@ -45,7 +45,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
         [args.technique],
         shots,
         seeds=args.seeds,
-        params={args.technique: {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.param)}}
+        params={args.technique: {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.param)}}
         if args.param
         else {},
         test_rows=args.test_rows,

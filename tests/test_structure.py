@@ -1,6 +1,7 @@
 """The layout's rules, checked by walking the imports of every module under src/warmstart (module-level and
 function-level alike): no import cycle of any length, apps (cli, serve, export, report, demo, push) imported by no
-core module, and ``warmstart --help`` answered without importing torch."""
+core module, ``warmstart --help`` answered without importing torch, and every script in benchmarks/ importing
+against the package as it is."""
 
 from __future__ import annotations
 
@@ -116,3 +117,41 @@ def test_help_does_not_import_torch():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+BENCHMARKS = ROOT.parents[1] / "benchmarks"
+IMPORT_ALL = """
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+failed, skipped = {}, {}
+for name in sys.argv[2:]:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as e:  # a peer library installed for one benchmark only
+        if (e.name or "").split(".")[0] in ("warmstart", *sys.argv[2:]):
+            failed[name] = repr(e)
+        else:
+            skipped[name] = e.name
+    except Exception as e:
+        failed[name] = repr(e)
+print(json.dumps({"failed": failed, "skipped": skipped}))
+"""
+
+
+def test_every_benchmark_imports_against_the_current_package():
+    # a benchmark that imports a renamed or moved warmstart name fails here, not on the day someone runs it
+    import json
+
+    names = sorted(p.stem for p in BENCHMARKS.glob("*.py"))
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL, str(BENCHMARKS), *names],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["failed"] == {}
+    assert (
+        len(names) - len(result["skipped"]) >= len(names) - 3
+    )  # peers are optional, warmstart's names are not
