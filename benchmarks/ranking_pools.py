@@ -17,7 +17,9 @@ Per data set and label count (scores and truths averaged over the seeds) it prin
 literature) between each score and the truth, each score's margin over the size prior's tau, and the regret of
 its top pick (the best candidate's truth minus the pick's); then the means over data sets and label counts. The
 metric is macro-F1 where the test rows' largest class is over 3x the smallest, else accuracy; the scores estimate what
-``warmstart rank`` would choose from the pool's class counts (rows before that was so estimated accuracy).
+``warmstart rank`` would choose from the pool's class counts (rows before that was so estimated accuracy). Where
+that is macro-F1, the rows also hold the same scores estimating accuracy, and the summary compares the two orders
+against the truth (does ranking by macro-F1 on imbalanced data pick what trains best in macro-F1?).
 
     python benchmarks/ranking_pools.py --data trec,bbc-news,sms-spam,fashion-mnist,digits --shots 16,64 --seeds 3
     python benchmarks/ranking_pools.py --summary-only [--code VERSION]
@@ -90,6 +92,7 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
     from warmstart.cost import forward_flops, measure
     from warmstart.evaluate import evaluate
     from warmstart.selection import score_features
+    from warmstart.selection.scores import METRIC_SCORES
     from warmstart.techniques import get_technique
     from warmstart.techniques.base import encode_labels
 
@@ -105,6 +108,12 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
     scores, score_s = score_features(X, y, SCORES, bb.source_proba(X), metric=metric)
     out = {
         "scores": scores,
+        # where the scores estimate macro-F1, the same scores estimating accuracy as well: which orders better?
+        **(
+            {"scores_accuracy": score_features(X, y, METRIC_SCORES, metric="accuracy")[0]}
+            if metric != "accuracy"
+            else {}
+        ),
         "score_seconds": score_s,
         "extract_cpu_s": round(extraction.cpu_seconds, 2),
         "size": float(sum(p.numel() for p in bb.module.parameters())),
@@ -203,6 +212,7 @@ def summarise(rows: list[dict], finetune: str) -> None:
                     f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points "
                     f"| {100 * share:.2f}% ({100 * alone:.2f}%) |"
                 )
+        metric_check(cells, mean, truths)
     print("\nmeans over data sets and label counts")
     print(
         "| truth | score | mean tau | mean weighted tau | mean regret (points) | mean CPU share (the score alone) "
@@ -215,6 +225,20 @@ def summarise(rows: list[dict], finetune: str) -> None:
             f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% ({100 * alone:.2f}%) "
             f"| {len(v)} |"
         )
+
+
+def metric_check(cells: list[dict], mean, truths: dict) -> None:
+    """Where the scores estimated macro-F1 (imbalanced data) and the rows hold the same scores estimating accuracy:
+    each one's tau against the truths, both in macro-F1."""
+    if not all("scores_accuracy" in c for c in cells):
+        return
+    print("\nthe scores' own metric: | truth | score | tau estimating macro-F1 | tau estimating accuracy |")
+    print("|---|---|---|---|")
+    for label, truth in truths.items():
+        for s in sorted(cells[0]["scores_accuracy"]):
+            f1 = taus(mean(lambda c, s=s: value(c, s)), truth)[0]
+            acc = taus(mean(lambda c, s=s: float(c["scores_accuracy"][s])), truth)[0]
+            print(f"| {label} | {s} | {f1:+.2f} | {acc:+.2f} |")
 
 
 def cost_share(cells: list[dict], score: str, finetune: str, extraction: bool = True) -> float:
