@@ -108,17 +108,13 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
     scores, score_s = score_features(X, y, SCORES, bb.source_proba(X), metric=metric)
     out = {
         "scores": scores,
-        # where the scores estimate macro-F1, the same scores estimating accuracy as well: which orders better?
-        **(
-            {"scores_accuracy": score_features(X, y, METRIC_SCORES, metric="accuracy")[0]}
-            if metric != "accuracy"
-            else {}
-        ),
         "score_seconds": score_s,
         "extract_cpu_s": round(extraction.cpu_seconds, 2),
         "size": float(sum(p.numel() for p in bb.module.parameters())),
         "flops": forward_flops(bb, labelled) / len(labelled),
     }
+    if metric != "accuracy":  # the same scores estimating accuracy too: which orders better?
+        out["scores_accuracy"] = score_features(X, y, METRIC_SCORES, metric="accuracy")[0]
     for name in ("probe", finetune):
         if name == "none":
             continue

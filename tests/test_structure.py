@@ -152,6 +152,4 @@ def test_every_benchmark_imports_against_the_current_package():
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["failed"] == {}
-    assert (
-        len(names) - len(result["skipped"]) >= len(names) - 3
-    )  # peers are optional, warmstart's names are not
+    assert len(result["skipped"]) <= 3  # peer libraries are optional, warmstart's names are not
