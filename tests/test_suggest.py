@@ -107,7 +107,58 @@ def test_typical_clusters_in_whitened_components_not_the_loudest_direction():
     assert sorted(group[picked].tolist()) == [0, 1, 2, 3, 4]  # one row of each group
 
 
-def test_auto_strategy_is_typical_for_images_and_mixed_for_text():
+def test_coverage_takes_each_clusters_dense_core_and_skips_covered_ones():
+    rng = np.random.default_rng(0)
+    centres = np.eye(4) * 3
+    sizes = [80, 40, 40, 40]
+    feats = np.concatenate([c + rng.normal(0, 0.3, (k, 4)) for c, k in zip(centres, sizes, strict=True)])
+    group = np.repeat(np.arange(4), sizes)
+    proba = np.full((len(feats), 2), 0.5)  # coverage ignores the model's probabilities
+    picked = suggest_rows(proba, feats, 4, strategy="coverage")
+    assert sorted(group[picked].tolist()) == [0, 1, 2, 3]
+    # the first pick is a central row of a cluster, not an outlier
+    first = int(picked[0])
+    own = feats[group == group[first]]
+    assert np.linalg.norm(feats[first] - own.mean(0)) < np.median(np.linalg.norm(own - own.mean(0), axis=1))
+    # labelled rows in clusters 0 and 1 cover them: the next two picks go to clusters 2 and 3
+    two = suggest_rows(proba, feats, 2, strategy="coverage", labeled_features=feats[[0, 1, 80, 81]])
+    assert sorted(group[two].tolist()) == [2, 3]
+
+
+def test_coverage_picks_what_exact_greedy_picks(monkeypatch):
+    from warmstart.selection import suggest
+
+    rng = np.random.default_rng(1)
+    feats = np.concatenate([rng.normal(0, 1, (60, 8)) + rng.normal(0, 4, 8) for _ in range(6)])
+    labeled = feats[:5] + 0.01
+    got = suggest._coverage(feats, 12, labeled, seed=3)
+    # exact greedy, every row re-measured at every step, on the same kernel
+    x, lab = suggest.whitened(feats, labeled, 3)
+    x, lab = suggest._unit(x), suggest._unit(lab)
+    rng = np.random.default_rng(3)
+    sample = x[rng.choice(len(x), min(500, len(x)), replace=False)]
+    width = 2 * suggest.COVERAGE_WIDTH * np.median(suggest._sq_dist(sample, sample))
+    k = np.exp(-suggest._sq_dist(x, x) / width)
+    covered = np.exp(-suggest._sq_dist(x, lab) / width).max(axis=1)
+    want = []
+    for _ in range(12):
+        gain = np.maximum(k - covered[:, None], 0).sum(axis=0)
+        gain[want] = -1
+        want.append(int(np.argmax(gain)))
+        covered = np.maximum(covered, k[:, want[-1]])
+    assert got.tolist() == want
+    # re-measured a few rows at a time, the lazy bookkeeping must still find the same rows
+    monkeypatch.setattr(suggest, "COVERAGE_BLOCK", 3)
+    monkeypatch.setattr(suggest, "COVERAGE_BLOCKS", 10_000)
+    assert suggest._coverage(feats, 12, labeled, seed=3).tolist() == want
+    # with tiny blocks and one block per pick, it still returns distinct rows, the first one exact
+    monkeypatch.setattr(suggest, "COVERAGE_BLOCK", 2)
+    monkeypatch.setattr(suggest, "COVERAGE_BLOCKS", 1)
+    capped = suggest._coverage(feats, 12, labeled, seed=3)
+    assert len(set(capped.tolist())) == 12 and capped[0] == want[0]
+
+
+def test_auto_strategy_is_coverage_for_images_and_mixed_for_text():
     from warmstart.data import Dataset
     from warmstart.selection.suggest import resolve_strategy, suggest_table
 
@@ -131,7 +182,7 @@ def test_auto_strategy_is_typical_for_images_and_mixed_for_text():
         data = Dataset(rows, None, modality, "pool")
         want = suggest_rows(proba, feats, 3, strategy=resolve_strategy("auto", modality), keys=rows)
         assert suggest_table(Model(), data, 3)["row"].tolist() == want.tolist()
-    assert resolve_strategy("auto", "image") == "typical" and resolve_strategy("auto", "text") == "mixed"
+    assert resolve_strategy("auto", "image") == "coverage" and resolve_strategy("auto", "text") == "mixed"
     with pytest.raises(ParameterError, match="auto or one of"):
         resolve_strategy("best", "text")
 
@@ -140,7 +191,7 @@ def test_duplicates_and_labelled_rows_are_never_suggested():
     keys = ["a", "b", "a", "c", "d", "b"]
     assert first_of_each(keys, {"c"}).tolist() == [0, 1, 4]
     proba = np.tile([0.5, 0.5], (6, 1))
-    for strategy in ("mixed", "margin", "entropy", "kcenter", "typical", "random"):
+    for strategy in ("mixed", "margin", "entropy", "kcenter", "typical", "coverage", "random"):
         picked = suggest_rows(proba, np.eye(6), 10, strategy=strategy, keys=keys, labeled_keys=["c"])
         assert sorted(picked.tolist()) == [0, 1, 4], strategy
 

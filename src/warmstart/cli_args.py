@@ -157,7 +157,7 @@ def _parser_suggest(sub: Any) -> None:
         "suggest",
         help="which rows to label next: unlabelled rows ranked by what labelling them is expected to buy",
         description="Rank unlabelled rows for labelling: for text, uncertain for the model and unlike each other "
-        "(strategy mixed); for images, the most typical rows of regions without labels (typical); from cached "
+        "(strategy mixed); for images, the rows that best cover the pool with the labelled ones (coverage); from cached "
         "features; duplicates and labelled rows are left out. Writes a CSV with an empty label "
         "column to fill in.",
     )
@@ -168,18 +168,21 @@ def _parser_suggest(sub: Any) -> None:
     p.add_argument(
         "--strategy",
         default="auto",
-        choices=["auto", "mixed", "margin", "entropy", "kcenter", "typical", "random"],
-        help="auto (default): mixed for text, typical for images; mixed: the most uncertain rows, clustered, one "
+        choices=["auto", "mixed", "margin", "entropy", "kcenter", "typical", "coverage", "random"],
+        help="auto (default): mixed for text, coverage for images; mixed: the most uncertain rows, clustered, one "
         "per cluster; margin/entropy: uncertainty "
         "only; kcenter: diversity only, away from the labelled rows; typical: the densest row of each region "
-        "without labels (for the first labels); random",
+        "without labels (for the first labels); coverage: the rows that, with the labelled ones, best cover "
+        "the pool (densest first, then the least covered regions); random",
     )
     p.add_argument(
         "--labeled",
         help="rows already labelled (a data file), never suggested again; default: the artifact's training rows "
         "when its data is still where the fit read it; 'none' to use none",
     )
-    p.add_argument("--seed", type=int, default=0, help="for --strategy random, and typical's k-means")
+    p.add_argument(
+        "--seed", type=int, default=0, help="for --strategy random, typical's k-means and coverage's samples"
+    )
     _data_options(p)
     _runtime_options(p, precision=False)
 
