@@ -137,9 +137,13 @@ def test_coverage_picks_what_exact_greedy_picks(monkeypatch):
     x, lab = suggest._unit(x), suggest._unit(lab)
     rng = np.random.default_rng(3)
     sample = x[rng.choice(len(x), min(500, len(x)), replace=False)]
-    width = 2 * suggest.COVERAGE_WIDTH * np.median(suggest._sq_dist(sample, sample))
-    k = np.exp(-suggest._sq_dist(x, x) / width)
-    covered = np.exp(-suggest._sq_dist(x, lab) / width).max(axis=1)
+
+    def sq_dist(a, b):
+        return ((a[:, None, :].astype(np.float64) - b[None, :, :]) ** 2).sum(axis=-1)
+
+    width = 2 * suggest.COVERAGE_WIDTH * np.median(sq_dist(sample, sample))
+    k = np.exp(-sq_dist(x, x) / width)
+    covered = np.exp(-sq_dist(x, lab) / width).max(axis=1)
     want = []
     for _ in range(12):
         gain = np.maximum(k - covered[:, None], 0).sum(axis=0)
