@@ -177,7 +177,7 @@ def test_auto_strategy_is_coverage_for_images_and_mixed_for_text():
             return proba
 
         def features(self, data):
-            return feats
+            return feats if len(data) == 60 else labelled_feats
 
     for modality, rows in (
         ("image", [f"img{i}.png" for i in range(60)]),
@@ -186,6 +186,12 @@ def test_auto_strategy_is_coverage_for_images_and_mixed_for_text():
         data = Dataset(rows, None, modality, "pool")
         want = suggest_rows(proba, feats, 3, strategy=resolve_strategy("auto", modality), keys=rows)
         assert suggest_table(Model(), data, 3)["row"].tolist() == want.tolist()
+    # labelled rows (elsewhere, in clusters 0 and 1): coverage places its picks against their features
+    rows = [f"img{i}.png" for i in range(60)]
+    labelled_feats = feats[[0, 1, 20, 21]] + 0.001
+    labelled = Dataset(["l0.png", "l1.png", "l2.png", "l3.png"], None, "image", "labelled")
+    table = suggest_table(Model(), Dataset(rows, None, "image", "pool"), 1, labeled=labelled)
+    assert table["row"].tolist()[0] // 20 == 2
     assert resolve_strategy("auto", "image") == "coverage" and resolve_strategy("auto", "text") == "mixed"
     with pytest.raises(ParameterError, match="auto or one of"):
         resolve_strategy("best", "text")

@@ -36,6 +36,8 @@ import numpy as np
 from ..errors import ParameterError
 
 STRATEGIES = ("mixed", "margin", "entropy", "kcenter", "typical", "coverage", "random")
+# the strategies that place their picks against the labelled rows' features
+PLACED_AGAINST_LABELLED = ("kcenter", "typical", "coverage")
 # auto: the strategy that saved the most labels on the development collection of each modality (text: TREC and
 # VADER amazon, where uncertainty pays from a few labels per class; images: mnist-5k, where the linear probe's
 # uncertainty picked worse rows than random sampling up to 18 labels per class, and worse than typical rows even
@@ -387,11 +389,7 @@ def suggest_table(
     lab_feats = lab_keys = None
     if labeled is not None and len(labeled):
         lab_keys = row_keys(labeled)
-        if strategy in (
-            "kcenter",
-            "typical",
-            "coverage",
-        ):  # the strategies that place picks against the labelled rows
+        if strategy in PLACED_AGAINST_LABELLED:
             lab_feats = row_features(model, labeled)
     picked = suggest_rows(
         proba,
