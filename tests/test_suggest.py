@@ -162,7 +162,7 @@ def test_coverage_picks_what_exact_greedy_picks(monkeypatch):
     assert len(set(capped.tolist())) == 12 and capped[0] == want[0]
 
 
-def test_auto_strategy_is_coverage_for_images_and_mixed_for_text():
+def test_auto_strategy_is_coverage_for_images_and_text():
     from warmstart.data import Dataset
     from warmstart.selection.suggest import resolve_strategy, suggest_table
 
@@ -192,7 +192,7 @@ def test_auto_strategy_is_coverage_for_images_and_mixed_for_text():
     labelled = Dataset(["l0.png", "l1.png", "l2.png", "l3.png"], None, "image", "labelled")
     table = suggest_table(Model(), Dataset(rows, None, "image", "pool"), 1, labeled=labelled)
     assert table["row"].tolist()[0] // 20 == 2
-    assert resolve_strategy("auto", "image") == "coverage" and resolve_strategy("auto", "text") == "mixed"
+    assert resolve_strategy("auto", "image") == "coverage" and resolve_strategy("auto", "text") == "coverage"
     with pytest.raises(ParameterError, match="auto or one of"):
         resolve_strategy("best", "text")
 
@@ -243,7 +243,7 @@ def test_cli_suggest_writes_a_table_to_label(tmp_path, tiny_bert_dir, capsys):
     assert table["text"].is_unique and len(table) == len(set(new) - set(labelled))
     assert table["rank"].tolist() == list(range(1, len(table) + 1)) and (table["label"] == "").all()
     assert all(table["text"][i] == new[r] for i, r in enumerate(table["row"]))
-    assert "labelled rows left out" in msg and "(mixed," in msg  # auto: mixed for text
+    assert "labelled rows left out" in msg and "(coverage," in msg  # auto: coverage for text
     assert (
         main(
             ["suggest", str(art), str(tmp_path / "new.csv"), "--n", "4", "--labeled", "none", "-o", str(out)]

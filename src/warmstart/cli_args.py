@@ -156,10 +156,9 @@ def _parser_suggest(sub: Any) -> None:
     p = sub.add_parser(
         "suggest",
         help="which rows to label next: unlabelled rows ranked by what labelling them is expected to buy",
-        description="Rank unlabelled rows for labelling: for text, uncertain for the model and unlike each other "
-        "(strategy mixed); for images, the rows that best cover the pool with the labelled ones (coverage); from cached "
-        "features; duplicates and labelled rows are left out. Writes a CSV with an empty label "
-        "column to fill in.",
+        description="Rank unlabelled rows for labelling: by default the rows that, with the labelled ones, best "
+        "cover the pool (strategy coverage); from cached features; duplicates and labelled rows are left out. "
+        "Writes a CSV with an empty label column to fill in.",
     )
     p.add_argument("artifact", help="artifact folder written by `warmstart fit`")
     p.add_argument("inputs", help="unlabelled rows: text file (CSV/TSV/JSONL/Parquet/TXT) or image folder")
@@ -169,7 +168,7 @@ def _parser_suggest(sub: Any) -> None:
         "--strategy",
         default="auto",
         choices=["auto", "mixed", "margin", "entropy", "kcenter", "typical", "coverage", "random"],
-        help="auto (default): mixed for text, coverage for images; mixed: the most uncertain rows, clustered, one "
+        help="auto (default): coverage; mixed: the most uncertain rows, clustered, one "
         "per cluster; margin/entropy: uncertainty "
         "only; kcenter: diversity only, away from the labelled rows; typical: the densest row of each region "
         "without labels (for the first labels); coverage: the rows that, with the labelled ones, best cover "
