@@ -54,7 +54,7 @@ MAX_CLUSTERS = 500  # typical: at most this many clusters (so a large labelled s
 WHITEN_DIMS = 50
 WHITEN_FLOOR = 1e-6
 WHITEN_SAMPLE = 20_000  # rows the covariance is estimated from
-# coverage: the kernel's squared width as a fraction of the median squared distance between rows (0.2 to 1 saved
+# coverage: the kernel's squared width as a fraction of the median squared distance between rows (0.2 to 2 saved
 # about the same on mnist-5k), and the most rows the coverage is measured over (a seeded sample of larger pools)
 COVERAGE_WIDTH = 0.5
 COVERAGE_REFERENCE = 5000
@@ -263,7 +263,8 @@ def _coverage(feats: np.ndarray, n: int, labeled: np.ndarray | None, seed: int) 
         rows_, fresh_ = [], []
         for _ in range(COVERAGE_BLOCKS):
             rows = np.array([heapq.heappop(heap)[1] for _ in range(min(COVERAGE_BLOCK, len(heap)))])
-            rows_.append(rows), fresh_.append(gains(x[rows]))
+            rows_.append(rows)
+            fresh_.append(gains(x[rows]))
             if not heap or fresh_[-1].max() >= -heap[0][0]:
                 break
         rows, fresh = np.concatenate(rows_), np.concatenate(fresh_)
