@@ -175,6 +175,35 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir):
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
 
 
+def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_only(tiny_bert_dir):
+    from warmstart.data import Dataset
+    from warmstart.distill import distill
+    from warmstart.errors import ParameterError
+    from warmstart.techniques import get_technique
+
+    texts, labels = make_sentences(6, seed=0)
+    train = Dataset(texts, labels, "text", "train")
+    teacher = get_technique("finetune", backbone=str(tiny_bert_dir), epochs=1, progress=False).fit(train)
+    test = Dataset(*make_sentences(3, seed=9), "text", "test")
+    with pytest.raises(ParameterError, match="--max-length is for static students"):
+        distill(teacher, train, None, test, student=str(tiny_bert_dir), max_length=8, measure_speed=False)
+    with pytest.raises(ParameterError, match="at least 1 token"):
+        distill(teacher, train, None, test, max_length=0, measure_speed=False)
+    result = distill(teacher, train, None, test, pca_dims=8, max_length=3, measure_speed=False,
+                     params={"epochs": 1, "progress": False})  # fmt: skip
+    bb = result.estimator.backbone_
+    assert bb.max_length == 3 == result.config["max_length"]
+    long_text = "alpha beta gamma delta epsilon"
+    assert len(bb.tokenize([long_text])[0]) == 3
+    np.testing.assert_allclose(  # what follows the first 3 tokens does not count
+        result.estimator.predict_proba([long_text]),
+        result.estimator.predict_proba([long_text + " zeta eta theta"]),
+        atol=1e-6,
+    )
+    bb.set_max_length(64)
+    assert len(bb.tokenize([long_text])[0]) > 3
+
+
 def test_static_needs_a_transformers_teacher(tiny_image_backbone):
     from warmstart.backbones.static import StaticBackbone
     from warmstart.errors import BackboneError

@@ -231,6 +231,12 @@ def _parser_distill(sub: Any) -> None:
         "(default: 512)",
     )
     p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="static student: read at most this many tokens of each text (default: as many as the teacher)",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=0.0,

@@ -295,6 +295,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         measure_speed=not args.no_speed,
         val_fraction=args.val_fraction,
         hidden_dim=args.hidden_dim,
+        max_length=args.max_length,
     )
     print(distill_text(result))
     return 0

@@ -97,23 +97,29 @@ def make_student(
     progress: bool = True,
     hidden_dim: int = 0,
     seed: int = 0,
+    max_length: int | None = None,
 ) -> Any:
     """The student backbone: ``static`` distils the teacher's own encoder; anything else is a backbone name.
-    ``hidden_dim``: a static student's hidden layer (0: none, the pooled vectors feed the linear head)."""
+    ``hidden_dim``: a static student's hidden layer (0: none, the pooled vectors feed the linear head).
+    ``max_length``: the tokens a static student reads of each text (None: as many as the teacher reads)."""
     from .backbones import get_backbone
 
-    if hidden_dim and not is_static(student):
-        raise ParameterError(
-            f"--hidden-dim is for static students; --student {student!r} is not one. Leave it out."
-        )
+    for flag, value in (("--hidden-dim", hidden_dim), ("--max-length", max_length)):
+        if value and not is_static(student):
+            raise ParameterError(
+                f"{flag} is for static students; --student {student!r} is not one. Leave it out."
+            )
     if student == "static":  # distilled once per teacher encoder and settings, then reused from disk
         from .backbones.static import static_backbone
 
         bb = static_backbone(teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress)
+        bb.set_max_length(max_length)
         return bb.add_hidden_layer(hidden_dim, seed) if hidden_dim else bb
     if student.startswith("teacher:"):
         return _cut_teacher(teacher, student)
     bb = get_backbone(student)
+    if max_length:
+        bb.set_max_length(max_length)
     if hidden_dim:
         bb.add_hidden_layer(hidden_dim, seed)
     if bb.modality != teacher.backbone_.modality:
@@ -183,8 +189,17 @@ def size_of(est: Any) -> dict:
 
 
 def check_options(
-    temperature: float, hard_weight: float, val_fraction: float = 0.0, hidden_dim: int | None = None
+    temperature: float,
+    hard_weight: float,
+    val_fraction: float = 0.0,
+    hidden_dim: int | None = None,
+    max_length: int | None = None,
 ) -> None:
+    if max_length is not None and max_length < 1:
+        raise ParameterError(
+            f"max_length must be at least 1 token (got {max_length}); leave it out to read as many tokens as "
+            f"the teacher does."
+        )
     bad_hidden = hidden_dim is not None and hidden_dim < 0
     if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1 or bad_hidden:
         raise ParameterError(
@@ -227,6 +242,7 @@ def distill_run(
         options.get("hard_weight", 0.5),
         options.get("val_fraction", 0),
         options.get("hidden_dim"),
+        options.get("max_length"),
     )
     if output is not None:
         check_output(output, overwrite)
@@ -276,6 +292,7 @@ def distill(
     measure_speed: bool = True,
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
+    max_length: int | None = None,
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
@@ -283,12 +300,13 @@ def distill(
     ``val_fraction``: hold out that share of the unlabelled rows (``validation_rows``) and keep the student's
     epoch that agrees best with the teacher on them, stopping after the technique's ``patience`` epochs
     without gain. ``hidden_dim``: a static student's hidden layer (``make_student``; None: ``STATIC_HIDDEN_DIM``
-    for a static student, none for any other)."""
+    for a static student, none for any other). ``max_length``: the tokens a static student reads of each text
+    (None: the teacher's)."""
     from .evaluate import evaluate_predictions, fit_measured
     from .techniques import get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
-    check_options(temperature, hard_weight, val_fraction, hidden_dim)
+    check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length)
     hidden_dim = student_hidden_dim(student, hidden_dim)
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
@@ -296,7 +314,9 @@ def distill(
     labels = [*labelled.labels, *[None] * (len(data) - len(labelled))] if labelled is not None else None
     targets = soft_targets(teacher.predict_proba(data), classes, labels, known, temperature, hard_weight)
     data.labels = [classes[i] for i in targets.argmax(1)]
-    student_bb = make_student(teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed)
+    student_bb = make_student(
+        teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length
+    )
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
     if not isinstance(est, TunedTechnique):
         raise ParameterError(
@@ -329,6 +349,8 @@ def distill(
         teacher, est, student, technique, temperature, hard_weight, val_fraction, seed, data, test
     )
     config["hidden_dim"] = hidden_dim
+    if is_static(student):
+        config["max_length"] = student_bb.max_length
     return DistillResult(est, metrics, config)
 
 

@@ -126,6 +126,15 @@ class StaticBackbone(Backbone):
         self.invalidate_fingerprint()
         return self
 
+    def set_max_length(self, max_length: int | None) -> StaticBackbone:
+        """Read at most ``max_length`` tokens of each text (None: leave it as it is). Returns self."""
+        if max_length is not None:
+            if int(max_length) < 1:
+                raise BackboneError(f"{self.name}: max_length must be at least 1 token (got {max_length}).")
+            self.max_length = int(max_length)
+            self.invalidate_fingerprint()
+        return self
+
     # -- making one ---------------------------------------------------------------------------------------------
     @classmethod
     def distill(
