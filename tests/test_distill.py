@@ -79,6 +79,65 @@ def test_static_tokenizing_in_pieces_gives_the_whole_texts_first_tokens(static_b
     assert st._split_at_space("abcdefgh", 3) == ("abcdefgh", "")
 
 
+def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb):
+    """``WordPieceCache``: the ids of ``encode_batch_fast``, on texts fuzzed with what the fast split must not get
+    wrong (case, ASCII and Unicode punctuation, control characters, accents, CJK, added tokens), cold and warm;
+    and once its words are known, an ASCII text costs the library nothing."""
+    from warmstart.backbones.wordpiece_cache import WordPieceCache
+
+    class Counting:  # the library's tokenizer, counting the texts it is sent
+        def __init__(self, tok):
+            self.tok, self.normalizer, self.pre_tokenizer, self.sent = (
+                tok,
+                tok.normalizer,
+                tok.pre_tokenizer,
+                0,
+            )
+
+        def to_str(self):
+            return self.tok.to_str()
+
+        def encode_batch_fast(self, texts, add_special_tokens):
+            self.sent += len(texts)
+            return self.tok.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
+
+    tok = static_bb.tokenizer
+    rng = np.random.default_rng(1)
+    parts = ["The", "ball", "GOAL", "co-op", "don't", "a.b", "x" * 120, "Café", "naïve", "東京", "£5", "½",
+             "…", "«quote»", "ΟΔΟΣ", "İstanbul", "e\u0301", "\u200b", "\ufeffbom", "[UNK]", "[unk]", "[PAD]x", "snake_case", "\x07bell", "\x0bv", "tab\tx", "~^`|"]  # fmt: skip
+    seps = [" ", "\n", "\t", "\r\n", ", ", "\u00a0", "\u2028", "", "\x00"]
+    texts = ["", " ", "word", "UPPER lower", "a" * 101, "[UNK]", "\x7f"]
+    for _ in range(400):
+        n = int(rng.integers(1, 30))
+        texts.append(
+            "".join(f"{parts[rng.integers(len(parts))]}{seps[rng.integers(len(seps))]}" for _ in range(n))
+        )
+    blocks = [(0x00, 0x250), (0x300, 0x370), (0x590, 0x700), (0x900, 0x980), (0x2000, 0x2070), (0x3000, 0x3040),
+              (0x4E00, 0x4E40), (0xAC00, 0xAC40), (0xFE00, 0xFF10), (0x1F600, 0x1F640)]  # fmt: skip
+    for _ in range(200):  # random characters of many scripts, marks, spaces and controls
+        lo, hi = blocks[rng.integers(len(blocks))]
+        texts.append(
+            "".join(chr(int(c)) for c in rng.integers(lo, hi, size=int(rng.integers(1, 40)))) + " ab"
+        )
+    cache = WordPieceCache(Counting(tok))
+    truth = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert cache.ids(texts, 10_000) == truth  # cold
+    assert cache.ids(texts, 10_000) == truth  # warm
+    assert cache.ids(texts, 5) == [t[:5] for t in truth]
+    plain = [p for p in parts if p.isascii() and p.isprintable() and "[" not in p]
+    ascii_texts = [
+        " ".join(rng.choice(plain, size=8)) + "\n" + "\t".join(rng.choice(plain, size=4)) for _ in range(50)
+    ]
+    cache.tokenizer.sent = 0
+    assert cache.ids(ascii_texts, 10_000) == [
+        e.ids for e in tok.encode_batch_fast(ascii_texts, add_special_tokens=False)
+    ]
+    assert cache.tokenizer.sent == 0  # every word known: no library call
+    assert cache.split("[UNK] is one token") is None  # an added token: the library matches it whole
+    assert not WordPieceCache.supports({"normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "BertPreTokenizer"},
+                                        "model": {"type": "WordPiece"}})  # fmt: skip
+
+
 def test_static_backbone_saves_and_loads_without_model2vec(static_bb, tmp_path, monkeypatch):
     from warmstart.backbones import get_backbone
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from torch import nn
 from ..errors import BackboneError
 from .base import Backbone
 from .text_transformers import TextBatchSource
+from .wordpiece_cache import WordPieceCache
 
 MODEL2VEC_INSTALL = (
     "pip install --no-deps model2vec==0.10.0 skeletoken==0.6.1 (or pip install 'warmstart[distill]')"
@@ -44,11 +46,14 @@ class StaticEmbeddings(nn.Module):
         self.hidden: nn.Module | None = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """One fused ``embedding_bag`` (each row a bag, padding weighted 0): no ``(B, L, D)`` tensor is made."""
+        """One fused ``embedding_bag`` over the unmasked ids only (each row a bag): no ``(B, L, D)`` tensor is
+        made, and padding costs no lookups (a length-sorted batch of short texts can be mostly padding)."""
         weight = self.embedding.weight
-        mask = attention_mask.to(weight.dtype)
-        summed = nn.functional.embedding_bag(input_ids, weight, per_sample_weights=mask, mode="sum")
-        return self.finish(summed / mask.sum(1, keepdim=True).clamp(min=1.0))
+        keep = attention_mask.bool()
+        lengths = keep.sum(1)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        summed = nn.functional.embedding_bag(input_ids[keep], weight, offsets, mode="sum")
+        return self.finish(summed / lengths.clamp(min=1).unsqueeze(1).to(weight.dtype))
 
     def graph_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The same features with plain gather, multiply and sum: what the ONNX graph holds (an exported
@@ -245,6 +250,7 @@ class StaticBackbone(Backbone):
         if not self._prefix_safe():
             enc = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
             return [e.ids[:limit] for e in enc]
+        cache = self._word_cache()
         ids: list[list[int]] = [[] for _ in texts]
         rest = [str(t) for t in texts]
         todo = list(range(len(rest)))
@@ -254,11 +260,23 @@ class StaticBackbone(Backbone):
             for i in todo:
                 head, rest[i] = _split_at_space(rest[i], piece)
                 heads.append(head)
-            enc = self.tokenizer.encode_batch_fast(heads, add_special_tokens=False)
-            for i, e in zip(todo, enc, strict=True):
-                ids[i].extend(e.ids)
+            if cache is not None:
+                for i, got in zip(todo, cache.ids(heads, limit), strict=True):
+                    ids[i].extend(got)
+            else:
+                enc = self.tokenizer.encode_batch_fast(heads, add_special_tokens=False)
+                for i, e in zip(todo, enc, strict=True):
+                    ids[i].extend(e.ids)
             todo = [i for i in todo if len(ids[i]) < limit and rest[i]]
         return [x[:limit] for x in ids]
+
+    def _word_cache(self) -> WordPieceCache | None:
+        """A BERT-style tokenizer's ids a word at a time from a cache (``wordpiece_cache``: the same ids, a
+        fraction of the time once the words repeat); None for other tokenizers."""
+        if not hasattr(self, "_words"):
+            state = json.loads(self.tokenizer.to_str())
+            self._words = WordPieceCache(self.tokenizer) if WordPieceCache.supports(state) else None
+        return self._words
 
     def _prefix_safe(self) -> bool:
         """Whether tokenizing a text in pieces cut at ASCII spaces gives the whole text's tokens: the
@@ -279,8 +297,6 @@ class StaticBackbone(Backbone):
     def collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad to the longest row of the batch (an empty text keeps one masked position), without a Python loop
         over the rows' tensors."""
-        import itertools
-
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         mask = np.arange(max(1, int(lengths.max(initial=0)))) < lengths[:, None]
         input_ids = np.zeros(mask.shape, dtype=np.int64)
@@ -311,12 +327,19 @@ class StaticBackbone(Backbone):
         with torch.inference_mode():
             for start in range(0, len(texts), step):
                 ids = self.tokenize(texts[start : start + step])
-                lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
-                flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=weight.device)
-                offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]).to(
-                    weight.device
+                lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum())
                 )
-                pooled = self.module.finish(nn.functional.embedding_bag(flat, weight, offsets, mode="mean"))
+                offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+                pooled = self.module.finish(
+                    nn.functional.embedding_bag(
+                        torch.from_numpy(flat).to(weight.device),
+                        weight,
+                        torch.from_numpy(offsets).to(weight.device),
+                        mode="mean",
+                    )
+                )
                 out[start : start + len(ids)] = pooled.float().cpu().numpy()
         return out
 
