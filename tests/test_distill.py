@@ -217,16 +217,23 @@ def test_a_teacher_cut_student_starts_from_the_teachers_fine_tuned_layers(tiny_b
     )
 
 
-def test_hidden_dim_is_for_static_students_only(tiny_bert_dir):
+@pytest.fixture(scope="module")
+def small_teacher(tiny_bert_dir):
+    """A tiny fine-tuned teacher, its 6 training rows per class and 3 test rows per class."""
     from warmstart.data import Dataset
-    from warmstart.distill import distill
-    from warmstart.errors import ParameterError
     from warmstart.techniques import get_technique
 
     texts, labels = make_sentences(6, seed=0)
     train = Dataset(texts, labels, "text", "train")
     teacher = get_technique("finetune", backbone=str(tiny_bert_dir), epochs=1, progress=False).fit(train)
-    test = Dataset(*make_sentences(3, seed=9), "text", "test")
+    return teacher, train, Dataset(*make_sentences(3, seed=9), "text", "test")
+
+
+def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
+    from warmstart.distill import distill
+    from warmstart.errors import ParameterError
+
+    teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="for static students"):
         distill(teacher, train, None, test, student=str(tiny_bert_dir), hidden_dim=8, measure_speed=False)
     result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False,
@@ -234,16 +241,13 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir):
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
 
 
-def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_only(tiny_bert_dir):
-    from warmstart.data import Dataset
+def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_only(
+    tiny_bert_dir, small_teacher
+):
     from warmstart.distill import distill
     from warmstart.errors import ParameterError
-    from warmstart.techniques import get_technique
 
-    texts, labels = make_sentences(6, seed=0)
-    train = Dataset(texts, labels, "text", "train")
-    teacher = get_technique("finetune", backbone=str(tiny_bert_dir), epochs=1, progress=False).fit(train)
-    test = Dataset(*make_sentences(3, seed=9), "text", "test")
+    teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="--max-length is for static students"):
         distill(teacher, train, None, test, student=str(tiny_bert_dir), max_length=8, measure_speed=False)
     with pytest.raises(ParameterError, match="at least 1 token"):
