@@ -11,7 +11,7 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
   static-h512, static-h256, static-h0  the static student with a hidden layer of 512 or 256 units before its
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
   static-len256, static-len512  the static student reading at most 256 or 512 tokens of each text (model2vec's
-             classifier reads 512; the teacher all-MiniLM-L6-v2 reads 256);
+             classifier reads 512; the teacher all-MiniLM-L6-v2 reads 256); static-len256-e8: 256 tokens, 8 epochs;
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers;
              tcut-2, tcut-1: the teacher's own fine-tuned encoder cut to 2 layers or 1);
@@ -63,6 +63,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-h256": ("static", {"hidden_dim": 256}),
     "static-len256": ("static", {"max_length": 256}),
     "static-len512": ("static", {"max_length": 512}),
+    "static-len256-e8": ("static", {"max_length": 256, "params": {"epochs": 8}}),
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
     "l6-2": ("all-MiniLM-L6-v2:num_layers=2", {}),
     "tcut-2": ("teacher:num_layers=2", {}),
