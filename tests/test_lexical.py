@@ -6,8 +6,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from warmstart.errors import DataError, ParameterError
+from warmstart.lexical import Design, Tfidf
 from warmstart.techniques import get_technique
-from warmstart.techniques.lexical import Design, Tfidf
 
 
 def lexical_probe(backbone, **kw):

@@ -5,35 +5,42 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.model_selection import StratifiedKFold
 
 from .data import Dataset
+from .lexical import Tfidf, tfidf_fold
 from .metrics import classification_metrics
+from .parallel import fold_map, text_work
 from .runtime import one_blas_thread
+
+C_GRID = (1.0, 10.0, 100.0)
 
 
 def tfidf_logreg(train: Dataset, test: Dataset, seed: int = 0) -> dict:
-    """TF-IDF (words, sublinear tf) + logistic regression, C chosen by stratified CV on train.
+    """TF-IDF (words, sublinear tf) + logistic regression, C chosen by stratified CV on train (mean held-out
+    accuracy; ties go to the smaller C), the folds in worker processes where there are cores
+    (``parallel.fold_map``).
 
     Unigrams: on 20 Newsgroups at 64 per class they score slightly higher than 1-2 grams and fit 4x faster.
     """
     start = time.perf_counter()
-    pipe = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(max_iter=2000))
-    counts = np.unique(train.labels, return_counts=True)[1]
+    texts, y = np.array(list(train.inputs), dtype=object), np.asarray(train.labels)
+    counts = np.unique(y, return_counts=True)[1]
     folds = min(5, int(counts.min()))
+    best_c = 1.0
+    if folds >= 2:
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed).split(texts, y)
+        accs = fold_map(
+            tfidf_fold, [(texts, y, tr, te, C_GRID, 2000) for tr, te in cv], work=text_work(texts)
+        )
+        means = np.mean(accs, axis=0)
+        best_c = sorted(C_GRID)[int(np.argmax(means))]  # argmax: the first (smallest) C of a tie
+    words = Tfidf.fit(list(texts))
     with one_blas_thread():
-        if folds >= 2:
-            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-            model = GridSearchCV(pipe, {"logisticregression__C": [1.0, 10.0, 100.0]}, cv=cv).fit(
-                train.inputs, train.labels
-            )
-        else:
-            model = pipe.fit(train.inputs, train.labels)
+        model = LogisticRegression(C=best_c, max_iter=2000).fit(words.transform(list(texts)), y)
     fit_s = time.perf_counter() - start
-    pred = model.predict(test.inputs)
+    pred = model.predict(words.transform(list(test.inputs)))
     metrics = classification_metrics(test.labels, pred, sorted(set(train.labels)))
     metrics["timings"] = {
         "fit_seconds": round(fit_s, 3),

@@ -188,9 +188,10 @@ class LinearProbe(Technique):
         chosen together on ``val`` or by cross-validation on the training rows (TF-IDF and the standardisation
         refitted inside each fold); stored as a ``LinearHead`` on the embedding plus a weight matrix on the
         words (``lexical_coef_``), so the logits are the sum of the two."""
+        from ..lexical import C_GRID as LEX_C_GRID
+        from ..lexical import WEIGHT_GRID, Design, fold_logits, score_fold
+        from ..parallel import fold_map, text_work
         from .calibrate import MIN_ROWS, fit_temperature, scale_head
-        from .lexical import C_GRID as LEX_C_GRID
-        from .lexical import WEIGHT_GRID, Design
 
         texts = np.array(list(train.inputs), dtype=object)
         weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
@@ -221,18 +222,15 @@ class LinearProbe(Technique):
             for w, c in grid:
                 pred = fit_at(design, slice(None), w, c).predict(design.features(v_texts, v_X, w))
                 scores[f"{w},{c}"] = float((pred == v_y).mean())
-        elif len(grid) > 1 and cv:
-            fold_designs = [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
-            accs: dict[str, list[float]] = {f"{w},{c}": [] for w, c in grid}
-            for d, (tr, te) in zip(fold_designs, cv, strict=True):
-                for w in weights:
-                    train_f, held_f = d.features(texts[tr], X[tr], w), d.features(texts[te], X[te], w)
-                    # each C starts from the previous (smaller) C's solution: the same optimum, half the iterations
-                    clf = LogisticRegression(max_iter=self.max_iter, warm_start=True)
-                    for c in sorted({c for w2, c in grid if w2 == w}):
-                        clf.set_params(C=c).fit(train_f, y[tr])
-                        accs[f"{w},{c}"].append(float((clf.predict(held_f) == y[te]).mean()))
-            scores = {k: float(np.mean(v)) for k, v in accs.items()}
+        elif len(grid) > 1 and cv:  # the folds in worker processes where there are cores (parallel.fold_map)
+            cs = sorted({c for _, c in grid})
+            done = fold_map(
+                score_fold,
+                [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv],
+                work=text_work(texts),
+            )
+            fold_designs = [d for d, _ in done]
+            scores = {key: float(np.mean([accs[key] for _, accs in done])) for key in done[0][1]}
         if scores:  # ties: C nearer to the grid's middle, then the smaller weight
             best = max(scores, key=lambda k: (scores[k], -abs(np.log10(float(k.split(",")[1])) - 1)))
             w, c = (float(v) for v in best.split(","))
@@ -258,13 +256,16 @@ class LinearProbe(Technique):
         ):  # out-of-fold logits at the chosen setting
             self.temperature_from_ = "cross-validation"
             fold_designs = fold_designs or [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
+            jobs = [
+                (d, texts, X, y, tr, te, w, c, self.max_iter)
+                for d, (tr, te) in zip(fold_designs, cv, strict=True)
+            ]
             logits, labels = np.zeros((len(y), len(self.classes_))), y
-            for d, (tr, te) in zip(fold_designs, cv, strict=True):
-                fold = fit_at(d, tr, w, c)
-                if len(fold.classes_) != len(self.classes_):
+            for (_, te), held in zip(cv, fold_map(fold_logits, jobs, work=text_work(texts)), strict=True):
+                if held is None:
                     self.temperature_from_ = None
                     break
-                logits[te] = two_sided(fold.decision_function(d.features(texts[te], X[te], w)))
+                logits[te] = two_sided(held)
         if self.temperature_from_ is not None and len(labels) >= MIN_ROWS:
             self.temperature_ = round(fit_temperature(logits, labels), 6)
             scale_head(self.head_, self.temperature_)
@@ -440,7 +441,7 @@ class LinearProbe(Technique):
         est.classes_ = np.array(classes)
         est.head_ = LinearHead.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
         if "lexical.coef" in tensors:
-            from .lexical import Tfidf
+            from ..lexical import Tfidf
 
             vocabulary = (fitted or {}).get("lexical_vocabulary")
             if vocabulary is None:

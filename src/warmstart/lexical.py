@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 
-from ..errors import DataError
+from .errors import DataError
 
 # the weight of the standardised embedding against the unit-length TF-IDF row, chosen with C by cross-validation
 # on the training rows: a standardised 384-feature embedding has length ~20, a TF-IDF row 1
@@ -86,3 +87,69 @@ class Design:
     def features(self, texts: Any, X: np.ndarray, weight: float) -> sparse.csr_matrix:
         Z = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale * weight
         return sparse.hstack([self.words.transform(list(texts)), sparse.csr_matrix(Z)]).tocsr()
+
+
+def _one_blas_thread() -> Any:
+    """runtime.one_blas_thread without importing torch, for worker processes (parallel.fold_map)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
+def _c_path(
+    train_f: Any, y_train: np.ndarray, held_f: Any, y_held: np.ndarray, cs: Any, max_iter: int
+) -> list:
+    """Held-out accuracy at each C in ascending order, each fit warm-started from the previous (smaller) C's
+    solution: the same optimum, about half the iterations."""
+    clf = LogisticRegression(max_iter=max_iter, warm_start=True)
+    accs = []
+    for c in sorted(cs):
+        clf.set_params(C=c).fit(train_f, y_train)
+        accs.append(float((clf.predict(held_f) == y_held).mean()))
+    return accs
+
+
+def score_fold(job: tuple) -> tuple[Design, dict[str, float]]:
+    """One fold of the probe-with-words grid: the fold's ``Design`` (TF-IDF and standardisation fitted on its
+    training rows) and the held-out accuracy at every ``"weight,C"``. ``job``: ``(texts, X, y, train_rows,
+    held_rows, weights, Cs, max_iter)``; a module-level function of a module without torch, so that
+    ``parallel.fold_map`` can run the folds in worker processes that start quickly."""
+    texts, X, y, tr, te, weights, cs, max_iter = job
+    d = Design.fit(texts[tr], X[tr])
+    accs: dict[str, float] = {}
+    with _one_blas_thread():
+        for w in weights:
+            train_f, held_f = d.features(texts[tr], X[tr], w), d.features(texts[te], X[te], w)
+            for c, acc in zip(sorted(cs), _c_path(train_f, y[tr], held_f, y[te], cs, max_iter), strict=True):
+                accs[f"{w},{c}"] = acc
+    return d, accs
+
+
+def fold_logits(job: tuple) -> Any:
+    """The held-out rows' decision values of one fold fitted at one weight and C, or None when the fold's
+    training rows miss a class. ``job``: ``(design, texts, X, y, train_rows, held_rows, weight, C, max_iter)``."""
+    d, texts, X, y, tr, te, w, c, max_iter = job
+    with _one_blas_thread():
+        clf = LogisticRegression(C=c, max_iter=max_iter).fit(d.features(texts[tr], X[tr], w), y[tr])
+        if len(clf.classes_) != len(np.unique(y)):
+            return None
+        return clf.decision_function(d.features(texts[te], X[te], w))
+
+
+def tfidf_fold(job: tuple) -> list[float]:
+    """One fold of the TF-IDF + logistic regression baseline's choice of C: the held-out accuracy at each C in
+    ascending order, each fitted from zero as scikit-learn's ``GridSearchCV`` does (a warm-started path stops
+    at a different point at C=100 within L-BFGS's tolerance and can choose another C). ``job``: ``(texts, y,
+    train_rows, held_rows, Cs, max_iter)``."""
+    texts, y, tr, te, cs, max_iter = job
+    words = Tfidf.fit(list(texts[tr]))
+    train_f, held_f = words.transform(list(texts[tr])), words.transform(list(texts[te]))
+    with _one_blas_thread():
+        return [
+            float(
+                (
+                    LogisticRegression(C=c, max_iter=max_iter).fit(train_f, y[tr]).predict(held_f) == y[te]
+                ).mean()
+            )
+            for c in sorted(cs)
+        ]

@@ -1,0 +1,60 @@
+"""Independent CPU-bound fits (one per cross-validation fold) on the cores this process may use.
+
+Choosing C and the word weight of a probe with words (``lexical="tfidf"``), and C of the TF-IDF baseline, fits
+one logistic regression path per fold; scikit-learn's L-BFGS runs on one core, so on a 2-core machine the folds
+of 1,280 documents ran one after another with a core idle. ``fold_map`` runs them in worker processes instead.
+
+How many workers: ``WARMSTART_FIT_WORKERS`` if set (1: in this process, one after another); else torch's thread
+count when torch is loaded (so ``torch.set_num_threads(1)``, as the benchmarks' ``--threads 1`` does, keeps a
+run on one core), else the cores this process may run on; never more than the folds. Small jobs stay in this
+process, since starting the workers costs a second or two: ``work`` is the training texts' total characters
+(the fits' cost grows with them), and under ``MIN_WORK`` (200,000: 160 documents of 20 Newsgroups, whose fits
+take seconds each) the folds run here.
+
+Example:
+    >>> fold_map(abs, [-1, 2, -3], work=1_000)  # little work: in this process
+    [1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import ParameterError
+
+WORKERS_ENV = "WARMSTART_FIT_WORKERS"
+MIN_WORK = 200_000
+
+
+def fit_workers() -> int:
+    """The most worker processes ``fold_map`` may use (see the module docstring)."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ParameterError(f"{WORKERS_ENV}={value!r}: give a whole number of workers, 1 or more.")
+        return int(value)
+    if "torch" in sys.modules:
+        return max(1, sys.modules["torch"].get_num_threads())
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def fold_map(fn: Callable[[Any], Any], jobs: Sequence[Any], work: int) -> list[Any]:
+    """``[fn(job) for job in jobs]``, in worker processes when ``work >= MIN_WORK`` and there is more than one
+    worker; ``fn`` must be a module-level function of a module without torch (workers import it by name)."""
+    workers = min(len(jobs), fit_workers())
+    if workers < 2 or work < MIN_WORK:
+        return [fn(job) for job in jobs]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=workers, backend="loky")(delayed(fn)(job) for job in jobs)
+
+
+def text_work(texts: Any) -> int:
+    """``fold_map``'s ``work`` for fits on ``texts``: their total characters."""
+    return sum(len(str(t)) for t in texts)
