@@ -448,3 +448,16 @@ def test_distill_refuses_bad_settings_before_training(tmp_path, tiny_bert_dir, c
         == 2
     )
     assert "warmstart.json: missing" in capsys.readouterr().err
+
+
+def test_a_static_table_trains_its_own_epochs_and_rate_unless_told(static_bb, tiny_bert_dir):
+    """epochs="auto" and lr="auto" under finetune: the static table's 8 epochs and 1e-2, a transformer's 4 and
+    its modality's rate; an explicit value wins for both."""
+    from warmstart.techniques import get_technique
+
+    static = get_technique("finetune", backbone=static_bb, progress=False)
+    assert static.base_epochs() == static_bb.tuning_epochs == 8
+    assert static._base_lr(static_bb) == 1e-2
+    assert get_technique("finetune", backbone=static_bb, epochs=3, progress=False).base_epochs() == 3
+    transformer = get_technique("finetune", backbone=str(tiny_bert_dir), progress=False)
+    assert transformer.base_epochs() == 4

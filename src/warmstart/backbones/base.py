@@ -113,6 +113,9 @@ class Backbone(ABC):
     # the learning rate full fine-tuning starts from (lr="auto") where this kind of backbone needs another than
     # its modality's default (a static embedding table trains at a far higher rate than a transformer)
     tuning_lr: float | None = None
+    # the epochs full fine-tuning trains (epochs="auto") where this kind of backbone needs another count than its
+    # modality's default
+    tuning_epochs: int | None = None
     # rows per batch when a trained model predicts (``TunedTechnique.predict_proba``)
     inference_batch_size: int = 64
 

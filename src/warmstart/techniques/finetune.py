@@ -8,7 +8,7 @@ from typing import Any
 
 from ..backbones import Backbone
 from ..errors import ParameterError
-from .base import Interval, register_technique
+from .base import Interval, register_technique, resolve_backbone
 from .train import Hooks
 from .tuned import Classifier, TunedTechnique
 
@@ -62,6 +62,14 @@ class FineTune(TunedTechnique):
         if self.lr == "auto" and bb.tuning_lr is not None:
             return float(bb.tuning_lr)
         return super()._base_lr(bb)
+
+    def base_epochs(self) -> int:
+        """``epochs``; ``"auto"``: the backbone's ``tuning_epochs`` where it has its own, else the modality's."""
+        if self.epochs == "auto":
+            bb = getattr(self, "backbone_", None) or resolve_backbone(self.backbone)
+            if bb.tuning_epochs is not None:
+                return int(bb.tuning_epochs)
+        return super().base_epochs()
 
     def _layer_groups(self, model: Classifier) -> list[list[str]]:
         return [[f"body.{n}" for n in g] for g in model.backbone.layer_groups()]
