@@ -557,11 +557,15 @@ def _parser_demo(sub: Any) -> None:
     p.add_argument(
         "--test-rows",
         type=int,
-        default=2000,
-        help="a stratified sample of this many test documents (default: 2000; 0: all 7,528)",
+        default=1000,
+        help="a stratified sample of this many test documents (default: 1000; 0: all 7,528)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    p.add_argument(
+        "--backbone",
+        default="all-MiniLM-L6-v2:max_length=128",
+        help="default: all-MiniLM-L6-v2 reading 128 tokens of each document (docs/getting-started.md)",
+    )
     _runtime_options(p)
     p.add_argument("--output", default="runs/demo", help="where the demo's artifacts go (default: runs/demo)")
 
