@@ -9,12 +9,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from .data import Dataset
-from .lexical import Tfidf, tfidf_fold
+from .lexical import C_GRID, Tfidf, tfidf_fold
 from .metrics import classification_metrics
-from .parallel import fold_map, text_work
-from .runtime import one_blas_thread
-
-C_GRID = (1.0, 10.0, 100.0)
+from .parallel import fold_map, one_blas_thread, text_work
 
 
 def tfidf_logreg(train: Dataset, test: Dataset, seed: int = 0) -> dict:

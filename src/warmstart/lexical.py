@@ -18,11 +18,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .errors import DataError
+from .parallel import one_blas_thread
 
 # the weight of the standardised embedding against the unit-length TF-IDF row, chosen with C by cross-validation
 # on the training rows: a standardised 384-feature embedding has length ~20, a TF-IDF row 1
 WEIGHT_GRID = (0.03, 0.05, 0.1, 0.2)
-# TF-IDF rows are unit length: they need far weaker regularisation than embeddings
+# TF-IDF rows are unit length: they need far weaker regularisation than embeddings (the TF-IDF baseline's grid too)
 C_GRID = (1.0, 10.0, 100.0)
 
 
@@ -89,13 +90,6 @@ class Design:
         return sparse.hstack([self.words.transform(list(texts)), sparse.csr_matrix(Z)]).tocsr()
 
 
-def _one_blas_thread() -> Any:
-    """runtime.one_blas_thread without importing torch, for worker processes (parallel.fold_map)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
-
-
 def _c_path(
     train_f: Any, y_train: np.ndarray, held_f: Any, y_held: np.ndarray, cs: Any, max_iter: int
 ) -> list:
@@ -117,7 +111,7 @@ def score_fold(job: tuple) -> tuple[Design, dict[str, float]]:
     texts, X, y, tr, te, weights, cs, max_iter = job
     d = Design.fit(texts[tr], X[tr])
     accs: dict[str, float] = {}
-    with _one_blas_thread():
+    with one_blas_thread():
         for w in weights:
             train_f, held_f = d.features(texts[tr], X[tr], w), d.features(texts[te], X[te], w)
             for c, acc in zip(sorted(cs), _c_path(train_f, y[tr], held_f, y[te], cs, max_iter), strict=True):
@@ -129,7 +123,7 @@ def fold_logits(job: tuple) -> Any:
     """The held-out rows' decision values of one fold fitted at one weight and C, or None when the fold's
     training rows miss a class. ``job``: ``(design, texts, X, y, train_rows, held_rows, weight, C, max_iter)``."""
     d, texts, X, y, tr, te, w, c, max_iter = job
-    with _one_blas_thread():
+    with one_blas_thread():
         clf = LogisticRegression(C=c, max_iter=max_iter).fit(d.features(texts[tr], X[tr], w), y[tr])
         if len(clf.classes_) != len(np.unique(y)):
             return None
@@ -144,7 +138,7 @@ def tfidf_fold(job: tuple) -> list[float]:
     texts, y, tr, te, cs, max_iter = job
     words = Tfidf.fit(list(texts[tr]))
     train_f, held_f = words.transform(list(texts[tr])), words.transform(list(texts[te]))
-    with _one_blas_thread():
+    with one_blas_thread():
         return [
             float(
                 (

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .errors import ParameterError
+from .parallel import one_blas_thread  # noqa: F401  (its home is torch-free; imported from here too)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,18 +49,6 @@ def cpu_info() -> tuple[str, frozenset[str]]:
     except OSError:
         pass
     return model, flags
-
-
-def one_blas_thread() -> Any:
-    """numpy's and scipy's BLAS on one thread inside the block, for logistic regression's many small solves.
-
-    scikit-learn's L-BFGS spends its time in scipy's small vector updates, where a second BLAS thread only adds
-    synchronisation: on 2 cores, TF-IDF + LR on 20 Newsgroups (16 per class, C by 5-fold CV) took 35 CPU s with
-    two BLAS threads and 11 with one, with the same accuracy (a shared CPU; docs/techniques.md). torch's own
-    threads (encoding, training) are not touched."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
 
 
 def fast_bf16_cpu() -> bool:

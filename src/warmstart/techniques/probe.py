@@ -194,6 +194,7 @@ class LinearProbe(Technique):
         from .calibrate import MIN_ROWS, fit_temperature, scale_head
 
         texts = np.array(list(train.inputs), dtype=object)
+        work = text_work(texts)  # whether the folds below are worth worker processes (parallel.fold_map)
         weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
         grid = [(w, c) for w in weights for c in (LEX_C_GRID if self.C == "auto" else (float(self.C),))]
         known = known_label_rows(val, self.classes_)
@@ -225,9 +226,7 @@ class LinearProbe(Technique):
         elif len(grid) > 1 and cv:  # the folds in worker processes where there are cores (parallel.fold_map)
             cs = sorted({c for _, c in grid})
             done = fold_map(
-                score_fold,
-                [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv],
-                work=text_work(texts),
+                score_fold, [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv], work
             )
             fold_designs = [d for d, _ in done]
             scores = {key: float(np.mean([accs[key] for _, accs in done])) for key in done[0][1]}
@@ -261,7 +260,7 @@ class LinearProbe(Technique):
                 for d, (tr, te) in zip(fold_designs, cv, strict=True)
             ]
             logits, labels = np.zeros((len(y), len(self.classes_))), y
-            for (_, te), held in zip(cv, fold_map(fold_logits, jobs, work=text_work(texts)), strict=True):
+            for (_, te), held in zip(cv, fold_map(fold_logits, jobs, work), strict=True):
                 if held is None:
                     self.temperature_from_ = None
                     break
