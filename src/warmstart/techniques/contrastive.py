@@ -432,7 +432,7 @@ def fit_one_vs_rest(X: np.ndarray, Y: np.ndarray, C: float | str, seed: int) -> 
 
     def fit(Zt: np.ndarray, Yt: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
         W, b = np.zeros((Yt.shape[1], Z.shape[1])), np.zeros(Yt.shape[1])
-        with one_blas_thread():  # see runtime.one_blas_thread
+        with one_blas_thread():  # see parallel.one_blas_thread
             for j in range(Yt.shape[1]):
                 if Yt[:, j].min() == Yt[:, j].max():
                     b[j] = 10.0 if Yt[0, j] else -10.0

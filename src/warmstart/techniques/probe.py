@@ -148,7 +148,7 @@ class LinearProbe(Technique):
                     "unlabelled rows given to a probe with lexical='tfidf', which would ignore them; use "
                     "self_train:probe to learn from them."
                 )
-            with one_blas_thread():  # all of its fits are logistic regressions (runtime.one_blas_thread)
+            with one_blas_thread():  # all of its fits are logistic regressions (parallel.one_blas_thread)
                 return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
@@ -353,7 +353,7 @@ class LinearProbe(Technique):
         Z = (X - mean) / scale
         if val_xy is not None:
             val_xy = ((np.asarray(val_xy[0], dtype=np.float64) - mean) / scale, val_xy[1])
-        with one_blas_thread():  # see runtime.one_blas_thread
+        with one_blas_thread():  # see parallel.one_blas_thread
             self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid)
             clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
         self.head_ = LinearHead.from_sklearn(clf, mean, scale, num_classes)
