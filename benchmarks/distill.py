@@ -22,6 +22,9 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              ``StaticModelForClassification`` (default settings) trained on the labelled rows;
   m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
 
+``--no-speed`` leaves out the throughput measurements (``distill_speed.py`` takes them apart, with the machine
+to itself) and lets the students of a data set and seed share the teacher's labels, computed once.
+
     python benchmarks/distill.py --data trec,vader-nyt --seeds 0 --students static,static-lr1e-2
     python benchmarks/distill.py --data sms-spam,bbc-news,reuters-r8 --seeds 0,1,2 --students static,l3,m2v,m2v-pseudo
     python benchmarks/distill.py --data fashion-mnist --teacher efficientnet-lite0:image_size=64 \\
@@ -121,6 +124,37 @@ def model2vec_classifier(backbone: str):
     return StaticModelForClassification.from_static_model(model=static)
 
 
+class SharedTeacher:
+    """The teacher, labelling each text once: its students of one data set and seed (and model2vec's pipeline)
+    share its probabilities for the same transfer and test rows instead of running it again for each student.
+    A fitted teacher's outputs do not change, so the students learn exactly what they would otherwise. Only
+    with ``--no-speed``: a remembered answer would make the teacher's measured speed meaningless."""
+
+    def __init__(self, teacher) -> None:
+        self._teacher = teacher
+        self._rows: dict[str, np.ndarray] = {}
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # not the teacher's private state (and no recursion before __init__ ran)
+            raise AttributeError(name)
+        return getattr(self._teacher, name)
+
+    def predict_proba(self, data):
+        texts = list(getattr(data, "inputs", data))
+        if not all(isinstance(t, str) for t in texts):
+            return self._teacher.predict_proba(data)
+        known = [t in self._rows for t in texts]
+        if not any(known):  # as the teacher would be called without sharing (the whole transfer set, first)
+            self._rows.update(zip(texts, self._teacher.predict_proba(data), strict=True))
+        elif not all(known):
+            new = list(dict.fromkeys(t for t, k in zip(texts, known, strict=True) if not k))
+            self._rows.update(zip(new, self._teacher.predict_proba(new), strict=True))
+        return np.stack([self._rows[t] for t in texts])
+
+    def predict(self, data):
+        return self._teacher.labels_from_proba(self.predict_proba(data))
+
+
 class Model2VecProba:
     """A model2vec classifier behind the interface ``warmstart.distill.speed`` times, as warmstart's models."""
 
@@ -151,7 +185,7 @@ def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
     return {
         "accuracy": float((pred == np.asarray(test.labels)).mean()),
         "agreement": float((pred == teacher.predict(test)).mean()),
-        "speed": speed(Model2VecProba(clf), texts),
+        "speed": speed(Model2VecProba(clf), texts) if args.speed else None,
         "parameters": int(sum(p.numel() for p in clf.parameters())),
         **fit,
     }
@@ -165,7 +199,9 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
         return model2vec_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False))
     opts = {**opts, "params": {**opts.get("params", {}), "progress": False}}
     cpu, wall = time.process_time(), time.perf_counter()
-    result = distill(teacher, train, unlabeled, test, student=student, seed=seed, **opts)
+    result = distill(
+        teacher, train, unlabeled, test, student=student, seed=seed, measure_speed=args.speed, **opts
+    )
     fit = {
         "fit_cpu_s": round(time.process_time() - cpu, 1),
         "fit_wall_s": round(time.perf_counter() - wall, 1),
@@ -174,9 +210,9 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
     return {
         "accuracy": c["student"]["accuracy"],
         "agreement": c["agreement"],
-        "speed": c["student"]["speed"],
+        "speed": c["student"].get("speed"),
         "parameters": c["student"]["parameters"],
-        "teacher_speed": c["teacher"]["speed"],
+        "teacher_speed": c["teacher"].get("speed"),
         "accuracy_difference": c["accuracy_difference"],
         "transfer_rows": c["transfer_rows"],
         "best_epoch": c.get("best_epoch"),
@@ -204,19 +240,24 @@ def summary(rows: list[dict], data_sets: list[str], students: list[str]) -> str:
                 continue
             ci = mean_ci([100 * r["accuracy"] for r in sel])
             tacc = np.mean([r["teacher_accuracy"] for r in sel])
-            ts = [teacher_speed.get((r["data"], r["seed"])) for r in sel]
-            ts = [r.get("teacher_speed") or t for r, t in zip(sel, ts, strict=True)]  # its own run's first
-            ups = [r["speed"]["rows_per_s"] / t["rows_per_s"] for r, t in zip(sel, ts, strict=True) if t]
-            joules = [r["speed"].get("joules_per_1000") for r in sel]
+            timed = [r for r in sel if r.get("speed")]  # rows run with --no-speed have none
+            ts = [r.get("teacher_speed") or teacher_speed.get((r["data"], r["seed"])) for r in timed]
+            ups = [r["speed"]["rows_per_s"] / t["rows_per_s"] for r, t in zip(timed, ts, strict=True) if t]
+            joules = [r["speed"].get("joules_per_1000") for r in timed]
             tj = [t.get("joules_per_1000") for t in ts if t]
             interval = f" [{ci['ci_low']:.1f}, {ci['ci_high']:.1f}]" if len(sel) > 1 else ""
+            speeds = " | | | | "
+            if timed:
+                speeds = (
+                    f"{np.mean([r['speed']['rows_per_s'] for r in timed]):,.0f} | "
+                    + (f"{np.mean(ups):.1f}x" if ups else "")
+                    + f" | {np.mean([r['speed']['single_row_ms'] for r in timed]):.2f} | "
+                    + (f"{np.mean(joules):.3g}" if all(j is not None for j in joules) else "")
+                )
             out.append(
                 f"| {data} | {name} | {len(sel)} | {ci['mean']:.1f}{interval} | {100 * tacc:.1f} | "
                 f"{np.mean([r['accuracy'] for r in sel]) / tacc:.3f} | {np.mean([r['agreement'] for r in sel]):.3f} | "
-                f"{np.mean([r['speed']['rows_per_s'] for r in sel]):,.0f} | "
-                + (f"{np.mean(ups):.1f}x" if ups else "")
-                + f" | {np.mean([r['speed']['single_row_ms'] for r in sel]):.2f} | "
-                + (f"{np.mean(joules):.3g}" if all(j is not None for j in joules) else "")
+                + speeds
                 + " | "
                 + (f"{np.mean(tj):.3g}" if tj and all(j is not None for j in tj) else "")
                 + f" | {np.mean([r['fit_wall_s'] for r in sel]):.0f} |"
@@ -238,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default="runs/bench/distill.jsonl")
     ap.add_argument("--teachers", default="runs/bench/distill-teachers")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    ap.add_argument(
+        "--no-speed",
+        dest="speed",
+        action="store_false",
+        help="skip the throughput measurements (distill_speed.py measures them with the machine to itself) "
+        "and let the students of a data set and seed share the teacher's labels (SharedTeacher)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         import torch
@@ -278,16 +326,20 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if teacher is None:
                     teacher, teacher_cost = teacher_for(args, version, data, seed, train, Path(args.teachers))
+                    teacher = teacher if args.speed else SharedTeacher(teacher)
                     t_acc = float((teacher.predict(test) == np.asarray(test.labels)).mean())
                 res = run_student(args, name, teacher, train, unlabeled, test, seed)
                 row = {"key": key, **desc, "teacher_accuracy": t_acc, **(teacher_cost or {}), **res}
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 rows.append(row)
-                ts = res.get("teacher_speed", {}).get("rows_per_s")
+                speeds = ""
+                if res["speed"]:
+                    ts = (res.get("teacher_speed") or {}).get("rows_per_s")
+                    speeds = f", {res['speed']['rows_per_s']:,.0f} rows/s (teacher {ts})"
                 print(
-                    f"{data} seed {seed} {name}: {res['accuracy']:.4f} (teacher {t_acc:.4f}), "
-                    f"{res['speed']['rows_per_s']:,.0f} rows/s (teacher {ts}), fit {res['fit_wall_s']} s",
+                    f"{data} seed {seed} {name}: {res['accuracy']:.4f} (teacher {t_acc:.4f}){speeds}, "
+                    f"fit {res['fit_wall_s']} s",
                     flush=True,
                 )
     print(summary(rows, args.data.split(","), args.students.split(",")))

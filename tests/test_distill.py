@@ -461,3 +461,32 @@ def test_a_static_table_trains_its_own_epochs_and_rate_unless_told(static_bb, ti
     assert get_technique("finetune", backbone=static_bb, epochs=3, progress=False).base_epochs() == 3
     transformer = get_technique("finetune", backbone=str(tiny_bert_dir), progress=False)
     assert transformer.base_epochs() == 4
+
+
+def test_the_benchmarks_shared_teacher_labels_each_text_once_with_the_teachers_probabilities(small_teacher):
+    """benchmarks/distill.py --no-speed: the students of one data set and seed share the teacher's labels."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from distill import SharedTeacher
+
+    teacher, train, test = small_teacher
+    seen = []
+    real = teacher.predict_proba
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(teacher, name)
+
+        def predict_proba(self, data):
+            seen.extend(getattr(data, "inputs", data))
+            return real(data)
+
+    shared = SharedTeacher(Counting())
+    both = [*train.inputs, *test.inputs]
+    np.testing.assert_allclose(shared.predict_proba(train), real(train), atol=1e-6)
+    np.testing.assert_allclose(shared.predict_proba(both), real(both), atol=1e-5)
+    assert list(shared.predict(test)) == list(teacher.predict(test))
+    assert sorted(seen) == sorted(both)  # every text went to the teacher once, whichever call asked first
+    assert shared.classes_ is teacher.classes_
