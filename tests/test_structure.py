@@ -119,6 +119,19 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_modules_that_run_without_torch_do_not_import_it():
+    """scripts/setup.sh checks the assets before every `make demo` and `make test`; cross-validation workers
+    start with the lexical features only. Importing torch would cost them seconds each."""
+    probe = (
+        "import sys\nimport warmstart.assets, warmstart.lexical, warmstart.parallel\n"
+        "print(sorted(m for m in sys.modules if m == 'torch'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 BENCHMARKS = ROOT.parents[1] / "benchmarks"
 IMPORT_ALL = """
 import importlib, json, sys

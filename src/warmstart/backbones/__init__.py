@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..assets import MPNET_PARTS, mpnet_ready, unpack_mpnet
 from ..errors import BackboneError
-from .assets import MPNET_PARTS, mpnet_ready, unpack_mpnet
 from .base import Backbone
 from .efficientnet_lite import EfficientNetLite, EfficientNetLiteBackbone
 from .registry import available_backbones, get_backbone, register_backbone

