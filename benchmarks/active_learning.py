@@ -8,6 +8,10 @@ cross-validation) is refitted on the labelled rows and scored on the same held-o
 metric (macro-F1 when its largest class is over 3x the smallest, else accuracy). Features of the pool and the test
 rows come from the feature cache, once per data set.
 
+A strategy written ``FIRST>THEN@K`` (e.g. ``coverage>mixed@8``) uses FIRST while the labelled rows are fewer than K
+per class (their count over the number of classes), THEN from there on: a switch from covering the pool to
+following the model once it has enough labels to be worth following.
+
 It prints the mean curve per strategy and the labels each needs to reach random sampling's final score (linear
 interpolation between rounds; "not reached" when it never does), as a saving against random's labels.
 
@@ -85,7 +89,7 @@ def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict
                     proba,
                     Xp[rest],
                     args.batch,
-                    strategy=strategy,
+                    strategy=strategy_at(strategy, len(labelled), len(classes)),
                     labeled_features=Xp[labelled],
                     keys=[keys[i] for i in rest],
                     labeled_keys=[keys[i] for i in labelled],
@@ -96,6 +100,19 @@ def run_data(name: str, args: argparse.Namespace, strategies: list[str]) -> dict
             labels_at = counts
             print(f"{name} seed {seed} {strategy}: {' '.join(f'{v:.3f}' for v in scores)}", file=sys.stderr)
     return {"metric": metric, "labels": labels_at, "curves": curves, "classes": len(classes)}
+
+
+def strategy_at(strategy: str, labelled: int, classes: int) -> str:
+    """The strategy of this round: ``FIRST>THEN@K`` is FIRST below K labelled rows per class, else THEN.
+
+    >>> strategy_at("coverage>mixed@8", 14, 2), strategy_at("coverage>mixed@8", 16, 2), strategy_at("margin", 4, 2)
+    ('coverage', 'mixed', 'margin')
+    """
+    if ">" not in strategy:
+        return strategy
+    first, rest = strategy.split(">")
+    then, at = rest.split("@")
+    return first if labelled < float(at) * classes else then
 
 
 def labels_to_reach(labels: list[int], curve: list[float], target: float) -> float | None:
