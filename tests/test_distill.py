@@ -463,12 +463,13 @@ def test_a_static_table_trains_its_own_epochs_and_rate_unless_told(static_bb, ti
     assert transformer.base_epochs() == 4
 
 
-def test_the_benchmarks_shared_teacher_labels_each_text_once_with_the_teachers_probabilities(small_teacher):
+def test_the_benchmarks_shared_teacher_labels_each_text_once_with_the_teachers_probabilities(
+    small_teacher, monkeypatch
+):
     """benchmarks/distill.py --no-speed: the students of one data set and seed share the teacher's labels."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from distill import SharedTeacher
 
     teacher, train, test = small_teacher
