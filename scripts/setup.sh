@@ -76,6 +76,9 @@ from importlib.metadata import requires, version
 
 # a CUDA build names its nvidia-* libraries as dependencies; the CPU wheel names none
 cuda = [r for r in requires("torch") or [] if r.startswith("nvidia")]
-assert "+cpu" in version("torch") or not cuda, f"torch {version('torch')} is a CUDA build: {cuda[:3]}"
+assert "+cpu" in version("torch") or not cuda, (
+    f"torch {version('torch')} in this environment is a CUDA build (it needs {', '.join(cuda[:3])}, ...); "
+    "install the CPU build instead: pip install --force-reinstall torch==2.13.0"
+)
 print(f"setup: ready (torch {version('torch')})")
 PY
