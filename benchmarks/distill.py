@@ -12,6 +12,10 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
   static-len256, static-len512  the static student reading at most 256 or 512 tokens of each text (model2vec's
              classifier reads 512; the teacher all-MiniLM-L6-v2 reads 256); static-len256-e8: 256 tokens, 8 epochs;
+  static-T0.1 the static student on nearly hard targets (the teacher's probabilities at temperature 0.1);
+  static-val-const  trained to a stop on 10% held-out transfer rows (patience 5, up to 40 epochs) at a constant
+             learning rate instead of the decaying schedule; static-m2v-loop: the same with model2vec's
+             classifier loop settings (lr 1e-3, batch 128, no weight decay, up to 60 epochs);
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers;
              tcut-2, tcut-1: the teacher's own fine-tuned encoder cut to 2 layers or 1);
@@ -67,6 +71,29 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-len256": ("static", {"max_length": 256}),
     "static-len512": ("static", {"max_length": 512}),
     "static-len256-e8": ("static", {"max_length": 256, "params": {"epochs": 8}}),
+    "static-T0.1": ("static", {"temperature": 0.1}),
+    "static-val-const": (
+        "static",
+        {
+            "val_fraction": 0.1,
+            "params": {"epochs": 40, "patience": 5, "schedule": "constant", "warmup_ratio": 0.0},
+        },
+    ),
+    "static-m2v-loop": (
+        "static",
+        {
+            "val_fraction": 0.1,
+            "params": {
+                "epochs": 60,
+                "patience": 5,
+                "schedule": "constant",
+                "warmup_ratio": 0.0,
+                "lr": 1e-3,
+                "batch_size": 128,
+                "weight_decay": 0.0,
+            },
+        },
+    ),
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
     "l6-2": ("all-MiniLM-L6-v2:num_layers=2", {}),
     "tcut-2": ("teacher:num_layers=2", {}),
