@@ -12,7 +12,10 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
   static-len256, static-len512  the static student reading at most 256 or 512 tokens of each text (model2vec's
              classifier reads 512; the teacher all-MiniLM-L6-v2 reads 256); static-len256-e8: 256 tokens, 8 epochs;
-  static-T0.1 the static student on nearly hard targets (the teacher's probabilities at temperature 0.1);
+  static-T0.1 the static student at temperature 0.1 (its logits are divided by T too, so the steps shrink:
+             not the same as hard targets); static-hard: the teacher's top class as a one-hot target instead
+             of its probabilities (mixed with the true labels where known, as always);
+  static-e16, static-lr3e-3  16 epochs instead of 8; a learning rate of 3e-3 instead of 1e-2;
   static-val-const  trained to a stop on 10% held-out transfer rows (patience 5, up to 40 epochs) at a constant
              learning rate instead of the decaying schedule; static-m2v-loop: the same with model2vec's
              classifier loop settings (lr 1e-3, batch 128, no weight decay, up to 60 epochs);
@@ -72,6 +75,9 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-len512": ("static", {"max_length": 512}),
     "static-len256-e8": ("static", {"max_length": 256, "params": {"epochs": 8}}),
     "static-T0.1": ("static", {"temperature": 0.1}),
+    "static-hard": ("static", {"hard_teacher": True}),
+    "static-e16": ("static", {"params": {"epochs": 16}}),
+    "static-lr3e-3": ("static", {"params": {"lr": 3e-3}}),
     "static-val-const": (
         "static",
         {
@@ -182,6 +188,27 @@ class SharedTeacher:
         return self._teacher.labels_from_proba(self.predict_proba(data))
 
 
+class HardTeacher:
+    """The teacher with its probabilities rounded to one-hot on its top class (``static-hard``): the student
+    learns the teacher's labels, as model2vec's pipeline does with ``m2v-pseudo``, instead of its probabilities.
+    Its accuracy and predictions are the teacher's."""
+
+    def __init__(self, teacher) -> None:
+        self._teacher = teacher
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._teacher, name)
+
+    def predict_proba(self, data):
+        proba = self._teacher.predict_proba(data)
+        return np.eye(proba.shape[1])[proba.argmax(1)]
+
+    def predict(self, data):
+        return self._teacher.predict(data)
+
+
 class Model2VecProba:
     """A model2vec classifier behind the interface ``warmstart.distill.speed`` times, as warmstart's models."""
 
@@ -225,6 +252,8 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
     if student == "model2vec":
         return model2vec_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False))
     opts = {**opts, "params": {**opts.get("params", {}), "progress": False}}
+    if opts.pop("hard_teacher", False):
+        teacher = HardTeacher(teacher)
     cpu, wall = time.process_time(), time.perf_counter()
     result = distill(
         teacher, train, unlabeled, test, student=student, seed=seed, measure_speed=args.speed, **opts
