@@ -20,6 +20,7 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              learning rate instead of the decaying schedule; static-m2v-loop: the same with model2vec's
              classifier loop settings (lr 1e-3, batch 128, no weight decay, up to 60 epochs);
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
+  static-base  the same from the teacher's own pretrained backbone (``--teacher``), whatever it is;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers;
              tcut-2, tcut-1: the teacher's own fine-tuned encoder cut to 2 layers or 1);
   lite0-32, lite0-32-b10  images: EfficientNet-Lite0 at 32 px, whole or cut after 10 of its 16 blocks (the
@@ -69,6 +70,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-val": ("static", {"val_fraction": 0.1}),
     "static-val-e12": ("static", {"val_fraction": 0.1, "params": {"epochs": 12}}),
     "static-pre": ("static:all-MiniLM-L6-v2", {}),
+    "static-base": ("static:TEACHER", {}),
     "static-h512": ("static", {"hidden_dim": 512}),
     "static-h256": ("static", {"hidden_dim": 256}),
     "static-len256": ("static", {"max_length": 256}),
@@ -252,6 +254,8 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
     if student == "model2vec":
         return model2vec_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False))
     opts = {**opts, "params": {**opts.get("params", {}), "progress": False}}
+    if student == "static:TEACHER":
+        student = f"static:{args.teacher}"
     if opts.pop("hard_teacher", False):
         teacher = HardTeacher(teacher)
     cpu, wall = time.process_time(), time.perf_counter()
