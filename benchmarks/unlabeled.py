@@ -8,7 +8,8 @@ rows are the pool rows a seed did not draw as labelled ones.
     python benchmarks/unlabeled.py --source trec --target trec --shots 16,64 --seeds 5
 
 The ``finetune`` configurations fine-tune the whole backbone instead of probing it; ``finetune+coral`` adds the
-Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training, for image CNNs). Every
+Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training, for image CNNs);
+``finetune+self_train`` self-trains around fine-tuning (``self_train:finetune``, its default rounds). Every
 configuration is paired with the plain configuration of its own technique (``probe`` or ``finetune``).
 
 The ``dapt`` configurations probe a backbone adapted by ``warmstart adapt`` (unsupervised SimCSE) to every
@@ -45,6 +46,7 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "dapt+coral+self_train": (True, True, "probe", {"align": "coral"}),
     "finetune": (False, False, "finetune", {}),
     "finetune+coral": (False, False, "finetune", {"align": "coral"}),
+    "finetune+self_train": (False, True, "finetune", {}),
 }
 
 
