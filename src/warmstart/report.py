@@ -338,23 +338,125 @@ def _study_tables(
     return curve_rows, cmp_rows, cost_rows
 
 
-def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """The study's HTML report, from its saved files only.
-
-    Long because most of it is the page itself: its sections as one literal, in reading order (figures and table
-    rows come from the helpers above)."""
+def _read_study(folder: Path) -> tuple[dict, dict, list[dict]]:
+    """A finished study folder's configuration, summary and cells, or a DataError saying what is missing."""
     from .study_files import load_cells
-    from .study_stats import shots_order
 
-    folder = Path(folder)
     for name in ("study.json", "summary.json"):
         if not (folder / name).is_file():
             raise DataError(
                 f"{folder}: no {name}; this is not a finished study folder (run `warmstart study`)."
             )
     cfg = json.loads((folder / "study.json").read_text())
-    summary = json.loads((folder / "summary.json").read_text())
-    cells = load_cells(folder)
+    return cfg, json.loads((folder / "summary.json").read_text()), load_cells(folder)
+
+
+def _curves_section(
+    name: str, why: str, curves: str, frontier_png: str, shots: list, curve_rows: list
+) -> dict:
+    return {
+        "title": "Learning curves",
+        "text": f"Test {name}{why} against labelled examples per class; the band is the 95% confidence "
+        "interval of the mean over seeds (t distribution, clipped to 0-100%). Every technique trains on the same rows at a given "
+        "(shots, seed) and is tested on the same rows.",
+        "figures": [
+            {"png": curves, "caption": f"{name} vs examples per class"},
+            {
+                "png": frontier_png,
+                "caption": "cost/accuracy: each point a (technique, shots), labelled by shots",
+            },
+        ],
+        "tables": [
+            {
+                "caption": f"{name} % : mean ± std [95% CI, clipped to 0-100] over seeds",
+                "head": ["technique", *[f"{k} per class" if k != "all" else "all" for k in shots]],
+                "rows": curve_rows,
+            }
+        ],
+    }
+
+
+def _comparisons_section(name: str, rows: list[dict], cmp_rows: list) -> dict:
+    return {
+        "title": "What transfer bought: paired comparisons",
+        "text": f"{name[0].upper() + name[1:]} difference in points, technique minus reference, over the seeds "
+        "both ran: mean "
+        "[95% CI] and the paired t-test p-value. Grey: not significant (the interval includes 0).",
+        "tables": [
+            {
+                "head": ["technique", "shots", "vs scratch", "vs probe"]
+                + (["vs without unlabelled rows"] if any(r.get("vs_base") for r in rows) else []),
+                "rows": cmp_rows,
+            }
+        ],
+    }
+
+
+def _cost_section(name: str, energy_method: str, cost_rows: list) -> dict:
+    return {
+        "title": "Cost",
+        "text": "Means over seeds. FLOPs: one forward pass over the training rows plus the training steps' "
+        "forward and backward passes, counted from the model with torch's FlopCounterMode. Energy: "
+        f"{energy_method}. Gain per CPU-minute: {name} points over scratch per CPU-minute of this "
+        "technique's training. CPU and wall seconds are the fit's own: features already in the shared "
+        "feature cache (the probe's, when an earlier run extracted them) cost nothing there, while FLOPs "
+        "always count their extraction.",
+        "tables": [
+            {
+                "head": [
+                    "technique",
+                    "shots",
+                    "CPU s",
+                    "wall s",
+                    "TFLOPs",
+                    "energy J",
+                    "trainable params",
+                    "peak MB",
+                    "points over scratch per CPU-min",
+                    "energy saved vs scratch J",
+                ],
+                "rows": cost_rows,
+            }
+        ],
+    }
+
+
+def _best_row(rows: list[dict], metric: str) -> dict:
+    """The study's chosen (technique, shots): the best mean score, the cheaper on a tie."""
+    return max(rows, key=lambda r: (r[metric]["mean"], -r["cpu_s"]))
+
+
+def _chosen_section(name: str, metric: str, rows: list[dict], cells: list[dict]) -> dict:
+    """The chosen model: ``_best_row``, then its seed-0 (or lowest seed) run."""
+    best = _best_row(rows, metric)
+    chosen = min(
+        (c for c in cells if c["technique"] == best["technique"] and str(c["shots"]) == best["shots"]),
+        key=lambda c: c["seed"],
+    )
+    classes = chosen.get("classes") or list(chosen["per_class"])
+    return {
+        "title": f"The chosen model: {best['technique']} at {best['shots']} per class (seed {chosen['seed']})",
+        "text": f"The highest mean {name} of the study ({_pct(best[metric]['mean'])}%). Its confusion "
+        f"matrix on the {chosen['n_test']} test rows and per-class scores:",
+        "figures": [
+            {
+                "png": _confusion_figure(
+                    classes, chosen["confusion_matrix"], "rows: true; colour: share of the row"
+                ),
+                "caption": "confusion matrix",
+            }
+        ],
+        "tables": [_per_class_table(chosen["per_class"])],
+    }
+
+
+def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """The study's HTML report, from its saved files only: its sections in reading order (figures and table
+    rows come from the helpers above)."""
+    from .study_stats import shots_order
+
+    folder = Path(folder)
+    cfg, summary, cells = _read_study(folder)
     rows = summary["rows"]
     techniques = [t for t in cfg["techniques"] if any(r["technique"] == t for r in rows)]
     color = {t: COLORS[i % len(COLORS)] for i, t in enumerate(techniques)}
@@ -367,93 +469,21 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
         if summary.get("metric_reason")
         else ""
     )
-    curves = _curves_png(rows, techniques, color, plt, metric)
-    frontier_png = _frontier_png(rows, techniques, color, plt, metric)
     shots = sorted({r["shots"] for r in rows}, key=shots_order)
     curve_rows, cmp_rows, cost_rows = _study_tables(rows, techniques, shots, metric)
-
-    # the chosen model: best mean score, then its seed-0 (or lowest seed) run
-    best = max(rows, key=lambda r: (r[metric]["mean"], -r["cpu_s"]))
-    chosen = min(
-        (c for c in cells if c["technique"] == best["technique"] and str(c["shots"]) == best["shots"]),
-        key=lambda c: c["seed"],
-    )
-    classes = chosen.get("classes") or list(chosen["per_class"])
-    energy_method = best.get("energy_method", "")
+    energy_method = _best_row(rows, metric).get("energy_method", "")
     sections = [
-        {
-            "title": "Learning curves",
-            "text": f"Test {name}{why} against labelled examples per class; the band is the 95% confidence "
-            "interval of the mean over seeds (t distribution, clipped to 0-100%). Every technique trains on the same rows at a given "
-            "(shots, seed) and is tested on the same rows.",
-            "figures": [
-                {"png": curves, "caption": f"{name} vs examples per class"},
-                {
-                    "png": frontier_png,
-                    "caption": "cost/accuracy: each point a (technique, shots), labelled by shots",
-                },
-            ],
-            "tables": [
-                {
-                    "caption": f"{name} % : mean ± std [95% CI, clipped to 0-100] over seeds",
-                    "head": ["technique", *[f"{k} per class" if k != "all" else "all" for k in shots]],
-                    "rows": curve_rows,
-                }
-            ],
-        },
-        {
-            "title": "What transfer bought: paired comparisons",
-            "text": f"{name[0].upper() + name[1:]} difference in points, technique minus reference, over the seeds "
-            "both ran: mean "
-            "[95% CI] and the paired t-test p-value. Grey: not significant (the interval includes 0).",
-            "tables": [
-                {
-                    "head": ["technique", "shots", "vs scratch", "vs probe"]
-                    + (["vs without unlabelled rows"] if any(r.get("vs_base") for r in rows) else []),
-                    "rows": cmp_rows,
-                }
-            ],
-        },
-        {
-            "title": "Cost",
-            "text": "Means over seeds. FLOPs: one forward pass over the training rows plus the training steps' "
-            "forward and backward passes, counted from the model with torch's FlopCounterMode. Energy: "
-            f"{energy_method}. Gain per CPU-minute: {name} points over scratch per CPU-minute of this "
-            "technique's training. CPU and wall seconds are the fit's own: features already in the shared "
-            "feature cache (the probe's, when an earlier run extracted them) cost nothing there, while FLOPs "
-            "always count their extraction.",
-            "tables": [
-                {
-                    "head": [
-                        "technique",
-                        "shots",
-                        "CPU s",
-                        "wall s",
-                        "TFLOPs",
-                        "energy J",
-                        "trainable params",
-                        "peak MB",
-                        "points over scratch per CPU-min",
-                        "energy saved vs scratch J",
-                    ],
-                    "rows": cost_rows,
-                }
-            ],
-        },
-        {
-            "title": f"The chosen model: {best['technique']} at {best['shots']} per class (seed {chosen['seed']})",
-            "text": f"The highest mean {name} of the study ({_pct(best[metric]['mean'])}%). Its confusion "
-            f"matrix on the {chosen['n_test']} test rows and per-class scores:",
-            "figures": [
-                {
-                    "png": _confusion_figure(
-                        classes, chosen["confusion_matrix"], "rows: true; colour: share of the row"
-                    ),
-                    "caption": "confusion matrix",
-                }
-            ],
-            "tables": [_per_class_table(chosen["per_class"])],
-        },
+        _curves_section(
+            name,
+            why,
+            _curves_png(rows, techniques, color, plt, metric),
+            _frontier_png(rows, techniques, color, plt, metric),
+            shots,
+            curve_rows,
+        ),
+        _comparisons_section(name, rows, cmp_rows),
+        _cost_section(name, energy_method, cost_rows),
+        _chosen_section(name, metric, rows, cells),
         {"title": "Resolved configuration", "pre": json.dumps(cfg, indent=2)},
     ]
     forecast = _forecast_section(folder, cells, techniques, color, plt)
