@@ -89,6 +89,32 @@ def race_folds(train: Dataset, folds: int = RACE_FOLDS, seed: int = 0) -> list[n
     return [np.sort(test) for _, test in split]
 
 
+def _keep_or_switch(
+    best: str, favourite: str, right: dict[tuple[str, int], np.ndarray], k: int, reason: str
+) -> tuple[str, str]:
+    """The race's winner and the reason, completed: the order's first choice (``favourite``) stands unless the
+    evidence against it is clear, a one-sided sign test on the held-out rows both were scored on (rows only one
+    of them got right) at ``SWITCH_P``. ``right``: (technique, round) -> which held-out rows it got right."""
+    shared = [r for r in range(k) if (best, r) in right and (favourite, r) in right]
+    if best == favourite or not shared:
+        return best, reason
+    from scipy.stats import binom
+
+    b = np.concatenate([right[(best, r)] for r in shared])
+    f = np.concatenate([right[(favourite, r)] for r in shared])
+    wins, losses = int((b & ~f).sum()), int((f & ~b).sum())
+    p = float(binom.sf(wins - 1, wins + losses, 0.5)) if wins + losses else 1.0
+    against = f"{best} got {wins} of the {len(b)} held-out rows right that {favourite} got wrong, and {losses} the other way"
+    if p < SWITCH_P:
+        return best, reason + (
+            f"; {against} (sign test p = {p:.2g} < {SWITCH_P}), so it replaces {favourite}, the first in the order"
+        )
+    return favourite, reason + (
+        f"; but {against} (sign test p = {p:.2g}, not below {SWITCH_P}): too little evidence against "
+        f"{favourite}, the first in the order, which stays"
+    )
+
+
 def run_race(
     train: Dataset,
     backbone: Any,
@@ -173,24 +199,5 @@ def run_race(
         f"{best} had the best mean held-out {metric}, {means[best]:.3f}, over "
         f"{len(rounds)} of {k} folds" + (f" (then: {others})" if others else "")
     )
-    winner, favourite = best, contenders[0].technique
-    shared = [r for r in range(k) if (best, r) in right and (favourite, r) in right]
-    if best != favourite and shared:
-        # the order's first choice stands unless the evidence against it is clear: a one-sided sign test on the
-        # held-out rows both were scored on (rows only one of them got right)
-        from scipy.stats import binom
-
-        b = np.concatenate([right[(best, r)] for r in shared])
-        f = np.concatenate([right[(favourite, r)] for r in shared])
-        wins, losses = int((b & ~f).sum()), int((f & ~b).sum())
-        p = float(binom.sf(wins - 1, wins + losses, 0.5)) if wins + losses else 1.0
-        against = f"{best} got {wins} of the {len(b)} held-out rows right that {favourite} got wrong, and {losses} the other way"
-        if p < SWITCH_P:
-            reason += f"; {against} (sign test p = {p:.2g} < {SWITCH_P}), so it replaces {favourite}, the first in the order"
-        else:
-            winner = favourite
-            reason += (
-                f"; but {against} (sign test p = {p:.2g}, not below {SWITCH_P}): too little evidence against "
-                f"{favourite}, the first in the order, which stays"
-            )
+    winner, reason = _keep_or_switch(best, contenders[0].technique, right, k, reason)
     return RaceResult(winner, heats, metric, k, reason, dropped)
