@@ -21,6 +21,8 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              classifier loop settings (lr 1e-3, batch 128, no weight decay, up to 60 epochs);
   static-pre the static student distilled from the *pretrained* all-MiniLM-L6-v2 instead of the teacher's encoder;
   static-base  the same from the teacher's own pretrained backbone (``--teacher``), whatever it is;
+  static-m2v-all  model2vec's choices at once: the teacher's pretrained vocabulary, its top class as the
+             target, 512 tokens, and static-m2v-loop's validation stop and loop settings;
   l3 ....... paraphrase-MiniLM-L3-v2 fine-tuned on the soft targets (l6-2: all-MiniLM-L6-v2 cut to 2 layers;
              tcut-2, tcut-1: the teacher's own fine-tuned encoder cut to 2 layers or 1);
   lite0-32, lite0-32-b10  images: EfficientNet-Lite0 at 32 px, whole or cut after 10 of its 16 blocks (the
@@ -69,6 +71,23 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-e8": ("static", {"params": {"epochs": 8}}),
     "static-val": ("static", {"val_fraction": 0.1}),
     "static-val-e12": ("static", {"val_fraction": 0.1, "params": {"epochs": 12}}),
+    "static-m2v-all": (
+        "static:TEACHER",
+        {
+            "hard_teacher": True,
+            "max_length": 512,
+            "val_fraction": 0.1,
+            "params": {
+                "epochs": 60,
+                "patience": 5,
+                "schedule": "constant",
+                "warmup_ratio": 0.0,
+                "lr": 1e-3,
+                "batch_size": 128,
+                "weight_decay": 0.0,
+            },
+        },
+    ),
     "static-pre": ("static:all-MiniLM-L6-v2", {}),
     "static-base": ("static:TEACHER", {}),
     "static-h512": ("static", {"hidden_dim": 512}),
