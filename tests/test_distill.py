@@ -491,3 +491,21 @@ def test_the_benchmarks_shared_teacher_labels_each_text_once_with_the_teachers_p
     assert list(shared.predict(test)) == list(teacher.predict(test))
     assert sorted(seen) == sorted(both)  # every text went to the teacher once, whichever call asked first
     assert shared.classes_ is teacher.classes_
+
+
+def test_the_benchmarks_hard_teacher_gives_one_hot_targets_on_the_teachers_top_class(
+    small_teacher, monkeypatch
+):
+    """benchmarks/distill.py static-hard: the student's targets are the teacher's labels, not its probabilities."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from distill import HardTeacher
+
+    teacher, train, test = small_teacher
+    proba = teacher.predict_proba(train)
+    hard = HardTeacher(teacher).predict_proba(train)
+    assert hard.shape == proba.shape and set(np.unique(hard)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(hard.sum(1), 1.0)
+    np.testing.assert_array_equal(hard.argmax(1), proba.argmax(1))
+    assert list(HardTeacher(teacher).predict(test)) == list(teacher.predict(test))
