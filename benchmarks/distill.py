@@ -59,6 +59,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import code_version, keyed_rows, packaged_split  # noqa: E402
 
+# model2vec's classifier loop (Adam-like at lr 1e-3, batches of 128, no weight decay, to a validation stop with
+# patience 5), as the shared training loop's parameters: static-m2v-loop and static-m2v-all
+M2V_LOOP = {
+    "epochs": 60,
+    "patience": 5,
+    "schedule": "constant",
+    "warmup_ratio": 0.0,
+    "lr": 1e-3,
+    "batch_size": 128,
+    "weight_decay": 0.0,
+}
+
 # name -> (student, distill options); the technique is finetune unless named
 STUDENTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
@@ -77,15 +89,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
             "hard_teacher": True,
             "max_length": 512,
             "val_fraction": 0.1,
-            "params": {
-                "epochs": 60,
-                "patience": 5,
-                "schedule": "constant",
-                "warmup_ratio": 0.0,
-                "lr": 1e-3,
-                "batch_size": 128,
-                "weight_decay": 0.0,
-            },
+            "params": M2V_LOOP,
         },
     ),
     "static-pre": ("static:all-MiniLM-L6-v2", {}),
@@ -110,15 +114,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
         "static",
         {
             "val_fraction": 0.1,
-            "params": {
-                "epochs": 60,
-                "patience": 5,
-                "schedule": "constant",
-                "warmup_ratio": 0.0,
-                "lr": 1e-3,
-                "batch_size": 128,
-                "weight_decay": 0.0,
-            },
+            "params": M2V_LOOP,
         },
     ),
     "l3": ("paraphrase-MiniLM-L3-v2", {}),
@@ -178,20 +174,27 @@ def model2vec_classifier(backbone: str):
     return StaticModelForClassification.from_static_model(model=static)
 
 
-class SharedTeacher:
+class TeacherWrapper:
+    """The teacher behind a wrapper that changes some of its methods and hands every other attribute on."""
+
+    def __init__(self, teacher) -> None:
+        self._teacher = teacher
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # not the teacher's private state (and no recursion before __init__ ran)
+            raise AttributeError(name)
+        return getattr(self._teacher, name)
+
+
+class SharedTeacher(TeacherWrapper):
     """The teacher, labelling each text once: its students of one data set and seed (and model2vec's pipeline)
     share its probabilities for the same transfer and test rows instead of running it again for each student.
     A fitted teacher's outputs do not change, so the students learn exactly what they would otherwise. Only
     with ``--no-speed``: a remembered answer would make the teacher's measured speed meaningless."""
 
     def __init__(self, teacher) -> None:
-        self._teacher = teacher
+        super().__init__(teacher)
         self._rows: dict[str, np.ndarray] = {}
-
-    def __getattr__(self, name):
-        if name.startswith("_"):  # not the teacher's private state (and no recursion before __init__ ran)
-            raise AttributeError(name)
-        return getattr(self._teacher, name)
 
     def predict_proba(self, data):
         texts = list(getattr(data, "inputs", data))
@@ -209,18 +212,10 @@ class SharedTeacher:
         return self._teacher.labels_from_proba(self.predict_proba(data))
 
 
-class HardTeacher:
+class HardTeacher(TeacherWrapper):
     """The teacher with its probabilities rounded to one-hot on its top class (``static-hard``): the student
     learns the teacher's labels, as model2vec's pipeline does with ``m2v-pseudo``, instead of its probabilities.
     Its accuracy and predictions are the teacher's."""
-
-    def __init__(self, teacher) -> None:
-        self._teacher = teacher
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._teacher, name)
 
     def predict_proba(self, data):
         proba = self._teacher.predict_proba(data)

@@ -426,9 +426,8 @@ def _best_row(rows: list[dict], metric: str) -> dict:
     return max(rows, key=lambda r: (r[metric]["mean"], -r["cpu_s"]))
 
 
-def _chosen_section(name: str, metric: str, rows: list[dict], cells: list[dict]) -> dict:
-    """The chosen model: ``_best_row``, then its seed-0 (or lowest seed) run."""
-    best = _best_row(rows, metric)
+def _chosen_section(name: str, metric: str, best: dict, cells: list[dict]) -> dict:
+    """The chosen model: ``best`` (``_best_row``), then its seed-0 (or lowest seed) run."""
     chosen = min(
         (c for c in cells if c["technique"] == best["technique"] and str(c["shots"]) == best["shots"]),
         key=lambda c: c["seed"],
@@ -471,7 +470,7 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
     )
     shots = sorted({r["shots"] for r in rows}, key=shots_order)
     curve_rows, cmp_rows, cost_rows = _study_tables(rows, techniques, shots, metric)
-    energy_method = _best_row(rows, metric).get("energy_method", "")
+    best = _best_row(rows, metric)
     sections = [
         _curves_section(
             name,
@@ -482,8 +481,8 @@ def write_study_report(folder: str | os.PathLike, output: str | os.PathLike | No
             curve_rows,
         ),
         _comparisons_section(name, rows, cmp_rows),
-        _cost_section(name, energy_method, cost_rows),
-        _chosen_section(name, metric, rows, cells),
+        _cost_section(name, best.get("energy_method", ""), cost_rows),
+        _chosen_section(name, metric, best, cells),
         {"title": "Resolved configuration", "pre": json.dumps(cfg, indent=2)},
     ]
     forecast = _forecast_section(folder, cells, techniques, color, plt)
