@@ -463,33 +463,6 @@ def test_a_static_table_trains_its_own_epochs_and_rate_unless_told(static_bb, ti
     assert transformer.base_epochs() == 4
 
 
-def test_a_static_students_head_reads_its_hidden_layer_unscaled_and_other_heads_standardised(
-    tiny_bert_dir, text_data
-):
-    """A tuned head on a static backbone with a hidden layer starts without centring or scaling
-    (head_standardisation False); on a static backbone without one, or on a transformer, it is centred per feature
-    and divided by one global scale."""
-    from warmstart.backbones import get_backbone
-    from warmstart.backbones.static import StaticBackbone
-    from warmstart.techniques import get_technique
-
-    def head(backbone):
-        est = get_technique("finetune", backbone=backbone, epochs=1, progress=False).fit(text_data)
-        return est.backbone_, est.head_
-
-    def distil():
-        return StaticBackbone.distill(get_backbone(str(tiny_bert_dir)), pca_dims=8, progress=False)
-
-    bb, h = head(distil().add_hidden_layer(16))
-    assert not bb.head_standardisation
-    assert torch.equal(h.mean, torch.zeros_like(h.mean)) and torch.equal(h.scale, torch.ones_like(h.scale))
-    for backbone in (distil(), str(tiny_bert_dir)):
-        bb, h = head(backbone)
-        assert bb.head_standardisation
-        assert h.mean.abs().sum() > 0
-        assert float(h.scale[0]) != 1.0 and torch.all(h.scale == h.scale[0])
-
-
 def test_the_benchmarks_shared_teacher_labels_each_text_once_with_the_teachers_probabilities(
     small_teacher, monkeypatch
 ):

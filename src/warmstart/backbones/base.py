@@ -116,10 +116,6 @@ class Backbone(ABC):
     # the epochs full fine-tuning trains (epochs="auto") where this kind of backbone needs another count than its
     # modality's default
     tuning_epochs: int | None = None
-    # whether a tuned technique's new head centres and scales its input by the training features' statistics
-    # (``tuned.set_standardisation``); a backbone whose features are far from unit scale and move a lot in
-    # training can say no
-    head_standardisation: bool = True
     # rows per batch when a trained model predicts (``TunedTechnique.predict_proba``)
     inference_batch_size: int = 64
 

@@ -114,15 +114,6 @@ class StaticBackbone(Backbone):
         self.distilled_from = distilled_from or {}
         self._fingerprint = None
 
-    @property
-    def head_standardisation(self) -> bool:  # type: ignore[override]
-        """With a hidden layer the head reads its features as they are. Scaled up to unit size at the start (the
-        layer's outputs have std ~0.04), the head's steps were ~25 times too large for the features it starts on,
-        and stale once the layer trains: on the development collection (docs/distill.md) the static student
-        gained ... points without it. Without a hidden layer the head still standardises: the pooled vectors are
-        its only input, and at the head's rate a linear head on them learns too slowly."""
-        return not self.hidden_dim
-
     def add_hidden_layer(self, hidden_dim: int, seed: int = 0) -> StaticBackbone:
         """Put one trainable hidden layer (``hidden_dim`` units, ReLU, seeded random start) after the pooled
         vectors; the features become its output. Returns self."""

@@ -267,10 +267,8 @@ class TunedTechnique(Technique):
         return groups + [{"params": list(model.head.parameters()), "lr": self.head_lr_, "weight_decay": 0.0}]
 
     def _init_head(self, head: LinearHead, features: np.ndarray, y: np.ndarray) -> None:
-        """Default: standardise the head's input with the training features' mean and scale (unless the
-        backbone says not to: ``head_standardisation``); random weights."""
-        if getattr(getattr(self, "backbone_", None), "head_standardisation", True):
-            set_standardisation(head, features)
+        """Default: standardise the head's input with the training features' mean and scale; random weights."""
+        set_standardisation(head, features)
 
     def _hooks(self, model: Classifier) -> Hooks:
         return Hooks()
