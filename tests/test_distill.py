@@ -244,7 +244,7 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
 def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_only(
     tiny_bert_dir, small_teacher
 ):
-    from warmstart.distill import distill
+    from warmstart.distill import STATIC_MAX_LENGTH, distill
     from warmstart.errors import ParameterError
 
     teacher, train, test = small_teacher
@@ -265,6 +265,10 @@ def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_
     )
     bb.set_max_length(64)
     assert len(bb.tokenize([long_text])[0]) > 3
+    default = distill(teacher, train, None, test, pca_dims=8, measure_speed=False,
+                      params={"epochs": 1, "progress": False})  # fmt: skip
+    assert teacher.backbone_.max_length != STATIC_MAX_LENGTH  # not the teacher's: the static default
+    assert default.estimator.backbone_.max_length == STATIC_MAX_LENGTH == default.config["max_length"]
 
 
 def test_static_needs_a_transformers_teacher(tiny_image_backbone):

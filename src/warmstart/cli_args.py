@@ -234,7 +234,7 @@ def _parser_distill(sub: Any) -> None:
         "--max-length",
         type=int,
         default=None,
-        help="static student: read at most this many tokens of each text (default: as many as the teacher)",
+        help="static student: read at most this many tokens of each text (default: 512)",
     )
     p.add_argument(
         "--val-fraction",
