@@ -11,7 +11,8 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
   static-h512, static-h256, static-h0  the static student with a hidden layer of 512 or 256 units before its
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
   static-len256, static-len512  the static student reading at most 256 or 512 tokens of each text (model2vec's
-             classifier reads 512; the teacher all-MiniLM-L6-v2 reads 256); static-len256-e8: 256 tokens, 8 epochs;
+             classifier reads 512, as the static student does by default since 87de6f9; before, it read as
+             many as the teacher, 256 for all-MiniLM-L6-v2); static-len256-e8: 256 tokens, 8 epochs;
   static-T0.1 the static student at temperature 0.1 (its logits are divided by T too, so the steps shrink:
              not the same as hard targets); static-hard: the teacher's top class as a one-hot target instead
              of its probabilities (mixed with the true labels where known, as always);
