@@ -9,7 +9,9 @@ heads; their accuracy is not the point here and is not reported (``benchmarks/di
 Per data set: the saved seed-0 teacher of ``benchmarks/distill.py`` (all-MiniLM-L6-v2 fine-tuned at 64 labelled
 rows per class), the same test rows, and the students:
 
-  static ........ warmstart's static student at its defaults (hidden layer of 512), distilled from the teacher;
+  static ........ warmstart's static student at its defaults (hidden layer of 512, 512 tokens), distilled from
+                  the teacher; any other student of ``benchmarks/distill.py`` by name, with its options
+                  (``static-len256``: reading 256 tokens);
   static-h0 ..... the same without the hidden layer;
   tcut-2 ........ the teacher's encoder cut to 2 layers (tcut-1: to 1); l3: paraphrase-MiniLM-L3-v2;
   lite0-32, lite0-32-b10  images (with ``--teacher efficientnet-lite0:image_size=64``): EfficientNet-Lite0 at
@@ -71,7 +73,9 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
             continue
         student, opts = STUDENTS[name]
         hidden = student_hidden_dim(student, opts.get("hidden_dim"))
-        bb = make_student(teacher, student, progress=False, hidden_dim=hidden)
+        bb = make_student(
+            teacher, student, progress=False, hidden_dim=hidden, max_length=opts.get("max_length")
+        )
         out[name] = get_technique("finetune", backbone=bb, epochs=1, progress=False).fit(rows)
     return out
 
