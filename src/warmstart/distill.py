@@ -114,17 +114,19 @@ def make_student(
             raise ParameterError(
                 f"{flag} is for static students; --student {student!r} is not one. Leave it out."
             )
+    if is_static(student):
+        max_length = max_length or STATIC_MAX_LENGTH
     if student == "static":  # distilled once per teacher encoder and settings, then reused from disk
         from .backbones.static import static_backbone
 
         bb = static_backbone(teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress)
-        bb.set_max_length(max_length or STATIC_MAX_LENGTH)
+        bb.set_max_length(max_length)
         return bb.add_hidden_layer(hidden_dim, seed) if hidden_dim else bb
     if student.startswith("teacher:"):
         return _cut_teacher(teacher, student)
     bb = get_backbone(student)
-    if is_static(student):
-        bb.set_max_length(max_length or STATIC_MAX_LENGTH)
+    if max_length:
+        bb.set_max_length(max_length)
     if hidden_dim:
         bb.add_hidden_layer(hidden_dim, seed)
     if bb.modality != teacher.backbone_.modality:
