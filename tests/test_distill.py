@@ -138,6 +138,18 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
                                         "model": {"type": "WordPiece"}})  # fmt: skip
 
 
+def test_static_training_batches_are_not_grouped_by_length(static_bb):
+    """A static backbone's batches are plain shuffles (padding costs its mean nothing, and grouping by length
+    measured worse on the development collection); its lengths stay for sorting at inference."""
+    from warmstart.techniques.train import epoch_batches
+
+    texts = [" ".join(["ball"] * (1 + i % 97)) for i in range(1200)]
+    src = static_bb.batch_source(texts)
+    assert src.lengths is not None and not src.pool_by_length
+    spread = [np.ptp(src.lengths[b]) for b in epoch_batches(src, 16, seed=0, epoch=0)]
+    assert np.median(spread) > 50  # grouped, a batch's lengths would lie within a few tokens
+
+
 def test_static_backbone_saves_and_loads_without_model2vec(static_bb, tmp_path, monkeypatch):
     from warmstart.backbones import get_backbone
 

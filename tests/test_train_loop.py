@@ -245,6 +245,10 @@ def test_epoch_batches_are_a_function_of_seed_and_epoch_and_group_lengths():
     plain = Vectors(torch.zeros(23, 1))
     sizes = sorted(len(b) for b in epoch_batches(plain, 5, 0, 0))
     assert sizes == [3, 5, 5, 5, 5]
+    unpooled = Vectors(torch.zeros(2000, 1), lengths=np.arange(2000))
+    unpooled.pool_by_length = False  # lengths known, grouping declined: batches as random as the shuffle
+    spread = [np.ptp(b) for b in epoch_batches(unpooled, 10, seed=0, epoch=0)]
+    assert np.median(spread) > 2000 / 4
 
 
 def test_trainable_state_leaves_frozen_parameters_out_and_loading_checks_names():

@@ -177,10 +177,14 @@ class BatchSource:
     """Rows of a dataset turned into model inputs on demand.
 
     ``lengths`` (token counts for text, ``None`` for images) lets the loop group rows of similar length so that
-    batches pad little; ``collate(indices)`` returns the keyword tensors of ``Backbone.forward_features``.
+    batches pad little (where ``pool_by_length``); ``collate(indices)`` returns the keyword tensors of
+    ``Backbone.forward_features``.
     """
 
     lengths: np.ndarray | None = None
+    # whether training batches group rows of similar length: worth it where padding costs compute (attention);
+    # where it costs nothing, grouping only makes the batches less random (static backbones)
+    pool_by_length: bool = True
     # whether collating does real work per row (decoding and resizing images), so that worker processes pay
     decodes: bool = False
 

@@ -102,11 +102,12 @@ def epoch_batches(source: BatchSource, batch_size: int, seed: int, epoch: int) -
     """Shuffled batches for one epoch; text rows are grouped by similar length so that batches pad little.
 
     Rows are shuffled, cut into pools of 32 batches, sorted by length inside each pool, cut into batches, and the
-    batches shuffled again: random enough for SGD, and a batch rarely pads short rows up to a long outlier.
+    batches shuffled again: random enough for SGD, and a batch rarely pads short rows up to a long outlier. A
+    source whose padding costs nothing (``pool_by_length`` False) keeps the plain shuffle.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(source))
-    if source.lengths is not None:
+    if source.lengths is not None and source.pool_by_length:
         pool = batch_size * 32
         order = np.concatenate(
             [
