@@ -17,6 +17,7 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              not the same as hard targets); static-hard: the teacher's top class as a one-hot target instead
              of its probabilities (mixed with the true labels where known, as always);
   static-e16, static-lr3e-3  16 epochs instead of 8; a learning rate of 3e-3 instead of 1e-2;
+  static-wd0  no weight decay (the default decays the table and hidden layer by 0.01);
   static-val-const  trained to a stop on 10% held-out transfer rows (patience 5, up to 40 epochs) at a constant
              learning rate instead of the decaying schedule; static-m2v-loop: the same with model2vec's
              classifier loop settings (lr 1e-3, batch 128, no weight decay, up to 60 epochs);
@@ -103,6 +104,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-T0.1": ("static", {"temperature": 0.1}),
     "static-hard": ("static", {"hard_teacher": True}),
     "static-e16": ("static", {"params": {"epochs": 16}}),
+    "static-wd0": ("static", {"params": {"weight_decay": 0.0}}),
     "static-lr3e-3": ("static", {"params": {"lr": 3e-3}}),
     "static-val-const": (
         "static",
