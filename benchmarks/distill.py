@@ -33,6 +33,9 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
   m2v ...... the peer: model2vec's ``distill`` of the *pretrained* teacher backbone, then its
              ``StaticModelForClassification`` (default settings) trained on the labelled rows;
   m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
+  tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
+             cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
+             for the unlabelled ones, as m2v-pseudo learns.
 
 ``--no-speed`` leaves out the throughput measurements (``distill_speed.py`` takes them apart, with the machine
 to itself) and lets the students of a data set and seed share the teacher's labels, computed once.
@@ -128,6 +131,8 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "lite0-32-b10": ("efficientnet-lite0:image_size=32,num_blocks=10", {}),
     "m2v": ("model2vec", {}),
     "m2v-pseudo": ("model2vec", {"pseudo": True}),
+    "tfidf": ("tfidf", {}),
+    "tfidf-pseudo": ("tfidf", {"pseudo": True}),
 }
 
 
@@ -264,12 +269,50 @@ def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
     }
 
 
+def pseudo_labelled(train, unlabeled, teacher):
+    """The labelled rows, then the unlabelled ones with the teacher's top class as their label."""
+    from warmstart.data import join_datasets
+
+    if unlabeled is None or not len(unlabeled):
+        return train
+    guessed = unlabeled.subset(np.arange(len(unlabeled)))
+    guessed.labels = list(teacher.predict(unlabeled))
+    return join_datasets([train, guessed], "labelled rows and the teacher's labels")
+
+
+def tfidf_peer(args, train, unlabeled, teacher, test, pseudo: bool, seed: int) -> dict:
+    """TF-IDF + logistic regression on the labelled rows (with ``pseudo``, also on the teacher's labels for the
+    unlabelled rows): the simple baseline a static student has to beat."""
+    from warmstart.baselines import fit_tfidf_logreg
+    from warmstart.distill import speed
+
+    rows = pseudo_labelled(train, unlabeled, teacher) if pseudo else train
+    cpu, wall = time.process_time(), time.perf_counter()
+    fitted = fit_tfidf_logreg(rows, seed=seed)
+    fit = {
+        "fit_cpu_s": round(time.process_time() - cpu, 1),
+        "fit_wall_s": round(time.perf_counter() - wall, 1),
+    }
+    texts = list(test.inputs)
+    pred = np.asarray(fitted.predict(texts))
+    return {
+        "accuracy": float((pred == np.asarray(test.labels)).mean()),
+        "agreement": float((pred == teacher.predict(test)).mean()),
+        "speed": speed(fitted, texts) if args.speed else None,
+        "parameters": int(fitted.model.coef_.size + fitted.model.intercept_.size),
+        "transfer_rows": len(rows),
+        **fit,
+    }
+
+
 def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
     from warmstart.distill import distill
 
     student, opts = STUDENTS[name]
     if student == "model2vec":
         return model2vec_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False))
+    if student == "tfidf":
+        return tfidf_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False), seed)
     opts = {**opts, "params": {**opts.get("params", {}), "progress": False}}
     if student == "static:TEACHER":
         student = f"static:{args.teacher}"

@@ -18,6 +18,9 @@ rows per class), the same test rows, and the students:
                   32 px, whole or cut after 10 blocks;
   model2vec ..... model2vec's ``StaticModelForClassification`` on model2vec's ``distill`` of the pretrained
                   backbone (its own inference path: its tokenizer call, its pooling, its MLP head).
+  tfidf ......... TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``), the simple baseline, fitted on
+                  all the test rows labelled by the teacher: every test word is in its vocabulary, so each row
+                  costs it as much as it can (a real fit on other rows knows fewer of them).
 
 Each round times every model once over all the test rows (``distill.speed``: best of passes within about two
 seconds, the energy of 1,000 predictions, the median latency of one row); the table keeps each model's best
@@ -70,6 +73,15 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
             clf = model2vec_classifier(base)
             clf.fit(list(rows.inputs), list(rows.labels), max_epochs=1)
             out[name] = Model2VecProba(clf)
+            continue
+        if name in ("tfidf", "tfidf-pseudo"):  # the same model at inference, whatever rows it learned from
+            from warmstart.baselines import fit_tfidf_logreg
+
+            every = test.subset(
+                np.arange(len(test))
+            )  # every test word in its vocabulary: the most work per row
+            every.labels = list(teacher.predict(every))
+            out[name] = fit_tfidf_logreg(every)
             continue
         student, opts = STUDENTS[name]
         hidden = student_hidden_dim(student, opts.get("hidden_dim"))
