@@ -33,6 +33,9 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
   m2v ...... the peer: model2vec's ``distill`` of the *pretrained* teacher backbone, then its
              ``StaticModelForClassification`` (default settings) trained on the labelled rows;
   m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
+  static-probe, static-probe-words  the static vectors (no hidden layer) frozen, a logistic-regression probe on
+             the teacher's top class over the transfer set; -words: the probe also reads TF-IDF of the words
+             (``lexical="tfidf"``, "probe + words");
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
@@ -131,6 +134,8 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "lite0-32-b10": ("efficientnet-lite0:image_size=32,num_blocks=10", {}),
     "m2v": ("model2vec", {}),
     "m2v-pseudo": ("model2vec", {"pseudo": True}),
+    "static-probe": ("static", {"technique": "probe", "hidden_dim": 0}),
+    "static-probe-words": ("static", {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "tfidf"}}),
     "tfidf": ("tfidf", {}),
     "tfidf-pseudo": ("tfidf", {"pseudo": True}),
 }

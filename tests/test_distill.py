@@ -253,6 +253,32 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
 
 
+def test_a_probe_student_learns_the_teachers_top_class_with_words_beside_the_vectors(small_teacher):
+    """--technique probe: no soft targets to train on, so the probe fits the teacher's top class over the
+    transfer set (the true label where the hard weight makes it win); lexical="tfidf" adds the words."""
+    from warmstart.data import Dataset
+    from warmstart.distill import distill
+    from warmstart.errors import ParameterError
+
+    teacher, train, test = small_teacher
+    more, _ = make_sentences(20, seed=7)
+    unlabeled = Dataset(more, None, "text", "unlabeled")
+    result = distill(teacher, train, unlabeled, test, technique="probe", pca_dims=8,
+                     measure_speed=False, params={"lexical": "tfidf", "progress": False})  # fmt: skip
+    est = result.estimator
+    assert type(est).__name__ == "LinearProbe" and est.lexical_coef_ is not None
+    taught = est.predict(unlabeled)  # a probe on 2x2 clusters of easy sentences fits what it was given
+    assert (taught == teacher.predict(unlabeled)).mean() >= 0.9
+    assert result.metrics["distillation"]["transfer_rows"] == len(train) + len(unlabeled)
+    assert (
+        result.config["technique"] == "probe" and result.config["hidden_dim"] == 0
+    )  # no frozen random layer
+    assert est.backbone_.num_features == 8
+    with pytest.raises(ParameterError, match="has no epochs"):
+        distill(teacher, train, unlabeled, test, technique="probe", hidden_dim=0, pca_dims=8,
+                val_fraction=0.2, measure_speed=False)  # fmt: skip
+
+
 def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_only(
     tiny_bert_dir, small_teacher
 ):

@@ -98,7 +98,9 @@ def test_tfidf_baseline_is_scikit_learns_grid_search_in_workers_or_not(
     assert in_workers["accuracy"] == here["accuracy"] == pytest.approx(expected)
     from warmstart.baselines import fit_tfidf_logreg
 
-    fitted = fit_tfidf_logreg(text_data, seed=3)  # the fitted model itself: the same predictions as the pipeline
+    fitted = fit_tfidf_logreg(
+        text_data, seed=3
+    )  # the fitted model itself: the same predictions as the pipeline
     np.testing.assert_array_equal(fitted.predict(text_test.inputs), want)
     proba = fitted.predict_proba(list(text_test.inputs))
     np.testing.assert_array_equal(fitted.classes_[proba.argmax(1)], want)

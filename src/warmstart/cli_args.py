@@ -210,7 +210,13 @@ def _parser_distill(sub: Any) -> None:
         help="more rows for the teacher to label: a text file (CSV/TSV/JSONL/Parquet/TXT) or an image folder",
     )
     p.add_argument("--test", help="test rows (default: the teacher's own held-out rows)")
-    p.add_argument("--technique", default="finetune", help="how the student trains (default: finetune)")
+    p.add_argument(
+        "--technique",
+        default="finetune",
+        help="how the student trains: finetune (default) on the teacher's probabilities; probe: a logistic "
+        "regression on the teacher's top class (with --param lexical=tfidf it reads the words too; such a "
+        "student is served, not exported to ONNX)",
+    )
     p.add_argument(
         "--temperature", type=float, default=1.0, help="softens (>1) the teacher's probabilities (default: 1)"
     )

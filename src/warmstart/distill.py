@@ -308,13 +308,19 @@ def distill(
     epoch that agrees best with the teacher on them, stopping after the technique's ``patience`` epochs
     without gain. ``hidden_dim``: a static student's hidden layer (``make_student``; None: ``STATIC_HIDDEN_DIM``
     for a static student, none for any other). ``max_length``: the tokens a static student reads of each text
-    (None: ``STATIC_MAX_LENGTH``)."""
+    (None: ``STATIC_MAX_LENGTH``).
+
+    ``technique``: ``finetune`` (or another technique of the shared training loop) trains on the soft targets; a
+    technique without that loop (``probe``, e.g. with ``params={"lexical": "tfidf"}`` for the words beside the
+    static vectors) fits the targets' top class, and a static student then gets no hidden layer by default."""
     from .evaluate import evaluate_predictions, fit_measured
-    from .techniques import get_technique
+    from .techniques import available_techniques, get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
     check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length)
-    hidden_dim = student_hidden_dim(student, hidden_dim)
+    trains_layers = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
+    # a frozen hidden layer would only be a random projection: a probe reads the vectors themselves
+    hidden_dim = student_hidden_dim(student, hidden_dim) if trains_layers or hidden_dim else 0
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
@@ -325,17 +331,21 @@ def distill(
         teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length
     )
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
-    if not isinstance(est, TunedTechnique):
+    tuned = isinstance(est, TunedTechnique)
+    if not tuned and val_fraction:
         raise ParameterError(
-            f"--technique {technique!r} cannot train on soft targets; use finetune (or another technique that "
-            f"trains with the shared loop: lp_ft, lora, bitfit, l2sp)."
+            f"--val-fraction chooses a trained student's epoch; --technique {technique!r} has no epochs. "
+            f"Leave --val-fraction out."
         )
     held = validation_rows(known, val_fraction, seed)
     val = None
     if held is not None:
         train_rows = np.setdiff1d(np.arange(len(data)), held)
         data, val, targets = data.subset(train_rows), data.subset(held), targets[train_rows]
-    fit_cost = fit_measured(est, data, val, soft_targets=SoftTargets(classes, targets, temperature))
+    if tuned:
+        fit_cost = fit_measured(est, data, val, soft_targets=SoftTargets(classes, targets, temperature))
+    else:  # a technique without the shared loop (probe) learns the targets' top class: the teacher's label,
+        fit_cost = fit_measured(est, data, None)  # or the true one where the hard weight makes it win
     metrics, predict_s, pred = evaluate_predictions(est, test)
     metrics["distillation"] = compare(teacher, est, test, (metrics, pred), measure_speed)
     metrics["distillation"].update(
