@@ -455,6 +455,28 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     assert (tmp_path / "onnx" / "model.onnx").is_file()
 
 
+def test_distill_cli_probe_student_with_words_is_an_artifact_that_predicts(tmp_path, tiny_bert_dir, capsys):
+    from warmstart.artifact import load_artifact
+    from warmstart.cli import main
+
+    texts, labels = make_sentences(10, seed=0)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "train.csv", index=False)
+    assert main(["fit", "--data", str(tmp_path / "train.csv"), "--backbone", str(tiny_bert_dir),
+                 "--output", str(tmp_path / "teacher")]) == 0  # fmt: skip
+    assert main(["distill", str(tmp_path / "teacher"), "--technique", "probe", "--param", "lexical=tfidf",
+                 "--pca-dims", "8", "--no-speed", "--output", str(tmp_path / "s")]) == 0  # fmt: skip
+    assert "student keeps" in capsys.readouterr().out
+    student = load_artifact(tmp_path / "s")
+    assert student.lexical_coef_ is not None and type(student.backbone_).__name__ == "StaticBackbone"
+    assert (
+        main(
+            ["predict", str(tmp_path / "s"), str(tmp_path / "train.csv"), "--output", str(tmp_path / "p.csv")]
+        )
+        == 0
+    )
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(texts)
+
+
 def test_distill_refuses_bad_settings_before_training(tmp_path, tiny_bert_dir, capsys):
     from warmstart.cli import main
 
