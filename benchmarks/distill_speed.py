@@ -61,12 +61,15 @@ def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
 
 def students_of(teacher, test, names: list[str], base: str) -> dict:
     """Each student with a fitted head: one epoch on 64 test rows labelled by the teacher (speed only); names
-    are ``benchmarks/distill.py``'s students, with their options."""
+    are ``benchmarks/distill.py``'s students, with their options. A model that reads words (``tfidf``, a probe
+    student with words) is fitted on every test row with the teacher's labels instead, so that every test word
+    is in its vocabulary and each row costs it as much as it can."""
     from warmstart.distill import make_student, student_hidden_dim
     from warmstart.techniques import get_technique
 
     rows = test.subset(np.arange(min(64, len(test))))
     rows.labels = list(teacher.predict(rows))
+    every = None
     out = {}
     for name in names:
         if name == "model2vec":
@@ -74,13 +77,13 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
             clf.fit(list(rows.inputs), list(rows.labels), max_epochs=1)
             out[name] = Model2VecProba(clf)
             continue
+        if name in ("tfidf", "tfidf-pseudo") or STUDENTS[name][1].get("technique") == "probe":
+            if every is None:
+                every = test.subset(np.arange(len(test)))
+                every.labels = list(teacher.predict(every))
         if name in ("tfidf", "tfidf-pseudo"):  # the same model at inference, whatever rows it learned from
             from warmstart.baselines import fit_tfidf_logreg
 
-            every = test.subset(
-                np.arange(len(test))
-            )  # every test word in its vocabulary: the most work per row
-            every.labels = list(teacher.predict(every))
             out[name] = fit_tfidf_logreg(every)
             continue
         student, opts = STUDENTS[name]
@@ -88,7 +91,12 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
         bb = make_student(
             teacher, student, progress=False, hidden_dim=hidden, max_length=opts.get("max_length")
         )
-        out[name] = get_technique("finetune", backbone=bb, epochs=1, progress=False).fit(rows)
+        technique = opts.get("technique", "finetune")
+        if technique == "finetune":
+            out[name] = get_technique("finetune", backbone=bb, epochs=1, progress=False).fit(rows)
+        else:
+            est = get_technique(technique, backbone=bb, progress=False, **opts.get("params", {}))
+            out[name] = est.fit(every)
     return out
 
 
