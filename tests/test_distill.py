@@ -274,6 +274,15 @@ def test_a_probe_student_learns_the_teachers_top_class_with_words_beside_the_vec
         result.config["technique"] == "probe" and result.config["hidden_dim"] == 0
     )  # no frozen random layer
     assert est.backbone_.num_features == 8
+    # its speed is inference, not a read of the feature cache: every pass encodes, and the cache is back after
+    from warmstart.distill import speed
+
+    encode, calls = est.backbone_.encode, []
+    est.backbone_.encode = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    est.predict_proba(test)  # cached now
+    before = len(calls)
+    timed = speed(est, list(test.inputs), seconds=0.05, single=2)
+    assert timed["rows_per_s"] > 0 and len(calls) - before >= 2 + 2 and est.cache_.enabled
     with pytest.raises(ParameterError, match="has no epochs"):
         distill(teacher, train, unlabeled, test, technique="probe", hidden_dim=0, pca_dims=8,
                 val_fraction=0.2, measure_speed=False)  # fmt: skip
