@@ -107,7 +107,7 @@ def epoch_batches(source: BatchSource, batch_size: int, seed: int, epoch: int) -
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(source))
-    if source.lengths is not None and source.pool_by_length:
+    if source.lengths is not None and getattr(source, "pool_by_length", True):
         pool = batch_size * 32
         order = np.concatenate(
             [
