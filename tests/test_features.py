@@ -227,3 +227,26 @@ def test_the_key_format_is_pinned(text_data):
     assert key_of("fp32", kind="autocast") == expected("fp32")
     assert key_of("fp32", device="meta") == expected("fp32@meta")
     assert key_of("bf16", device="meta") == expected("bf16-weights@meta")
+
+
+def test_a_probe_keeps_features_of_datasets_but_not_of_bare_inputs(tiny_bert_dir, text_data, tmp_path):
+    """`warmstart serve` and `predict` on a few texts hand a probe bare lists, request by request: read from
+    the cache if there, never written (a server would otherwise leave a file per request); Datasets (a study's
+    test rows) are kept."""
+    from warmstart.techniques import get_technique
+
+    est = get_technique("probe", backbone=str(tiny_bert_dir), cache_dir=str(tmp_path), progress=False)
+    est.fit(text_data)
+    entries = sorted(tmp_path.rglob("*.npy"))
+    assert len(entries) == 1  # the training rows
+    texts = ["a new request", "and another one"]
+    first = est.predict_proba(texts)
+    np.testing.assert_allclose(est.predict_proba(texts), first)
+    assert sorted(tmp_path.rglob("*.npy")) == entries
+    test = Dataset(texts, None, "text", "test rows")
+    np.testing.assert_allclose(est.predict_proba(test), first, atol=1e-6)
+    assert len(sorted(tmp_path.rglob("*.npy"))) == 2
+    np.testing.assert_allclose(
+        est.predict_proba(text_data), est.predict_proba(list(text_data.inputs)), atol=1e-6
+    )
+    assert est.cache_.hits >= 1  # the training rows' entry is read, whichever way they come

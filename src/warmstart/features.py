@@ -79,8 +79,11 @@ class FeatureCache:
         precision: str = "fp32",
         batch_size: int | None = None,
         progress: bool = True,
+        store: bool = True,
     ) -> np.ndarray:
-        """Features for ``data`` from ``backbone``: from disk when present, else computed and stored.
+        """Features for ``data`` from ``backbone``: from disk when present, else computed and stored (with
+        ``store=False``: computed and not written, for inputs that are not worth keeping, such as each request
+        a server answers).
 
         A ``data`` whose rows are rows of other data sets says so in a ``feature_parts`` attribute, a list of
         ``(dataset, row indices)`` in row order (self-training's labelled plus pseudo-labelled rows): its
@@ -116,6 +119,8 @@ class FeatureCache:
         start = time.perf_counter()
         feats = backbone.encode(data, batch_size=batch_size, progress=progress, precision=precision)
         seconds = time.perf_counter() - start
+        if not store:
+            return feats
         return self._store(
             path,
             feats,

@@ -113,8 +113,9 @@ class LinearProbe(Technique):
         self.label_col = label_col
 
     # -- phases ----------------------------------------------------------------------------------------------
-    def features(self, data: Dataset) -> np.ndarray:
-        """Backbone features for ``data`` (through the feature cache); ``fit`` resolves the backbone first."""
+    def features(self, data: Dataset, store: bool = True) -> np.ndarray:
+        """Backbone features for ``data`` (through the feature cache; ``store=False``: read from it but not
+        written to); ``fit`` resolves the backbone first."""
         if not hasattr(self, "backbone_"):
             self.backbone_ = resolve_backbone(self.backbone)
         if not hasattr(self, "cache_"):
@@ -126,6 +127,7 @@ class LinearProbe(Technique):
             precision=rt.precision,
             batch_size=self.batch_size,
             progress=self.progress,
+            store=store,
         )
 
     def fit(self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None) -> LinearProbe:
@@ -392,7 +394,12 @@ class LinearProbe(Technique):
                 "augmentation; it is for trained techniques (finetune, lp_ft, lora, ...)."
             )
         data = self._data(inputs)
-        X = np.array(self.features(data), dtype=np.float32)  # a copy: cached features are read-only
+        # a Dataset (a study's or a file's test rows) may come again and is kept; a bare list of inputs (what
+        # `predict` on a few texts and `warmstart serve` send, request by request) is not written to the cache
+        store = isinstance(inputs, Dataset)
+        X = np.array(
+            self.features(data, store=store), dtype=np.float32
+        )  # a copy: cached features are read-only
         if getattr(self, "lexical_coef_", None) is None:
             with torch.inference_mode():
                 return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
