@@ -247,30 +247,17 @@ class Model2VecProba:
     def predict_proba(self, inputs):
         return self.clf.predict_proba(list(inputs))
 
+    def predict(self, inputs):
+        return self.clf.predict(list(inputs))
 
-def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
-    """model2vec's own pipeline: distil the pretrained backbone, train its classifier with its defaults."""
-    from warmstart.distill import speed
 
-    clf = model2vec_classifier(args.teacher)
-    X, y = list(train.inputs), list(train.labels)
-    if pseudo and unlabeled is not None:
-        X += list(unlabeled.inputs)
-        y += list(teacher.predict(unlabeled))
+def timed(fit):
+    """``fit()``'s result and its CPU and wall seconds, as the rows record them."""
     cpu, wall = time.process_time(), time.perf_counter()
-    clf.fit(X, y)
-    fit = {
+    out = fit()
+    return out, {
         "fit_cpu_s": round(time.process_time() - cpu, 1),
         "fit_wall_s": round(time.perf_counter() - wall, 1),
-    }
-    texts = list(test.inputs)
-    pred = np.asarray(clf.predict(texts))
-    return {
-        "accuracy": float((pred == np.asarray(test.labels)).mean()),
-        "agreement": float((pred == teacher.predict(test)).mean()),
-        "speed": speed(Model2VecProba(clf), texts) if args.speed else None,
-        "parameters": int(sum(p.numel() for p in clf.parameters())),
-        **fit,
     }
 
 
@@ -285,29 +272,39 @@ def pseudo_labelled(train, unlabeled, teacher):
     return join_datasets([train, guessed], "labelled rows and the teacher's labels")
 
 
+def peer_row(args, model, teacher, test, parameters: int, fit: dict) -> dict:
+    """A peer that is not a warmstart model (``model``: ``predict`` and ``predict_proba`` on lists of texts)
+    scored on the test rows: accuracy, agreement with the teacher and, unless ``--no-speed``, its speed."""
+    from warmstart.distill import speed
+
+    texts = list(test.inputs)
+    pred = np.asarray(model.predict(texts))
+    return {
+        "accuracy": float((pred == np.asarray(test.labels)).mean()),
+        "agreement": float((pred == teacher.predict(test)).mean()),
+        "speed": speed(model, texts) if args.speed else None,
+        "parameters": int(parameters),
+        **fit,
+    }
+
+
+def model2vec_peer(args, train, unlabeled, teacher, test, pseudo: bool) -> dict:
+    """model2vec's own pipeline: distil the pretrained backbone, train its classifier with its defaults."""
+    clf = model2vec_classifier(args.teacher)
+    rows = pseudo_labelled(train, unlabeled, teacher) if pseudo else train
+    _, fit = timed(lambda: clf.fit(list(rows.inputs), list(rows.labels)))
+    return peer_row(args, Model2VecProba(clf), teacher, test, sum(p.numel() for p in clf.parameters()), fit)
+
+
 def tfidf_peer(args, train, unlabeled, teacher, test, pseudo: bool, seed: int) -> dict:
     """TF-IDF + logistic regression on the labelled rows (with ``pseudo``, also on the teacher's labels for the
     unlabelled rows): the simple baseline a static student has to beat."""
     from warmstart.baselines import fit_tfidf_logreg
-    from warmstart.distill import speed
 
     rows = pseudo_labelled(train, unlabeled, teacher) if pseudo else train
-    cpu, wall = time.process_time(), time.perf_counter()
-    fitted = fit_tfidf_logreg(rows, seed=seed)
-    fit = {
-        "fit_cpu_s": round(time.process_time() - cpu, 1),
-        "fit_wall_s": round(time.perf_counter() - wall, 1),
-    }
-    texts = list(test.inputs)
-    pred = np.asarray(fitted.predict(texts))
-    return {
-        "accuracy": float((pred == np.asarray(test.labels)).mean()),
-        "agreement": float((pred == teacher.predict(test)).mean()),
-        "speed": speed(fitted, texts) if args.speed else None,
-        "parameters": int(fitted.model.coef_.size + fitted.model.intercept_.size),
-        "transfer_rows": len(rows),
-        **fit,
-    }
+    fitted, fit = timed(lambda: fit_tfidf_logreg(rows, seed=seed))
+    size = fitted.model.coef_.size + fitted.model.intercept_.size
+    return {**peer_row(args, fitted, teacher, test, size, fit), "transfer_rows": len(rows)}
 
 
 def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
@@ -323,14 +320,11 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
         student = f"static:{args.teacher}"
     if opts.pop("hard_teacher", False):
         teacher = HardTeacher(teacher)
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = distill(
-        teacher, train, unlabeled, test, student=student, seed=seed, measure_speed=args.speed, **opts
+    result, fit = timed(
+        lambda: distill(
+            teacher, train, unlabeled, test, student=student, seed=seed, measure_speed=args.speed, **opts
+        )
     )
-    fit = {
-        "fit_cpu_s": round(time.process_time() - cpu, 1),
-        "fit_wall_s": round(time.perf_counter() - wall, 1),
-    }
     c = result.metrics["distillation"]
     return {
         "accuracy": c["student"]["accuracy"],
