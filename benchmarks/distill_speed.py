@@ -77,16 +77,16 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
             clf.fit(list(rows.inputs), list(rows.labels), max_epochs=1)
             out[name] = Model2VecProba(clf)
             continue
-        if name in ("tfidf", "tfidf-pseudo") or STUDENTS[name][1].get("technique") == "probe":
-            if every is None:
-                every = test.subset(np.arange(len(test)))
-                every.labels = list(teacher.predict(every))
-        if name in ("tfidf", "tfidf-pseudo"):  # the same model at inference, whatever rows it learned from
+        student, opts = STUDENTS[name]
+        if every is None and (student == "tfidf" or opts.get("technique") == "probe"):
+            every = test.subset(np.arange(len(test)))
+            every.labels = list(teacher.predict(every))
+        # tfidf and tfidf-pseudo: the same model at inference, whatever rows it learned from
+        if student == "tfidf":
             from warmstart.baselines import fit_tfidf_logreg
 
             out[name] = fit_tfidf_logreg(every)
             continue
-        student, opts = STUDENTS[name]
         hidden = student_hidden_dim(student, opts.get("hidden_dim"))
         bb = make_student(
             teacher, student, progress=False, hidden_dim=hidden, max_length=opts.get("max_length")

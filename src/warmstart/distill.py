@@ -339,9 +339,10 @@ def distill(
     from .techniques.tuned import SoftTargets, TunedTechnique
 
     check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length)
-    trains_layers = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
+    # an unknown name counts as tuned here; get_technique below names it and the choices
+    tuned = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
     # a frozen hidden layer would only be a random projection: a probe reads the vectors themselves
-    hidden_dim = student_hidden_dim(student, hidden_dim) if trains_layers or hidden_dim else 0
+    hidden_dim = student_hidden_dim(student, hidden_dim) if tuned or hidden_dim else 0
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
@@ -352,7 +353,6 @@ def distill(
         teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length
     )
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
-    tuned = isinstance(est, TunedTechnique)
     if not tuned and val_fraction:
         raise ParameterError(
             f"--val-fraction chooses a trained student's epoch; --technique {technique!r} has no epochs. "
