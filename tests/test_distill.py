@@ -285,9 +285,18 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
     teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="for static students"):
         distill(teacher, train, None, test, student=str(tiny_bert_dir), hidden_dim=8, measure_speed=False)
+    with pytest.raises(ParameterError, match="for static students"):
+        distill(teacher, train, None, test, student=str(tiny_bert_dir), word_dim=4, measure_speed=False)
+    with pytest.raises(ParameterError, match="word_dim at least 0"):
+        distill(teacher, train, None, test, word_dim=-1, measure_speed=False)
     result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False,
                      params={"epochs": 2, "progress": False})  # fmt: skip
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
+    words = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, word_dim=4, measure_speed=False,
+                    params={"epochs": 2, "progress": False})  # fmt: skip
+    bb = words.estimator.backbone_
+    assert bb.num_features == 16 and words.config["word_dim"] == 4
+    assert bb.module.words.weight.abs().sum() > 0  # trained away from its zero start
 
 
 def test_a_probe_student_learns_the_teachers_top_class_with_words_beside_the_vectors(small_teacher):

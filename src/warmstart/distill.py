@@ -230,17 +230,19 @@ def check_options(
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
     max_length: int | None = None,
+    word_dim: int | None = None,
 ) -> None:
     if max_length is not None and max_length < 1:
         raise ParameterError(
             f"max_length must be at least 1 token (got {max_length}); leave it out to read the "
             f"default {STATIC_MAX_LENGTH}."
         )
-    bad_hidden = hidden_dim is not None and hidden_dim < 0
-    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1 or bad_hidden:
+    bad_size = any(d is not None and d < 0 for d in (hidden_dim, word_dim))
+    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1 or bad_size:
         raise ParameterError(
             f"temperature must be above 0 (got {temperature}), hard_weight within [0, 1] (got {hard_weight}), "
-            f"val_fraction within [0, 1) (got {val_fraction}) and hidden_dim at least 0 (got {hidden_dim})."
+            f"val_fraction within [0, 1) (got {val_fraction}), hidden_dim and word_dim at least 0 (got "
+            f"{hidden_dim} and {word_dim})."
         )
 
 
@@ -279,6 +281,7 @@ def distill_run(
         options.get("val_fraction", 0),
         options.get("hidden_dim"),
         options.get("max_length"),
+        options.get("word_dim"),
     )
     if output is not None:
         check_output(output, overwrite)
@@ -347,7 +350,7 @@ def distill(
     from .techniques import available_techniques, get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
-    check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length)
+    check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length, word_dim)
     # an unknown name counts as tuned here; get_technique below names it and the choices
     tuned = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
     # a frozen hidden layer would only be a random projection: a probe reads the vectors themselves
