@@ -83,10 +83,6 @@ M2V_LOOP = {
 STUDENTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
     "static-h0": ("static", {"hidden_dim": 0}),
-    "static-w8": ("static", {"word_dim": 8}),
-    "static-w32": ("static", {"word_dim": 32}),
-    "static-w128": ("static", {"word_dim": 128}),
-    "static-w512": ("static", {"word_dim": 512}),
     "static-lr1e-3": ("static", {"params": {"lr": 1e-3}}),
     "static-lr1e-2": ("static", {"params": {"lr": 1e-2}}),
     "static-lr3e-2": ("static", {"params": {"lr": 3e-2}}),

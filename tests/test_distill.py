@@ -200,43 +200,6 @@ def test_a_hidden_layer_feeds_the_head_on_every_path_and_is_saved(static_bb, tmp
         bb.add_hidden_layer(8)
 
 
-def test_a_word_channel_follows_the_features_on_every_path_trains_and_is_saved(static_bb, tmp_path):
-    import copy
-
-    from warmstart.backbones import get_backbone
-    from warmstart.errors import BackboneError
-
-    bb = copy.deepcopy(static_bb).add_hidden_layer(16, seed=3).add_word_channel(4)
-    texts = ["the ball and the goal", "code", "", "unknownword zzz"]
-    assert bb.num_features == 20 and bb.fingerprint() != static_bb.fingerprint()
-    hidden_only = copy.deepcopy(static_bb).add_hidden_layer(16, seed=3).encode(texts, progress=False)
-    feats = bb.encode(texts, progress=False)
-    np.testing.assert_array_equal(feats[:, :16], hidden_only)  # the hidden layer's features first
-    assert (feats[:, 16:] == 0).all()  # a zero table at the start
-    with torch.no_grad():
-        bb.module.words.weight.normal_(generator=torch.Generator().manual_seed(0))
-    bb.invalidate_fingerprint()  # as training does
-    feats = bb.encode(texts, progress=False)
-    ids = bb.tokenize(texts)
-    table = bb.module.words.weight.detach().numpy()
-    for row, got in zip(ids, feats[:, 16:], strict=True):  # each text's mean row of the word table
-        np.testing.assert_allclose(got, table[row].mean(0) if row else np.zeros(4), atol=1e-6)
-    batch = bb.batch_source(texts).collate(np.arange(4))
-    with torch.no_grad():
-        np.testing.assert_allclose(bb.forward_features(**batch).numpy(), feats, atol=1e-6)
-        graph = bb.graph_features(batch["input_ids"], batch["attention_mask"]).numpy()
-    np.testing.assert_allclose(graph, feats, atol=1e-6)  # the exported graph has the channel too
-    assert ["words.weight"] in bb.layer_groups()  # so that fine-tuning trains it
-    bb.save(tmp_path / "bb")
-    again = get_backbone(str(tmp_path / "bb"))
-    assert (again.hidden_dim, again.word_dim) == (16, 4) and again.fingerprint() == bb.fingerprint()
-    np.testing.assert_array_equal(again.encode(texts, progress=False), feats)
-    with pytest.raises(BackboneError, match="without one"):
-        bb.add_word_channel(2)
-    with pytest.raises(BackboneError, match="before the word channel"):
-        copy.deepcopy(static_bb).add_word_channel(2).add_hidden_layer(8)
-
-
 def test_a_teacher_cut_student_starts_from_the_teachers_fine_tuned_layers(tiny_bert_dir, tmp_path):
     from warmstart.artifact import load_artifact, save_artifact
     from warmstart.data import Dataset
@@ -285,18 +248,9 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
     teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="for static students"):
         distill(teacher, train, None, test, student=str(tiny_bert_dir), hidden_dim=8, measure_speed=False)
-    with pytest.raises(ParameterError, match="for static students"):
-        distill(teacher, train, None, test, student=str(tiny_bert_dir), word_dim=4, measure_speed=False)
-    with pytest.raises(ParameterError, match="word_dim at least 0"):
-        distill(teacher, train, None, test, word_dim=-1, measure_speed=False)
     result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False,
                      params={"epochs": 2, "progress": False})  # fmt: skip
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
-    words = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, word_dim=4, measure_speed=False,
-                    params={"epochs": 2, "progress": False})  # fmt: skip
-    bb = words.estimator.backbone_
-    assert bb.num_features == 16 and words.config["word_dim"] == 4
-    assert bb.module.words.weight.abs().sum() > 0  # trained away from its zero start
 
 
 def test_a_probe_student_learns_the_teachers_top_class_with_words_beside_the_vectors(small_teacher):

@@ -243,13 +243,6 @@ def _parser_distill(sub: Any) -> None:
         help="static student: read at most this many tokens of each text (default: 512)",
     )
     p.add_argument(
-        "--word-dim",
-        type=int,
-        default=None,
-        help="static student: a word channel of this size, a trained bag of tokens beside the vectors; 0: "
-        "none (default: 0)",
-    )
-    p.add_argument(
         "--val-fraction",
         type=float,
         default=0.0,

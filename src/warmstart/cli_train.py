@@ -296,7 +296,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         hidden_dim=args.hidden_dim,
         max_length=args.max_length,
-        word_dim=args.word_dim,
     )
     print(distill_text(result))
     return 0

@@ -82,9 +82,6 @@ STATIC_HIDDEN_DIM = 512
 # teacher's 128 (docs/distill.md); on short texts it changes nothing
 STATIC_MAX_LENGTH = 512
 
-# a static student's word channel by default (``StaticBackbone.add_word_channel``)
-STATIC_WORD_DIM = 0
-
 
 def is_static(student: str) -> bool:
     """Whether ``--student`` names a static-embedding student (``static``, or a ``static:NAME`` backbone)."""
@@ -107,14 +104,13 @@ def make_student(
     hidden_dim: int = 0,
     seed: int = 0,
     max_length: int | None = None,
-    word_dim: int = 0,
 ) -> Any:
     """The student backbone: ``static`` distils the teacher's own encoder; anything else is a backbone name.
     ``hidden_dim``: a static student's hidden layer (0: none, the pooled vectors feed the linear head).
     ``max_length``: the tokens a static student reads of each text (None: ``STATIC_MAX_LENGTH``)."""
     from .backbones import get_backbone
 
-    for flag, value in (("--hidden-dim", hidden_dim), ("--max-length", max_length), ("--word-dim", word_dim)):
+    for flag, value in (("--hidden-dim", hidden_dim), ("--max-length", max_length)):
         if value and not is_static(student):
             raise ParameterError(
                 f"{flag} is for static students; --student {student!r} is not one. Leave it out."
@@ -126,9 +122,7 @@ def make_student(
 
         bb = static_backbone(teacher.backbone_, teacher.backbone_.name, pca_dims=pca_dims, progress=progress)
         bb.set_max_length(max_length)
-        if hidden_dim:
-            bb.add_hidden_layer(hidden_dim, seed)
-        return bb.add_word_channel(word_dim) if word_dim else bb
+        return bb.add_hidden_layer(hidden_dim, seed) if hidden_dim else bb
     if student.startswith("teacher:"):
         return _cut_teacher(teacher, student)
     bb = get_backbone(student)
@@ -136,8 +130,6 @@ def make_student(
         bb.set_max_length(max_length)
     if hidden_dim:
         bb.add_hidden_layer(hidden_dim, seed)
-    if word_dim:
-        bb.add_word_channel(word_dim)
     if bb.modality != teacher.backbone_.modality:
         raise ParameterError(
             f"--student {student!r} reads {bb.modality}, but the teacher reads {teacher.backbone_.modality}."
@@ -230,19 +222,17 @@ def check_options(
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
     max_length: int | None = None,
-    word_dim: int | None = None,
 ) -> None:
     if max_length is not None and max_length < 1:
         raise ParameterError(
             f"max_length must be at least 1 token (got {max_length}); leave it out to read the "
             f"default {STATIC_MAX_LENGTH}."
         )
-    bad_size = any(d is not None and d < 0 for d in (hidden_dim, word_dim))
-    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1 or bad_size:
+    bad_hidden = hidden_dim is not None and hidden_dim < 0
+    if temperature <= 0 or not 0 <= hard_weight <= 1 or not 0 <= val_fraction < 1 or bad_hidden:
         raise ParameterError(
             f"temperature must be above 0 (got {temperature}), hard_weight within [0, 1] (got {hard_weight}), "
-            f"val_fraction within [0, 1) (got {val_fraction}), hidden_dim and word_dim at least 0 (got "
-            f"{hidden_dim} and {word_dim})."
+            f"val_fraction within [0, 1) (got {val_fraction}) and hidden_dim at least 0 (got {hidden_dim})."
         )
 
 
@@ -281,7 +271,6 @@ def distill_run(
         options.get("val_fraction", 0),
         options.get("hidden_dim"),
         options.get("max_length"),
-        options.get("word_dim"),
     )
     if output is not None:
         check_output(output, overwrite)
@@ -332,7 +321,6 @@ def distill(
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
     max_length: int | None = None,
-    word_dim: int | None = None,
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
@@ -350,12 +338,11 @@ def distill(
     from .techniques import available_techniques, get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
 
-    check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length, word_dim)
+    check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length)
     # an unknown name counts as tuned here; get_technique below names it and the choices
     tuned = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
     # a frozen hidden layer would only be a random projection: a probe reads the vectors themselves
     hidden_dim = student_hidden_dim(student, hidden_dim) if tuned or hidden_dim else 0
-    word_dim = (STATIC_WORD_DIM if is_static(student) and tuned else 0) if word_dim is None else word_dim
     params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
@@ -363,7 +350,7 @@ def distill(
     targets = soft_targets(teacher.predict_proba(data), classes, labels, known, temperature, hard_weight)
     data.labels = [classes[i] for i in targets.argmax(1)]
     student_bb = make_student(
-        teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length, word_dim
+        teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length
     )
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
     if not tuned and val_fraction:
@@ -400,7 +387,6 @@ def distill(
         teacher, est, student, technique, temperature, hard_weight, val_fraction, seed, data, test
     )
     config["hidden_dim"] = hidden_dim
-    config["word_dim"] = word_dim
     if is_static(student):
         config["max_length"] = student_bb.max_length
     return DistillResult(est, metrics, config)

@@ -37,48 +37,34 @@ MODEL2VEC_INSTALL = (
 class StaticEmbeddings(nn.Module):
     """``(B, L)`` token ids and mask -> the mean of their rows of ``embedding``, optionally unit length, then
     optionally one hidden layer (``hidden``, set by ``StaticBackbone.add_hidden_layer``): with a linear head on
-    top, an MLP classifier, as in model2vec's own classifier. With a word channel (``words``, set by
-    ``StaticBackbone.add_word_channel``), the mean of the tokens' rows of a second, small table follows those
-    features unchanged: with the linear head, a bag-of-words linear model beside the MLP."""
+    top, an MLP classifier, as in model2vec's own classifier."""
 
     def __init__(self, vectors: torch.Tensor, normalize: bool = True) -> None:
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=False)
         self.normalize = normalize
         self.hidden: nn.Module | None = None
-        self.words: nn.Embedding | None = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One fused ``embedding_bag`` over the unmasked ids only (each row a bag): no ``(B, L, D)`` tensor is
         made, and padding costs no lookups (a length-sorted batch of short texts can be mostly padding)."""
+        weight = self.embedding.weight
         keep = attention_mask.bool()
         lengths = keep.sum(1)
-        return self.bags(input_ids[keep], torch.cumsum(lengths, 0) - lengths, lengths)
-
-    def bags(self, flat: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Features of rows given as one flat id tensor, each row's start in it and its length."""
-        weight = self.embedding.weight
-        count = lengths.clamp(min=1).unsqueeze(1).to(weight.dtype)
-        pooled = nn.functional.embedding_bag(flat, weight, offsets, mode="sum") / count
-        words = None
-        if self.words is not None:
-            words = nn.functional.embedding_bag(flat, self.words.weight, offsets, mode="sum") / count
-        return self.finish(pooled, words)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        summed = nn.functional.embedding_bag(input_ids[keep], weight, offsets, mode="sum")
+        return self.finish(summed / lengths.clamp(min=1).unsqueeze(1).to(weight.dtype))
 
     def graph_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The same features with plain gather, multiply and sum: what the ONNX graph holds (an exported
         ``embedding_bag`` becomes a slow loop)."""
         mask = attention_mask.unsqueeze(-1).to(self.embedding.weight.dtype)
-        count = mask.sum(1).clamp(min=1.0)
-        words = None if self.words is None else (self.words(input_ids) * mask).sum(1) / count
-        return self.finish((self.embedding(input_ids) * mask).sum(1) / count, words)
+        return self.finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
 
-    def finish(self, pooled: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean vectors to features: unit length where ``normalize``, then the hidden layer where there is one,
-        then the word channel's means where there is one."""
+    def finish(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Mean vectors to features: unit length where ``normalize``, then the hidden layer where there is one."""
         pooled = nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
-        out = self.hidden(pooled) if self.hidden is not None else pooled
-        return out if words is None else torch.cat([out, words], 1)
+        return self.hidden(pooled) if self.hidden is not None else pooled
 
 
 class StaticBackbone(Backbone):
@@ -123,7 +109,7 @@ class StaticBackbone(Backbone):
         self.tokenizer.no_truncation()
         self.name, self.source = name, source
         self.normalize, self.max_length = normalize, int(max_length)
-        self.hidden_dim = self.word_dim = 0
+        self.hidden_dim = 0
         self.num_features = int(vectors.shape[1])
         self.distilled_from = distilled_from or {}
         self._fingerprint = None
@@ -143,29 +129,8 @@ class StaticBackbone(Backbone):
         with torch.no_grad():
             layer.weight.uniform_(-bound, bound, generator=g)
             layer.bias.uniform_(-bound, bound, generator=g)
-        if self.word_dim:
-            raise BackboneError(f"{self.name}: add the hidden layer before the word channel.")
         self.module.hidden = nn.Sequential(layer, nn.ReLU()).to(self.module.embedding.weight.device)
         self.hidden_dim = self.num_features = int(hidden_dim)
-        self.invalidate_fingerprint()
-        return self
-
-    def add_word_channel(self, word_dim: int) -> StaticBackbone:
-        """Put a second token table of ``word_dim`` columns, all zero at the start, beside the vectors: the
-        features gain the mean of the text's rows of it, after the hidden layer's. Trained with a linear head,
-        it is a bag-of-words linear model over the tokenizer's vocabulary, next to the distilled vectors'
-        classifier: the words that the vectors blur together keep their own weights. Returns self."""
-        if word_dim < 1 or self.word_dim:
-            raise BackboneError(
-                f"{self.name}: a word channel needs a size of at least 1 (got {word_dim}) and a static "
-                f"backbone without one (this one has {self.word_dim})."
-            )
-        table = self.module.embedding.weight
-        self.module.words = nn.Embedding(table.shape[0], int(word_dim)).to(table.device)
-        with torch.no_grad():
-            self.module.words.weight.zero_()
-        self.word_dim = int(word_dim)
-        self.num_features += self.word_dim
         self.invalidate_fingerprint()
         return self
 
@@ -273,7 +238,6 @@ class StaticBackbone(Backbone):
             "normalize": self.normalize,
             "tokenizer": self._tok_hash,
             **({"hidden_dim": self.hidden_dim} if self.hidden_dim else {}),
-            **({"word_dim": self.word_dim} if self.word_dim else {}),
         }
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -364,7 +328,7 @@ class StaticBackbone(Backbone):
         self, inputs: Any, *, batch_size: int | None = None, progress: bool = True, precision: str = "fp32"
     ) -> np.ndarray:
         """Features of ``inputs`` in fp32 (a lookup gains nothing from bf16; ``precision`` is accepted for the
-        common signature): one ``embedding_bag`` per table over batches of 4,096 rows."""
+        common signature): one ``embedding_bag`` over length-sorted batches of 4,096 rows."""
         texts = [str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)]
         out = np.zeros((len(texts), self.num_features), dtype=np.float32)
         weight = self.module.embedding.weight
@@ -377,11 +341,13 @@ class StaticBackbone(Backbone):
                     itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum())
                 )
                 offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-                device = weight.device
-                pooled = self.module.bags(
-                    torch.from_numpy(flat).to(device),
-                    torch.from_numpy(offsets).to(device),
-                    torch.from_numpy(lengths).to(device),
+                pooled = self.module.finish(
+                    nn.functional.embedding_bag(
+                        torch.from_numpy(flat).to(weight.device),
+                        weight,
+                        torch.from_numpy(offsets).to(weight.device),
+                        mode="mean",
+                    )
                 )
                 out[start : start + len(ids)] = pooled.float().cpu().numpy()
         return out
@@ -390,8 +356,6 @@ class StaticBackbone(Backbone):
         groups = [["embedding.weight"]]
         if self.hidden_dim:
             groups.append([n for n, _ in self.module.named_parameters() if n.startswith("hidden.")])
-        if self.word_dim:
-            groups.append(["words.weight"])
         return groups
 
     def reset_parameters(self, seed: int) -> None:
@@ -445,7 +409,6 @@ class StaticBackbone(Backbone):
             "max_length": self.max_length,
             "distilled_from": self.distilled_from,
             "hidden_dim": self.hidden_dim,
-            "word_dim": self.word_dim,
         }
         (folder / "warmstart_backbone.json").write_text(json.dumps(meta, indent=2))
 
@@ -473,11 +436,8 @@ class StaticBackbone(Backbone):
             max_length=int(meta.get("max_length", 512)),
             distilled_from=meta.get("distilled_from"),
         )
-        if meta.get("hidden_dim"):  # the layers' shapes, then their saved weights
+        if meta.get("hidden_dim"):  # the layer's shape, then its saved weights
             bb.add_hidden_layer(int(meta["hidden_dim"]))
-        if meta.get("word_dim"):
-            bb.add_word_channel(int(meta["word_dim"]))
-        if meta.get("hidden_dim") or meta.get("word_dim"):
             bb.module.load_state_dict(tensors)
         return bb
 
