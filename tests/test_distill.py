@@ -27,10 +27,13 @@ def test_static_backbone_encodes_like_its_training_path_and_adds_no_special_toke
     feats = static_bb.encode(texts, progress=False)
     assert feats.shape == (4, 8) and static_bb.num_features == 8
     batch = static_bb.batch_source(texts).collate(np.arange(4))
+    ids = static_bb.tokenize(texts)
+    assert batch["lengths"].tolist() == [len(x) for x in ids]  # no padding: the ids end to end
+    assert batch["token_ids"].tolist() == [i for x in ids for i in x]
     with torch.no_grad():
-        padded = static_bb.forward_features(**batch).numpy()
-        graph = static_bb.graph_features(batch["input_ids"], batch["attention_mask"]).numpy()
-    np.testing.assert_allclose(padded, feats, atol=1e-6)  # the batched path equals encode's
+        batched = static_bb.forward_features(**batch).numpy()
+        graph = static_bb.graph_features(*static_bb.graph_args(batch)).numpy()
+    np.testing.assert_allclose(batched, feats, atol=1e-6)  # the batched path equals encode's
     np.testing.assert_allclose(graph, feats, atol=1e-6)  # and the exported graph's gather-and-sum
     assert np.allclose(feats[2], 0)  # an empty text has no tokens: a zero vector, not NaN
     np.testing.assert_allclose(np.linalg.norm(feats[[0, 1, 3]], axis=1), 1.0, atol=1e-5)
@@ -187,7 +190,7 @@ def test_a_hidden_layer_feeds_the_head_on_every_path_and_is_saved(static_bb, tmp
     batch = bb.batch_source(texts).collate(np.arange(4))
     with torch.no_grad():
         np.testing.assert_allclose(bb.forward_features(**batch).numpy(), feats, atol=1e-6)
-        graph = bb.graph_features(batch["input_ids"], batch["attention_mask"]).numpy()
+        graph = bb.graph_features(*bb.graph_args(batch)).numpy()
     np.testing.assert_allclose(graph, feats, atol=1e-6)  # the exported graph has the layer too
     same = copy.deepcopy(static_bb).add_hidden_layer(16, seed=3)  # the seed decides the start
     np.testing.assert_array_equal(same.encode(texts, progress=False), feats)
