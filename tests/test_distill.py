@@ -82,7 +82,8 @@ def test_static_tokenizing_in_pieces_gives_the_whole_texts_first_tokens(static_b
     assert st._split_at_space("abcdefgh", 3) == ("abcdefgh", "")
 
 
-def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb):
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb, lowercase):
     """``WordPieceCache``: the ids of ``encode_batch_fast``, on texts fuzzed with what the fast split must not get
     wrong (case, ASCII and Unicode punctuation, control characters, accents, CJK, added tokens), cold and warm;
     and once its words are known, an ASCII text costs the library nothing."""
@@ -105,6 +106,12 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
             return self.tok.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
 
     tok = static_bb.tokenizer
+    if not lowercase:  # a cased BERT tokenizer: the same with the normaliser's lowercasing (and accent stripping) off
+        from tokenizers import Tokenizer
+
+        state = json.loads(tok.to_str())
+        state["normalizer"].update(lowercase=False, strip_accents=False)
+        tok = Tokenizer.from_str(json.dumps(state))
     rng = np.random.default_rng(1)
     parts = ["The", "ball", "GOAL", "co-op", "don't", "a.b", "x" * 120, "Café", "naïve", "東京", "£5", "½",
              "…", "«quote»", "ΟΔΟΣ", "İstanbul", "e\u0301", "\u200b", "\ufeffbom", "[UNK]", "[unk]", "[PAD]x", "snake_case", "\x07bell", "\x0bv", "tab\tx", "~^`|"]  # fmt: skip
@@ -128,6 +135,7 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
     assert cache.ids(texts, 10_000) == truth  # warm
     assert cache.ids(texts, 5) == [t[:5] for t in truth]
     plain = [p for p in parts if p.isascii() and p.isprintable() and "[" not in p]
+    cache.ids(plain, 10_000)  # each word alone, punctuation attached ("co-op", "don't"), as ASCII text keys it
     ascii_texts = [
         " ".join(rng.choice(plain, size=8)) + "\n" + "\t".join(rng.choice(plain, size=4)) for _ in range(50)
     ]
@@ -137,6 +145,7 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
     ]
     assert cache.tokenizer.sent == 0  # every word known: no library call
     assert cache.split("[UNK] is one token") is None  # an added token: the library matches it whole
+    assert cache.added_firsts == {"["}  # only texts with a "[" are searched for one
     assert not WordPieceCache.supports({"normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "BertPreTokenizer"},
                                         "model": {"type": "WordPiece"}})  # fmt: skip
 
