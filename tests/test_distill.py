@@ -106,7 +106,7 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
             return self.tok.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
 
     tok = static_bb.tokenizer
-    if not lowercase:  # a cased BERT tokenizer: the same with the normaliser's lowercasing (and accent stripping) off
+    if not lowercase:  # a cased BERT tokenizer: the normaliser's lowercasing and accent stripping off
         from tokenizers import Tokenizer
 
         state = json.loads(tok.to_str())
@@ -135,7 +135,7 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
     assert cache.ids(texts, 10_000) == truth  # warm
     assert cache.ids(texts, 5) == [t[:5] for t in truth]
     plain = [p for p in parts if p.isascii() and p.isprintable() and "[" not in p]
-    cache.ids(plain, 10_000)  # each word alone, punctuation attached ("co-op", "don't"), as ASCII text keys it
+    cache.ids(plain, 10_000)  # each word alone, punctuation attached ("co-op"), as ASCII text keys it
     ascii_texts = [
         " ".join(rng.choice(plain, size=8)) + "\n" + "\t".join(rng.choice(plain, size=4)) for _ in range(50)
     ]
