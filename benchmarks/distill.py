@@ -10,6 +10,7 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
              teacher's soft targets; variants set its learning rate, temperature and hard-label weight;
   static-h512, static-h256, static-h0  the static student with a hidden layer of 512 or 256 units before its
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
+             static-h1024: 1,024 units; static-pca-none: the teacher's vectors at their full width, no PCA;
   static-len256, static-len512  the static student reading at most 256 or 512 tokens of each text (model2vec's
              classifier reads 512, as the static student does by default since 87de6f9; before, it read as
              many as the teacher, 256 for all-MiniLM-L6-v2); static-len256-e8: 256 tokens, 8 epochs;
@@ -104,6 +105,8 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-base": ("static:TEACHER", {}),
     "static-h512": ("static", {"hidden_dim": 512}),
     "static-h256": ("static", {"hidden_dim": 256}),
+    "static-h1024": ("static", {"hidden_dim": 1024}),
+    "static-pca-none": ("static", {"pca_dims": None}),
     "static-len256": ("static", {"max_length": 256}),
     "static-len512": ("static", {"max_length": 512}),
     "static-len256-e8": ("static", {"max_length": 256, "params": {"epochs": 8}}),
