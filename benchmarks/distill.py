@@ -107,8 +107,6 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "static-h256": ("static", {"hidden_dim": 256}),
     "static-h1024": ("static", {"hidden_dim": 1024}),
     "static-pca-none": ("static", {"pca_dims": None}),
-    "static-tdrop0.1": ("static", {"token_dropout": 0.1}),
-    "static-tdrop0.3": ("static", {"token_dropout": 0.3}),
     "static-len256": ("static", {"max_length": 256}),
     "static-len512": ("static", {"max_length": 512}),
     "static-len256-e8": ("static", {"max_length": 256, "params": {"epochs": 8}}),

@@ -321,7 +321,6 @@ def distill(
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
     max_length: int | None = None,
-    token_dropout: float = 0.0,
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
@@ -353,8 +352,6 @@ def distill(
     student_bb = make_student(
         teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length
     )
-    if token_dropout:
-        student_bb.module.token_dropout = token_dropout
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
     if not tuned and val_fraction:
         raise ParameterError(

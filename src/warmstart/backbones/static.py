@@ -44,16 +44,11 @@ class StaticEmbeddings(nn.Module):
         self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=False)
         self.normalize = normalize
         self.hidden: nn.Module | None = None
-        self.token_dropout = 0.0
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Rows given as one flat tensor of all their ids (``token_ids``) and each row's ``lengths``: one fused
         ``embedding_bag`` (each row a bag), with no padding and no ``(B, L, D)`` tensor."""
         weight = self.embedding.weight
-        if self.training and self.token_dropout > 0 and len(token_ids):
-            rows = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths)
-            keep = torch.rand(len(token_ids), device=token_ids.device) >= self.token_dropout
-            token_ids, lengths = token_ids[keep], torch.bincount(rows[keep], minlength=len(lengths))
         offsets = torch.cumsum(lengths, 0) - lengths
         summed = nn.functional.embedding_bag(token_ids, weight, offsets, mode="sum")
         return self.finish(summed / lengths.clamp(min=1).unsqueeze(1).to(weight.dtype))
