@@ -9,7 +9,9 @@ rows are the pool rows a seed did not draw as labelled ones.
 
 The ``finetune`` configurations fine-tune the whole backbone instead of probing it; ``finetune+coral`` adds the
 Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training, for image CNNs);
-``finetune+self_train`` self-trains around fine-tuning (``self_train:finetune``, its default rounds). Every
+``finetune+self_train`` self-trains around fine-tuning (``self_train:finetune``, its default rounds);
+``self_train-r3``, ``-p0.8``, ``-p0.3``, ``-r3-p0.8`` self-train the probe with 3 rounds instead of 2, or with
+0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5. Every
 configuration is paired with the plain configuration of its own technique (``probe`` or ``finetune``).
 
 The ``dapt`` configurations probe a backbone adapted by ``warmstart adapt`` (unsupervised SimCSE) to every
@@ -47,6 +49,11 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "finetune": (False, False, "finetune", {}),
     "finetune+coral": (False, False, "finetune", {"align": "coral"}),
     "finetune+self_train": (False, True, "finetune", {}),
+    # self-training's own options (``selftrain.OPTIONS``): more rounds, a larger share of each class's rows
+    "self_train-r3": (False, True, "probe", {"self_train_rounds": 3}),
+    "self_train-p0.8": (False, True, "probe", {"self_train_portion": 0.8}),
+    "self_train-r3-p0.8": (False, True, "probe", {"self_train_rounds": 3, "self_train_portion": 0.8}),
+    "self_train-p0.3": (False, True, "probe", {"self_train_portion": 0.3}),
 }
 
 
@@ -62,10 +69,12 @@ def run_one(name, labelled, unlabeled, test, backbone, seed) -> dict:
     from warmstart.selftrain import fit_self_training, unlabeled_kw
 
     _, self_train, technique, params = CONFIGS[name]
+    options = {k: v for k, v in params.items() if k.startswith("self_train_")}
+    params = {k: v for k, v in params.items() if k not in options}
     est = get_technique(technique, backbone=backbone, seed=seed, progress=False, **params)
     with measure() as cost:
         if self_train:
-            est = fit_self_training(est, labelled, unlabeled)
+            est = fit_self_training(est, labelled, unlabeled, **options)
         else:
             est.fit(labelled, **unlabeled_kw(est, unlabeled))
     metrics, _ = evaluate(est, test)
