@@ -45,6 +45,10 @@ class LinearProbe(Technique):
     re-colour; both covariances shrunk by Ledoit-Wolf, since a few labelled rows cannot estimate one). The
     head is trained on the moved features and applied to new rows as they are.
 
+    ``lexical`` (text): ``"tfidf"`` fits the regression on TF-IDF of the words beside the embedding (``lexical.py``);
+    ``"pieces"`` reads TF-IDF of the backbone tokenizer's own ids instead of scikit-learn's words (each id a word,
+    up to the backbone's ``max_length`` tokens), what a graph that receives token ids can compute too.
+
     Example:
         >>> from warmstart.data import load_packaged, few_shot
         >>> data = load_packaged("sms-spam").train
