@@ -141,3 +141,8 @@ def test_pieces_are_the_backbones_token_ids_as_words_and_survive_an_artifact(
     again = load_artifact(tmp_path / "a")
     assert again.lexical == "pieces"
     np.testing.assert_allclose(again.predict_proba(text_test.inputs), want, atol=1e-5)
+    from warmstart.errors import ExportError
+    from warmstart.export import export_onnx
+
+    with pytest.raises(ExportError, match="lexical='pieces'"):  # not in the graph yet: said, not half-done
+        export_onnx(tmp_path / "a", tmp_path / "onnx", data=text_test.inputs[:4])
