@@ -115,3 +115,34 @@ def test_refusals_name_the_problem(tiny_bert_dir, text_data, tiny_image_backbone
     save_artifact(est, tmp_path / "m", metrics={})
     with pytest.raises(ExportError, match="TF-IDF"):
         export_onnx(tmp_path / "m", tmp_path / "onnx", data=text_data.inputs[:4])
+
+
+def test_pieces_are_the_backbones_token_ids_as_words_and_survive_an_artifact(
+    tiny_bert_dir, text_data, text_test, tmp_path
+):
+    from warmstart.artifact import load_artifact, save_artifact
+
+    est = get_technique("probe", backbone=str(tiny_bert_dir), lexical="pieces", lexical_weight=0.1, C=10.0,
+                        calibrate="none", progress=False).fit(text_data)  # fmt: skip
+    bb = est.backbone_
+
+    def words(texts):
+        return [" ".join(f"p{i}" for i in ids) for ids in bb.tokenize([str(t) for t in texts])]
+
+    X = est.features(text_data)
+    d = Design.fit(words(text_data.inputs), np.asarray(X, dtype=np.float64))
+    assert est.words_.vocabulary == d.words.vocabulary and all(w[0] == "p" for w in d.words.vocabulary)
+    ref = LogisticRegression(C=10.0, max_iter=2000).fit(
+        d.features(words(text_data.inputs), X, 0.1), text_data.labels
+    )
+    want = ref.predict_proba(d.features(words(text_test.inputs), est.features(text_test), 0.1))
+    np.testing.assert_allclose(est.predict_proba(text_test.inputs), want, atol=1e-5)
+    save_artifact(est, tmp_path / "a")
+    again = load_artifact(tmp_path / "a")
+    assert again.lexical == "pieces"
+    np.testing.assert_allclose(again.predict_proba(text_test.inputs), want, atol=1e-5)
+    from warmstart.errors import ExportError
+    from warmstart.export import export_onnx
+
+    with pytest.raises(ExportError, match="lexical='pieces'"):  # not in the graph yet: said, not half-done
+        export_onnx(tmp_path / "a", tmp_path / "onnx", data=text_test.inputs[:4])

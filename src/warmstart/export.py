@@ -68,6 +68,12 @@ class _Pipeline(nn.Module):
 def _pipeline(est: Any) -> _Pipeline:
     """A standalone fp32 copy of the fitted model: merged adapter, head, output activation."""
     if getattr(est, "lexical_coef_", None) is not None:
+        if getattr(est, "lexical", "tfidf") == "pieces":
+            raise ExportError(
+                "this probe also reads TF-IDF of its token ids (lexical='pieces'), which the exported graph does "
+                "not compute yet; serve the artifact itself (warmstart serve / predict), or refit with "
+                "lexical='none'."
+            )
         raise ExportError(
             "this probe also reads TF-IDF of the words (lexical='tfidf'), which the exported graph cannot compute "
             "from token ids; serve the artifact itself (warmstart serve / predict), or refit with lexical='none'."

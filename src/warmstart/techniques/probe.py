@@ -45,6 +45,10 @@ class LinearProbe(Technique):
     re-colour; both covariances shrunk by Ledoit-Wolf, since a few labelled rows cannot estimate one). The
     head is trained on the moved features and applied to new rows as they are.
 
+    ``lexical`` (text): ``"tfidf"`` fits the regression on TF-IDF of the words beside the embedding (``lexical.py``);
+    ``"pieces"`` reads TF-IDF of the backbone tokenizer's own ids instead of scikit-learn's words (each id a word,
+    up to the backbone's ``max_length`` tokens), what a graph that receives token ids can compute too.
+
     Example:
         >>> from warmstart.data import load_packaged, few_shot
         >>> data = load_packaged("sms-spam").train
@@ -70,7 +74,7 @@ class LinearProbe(Technique):
         "progress": [bool],
         "calibrate": ["auto", "none"],
         "align": ["none", "mean", "coral"],
-        "lexical": ["none", "tfidf"],
+        "lexical": ["none", "tfidf", "pieces"],
         "lexical_weight": [Interval(float, 0, None, "neither"), "auto"],
         "input_col": [str, None],
         "label_col": [str, None],
@@ -195,13 +199,13 @@ class LinearProbe(Technique):
         from ..parallel import fold_map, text_work
         from .calibrate import MIN_ROWS, fit_temperature, scale_head
 
-        texts = np.array(list(train.inputs), dtype=object)
+        texts = np.array(self._words_of(list(train.inputs)), dtype=object)
         work = text_work(texts)  # whether the folds below are worth worker processes (parallel.fold_map)
         weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
         grid = [(w, c) for w in weights for c in (LEX_C_GRID if self.C == "auto" else (float(self.C),))]
         known = known_label_rows(val, self.classes_)
         if known:
-            v_texts = [val.inputs[i] for i in known]
+            v_texts = self._words_of([val.inputs[i] for i in known])
             v_X = np.asarray(self.features(val), dtype=np.float64)[known]
             v_y = encode_labels([val.labels[i] for i in known], self.classes_)
         # 5 folds, 3 from 500 rows on (a held-out fold of 166+ rows scores a setting well enough, at 40% less cost)
@@ -276,6 +280,14 @@ class LinearProbe(Technique):
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
+
+    def _words_of(self, texts: list[str]) -> list[str]:
+        """What TF-IDF reads of ``texts``: the texts themselves (``lexical="tfidf"``: scikit-learn's words), or
+        (``"pieces"``) the backbone tokenizer's ids as words (``p2003 p1996``), up to its ``max_length``."""
+        if self.lexical != "pieces":
+            return list(texts)
+        ids = self.backbone_.tokenize([str(t) for t in texts])
+        return [" ".join(f"p{i}" for i in row) for row in ids]
 
     def _logits(self, X: np.ndarray, texts: list[str]) -> np.ndarray:
         """The head's logits for embeddings ``X`` of ``texts``: the embedding part plus, with ``lexical``,
@@ -403,7 +415,7 @@ class LinearProbe(Technique):
         if getattr(self, "lexical_coef_", None) is None:
             with torch.inference_mode():
                 return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
-        logits = torch.from_numpy(self._logits(X, list(data.inputs)))
+        logits = torch.from_numpy(self._logits(X, self._words_of(list(data.inputs))))
         return logits.softmax(-1).numpy().astype(np.float32)
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
