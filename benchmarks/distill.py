@@ -36,7 +36,8 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
   m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
   static-probe, static-probe-words  the static vectors (no hidden layer) frozen, a logistic-regression probe on
              the teacher's top class over the transfer set; -words: the probe also reads TF-IDF of the words
-             (``lexical="tfidf"``, "probe + words");
+             (``lexical="tfidf"``, "probe + words"); static-probe-pieces: TF-IDF of the static tokenizer's
+             token ids instead of the words (``lexical="pieces"``, "probe + pieces");
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
