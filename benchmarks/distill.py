@@ -140,7 +140,10 @@ STUDENTS: dict[str, tuple[str, dict]] = {
     "m2v-pseudo": ("model2vec", {"pseudo": True}),
     "static-probe": ("static", {"technique": "probe", "hidden_dim": 0}),
     "static-probe-words": ("static", {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "tfidf"}}),
-    "static-probe-pieces": ("static", {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}}),
+    "static-probe-pieces": (
+        "static",
+        {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}},
+    ),
     "tfidf": ("tfidf", {}),
     "tfidf-pseudo": ("tfidf", {"pseudo": True}),
 }

@@ -38,10 +38,11 @@ def as_pieces(data, backbone: str):
     """``data`` with each text replaced by its word pieces' ids written as words (``p2003 p1996``), so that
     scikit-learn's TF-IDF counts pieces instead of words."""
     from warmstart.backbones import get_backbone
+    from warmstart.lexical import ids_as_words
 
     bb = get_backbone(f"static:{backbone}").set_max_length(10**7)
     out = data.subset(np.arange(len(data)))
-    out.inputs = [" ".join(f"p{i}" for i in ids) for ids in bb.tokenize([str(t) for t in data.inputs])]
+    out.inputs = ids_as_words(bb.tokenize([str(t) for t in data.inputs]))
     return out
 
 

@@ -68,15 +68,14 @@ class _Pipeline(nn.Module):
 def _pipeline(est: Any) -> _Pipeline:
     """A standalone fp32 copy of the fitted model: merged adapter, head, output activation."""
     if getattr(est, "lexical_coef_", None) is not None:
-        if getattr(est, "lexical", "tfidf") == "pieces":
-            raise ExportError(
-                "this probe also reads TF-IDF of its token ids (lexical='pieces'), which the exported graph does "
-                "not compute yet; serve the artifact itself (warmstart serve / predict), or refit with "
-                "lexical='none'."
-            )
+        what = (
+            "its token ids (lexical='pieces'), which the exported graph does not compute yet"
+            if getattr(est, "lexical", "tfidf") == "pieces"
+            else "the words (lexical='tfidf'), which the exported graph cannot compute from token ids"
+        )
         raise ExportError(
-            "this probe also reads TF-IDF of the words (lexical='tfidf'), which the exported graph cannot compute "
-            "from token ids; serve the artifact itself (warmstart serve / predict), or refit with lexical='none'."
+            f"this probe also reads TF-IDF of {what}; serve the artifact itself (warmstart serve / predict), or "
+            f"refit with lexical='none'."
         )
     model = getattr(est, "model_", None)
     multilabel = bool(getattr(est, "multilabel_", False))

@@ -68,6 +68,12 @@ class Tfidf:
         return len(self.vocabulary)
 
 
+def ids_as_words(rows: list[list[int]]) -> list[str]:
+    """Token ids written as words (``[[2003, 1996]]`` -> ``["p2003 p1996"]``), so that ``Tfidf`` counts the ids
+    (``lexical="pieces"``)."""
+    return [" ".join(f"p{i}" for i in row) for row in rows]
+
+
 def _vectorizer(vocabulary: list[str] | None) -> TfidfVectorizer:
     return TfidfVectorizer(sublinear_tf=True, vocabulary=vocabulary, dtype=np.float64)
 

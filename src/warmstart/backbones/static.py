@@ -323,18 +323,13 @@ class StaticBackbone(Backbone):
         common signature): one ``embedding_bag`` over batches of 4,096 rows."""
         texts = [str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)]
         out = np.zeros((len(texts), self.num_features), dtype=np.float32)
-        weight = self.module.embedding.weight
+        device = self.module.embedding.weight.device
         step = batch_size or 4096
         with torch.inference_mode():
             for start in range(0, len(texts), step):
-                ids = self.tokenize(texts[start : start + step])
-                lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-                flat = np.fromiter(
-                    itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum())
-                )
-                device = weight.device
-                pooled = self.module(torch.from_numpy(flat).to(device), torch.from_numpy(lengths).to(device))
-                out[start : start + len(ids)] = pooled.float().cpu().numpy()
+                batch = self.collate(self.tokenize(texts[start : start + step]))
+                pooled = self.forward_features(**{k: v.to(device) for k, v in batch.items()})
+                out[start : start + len(pooled)] = pooled.float().cpu().numpy()
         return out
 
     def layer_groups(self) -> list[list[str]]:

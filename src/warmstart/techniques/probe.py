@@ -286,8 +286,9 @@ class LinearProbe(Technique):
         (``"pieces"``) the backbone tokenizer's ids as words (``p2003 p1996``), up to its ``max_length``."""
         if self.lexical != "pieces":
             return list(texts)
-        ids = self.backbone_.tokenize([str(t) for t in texts])
-        return [" ".join(f"p{i}" for i in row) for row in ids]
+        from ..lexical import ids_as_words
+
+        return ids_as_words(self.backbone_.tokenize([str(t) for t in texts]))
 
     def _logits(self, X: np.ndarray, texts: list[str]) -> np.ndarray:
         """The head's logits for embeddings ``X`` of ``texts``: the embedding part plus, with ``lexical``,
