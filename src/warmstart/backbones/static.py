@@ -362,8 +362,9 @@ class StaticBackbone(Backbone):
         """A collated batch as the graph's inputs: ids padded to the longest row with 0, and the mask (an empty
         text keeps one masked position)."""
         lengths = batch["lengths"]
-        mask = torch.arange(max(1, int(lengths.max()) if len(lengths) else 1)) < lengths[:, None]
-        input_ids = torch.zeros(mask.shape, dtype=torch.long)
+        longest = max(1, int(lengths.max()) if len(lengths) else 1)
+        mask = torch.arange(longest, device=lengths.device) < lengths[:, None]
+        input_ids = torch.zeros(mask.shape, dtype=torch.long, device=lengths.device)
         input_ids[mask] = batch["token_ids"]
         return (input_ids, mask.long())
 
