@@ -22,11 +22,16 @@ rows per class), the same test rows, and the students:
                   all the test rows labelled by the teacher: every test word is in its vocabulary, so each row
                   costs it as much as it can (a real fit on other rows knows fewer of them).
 
+With ``--onnx``, each warmstart student is also saved as an artifact and exported by ``warmstart.export`` (its
+parity check on the same test rows, which must pass), and the exported model (``NAME-onnx``: onnxruntime, fp32,
+its own tokenizer, batches of ``--onnx-batch`` rows) is timed beside the others.
+
 Each round times every model once over all the test rows (``distill.speed``: best of passes within about two
 seconds, the energy of 1,000 predictions, the median latency of one row); the table keeps each model's best
 round.
 
     python benchmarks/distill_speed.py --data sms-spam,reuters-r8,bbc-news --rounds 3
+    python benchmarks/distill_speed.py --data sms-spam --students static,static-probe-pieces --onnx
     python benchmarks/distill_speed.py --data fashion-mnist --teacher efficientnet-lite0:image_size=64 \\
         --students lite0-32,lite0-32-b10
 """
@@ -100,6 +105,22 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
     return out
 
 
+def exported(models: dict, test, folder: Path, batch_size: int) -> dict:
+    """Each warmstart student of ``models`` exported to ONNX (the parity check on ``test``), as ``NAME-onnx``."""
+    from warmstart.artifact import save_artifact
+    from warmstart.export import OnnxModel, export_onnx
+
+    out = {}
+    for name, est in models.items():
+        if name == "teacher" or not hasattr(est, "backbone_"):
+            continue
+        save_artifact(est, folder / name, embed_backbone=True, overwrite=True)
+        report = export_onnx(folder / name, folder / f"{name}-onnx", data=test, rounds=1)
+        print(f"{name}: exported, parity max |dp| {report.parity['fp32']['max_abs_diff']:.2e}", flush=True)
+        out[f"{name}-onnx"] = OnnxModel(folder / f"{name}-onnx", batch_size=batch_size)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -116,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teachers", default="runs/bench/distill-teachers")
     ap.add_argument("--output", default="runs/bench/distill_speed.jsonl")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    ap.add_argument("--onnx", action="store_true", help="also export each student to ONNX and time that")
+    ap.add_argument("--onnx-batch", type=int, default=256, help="rows per onnxruntime call (default 256)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         _, test = packaged_split(data, args.test_rows)
         teacher = load_artifact(teacher_folder(Path(args.teachers), data, args.teacher, args.shots))
         models = {"teacher": teacher, **students_of(teacher, test, names, args.teacher)}
+        if args.onnx:
+            import tempfile
+
+            folder = Path(tempfile.mkdtemp(prefix="distill-speed-"))
+            models.update(exported(models, test, folder, args.onnx_batch))
         inputs = test.inputs if test.modality == "image" else list(test.inputs)
         runs: dict[str, list[dict]] = {k: [] for k in models}
         for _ in range(args.rounds):  # in turns, so that a slow spell of the machine hits every model

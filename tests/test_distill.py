@@ -594,3 +594,29 @@ def test_the_benchmarks_hard_teacher_gives_one_hot_targets_on_the_teachers_top_c
     np.testing.assert_array_equal(hard.sum(1), 1.0)
     np.testing.assert_array_equal(hard.argmax(1), proba.argmax(1))
     assert list(HardTeacher(teacher).predict(test)) == list(teacher.predict(test))
+
+
+def test_a_static_probe_with_pieces_tokenizes_once_and_exports(static_bb, text_data, text_test, tmp_path):
+    """A probe with lexical="pieces" on a static backbone: new texts are tokenized once for both the vectors and
+    the TF-IDF (the tokenizer is most of a static model's time), with the same probabilities as the cached path;
+    the artifact exports to ONNX with both parts in the graph."""
+    from warmstart.artifact import save_artifact
+    from warmstart.export import OnnxModel, export_onnx
+    from warmstart.techniques import get_technique
+
+    est = get_technique("probe", backbone=static_bb, lexical="pieces", progress=False).fit(text_data)
+    cached = est.predict_proba(text_test)
+    tokenize, calls = static_bb.tokenize, []
+    static_bb.tokenize = lambda texts: calls.append(len(texts)) or tokenize(texts)
+    try:
+        fresh = est.predict_proba(list(text_test.inputs))
+    finally:
+        static_bb.tokenize = tokenize
+    assert calls == [len(text_test)]
+    np.testing.assert_allclose(fresh, cached, atol=1e-5)
+    save_artifact(est, tmp_path / "a", embed_backbone=True)  # as `warmstart distill` saves a static student
+    report = export_onnx(tmp_path / "a", tmp_path / "onnx", data=text_test, rounds=1)
+    assert report.parity["fp32"]["max_abs_diff"] <= 1e-4
+    np.testing.assert_allclose(
+        OnnxModel(tmp_path / "onnx").predict_proba(text_test.inputs), cached, atol=1e-4
+    )

@@ -113,36 +113,83 @@ def test_refusals_name_the_problem(tiny_bert_dir, text_data, tiny_image_backbone
         lexical_probe(tiny_bert_dir).fit(Dataset(["a", "b", "c", "d"], ["x", "x", "y", "y"], "text", "short"))
     est = lexical_probe(tiny_bert_dir).fit(text_data)
     save_artifact(est, tmp_path / "m", metrics={})
-    with pytest.raises(ExportError, match="TF-IDF"):
+    with pytest.raises(ExportError, match="lexical='pieces'"):  # names the way to an exportable probe
         export_onnx(tmp_path / "m", tmp_path / "onnx", data=text_data.inputs[:4])
 
 
-def test_pieces_are_the_backbones_token_ids_as_words_and_survive_an_artifact(
+def test_piece_tfidf_counts_ids_as_scikit_learn_counts_them_written_as_words():
+    """TF-IDF of token ids from a sparse matrix of counts: the numbers of TfidfVectorizer on the ids written as
+    words (``p2003 p1996``), new and unseen ids and empty rows included, and again from the saved word list."""
+    from warmstart.lexical import PieceTfidf, count_ids, ids_as_words
+
+    rng = np.random.default_rng(0)
+    train = [rng.integers(0, 60, rng.integers(0, 25)).tolist() for _ in range(50)]
+    new = [rng.integers(0, 90, rng.integers(0, 25)).tolist() for _ in range(40)] + [[], [89, 89]]
+    ref = Tfidf.fit(ids_as_words(train))
+    ours = PieceTfidf.fit(count_ids(train))
+    assert sorted(ours.vocabulary) == sorted(ref.vocabulary)
+    cols = [ref.vocabulary.index(w) for w in ours.vocabulary]
+    want = ref.transform(ids_as_words(new)).toarray()
+    np.testing.assert_allclose(ours.transform(count_ids(new)).toarray(), want[:, cols], atol=1e-12)
+    saved = PieceTfidf.from_vocabulary(ref.vocabulary, ref.idf)  # an artifact's word list, in its own order
+    np.testing.assert_allclose(saved.transform(count_ids(new)).toarray(), want, atol=1e-12)
+    with pytest.raises(DataError, match="no tokens"):
+        PieceTfidf.fit(count_ids([[], []]))
+
+
+def pieces_probe(backbone, **kw):
+    return get_technique("probe", backbone=backbone, lexical="pieces", progress=False, **kw)
+
+
+def test_pieces_are_the_backbones_token_ids_and_survive_an_artifact(
     tiny_bert_dir, text_data, text_test, tmp_path
 ):
     from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.lexical import ids_as_words
 
-    est = get_technique("probe", backbone=str(tiny_bert_dir), lexical="pieces", lexical_weight=0.1, C=10.0,
-                        calibrate="none", progress=False).fit(text_data)  # fmt: skip
+    est = pieces_probe(str(tiny_bert_dir), lexical_weight=0.1, C=10.0, calibrate="none").fit(text_data)
     bb = est.backbone_
 
     def words(texts):
-        return [" ".join(f"p{i}" for i in ids) for ids in bb.tokenize([str(t) for t in texts])]
+        return ids_as_words(bb.tokenize([str(t) for t in texts]))
 
     X = est.features(text_data)
     d = Design.fit(words(text_data.inputs), np.asarray(X, dtype=np.float64))
-    assert est.words_.vocabulary == d.words.vocabulary and all(w[0] == "p" for w in d.words.vocabulary)
+    assert sorted(est.words_.vocabulary) == sorted(d.words.vocabulary)
     ref = LogisticRegression(C=10.0, max_iter=2000).fit(
         d.features(words(text_data.inputs), X, 0.1), text_data.labels
     )
     want = ref.predict_proba(d.features(words(text_test.inputs), est.features(text_test), 0.1))
     np.testing.assert_allclose(est.predict_proba(text_test.inputs), want, atol=1e-5)
+    np.testing.assert_allclose(est.predict_proba(text_test), want, atol=1e-5)  # through the feature cache
     save_artifact(est, tmp_path / "a")
     again = load_artifact(tmp_path / "a")
     assert again.lexical == "pieces"
     np.testing.assert_allclose(again.predict_proba(text_test.inputs), want, atol=1e-5)
-    from warmstart.errors import ExportError
-    from warmstart.export import export_onnx
 
-    with pytest.raises(ExportError, match="lexical='pieces'"):  # not in the graph yet: said, not half-done
-        export_onnx(tmp_path / "a", tmp_path / "onnx", data=text_test.inputs[:4])
+
+def test_a_pieces_probe_exports_to_onnx_with_its_tfidf_in_the_graph(
+    tiny_bert_dir, text_data, text_test, tmp_path
+):
+    """The exported graph computes TF-IDF of the ids it receives (padding and ids it never saw count nothing):
+    the parity check passes and the ONNX model predicts what the artifact does, also on texts of new words."""
+    from warmstart.artifact import save_artifact
+    from warmstart.export import OnnxModel, export_onnx
+
+    est = pieces_probe(str(tiny_bert_dir), precision="fp32").fit(text_data)  # the graph's precision
+    save_artifact(est, tmp_path / "a")
+    odd = ["", "zzz qqq unknown words", text_test.inputs[0] + " " + text_test.inputs[0]]
+    report = export_onnx(tmp_path / "a", tmp_path / "onnx", data=list(text_test.inputs) + odd, rounds=1)
+    assert report.parity["fp32"]["max_abs_diff"] <= 1e-4
+    onnx = OnnxModel(tmp_path / "onnx", batch_size=4)
+    np.testing.assert_allclose(onnx.predict_proba(odd), est.predict_proba(odd), atol=1e-4)
+    # the words' part is in the graph: without it the graph's probabilities would differ
+    lexical = est.lexical_coef_
+    est.lexical_coef_ = None
+    assert np.abs(onnx.predict_proba(text_test.inputs) - est.predict_proba(text_test.inputs)).max() > 1e-3
+    est.lexical_coef_ = lexical
+    from warmstart.errors import ExportError
+    from warmstart.export_transformers import export_transformers
+
+    with pytest.raises(ExportError, match="use --onnx"):  # a transformers folder has no place for the TF-IDF
+        export_transformers(tmp_path / "a", tmp_path / "hf", data=text_test.inputs)

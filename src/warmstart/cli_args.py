@@ -215,7 +215,8 @@ def _parser_distill(sub: Any) -> None:
         default="finetune",
         help="how the student trains: finetune (default) on the teacher's probabilities; probe: a logistic "
         "regression on the teacher's top class (with --param lexical=tfidf it reads the words too, with "
-        "lexical=pieces TF-IDF of its token ids; such a student is served, not exported to ONNX)",
+        "lexical=pieces TF-IDF of its token ids; the words' student is served, not exported to ONNX; the pieces' "
+        "exports)",
     )
     p.add_argument(
         "--temperature", type=float, default=1.0, help="softens (>1) the teacher's probabilities (default: 1)"

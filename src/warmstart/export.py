@@ -50,33 +50,75 @@ INT8_OPS = {
 
 
 class _Pipeline(nn.Module):
-    """Positional graph inputs -> class probabilities, for ``torch.onnx.export``."""
+    """Positional graph inputs -> class probabilities, for ``torch.onnx.export``; ``pieces``: the logits of a
+    probe's TF-IDF of token ids (``PieceLogits``), added to the head's."""
 
-    def __init__(self, backbone: Any, head: nn.Module, multilabel: bool) -> None:
+    def __init__(
+        self, backbone: Any, head: nn.Module, multilabel: bool, pieces: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.body = backbone.module
         self.head = head
         self.backbone = backbone
         self.multilabel = multilabel
+        self.pieces = pieces
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         feats = self.backbone.graph_features(*inputs)  # the backbone says what its graph's inputs are
         logits = self.head(feats).float()
+        if self.pieces is not None:
+            logits = logits + self.pieces(*inputs)
         return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+
+
+class PieceLogits(nn.Module):
+    """A probe's word part (``lexical="pieces"``) in graph form: ``(input_ids, attention_mask)`` -> the logits of
+    TF-IDF of the ids, the numbers ``lexical.PieceTfidf`` and ``lexical_coef_`` give in Python, computed per
+    position: each row's count of every id by one scatter-add (a ``(batch, V + 1)`` tensor whose last column takes
+    padding and ids outside the vocabulary, with idf and weights 0), read back at each position (``c``); a
+    position then holds ``t = (1 + log c) * idf`` of its id, a row's TF-IDF norm is ``sqrt(sum(t**2 / c))`` (each
+    distinct id is counted ``c`` times) and its logits are ``sum(t / c * weight[id]) / norm``. Only the scatter
+    touches all V columns; the rest is per position."""
+
+    def __init__(self, ids: np.ndarray, idf: np.ndarray, coef: torch.Tensor) -> None:
+        super().__init__()
+        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        V = len(ids)
+        # column of each token id up to the largest in the vocabulary, then one entry for every larger id
+        column = torch.full((int(ids.max()) + 2,), V, dtype=torch.long)
+        column[ids] = torch.arange(V)
+        idf = torch.cat([torch.as_tensor(np.asarray(idf), dtype=torch.float32), torch.zeros(1)])
+        weight = torch.cat([coef.detach().float().t(), torch.zeros(1, coef.shape[0])])  # (V + 1, classes)
+        self.register_buffer("column", column)
+        self.register_buffer("idf", idf)
+        self.register_buffer("weight", weight.contiguous())
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *rest: torch.Tensor
+    ) -> torch.Tensor:
+        V = self.idf.shape[0] - 1
+        cols = self.column[input_ids.clamp(0, self.column.shape[0] - 1)]
+        cols = torch.where(attention_mask > 0, cols, torch.full_like(cols, V))
+        ones = torch.ones_like(cols, dtype=torch.float32)
+        counts = torch.zeros(input_ids.shape[0], V + 1, dtype=torch.float32, device=input_ids.device)
+        c = counts.scatter_add(1, cols, ones).gather(1, cols)  # (batch, tokens): each position's id's count
+        t = (1.0 + torch.log(c)) * self.idf[cols]
+        norm = (t * t / c).sum(1, keepdim=True).sqrt().clamp(min=1e-12)
+        return ((t / c).unsqueeze(-1) * self.weight[cols]).sum(1) / norm
 
 
 def _pipeline(est: Any) -> _Pipeline:
     """A standalone fp32 copy of the fitted model: merged adapter, head, output activation."""
+    pieces = None
     if getattr(est, "lexical_coef_", None) is not None:
-        what = (
-            "its token ids (lexical='pieces'), which the exported graph does not compute yet"
-            if getattr(est, "lexical", "tfidf") == "pieces"
-            else "the words (lexical='tfidf'), which the exported graph cannot compute from token ids"
-        )
-        raise ExportError(
-            f"this probe also reads TF-IDF of {what}; serve the artifact itself (warmstart serve / predict), or "
-            f"refit with lexical='none'."
-        )
+        inputs = est.backbone_.export_example()[1]
+        if getattr(est, "lexical", "tfidf") != "pieces" or inputs[:2] != ["input_ids", "attention_mask"]:
+            raise ExportError(
+                "this probe also reads TF-IDF of the words (lexical='tfidf'), which the exported graph cannot "
+                "compute from token ids; serve the artifact itself (warmstart serve / predict), or refit with "
+                "lexical='pieces' (TF-IDF of the token ids, which the graph computes) or lexical='none'."
+            )
+        pieces = PieceLogits(est.words_.ids, est.words_.idf, est.lexical_coef_)
     model = getattr(est, "model_", None)
     multilabel = bool(getattr(est, "multilabel_", False))
     if model is None:  # the probe: cached-feature head on the frozen backbone
@@ -86,7 +128,7 @@ def _pipeline(est: Any) -> _Pipeline:
         backbone, head = model.backbone, model.head
         if hasattr(backbone.module, "merge_and_unload"):  # an unmerged peft adapter: fold it in for export
             backbone.module = backbone.module.merge_and_unload()
-    pipe = _Pipeline(backbone, head, multilabel).float().eval()
+    pipe = _Pipeline(backbone, head, multilabel, pieces).float().eval()
     for p in pipe.parameters():
         p.requires_grad_(False)
     return pipe

@@ -95,6 +95,11 @@ def export_transformers(
     pipe = _pipeline(est)  # fp32: the reference the folder must reproduce
     enc = pipe.backbone
     _check_exportable(src, enc)
+    if pipe.pieces is not None:
+        raise ExportError(
+            f"{src}: a probe with lexical='pieces' also computes TF-IDF of the token ids, which a transformers "
+            f"folder (AutoModel and a linear head) does not hold; use --onnx, whose graph computes it."
+        )
     rows = held_out_rows(src, data, "text", max_rows)
     out = Path(output) if output is not None else src.with_name(src.name + "-transformers")
     with staged(out, overwrite) as tmp:

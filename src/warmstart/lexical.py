@@ -10,6 +10,7 @@ rows scaled to unit length), kept as a word list and an array so an artifact can
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,86 @@ class Tfidf:
         return len(self.vocabulary)
 
 
+class PieceTfidf:
+    """TF-IDF of token ids (``lexical="pieces"``), counted from the ids themselves: the same numbers as ``Tfidf``
+    on the ids written as words (``ids_as_words``: smoothed idf, sublinear term frequency, rows of unit length),
+    without writing and reading strings. Rows come as a sparse matrix of counts (``count_ids``), whose columns are
+    token ids; the fitted columns are the ids seen in training (``ids``), an id never seen counts nothing.
+
+    >>> t = PieceTfidf.fit(count_ids([[7, 7, 3], [3, 9]]))
+    >>> t.ids.tolist(), t.vocabulary
+    ([3, 7, 9], ['p3', 'p7', 'p9'])
+    >>> X = t.transform(count_ids([[9, 9, 9, 12], [12]]))  # 12 was never seen
+    >>> X.shape, round(float(X[0].toarray().sum()), 6), X[1].nnz
+    ((2, 3), 1.0, 0)
+    """
+
+    def __init__(self, ids: Any, idf: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.idf = np.asarray(idf, dtype=np.float64)
+        if self.ids.ndim != 1 or len(self.ids) != len(self.idf):
+            raise ValueError(f"{self.ids.shape} ids but {self.idf.shape} idf values")
+        if len(self.ids) and (self.ids.min() < 0 or len(np.unique(self.ids)) != len(self.ids)):
+            raise ValueError("token ids must be distinct and not negative")
+        # column of each token id; -1 for ids not in the vocabulary
+        self.column = np.full(int(self.ids.max()) + 1 if len(self.ids) else 0, -1, dtype=np.int64)
+        self.column[self.ids] = np.arange(len(self.ids))
+
+    @classmethod
+    def from_vocabulary(cls, vocabulary: list[str], idf: np.ndarray) -> PieceTfidf:
+        """From the saved word list (``p2003``, ... in the saved columns' order, as ``vocabulary`` gives it)."""
+        bad = [w for w in vocabulary if not (isinstance(w, str) and w[:1] == "p" and w[1:].isdigit())]
+        if bad:
+            raise ValueError(f"a token-id vocabulary holds words like 'p2003'; got {bad[:3]}")
+        return cls([int(w[1:]) for w in vocabulary], idf)
+
+    @classmethod
+    def fit(cls, counts: sparse.spmatrix) -> PieceTfidf:
+        counts = sparse.csr_matrix(counts)
+        df = np.bincount(counts.indices[counts.data > 0], minlength=counts.shape[1])
+        ids = np.flatnonzero(df)
+        if not len(ids):
+            raise DataError(
+                f"lexical='pieces': the {counts.shape[0]} training texts have no tokens; leave lexical at "
+                f"'none' for such data."
+            )
+        n = counts.shape[0]
+        return cls(ids, np.log((1.0 + n) / (1.0 + df[ids])) + 1.0)  # scikit-learn's smoothed idf
+
+    def transform(self, counts: sparse.spmatrix) -> sparse.csr_matrix:
+        from sklearn.preprocessing import normalize
+
+        counts = sparse.csr_matrix(counts)
+        n = counts.shape[0]
+        ids = counts.indices
+        cols = np.full(len(ids), -1, dtype=np.int64)
+        known = ids < len(self.column)
+        cols[known] = self.column[ids[known]]
+        keep = (cols >= 0) & (counts.data > 0)
+        rows = np.repeat(np.arange(n), np.diff(counts.indptr))[keep]
+        values = (1.0 + np.log(counts.data[keep])) * self.idf[cols[keep]]
+        X = sparse.csr_matrix((values, (rows, cols[keep])), shape=(n, len(self.ids)), dtype=np.float64)
+        return normalize(X, copy=False)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return [f"p{i}" for i in self.ids.tolist()]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def count_ids(rows: list[list[int]]) -> sparse.csr_matrix:
+    """Each row's count of every token id, as a sparse matrix with a column per id (up to the largest present)."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    if len(flat) and flat.min() < 0:
+        raise ValueError(f"token ids cannot be negative; got {int(flat.min())}")
+    width = int(flat.max()) + 1 if len(flat) else 0
+    which = np.repeat(np.arange(len(rows)), lengths)
+    return sparse.csr_matrix((np.ones(len(flat)), (which, flat)), shape=(len(rows), width))
+
+
 def ids_as_words(rows: list[list[int]]) -> list[str]:
     """Token ids written as words (``[[2003, 1996]]`` -> ``["p2003 p1996"]``), so that ``Tfidf`` counts the ids
     (``lexical="pieces"``)."""
@@ -79,21 +160,25 @@ def _vectorizer(vocabulary: list[str] | None) -> TfidfVectorizer:
 
 
 class Design:
-    """TF-IDF and the embedding's standardisation, fitted on some training rows; ``features`` gives the joint
+    """TF-IDF (``Tfidf`` or ``PieceTfidf``) and the embedding's standardisation, fitted on some training rows; ``features`` gives the joint
     features of any rows: TF-IDF of their words, then their standardised embedding times ``weight``."""
 
-    def __init__(self, words: Tfidf, mean: np.ndarray, scale: np.ndarray) -> None:
+    def __init__(self, words: Tfidf | PieceTfidf, mean: np.ndarray, scale: np.ndarray) -> None:
         self.words, self.mean, self.scale = words, mean, scale
 
     @classmethod
     def fit(cls, texts: Any, X: np.ndarray) -> Design:
+        """``texts``: strings (TF-IDF of their words), or a sparse matrix of token-id counts (``count_ids``:
+        TF-IDF of the ids)."""
         mean, scale = X.mean(0), X.std(0)
         scale[scale < 1e-12] = 1.0
-        return cls(Tfidf.fit(list(texts)), mean, scale)
+        words = PieceTfidf.fit(texts) if sparse.issparse(texts) else Tfidf.fit(list(texts))
+        return cls(words, mean, scale)
 
     def features(self, texts: Any, X: np.ndarray, weight: float) -> sparse.csr_matrix:
         Z = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale * weight
-        return sparse.hstack([self.words.transform(list(texts)), sparse.csr_matrix(Z)]).tocsr()
+        rows = texts if sparse.issparse(texts) else list(texts)
+        return sparse.hstack([self.words.transform(rows), sparse.csr_matrix(Z)]).tocsr()
 
 
 def _c_path(

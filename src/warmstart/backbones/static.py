@@ -322,15 +322,18 @@ class StaticBackbone(Backbone):
         """Features of ``inputs`` in fp32 (a lookup gains nothing from bf16; ``precision`` is accepted for the
         common signature): one ``embedding_bag`` over batches of 4,096 rows."""
         texts = [str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)]
-        out = np.zeros((len(texts), self.num_features), dtype=np.float32)
-        device = self.module.embedding.weight.device
         step = batch_size or 4096
+        parts = [self.encode_ids(self.tokenize(texts[s : s + step])) for s in range(0, len(texts), step)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.num_features), dtype=np.float32)
+
+    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Features of rows already tokenized (``tokenize``'s ids), in fp32: for a caller that needs the ids
+        too (a probe with ``lexical="pieces"``) and should not tokenize twice."""
+        device = self.module.embedding.weight.device
         with torch.inference_mode():
-            for start in range(0, len(texts), step):
-                batch = self.collate(self.tokenize(texts[start : start + step]))
-                pooled = self.forward_features(**{k: v.to(device) for k, v in batch.items()})
-                out[start : start + len(pooled)] = pooled.float().cpu().numpy()
-        return out
+            batch = self.collate(ids)
+            pooled = self.forward_features(**{k: v.to(device) for k, v in batch.items()})
+            return pooled.float().cpu().numpy()
 
     def layer_groups(self) -> list[list[str]]:
         groups = [["embedding.weight"]]

@@ -199,13 +199,14 @@ class LinearProbe(Technique):
         from ..parallel import fold_map, text_work
         from .calibrate import MIN_ROWS, fit_temperature, scale_head
 
-        texts = np.array(self._words_of(list(train.inputs)), dtype=object)
-        work = text_work(texts)  # whether the folds below are worth worker processes (parallel.fold_map)
+        texts = self._lexical_rows(list(train.inputs))
+        # whether the folds below are worth worker processes (parallel.fold_map): characters, or tokens times 5
+        work = text_work(texts) if self.lexical != "pieces" else 5 * int(texts.sum())
         weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
         grid = [(w, c) for w in weights for c in (LEX_C_GRID if self.C == "auto" else (float(self.C),))]
         known = known_label_rows(val, self.classes_)
         if known:
-            v_texts = self._words_of([val.inputs[i] for i in known])
+            v_texts = self._lexical_rows([val.inputs[i] for i in known])
             v_X = np.asarray(self.features(val), dtype=np.float64)[known]
             v_y = encode_labels([val.labels[i] for i in known], self.classes_)
         # 5 folds, 3 from 500 rows on (a held-out fold of 166+ rows scores a setting well enough, at 40% less cost)
@@ -281,18 +282,21 @@ class LinearProbe(Technique):
         self.n_train_ = len(train)
         return self
 
-    def _words_of(self, texts: list[str]) -> list[str]:
-        """What TF-IDF reads of ``texts``: the texts themselves (``lexical="tfidf"``: scikit-learn's words), or
-        (``"pieces"``) the backbone tokenizer's ids as words (``p2003 p1996``), up to its ``max_length``."""
+    def _lexical_rows(self, texts: list) -> Any:
+        """What TF-IDF reads of ``texts``: the texts themselves (``lexical="tfidf"``: scikit-learn's words, as an
+        object array), or (``"pieces"``) the counts of the backbone tokenizer's ids in each, up to its
+        ``max_length`` (a sparse matrix, ``lexical.count_ids``)."""
         if self.lexical != "pieces":
-            return list(texts)
-        from ..lexical import ids_as_words
+            rows = np.empty(len(texts), dtype=object)
+            rows[:] = [str(t) for t in texts]
+            return rows
+        from ..lexical import count_ids
 
-        return ids_as_words(self.backbone_.tokenize([str(t) for t in texts]))
+        return count_ids(self.backbone_.tokenize([str(t) for t in texts]))
 
-    def _logits(self, X: np.ndarray, texts: list[str]) -> np.ndarray:
-        """The head's logits for embeddings ``X`` of ``texts``: the embedding part plus, with ``lexical``,
-        the words' part."""
+    def _logits(self, X: np.ndarray, texts: Any) -> np.ndarray:
+        """The head's logits for embeddings ``X`` of ``texts`` (``_lexical_rows``): the embedding part plus,
+        with ``lexical``, the words' part."""
         with torch.inference_mode():
             logits = self.head_(torch.from_numpy(np.array(X, dtype=np.float32))).numpy().astype(np.float64)
         coef = getattr(self, "lexical_coef_", None)
@@ -410,14 +414,31 @@ class LinearProbe(Technique):
         # a Dataset (a study's or a file's test rows) may come again and is kept; a bare list of inputs (what
         # `predict` on a few texts and `warmstart serve` send, request by request) is not written to the cache
         store = isinstance(inputs, Dataset)
-        X = np.array(
-            self.features(data, store=store), dtype=np.float32
-        )  # a copy: cached features are read-only
-        if getattr(self, "lexical_coef_", None) is None:
-            with torch.inference_mode():
-                return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
-        logits = torch.from_numpy(self._logits(X, self._words_of(list(data.inputs))))
+        if getattr(self, "lexical_coef_", None) is not None and self.lexical == "pieces" and not store:
+            X, rows = self._features_and_pieces(data)
+        else:
+            X = np.array(
+                self.features(data, store=store), dtype=np.float32
+            )  # a copy: the cache's is read-only
+            if getattr(self, "lexical_coef_", None) is None:
+                with torch.inference_mode():
+                    return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
+            rows = self._lexical_rows(list(data.inputs))
+        logits = torch.from_numpy(self._logits(X, rows))
         return logits.softmax(-1).numpy().astype(np.float32)
+
+    def _features_and_pieces(self, data: Dataset) -> tuple[np.ndarray, Any]:
+        """Features and token-id counts of texts that are not cached: a backbone that encodes token ids
+        (``encode_ids``: a static one) is given the ids it was tokenized to once for both, since the tokenizer
+        is most of its time; any other encodes the texts itself."""
+        from ..lexical import count_ids
+
+        ids = self.backbone_.tokenize([str(t) for t in data.inputs])
+        if hasattr(self.backbone_, "encode_ids"):
+            X = self.backbone_.to(resolve(self.device, self.precision).device).encode_ids(ids)
+        else:
+            X = np.array(self.features(data, store=False), dtype=np.float32)
+        return X, count_ids(ids)
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
         proba = self.predict_proba(inputs, tta=tta)
@@ -460,7 +481,7 @@ class LinearProbe(Technique):
         est.classes_ = np.array(classes)
         est.head_ = LinearHead.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
         if "lexical.coef" in tensors:
-            from ..lexical import Tfidf
+            from ..lexical import PieceTfidf, Tfidf
 
             vocabulary = (fitted or {}).get("lexical_vocabulary")
             if vocabulary is None:
@@ -468,7 +489,12 @@ class LinearProbe(Technique):
                     "warmstart.json: the saved probe has word weights but its 'fitted' section has no "
                     "lexical_vocabulary; the artifact is damaged: refit it."
                 )
-            est.words_ = Tfidf(vocabulary, tensors["lexical.idf"].double().numpy())
+            idf = tensors["lexical.idf"].double().numpy()
+            est.words_ = (
+                PieceTfidf.from_vocabulary(vocabulary, idf)
+                if est.lexical == "pieces"
+                else Tfidf(vocabulary, idf)
+            )
             est.lexical_coef_ = tensors["lexical.coef"]
             est.lexical_weight_ = (fitted or {}).get("lexical_weight")
         return est
