@@ -5,9 +5,12 @@ Per data set and seed: ``--shots`` labelled rows per class from the training poo
 labelled rows, the transfer set the students learn from; everything is tested on the same fixed test rows, and
 throughput (rows/s over the test rows, and one-row latency) is measured in this process for every model.
 
-Students (``--students``, comma-separated names of ``STUDENTS``):
-  static ... warmstart's static student, distilled from the teacher's own fine-tuned encoder, then trained on the
-             teacher's soft targets; variants set its learning rate, temperature and hard-label weight;
+Students (``--students``, comma-separated names of ``STUDENTS``; a student whose options name no technique is
+fine-tuned on the soft targets, ``--technique finetune``, whatever ``warmstart distill`` does by default):
+  static ... the static student fine-tuned: distilled from the teacher's own fine-tuned encoder, then its table
+             and a hidden layer trained on the teacher's soft targets (``warmstart distill``'s default static
+             student until it became probe + pieces, ``static-probe-pieces``); variants set its learning rate,
+             temperature and hard-label weight;
   static-h512, static-h256, static-h0  the static student with a hidden layer of 512 or 256 units before its
              head (model2vec's classifier has one of 512), or none (the default before 512 was chosen);
              static-h1024: 1,024 units; static-pca-none: the teacher's vectors at their full width, no PCA;
@@ -37,7 +40,8 @@ Students (``--students``, comma-separated names of ``STUDENTS``):
   static-probe, static-probe-words  the static vectors (no hidden layer) frozen, a logistic-regression probe on
              the teacher's top class over the transfer set; -words: the probe also reads TF-IDF of the words
              (``lexical="tfidf"``, "probe + words"); static-probe-pieces: TF-IDF of the static tokenizer's
-             token ids instead of the words (``lexical="pieces"``, "probe + pieces");
+             token ids instead of the words (``lexical="pieces"``, "probe + pieces": ``warmstart distill``'s
+             default static student, ``STATIC_TECHNIQUE``);
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
@@ -323,7 +327,7 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
         return model2vec_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False))
     if student == "tfidf":
         return tfidf_peer(args, train, unlabeled, teacher, test, opts.get("pseudo", False), seed)
-    opts = {**opts, "params": {**opts.get("params", {}), "progress": False}}
+    opts = {"technique": "finetune", **opts, "params": {**opts.get("params", {}), "progress": False}}
     if student == "static:TEACHER":
         student = f"static:{args.teacher}"
     if opts.pop("hard_teacher", False):

@@ -9,8 +9,9 @@ heads; their accuracy is not the point here and is not reported (``benchmarks/di
 Per data set: the saved seed-0 teacher of ``benchmarks/distill.py`` (all-MiniLM-L6-v2 fine-tuned at 64 labelled
 rows per class), the same test rows, and the students:
 
-  static ........ warmstart's static student at its defaults (hidden layer of 512, 512 tokens), distilled from
-                  the teacher; any other student of ``benchmarks/distill.py`` by name, with its options
+  static ........ the static student fine-tuned (hidden layer of 512, 512 tokens), distilled from the teacher;
+                  static-probe-pieces: ``warmstart distill``'s default static student (a probe with TF-IDF of
+                  its token ids); any other student of ``benchmarks/distill.py`` by name, with its options
                   (``static-len256``: reading 256 tokens);
   static-h0 ..... the same without the hidden layer;
   tcut-2 ........ the teacher's encoder cut to 2 layers (tcut-1: to 1); l3: paraphrase-MiniLM-L3-v2;
@@ -51,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import code_version, packaged_split  # noqa: E402
 from distill import STUDENTS, Model2VecProba, model2vec_classifier, teacher_path  # noqa: E402
 
-DEFAULT_STUDENTS = ("static", "static-h0", "tcut-2", "l3", "model2vec")
+DEFAULT_STUDENTS = ("static-probe-pieces", "static", "tcut-1", "model2vec")
 
 
 def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:

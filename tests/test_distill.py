@@ -260,7 +260,13 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
     teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="for static students"):
         distill(teacher, train, None, test, student=str(tiny_bert_dir), hidden_dim=8, measure_speed=False)
-    result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False,
+    with pytest.raises(
+        ParameterError, match="--hidden-dim 12: for a static student fine-tuned.*--technique finetune"
+    ):
+        distill(
+            teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False
+        )  # the default: a probe
+    result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False, technique="finetune",
                      params={"epochs": 2, "progress": False})  # fmt: skip
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
 
@@ -312,7 +318,7 @@ def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_
     with pytest.raises(ParameterError, match="at least 1 token"):
         distill(teacher, train, None, test, max_length=0, measure_speed=False)
     result = distill(teacher, train, None, test, pca_dims=8, max_length=3, measure_speed=False,
-                     params={"epochs": 1, "progress": False})  # fmt: skip
+                     technique="finetune", params={"epochs": 1, "progress": False})  # fmt: skip
     bb = result.estimator.backbone_
     assert bb.max_length == 3 == result.config["max_length"]
     long_text = "alpha beta gamma delta epsilon"
@@ -325,7 +331,7 @@ def test_max_length_sets_what_a_static_student_reads_and_is_for_static_students_
     bb.set_max_length(64)
     assert len(bb.tokenize([long_text])[0]) > 3
     default = distill(teacher, train, None, test, pca_dims=8, measure_speed=False,
-                      params={"epochs": 1, "progress": False})  # fmt: skip
+                      params={"progress": False})  # fmt: skip
     assert teacher.backbone_.max_length != STATIC_MAX_LENGTH  # not the teacher's: the static default
     assert default.estimator.backbone_.max_length == STATIC_MAX_LENGTH == default.config["max_length"]
 
@@ -406,13 +412,13 @@ def test_distill_with_validation_keeps_the_best_epoch_on_held_out_rows(tiny_bert
     unlabeled = Dataset(more, None, "text", "unlabeled")
     test = Dataset(*make_sentences(5, seed=9), "text", "test")
     result = distill(teacher, train, unlabeled, test, pca_dims=8, val_fraction=0.1, measure_speed=False,
-                     params={"epochs": 3, "progress": False})  # fmt: skip
+                     technique="finetune", params={"epochs": 3, "progress": False})  # fmt: skip
     d = result.metrics["distillation"]
     assert d["validation_rows"] == 60 and d["transfer_rows"] == 30 + 540 and d["labelled_rows"] == 30
     assert 1 <= d["best_epoch"] <= 3 and result.config["val_fraction"] == 0.1
     # every epoch was scored on the held-out rows
     assert all(any(k.startswith("val_") for k in h) for h in result.estimator.history_)
-    plain = distill(teacher, train, unlabeled, test, pca_dims=8, measure_speed=False,
+    plain = distill(teacher, train, unlabeled, test, pca_dims=8, measure_speed=False, technique="finetune",
                     params={"epochs": 3, "progress": False})  # fmt: skip
     assert plain.metrics["distillation"]["validation_rows"] == 0
     assert plain.config["hidden_dim"] == 512 == plain.estimator.backbone_.num_features  # the static default
@@ -459,7 +465,8 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     )
     # a second student of the same teacher (with a hidden layer): both side by side in one report
     assert main(["distill", str(tmp_path / "teacher"), "--student", "static", "--pca-dims", "8", "--hidden-dim", "8",
-                 "--param", "progress=false", "--no-speed", "--output", str(tmp_path / "student2")]) == 0  # fmt: skip
+                 "--technique", "finetune", "--param", "progress=false", "--no-speed",
+                 "--output", str(tmp_path / "student2")]) == 0  # fmt: skip
     d2 = json.loads((tmp_path / "student2" / "metrics.json").read_text())["distillation"]
     out = tmp_path / "students.html"
     assert main(["report", str(tmp_path / "student"), str(tmp_path / "student2"), "--output", str(out)]) == 0
@@ -470,8 +477,12 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     assert "not a distilled student" in capsys.readouterr().err
     student = load_artifact(tmp_path / "student")
     assert type(student.backbone_).__name__ == "StaticBackbone"
+    # the default static student: a probe with TF-IDF of its token ids (STATIC_TECHNIQUE), no hidden layer
+    assert student.name == "probe" and student.lexical == "pieces" and student.lexical_coef_ is not None
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert config["technique"] == "probe" and config["hidden_dim"] == 0
     assert set(student.predict(["the ball and the goal"])) <= {"sports", "tech", "food"}
-    # an ordinary artifact: ONNX export with its parity check on the teacher's held-out rows
+    # an ordinary artifact: ONNX export with its parity check on the teacher's held-out rows (the TF-IDF in the graph)
     assert main(["export", str(tmp_path / "student"), "--onnx", "--output", str(tmp_path / "onnx")]) == 0
     assert (tmp_path / "onnx" / "model.onnx").is_file()
 

@@ -212,11 +212,13 @@ def _parser_distill(sub: Any) -> None:
     p.add_argument("--test", help="test rows (default: the teacher's own held-out rows)")
     p.add_argument(
         "--technique",
-        default="finetune",
-        help="how the student trains: finetune (default) on the teacher's probabilities; probe: a logistic "
-        "regression on the teacher's top class (with --param lexical=tfidf it reads the words too, with "
-        "lexical=pieces TF-IDF of its token ids; the words' student is served, not exported to ONNX; the pieces' "
-        "exports)",
+        default="auto",
+        help="how the student trains. auto (default): a static student is a probe with TF-IDF of its token ids "
+        "beside the static vectors (probe with lexical=pieces), fitted to the teacher's top class; any other "
+        "student fine-tunes. finetune: trained on the teacher's probabilities (a static student then has a "
+        "hidden layer: --hidden-dim). probe: a logistic regression on the teacher's top class (--param "
+        "lexical=pieces, lexical=tfidf for scikit-learn's words, which cannot be exported to ONNX, or "
+        "lexical=none)",
     )
     p.add_argument(
         "--temperature", type=float, default=1.0, help="softens (>1) the teacher's probabilities (default: 1)"
@@ -234,8 +236,8 @@ def _parser_distill(sub: Any) -> None:
         "--hidden-dim",
         type=int,
         default=None,
-        help="static student: one hidden layer of this size (ReLU) before the linear head; 0: none "
-        "(default: 512)",
+        help="static student with --technique finetune: one hidden layer of this size (ReLU) before the linear "
+        "head; 0: none (default: 512)",
     )
     p.add_argument(
         "--max-length",
@@ -247,8 +249,8 @@ def _parser_distill(sub: Any) -> None:
         "--val-fraction",
         type=float,
         default=0.0,
-        help="hold out this share of the unlabelled rows and keep the student's epoch that agrees best with "
-        "the teacher there (default: 0, train every epoch)",
+        help="a student that trains in epochs (--technique finetune): hold out this share of the unlabelled rows "
+        "and keep the epoch that agrees best with the teacher there (default: 0, train every epoch)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
