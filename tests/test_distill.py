@@ -442,6 +442,7 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
                  "--output", str(tmp_path / "student")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "student keeps" in out and "rows/s" in out
+    assert "student: static (a probe on its vectors with TF-IDF of its token ids" in out  # what it is, said
     metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
     d = metrics["distillation"]
     splits = json.loads((tmp_path / "teacher" / "splits.json").read_text())
@@ -458,6 +459,7 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     card = (tmp_path / "student" / "README.md").read_text()
     assert "## Distillation" in card and "| teacher |" in card and "| student |" in card
     assert "J / 1,000" in card and "paired over the rows" in card
+    assert "static (a probe on its vectors with TF-IDF of its token ids, on the teacher's top class)" in card
     assert main(["report", str(tmp_path / "student")]) == 0  # the HTML report has the same table
     html = (tmp_path / "student-report.html").read_text()
     assert (

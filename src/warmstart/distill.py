@@ -5,7 +5,9 @@ unlabelled rows form the *transfer set*; the teacher's class probabilities on it
 temperature, are the student's targets, mixed with the true labels where they are known. The student is
 
 - ``static`` (text): a static-embedding backbone distilled by model2vec from the teacher's own (fine-tuned)
-  encoder, whose vectors and head then train on the soft targets (``backbones/static.py``);
+  encoder (``backbones/static.py``). By default (``STATIC_TECHNIQUE``) a logistic-regression probe on its frozen
+  vectors with TF-IDF of its token ids beside them learns the targets' top class; with ``finetune`` its vectors,
+  a hidden layer and the head train on the soft targets;
 - any backbone name: a smaller transformer or CNN (``paraphrase-MiniLM-L3-v2``,
   ``all-MiniLM-L6-v2:num_layers=2``, ``efficientnet-lite0:num_blocks=10``), fine-tuned on the soft targets;
 - ``teacher:num_layers=N`` (text): the teacher's own fine-tuned encoder cut to its first N layers, then
@@ -493,7 +495,13 @@ def _config(
 
 def distill_text(result: DistillResult) -> str:
     """The teacher-student comparison as a few lines for the terminal."""
-    from .model_card import COMPARISON_HEAD, comparison_rows, comparison_summary, energy_method
+    from .model_card import (
+        COMPARISON_HEAD,
+        comparison_rows,
+        comparison_summary,
+        energy_method,
+        student_description,
+    )
 
     c = result.metrics["distillation"]
     rows = [COMPARISON_HEAD, *comparison_rows(c)]
@@ -507,6 +515,7 @@ def distill_text(result: DistillResult) -> str:
     lines.append(
         f"{comparison_summary(c)}; trained on {c['transfer_rows']} rows ({c['labelled_rows']} labelled)"
     )
+    lines.append(f"student: {student_description(result.config)}")
     if method := energy_method(c):
         lines.append(f"energy: {method}")
     if result.artifact is not None:

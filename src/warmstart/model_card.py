@@ -183,7 +183,7 @@ def _distillation(d: dict, config: dict) -> str:
         f"A student distilled from a `{source.get('technique', '?')}` teacher on "
         f"`{source.get('backbone', {}).get('name', '?')}`"
         + (f" (`{source['artifact']}`)" if source.get("artifact") else "")
-        + f", trained on the teacher's class probabilities over {d['transfer_rows']} rows "
+        + f": {student_description(config)}, over {d['transfer_rows']} rows "
         f"({d['labelled_rows']} of them labelled; temperature {config.get('temperature')}, weight of the true "
         f"labels {config.get('hard_weight')}). Both measured on the same {d['test_rows']} test rows, in one process:\n",
         "| " + " | ".join(["model", *COMPARISON_HEAD[1:]]) + " |",
@@ -196,6 +196,27 @@ def _distillation(d: dict, config: dict) -> str:
     if method := energy_method(d):
         rows += [f"Energy: {method}.", ""]
     return "\n".join(rows)
+
+
+def student_description(config: dict) -> str:
+    """What the student is, in words: its kind and how it learned (``config``: a distillation's config)."""
+    student, technique = config.get("student", "?"), config.get("technique", "?")
+    lexical = (config.get("params") or {}).get("lexical", "none")
+    how = (
+        {
+            "pieces": "a probe on its vectors with TF-IDF of its token ids, on the teacher's top class",
+            "tfidf": "a probe on its vectors with TF-IDF of the words, on the teacher's top class",
+        }.get(lexical)
+        if technique == "probe"
+        else None
+    )
+    if how is None:
+        how = (
+            f"{technique} on the teacher's top class"
+            if technique == "probe"
+            else f"{technique} on the teacher's probabilities"
+        )
+    return f"{student} ({how})"
 
 
 def energy_method(c: dict) -> str | None:
