@@ -119,15 +119,16 @@ class PieceTfidf:
         from sklearn.preprocessing import normalize
 
         counts = sparse.csr_matrix(counts)
-        n = counts.shape[0]
+        counts.sum_duplicates()  # one entry per row and id, so that one entry per row and column follows
         ids = counts.indices
         cols = np.full(len(ids), -1, dtype=np.int64)
         known = ids < len(self.column)
         cols[known] = self.column[ids[known]]
         keep = (cols >= 0) & (counts.data > 0)
-        rows = np.repeat(np.arange(n), np.diff(counts.indptr))[keep]
         values = (1.0 + np.log(counts.data[keep])) * self.idf[cols[keep]]
-        X = sparse.csr_matrix((values, (rows, cols[keep])), shape=(n, len(self.ids)), dtype=np.float64)
+        # the same rows' entries, fewer of them: each row's start moves back by the entries dropped before it
+        indptr = np.concatenate([[0], np.cumsum(keep)])[counts.indptr]
+        X = sparse.csr_matrix((values, cols[keep], indptr), shape=(counts.shape[0], len(self.ids)))
         return normalize(X, copy=False)
 
     @property
@@ -142,11 +143,16 @@ def count_ids(rows: list[list[int]]) -> sparse.csr_matrix:
     """Each row's count of every token id, as a sparse matrix with a column per id (up to the largest present)."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    return count_flat(flat, lengths)
+
+
+def count_flat(flat: np.ndarray, lengths: np.ndarray) -> sparse.csr_matrix:
+    """``count_ids`` of rows given as all their ids end to end (``flat``) and each row's length."""
     if len(flat) and flat.min() < 0:
         raise ValueError(f"token ids cannot be negative; got {int(flat.min())}")
     width = int(flat.max()) + 1 if len(flat) else 0
-    which = np.repeat(np.arange(len(rows)), lengths)
-    return sparse.csr_matrix((np.ones(len(flat)), (which, flat)), shape=(len(rows), width))
+    which = np.repeat(np.arange(len(lengths)), lengths)
+    return sparse.csr_matrix((np.ones(len(flat)), (which, flat)), shape=(len(lengths), width))
 
 
 def ids_as_words(rows: list[list[int]]) -> list[str]:

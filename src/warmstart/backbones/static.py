@@ -299,9 +299,15 @@ class StaticBackbone(Backbone):
         """The rows' ids end to end in one flat tensor (``token_ids``) and each row's length: the mean needs no
         padding, so none is made (padding, and masking it away again, took a quarter of a trained static
         model's prediction time on Reuters R8). The exported graph's padded form: ``graph_args``."""
+        flat, lengths = self.flatten(ids)
+        return {"token_ids": torch.from_numpy(flat), "lengths": torch.from_numpy(lengths)}
+
+    @staticmethod
+    def flatten(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ids as one array of all of them end to end, and each row's length."""
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-        return {"token_ids": torch.from_numpy(flat), "lengths": torch.from_numpy(lengths)}
+        return flat, lengths
 
     def forward_features(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.module(token_ids, lengths)
@@ -323,16 +329,20 @@ class StaticBackbone(Backbone):
         common signature): one ``embedding_bag`` over batches of 4,096 rows."""
         texts = [str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)]
         step = batch_size or 4096
-        parts = [self.encode_ids(self.tokenize(texts[s : s + step])) for s in range(0, len(texts), step)]
+        parts = [
+            self.encode_flat(*self.flatten(self.tokenize(texts[s : s + step])))
+            for s in range(0, len(texts), step)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.num_features), dtype=np.float32)
 
-    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
-        """Features of rows already tokenized (``tokenize``'s ids), in fp32: for a caller that needs the ids
-        too (a probe with ``lexical="pieces"``) and should not tokenize twice."""
+    def encode_flat(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Features, in fp32, of rows already tokenized and flattened (``flatten``): for a caller that needs the
+        ids too (a probe with ``lexical="pieces"`` counts them) and should not tokenize twice."""
         device = self.module.embedding.weight.device
         with torch.inference_mode():
-            batch = self.collate(ids)
-            pooled = self.forward_features(**{k: v.to(device) for k, v in batch.items()})
+            pooled = self.forward_features(
+                torch.from_numpy(flat).to(device), torch.from_numpy(lengths).to(device)
+            )
             return pooled.float().cpu().numpy()
 
     def layer_groups(self) -> list[list[str]]:

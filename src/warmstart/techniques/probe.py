@@ -429,16 +429,17 @@ class LinearProbe(Technique):
 
     def _features_and_pieces(self, data: Dataset) -> tuple[np.ndarray, Any]:
         """Features and token-id counts of texts that are not cached: a backbone that encodes token ids
-        (``encode_ids``: a static one) is given the ids it was tokenized to once for both, since the tokenizer
+        (``encode_flat``: a static one) is given the ids it was tokenized to once for both, since the tokenizer
         is most of its time; any other encodes the texts itself."""
-        from ..lexical import count_ids
+        from ..lexical import count_flat, count_ids
 
-        ids = self.backbone_.tokenize([str(t) for t in data.inputs])
-        if hasattr(self.backbone_, "encode_ids"):
-            X = self.backbone_.to(resolve(self.device, self.precision).device).encode_ids(ids)
-        else:
-            X = np.array(self.features(data, store=False), dtype=np.float32)
-        return X, count_ids(ids)
+        bb = self.backbone_
+        ids = bb.tokenize([str(t) for t in data.inputs])
+        if not hasattr(bb, "encode_flat"):
+            return np.array(self.features(data, store=False), dtype=np.float32), count_ids(ids)
+        flat, lengths = bb.flatten(ids)
+        X = bb.to(resolve(self.device, self.precision).device).encode_flat(flat, lengths)
+        return X, count_flat(flat, lengths)
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
         proba = self.predict_proba(inputs, tta=tta)
