@@ -479,6 +479,10 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     assert "not a distilled student" in capsys.readouterr().err
     student = load_artifact(tmp_path / "student")
     assert type(student.backbone_).__name__ == "StaticBackbone"
+    # its size counts what it predicts with: the frozen table, the head and the word weights
+    table = student.backbone_.module.embedding.weight.numel()
+    assert student.trainable_parameters() > student.lexical_coef_.numel()  # the head's, and the word weights
+    assert d["student"]["parameters"] == table + student.trainable_parameters()
     # the default static student: a probe with TF-IDF of its token ids (STATIC_TECHNIQUE), no hidden layer
     assert student.name == "probe" and student.lexical == "pieces" and student.lexical_coef_ is not None
     config = json.loads((tmp_path / "student" / "config.json").read_text())
@@ -633,3 +637,20 @@ def test_a_static_probe_with_pieces_tokenizes_once_and_exports(static_bb, text_d
     np.testing.assert_allclose(
         OnnxModel(tmp_path / "onnx").predict_proba(text_test.inputs), cached, atol=1e-4
     )
+
+
+def test_held_out_rows_come_from_a_recorded_test_file_without_a_data_record(tmp_path):
+    """A student distilled with --test from a teacher that does not record its data still finds its test rows
+    (export's parity check, report) in the --test file recorded with it."""
+    from warmstart.artifact import held_out
+    from warmstart.errors import ArtifactError
+
+    texts, labels = make_sentences(3, seed=0)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "test.csv", index=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text(json.dumps({"record": {"test": str(tmp_path / "test.csv")}}))
+    rows = held_out(tmp_path / "a")
+    assert list(rows.inputs) == texts and list(rows.labels) == labels
+    (tmp_path / "a" / "config.json").write_text(json.dumps({"record": {}}))
+    with pytest.raises(ArtifactError, match="does not say which data"):
+        held_out(tmp_path / "a")

@@ -273,15 +273,15 @@ def held_out(folder: str | os.PathLike, test: str | None = None, columns: Any = 
         data, packaged_test = load(test, columns)
         return packaged_test if test in PACKAGED and packaged_test is not None else data
     config_path = folder / "config.json"
-    rec = json.loads(config_path.read_text()).get("record") if config_path.is_file() else None
-    if not rec or not rec.get("data"):
+    rec = (json.loads(config_path.read_text()).get("record") if config_path.is_file() else None) or {}
+    if rec.get("test"):  # the test rows it was measured on (a distilled student's --test, say)
+        return held_out(folder, rec["test"], _recorded_columns(rec, columns))
+    if not rec.get("data"):
         raise ArtifactError(
             f"{folder}: the artifact does not say which data it was fitted on; pass the held-out rows "
             f"with --test FILE (or a packaged data set name)."
         )
     saved = _recorded_columns(rec, columns)
-    if rec.get("test"):
-        return held_out(folder, rec["test"], saved)
     data, packaged_test = load(rec["data"], saved)
     if packaged_test is not None:
         return packaged_test

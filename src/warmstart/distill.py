@@ -245,8 +245,14 @@ def _speed(est: Any, inputs: Any, seconds: float, single: int, measure: Any) -> 
 
 
 def size_of(est: Any) -> dict:
+    """The numbers a fitted model predicts with: its whole network, or for a probe the frozen backbone's, the
+    head's and the word weights' (``trainable_parameters``); and their fp32 size."""
     module = est.model_ if hasattr(est, "model_") else None
-    params = sum(p.numel() for p in module.parameters()) if module is not None else est.trainable_parameters()
+    if module is not None:
+        params = sum(p.numel() for p in module.parameters())
+    else:
+        body = getattr(getattr(est, "backbone_", None), "module", None)
+        params = est.trainable_parameters() + (sum(p.numel() for p in body.parameters()) if body else 0)
     return {"parameters": int(params), "fp32_mb": round(params * 4 / 2**20, 2)}
 
 

@@ -445,6 +445,11 @@ class LinearProbe(Technique):
         proba = self.predict_proba(inputs, tta=tta)
         return self.classes_[proba.argmax(1)]
 
+    def trainable_parameters(self) -> int:
+        """The head's numbers, and with ``lexical`` the word weights (one per class and vocabulary word)."""
+        coef = getattr(self, "lexical_coef_", None)
+        return super().trainable_parameters() + (int(coef.numel()) if coef is not None else 0)
+
     # -- persistence (used by warmstart.artifact) ------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"head.{k}": v for k, v in self.head_.state_dict().items()}
