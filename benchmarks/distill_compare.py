@@ -3,7 +3,8 @@
 For every data set and seed the latest row of each student (same teacher, labelled rows per class and unlabelled
 rows) is taken from ``--input``; the table gives each student's mean accuracy per data set, and its difference
 from ``--against`` paired over the (data set, seed) runs where both ran: the mean with a 95% t-interval, and how
-many runs it was ahead, level and behind. The code versions the rows came from are printed with them: rows of
+many runs it was ahead, level and behind; and what it kept of the teacher's accuracy (its mean accuracy over the
+teacher's, over the same runs). The code versions the rows came from are printed with them: rows of
 different versions are compared only where the student's code is the same between them (say so in the docs).
 
     python benchmarks/distill_compare.py --data sms-spam,reuters-r8,bbc-news --seeds 0,1,2,3,4 \\
@@ -63,13 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if missing:
         print(f"not run (left out of the table): {', '.join(missing)}")
-    head = ["student", *data_sets, "mean", f"minus {args.against}", "ahead / level / behind", "codes"]
+    teacher = {
+        ds: np.mean(t)
+        for ds in data_sets
+        if (t := [100 * r["teacher_accuracy"] for (d, s, _), r in rows.items() if d == ds and s in seeds])
+    }
+    print("teacher (mean over the rows' seeds): " + ", ".join(f"{d} {t:.2f}" for d, t in teacher.items()))
+    head = ["student", *data_sets, "mean", "kept", f"minus {args.against}", "ahead / level / behind", "codes"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for st in students:
-        cells, diffs, codes = [], [], set()
+        cells, diffs, codes, kept = [], [], set(), []
         for d in data_sets:
             accs = [100 * rows[(d, s, st)]["accuracy"] for s in seeds if (d, s, st) in rows]
+            kept += [rows[(d, s, st)]["accuracy"] / rows[(d, s, st)]["teacher_accuracy"] for s in seeds
+                     if (d, s, st) in rows]  # fmt: skip
             cells.append(f"{np.mean(accs):.2f} ({len(accs)})" if accs else "-")
             for s in seeds:
                 if (d, s, st) in rows:
@@ -83,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             if diffs
             else ""
         )
-        line = [st, *cells, f"{np.mean(means):.2f}" if means else "-", paired(diffs) if diffs else "", counts]
+        line = [
+            st,
+            *cells,
+            f"{np.mean(means):.2f}" if means else "-",
+            f"{100 * np.mean(kept):.1f}% (lowest {100 * min(kept):.1f}%)" if kept else "-",
+            paired(diffs) if diffs else "",
+            counts,
+        ]
         print("| " + " | ".join([*line, ", ".join(sorted(codes))]) + " |")
     return 0
 
