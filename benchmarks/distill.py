@@ -338,7 +338,12 @@ def run_student(args, name, teacher, train, unlabeled, test, seed) -> dict:
         )
     )
     c = result.metrics["distillation"]
+    est = result.estimator
+    chosen = {
+        k: getattr(est, a) for k, a in (("C", "C_"), ("lexical_weight", "lexical_weight_")) if hasattr(est, a)
+    }
     return {
+        "chosen": chosen or None,  # what a probe student's cross-validation chose
         "accuracy": c["student"]["accuracy"],
         "agreement": c["agreement"],
         "speed": c["student"].get("speed"),
