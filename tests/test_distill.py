@@ -72,10 +72,13 @@ def test_static_tokenizing_in_pieces_gives_the_whole_texts_first_tokens(static_b
         texts.append(
             "".join(f"{words[rng.integers(len(words))]}{seps[rng.integers(len(seps))]}" for _ in range(n))
         )
+    texts += ["[UNK] " * 50, "ab [UNK] cd"]  # an added token: the library tokenizes the text whole
     for limit in (3, 8, 40):
         bb.max_length = limit
         whole = [e.ids[:limit] for e in bb.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
         assert bb.tokenize(texts) == whole
+        flat, lengths = bb.tokenize_flat(texts)  # the same ids end to end, as the static model reads them
+        assert lengths.tolist() == [len(w) for w in whole] and flat.tolist() == [i for w in whole for i in w]
     assert st._split_at_space("ab cd ef", 5) == ("ab cd", " ef")
     assert st._split_at_space("ab cd ef", 4) == ("ab", " cd ef")
     assert st._split_at_space("abcdefgh ij", 3) == ("abcdefgh", " ij")  # no space before: the first after
@@ -623,13 +626,15 @@ def test_a_static_probe_with_pieces_tokenizes_once_and_exports(static_bb, text_d
 
     est = get_technique("probe", backbone=static_bb, lexical="pieces", progress=False).fit(text_data)
     cached = est.predict_proba(text_test)
-    tokenize, calls = static_bb.tokenize, []
-    static_bb.tokenize = lambda texts: calls.append(len(texts)) or tokenize(texts)
+    calls = []
+    for name in ("tokenize", "tokenize_flat"):  # every way of tokenizing, counted
+        method = getattr(static_bb, name)
+        setattr(static_bb, name, lambda texts, m=method, n=name: calls.append((n, len(texts))) or m(texts))
     try:
         fresh = est.predict_proba(list(text_test.inputs))
     finally:
-        static_bb.tokenize = tokenize
-    assert calls == [len(text_test)]
+        del static_bb.tokenize, static_bb.tokenize_flat  # the class's methods again
+    assert calls == [("tokenize_flat", len(text_test))]
     np.testing.assert_allclose(fresh, cached, atol=1e-5)
     save_artifact(est, tmp_path / "a", embed_backbone=True)  # as `warmstart distill` saves a static student
     report = export_onnx(tmp_path / "a", tmp_path / "onnx", data=text_test, rounds=1)

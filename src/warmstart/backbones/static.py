@@ -271,6 +271,29 @@ class StaticBackbone(Backbone):
             todo = [i for i in todo if len(ids[i]) < limit and rest[i]]
         return [x[:limit] for x in ids]
 
+    def tokenize_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``tokenize``'s ids, all texts' end to end in one array, and each text's length (what ``encode_flat``
+        reads): with the word cache, straight from its arrays (``WordPieceCache.flat_ids``) for every text whose
+        first piece holds ``max_length`` tokens or all of it; the rest (long texts) through ``tokenize``."""
+        texts = [str(t) for t in texts]
+        cache = self._word_cache() if self._prefix_safe() else None
+        if cache is None:
+            return self.flatten(self.tokenize(texts))
+        limit = self.max_length
+        heads, rests = [], []
+        for text in texts:
+            head, rest = _split_at_space(text, PIECE_CHARS_PER_TOKEN * limit)
+            heads.append(head)
+            rests.append(rest)
+        flat, lengths = cache.flat_ids(heads, limit)
+        more = [int(i) for i in np.flatnonzero(lengths < limit) if rests[i]]
+        if not more:
+            return flat, lengths
+        rows = [r.tolist() for r in np.split(flat, np.cumsum(lengths)[:-1])]
+        for i, ids in zip(more, self.tokenize([texts[i] for i in more]), strict=True):
+            rows[i] = ids
+        return self.flatten(rows)
+
     def _word_cache(self) -> WordPieceCache | None:
         """A BERT-style tokenizer's ids a word at a time from a cache (``wordpiece_cache``: the same ids, a
         fraction of the time once the words repeat); None for other tokenizers."""
@@ -330,8 +353,7 @@ class StaticBackbone(Backbone):
         texts = [str(t) for t in (inputs.inputs if hasattr(inputs, "inputs") else inputs)]
         step = batch_size or 4096
         parts = [
-            self.encode_flat(*self.flatten(self.tokenize(texts[s : s + step])))
-            for s in range(0, len(texts), step)
+            self.encode_flat(*self.tokenize_flat(texts[s : s + step])) for s in range(0, len(texts), step)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.num_features), dtype=np.float32)
 

@@ -3,8 +3,8 @@
 A static model's whole cost is the tokenizer (the lookup and mean after it take a few microseconds), and a
 BERT-style tokenizer cuts a text into words first and then each word into pieces on its own. So a word's ids
 never depend on the words around it, and texts repeat words: after the first few hundred texts almost every word
-has been seen. ``WordPieceCache`` keeps each word's ids and tokenizes a text as a regular-expression split into
-words plus one dictionary lookup per word; only words it has not seen go to the ``tokenizers`` library, in one
+has been seen. ``WordPieceCache`` keeps each word's ids and tokenizes a text as a split into words plus one
+dictionary lookup per word; only words it has not seen go to the ``tokenizers`` library, in one
 batch. The ids are exactly the library's (a test compares them on real and random texts), and a text the split
 cannot reproduce exactly goes to the library whole:
 
@@ -35,6 +35,8 @@ import json
 import re
 from typing import Any
 
+import numpy as np
+
 _ASCII_UNSAFE = re.compile(r"[^\x20-\x7e\t\n\r]")
 
 # words kept at most; past it the cache starts again (a bound on memory for endless streams of new words)
@@ -43,7 +45,12 @@ MAX_WORDS = 500_000
 
 class WordPieceCache:
     """``ids(texts, limit)``: each text's token ids without special tokens, cut to ``limit``; the same as
-    ``tokenizer.encode_batch_fast(texts, add_special_tokens=False)`` cut to ``limit``."""
+    ``tokenizer.encode_batch_fast(texts, add_special_tokens=False)`` cut to ``limit``. ``flat_ids``: the same
+    ids end to end in one array, with each text's length.
+
+    The words are kept as numbers: each known word has a code, and its ids are a slice of one array (``_pool``,
+    from ``_start[code]``, ``_len[code]`` long). A batch of texts is then one lookup of its words' codes (C-level
+    ``map`` over a dictionary) and array arithmetic, with no Python work per word or per id."""
 
     def __init__(self, tokenizer: Any) -> None:
         state = json.loads(tokenizer.to_str())
@@ -56,8 +63,29 @@ class WordPieceCache:
         firsts = {t[0] for t in added}
         # texts without one of these characters hold no added token (None: search every text)
         self.added_firsts = firsts if all(_caseless(c) for c in firsts) else None
-        self.words: dict[str, list[int]] = {}
         self.chars = _CharTable(tokenizer)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.code: dict[str, int] = {}
+        self._pool = np.zeros(1024, dtype=np.int64)  # every known word's ids end to end (grown by doubling)
+        self._pool_used = 0
+        self._start = np.zeros(256, dtype=np.int64)  # where each code's ids start in _pool
+        self._len = np.zeros(256, dtype=np.int64)  # how many ids each code has
+
+    def _learn(self, words: list[str]) -> None:
+        """Ask the library for the ids of ``words`` (new ones, distinct) and give each a code."""
+        encoded = [e.ids for e in self.tokenizer.encode_batch_fast(words, add_special_tokens=False)]
+        n_old, n_new = len(self.code), len(words)
+        lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n_new)
+        ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lens.sum()))
+        self._pool = _room(self._pool, self._pool_used + len(ids))
+        self._start, self._len = _room(self._start, n_old + n_new), _room(self._len, n_old + n_new)
+        self._pool[self._pool_used : self._pool_used + len(ids)] = ids
+        self._start[n_old : n_old + n_new] = self._pool_used + np.cumsum(lens) - lens
+        self._len[n_old : n_old + n_new] = lens
+        self._pool_used += len(ids)
+        self.code.update(zip(words, range(n_old, n_old + n_new), strict=True))
 
     @staticmethod
     def supports(state: dict) -> bool:
@@ -87,36 +115,71 @@ class WordPieceCache:
         return None if UNSAFE in text else text.split()
 
     def ids(self, texts: list[str], limit: int) -> list[list[int]]:
-        """Token ids of each text, cut to ``limit``: dictionary lookups for texts whose words were all seen, one
-        library call for the words not seen yet, one for the texts only the library tokenizes exactly."""
-        if len(self.words) > MAX_WORDS:
-            self.words = {}
-        words = self.words
-        out: list[list[int] | None] = [None] * len(texts)
+        """Token ids of each text, cut to ``limit`` (``flat_ids`` as one list per text)."""
+        flat, lengths = self.flat_ids(texts, limit)
+        return [row.tolist() for row in np.split(flat, np.cumsum(lengths)[:-1])] if len(texts) else []
+
+    def flat_ids(self, texts: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """All texts' token ids end to end, each text's cut to ``limit``, and each text's length: the codes of
+        the words of texts the split serves (a text's first ``limit`` words: each is a token or more), the words
+        not seen yet learned from the library in one batch, the ids gathered from the pool by array arithmetic;
+        texts only the library tokenizes exactly go to it whole."""
+        if len(self.code) > MAX_WORDS:
+            self._reset()
+        n = len(texts)
+        found: list[Any] = [()] * n
         whole: list[int] = []  # texts only the library tokenizes exactly
-        split: dict[int, list[str]] = {}  # texts with words not seen yet
         for i, text in enumerate(texts):
-            found = self.split(text)
-            if found is None:
+            pieces = self.split(text)
+            if pieces is None:
                 whole.append(i)
-                continue
-            try:
-                out[i] = list(itertools.chain.from_iterable([words[w] for w in found]))[:limit]
-            except KeyError:
-                split[i] = found
-        if split:
-            new = list({w for found in split.values() for w in found if w not in words})
-            for w, enc in zip(
-                new, self.tokenizer.encode_batch_fast(new, add_special_tokens=False), strict=True
-            ):
-                words[w] = enc.ids
-            for i, found in split.items():
-                out[i] = list(itertools.chain.from_iterable([words[w] for w in found]))[:limit]
-        if whole:
+            else:
+                found[i] = pieces[:limit] if len(pieces) > limit else pieces
+        counts = np.fromiter(map(len, found), dtype=np.int64, count=n)
+        words = list(itertools.chain.from_iterable(found))
+        codes = np.fromiter(map(self.code.get, words, itertools.repeat(-1)), dtype=np.int64, count=len(words))
+        missing = codes < 0
+        if missing.any():
+            unknown = list(itertools.compress(words, missing))
+            self._learn(list(dict.fromkeys(unknown)))
+            codes[missing] = np.fromiter(
+                map(self.code.__getitem__, unknown), dtype=np.int64, count=len(unknown)
+            )
+        flat, lengths = self._gather(codes, counts, limit)
+        if whole:  # rare: spliced in one text at a time
+            rows = [r.tolist() for r in np.split(flat, np.cumsum(lengths)[:-1])]
             enc = self.tokenizer.encode_batch_fast([texts[i] for i in whole], add_special_tokens=False)
             for i, e in zip(whole, enc, strict=True):
-                out[i] = e.ids[:limit]
-        return out  # type: ignore[return-value]
+                rows[i] = e.ids[:limit]
+            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+            flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        return flat, lengths
+
+    def _gather(self, codes: np.ndarray, counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of words ``codes`` (``counts[i]`` of them for row ``i``, in order), each row cut to ``limit``."""
+        n = len(counts)
+        sizes, starts = self._len[codes], self._start[codes]
+        row = np.repeat(np.arange(n), counts)
+        before = np.cumsum(sizes) - sizes  # ids before each word, over all rows
+        first = np.cumsum(counts) - counts  # each row's first word
+        base = np.zeros(n, dtype=np.int64)
+        has = counts > 0
+        base[has] = before[first[has]]
+        take = np.clip(limit - (before - base[row]), 0, sizes)  # a row's last word may be cut short
+        lengths = np.bincount(row, weights=take, minlength=n).astype(np.int64)
+        total = int(take.sum())
+        offset = np.cumsum(take) - take
+        index = np.repeat(starts - offset, take) + np.arange(total)
+        return self._pool[index], lengths
+
+
+def _room(array: np.ndarray, size: int) -> np.ndarray:
+    """``array``, or a copy at least twice as long, so that ``size`` entries fit."""
+    if size <= len(array):
+        return array
+    grown = np.zeros(max(size, 2 * len(array)), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
 UNSAFE = "\x00"  # what the character table maps a character to when only the library splits its text exactly

@@ -434,10 +434,10 @@ class LinearProbe(Technique):
         from ..lexical import count_flat, count_ids
 
         bb = self.backbone_
-        ids = bb.tokenize([str(t) for t in data.inputs])
+        texts = [str(t) for t in data.inputs]
         if not hasattr(bb, "encode_flat"):
-            return np.array(self.features(data, store=False), dtype=np.float32), count_ids(ids)
-        flat, lengths = bb.flatten(ids)
+            return np.array(self.features(data, store=False), dtype=np.float32), count_ids(bb.tokenize(texts))
+        flat, lengths = bb.tokenize_flat(texts)
         X = bb.to(resolve(self.device, self.precision).device).encode_flat(flat, lengths)
         return X, count_flat(flat, lengths)
 
