@@ -30,6 +30,9 @@ def test_static_backbone_encodes_like_its_training_path_and_adds_no_special_toke
     ids = static_bb.tokenize(texts)
     assert batch["lengths"].tolist() == [len(x) for x in ids]  # no padding: the ids end to end
     assert batch["token_ids"].tolist() == [i for x in ids for i in x]
+    picked = static_bb.batch_source(texts).collate(np.array([3, 0, 2]))  # any rows, in any order
+    assert picked["lengths"].tolist() == [len(ids[i]) for i in (3, 0, 2)]
+    assert picked["token_ids"].tolist() == [t for i in (3, 0, 2) for t in ids[i]]
     with torch.no_grad():
         batched = static_bb.forward_features(**batch).numpy()
         graph = static_bb.graph_features(*static_bb.graph_args(batch)).numpy()

@@ -137,14 +137,12 @@ class WordPieceCache:
                 found[i] = pieces[:limit] if len(pieces) > limit else pieces
         counts = np.fromiter(map(len, found), dtype=np.int64, count=n)
         words = list(itertools.chain.from_iterable(found))
-        codes = np.fromiter(map(self.code.get, words, itertools.repeat(-1)), dtype=np.int64, count=len(words))
-        missing = codes < 0
-        if missing.any():
-            unknown = list(itertools.compress(words, missing))
-            self._learn(list(dict.fromkeys(unknown)))
-            codes[missing] = np.fromiter(
-                map(self.code.__getitem__, unknown), dtype=np.int64, count=len(unknown)
-            )
+        try:  # once the words are known (nearly always after the first batches): one lookup each
+            codes = np.fromiter(map(self.code.__getitem__, words), dtype=np.int64, count=len(words))
+        except KeyError:
+            known = self.code
+            self._learn([w for w in dict.fromkeys(words) if w not in known])
+            codes = np.fromiter(map(known.__getitem__, words), dtype=np.int64, count=len(words))
         flat, lengths = self._gather(codes, counts, limit)
         if whole:  # rare: spliced in one text at a time
             rows = [r.tolist() for r in np.split(flat, np.cumsum(lengths)[:-1])]

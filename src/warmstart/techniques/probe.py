@@ -290,9 +290,12 @@ class LinearProbe(Technique):
             rows = np.empty(len(texts), dtype=object)
             rows[:] = [str(t) for t in texts]
             return rows
-        from ..lexical import count_ids
+        from ..lexical import count_flat, count_ids
 
-        return count_ids(self.backbone_.tokenize([str(t) for t in texts]))
+        texts = [str(t) for t in texts]
+        if hasattr(self.backbone_, "tokenize_flat"):  # a static backbone: its ids end to end, no lists
+            return count_flat(*self.backbone_.tokenize_flat(texts))
+        return count_ids(self.backbone_.tokenize(texts))
 
     def _logits(self, X: np.ndarray, texts: Any) -> np.ndarray:
         """The head's logits for embeddings ``X`` of ``texts`` (``_lexical_rows``): the embedding part plus,
