@@ -61,6 +61,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
     target_x, measured = float(x_all[-1]), float(np.nanmean(table_all[-1]))
     factor = target_x / float(x_fit[-1])
     full = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level)
+    plain = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level, expanded=False)["at"][0]
     bt = full["backtest_error_per_doubling"] or 0.0
     p = full["at"][0]
     row = {
@@ -72,6 +73,8 @@ def one(name: str, args: argparse.Namespace) -> dict:
         "forecast": p["forecast"],
         "low": p["low"],
         "high": p["high"],
+        "plain_low": plain["low"],  # the interval before the expanded percentiles
+        "plain_high": plain["high"],
         "backtest_per_doubling": bt,
         "trusted": full["trusted"],
         "reasons": full["reasons"],
@@ -126,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     errors = [abs(r["forecast"] - r["measured"]) for r in rows]
     cover = [r["low"] <= r["measured"] <= r["high"] for r in rows]
     cover_seeds = [r["seeds_low"] <= r["measured"] <= r["seeds_high"] for r in rows]
+    cover_plain = [r["plain_low"] <= r["measured"] <= r["plain_high"] for r in rows]
     print(f"\nmean absolute error {100 * statistics.mean(errors):.2f} points over {len(rows)} data sets")
     print(
         f"inside the {lvl}% interval: {sum(cover)}/{len(rows)}; with seed resampling alone: {sum(cover_seeds)}/{len(rows)}"
+        f"; with plain percentiles (before the expanded ones): {sum(cover_plain)}/{len(rows)}"
     )
+    for r in rows:
+        print(f"  {r['data']}: plain percentiles [{r['plain_low']:.3f}, {r['plain_high']:.3f}]")
     return 0
 
 
