@@ -14,7 +14,7 @@ resampling plus the back-test's shape term) and, for comparison, for the seed re
 
 ``--simulate N`` instead fits N simulated studies (true curves ``a - b * x**-c`` with a, b, c drawn at random,
 5 seeds, noise of 3 points over the square root of the examples per class, counts 2 to 16) and reports how often
-the 80% interval at 64 per class holds the true curve's value, with the expanded and the plain percentiles:
+the 80% interval at 64 per class holds the true curve's value:
 
     python benchmarks/forecast.py --simulate 400
 
@@ -67,7 +67,6 @@ def one(name: str, args: argparse.Namespace) -> dict:
     target_x, measured = float(x_all[-1]), float(np.nanmean(table_all[-1]))
     factor = target_x / float(x_fit[-1])
     full = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level)
-    plain = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level, expanded=False)["at"][0]
     bt = full["backtest_error_per_doubling"] or 0.0
     p = full["at"][0]
     row = {
@@ -79,8 +78,6 @@ def one(name: str, args: argparse.Namespace) -> dict:
         "forecast": p["forecast"],
         "low": p["low"],
         "high": p["high"],
-        "plain_low": plain["low"],  # the interval before the expanded percentiles
-        "plain_high": plain["high"],
         "backtest_per_doubling": bt,
         "trusted": full["trusted"],
         "reasons": full["reasons"],
@@ -101,17 +98,15 @@ def simulate(n: int, level: float, seed: int = 0) -> None:
 
     x = np.array([2.0, 4.0, 8.0, 16.0])
     rng = np.random.default_rng(seed)
-    inside = {True: 0, False: 0}
+    inside = 0
     for _ in range(n):
         a, b, c = rng.uniform(0.7, 0.98), rng.uniform(0.2, 0.7), rng.uniform(0.3, 1.2)
         table = np.clip(curve(x, a, b, c)[:, None] + rng.normal(0, 0.03, (4, 5)) / np.sqrt(x)[:, None], 0, 1)
-        truth = float(curve(64.0, a, b, c))
-        for expanded in (True, False):
-            at = forecast_curve(x, table, factors=(4,), level=level, expanded=expanded)["at"][0]
-            inside[expanded] += at["low"] <= truth <= at["high"]
+        at = forecast_curve(x, table, factors=(4,), level=level)["at"][0]
+        inside += at["low"] <= float(curve(64.0, a, b, c)) <= at["high"]
     print(
         f"{n} simulated studies: the {round(100 * level)}% interval at 64 per class holds the truth in "
-        f"{inside[True] / n:.1%} (expanded percentiles) and {inside[False] / n:.1%} (plain)"
+        f"{inside / n:.1%}"
     )
 
 
@@ -158,14 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     errors = [abs(r["forecast"] - r["measured"]) for r in rows]
     cover = [r["low"] <= r["measured"] <= r["high"] for r in rows]
     cover_seeds = [r["seeds_low"] <= r["measured"] <= r["seeds_high"] for r in rows]
-    cover_plain = [r["plain_low"] <= r["measured"] <= r["plain_high"] for r in rows]
     print(f"\nmean absolute error {100 * statistics.mean(errors):.2f} points over {len(rows)} data sets")
     print(
         f"inside the {lvl}% interval: {sum(cover)}/{len(rows)}; with seed resampling alone: {sum(cover_seeds)}/{len(rows)}"
-        f"; with plain percentiles (before the expanded ones): {sum(cover_plain)}/{len(rows)}"
     )
-    for r in rows:
-        print(f"  {r['data']}: plain percentiles [{r['plain_low']:.3f}, {r['plain_high']:.3f}]")
     return 0
 
 

@@ -93,26 +93,6 @@ def test_forecast_intervals_cover_the_truth_on_simulated_studies():
     assert np.mean(errors) < 0.03
 
 
-def test_the_seeds_part_is_the_expanded_percentile_interval():
-    """With 5 seeds the 80% interval takes the bootstrap fits' 4.3% and 95.7% quantiles (expanded_tail), not
-    10% and 90%: wider on both sides around the same forecast; and it covers simulated truths more often."""
-    from warmstart.forecast import expanded_tail
-
-    assert expanded_tail(0.8, 5) < 0.05 < expanded_tail(0.8, 1) == pytest.approx(0.1)
-    rng = np.random.default_rng(3)
-    covered = {True: 0, False: 0}
-    for _ in range(30):
-        a, b, c = rng.uniform(0.7, 0.98), rng.uniform(0.2, 0.7), rng.uniform(0.3, 1.2)
-        table = np.clip(curve(X, a, b, c)[:, None] + rng.normal(0, 0.03, (4, 5)) / np.sqrt(X)[:, None], 0, 1)
-        fits = {e: forecast_curve(X, table, boots=200, expanded=e)["at"][1] for e in (True, False)}
-        assert fits[True]["forecast"] == fits[False]["forecast"]
-        assert fits[True]["low"] <= fits[False]["low"] and fits[True]["high"] >= fits[False]["high"]
-        truth = float(curve(64.0, a, b, c))
-        for e, at in fits.items():
-            covered[e] += at["low"] <= truth <= at["high"]
-    assert covered[True] > covered[False]
-
-
 def test_the_interval_widens_with_the_back_test_error_and_the_distance():
     table = np.tile(curve(X, 0.9, 0.5, 0.7)[:, None], (1, 4)) + np.array([0.01, -0.01, 0.005, -0.005])
     smooth = forecast_curve(X, table)

@@ -8,10 +8,7 @@ an inverse power law with an asymptote, the usual shape of learning curves::
 Uncertainty comes from two sources, both in the interval:
 
 - **the seeds**: the study's seeds are resampled with replacement (a seed's cells at every label count stay
-  together: its training rows are nested, 8 per class among the 64) and the curve is refitted, 400 times; the
-  interval takes those fits' quantiles at the tail of Hesterberg's *expanded* percentile interval
-  (``expanded_tail``: with 5 seeds, the 4.3% and 95.7% quantiles for an 80% interval), since plain percentiles
-  of a few resampled seeds are too narrow;
+  together: its training rows are nested, 8 per class among the 64) and the curve is refitted, 400 times;
 - **the curve's shape**: how wrong the law is beyond the data is measured by a back-test on the study itself,
   fitting without the largest label count and forecasting it; that error, per doubling of the labels, is added
   (in quadrature) to the half-width for every doubling a forecast extrapolates.
@@ -108,24 +105,6 @@ def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(a), float(b), float(c)
 
 
-def expanded_tail(level: float, n: int) -> float:
-    """The bootstrap quantile to take for a ``level`` interval from ``n`` resampled seeds: Hesterberg's expanded
-    percentile interval ("What teachers should know about the bootstrap", 2015). Resampling ``n`` values gives
-    their mean a spread ``sqrt((n - 1) / n)`` times too small and normal tails where Student's t belongs, so a
-    plain percentile interval from few seeds is too narrow; the expanded one takes the tail at which a normal
-    reaches ``sqrt(n / (n - 1)) * t(n - 1)``. One seed: the plain tail (there is no resampling to expand).
-
-    >>> round(expanded_tail(0.8, 5), 4), round(expanded_tail(0.8, 1000), 4), round(expanded_tail(0.8, 1), 4)
-    (0.0432, 0.0997, 0.1)
-    """
-    tail = (1 - level) / 2
-    if n < 2:
-        return tail
-    from scipy import stats
-
-    return float(stats.norm.sf(math.sqrt(n / (n - 1)) * stats.t.ppf(1 - tail, n - 1)))
-
-
 def _quantiles(values: np.ndarray, tail: float) -> tuple[float, float]:
     """The ``tail`` and ``1 - tail`` quantiles, taken at data points rather than between them (values may be
     infinite: a target never reached)."""
@@ -179,12 +158,9 @@ def forecast_curve(
     boots: int = 400,
     seed: int = 0,
     max_backtest_error: float = 0.03,
-    expanded: bool = True,
 ) -> dict[str, Any]:
     """The forecast from one technique's scores: ``x`` label counts (examples per class, increasing) and
-    ``table[i, j]`` the score at ``x[i]`` with seed ``j`` (NaN where that cell did not run). ``expanded``:
-    the seeds' part of the interval is the expanded percentile interval (``expanded_tail``), else the plain
-    one (what forecasts used before)."""
+    ``table[i, j]`` the score at ``x[i]`` with seed ``j`` (NaN where that cell did not run)."""
     x = np.asarray(x, dtype=np.float64)
     keep = ~np.all(np.isnan(table), axis=1)
     x, table = x[keep], table[keep]
@@ -208,8 +184,7 @@ def forecast_curve(
         yb = yb[~np.isnan(yb).any(axis=1)]
         if len(yb):
             draws = [tuple(map(float, d)) for d in fit_curves(x, yb)]
-    seeds_run = int(np.sum(~np.all(np.isnan(table), axis=0)))
-    tail = expanded_tail(level, seeds_run) if expanded else (1 - level) / 2
+    tail = (1 - level) / 2
     xmax = float(x[-1])
 
     def interval(values: np.ndarray, point: float, doublings: float) -> tuple[float, float]:
