@@ -43,6 +43,7 @@ fine-tuned on the soft targets, ``--technique finetune``, whatever ``warmstart d
              token ids instead of the words (``lexical="pieces"``, "probe + pieces": ``warmstart distill``'s
              default static student, ``STATIC_TECHNIQUE``); static-probe-pieces-w6: its weight of the vectors
              against the TF-IDF chosen from six values (0.01 to 0.2) instead of four (0.03 to 0.2);
+             static-probe-pieces-len2048: reading 2,048 tokens of each text instead of 512;
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
@@ -157,6 +158,10 @@ STUDENTS: dict[str, tuple[str, dict]] = {
             "params": {"lexical": "pieces"},
             "weight_grid": [0.01, 0.02, 0.03, 0.05, 0.1, 0.2],
         },
+    ),
+    "static-probe-pieces-len2048": (
+        "static",
+        {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}, "max_length": 2048},
     ),
     "tfidf": ("tfidf", {}),
     "tfidf-pseudo": ("tfidf", {"pseudo": True}),
