@@ -10,7 +10,6 @@ rows scaled to unit length), kept as a word list and an array so an artifact can
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .errors import DataError
 from .parallel import one_blas_thread
+from .ragged import flatten
 
 # the weight of the standardised embedding against the unit-length TF-IDF row, chosen with C by cross-validation
 # on the training rows: a standardised 384-feature embedding has length ~20, a TF-IDF row 1
@@ -141,9 +141,7 @@ class PieceTfidf:
 
 def count_ids(rows: list[list[int]]) -> sparse.csr_matrix:
     """Each row's count of every token id, as a sparse matrix with a column per id (up to the largest present)."""
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
-    return count_flat(flat, lengths)
+    return count_flat(*flatten(rows))
 
 
 def count_flat(flat: np.ndarray, lengths: np.ndarray) -> sparse.csr_matrix:

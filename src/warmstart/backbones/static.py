@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import BackboneError
+from ..ragged import flatten, gather, split
 from .base import Backbone, BatchSource
 from .wordpiece_cache import WordPieceCache
 
@@ -277,7 +277,7 @@ class StaticBackbone(Backbone):
         texts = [str(t) for t in texts]
         cache = self._word_cache() if self._prefix_safe() else None
         if cache is None:
-            return self.flatten(self.tokenize(texts))
+            return flatten(self.tokenize(texts))
         limit = self.max_length
         heads, rests = [], []
         for text in texts:
@@ -288,10 +288,10 @@ class StaticBackbone(Backbone):
         more = [int(i) for i in np.flatnonzero(lengths < limit) if rests[i]]
         if not more:
             return flat, lengths
-        rows = [r.tolist() for r in np.split(flat, np.cumsum(lengths)[:-1])]
+        rows = split(flat, lengths)
         for i, ids in zip(more, self.tokenize([texts[i] for i in more]), strict=True):
             rows[i] = ids
-        return self.flatten(rows)
+        return flatten(rows)
 
     def _word_cache(self) -> WordPieceCache | None:
         """A BERT-style tokenizer's ids a word at a time from a cache (``wordpiece_cache``: the same ids, a
@@ -321,15 +321,8 @@ class StaticBackbone(Backbone):
         """The rows' ids end to end in one flat tensor (``token_ids``) and each row's length: the mean needs no
         padding, so none is made (padding, and masking it away again, took a quarter of a trained static
         model's prediction time on Reuters R8). The exported graph's padded form: ``graph_args``."""
-        flat, lengths = self.flatten(ids)
+        flat, lengths = flatten(ids)
         return {"token_ids": torch.from_numpy(flat), "lengths": torch.from_numpy(lengths)}
-
-    @staticmethod
-    def flatten(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of ids as one array of all of them end to end, and each row's length."""
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-        return flat, lengths
 
     def forward_features(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.module(token_ids, lengths)
@@ -355,7 +348,7 @@ class StaticBackbone(Backbone):
         return np.concatenate(parts) if parts else np.zeros((0, self.num_features), dtype=np.float32)
 
     def encode_flat(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Features, in fp32, of rows already tokenized and flattened (``flatten``): for a caller that needs the
+        """Features, in fp32, of rows already tokenized and flattened (``ragged.flatten``): for a caller that needs the
         ids too (a probe with ``lexical="pieces"`` counts them) and should not tokenize twice."""
         device = self.module.embedding.weight.device
         with torch.inference_mode():
@@ -476,17 +469,11 @@ class StaticBatchSource(BatchSource):
     def __len__(self) -> int:
         return len(self.lengths)
 
-    @property
-    def ids(self) -> list[list[int]]:
-        """Each row's ids as a list (what a ``TextBatchSource`` holds)."""
-        return [r.tolist() for r in np.split(self.flat, np.cumsum(self.lengths)[:-1])] if len(self) else []
-
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         indices = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths[indices]
-        offset = np.cumsum(lengths) - lengths
-        index = np.repeat(self.starts[indices] - offset, lengths) + np.arange(int(lengths.sum()))
-        return {"token_ids": torch.from_numpy(self.flat[index]), "lengths": torch.from_numpy(lengths)}
+        token_ids = gather(self.flat, self.starts[indices], lengths)
+        return {"token_ids": torch.from_numpy(token_ids), "lengths": torch.from_numpy(lengths)}
 
 
 # characters per piece for each token still wanted: English averages 4 to 5 characters a token, so most texts take

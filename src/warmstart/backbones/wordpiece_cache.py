@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ragged import flatten, gather, split
+
 _ASCII_UNSAFE = re.compile(r"[^\x20-\x7e\t\n\r]")
 
 # words kept at most; past it the cache starts again (a bound on memory for endless streams of new words)
@@ -77,8 +79,7 @@ class WordPieceCache:
         """Ask the library for the ids of ``words`` (new ones, distinct) and give each a code."""
         encoded = [e.ids for e in self.tokenizer.encode_batch_fast(words, add_special_tokens=False)]
         n_old, n_new = len(self.code), len(words)
-        lens = np.fromiter(map(len, encoded), dtype=np.int64, count=n_new)
-        ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lens.sum()))
+        ids, lens = flatten(encoded)
         self._pool = _room(self._pool, self._pool_used + len(ids))
         self._start, self._len = _room(self._start, n_old + n_new), _room(self._len, n_old + n_new)
         self._pool[self._pool_used : self._pool_used + len(ids)] = ids
@@ -116,8 +117,7 @@ class WordPieceCache:
 
     def ids(self, texts: list[str], limit: int) -> list[list[int]]:
         """Token ids of each text, cut to ``limit`` (``flat_ids`` as one list per text)."""
-        flat, lengths = self.flat_ids(texts, limit)
-        return [row.tolist() for row in np.split(flat, np.cumsum(lengths)[:-1])] if len(texts) else []
+        return split(*self.flat_ids(texts, limit))
 
     def flat_ids(self, texts: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
         """All texts' token ids end to end, each text's cut to ``limit``, and each text's length: the codes of
@@ -145,12 +145,11 @@ class WordPieceCache:
             codes = np.fromiter(map(known.__getitem__, words), dtype=np.int64, count=len(words))
         flat, lengths = self._gather(codes, counts, limit)
         if whole:  # rare: spliced in one text at a time
-            rows = [r.tolist() for r in np.split(flat, np.cumsum(lengths)[:-1])]
+            rows = split(flat, lengths)
             enc = self.tokenizer.encode_batch_fast([texts[i] for i in whole], add_special_tokens=False)
             for i, e in zip(whole, enc, strict=True):
                 rows[i] = e.ids[:limit]
-            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-            flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+            flat, lengths = flatten(rows)
         return flat, lengths
 
     def _gather(self, codes: np.ndarray, counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,10 +164,7 @@ class WordPieceCache:
         base[has] = before[first[has]]
         take = np.clip(limit - (before - base[row]), 0, sizes)  # a row's last word may be cut short
         lengths = np.bincount(row, weights=take, minlength=n).astype(np.int64)
-        total = int(take.sum())
-        offset = np.cumsum(take) - take
-        index = np.repeat(starts - offset, take) + np.arange(total)
-        return self._pool[index], lengths
+        return gather(self._pool, starts, take), lengths
 
 
 def _room(array: np.ndarray, size: int) -> np.ndarray:
