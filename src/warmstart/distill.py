@@ -386,7 +386,6 @@ def distill(
     tuned = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
     # a frozen hidden layer would only be a random projection: a probe reads the vectors themselves
     hidden_dim = student_hidden_dim(student, hidden_dim) if tuned or hidden_dim else 0
-    params = dict(params or {})
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
     labels = [*labelled.labels, *[None] * (len(data) - len(labelled))] if labelled is not None else None

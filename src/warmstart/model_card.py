@@ -201,22 +201,13 @@ def _distillation(d: dict, config: dict) -> str:
 def student_description(config: dict) -> str:
     """What the student is, in words: its kind and how it learned (``config``: a distillation's config)."""
     student, technique = config.get("student", "?"), config.get("technique", "?")
+    if technique != "probe":
+        return f"{student} ({technique} on the teacher's probabilities)"
     lexical = (config.get("params") or {}).get("lexical", "none")
-    how = (
-        {
-            "pieces": "a probe on its vectors with TF-IDF of its token ids, on the teacher's top class",
-            "tfidf": "a probe on its vectors with TF-IDF of the words, on the teacher's top class",
-        }.get(lexical)
-        if technique == "probe"
-        else None
-    )
-    if how is None:
-        how = (
-            f"{technique} on the teacher's top class"
-            if technique == "probe"
-            else f"{technique} on the teacher's probabilities"
-        )
-    return f"{student} ({how})"
+    words = {"pieces": "TF-IDF of its token ids", "tfidf": "TF-IDF of the words"}.get(lexical)
+    if words is None:
+        return f"{student} (probe on the teacher's top class)"
+    return f"{student} (a probe on its vectors with {words}, on the teacher's top class)"
 
 
 def energy_method(c: dict) -> str | None:
