@@ -111,12 +111,18 @@ def _pipeline(est: Any) -> _Pipeline:
     """A standalone fp32 copy of the fitted model: merged adapter, head, output activation."""
     pieces = None
     if getattr(est, "lexical_coef_", None) is not None:
-        inputs = est.backbone_.export_example()[1]
-        if getattr(est, "lexical", "tfidf") != "pieces" or inputs[:2] != ["input_ids", "attention_mask"]:
+        if getattr(est, "lexical", "tfidf") != "pieces":
             raise ExportError(
                 "this probe also reads TF-IDF of the words (lexical='tfidf'), which the exported graph cannot "
                 "compute from token ids; serve the artifact itself (warmstart serve / predict), or refit with "
                 "lexical='pieces' (TF-IDF of the token ids, which the graph computes) or lexical='none'."
+            )
+        inputs = est.backbone_.export_example()[1]
+        if inputs[:2] != ["input_ids", "attention_mask"]:
+            raise ExportError(
+                f"this probe reads TF-IDF of token ids (lexical='pieces'), but its backbone's graph starts from "
+                f"{inputs}, not token ids; serve the artifact itself (warmstart serve / predict), or refit with "
+                f"lexical='none'."
             )
         pieces = PieceLogits(est.words_.ids, est.words_.idf, est.lexical_coef_)
     model = getattr(est, "model_", None)
