@@ -11,8 +11,10 @@ The ``finetune`` configurations fine-tune the whole backbone instead of probing 
 Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training, for image CNNs);
 ``finetune+self_train`` self-trains around fine-tuning (``self_train:finetune``, its default rounds);
 ``self_train-r3``, ``-p0.8``, ``-p0.3``, ``-r3-p0.8`` self-train the probe with 3 rounds instead of 2, or with
-0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5. Every
-configuration is paired with the plain configuration of its own technique (``probe`` or ``finetune``).
+0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
+TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it. Every
+configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
+for ``words+self_train``).
 
 The ``dapt`` configurations probe a backbone adapted by ``warmstart adapt`` (unsupervised SimCSE) to every
 unlabelled row of the target data set (its test sample left out; labels never read), adapted once and kept
@@ -54,12 +56,18 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "self_train-p0.8": (False, True, "probe", {"self_train_portion": 0.8}),
     "self_train-r3-p0.8": (False, True, "probe", {"self_train_rounds": 3, "self_train_portion": 0.8}),
     "self_train-p0.3": (False, True, "probe", {"self_train_portion": 0.3}),
+    # the probe with TF-IDF of the words beside the embedding (``lexical=tfidf``), alone and self-trained: the
+    # pseudo-labelled target rows can teach it the target domain's words, which a frozen encoder cannot learn
+    "words": (False, False, "probe", {"lexical": "tfidf"}),
+    "words+self_train": (False, True, "probe", {"lexical": "tfidf"}),
 }
+# configurations paired with another than their technique alone
+BASES = {"words+self_train": "words"}
 
 
 def base_config(name: str) -> str:
     """The configuration ``name`` is paired with: its technique without unlabelled rows."""
-    return CONFIGS[name][2]
+    return BASES.get(name, CONFIGS[name][2])
 
 
 def run_one(name, labelled, unlabeled, test, backbone, seed) -> dict:
