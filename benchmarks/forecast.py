@@ -66,8 +66,9 @@ def one(name: str, args: argparse.Namespace) -> dict:
     x_fit, table_fit = x_all[fit_rows], table_all[fit_rows]
     target_x, measured = float(x_all[-1]), float(np.nanmean(table_all[-1]))
     factor = target_x / float(x_fit[-1])
-    full = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level)
+    full = forecast_curve(x_fit, table_fit, factors=(factor,), level=args.level, shape_floor=args.shape_floor)
     bt = full["backtest_error_per_doubling"] or 0.0
+    shape_per_doubling = full["shape_error_per_doubling"]
     p = full["at"][0]
     row = {
         "data": name,
@@ -79,12 +80,13 @@ def one(name: str, args: argparse.Namespace) -> dict:
         "low": p["low"],
         "high": p["high"],
         "backtest_per_doubling": bt,
+        "shape_per_doubling": shape_per_doubling,
         "trusted": full["trusted"],
         "reasons": full["reasons"],
     }
-    if bt:
+    if shape_per_doubling:
         # undo the shape term: what seed resampling alone gives
-        shape = bt * math.log2(factor)
+        shape = shape_per_doubling * math.log2(factor)
         lo_half = math.sqrt(max((p["forecast"] - p["low"]) ** 2 - shape**2, 0.0))
         hi_half = math.sqrt(max((p["high"] - p["forecast"]) ** 2 - shape**2, 0.0))
         row["seeds_low"], row["seeds_high"] = p["forecast"] - lo_half, p["forecast"] + hi_half
@@ -93,20 +95,64 @@ def one(name: str, args: argparse.Namespace) -> dict:
     return row
 
 
-def simulate(n: int, level: float, seed: int = 0) -> None:
+def least_floor(folder: Path, args: argparse.Namespace) -> dict:
+    """For one finished study: the forecast at its largest count from the counts up to ``--fit-upto`` and the
+    least shape floor per doubling that puts the measured mean inside the interval (0: inside without one)."""
+    cells = load_cells(folder)
+    metric, _ = cells_metric(cells, args.metric)
+    x, _, table = _points(cells, metric)
+    fit = x <= args.fit_upto
+    measured, factor = float(np.nanmean(table[-1])), float(x[-1] / x[fit][-1])
+
+    def at(floor: float) -> dict:
+        return forecast_curve(x[fit], table[fit], factors=(factor,), level=args.level, shape_floor=floor)[
+            "at"
+        ][0]
+
+    def inside(p: dict) -> bool:
+        return p["low"] <= measured <= p["high"]
+
+    lo, hi = 0.0, 0.5
+    if inside(at(0.0)):
+        hi = 0.0
+    for _ in range(30 if hi else 0):  # bisection: the interval widens with the floor
+        lo, hi = (lo, (lo + hi) / 2) if inside(at((lo + hi) / 2)) else ((lo + hi) / 2, hi)
+    return {"study": str(folder), "measured": measured, "forecast": at(0.0)["forecast"], "least_floor": hi}
+
+
+def calibrate(folders: list[Path], args: argparse.Namespace) -> None:
+    """The split-conformal choice of the floor: with n studies, the ceil((n + 1) * level)-th smallest of their
+    least floors gives intervals that hold a new study's value with probability >= level, if the new study is
+    like these."""
+    rows = [least_floor(f, args) for f in folders]
+    print("| study | measured | forecast | least floor (points per doubling) |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['study']} | {r['measured']:.3f} | {r['forecast']:.3f} | {100 * r['least_floor']:.2f} |")
+    needs = sorted(r["least_floor"] for r in rows)
+    k = math.ceil((len(needs) + 1) * args.level)
+    if k > len(needs):
+        print(f"\n{len(needs)} studies are too few for a {args.level:.0%} split-conformal floor (need {k})")
+    else:
+        print(
+            f"\nthe floor: the {k}th smallest of {len(needs)}: {100 * needs[k - 1]:.2f} points per doubling"
+        )
+
+
+def simulate(n: int, level: float, shape_floor: float | None, seed: int = 0) -> None:
     from warmstart.forecast import curve
 
     x = np.array([2.0, 4.0, 8.0, 16.0])
     rng = np.random.default_rng(seed)
-    inside = 0
+    inside, widths = 0, []
     for _ in range(n):
         a, b, c = rng.uniform(0.7, 0.98), rng.uniform(0.2, 0.7), rng.uniform(0.3, 1.2)
         table = np.clip(curve(x, a, b, c)[:, None] + rng.normal(0, 0.03, (4, 5)) / np.sqrt(x)[:, None], 0, 1)
-        at = forecast_curve(x, table, factors=(4,), level=level)["at"][0]
+        at = forecast_curve(x, table, factors=(4,), level=level, shape_floor=shape_floor)["at"][0]
         inside += at["low"] <= float(curve(64.0, a, b, c)) <= at["high"]
+        widths.append(at["high"] - at["low"])
     print(
         f"{n} simulated studies: the {round(100 * level)}% interval at 64 per class holds the truth in "
-        f"{inside / n:.1%}"
+        f"{inside / n:.1%}; its mean width is {100 * statistics.mean(widths):.1f} points"
     )
 
 
@@ -124,10 +170,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", type=float, default=0.8)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--output", default="runs/bench/forecast")
+    ap.add_argument(
+        "--shape-floor",
+        type=float,
+        help="the least shape error per doubling (warmstart.forecast.SHAPE_FLOOR when not given; 0: none)",
+    )
+    ap.add_argument(
+        "--calibrate",
+        nargs="+",
+        type=Path,
+        help="finished study folders: choose the shape floor on them (split-conformal, above) instead",
+    )
     ap.add_argument("--simulate", type=int, help="fit this many simulated studies instead (see above)")
     args = ap.parse_args(argv)
+    if args.calibrate:
+        calibrate(args.calibrate, args)
+        return 0
     if args.simulate:
-        simulate(args.simulate, args.level)
+        simulate(args.simulate, args.level, args.shape_floor)
         return 0
     params = {k: v for k, v in vars(args).items() if k not in ("data", "output", "simulate")}
     key = json.dumps({"code": code_version(), **params}, sort_keys=True)
@@ -151,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{'yes' if inside else 'no'}{'' if r['trusted'] else ' (flagged: ' + '; '.join(r['reasons']) + ')'} |"
         )
     errors = [abs(r["forecast"] - r["measured"]) for r in rows]
+    widths = [r["high"] - r["low"] for r in rows]
     cover = [r["low"] <= r["measured"] <= r["high"] for r in rows]
     cover_seeds = [r["seeds_low"] <= r["measured"] <= r["seeds_high"] for r in rows]
     print(f"\nmean absolute error {100 * statistics.mean(errors):.2f} points over {len(rows)} data sets")
+    print(f"mean interval width {100 * statistics.mean(widths):.1f} points")
     print(
         f"inside the {lvl}% interval: {sum(cover)}/{len(rows)}; with seed resampling alone: {sum(cover_seeds)}/{len(rows)}"
     )

@@ -106,6 +106,39 @@ def test_the_interval_widens_with_the_back_test_error_and_the_distance():
     assert not f["trusted"] and any("forecast its own largest" in r for r in f["reasons"])
 
 
+def test_the_shape_floor_widens_a_smooth_curves_interval_per_doubling_and_with_the_level():
+    """Seeds that agree and a curve the law fits exactly leave no interval of their own: the floor alone sets
+    its half-width, once per doubling beyond the labels measured, scaled to the level asked for."""
+    table = np.tile(curve(X, 0.9, 0.5, 0.7)[:, None], (1, 4))
+    bare = forecast_curve(X, table, shape_floor=0.0)
+    f = forecast_curve(X, table, shape_floor=0.02)
+    assert f["shape_error_per_doubling"] == pytest.approx(0.02)
+    for p0, p in zip(bare["at"], f["at"], strict=True):
+        assert p0["high"] - p0["low"] < 5e-4  # the fit's grid of exponents, nothing more
+        doublings = math.log2(p["factor"])
+        assert p["forecast"] - p["low"] == pytest.approx(0.02 * doublings, abs=5e-4)
+        assert min(p["high"], 0.9999) - p["forecast"] == pytest.approx(
+            min(0.02 * doublings, 0.9999 - p["forecast"]), abs=5e-4
+        )
+    wide = forecast_curve(X, table, shape_floor=0.02, level=0.95)["at"][1]
+    assert wide["forecast"] - wide["low"] == pytest.approx(0.04 * 1.95996 / 1.28155, rel=1e-4)
+
+
+def test_the_labels_a_target_needs_get_the_forecasts_band_not_the_seeds_alone():
+    table = np.tile(curve(X, 0.9, 0.5, 0.7)[:, None], (1, 4)) + np.array([0.01, -0.01, 0.005, -0.005])
+    seeds_only = forecast_curve(X, table, target=0.84, shape_floor=0.0)["target"]
+    t = forecast_curve(X, table, target=0.84, shape_floor=0.01)["target"]
+    assert t["per_class"] == pytest.approx(seeds_only["per_class"])
+    assert t["low"] < seeds_only["low"] <= t["per_class"] <= seeds_only["high"] < t["high"] < math.inf
+    # the interval's ends are where the band's upper and lower ends reach the target
+    at_low = forecast_curve(X, table, shape_floor=0.01, factors=(t["low"] / 16,))["at"][0]
+    at_high = forecast_curve(X, table, shape_floor=0.01, factors=(t["high"] / 16,))["at"][0]
+    assert at_low["high"] == pytest.approx(0.84, abs=2e-3)
+    assert at_high["low"] == pytest.approx(0.84, abs=2e-3)
+    # a floor that grows faster than the curve still rises: the lower end never gets there
+    assert forecast_curve(X, table, target=0.87, shape_floor=0.02)["target"]["high"] == math.inf
+
+
 def test_too_few_points_are_refused_or_flagged():
     with pytest.raises(DataError, match="three label counts"):
         forecast_curve(X[:2], np.full((2, 3), 0.5))

@@ -11,7 +11,12 @@ Uncertainty comes from two sources, both in the interval:
   together: its training rows are nested, 8 per class among the 64) and the curve is refitted, 400 times;
 - **the curve's shape**: how wrong the law is beyond the data is measured by a back-test on the study itself,
   fitting without the largest label count and forecasting it; that error, per doubling of the labels, is added
-  (in quadrature) to the half-width for every doubling a forecast extrapolates.
+  (in quadrature) to the half-width for every doubling a forecast extrapolates. One back-test can miss by luck,
+  so the error allowed is at least ``SHAPE_FLOOR`` per doubling (for an 80% interval; scaled with the normal
+  quantile for other levels), chosen on development studies by a split-conformal rule.
+
+The labels a target needs get the same band: its interval runs from where the band's upper end reaches the
+target to where its lower end does.
 
 A forecast is flagged as not to be trusted (``trusted: false`` with the reasons) with fewer than four label
 counts, a back-test error above ``max_backtest_error`` (3 points), or an extrapolation beyond 10x the most labels
@@ -25,6 +30,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,7 @@ from .study_stats import cells_metric
 FACTORS = (2, 4, 10)  # forecasts at these multiples of the most labels per class measured
 MIN_POINTS = 4  # label counts needed for a forecast to be trusted (3 fit parameters, one back-test)
 MAX_EXTRAPOLATION = 10.0
+SHAPE_FLOOR = 0.0  # least shape error per doubling of an 80% interval (docs/studies.md, "Forecasts")
 
 
 def curve(x: np.ndarray | float, a: float, b: float, c: float) -> np.ndarray:
@@ -105,14 +112,6 @@ def fit_curve(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(a), float(b), float(c)
 
 
-def _quantiles(values: np.ndarray, tail: float) -> tuple[float, float]:
-    """The ``tail`` and ``1 - tail`` quantiles, taken at data points rather than between them (values may be
-    infinite: a target never reached)."""
-    return float(np.quantile(values, tail, method="lower")), float(
-        np.quantile(values, 1 - tail, method="higher")
-    )
-
-
 def labels_for(target: float, a: float, b: float, c: float) -> float:
     """Examples per class at which the curve reaches ``target``; ``inf`` when its asymptote stays below."""
     if target <= a - b:  # reached at one example per class already
@@ -158,6 +157,7 @@ def forecast_curve(
     boots: int = 400,
     seed: int = 0,
     max_backtest_error: float = 0.03,
+    shape_floor: float | None = None,
 ) -> dict[str, Any]:
     """The forecast from one technique's scores: ``x`` label counts (examples per class, increasing) and
     ``table[i, j]`` the score at ``x[i]`` with seed ``j`` (NaN where that cell did not run)."""
@@ -186,21 +186,33 @@ def forecast_curve(
             draws = [tuple(map(float, d)) for d in fit_curves(x, yb)]
     tail = (1 - level) / 2
     xmax = float(x[-1])
+    floor = SHAPE_FLOOR if shape_floor is None else shape_floor
+    floor *= NormalDist().inv_cdf(1 - tail) / NormalDist().inv_cdf(0.9)  # chosen for 80% intervals
 
-    def interval(values: np.ndarray, point: float, doublings: float) -> tuple[float, float]:
-        lo, hi = _quantiles(values, tail) if len(values) else (point, point)
-        shape = (backtest or 0.0) * max(doublings, 0.0)
-        lo = point - math.hypot(point - float(lo), shape)
-        hi = point + math.hypot(float(hi) - point, shape)
-        return max(lo, 0.0), min(hi, 1.0)
+    shape = max(backtest or 0.0, floor)  # error per doubling beyond the most labels measured
+    fits = np.array(draws, dtype=np.float64).reshape(-1, 3)
+
+    def band(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fitted curve at ``xs`` and its interval: the resampled fits' quantiles, widened in quadrature by
+        ``shape`` for every doubling beyond the most labels measured."""
+        xs = np.asarray(xs, dtype=np.float64)
+        point = curve(xs, a, b, c)
+        lo = hi = point
+        if len(fits):
+            values = fits[:, :1] - fits[:, 1:2] * np.power(xs[None, :], -fits[:, 2:3])
+            lo = np.quantile(values, tail, axis=0, method="lower")
+            hi = np.quantile(values, 1 - tail, axis=0, method="higher")
+        extra = shape * np.maximum(np.log2(xs / xmax), 0.0)
+        return (
+            point,
+            np.maximum(point - np.hypot(point - lo, extra), 0.0),
+            np.minimum(point + np.hypot(hi - point, extra), 1.0),
+        )
 
     at = []
     for f in factors:
-        xt = xmax * f
-        point = float(curve(xt, a, b, c))
-        values = np.array([float(curve(xt, *d)) for d in draws])
-        lo, hi = interval(values, point, math.log2(f))
-        at.append({"factor": f, "per_class": xt, "forecast": point, "low": lo, "high": hi})
+        point, lo, hi = (float(v[0]) for v in band(np.array([xmax * f])))
+        at.append({"factor": f, "per_class": xmax * f, "forecast": point, "low": lo, "high": hi})
     out: dict[str, Any] = {
         "points": [
             {"per_class": float(xi), "mean": float(yi), "seeds": int(np.sum(~np.isnan(row)))}
@@ -208,11 +220,12 @@ def forecast_curve(
         ],
         "fit": {"a": a, "b": b, "c": c, "rmse": rmse},
         "backtest_error_per_doubling": backtest,
+        "shape_error_per_doubling": shape,
         "level": level,
         "at": at,
     }
     if target is not None:
-        out["target"] = _target(target, (a, b, c), draws, tail, y, x)
+        out["target"] = _target(target, (a, b, c), fits, band, y, x)
     reasons = []
     if len(x) < MIN_POINTS:
         reasons.append(f"only {len(x)} label counts (a back-test needs {MIN_POINTS})")
@@ -227,16 +240,24 @@ def forecast_curve(
     return out
 
 
-def _target(target: float, fit: tuple, draws: list, tail: float, y: np.ndarray, x: np.ndarray) -> dict:
+def _target(target: float, fit: tuple, fits: np.ndarray, band: Any, y: np.ndarray, x: np.ndarray) -> dict:
+    """The labels per class that reach ``target``: on the fitted curve, and as an interval where the forecast's
+    band (``band``) first reaches it: its upper end gives the fewest labels, its lower end the most (``inf``
+    when the lower end stays below the target up to 1,000x the labels measured)."""
     need = labels_for(target, *fit)
-    values = np.array([labels_for(target, *d) for d in draws]) if draws else np.array([need])
-    reached = float(np.mean(np.isfinite(values)))
-    lo, hi = _quantiles(values, tail)
+    reached = float(np.mean([math.isfinite(labels_for(target, *d)) for d in fits])) if len(fits) else 1.0
+    grid = np.geomspace(1.0, 1000.0 * float(x[-1]), 1200)
+    _, lo, hi = band(grid)
+
+    def first(values: np.ndarray) -> float:
+        at = np.flatnonzero(values >= target)
+        return float(grid[at[0]]) if len(at) else math.inf
+
     out = {
         "value": target,
         "per_class": need,
-        "low": lo,
-        "high": hi,
+        "low": min(first(hi), need),
+        "high": max(first(lo), need),
         "share_of_fits_reaching": reached,
         "already_measured": bool(np.any(y >= target)),
     }
@@ -369,7 +390,8 @@ def forecast_text(result: dict) -> str:
         bt = f["backtest_error_per_doubling"]
         lines.append(
             f"  fit {fit['a']:.3f} - {fit['b']:.3f} * n^-{fit['c']:.2f} (rmse {fit['rmse']:.4f}; back-test error "
-            + (f"{100 * bt:.1f} points per doubling)" if bt is not None else "not available)")
+            + (f"{100 * bt:.1f} points per doubling" if bt is not None else "not available")
+            + f"; the interval allows {100 * f['shape_error_per_doubling']:.1f} points per doubling for the shape)"
         )
         for p in f["at"]:
             lines.append(
@@ -382,7 +404,7 @@ def forecast_text(result: dict) -> str:
                 hi = "no limit" if not math.isfinite(g["high"]) else f"{g['high']:.0f}"
                 lines.append(
                     f"  {metric} {g['value']:g} at about {g['per_class']:.0f} per class "
-                    f"[{lvl}% interval from seed resampling only: {g['low']:.0f} to {hi}; "
+                    f"[{lvl}% interval {g['low']:.0f} to {hi}; "
                     f"{100 * g['share_of_fits_reaching']:.0f}% of resampled fits reach it]"
                 )
             if g.get("note"):
