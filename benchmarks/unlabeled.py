@@ -12,9 +12,10 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 ``finetune+self_train`` self-trains around fine-tuning (``self_train:finetune``, its default rounds);
 ``self_train-r3``, ``-p0.8``, ``-p0.3``, ``-r3-p0.8`` self-train the probe with 3 rounds instead of 2, or with
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
-TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it. Every
+TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
+``-p0.8``, ``-r3-p0.8`` as above). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
-for ``words+self_train``).
+for ``words+...``).
 
 The ``dapt`` configurations probe a backbone adapted by ``warmstart adapt`` (unsupervised SimCSE) to every
 unlabelled row of the target data set (its test sample left out; labels never read), adapted once and kept
@@ -60,9 +61,17 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     # pseudo-labelled target rows can teach it the target domain's words, which a frozen encoder cannot learn
     "words": (False, False, "probe", {"lexical": "tfidf"}),
     "words+self_train": (False, True, "probe", {"lexical": "tfidf"}),
+    "words+self_train-r3": (False, True, "probe", {"lexical": "tfidf", "self_train_rounds": 3}),
+    "words+self_train-p0.8": (False, True, "probe", {"lexical": "tfidf", "self_train_portion": 0.8}),
+    "words+self_train-r3-p0.8": (
+        False,
+        True,
+        "probe",
+        {"lexical": "tfidf", "self_train_rounds": 3, "self_train_portion": 0.8},
+    ),
 }
 # configurations paired with another than their technique alone
-BASES = {"words+self_train": "words"}
+BASES = {name: "words" for name in CONFIGS if name.startswith("words+")}
 
 
 def base_config(name: str) -> str:
