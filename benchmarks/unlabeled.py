@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--output", default="runs/bench/unlabeled.jsonl")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument(
+        "--metric", choices=["accuracy", "macro_f1"], default="accuracy", help="the table's metric"
+    )
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -160,16 +163,18 @@ def main() -> None:
                 results[(name, k, seed)] = done[key]
                 print(f"{name} k={k} seed={seed}: {done[key]['accuracy']:.4f}", file=sys.stderr)
     print(f"\n{args.source} -> {args.target} ({args.backbone}, code {version}); test {len(test)} rows")
-    print("| configuration | k/class | accuracy | vs its technique alone, points [95% CI] | CPU s per fit |")
+    print(
+        f"| configuration | k/class | {args.metric} | vs its technique alone, points [95% CI] | CPU s per fit |"
+    )
     print("|---|---|---|---|---|")
     for k in [int(s) for s in args.shots.split(",")]:
         for name in configs:
             base = {
-                s: results[(base_config(name), k, s)]["accuracy"]
+                s: results[(base_config(name), k, s)][args.metric]
                 for s in range(args.seeds)
                 if (base_config(name), k, s) in results
             }
-            acc = {s: results[(name, k, s)]["accuracy"] for s in range(args.seeds)}
+            acc = {s: results[(name, k, s)][args.metric] for s in range(args.seeds)}
             m = mean_ci(list(acc.values()))
             cmp = paired(acc, base) if name != base_config(name) and base else None
             diff = (
