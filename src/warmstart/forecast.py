@@ -42,7 +42,7 @@ from .study_stats import cells_metric
 FACTORS = (2, 4, 10)  # forecasts at these multiples of the most labels per class measured
 MIN_POINTS = 4  # label counts needed for a forecast to be trusted (3 fit parameters, one back-test)
 MAX_EXTRAPOLATION = 10.0
-SHAPE_FLOOR = 0.0  # least shape error per doubling of an 80% interval (docs/studies.md, "Forecasts")
+SHAPE_FLOOR = 0.0194  # least shape error per doubling of an 80% interval (docs/studies.md, "Forecasts")
 
 
 def curve(x: np.ndarray | float, a: float, b: float, c: float) -> np.ndarray:
