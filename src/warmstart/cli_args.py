@@ -390,7 +390,8 @@ def _parser_forecast(sub: Any) -> None:
         help="how many labels: extend a study's learning curves (score at 2x, 4x, 10x the labels, labels for a target)",
         description="Fit a saturating learning curve (a - b * n^-c) per technique to a study's cells and forecast "
         "the score at 2x, 4x and 10x the most labels per class measured, and the labels per class a target needs, "
-        "each with an interval from resampled seeds and the curve's back-test error. Writes STUDY/forecast.json.",
+        "each with an interval from resampled seeds and the curve's back-test error (with a floor per doubling of "
+        "the labels chosen on development studies). Writes STUDY/forecast.json.",
     )
     p.add_argument(
         "study", nargs="?", help="a study folder (warmstart study --output) with three label counts or more"

@@ -185,7 +185,7 @@ def _forecast_section(
     """Learning curves extended to 10x the labels measured (``warmstart.forecast``), with their intervals; None
     when no technique has three label counts."""
     from .errors import DataError
-    from .forecast import FACTORS, forecast_cells
+    from .forecast import FACTORS, SHAPE_FLOOR, forecast_cells
 
     try:
         result = forecast_cells(cells, str(folder), factors=FORECAST_FACTORS + FACTORS)
@@ -233,7 +233,8 @@ def _forecast_section(
         "title": "How many labels: forecasts",
         "text": f"Each technique's mean {name}{why} fitted with a saturating curve "
         f"(a - b * n^-c) and extended to 10x the labels measured; the band is the {lvl}% interval from resampled "
-        "seeds and the curve's own back-test error (docs/studies.md, 'Forecasts'). `warmstart forecast` gives the "
+        f"seeds and the curve's own back-test error, at least {100 * SHAPE_FLOOR:.1f} points per doubling of the labels "
+        "(docs/studies.md, 'Forecasts'). `warmstart forecast` gives the "
         "labels a target needs.",
         "figures": [{"png": _png(fig), "caption": f"{name} forecast vs examples per class"}],
         "tables": [
