@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [one(d, args) for d in args.data.split(",")]
     out = Path(args.output) / "forecast.json"
     saved = json.loads(out.read_text()) if out.is_file() else {}
-    saved[key] = {r["data"]: r for r in rows}
+    saved.setdefault(key, {}).update({r["data"]: r for r in rows})  # runs of other data sets kept
     atomic_write_json(out, saved)
     lvl = round(100 * args.level)
     print(f"keyed by {key}\n")
