@@ -250,11 +250,17 @@ class StaticBackbone(Backbone):
         if not self._prefix_safe():
             enc = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
             return [e.ids[:limit] for e in enc]
-        cache = self._word_cache()
         ids: list[list[int]] = [[] for _ in texts]
-        rest = [str(t) for t in texts]
-        todo = list(range(len(rest)))
+        self._extend_by_pieces(ids, [str(t) for t in texts])
+        return [x[:limit] for x in ids]
+
+    def _extend_by_pieces(self, ids: list[list[int]], rest: list[str]) -> None:
+        """Extend each ``ids[i]`` by the tokens of ``rest[i]``, a piece cut at a space at a time, until it holds
+        ``max_length`` tokens or the text ends (``tokenize``; ``_prefix_safe`` tokenizers only)."""
+        cache = self._word_cache()
+        limit = self.max_length
         piece = PIECE_CHARS_PER_TOKEN * limit
+        todo = [i for i in range(len(rest)) if len(ids[i]) < limit and rest[i]]
         while todo:
             heads = []
             for i in todo:
@@ -268,12 +274,12 @@ class StaticBackbone(Backbone):
                 for i, e in zip(todo, enc, strict=True):
                     ids[i].extend(e.ids)
             todo = [i for i in todo if len(ids[i]) < limit and rest[i]]
-        return [x[:limit] for x in ids]
 
     def tokenize_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``tokenize``'s ids, all texts' end to end in one array, and each text's length (what ``encode_flat``
         reads): with the word cache, straight from its arrays (``WordPieceCache.flat_ids``) for every text whose
-        first piece holds ``max_length`` tokens or all of it; the rest (long texts) through ``tokenize``."""
+        first piece holds ``max_length`` tokens or all of it; long texts then go on a piece at a time from
+        there, as in ``tokenize``."""
         texts = [str(t) for t in texts]
         cache = self._word_cache() if self._prefix_safe() else None
         if cache is None:
@@ -289,8 +295,10 @@ class StaticBackbone(Backbone):
         if not more:
             return flat, lengths
         rows = split(flat, lengths)
-        for i, ids in zip(more, self.tokenize([texts[i] for i in more]), strict=True):
-            rows[i] = ids
+        ids = [rows[i] for i in more]  # long texts go on from their first piece's ids and rest
+        self._extend_by_pieces(ids, [rests[i] for i in more])
+        for i, got in zip(more, ids, strict=True):
+            rows[i] = got[:limit]
         return flatten(rows)
 
     def _word_cache(self) -> WordPieceCache | None:
