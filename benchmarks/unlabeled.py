@@ -62,6 +62,8 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "words": (False, False, "probe", {"lexical": "tfidf"}),
     "words+self_train": (False, True, "probe", {"lexical": "tfidf"}),
     "words+self_train-r3": (False, True, "probe", {"lexical": "tfidf", "self_train_rounds": 3}),
+    # the first round's pseudo-labels from the plain probe (``fit_self_training(labeler=...)``), not from words
+    "probe>words+self_train": (False, True, "probe", {"lexical": "tfidf"}),
     "words+self_train-p0.8": (False, True, "probe", {"lexical": "tfidf", "self_train_portion": 0.8}),
     "words+self_train-r3-p0.8": (
         False,
@@ -71,7 +73,7 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     ),
 }
 # configurations paired with another than their technique alone
-BASES = {name: "words" for name in CONFIGS if name.startswith("words+")}
+BASES = {name: "words" for name in CONFIGS if "words+" in name}
 
 
 def base_config(name: str) -> str:
@@ -91,6 +93,9 @@ def run_one(name, labelled, unlabeled, test, backbone, seed) -> dict:
     est = get_technique(technique, backbone=backbone, seed=seed, progress=False, **params)
     with measure() as cost:
         if self_train:
+            if name.startswith("probe>"):
+                options["labeler"] = get_technique("probe", backbone=backbone, seed=seed, progress=False)
+                options["labeler"].fit(labelled)
             est = fit_self_training(est, labelled, unlabeled, **options)
         else:
             est.fit(labelled, **unlabeled_kw(est, unlabeled))

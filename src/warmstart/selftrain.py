@@ -88,9 +88,12 @@ def fit_self_training(
     self_train_portion: float = 0.5,
     self_train_min_confidence: float = 0.0,
     self_train_max_rows: int = 10_000,
+    labeler: Any = None,
 ) -> Any:
     """Fit ``est`` (an unfitted technique) on ``train``, then self-train it on ``unlabeled``; return the
     estimator of the last round (a fresh one of ``est``'s class and parameters), with ``self_training_``.
+    ``labeler``, a fitted estimator with the same classes, picks and labels the first round's rows instead of
+    ``est`` (another model's pseudo-labels to start from); later rounds use the model of the round before.
 
     Example:
         >>> from warmstart import get_technique
@@ -111,10 +114,15 @@ def fit_self_training(
     unlabeled = unlabeled.without_labels()
     est.fit(train, val=val, **unlabeled_kw(est, unlabeled))
     classes = est.classes_
+    if labeler is not None and list(labeler.classes_) != list(classes):
+        raise ParameterError(
+            f"the labeler's classes {list(labeler.classes_)} differ from the model's {list(classes)}; fit both on "
+            "the same labelled rows."
+        )
     history: list[dict] = []
     previous: dict[int, int] = {}
     for r in range(1, self_train_rounds + 1):
-        pred, conf = _predict_chunks(est, unlabeled)
+        pred, conf = _predict_chunks(labeler if r == 1 and labeler is not None else est, unlabeled)
         share = self_train_portion * r / self_train_rounds
         take = _balanced(pred, conf, len(classes), share, self_train_min_confidence, self_train_max_rows)
         current = {int(i): int(pred[i]) for i in take}
