@@ -65,6 +65,32 @@ def test_self_training_never_sees_the_unlabelled_rows_labels(tiny_bert_dir):
     assert model.self_training_["unlabeled_rows"] == len(pool)
 
 
+def test_a_labeler_picks_the_first_rounds_rows_and_the_model_the_later_ones(tiny_bert_dir):
+    texts, labels = make_sentences(4, seed=0)
+    train = Dataset(texts, labels, "text", "labelled")
+    pool = Dataset(make_sentences(6, seed=5)[0], None, "text", "pool")
+    classes = sorted(set(labels))
+
+    class OneClass:  # a fitted model that calls every row its first class, surely
+        classes_ = np.array(classes)
+
+        def predict_proba(self, data):
+            out = np.zeros((len(data), len(classes)))
+            out[:, 0] = 1.0
+            return out
+
+    model = fit_self_training(
+        _probe(tiny_bert_dir), train, pool, self_train_rounds=2, self_train_portion=1.0, labeler=OneClass()
+    )
+    first, second = model.self_training_["rounds"]
+    assert first["per_class"] == {c: (len(pool) // 2 if c == classes[0] else 0) for c in classes}  # share 0.5
+    assert first["min_confidence_taken"] == 1.0
+    assert second["min_confidence_taken"] < 1.0  # the model's own probabilities, not the labeler's
+    OneClass.classes_ = np.array(classes[::-1])
+    with pytest.raises(ParameterError, match="labeler's classes"):
+        fit_self_training(_probe(tiny_bert_dir), train, pool, labeler=OneClass())
+
+
 def test_self_training_joins_images_of_another_size(tiny_image_backbone):
     """Labelled 16x16 images, unlabelled 24x24 ones from another source (8x8 digits beside 28x28 MNIST):
     the pseudo-labelled rows join the labelled ones as they are, each resized by the backbone."""
