@@ -13,7 +13,8 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 ``self_train-r3``, ``-p0.8``, ``-p0.3``, ``-r3-p0.8`` self-train the probe with 3 rounds instead of 2, or with
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
 TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
-``-p0.8``, ``-r3-p0.8`` as above). Every
+``-p0.8``, ``-r3-p0.8`` as above; ``probe>words+self_train``: its first round's rows picked and labelled by the
+plain probe). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
 for ``words+...``).
 
