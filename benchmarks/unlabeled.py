@@ -14,7 +14,7 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
 TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
 ``-p0.8``, ``-r3-p0.8`` as above; ``probe>words+self_train``: its first round's rows picked and labelled by the
-plain probe); ``prior`` moves the probe's biases to the unlabelled rows' class frequencies (``align=prior``). Every
+plain probe). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
 for ``words+...``).
 
@@ -47,8 +47,6 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "mean": (False, False, "probe", {"align": "mean"}),
     "coral": (False, False, "probe", {"align": "coral"}),
     "coral+self_train": (False, True, "probe", {"align": "coral"}),
-    "prior": (False, False, "probe", {"align": "prior"}),
-    "prior+self_train": (False, True, "probe", {"align": "prior"}),
     "dapt": (True, False, "probe", {}),
     "dapt+coral": (True, False, "probe", {"align": "coral"}),
     "dapt+coral+self_train": (True, True, "probe", {"align": "coral"}),

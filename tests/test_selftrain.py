@@ -301,47 +301,6 @@ def get_probe_without_cache(tiny_bert_dir):
     return get_technique("probe", backbone=str(tiny_bert_dir), progress=False, C=1.0, use_cache=False)
 
 
-def test_prior_alignment_moves_the_head_to_the_unlabelled_rows_class_frequencies(tiny_bert_dir):
-    """align='prior': balanced labelled rows, unlabelled rows nearly all of one class. EM finds that class
-    frequent, and the head's biases move by the log ratio of the frequencies, so its predictions lean to it;
-    the features (and so the weights) stay as without alignment."""
-    from warmstart import get_technique
-
-    texts, labels = make_sentences(6, seed=0)
-    train = Dataset(texts, labels, "text", "labelled")
-    classes = sorted(set(labels))
-    pool_texts, pool_labels = make_sentences(30, seed=3)
-    major = classes[0]
-    keep = [i for i, c in enumerate(pool_labels) if c == major] + [
-        i for i, c in enumerate(pool_labels) if c != major
-    ][:6]
-    pool = Dataset([pool_texts[i] for i in keep], None, "text", "pool")
-
-    def probe(**kw):
-        return get_technique(
-            "probe", backbone=str(tiny_bert_dir), progress=False, C=1.0, calibrate="none", **kw
-        )
-
-    plain = probe().fit(train)
-    shifted = probe(align="prior").fit(train, unlabeled=pool)
-    prior = shifted.target_prior_
-    assert prior[major] > 1.5 / len(classes) and sum(prior.values()) == pytest.approx(1.0, abs=1e-5)
-    assert shifted.fitted_config()["target_prior"] == prior and shifted.n_unlabeled_ == len(pool)
-    np.testing.assert_allclose(
-        shifted.head_.linear.weight.detach().numpy(), plain.head_.linear.weight.detach().numpy(), atol=1e-6
-    )
-    ratio = np.log([prior[c] * len(classes) for c in classes])  # the labelled rows are balanced
-    np.testing.assert_allclose(
-        shifted.head_.linear.bias.detach().numpy() - plain.head_.linear.bias.detach().numpy(),
-        ratio,
-        atol=1e-5,
-    )
-    major_at = classes.index(major)
-    assert shifted.predict_proba(pool)[:, major_at].mean() > plain.predict_proba(pool)[:, major_at].mean()
-    with pytest.raises(ParameterError, match="pass them"):
-        probe(align="prior").fit(train)
-
-
 def test_coral_fine_tuning_pulls_features_towards_the_target_domain(tiny_bert_dir):
     import torch
 

@@ -43,10 +43,7 @@ class LinearProbe(Technique):
     of that domain: ``"mean"`` moves the labelled rows' features by the difference of the two domains' means;
     ``"coral"`` also maps their covariance onto the unlabelled rows' (CORAL, Sun et al. 2016: whiten, then
     re-colour; both covariances shrunk by Ledoit-Wolf, since a few labelled rows cannot estimate one). The
-    head is trained on the moved features and applied to new rows as they are. ``"prior"`` leaves the features
-    alone and moves the head's biases to the unlabelled rows' class frequencies, estimated by EM on its own
-    calibrated probabilities (Saerens, Latinne and Decaestecker 2002): for a domain whose classes are not as
-    frequent as the labelled rows' (``target_prior_``).
+    head is trained on the moved features and applied to new rows as they are.
 
     ``lexical`` (text): ``"tfidf"`` fits the regression on TF-IDF of the words beside the embedding (``lexical.py``);
     ``"pieces"`` reads TF-IDF of the backbone tokenizer's own ids instead of scikit-learn's words (each id a word,
@@ -76,7 +73,7 @@ class LinearProbe(Technique):
         "seed": [Interval(int, 0, None)],
         "progress": [bool],
         "calibrate": ["auto", "none"],
-        "align": ["none", "mean", "coral", "prior"],
+        "align": ["none", "mean", "coral"],
         "lexical": ["none", "tfidf", "pieces"],
         "lexical_weight": [Interval(float, 0, None, "neither"), "auto"],
         "input_col": [str, None],
@@ -171,8 +168,6 @@ class LinearProbe(Technique):
         self.temperature_from_ = "validation" if self.temperature_ is not None else None
         if val_xy is None:
             self._calibrate_cross_validated(X, y)
-        if self.align == "prior":
-            self._shift_to_target_prior(y, unlabeled)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
@@ -328,37 +323,9 @@ class LinearProbe(Technique):
                 f"align={self.align!r} maps the labelled rows onto the domain of unlabelled rows; pass them "
                 f"(fit(..., unlabeled=rows); --unlabeled FILE on the command line)."
             )
-        if self.align == "prior":  # the features stay; the head moves after fitting (_shift_to_target_prior)
-            return lambda Z: Z
         T = np.asarray(self.features(unlabeled_sample(self._data(unlabeled), self.seed)))
         self.n_unlabeled_ = len(T)
         return domain_map(X, T.astype(np.float64), self.align)
-
-    def _shift_to_target_prior(self, y: np.ndarray, unlabeled: Any, steps: int = 200) -> None:
-        """``align="prior"``: the unlabelled rows' class frequencies by EM on the head's probabilities (each
-        step reweights every row's probabilities by the ratio of the current estimate to the labelled rows'
-        frequencies and averages them), then ``log`` of that ratio added to the head's biases; sets
-        ``target_prior_``."""
-        T = np.asarray(self.features(unlabeled_sample(self._data(unlabeled), self.seed)), dtype=np.float32)
-        self.n_unlabeled_ = len(T)
-        with torch.inference_mode():
-            p = self.head_(torch.from_numpy(T)).softmax(-1).double().numpy()
-        source = np.bincount(y, minlength=len(self.classes_)) / len(y)
-        prior = source.copy()
-        for _ in range(steps):
-            q = p * (prior / source)
-            q /= q.sum(axis=1, keepdims=True)
-            new = q.mean(axis=0)
-            if np.abs(new - prior).max() < 1e-7:
-                prior = new
-                break
-            prior = new
-        prior = np.clip(prior, 1e-6, None)
-        self.target_prior_ = {str(c): round(float(v), 6) for c, v in zip(self.classes_, prior, strict=True)}
-        with torch.no_grad():
-            self.head_.linear.bias.add_(
-                torch.from_numpy(np.log(prior / source)).to(self.head_.linear.bias.dtype)
-            )
 
     def _calibrate_cross_validated(self, X: np.ndarray, y: np.ndarray) -> None:
         """Without validation rows (``calibrate="auto"``): the temperature that best fits the out-of-fold
@@ -502,7 +469,6 @@ class LinearProbe(Technique):
             "temperature": getattr(self, "temperature_", None),
             "temperature_from": getattr(self, "temperature_from_", None),
             **({"n_unlabeled": self.n_unlabeled_} if getattr(self, "n_unlabeled_", 0) else {}),
-            **({"target_prior": self.target_prior_} if getattr(self, "target_prior_", None) else {}),
             **(
                 {"lexical_weight": self.lexical_weight_, "lexical_vocabulary": self.words_.vocabulary}
                 if getattr(self, "lexical_coef_", None) is not None
