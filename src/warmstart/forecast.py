@@ -175,7 +175,7 @@ def forecast_curve(
     backtest = _backtest(x, y)
     rng = np.random.default_rng(seed)
     n_seeds = table.shape[1]
-    draws: list[tuple[float, float, float]] = []
+    fits = np.zeros((0, 3))  # (a, b, c) of each resampled fit
     if n_seeds > 1:
         cols = rng.integers(0, n_seeds, (boots, n_seeds))
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -183,14 +183,13 @@ def forecast_curve(
             yb = np.nanmean(table[:, cols], axis=2).T  # (boots, points)
         yb = yb[~np.isnan(yb).any(axis=1)]
         if len(yb):
-            draws = [tuple(map(float, d)) for d in fit_curves(x, yb)]
+            fits = fit_curves(x, yb)
     tail = (1 - level) / 2
     xmax = float(x[-1])
     floor = SHAPE_FLOOR if shape_floor is None else shape_floor
     floor *= NormalDist().inv_cdf(1 - tail) / NormalDist().inv_cdf(0.9)  # chosen for 80% intervals
 
     shape = max(backtest or 0.0, floor)  # error per doubling beyond the most labels measured
-    fits = np.array(draws, dtype=np.float64).reshape(-1, 3)
 
     def band(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The fitted curve at ``xs`` and its interval: the resampled fits' quantiles, widened in quadrature by
@@ -199,7 +198,7 @@ def forecast_curve(
         point = curve(xs, a, b, c)
         lo = hi = point
         if len(fits):
-            values = fits[:, :1] - fits[:, 1:2] * np.power(xs[None, :], -fits[:, 2:3])
+            values = curve(xs[None, :], fits[:, :1], fits[:, 1:2], fits[:, 2:3])  # (fits, xs)
             lo = np.quantile(values, tail, axis=0, method="lower")
             hi = np.quantile(values, 1 - tail, axis=0, method="higher")
         extra = shape * np.maximum(np.log2(xs / xmax), 0.0)
