@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import BackboneError
-from ..ragged import flatten, gather, split
+from ..ragged import flatten, gather, splice
 from .base import Backbone, BatchSource
 from .wordpiece_cache import WordPieceCache
 
@@ -294,12 +294,10 @@ class StaticBackbone(Backbone):
         more = [int(i) for i in np.flatnonzero(lengths < limit) if rests[i]]
         if not more:
             return flat, lengths
-        rows = split(flat, lengths)
-        ids = [rows[i] for i in more]  # long texts go on from their first piece's ids and rest
+        starts = np.cumsum(lengths) - lengths
+        ids = [flat[starts[i] : starts[i] + lengths[i]].tolist() for i in more]  # long texts go on from there
         self._extend_by_pieces(ids, [rests[i] for i in more])
-        for i, got in zip(more, ids, strict=True):
-            rows[i] = got[:limit]
-        return flatten(rows)
+        return splice(flat, lengths, {i: got[:limit] for i, got in zip(more, ids, strict=True)})
 
     def _word_cache(self) -> WordPieceCache | None:
         """A BERT-style tokenizer's ids a word at a time from a cache (``wordpiece_cache``: the same ids, a

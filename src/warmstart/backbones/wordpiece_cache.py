@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ragged import flatten, gather, split
+from ..ragged import flatten, gather, splice, split
 
 _ASCII_UNSAFE = re.compile(r"[^\x20-\x7e\t\n\r]")
 
@@ -144,12 +144,9 @@ class WordPieceCache:
             self._learn([w for w in dict.fromkeys(words) if w not in known])
             codes = np.fromiter(map(known.__getitem__, words), dtype=np.int64, count=len(words))
         flat, lengths = self._gather(codes, counts, limit)
-        if whole:  # rare: spliced in one text at a time
-            rows = split(flat, lengths)
+        if whole:  # rare: the library's ids spliced in
             enc = self.tokenizer.encode_batch_fast([texts[i] for i in whole], add_special_tokens=False)
-            for i, e in zip(whole, enc, strict=True):
-                rows[i] = e.ids[:limit]
-            flat, lengths = flatten(rows)
+            flat, lengths = splice(flat, lengths, {i: e.ids[:limit] for i, e in zip(whole, enc, strict=True)})
         return flat, lengths
 
     def _gather(self, codes: np.ndarray, counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
