@@ -156,6 +156,34 @@ def test_word_cache_gives_the_librarys_ids_and_sends_it_only_new_words(static_bb
                                         "model": {"type": "WordPiece"}})  # fmt: skip
 
 
+def test_word_cache_keys_are_exact_even_when_their_hashes_collide(static_bb, monkeypatch):
+    """The key table is a hash table whose keys are compared whole: with every hash equal, every piece shares
+    one chain of slots and still gets its own ids; pieces longer than a key and texts with control characters
+    take their own paths."""
+    from warmstart.backbones import wordpiece_cache as wc
+
+    monkeypatch.setattr(wc, "_key_hash", lambda low, high: np.zeros(len(low), dtype=np.uint64))
+    tok = static_bb.tokenizer
+    long = "y" * (wc.KEY_BYTES + 3)
+    texts = [
+        "the ball, the goal",
+        "Goal BALL code",
+        f"{long} ball {long}x",
+        "co\x07de\x0bball",
+        "",
+        "  ball  ",
+    ]
+    texts += [f"w{i} Wörd{i}" for i in range(40)]  # enough keys to grow the table past its first size
+    cache = wc.WordPieceCache(tok)
+    cache._slots = wc._SlotTable(16)
+    truth = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert cache.ids(texts, 10_000) == truth
+    assert cache.ids(texts, 10_000) == truth  # warm: the short pieces from the table
+    short = {p for t in texts for p in cache.split(t) if len(p.encode()) <= wc.KEY_BYTES}
+    assert cache._slots.used == len(short) and len(cache._slots.code) >= 2 * len(short)
+    assert cache.ids(texts[::-1], 2) == [t[:2] for t in truth[::-1]]
+
+
 def test_static_training_batches_are_not_grouped_by_length(static_bb):
     """A static backbone's batches are plain shuffles (padding costs its mean nothing, and grouping by length
     measured worse on the development collection); its lengths stay for sorting at inference."""

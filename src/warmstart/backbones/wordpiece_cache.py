@@ -10,27 +10,33 @@ cannot reproduce exactly goes to the library whole:
 
 - the tokenizer must be ``BertNormalizer`` (``clean_text`` on) + ``BertPreTokenizer`` + ``WordPiece``
   (``WordPieceCache.supports``); anything else is not served by this module;
-- a text of printable ASCII (plus tab, newline, carriage return) is lowercased where the normaliser lowercases
-  and cut at whitespace (``str.split``, in C: several times faster than a regular expression that also cuts
-  off punctuation). Each piece, a word with any punctuation attached (``said,`` or ``don't``), is a key of its
-  own, whose ids are the library's for that piece alone: the pre-tokenizer splits a piece's punctuation
-  without looking past the whitespace around it, so they are the text's ids there;
-- any other text goes through a character table (``str.translate``): each character maps to what the library's
-  normaliser makes of it, with spaces around it where the library's pre-tokenizer splits there (punctuation,
-  asked of the library one character at a time, in context), and the result is cut at spaces. The table is
-  filled the first time a character is met. A character whose normal form holds anything else Python counts as
-  whitespace sends its text whole to the library;
+- an ASCII text is lowercased where the normaliser lowercases and cut at whitespace. Each piece, a word with any
+  punctuation attached (``said,`` or ``don't``), is a key of its own, whose ids are the library's for that piece
+  alone: the pre-tokenizer splits a piece's punctuation without looking past the whitespace around it, so they
+  are the text's ids there;
+- in any other text (and an ASCII one with a control character), each run of characters other than printable
+  ASCII, tab, newline and carriage return goes through a character table (``str.translate``): each character
+  maps to what the library's normaliser makes of it, with spaces around it where the library's pre-tokenizer
+  splits there (punctuation, asked of the library one character at a time, in context); then the text is
+  lowercased and cut like an ASCII one. The table is filled the first time a character is met. A character
+  whose normal form holds anything else Python counts as whitespace sends its text whole to the library;
 - a text holding an added token's content (``[UNK]``, ``[MASK]``, ...; compared ignoring case) goes whole to the
   library, which would match it as one token. Where every added token starts with a character without case
   (BERT's all start with ``[``), only texts holding one of those characters are searched for them.
 
 Tokenizing a character alone must give what it gives in a text: true of ``BertNormalizer`` (it cleans, pads CJK
 characters, strips accents and lowercases character by character), and checked by the tests on fuzzed text.
+
+The split and the lookup run on a batch's bytes at once (numpy), not a Python call per word: the batch's normalised
+texts are joined into one UTF-8 buffer, the pieces are the runs of bytes between whitespace bytes (UTF-8 never
+uses a byte under 128 inside a longer character, and a normalised text holds no whitespace but ASCII's), and each
+piece of at most ``KEY_BYTES`` bytes is read as a fixed-width key (its bytes, zero-padded) and found in a sorted
+table of the known pieces' keys. A key is the piece's bytes themselves, so a match is exact; longer pieces, and any
+piece the table does not hold, are decoded and looked up in the dictionary as before.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from typing import Any
@@ -39,7 +45,17 @@ import numpy as np
 
 from ..ragged import flatten, gather, splice, split
 
-_ASCII_UNSAFE = re.compile(r"[^\x20-\x7e\t\n\r]")
+# the bytes Python's ``str.split`` cuts at below 128 (a normalised text holds no other whitespace)
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+# bytes other than printable ASCII, tab, newline and carriage return: control characters and the bytes of every
+# character beyond ASCII, which the character table maps
+_ODD = np.ones(256, dtype=bool)
+_ODD[[9, 10, 13, *range(32, 127)]] = False
+
+# pieces of up to this many bytes are found by their bytes in a sorted table (two 64-bit numbers each); longer ones
+# in the dictionary
+KEY_BYTES = 16
 
 # words kept at most; past it the cache starts again (a bound on memory for endless streams of new words)
 MAX_WORDS = 500_000
@@ -74,6 +90,9 @@ class WordPieceCache:
         self._pool_used = 0
         self._start = np.zeros(256, dtype=np.int64)  # where each code's ids start in _pool
         self._len = np.zeros(256, dtype=np.int64)  # how many ids each code has
+        # the known pieces of up to KEY_BYTES bytes: a hash table with linear probing, by key (its two halves);
+        # code -1 where a slot is free
+        self._slots = _SlotTable(1 << 12)
 
     def _learn(self, words: list[str]) -> None:
         """Ask the library for the ids of ``words`` (new ones, distinct) and give each a code."""
@@ -104,50 +123,114 @@ class WordPieceCache:
         )
 
     def split(self, text: str) -> list[str] | None:
-        """The normalised pieces of ``text`` (words, or in ASCII text words with their punctuation attached),
-        each tokenized alone as in the text; or None where only the library tokenizes it exactly."""
+        """The normalised pieces of ``text`` (words, or words with their punctuation attached), each tokenized
+        alone as in the text; or None where only the library tokenizes it exactly."""
+        if self._holds_added(text):
+            return None
+        buf, _ = self._normalised([text.encode()])
+        return None if buf is None else buf.decode().split()
+
+    def _holds_added(self, text: str) -> bool:
+        """Whether ``text`` holds an added token's content (searched only where it holds a first character)."""
         firsts = self.added_firsts
-        if self.added is not None and (firsts is None or any(c in text for c in firsts)):
-            if self.added.search(text):
-                return None
-        if _ASCII_UNSAFE.search(text) is None:
-            return (text.lower() if self.lowercase else text).split()
-        text = text.translate(self.chars)
-        return None if UNSAFE in text else text.split()
+        if self.added is None or (firsts is not None and not any(c in text for c in firsts)):
+            return False
+        return self.added.search(text) is not None
 
     def ids(self, texts: list[str], limit: int) -> list[list[int]]:
         """Token ids of each text, cut to ``limit`` (``flat_ids`` as one list per text)."""
         return split(*self.flat_ids(texts, limit))
 
     def flat_ids(self, texts: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """All texts' token ids end to end, each text's cut to ``limit``, and each text's length: the codes of
-        the words of texts the split serves (a text's first ``limit`` words: each is a token or more), the words
-        not seen yet learned from the library in one batch, the ids gathered from the pool by array arithmetic;
-        texts only the library tokenizes exactly go to it whole."""
+        """All texts' token ids end to end, each text's cut to ``limit``, and each text's length: the texts the
+        split serves normalised and joined into one buffer of bytes, cut into pieces at whitespace bytes (a
+        text's first ``limit``: each is a token or more), each piece's code found by its key (``_codes``), the
+        ids gathered from the pool by array arithmetic; texts only the library tokenizes exactly go to it
+        whole."""
         if len(self.code) > MAX_WORDS:
             self._reset()
         n = len(texts)
-        found: list[Any] = [()] * n
-        whole: list[int] = []  # texts only the library tokenizes exactly
-        for i, text in enumerate(texts):
-            pieces = self.split(text)
-            if pieces is None:
-                whole.append(i)
-            else:
-                found[i] = pieces[:limit] if len(pieces) > limit else pieces
-        counts = np.fromiter(map(len, found), dtype=np.int64, count=n)
-        words = list(itertools.chain.from_iterable(found))
-        try:  # once the words are known (nearly always after the first batches): one lookup each
-            codes = np.fromiter(map(self.code.__getitem__, words), dtype=np.int64, count=len(words))
-        except KeyError:
-            known = self.code
-            self._learn([w for w in dict.fromkeys(words) if w not in known])
-            codes = np.fromiter(map(known.__getitem__, words), dtype=np.int64, count=len(words))
-        flat, lengths = self._gather(codes, counts, limit)
+        whole = [i for i, text in enumerate(texts) if self._holds_added(text)]  # the library's, whole
+        encoded = [t.encode() for t in texts]
+        for i in whole:
+            encoded[i] = b""
+        buf, first_byte = self._normalised(encoded)
+        if buf is None:  # rare: texts whose characters only the library normalises exactly
+            unsafe = first_byte.tolist()
+            whole = sorted(set(whole) | set(unsafe))
+            for i in unsafe:
+                encoded[i] = b""
+            buf, first_byte = self._normalised(encoded)
+        data = np.frombuffer(buf, dtype=np.uint8)
+        space = _SPACE[data]
+        edges = np.flatnonzero(space[1:] != space[:-1]) + 1  # the buffer starts and ends with a space
+        starts, ends = edges[0::2], edges[1::2]
+        row = np.searchsorted(first_byte, starts, side="right") - 1
+        # each piece's place in its text
+        rank = np.arange(len(starts)) - np.searchsorted(starts, first_byte)[row]
+        if len(rank) and rank.max() >= limit:
+            keep = rank < limit
+            starts, ends, row = starts[keep], ends[keep], row[keep]
+        counts = np.bincount(row, minlength=n).astype(np.int64)
+        flat, lengths = self._gather(self._codes(buf, data, starts, ends), counts, limit)
         if whole:  # rare: the library's ids spliced in
             enc = self.tokenizer.encode_batch_fast([texts[i] for i in whole], add_special_tokens=False)
             flat, lengths = splice(flat, lengths, {i: e.ids[:limit] for i, e in zip(whole, enc, strict=True)})
         return flat, lengths
+
+    def _normalised(self, encoded: list[bytes]) -> tuple[Any, np.ndarray]:
+        """The texts' UTF-8 bytes joined by spaces, with a space before the first and after the last, lowercased
+        where the normaliser lowercases (ASCII letters only), each run of other bytes than printable ASCII, tab,
+        newline and carriage return mapped by the character table; and where each text's bytes start. Where a
+        run maps to ``UNSAFE``: None, and the texts that hold one."""
+        sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        first_byte = np.cumsum(sizes + 1) - sizes
+        buf = b" " + b" ".join(encoded) + b" "
+        if self.lowercase:
+            buf = buf.lower()
+        odd = _ODD[np.frombuffer(buf, dtype=np.uint8)]
+        if not odd.any():
+            return buf, first_byte
+        edges = np.flatnonzero(odd[1:] != odd[:-1]) + 1  # the buffer starts and ends with a space
+        starts, ends = edges[0::2].tolist(), edges[1::2].tolist()
+        parts, unsafe, at = [], [], 0
+        for a, b in zip(starts, ends, strict=True):
+            mapped = buf[a:b].decode().translate(self.chars)
+            if UNSAFE in mapped:
+                unsafe.append(a)
+            parts += (buf[at:a], mapped.encode())
+            at = b
+        if unsafe:
+            return None, np.unique(np.searchsorted(first_byte, unsafe, side="right") - 1)
+        parts.append(buf[at:])
+        # each text's start moves by what the runs before it grew or shrank
+        grown = np.cumsum([len(m) for m in parts[1::2]]) - np.cumsum(np.subtract(ends, starts))
+        before = np.searchsorted(starts, first_byte)
+        moved = np.where(before > 0, grown[np.maximum(before - 1, 0)], 0)
+        return b"".join(parts), first_byte + moved
+
+    def _codes(self, buf: bytes, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """The codes of the pieces ``buf[starts[i]:ends[i]]``: pieces of up to ``KEY_BYTES`` bytes by their keys
+        in the hash table, the rest (and pieces the table lacks) by their text in the dictionary; words not
+        seen yet learned from the library in one batch, and short ones added to the table."""
+        sizes = ends - starts
+        low, high = _keys(data, starts, sizes)
+        codes = self._slots.find(low, high)
+        codes[sizes > KEY_BYTES] = -1  # a key holds a long piece's first bytes only
+        miss = np.flatnonzero(codes < 0)
+        if not len(miss):
+            return codes
+        words = [buf[a:b].decode() for a, b in zip(starts[miss].tolist(), ends[miss].tolist(), strict=True)]
+        known = self.code
+        new = [w for w in dict.fromkeys(words) if w not in known]
+        if new:
+            self._learn(new)
+        codes[miss] = np.fromiter(map(known.__getitem__, words), dtype=np.int64, count=len(words))
+        short = miss[sizes[miss] <= KEY_BYTES]
+        if len(short):  # into the table, once each
+            _, once = np.unique(codes[short], return_index=True)
+            self._slots = self._slots.add(low[short[once]], high[short[once]], codes[short[once]])
+        return codes
 
     def _gather(self, codes: np.ndarray, counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The ids of words ``codes`` (``counts[i]`` of them for row ``i``, in order), each row cut to ``limit``."""
@@ -162,6 +245,88 @@ class WordPieceCache:
         take = np.clip(limit - (before - base[row]), 0, sizes)  # a row's last word may be cut short
         lengths = np.bincount(row, weights=take, minlength=n).astype(np.int64)
         return gather(self._pool, starts, take), lengths
+
+
+_LOW_BYTES = np.array([(1 << (8 * m)) - 1 for m in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+
+
+def _keys(data: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each piece's first ``KEY_BYTES`` bytes, zero after its end, as two 64-bit numbers (little-endian): its
+    key. Pieces of up to ``KEY_BYTES`` bytes have equal keys only if they are equal (no piece holds a zero byte)."""
+    padded = np.zeros(len(data) + 2 * 8, dtype=np.uint8)
+    padded[: len(data)] = data
+    # the 8 bytes from every position: an unaligned view, one byte apart
+    words = np.ndarray((len(data) + 8,), dtype="<u8", buffer=padded, strides=(1,))
+    low = words[starts] & _LOW_BYTES[np.minimum(sizes, 8)]
+    high = words[starts + 8] & _LOW_BYTES[np.clip(sizes - 8, 0, 8)]
+    return low, high
+
+
+def _key_hash(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each key, whose high bits pick its slot (multiplicative hashing)."""
+    return low * np.uint64(0x9E3779B97F4A7C15) ^ high * np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+class _SlotTable:
+    """Keys (two 64-bit halves) -> codes: open addressing with linear probing, searched for a whole batch of
+    keys at once (each round probes every key still looking; at most half the slots are used, so few rounds).
+    A key is found only where both halves are equal: exact whatever the hash does."""
+
+    def __init__(self, size: int) -> None:
+        self.low = np.zeros(size, dtype=np.uint64)
+        self.high = np.zeros(size, dtype=np.uint64)
+        self.code = np.full(size, -1, dtype=np.int64)
+        self.used = 0
+        self._shift = np.uint64(64 - (size.bit_length() - 1))
+
+    def _home(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        return (_key_hash(low, high) >> self._shift).astype(np.int64)
+
+    def find(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Each key's code, or -1."""
+        codes = np.full(len(low), -1, dtype=np.int64)
+        slot = self._home(low, high)
+        todo = np.arange(len(low))
+        mask = len(self.code) - 1
+        while len(todo):
+            at = slot[todo]
+            code = self.code[at]
+            found = (code >= 0) & (self.low[at] == low[todo]) & (self.high[at] == high[todo])
+            codes[todo[found]] = code[found]
+            todo = todo[(code >= 0) & ~found]  # another key there: look in the next slot
+            slot[todo] = (slot[todo] + 1) & mask
+        return codes
+
+    def add(self, low: np.ndarray, high: np.ndarray, codes: np.ndarray) -> _SlotTable:
+        """The table with these keys (distinct, none in it yet) added: this one, or a copy twice the size where
+        it would be more than half full."""
+        if 2 * (self.used + len(low)) > len(self.code):
+            size = len(self.code)
+            while 2 * (self.used + len(low)) > size:
+                size *= 2
+            grown = _SlotTable(size)
+            kept = self.code >= 0
+            grown._place(self.low[kept], self.high[kept], self.code[kept])
+            grown._place(low, high, codes)
+            return grown
+        self._place(low, high, codes)
+        return self
+
+    def _place(self, low: np.ndarray, high: np.ndarray, codes: np.ndarray) -> None:
+        slot = self._home(low, high)
+        todo = np.arange(len(low))
+        mask = len(self.code) - 1
+        while len(todo):
+            at = slot[todo]
+            free = self.code[at] < 0
+            _, first = np.unique(at[free], return_index=True)  # one key per free slot this round
+            won = todo[free][first]
+            self.low[slot[won]], self.high[slot[won]], self.code[slot[won]] = low[won], high[won], codes[won]
+            placed = np.zeros(len(low), dtype=bool)
+            placed[won] = True
+            todo = todo[~placed[todo]]
+            slot[todo] = (slot[todo] + 1) & mask
+        self.used += len(low)
 
 
 def _room(array: np.ndarray, size: int) -> np.ndarray:
@@ -198,7 +363,8 @@ class _CharTable(dict):
             if pieces == [f"a{normal}a"]:  # part of the word around it
                 mapped = UNSAFE if any(c.isspace() for c in normal) else normal
             elif pieces[0] == "a" and pieces[-1] == "a":  # a word of its own, or a gap between words
-                mapped = " " + " ".join(pieces[1:-1]) + " "
+                inner = pieces[1:-1]
+                mapped = UNSAFE if any(c.isspace() for p in inner for c in p) else " " + " ".join(inner) + " "
             else:  # part of it joins the word before or after: not one kind of character
                 mapped = UNSAFE
         else:
