@@ -184,6 +184,26 @@ def test_word_cache_keys_are_exact_even_when_their_hashes_collide(static_bb, mon
     assert cache.ids(texts[::-1], 2) == [t[:2] for t in truth[::-1]]
 
 
+def test_word_cache_in_threads_gives_the_same_ids(static_bb, monkeypatch):
+    """A batch cut into parts for threads: looked up in parallel, its new words (some in several parts) learned
+    once in between, and the same ids as the library's, in order."""
+    from warmstart.backbones import wordpiece_cache as wc
+
+    monkeypatch.setattr(wc, "PART_BYTES", 64)
+    tok = static_bb.tokenizer
+    rng = np.random.default_rng(0)
+    words = ["ball", "Goal", "code", "naïve", "東京", "co-op", "x" * 40, "[UNK]", "\x07", "Zebra", "q"]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(0, 30)))) for _ in range(60)]
+    truth = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    assert wc._parts(texts, 3) != [texts] and sum(map(len, wc._parts(texts, 3))) == len(texts)
+    cache = wc.WordPieceCache(tok)
+    for limit in (10_000, 7):
+        flat, lengths = cache.flat_ids(texts, limit, threads=3)
+        assert wc.split(flat, lengths) == [t[:limit] for t in truth]
+    short = {p for t in texts for p in cache.split(t) or [] if len(p.encode()) <= wc.KEY_BYTES}
+    assert cache._slots.used == len(short)  # each word in the table once
+
+
 def test_static_training_batches_are_not_grouped_by_length(static_bb):
     """A static backbone's batches are plain shuffles (padding costs its mean nothing, and grouping by length
     measured worse on the development collection); its lengths stay for sorting at inference."""

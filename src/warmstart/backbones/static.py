@@ -277,9 +277,9 @@ class StaticBackbone(Backbone):
 
     def tokenize_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``tokenize``'s ids, all texts' end to end in one array, and each text's length (what ``encode_flat``
-        reads): with the word cache, straight from its arrays (``WordPieceCache.flat_ids``) for every text whose
-        first piece holds ``max_length`` tokens or all of it; long texts then go on a piece at a time from
-        there, as in ``tokenize``."""
+        reads): with the word cache, straight from its arrays (``WordPieceCache.flat_ids``, in as many threads as
+        torch uses) for every text whose first piece holds ``max_length`` tokens or all of it; long texts then go
+        on a piece at a time from there, as in ``tokenize``."""
         texts = [str(t) for t in texts]
         cache = self._word_cache() if self._prefix_safe() else None
         if cache is None:
@@ -290,7 +290,7 @@ class StaticBackbone(Backbone):
             head, rest = _split_at_space(text, PIECE_CHARS_PER_TOKEN * limit)
             heads.append(head)
             rests.append(rest)
-        flat, lengths = cache.flat_ids(heads, limit)
+        flat, lengths = cache.flat_ids(heads, limit, threads=torch.get_num_threads())
         more = [int(i) for i in np.flatnonzero(lengths < limit) if rests[i]]
         if not more:
             return flat, lengths

@@ -37,8 +37,11 @@ piece the table does not hold, are decoded and looked up in the dictionary as be
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -141,14 +144,31 @@ class WordPieceCache:
         """Token ids of each text, cut to ``limit`` (``flat_ids`` as one list per text)."""
         return split(*self.flat_ids(texts, limit))
 
-    def flat_ids(self, texts: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
+    def flat_ids(self, texts: list[str], limit: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """All texts' token ids end to end, each text's cut to ``limit``, and each text's length: the texts the
         split serves normalised and joined into one buffer of bytes, cut into pieces at whitespace bytes (a
-        text's first ``limit``: each is a token or more), each piece's code found by its key (``_codes``), the
-        ids gathered from the pool by array arithmetic; texts only the library tokenizes exactly go to it
-        whole."""
+        text's first ``limit``: each is a token or more), each piece's code found by its key, the ids gathered
+        from the pool by array arithmetic; texts only the library tokenizes exactly go to it whole.
+
+        With ``threads`` > 1 a large batch is cut into that many parts, split, looked up and gathered in threads
+        (numpy leaves the interpreter's lock while it works on arrays); words not seen yet are learned in between,
+        in one thread, so the result is the same ids."""
         if len(self.code) > MAX_WORDS:
             self._reset()
+        parts = _parts(texts, threads)
+        if len(parts) == 1:
+            looks = [self._look(texts, limit)]
+            self._learn_missing(looks)
+            return self._assemble(looks[0], limit)
+        pool = _pool(len(parts))
+        looks = list(pool.map(lambda part: self._look(part, limit), parts))
+        self._learn_missing(looks)
+        done = list(pool.map(lambda look: self._assemble(look, limit), looks))
+        return np.concatenate([f for f, _ in done]), np.concatenate([n for _, n in done])
+
+    def _look(self, texts: list[str], limit: int) -> _Look:
+        """The pieces of ``texts`` (each text's first ``limit``) and the codes of those the table knows (-1
+        for the others); reads the cache, never changes it."""
         n = len(texts)
         whole = [i for i, text in enumerate(texts) if self._holds_added(text)]  # the library's, whole
         encoded = [t.encode() for t in texts]
@@ -171,11 +191,51 @@ class WordPieceCache:
         if len(rank) and rank.max() >= limit:
             keep = rank < limit
             starts, ends, row = starts[keep], ends[keep], row[keep]
+        sizes = ends - starts
+        low, high = _keys(data, starts, sizes)
+        codes = self._slots.find(low, high)
+        codes[sizes > KEY_BYTES] = -1  # a key holds a long piece's first bytes only
         counts = np.bincount(row, minlength=n).astype(np.int64)
-        flat, lengths = self._gather(self._codes(buf, data, starts, ends), counts, limit)
-        if whole:  # rare: the library's ids spliced in
-            enc = self.tokenizer.encode_batch_fast([texts[i] for i in whole], add_special_tokens=False)
-            flat, lengths = splice(flat, lengths, {i: e.ids[:limit] for i, e in zip(whole, enc, strict=True)})
+        return _Look(texts, buf, starts, ends, low, high, codes, counts, whole)
+
+    def _learn_missing(self, looks: list[_Look]) -> None:
+        """Fill in the codes the table lacked, by each piece's text in the dictionary; words not seen yet are
+        learned from the library in one batch, and the short ones added to the table."""
+        missing = [(look, np.flatnonzero(look.codes < 0)) for look in looks]
+        missing = [(look, miss) for look, miss in missing if len(miss)]
+        if not missing:
+            return
+        words = {
+            id(look): [
+                look.buf[a:b].decode()
+                for a, b in zip(look.starts[miss].tolist(), look.ends[miss].tolist(), strict=True)
+            ]
+            for look, miss in missing
+        }
+        known = self.code
+        new = [w for w in dict.fromkeys(itertools.chain(*words.values())) if w not in known]
+        if new:
+            self._learn(new)
+        for look, miss in missing:
+            got = words[id(look)]
+            look.codes[miss] = np.fromiter(map(known.__getitem__, got), dtype=np.int64, count=len(got))
+            short = miss[look.ends[miss] - look.starts[miss] <= KEY_BYTES]
+            if len(short):  # into the table, once each
+                _, once = np.unique(look.codes[short], return_index=True)
+                keep = short[once]
+                fresh = self._slots.find(look.low[keep], look.high[keep]) < 0  # not added by an earlier part
+                keep = keep[fresh]
+                self._slots = self._slots.add(look.low[keep], look.high[keep], look.codes[keep])
+
+    def _assemble(self, look: _Look, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """``flat_ids`` of one looked-up batch whose codes are all known."""
+        flat, lengths = self._gather(look.codes, look.counts, limit)
+        if look.whole:  # rare: the library's ids spliced in
+            texts = [look.texts[i] for i in look.whole]
+            enc = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+            flat, lengths = splice(
+                flat, lengths, {i: e.ids[:limit] for i, e in zip(look.whole, enc, strict=True)}
+            )
         return flat, lengths
 
     def _normalised(self, encoded: list[bytes]) -> tuple[Any, np.ndarray]:
@@ -209,29 +269,6 @@ class WordPieceCache:
         moved = np.where(before > 0, grown[np.maximum(before - 1, 0)], 0)
         return b"".join(parts), first_byte + moved
 
-    def _codes(self, buf: bytes, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """The codes of the pieces ``buf[starts[i]:ends[i]]``: pieces of up to ``KEY_BYTES`` bytes by their keys
-        in the hash table, the rest (and pieces the table lacks) by their text in the dictionary; words not
-        seen yet learned from the library in one batch, and short ones added to the table."""
-        sizes = ends - starts
-        low, high = _keys(data, starts, sizes)
-        codes = self._slots.find(low, high)
-        codes[sizes > KEY_BYTES] = -1  # a key holds a long piece's first bytes only
-        miss = np.flatnonzero(codes < 0)
-        if not len(miss):
-            return codes
-        words = [buf[a:b].decode() for a, b in zip(starts[miss].tolist(), ends[miss].tolist(), strict=True)]
-        known = self.code
-        new = [w for w in dict.fromkeys(words) if w not in known]
-        if new:
-            self._learn(new)
-        codes[miss] = np.fromiter(map(known.__getitem__, words), dtype=np.int64, count=len(words))
-        short = miss[sizes[miss] <= KEY_BYTES]
-        if len(short):  # into the table, once each
-            _, once = np.unique(codes[short], return_index=True)
-            self._slots = self._slots.add(low[short[once]], high[short[once]], codes[short[once]])
-        return codes
-
     def _gather(self, codes: np.ndarray, counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The ids of words ``codes`` (``counts[i]`` of them for row ``i``, in order), each row cut to ``limit``."""
         n = len(counts)
@@ -245,6 +282,47 @@ class WordPieceCache:
         take = np.clip(limit - (before - base[row]), 0, sizes)  # a row's last word may be cut short
         lengths = np.bincount(row, weights=take, minlength=n).astype(np.int64)
         return gather(self._pool, starts, take), lengths
+
+
+@dataclass
+class _Look:
+    """One batch's pieces: the texts, their normalised bytes, each piece's start and end in them, its key and
+    its code (-1 until known); each text's number of pieces, and the texts the library tokenizes whole."""
+
+    texts: list[str]
+    buf: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    codes: np.ndarray
+    counts: np.ndarray
+    whole: list[int]
+
+
+# a batch is cut into parts for threads only where each part would hold at least this many bytes of text
+PART_BYTES = 1 << 18
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _parts(texts: list[str], threads: int) -> list[list[str]]:
+    """``texts`` cut into up to ``threads`` runs of about equal length in characters (whole texts each)."""
+    if threads <= 1 or len(texts) < 2:
+        return [texts]
+    sizes = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    k = int(min(threads, len(texts), sizes[-1] // PART_BYTES))
+    if k <= 1:
+        return [texts]
+    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, k) / k).tolist()
+    bounds = [0, *cuts, len(texts)]
+    return [texts[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A thread pool of this size, made once and kept."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="wordpiece")
+    return _POOLS[threads]
 
 
 _LOW_BYTES = np.array([(1 << (8 * m)) - 1 for m in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
@@ -284,10 +362,13 @@ class _SlotTable:
 
     def find(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """Each key's code, or -1."""
-        codes = np.full(len(low), -1, dtype=np.int64)
         slot = self._home(low, high)
-        todo = np.arange(len(low))
+        code = self.code[slot]
+        found = (self.low[slot] == low) & (self.high[slot] == high) & (code >= 0)
+        codes = np.where(found, code, -1)
+        todo = np.flatnonzero(~found & (code >= 0))  # another key in its slot: look in the next ones
         mask = len(self.code) - 1
+        slot[todo] = (slot[todo] + 1) & mask
         while len(todo):
             at = slot[todo]
             code = self.code[at]
