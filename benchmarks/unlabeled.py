@@ -14,7 +14,7 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
 TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
 ``-p0.8``, ``-r3-p0.8`` as above; ``probe>words+self_train``: its first round's rows picked and labelled by the
-plain probe). Every
+plain probe; ``dapt+words``, ``dapt+words+self_train``: the same on the adapted backbone below). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
 for ``words+...``).
 
@@ -72,9 +72,13 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
         "probe",
         {"lexical": "tfidf", "self_train_rounds": 3, "self_train_portion": 0.8},
     ),
+    # the words probe on the backbone adapted to the target's unlabelled rows (``warmstart adapt``), alone and
+    # self-trained
+    "dapt+words": (True, False, "probe", {"lexical": "tfidf"}),
+    "dapt+words+self_train": (True, True, "probe", {"lexical": "tfidf"}),
 }
 # configurations paired with another than their technique alone
-BASES = {name: "words" for name in CONFIGS if "words+" in name}
+BASES = {name: "words" for name in CONFIGS if "words" in name and name != "words"}
 
 
 def base_config(name: str) -> str:
