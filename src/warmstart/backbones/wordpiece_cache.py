@@ -48,13 +48,10 @@ import numpy as np
 
 from ..ragged import flatten, gather, splice, split
 
-# the bytes Python's ``str.split`` cuts at below 128 (a normalised text holds no other whitespace)
-_SPACE = np.zeros(256, dtype=bool)
-_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
-# bytes other than printable ASCII, tab, newline and carriage return: control characters and the bytes of every
-# character beyond ASCII, which the character table maps
-_ODD = np.ones(256, dtype=bool)
-_ODD[[9, 10, 13, *range(32, 127)]] = False
+# A normalised buffer holds no byte under 32 but whitespace (9 to 13, 28 to 31: what Python's ``str.split`` cuts
+# at there): every other one is a control character, which the character table maps, and the table's forms hold
+# none (``_CharTable``). So its whitespace bytes are those up to 32 (the space), one comparison each.
+SPACE_MAX = 32
 
 # pieces of up to this many bytes are found by their bytes in a sorted table (two 64-bit numbers each); longer ones
 # in the dictionary
@@ -169,7 +166,6 @@ class WordPieceCache:
     def _look(self, texts: list[str], limit: int) -> _Look:
         """The pieces of ``texts`` (each text's first ``limit``) and the codes of those the table knows (-1
         for the others); reads the cache, never changes it."""
-        n = len(texts)
         whole = [i for i, text in enumerate(texts) if self._holds_added(text)]  # the library's, whole
         encoded = [t.encode() for t in texts]
         for i in whole:
@@ -182,20 +178,19 @@ class WordPieceCache:
                 encoded[i] = b""
             buf, first_byte = self._normalised(encoded)
         data = np.frombuffer(buf, dtype=np.uint8)
-        space = _SPACE[data]
+        space = data <= SPACE_MAX
         edges = np.flatnonzero(space[1:] != space[:-1]) + 1  # the buffer starts and ends with a space
         starts, ends = edges[0::2], edges[1::2]
-        row = np.searchsorted(first_byte, starts, side="right") - 1
-        # each piece's place in its text
-        rank = np.arange(len(starts)) - np.searchsorted(starts, first_byte)[row]
-        if len(rank) and rank.max() >= limit:
-            keep = rank < limit
-            starts, ends, row = starts[keep], ends[keep], row[keep]
+        # the pieces lie in order: each text's first one, and how many it has
+        first = np.searchsorted(starts, first_byte)
+        counts = np.diff(np.append(first, len(starts)))
+        if len(counts) and counts.max() > limit:  # a text's first ``limit`` pieces only
+            keep = np.arange(len(starts)) - np.repeat(first, counts) < limit
+            starts, ends, counts = starts[keep], ends[keep], np.minimum(counts, limit)
         sizes = ends - starts
         low, high = _keys(data, starts, sizes)
         codes = self._slots.find(low, high)
         codes[sizes > KEY_BYTES] = -1  # a key holds a long piece's first bytes only
-        counts = np.bincount(row, minlength=n).astype(np.int64)
         return _Look(texts, buf, starts, ends, low, high, codes, counts, whole)
 
     def _learn_missing(self, looks: list[_Look]) -> None:
@@ -248,7 +243,11 @@ class WordPieceCache:
         buf = b" " + b" ".join(encoded) + b" "
         if self.lowercase:
             buf = buf.lower()
-        odd = _ODD[np.frombuffer(buf, dtype=np.uint8)]
+        data = np.frombuffer(buf, dtype=np.uint8)
+        # bytes other than printable ASCII, tab, newline and carriage return: control characters and the bytes of
+        # every character beyond ASCII
+        odd = (data > 126) | (data < 32)
+        odd &= (data != 9) & (data != 10) & (data != 13)
         if not odd.any():
             return buf, first_byte
         edges = np.flatnonzero(odd[1:] != odd[:-1]) + 1  # the buffer starts and ends with a space
@@ -450,5 +449,7 @@ class _CharTable(dict):
                 mapped = UNSAFE
         else:
             mapped = ""
+        if any(ord(c) < SPACE_MAX and not c.isspace() for c in mapped):  # a control character: the split
+            mapped = UNSAFE  # would not find the whitespace bytes by value
         self[code] = mapped
         return mapped
