@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import ParameterError
@@ -65,6 +66,21 @@ def fold_map(fn: Callable[[Any], Any], jobs: Sequence[Any], work: int) -> list[A
     from joblib import Parallel, delayed
 
     return Parallel(n_jobs=workers, backend="loky")(delayed(fn)(job) for job in jobs)
+
+
+_THREAD_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def thread_map(fn: Callable[[Any], Any], jobs: Sequence[Any], threads: int) -> list[Any]:
+    """``[fn(job) for job in jobs]`` in up to ``threads`` threads of a pool kept per size: for work that leaves
+    the interpreter's lock while it runs (numpy's array operations, scipy's sparse routines), where threads
+    start in microseconds and share memory, unlike ``fold_map``'s processes."""
+    threads = min(threads, len(jobs))
+    if threads < 2:
+        return [fn(job) for job in jobs]
+    if threads not in _THREAD_POOLS:
+        _THREAD_POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="warmstart")
+    return list(_THREAD_POOLS[threads].map(fn, jobs))
 
 
 def text_work(texts: Any) -> int:

@@ -40,12 +40,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..parallel import thread_map
 from ..ragged import flatten, gather, splice, split
 
 # A normalised buffer holds no byte under 32 but whitespace (9 to 13, 28 to 31: what Python's ``str.split`` cuts
@@ -157,10 +157,9 @@ class WordPieceCache:
             looks = [self._look(texts, limit)]
             self._learn_missing(looks)
             return self._assemble(looks[0], limit)
-        pool = _pool(len(parts))
-        looks = list(pool.map(lambda part: self._look(part, limit), parts))
+        looks = thread_map(lambda part: self._look(part, limit), parts, len(parts))
         self._learn_missing(looks)
-        done = list(pool.map(lambda look: self._assemble(look, limit), looks))
+        done = thread_map(lambda look: self._assemble(look, limit), looks, len(parts))
         return np.concatenate([f for f, _ in done]), np.concatenate([n for _, n in done])
 
     def _look(self, texts: list[str], limit: int) -> _Look:
@@ -301,7 +300,6 @@ class _Look:
 
 # a batch is cut into parts for threads only where each part would hold at least this many bytes of text
 PART_BYTES = 1 << 18
-_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _parts(texts: list[str], threads: int) -> list[list[str]]:
@@ -315,13 +313,6 @@ def _parts(texts: list[str], threads: int) -> list[list[str]]:
     cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, k) / k).tolist()
     bounds = [0, *cuts, len(texts)]
     return [texts[a:b] for a, b in itertools.pairwise(bounds) if b > a]
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A thread pool of this size, made once and kept."""
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="wordpiece")
-    return _POOLS[threads]
 
 
 _LOW_BYTES = np.array([(1 << (8 * m)) - 1 for m in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
