@@ -82,6 +82,7 @@ class WordPieceCache:
         # texts without one of these characters hold no added token (None: search every text)
         self.added_firsts = firsts if all(_caseless(c) for c in firsts) else None
         self.chars = _CharTable(tokenizer)
+        self._runs: dict[bytes, bytes] = {}  # runs of bytes the table maps -> what they map to, as bytes
         self._reset()
 
     def _reset(self) -> None:
@@ -252,11 +253,17 @@ class WordPieceCache:
         edges = np.flatnonzero(odd[1:] != odd[:-1]) + 1  # the buffer starts and ends with a space
         starts, ends = edges[0::2].tolist(), edges[1::2].tolist()
         parts, unsafe, at = [], [], 0
+        runs = self._runs
+        if len(runs) > MAX_WORDS:
+            runs.clear()
         for a, b in zip(starts, ends, strict=True):
-            mapped = buf[a:b].decode().translate(self.chars)
-            if UNSAFE in mapped:
+            run = buf[a:b]
+            mapped = runs.get(run)
+            if mapped is None:  # the same few runs come again and again (quotes, dashes, accented letters)
+                mapped = runs[run] = run.decode().translate(self.chars).encode()
+            if UNSAFE_BYTE in mapped:
                 unsafe.append(a)
-            parts += (buf[at:a], mapped.encode())
+            parts += (buf[at:a], mapped)
             at = b
         if unsafe:
             return None, np.unique(np.searchsorted(first_byte, unsafe, side="right") - 1)
@@ -410,6 +417,7 @@ def _room(array: np.ndarray, size: int) -> np.ndarray:
 
 
 UNSAFE = "\x00"  # what the character table maps a character to when only the library splits its text exactly
+UNSAFE_BYTE = UNSAFE.encode()
 
 
 def _caseless(c: str) -> bool:
