@@ -17,9 +17,10 @@ cannot reproduce exactly goes to the library whole:
 - in any other text (and an ASCII one with a control character), each run of characters other than printable
   ASCII, tab, newline and carriage return goes through a character table (``str.translate``): each character
   maps to what the library's normaliser makes of it, with spaces around it where the library's pre-tokenizer
-  splits there (punctuation, asked of the library one character at a time, in context); then the text is
-  lowercased and cut like an ASCII one. The table is filled the first time a character is met. A character
-  whose normal form holds anything else Python counts as whitespace sends its text whole to the library;
+  splits there (punctuation, asked of the library one character at a time, in context), and the text is cut
+  like an ASCII one (its ASCII letters lowercased; the table's forms are the normaliser's already). The table
+  is filled the first time a character is met. A character whose normal form holds anything else Python counts
+  as whitespace, or a control character, sends its text whole to the library;
 - a text holding an added token's content (``[UNK]``, ``[MASK]``, ...; compared ignoring case) goes whole to the
   library, which would match it as one token. Where every added token starts with a character without case
   (BERT's all start with ``[``), only texts holding one of those characters are searched for them.
@@ -30,9 +31,9 @@ characters, strips accents and lowercases character by character), and checked b
 The split and the lookup run on a batch's bytes at once (numpy), not a Python call per word: the batch's normalised
 texts are joined into one UTF-8 buffer, the pieces are the runs of bytes between whitespace bytes (UTF-8 never
 uses a byte under 128 inside a longer character, and a normalised text holds no whitespace but ASCII's), and each
-piece of at most ``KEY_BYTES`` bytes is read as a fixed-width key (its bytes, zero-padded) and found in a sorted
-table of the known pieces' keys. A key is the piece's bytes themselves, so a match is exact; longer pieces, and any
-piece the table does not hold, are decoded and looked up in the dictionary as before.
+piece of at most ``KEY_BYTES`` bytes is read as a fixed-width key (its bytes, zero-padded) and found in a hash
+table of the known pieces' keys (``_SlotTable``). A key is the piece's bytes themselves, compared whole, so a match
+is exact; longer pieces, and any piece the table does not hold, are decoded and looked up in the dictionary.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from ..ragged import flatten, gather, splice, split
 # none (``_CharTable``). So its whitespace bytes are those up to 32 (the space), one comparison each.
 SPACE_MAX = 32
 
-# pieces of up to this many bytes are found by their bytes in a sorted table (two 64-bit numbers each); longer ones
+# pieces of up to this many bytes are found by their bytes in a hash table (two 64-bit numbers each); longer ones
 # in the dictionary
 KEY_BYTES = 16
 
@@ -153,14 +154,12 @@ class WordPieceCache:
         in one thread, so the result is the same ids."""
         if len(self.code) > MAX_WORDS:
             self._reset()
-        parts = _parts(texts, threads)
-        if len(parts) == 1:
-            looks = [self._look(texts, limit)]
-            self._learn_missing(looks)
-            return self._assemble(looks[0], limit)
+        parts = _parts(texts, threads)  # one part: all in this thread
         looks = thread_map(lambda part: self._look(part, limit), parts, len(parts))
         self._learn_missing(looks)
         done = thread_map(lambda look: self._assemble(look, limit), looks, len(parts))
+        if len(done) == 1:
+            return done[0]
         return np.concatenate([f for f, _ in done]), np.concatenate([n for _, n in done])
 
     def _look(self, texts: list[str], limit: int) -> _Look:
