@@ -667,10 +667,12 @@ def test_the_benchmarks_hard_teacher_gives_one_hot_targets_on_the_teachers_top_c
     assert list(HardTeacher(teacher).predict(test)) == list(teacher.predict(test))
 
 
-def test_a_static_probe_with_pieces_tokenizes_once_and_exports(static_bb, text_data, text_test, tmp_path):
+def test_a_static_probe_with_pieces_tokenizes_once_and_exports(
+    static_bb, text_data, text_test, tmp_path, monkeypatch
+):
     """A probe with lexical="pieces" on a static backbone: new texts are tokenized once for both the vectors and
-    the TF-IDF (the tokenizer is most of a static model's time), with the same probabilities as the cached path;
-    the artifact exports to ONNX with both parts in the graph."""
+    the TF-IDF (the tokenizer is most of a static model's time), with the same probabilities as the cached path,
+    also when the rows go on in parts in threads; the artifact exports to ONNX with both parts in the graph."""
     from warmstart.artifact import save_artifact
     from warmstart.export import OnnxModel, export_onnx
     from warmstart.techniques import get_technique
@@ -687,6 +689,17 @@ def test_a_static_probe_with_pieces_tokenizes_once_and_exports(static_bb, text_d
         del static_bb.tokenize, static_bb.tokenize_flat  # the class's methods again
     assert calls == [("tokenize_flat", len(text_test))]
     np.testing.assert_allclose(fresh, cached, atol=1e-5)
+    from warmstart.techniques import probe
+
+    monkeypatch.setattr(probe, "PART_TOKENS", 8)
+    _, lengths = static_bb.tokenize_flat(list(text_test.inputs))
+    assert len(probe._row_parts(np.cumsum(lengths), 3)) == 3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        np.testing.assert_allclose(est.predict_proba(list(text_test.inputs)), cached, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
     save_artifact(est, tmp_path / "a", embed_backbone=True)  # as `warmstart distill` saves a static student
     report = export_onnx(tmp_path / "a", tmp_path / "onnx", data=text_test, rounds=1)
     assert report.parity["fp32"]["max_abs_diff"] <= 1e-4

@@ -1,8 +1,11 @@
 """The probe with word features beside the embedding (lexical="tfidf"): the same model as scikit-learn's logistic
 regression on the joint features, its choices, calibration, artifacts and refusals."""
 
+import itertools
+
 import numpy as np
 import pytest
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from warmstart.errors import DataError, ParameterError
@@ -193,3 +196,25 @@ def test_a_pieces_probe_exports_to_onnx_with_its_tfidf_in_the_graph(
 
     with pytest.raises(ExportError, match="use --onnx"):  # a transformers folder has no place for the TF-IDF
         export_transformers(tmp_path / "a", tmp_path / "hf", data=text_test.inputs)
+
+
+@pytest.mark.parametrize("high", [50, 70_000, 2**40])
+def test_count_flat_counts_each_rows_ids_in_canonical_form(high):
+    """Each row's count of each id, as scipy sums them, in canonical form (sorted, one entry per id): through the
+    padded grid of 16-, 32- or 64-bit cells, and through scipy where one long row would make the grid mostly
+    padding."""
+    from warmstart.lexical import count_flat
+
+    rng = np.random.default_rng(high % 97)
+    for long_row in (False, True):
+        lengths = rng.integers(0, 30, 40)
+        lengths[3] = 0
+        if long_row:
+            lengths[5] = 5_000
+        flat = rng.integers(0, high, lengths.sum())
+        which = np.repeat(np.arange(len(lengths)), lengths)
+        want = sparse.coo_matrix((np.ones(len(flat)), (which, flat)), shape=(len(lengths), flat.max() + 1))
+        got = count_flat(flat, lengths)
+        assert got.shape == want.shape and (got != want.tocsr()).nnz == 0
+        assert got.has_canonical_format and got.nnz == len({(r, i) for r, i in zip(which, flat, strict=True)})
+        assert all((np.diff(got.indices[a:b]) > 0).all() for a, b in itertools.pairwise(got.indptr))

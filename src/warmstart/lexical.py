@@ -116,10 +116,8 @@ class PieceTfidf:
         return cls(ids, np.log((1.0 + n) / (1.0 + df[ids])) + 1.0)  # scikit-learn's smoothed idf
 
     def transform(self, counts: sparse.spmatrix) -> sparse.csr_matrix:
-        from sklearn.preprocessing import normalize
-
         counts = sparse.csr_matrix(counts)
-        counts.sum_duplicates()  # one entry per row and id, so that one entry per row and column follows
+        counts.sum_duplicates()  # one entry per row and id (none to do for count_flat's), so one per column
         ids = counts.indices
         cols = np.full(len(ids), -1, dtype=np.int64)
         known = ids < len(self.column)
@@ -128,8 +126,10 @@ class PieceTfidf:
         values = (1.0 + np.log(counts.data[keep])) * self.idf[cols[keep]]
         # the same rows' entries, fewer of them: each row's start moves back by the entries dropped before it
         indptr = np.concatenate([[0], np.cumsum(keep)])[counts.indptr]
-        X = sparse.csr_matrix((values, cols[keep], indptr), shape=(counts.shape[0], len(self.ids)))
-        return normalize(X, copy=False)
+        sizes = np.diff(indptr)
+        norms = np.sqrt(np.bincount(np.repeat(np.arange(len(sizes)), sizes), values**2, minlength=len(sizes)))
+        values /= np.repeat(np.where(norms > 0, norms, 1.0), sizes)  # rows of unit length
+        return sparse.csr_matrix((values, cols[keep], indptr), shape=(counts.shape[0], len(self.ids)))
 
     @property
     def vocabulary(self) -> list[str]:
@@ -145,12 +145,44 @@ def count_ids(rows: list[list[int]]) -> sparse.csr_matrix:
 
 
 def count_flat(flat: np.ndarray, lengths: np.ndarray) -> sparse.csr_matrix:
-    """``count_ids`` of rows given as all their ids end to end (``flat``) and each row's length."""
+    """``count_ids`` of rows given as all their ids end to end (``flat``) and each row's length: a matrix in
+    canonical form (each row's ids sorted, one entry each).
+
+    Rows of similar length are laid out as a padded grid and each row sorted on its own, which numpy does fast
+    for small integers (a 16-bit grid where every id fits); equal neighbours are then one id's count. Rows of very
+    unequal length (where padding would more than quadruple the work) are summed by scipy instead."""
+    flat = np.asarray(flat)
+    lengths = np.asarray(lengths, dtype=np.int64)
     if len(flat) and flat.min() < 0:
         raise ValueError(f"token ids cannot be negative; got {int(flat.min())}")
     width = int(flat.max()) + 1 if len(flat) else 0
-    which = np.repeat(np.arange(len(lengths)), lengths)
-    return sparse.csr_matrix((np.ones(len(flat)), (which, flat)), shape=(len(lengths), width))
+    n_rows, longest = len(lengths), int(lengths.max()) if len(lengths) else 0
+    if not len(flat) or n_rows * longest > 4 * len(flat) + 4096:
+        which = np.repeat(np.arange(n_rows), lengths)
+        counts = sparse.csr_matrix((np.ones(len(flat)), (which, flat)), shape=(n_rows, width))
+        counts.sum_duplicates()
+        return counts
+    dtype = np.uint16 if width < np.iinfo(np.uint16).max else np.uint32 if width < 2**32 - 1 else np.uint64
+    empty = np.iinfo(dtype).max  # a padding cell: above every id
+    grid = np.full((n_rows, longest), empty, dtype=dtype)
+    grid[np.arange(longest) < lengths[:, None]] = flat
+    grid.sort(axis=1)
+    cells = grid.ravel()
+    first = np.empty(len(cells), dtype=bool)  # the first cell of each run of equal ids within a row
+    first[0] = True
+    np.not_equal(cells[1:], cells[:-1], out=first[1:])
+    first[::longest] = True
+    at = np.flatnonzero(first)
+    runs = np.diff(at, append=len(cells))
+    real = cells[at] != empty
+    at, runs = at[real], runs[real]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(at // longest, minlength=n_rows), out=indptr[1:])
+    counts = sparse.csr_matrix(
+        (runs.astype(np.float64), cells[at].astype(np.int64), indptr), shape=(n_rows, width)
+    )
+    counts.has_canonical_format = True
+    return counts
 
 
 def ids_as_words(rows: list[list[int]]) -> list[str]:

@@ -418,7 +418,7 @@ class LinearProbe(Technique):
         # `predict` on a few texts and `warmstart serve` send, request by request) is not written to the cache
         store = isinstance(inputs, Dataset)
         if getattr(self, "lexical_coef_", None) is not None and self.lexical == "pieces" and not store:
-            X, rows = self._features_and_pieces(data)
+            logits = self._pieces_logits(data)
         else:
             X = np.array(
                 self.features(data, store=store), dtype=np.float32
@@ -426,23 +426,35 @@ class LinearProbe(Technique):
             if getattr(self, "lexical_coef_", None) is None:
                 with torch.inference_mode():
                     return self.head_(torch.from_numpy(X)).softmax(-1).numpy()
-            rows = self._lexical_rows(list(data.inputs))
-        logits = torch.from_numpy(self._logits(X, rows))
-        return logits.softmax(-1).numpy().astype(np.float32)
+            logits = self._logits(X, self._lexical_rows(list(data.inputs)))
+        return torch.from_numpy(logits).softmax(-1).numpy().astype(np.float32)
 
-    def _features_and_pieces(self, data: Dataset) -> tuple[np.ndarray, Any]:
-        """Features and token-id counts of texts that are not cached: a backbone that encodes token ids
-        (``encode_flat``: a static one) is given the ids it was tokenized to once for both, since the tokenizer
-        is most of its time; any other encodes the texts itself."""
+    def _pieces_logits(self, data: Dataset) -> np.ndarray:
+        """The logits of texts that are not cached, with ``lexical="pieces"``. A backbone that encodes token ids
+        (``encode_flat``: a static one) is given the ids it was tokenized to once, for its features and the
+        counts both, since the tokenizer is most of its time; then the rows go on in parts, in as many threads as
+        torch uses (counting, the lookup and the head leave the interpreter's lock). Any other backbone encodes
+        the texts itself."""
         from ..lexical import count_flat, count_ids
+        from ..parallel import thread_map
 
         bb = self.backbone_
         texts = [str(t) for t in data.inputs]
         if not hasattr(bb, "encode_flat"):
-            return np.array(self.features(data, store=False), dtype=np.float32), count_ids(bb.tokenize(texts))
+            X = np.array(self.features(data, store=False), dtype=np.float32)
+            return self._logits(X, count_ids(bb.tokenize(texts)))
+        bb = bb.to(resolve(self.device, self.precision).device)
         flat, lengths = bb.tokenize_flat(texts)
-        X = bb.to(resolve(self.device, self.precision).device).encode_flat(flat, lengths)
-        return X, count_flat(flat, lengths)
+        ends = np.cumsum(lengths)
+
+        def part(rows: tuple[int, int]) -> np.ndarray:
+            a, b = rows
+            start = int(ends[a - 1]) if a else 0
+            ids, sizes = flat[start : int(ends[b - 1]) if b else 0], lengths[a:b]
+            return self._logits(bb.encode_flat(ids, sizes), count_flat(ids, sizes))
+
+        parts = _row_parts(ends, torch.get_num_threads())
+        return np.concatenate(thread_map(part, parts, len(parts)))
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
         proba = self.predict_proba(inputs, tta=tta)
@@ -507,6 +519,26 @@ class LinearProbe(Technique):
             est.lexical_coef_ = tensors["lexical.coef"]
             est.lexical_weight_ = (fitted or {}).get("lexical_weight")
         return est
+
+
+# rows are cut into parts for threads only where each part would hold at least this many tokens
+PART_TOKENS = 1 << 15
+
+
+def _row_parts(ends: np.ndarray, threads: int) -> list[tuple[int, int]]:
+    """Rows ``[a, b)`` cut into up to ``threads`` runs of about equal tokens (``ends``: each row's end in the
+    flat ids), each at least ``PART_TOKENS`` long; one run for a small batch.
+
+    >>> _row_parts(np.array([1, 2, 3]), 2), _row_parts(np.arange(1, 5) * PART_TOKENS, 2)
+    ([(0, 3)], [(0, 2), (2, 4)])
+    """
+    total = int(ends[-1]) if len(ends) else 0
+    k = int(min(threads, len(ends), total // PART_TOKENS))
+    if k <= 1:
+        return [(0, len(ends))]
+    cuts = np.searchsorted(ends, total * np.arange(1, k) / k, side="left").tolist()
+    bounds = [0, *[c + 1 for c in cuts], len(ends)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def two_sided(raw: np.ndarray) -> np.ndarray:
