@@ -5,7 +5,14 @@ Reuters R52, TREC, SMS, VADER; 25-word chunks of 20 Newsgroups), then runs
 ``warmstart fit --technique self_train:probe`` on VADER movie reviews (16 per class) with the first N of them,
 each in a fresh process with an empty feature cache, and reports the peak resident memory and the wall time.
 
+With ``--loader``, only the loading: the first N rows (the list repeated to reach N) written as a CSV with a
+label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
+the whole-file loader reads them (``load_text``), each in a fresh process that then reads every row once in
+chunks of 4,096 (as self-training predicts them): resident memory held after loading and its peak over both,
+above what the process held before (Linux: ``/proc/self/clear_refs``), and the time.
+
     python benchmarks/unlabeled_scale.py --rows 10000,100000
+    python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000
 """
 
 from __future__ import annotations
@@ -61,13 +68,55 @@ def build_rows(limit: int) -> list[str]:
     return rows[:limit]
 
 
+LOADER = """
+import sys, time
+from warmstart.data.load import load_unlabeled
+from warmstart.data.text import load_text
+
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+
+open("/proc/self/clear_refs", "w").write("5")  # the peak starts again from here (Linux)
+base = status("VmRSS:")
+start = time.perf_counter()
+rows = load_unlabeled(sys.argv[2], "text") if sys.argv[1] == "stream" else load_text(sys.argv[2], None, None, require_labels=False)
+loaded = time.perf_counter() - start
+held = status("VmRSS:") - base
+chars = sum(len(t) for s in range(0, len(rows), 4096) for t in rows.subset(range(s, min(s + 4096, len(rows)))).inputs)
+print(len(rows), chars, (status("VmHWM:") - base) / 1024, loaded, time.perf_counter() - start, held / 1024)
+"""
+
+
+def loader(rows: list[str], counts: list[int]) -> None:
+    """Peak memory and time of loading N unlabelled rows streamed against whole (see the module's docstring)."""
+    print("| rows | loader | held after loading, MB | peak, MB | load s | load + one pass s |")
+    print("|---|---|---|---|---|---|")
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "unlabeled.csv"
+            with open(path, "w") as f:
+                f.write("text,label\n")
+                for i in range(n):
+                    f.write('"' + rows[i % len(rows)].replace('"', '""') + f'",{i % 2}\n')
+            for how in ("stream", "whole"):
+                out = subprocess.run(
+                    [sys.executable, "-c", LOADER, how, str(path)], check=True, capture_output=True, text=True
+                ).stdout.split()
+                held, peak, load, total = float(out[5]), float(out[2]), float(out[3]), float(out[4])
+                print(f"| {n:,} | {how} | {held:,.0f} | {peak:,.0f} | {load:.1f} | {total:.1f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="10000,100000")
     ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
+    ap.add_argument("--loader", action="store_true", help="measure loading only, streamed against whole")
     args = ap.parse_args()
     counts = [int(n) for n in args.rows.split(",")]
     rows = build_rows(max(counts))
+    if args.loader:
+        loader(rows, counts)
+        return
     print(
         f"| unlabelled rows | peak RSS, MB | wall s | (rows built: {len(rows):,}, mean {sum(map(len, rows)) / len(rows):.0f} chars) |"
     )

@@ -32,7 +32,7 @@ class Dataset:
     rows: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.rows:
+        if len(self.rows) == 0:
             self.rows = list(range(1, len(self) + 1))
         if self.labels is not None and len(self.labels) != len(self):
             raise DataError(
@@ -46,10 +46,19 @@ class Dataset:
         idx = np.asarray(indices, dtype=np.int64)
         if isinstance(self.inputs, np.ndarray):
             inputs: Any = self.inputs[idx]
+        elif hasattr(
+            self.inputs, "take"
+        ):  # texts read from their file (``stream.TextRows``), a chunk at once
+            inputs = self.inputs.take(idx)
         else:
             inputs = [self.inputs[i] for i in idx]
         labels = None if self.labels is None else [self.labels[i] for i in idx]
-        return Dataset(inputs, labels, self.modality, self.source, [self.rows[i] for i in idx])
+        return Dataset(inputs, labels, self.modality, self.source, [self._row(i) for i in idx.tolist()])
+
+    def _row(self, i: int) -> Any:
+        """Row ``i``'s position in its source, as a plain Python value (``rows`` may be a numpy array)."""
+        row = self.rows[i]
+        return row.item() if isinstance(row, np.generic) else row
 
     def without_labels(self) -> Dataset:
         """The same rows with no labels (unlabelled rows whose source had a label column, or hidden labels)."""
@@ -149,4 +158,6 @@ def join_datasets(parts: Sequence[Dataset], source: str) -> Dataset:
         inputs = [x for d in parts for x in d.inputs]
     labelled = all(d.labels is not None for d in parts)
     labels = [lab for d in parts for lab in d.labels] if labelled else None  # type: ignore[union-attr]
-    return Dataset(inputs, labels, parts[0].modality, source, [r for d in parts for r in d.rows])
+    return Dataset(
+        inputs, labels, parts[0].modality, source, [d._row(i) for d in parts for i in range(len(d))]
+    )

@@ -71,12 +71,18 @@ def load(
 
 
 def load_unlabeled(spec: str, modality: str, columns: Columns | None = None) -> Dataset:
-    """Unlabelled rows (``--unlabeled``): a text file (a label column, if any, is dropped), a folder of images
-    (sub-folders or not), a Hugging Face data set or a packaged data set's training rows, without their labels;
-    the rows must be of ``modality`` (the labelled data's)."""
+    """Unlabelled rows (``--unlabeled``): a text file (a label column, if any, is dropped; TXT, CSV, TSV and
+    JSONL files are read when their rows are used, ``stream.stream_texts``), a folder of images (sub-folders or
+    not), a Hugging Face data set or a packaged data set's training rows, without their labels; the rows must
+    be of ``modality`` (the labelled data's)."""
+    from .stream import stream_texts, streams
+
+    cols = columns or Columns()
     path = Path(spec)
     if spec.startswith("hf:") or (path.is_dir() and _saved_hf(path)) or (not path.exists() and spec):
         data, _ = load(spec, columns, require_labels=False)
+    elif modality == "text" and streams(path, cols.encoding):  # read from the file when used, row by row
+        data = stream_texts(path, cols.text_col, encoding=cols.encoding, drop_empty=cols.drop_empty)
     else:
         data = load_inputs(spec, modality, columns)
     if data.modality != modality:

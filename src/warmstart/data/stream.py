@@ -1,0 +1,314 @@
+"""Unlabelled texts read from their file when they are used, not held in memory (``stream_texts``).
+
+Self-training predicts unlabelled rows a chunk at a time, and alignment and ``warmstart adapt`` read a sample
+of them, so none needs every text at once; yet a file of unlabelled rows can be far larger than the labelled
+data. ``stream_texts`` reads the file a line at a time, twice (its columns, then each row's text, checked as
+``load_text`` checks it), and keeps only where each row starts in the file and its row number: 16 bytes a row.
+``TextRows``, the ``Dataset``'s inputs, then reads texts from the file when asked, a chunk in one pass.
+
+TXT, CSV, TSV, Orange .tab and JSONL files stream, in an encoding where a newline is the byte ``\\n`` (UTF-8,
+Latin-1, ...); other files are read whole by ``load_text``. The texts are ``load_text``'s, row for row.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "u.csv"
+    >>> _ = p.write_text('id,text\\n1,"a film,\\nin two lines"\\n2,short\\n')
+    >>> rows = stream_texts(p)
+    >>> len(rows), rows.inputs[1], rows.inputs[0], rows.rows.tolist()
+    (2, 'short', 'a film,\\nin two lines', [1, 2])
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from array import array
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .datasets import Dataset
+
+STREAM_FORMATS = ("txt", "csv", "tsv", "tab", "jsonl")
+
+
+def streams(path: str | Path, encoding: str) -> bool:
+    """Whether ``stream_texts`` reads this file (by its suffix and encoding)."""
+    from .text import FORMATS
+
+    try:
+        newline = "\n".encode(encoding) == b"\n"
+    except LookupError:
+        return False
+    return newline and FORMATS.get(Path(path).suffix.lower()) in STREAM_FORMATS and Path(path).is_file()
+
+
+def stream_texts(
+    path: str | Path, text_col: str | None = None, *, encoding: str = "utf-8", drop_empty: bool = False
+) -> Dataset:
+    """The unlabelled texts of a TXT/CSV/TSV/.tab/JSONL file as a ``Dataset`` whose inputs are read from the
+    file when used (``TextRows``). Columns, refusals and row numbers are ``load_text``'s."""
+    from .text import FORMATS
+
+    path = Path(path)
+    fmt = FORMATS[path.suffix.lower()]
+    column = _text_column(path, fmt, encoding, text_col)
+    # 8 bytes a row as they grow (a list would hold a Python number of 36 bytes each)
+    offsets, parts, numbers, bad = array("q"), array("i"), array("q"), []
+    for number, (at, part, value) in enumerate(_records(path, fmt, encoding, column), start=1):
+        text = _text(value, path, number, column)
+        if not text.strip():
+            bad.append(number)
+            continue
+        offsets.append(at)
+        parts.append(part)
+        numbers.append(number)
+    if bad and not drop_empty:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise DataError(
+            f"{path}: {len(bad)} row(s) with an empty text (data rows {shown}, counting from 1 after the "
+            f"header). Fill them in, or pass --drop-empty to skip them."
+        )
+    rows = TextRows(
+        path, fmt, encoding, column, np.frombuffer(offsets, np.int64), np.frombuffer(parts, np.int32)
+    )
+    return Dataset(rows, None, "text", str(path), np.frombuffer(numbers, np.int64))
+
+
+class TextRows(Sequence):
+    """Texts of a file, each read from where its row starts (``offsets``; ``parts``: which of a TXT line's
+    pieces, where a line holds other line breaks) when it is asked for; a chunk (``take``) in one pass. The file
+    must not change meanwhile: its size and time are checked at each read."""
+
+    def __init__(
+        self, path: Path, fmt: str, encoding: str, column: Any, offsets: np.ndarray, parts: np.ndarray
+    ) -> None:
+        self.path, self.fmt, self.encoding, self.column = Path(path), fmt, encoding, column
+        self.offsets, self.parts = offsets, parts
+        self._stamp = _stamp(self.path)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.take([index])[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), 4096):
+            yield from self.take(range(start, min(start + 4096, len(self))))
+
+    def take(self, indices: Any) -> list[str]:
+        """The texts at ``indices`` (in their order), read in file order, each record parsed once."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if not len(idx):
+            return []
+        idx = np.where(idx < 0, idx + len(self), idx)
+        order = np.argsort(idx, kind="stable")
+        wanted = idx[order]
+        if wanted[0] < 0 or wanted[-1] >= len(self):
+            raise IndexError(f"rows {int(wanted[0])} to {int(wanted[-1])} asked of {len(self)}")
+        if _stamp(self.path) != self._stamp:
+            raise DataError(
+                f"{self.path}: the file changed after its unlabelled rows were read; load it again."
+            )
+        keys = sorted({(int(self.offsets[i]), int(self.parts[i])) for i in np.unique(wanted).tolist()})
+        got = self._read(keys)
+        out: list[Any] = [None] * len(idx)
+        for j, i in zip(order.tolist(), wanted.tolist(), strict=True):
+            out[j] = got[(int(self.offsets[i]), int(self.parts[i]))]
+        return out
+
+    def _read(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
+        """The texts at ``keys`` (sorted (offset, piece) pairs): records are read on from one to the next where
+        they lie close, and the file is sought where they do not."""
+        got: dict[tuple[int, int], str] = {}
+        with open(self.path, "rb") as f:
+            records: Iterator[tuple[int, int, Any]] | None = None
+            at = -1
+            for key in keys:
+                if records is None or key[0] - at > SEEK_BYTES:
+                    f.seek(key[0])
+                    records = _records_from(f, key[0], self.fmt, self.encoding, self.column, key[1])
+                found = None
+                for record in records:
+                    at = record[0]
+                    if record[:2] >= key:
+                        found = record
+                        break
+                if found is None or found[:2] != key:
+                    raise DataError(
+                        f"{self.path}: no row starts at byte {key[0]} any more; load the file again."
+                    )
+                got[key] = _text(found[2], self.path, len(got) + 1, self.column)
+        return got
+
+
+# rows of a chunk that lie within this many bytes of the one before are reached by reading on, not by seeking
+SEEK_BYTES = 1 << 16
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _text_column(path: Path, fmt: str, encoding: str, text_col: str | None) -> Any:
+    """The text column: None for TXT, a field index for CSV/TSV/.tab, a key for JSONL (``load_text``'s rule:
+    ``--text-col``, else the first of ``TEXT_COLUMNS`` present, else the only (string) column)."""
+    from .text import TEXT_COLUMNS
+
+    if fmt == "txt":
+        return None
+    if fmt == "jsonl":
+        names: dict[str, bool] = {}  # key -> whether every value so far is a string
+        for _, _, rec in _records(path, fmt, encoding, None):
+            for k, v in rec.items():
+                names[str(k)] = names.get(str(k), True) and isinstance(v, str)
+        cols, strings = list(names), [k for k, s in names.items() if s]
+    else:
+        with open(path, "rb") as f:
+            header = next(_csv_rows(f, 0, fmt, encoding, path), None)
+        if header is None:
+            raise DataError(f"{path}: no data rows. The file needs a header and at least one row.")
+        cols = header[1]
+        if len(set(cols)) < len(cols):
+            raise DataError(
+                f"{path}: the header names a column more than once; rename the copies so each column has its "
+                f"own name."
+            )
+        strings = cols
+    if text_col is not None:
+        if text_col not in cols:
+            raise DataError(
+                f"{path}: no column {text_col!r} for the text; the columns are {cols}. Pass --text-col with one "
+                f"of them."
+            )
+        name = text_col
+    else:
+        lower = {c.lower(): c for c in cols}
+        name = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
+        if name is None and (len(strings) == 1 or len(cols) == 1):
+            name = strings[0] if strings else cols[0]
+        if name is None:
+            raise DataError(
+                f"{path}: cannot tell which column holds the text among {cols}. Pass --text-col NAME."
+            )
+    return name if fmt == "jsonl" else cols.index(name)
+
+
+def _records(path: Path, fmt: str, encoding: str, column: Any) -> Iterator[tuple[int, int, Any]]:
+    """Every data record of the file: (where it starts, which piece of its line, its value: a TXT line's
+    text, the text field of a CSV/TSV row, a JSONL object, or its field ``column``)."""
+    with open(path, "rb") as f:
+        yield from _records_from(f, 0, fmt, encoding, column, 0, header=fmt != "txt" and fmt != "jsonl")
+
+
+def _records_from(
+    f: Any, at: int, fmt: str, encoding: str, column: Any, part: int, header: bool = False
+) -> Iterator[tuple[int, int, Any]]:
+    path = Path(f.name)
+    if fmt == "txt":
+        for start, line, _ in _lines(f, at, encoding, path):
+            pieces = line.splitlines() or [""]
+            for p in range(part, len(pieces)):
+                yield start, p, pieces[p]
+            part = 0
+        return
+    if fmt == "jsonl":
+        for n, (start, line, _) in enumerate(_lines(f, at, encoding, path), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}: the line at byte {start} (line {n} from there) is not valid JSON ({e.msg}). Each "
+                    f"line must be one JSON object."
+                ) from e
+            if not isinstance(rec, dict):
+                raise DataError(
+                    f'{path}: the line at byte {start} is a JSON {type(rec).__name__}, not {{"text": ...}}.'
+                )
+            yield start, 0, rec if column is None else rec.get(column)
+        return
+    rows = _csv_rows(f, at, fmt, encoding, path)
+    width = None
+    if header:
+        _, names = next(rows, (0, None))
+        if names is None:
+            return
+        width = len(names)
+        if fmt == "tab":  # Orange: two more header rows (types and flags)
+            next(rows, None)
+            next(rows, None)
+    for start, fields in rows:
+        if width is not None and len(fields) > width:
+            raise DataError(
+                f"{path}: the row at byte {start} has {len(fields)} fields but the header names {width}; "
+                f"quote fields that hold the separator."
+            )
+        yield start, 0, fields[column] if column is not None and column < len(fields) else ""
+
+
+def _csv_rows(f: Any, at: int, fmt: str, encoding: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank CSV/TSV records from byte ``at``, each with the byte where it starts (a quoted field may
+    span lines)."""
+    lines = _lines(f, at, encoding, path)
+    state = {"end": at}
+
+    def feed() -> Iterator[str]:
+        for start, line, size in lines:
+            state["end"] = start + size
+            yield line
+
+    if fmt == "csv":
+        reader = csv.reader(feed(), strict=False)
+    else:
+        reader = csv.reader(feed(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    while True:
+        start = state["end"]
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(
+                f"{path}: the row at byte {start} could not be parsed as {fmt.upper()} ({e})."
+            ) from e
+        if fields:
+            yield start, fields
+
+
+def _lines(f: Any, at: int, encoding: str, path: Path) -> Iterator[tuple[int, str, int]]:
+    """The file's lines from byte ``at`` (``f`` is there), decoded, each with the byte where it starts and its
+    length in bytes."""
+    while raw := f.readline():
+        try:
+            line = raw.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path}: the line at byte {at} is not valid {encoding} (byte 0x{raw[e.start]:02x}). Re-save the "
+                f"file as UTF-8, or pass its real encoding, e.g. --encoding latin-1."
+            ) from e
+        yield at, line, len(raw)
+        at += len(raw)
+
+
+def _text(value: Any, path: Path, number: int, column: Any) -> str:
+    """A record's text as ``load_text`` reads its cell: missing or null is empty; anything but text is refused."""
+    from .text import _cell
+
+    if not (isinstance(value, str) or value is None or (isinstance(value, float) and value != value)):
+        raise DataError(
+            f"{path}: the text column {column!r} holds a {type(value).__name__} in data row {number} "
+            f"({value!r:.40}), not text. Pass --text-col naming the column that holds the texts."
+        )
+    return _cell(value)

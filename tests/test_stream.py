@@ -1,0 +1,140 @@
+"""Unlabelled texts read from their file when used (data/stream.py): the same texts, rows and refusals as the
+whole-file loader, read back in any order, and used by self-training through ``--unlabeled``."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from warmstart.data import Dataset
+from warmstart.data.load import load_unlabeled
+from warmstart.data.stream import TextRows, stream_texts, streams
+from warmstart.data.text import load_text
+from warmstart.errors import DataError
+
+ODD = [
+    "plain",
+    'with "quotes", and a comma',
+    "two\nlines",
+    "tab\there",
+    "naïve café 東京",
+    " spaced ",
+    "x" * 300,
+]
+
+
+def write(path, fmt, texts, encoding="utf-8"):
+    """``texts`` as a file of ``fmt`` with a label column beside them."""
+    if fmt == "txt":
+        body = "".join(f"{t}\r\n" if i % 2 else f"{t}\n" for i, t in enumerate(texts))
+    elif fmt == "jsonl":
+        body = "\n".join(json.dumps({"label": i % 2, "text": t}) for i, t in enumerate(texts)) + "\n\n"
+    elif fmt == "csv":
+        cells = ['"' + t.replace('"', '""') + '"' if any(c in t for c in ',"\n') else t for t in texts]
+        body = "label,text\n" + "".join(f"{i % 2},{c}\n" for i, c in enumerate(cells))
+    else:  # tsv, tab
+        extra = "d\tstring\n\tmeta\n" if fmt == "tab" else ""
+        body = "label\ttext\n" + extra + "".join(f"{i % 2}\t{t}\n" for i, t in enumerate(texts))
+    path.write_bytes(body.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["txt", "csv", "tsv", "tab", "jsonl"])
+def test_streamed_rows_are_the_whole_file_loaders_rows(tmp_path, fmt):
+    texts = [t for t in ODD if fmt not in ("txt", "tsv", "tab") or ("\n" not in t and "\t" not in t)]
+    texts = texts * 3
+    path = write(tmp_path / f"u.{fmt}", fmt, texts)
+    whole = load_text(path, None, None, require_labels=False)
+    got = stream_texts(path)
+    assert isinstance(got.inputs, TextRows) and got.labels is None
+    assert list(got.inputs) == whole.inputs == texts
+    assert got.rows.tolist() == whole.rows
+    assert got.fingerprint() == whole.fingerprint()  # the feature cache's key: the same entries either way
+    rng = np.random.default_rng(0)
+    idx = rng.integers(-len(texts), len(texts), 40)
+    assert got.inputs.take(idx) == [texts[i] for i in idx]  # any order, repeats, from the end
+    assert got.inputs[3:9:2] == texts[3:9:2] and got.inputs[-1] == texts[-1]
+    part = got.subset([5, 1, 2])
+    assert part.inputs == [texts[5], texts[1], texts[2]] and part.rows == [6, 2, 3]
+    with pytest.raises(IndexError):
+        got.inputs[len(texts)]
+
+
+def test_lines_with_other_breaks_and_encodings_split_as_the_whole_file_does(tmp_path):
+    path = tmp_path / "u.txt"
+    path.write_bytes("one\x0ctwo\r\nthree\u2028four\nlast without newline".encode())
+    assert list(stream_texts(path).inputs) == load_text(path, None, None, require_labels=False).inputs
+    assert stream_texts(path).inputs.take([4, 1]) == ["last without newline", "two"]
+    latin = write(tmp_path / "l.csv", "csv", ["café", "über"], encoding="latin-1")
+    assert list(stream_texts(latin, encoding="latin-1").inputs) == ["café", "über"]
+    assert not streams(tmp_path / "u.txt", "utf-16")  # a newline is not one byte: read whole
+    with pytest.raises(DataError, match=r"not valid utf-8.*--encoding latin-1"):
+        stream_texts(latin)
+
+
+def test_empty_rows_and_bad_cells_are_refused_naming_the_rows(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("text,label\nfine,a\n,b\n  ,c\nalso fine,d\n")
+    with pytest.raises(DataError, match=r"2 row\(s\) with an empty text \(data rows 2, 3"):
+        stream_texts(path)
+    kept = stream_texts(path, drop_empty=True)
+    assert list(kept.inputs) == ["fine", "also fine"] and kept.rows.tolist() == [1, 4]
+    assert kept.rows.tolist() == load_text(path, None, None, require_labels=False, drop_empty=True).rows
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": 3}\n')
+    with pytest.raises(DataError, match="holds a int in data row 2"):
+        stream_texts(bad)
+    bad.write_text('{"text": "ok"}\n{"text": \n')
+    with pytest.raises(DataError, match="not valid JSON"):
+        stream_texts(bad)
+    wide = tmp_path / "w.csv"
+    wide.write_text("text,label\na,b\nc,d,e\n")
+    with pytest.raises(DataError, match="3 fields but the header names 2"):
+        stream_texts(wide)
+    two = tmp_path / "t.csv"
+    two.write_text("a,b\nx,y\n")
+    with pytest.raises(DataError, match="--text-col"):
+        stream_texts(two)
+    assert list(stream_texts(two, "b").inputs) == ["y"]
+    with pytest.raises(DataError, match="no column 'c'"):
+        stream_texts(two, "c")
+
+
+def test_a_file_that_changes_after_loading_is_refused(tmp_path):
+    path = write(tmp_path / "u.csv", "csv", ["a", "b", "c"])
+    rows = stream_texts(path)
+    assert rows.inputs[2] == "c"
+    path.write_text("label,text\n0,other\n")
+    os.utime(path, ns=(1, 1))  # a new time even where the clock is coarse
+    with pytest.raises(DataError, match="changed after"):
+        rows.inputs.take([0])
+
+
+def test_unlabeled_text_files_stream_and_self_training_reads_them_in_chunks(
+    tmp_path, monkeypatch, tiny_bert_dir, text_data
+):
+    """``--unlabeled`` text files stream; self-training predicts them a chunk at a time (each chunk read in one
+    pass) and learns the same model as from the same rows in memory."""
+    from warmstart import selftrain
+    from warmstart.techniques import get_technique
+
+    texts = [str(t) for t in text_data.inputs] * 2
+    path = write(tmp_path / "pool.csv", "csv", texts)
+    rows = load_unlabeled(str(path), "text")
+    assert isinstance(rows.inputs, TextRows)
+    monkeypatch.setattr(selftrain, "CHUNK", 7)
+    reads = []
+    take = TextRows.take
+    monkeypatch.setattr(TextRows, "take", lambda self, idx: reads.append(len(idx)) or take(self, idx))
+
+    def fit(unlabeled):
+        est = get_technique("probe", backbone=str(tiny_bert_dir), progress=False, calibrate="none")
+        return selftrain.fit_self_training(est, text_data, unlabeled, self_train_rounds=1)
+
+    streamed = fit(rows)
+    assert reads and max(reads) <= max(7, len(text_data))
+    in_memory = fit(Dataset(texts, None, "text", "<memory>"))
+    np.testing.assert_allclose(
+        streamed.predict_proba(text_data.inputs), in_memory.predict_proba(text_data.inputs), atol=1e-6
+    )
