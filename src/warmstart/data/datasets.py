@@ -46,10 +46,8 @@ class Dataset:
         idx = np.asarray(indices, dtype=np.int64)
         if isinstance(self.inputs, np.ndarray):
             inputs: Any = self.inputs[idx]
-        elif hasattr(
-            self.inputs, "take"
-        ):  # texts read from their file (``stream.TextRows``), a chunk at once
-            inputs = self.inputs.take(idx)
+        elif hasattr(self.inputs, "select"):  # texts read from their file when used (``stream.TextRows``)
+            inputs = self.inputs.select(idx)
         else:
             inputs = [self.inputs[i] for i in idx]
         labels = None if self.labels is None else [self.labels[i] for i in idx]

@@ -4,7 +4,8 @@ Self-training predicts unlabelled rows a chunk at a time, and alignment and ``wa
 of them, so none needs every text at once; yet a file of unlabelled rows can be far larger than the labelled
 data. ``stream_texts`` reads the file a line at a time, twice (its columns, then each row's text, checked as
 ``load_text`` checks it), and keeps only where each row starts in the file and its row number: 16 bytes a row.
-``TextRows``, the ``Dataset``'s inputs, then reads texts from the file when asked, a chunk in one pass.
+``TextRows``, the ``Dataset``'s inputs, then reads texts from the file when asked, a chunk in one pass; a
+subset of them (``Dataset.subset``: a chunk to predict, a sample, the pseudo-labelled rows) is read lazily too.
 
 TXT, CSV, TSV, Orange .tab and JSONL files stream, in an encoding where a newline is the byte ``\\n`` (UTF-8,
 Latin-1, ...); other files are read whole by ``load_text``. The texts are ``load_text``'s, row for row.
@@ -104,6 +105,16 @@ class TextRows(Sequence):
     def __iter__(self) -> Iterator[str]:
         for start in range(0, len(self), 4096):
             yield from self.take(range(start, min(start + 4096, len(self))))
+
+    def select(self, indices: Any) -> TextRows:
+        """The rows at ``indices``, still read from the file when used (``Dataset.subset`` of streamed rows: a
+        chunk, a sample or the pseudo-labelled rows cost 16 bytes a row until read)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        view = TextRows(self.path, self.fmt, self.encoding, self.column, self.offsets[idx], self.parts[idx])
+        view._stamp = self._stamp  # the file as it was read, not as it is now
+        return view
 
     def take(self, indices: Any) -> list[str]:
         """The texts at ``indices`` (in their order), read in file order, each record parsed once."""
