@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="sms-spam,bbc-news,reuters-r8,vader-movie")
     ap.add_argument("--shots", default="8,32")
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
     ap.add_argument("--budget", help="CPU budget for auto, e.g. 5m (default: none)")
     ap.add_argument("--no-race", action="store_true")
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     setting = [code_version(), args.backbone, args.budget, not args.no_race, args.precision, args.threads]
     datasets, shots = args.data.split(","), [int(k) for k in args.shots.split(",")]
     for k in shots:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for d in datasets:
                 key = json.dumps([*setting, d, k, seed])
                 if key in rows:
