@@ -91,14 +91,7 @@ def fit_run(
         technique = base = choice.technique
         params = {k: v for k, v in (params or {}).items() if k in (*RUNTIME_KEYS, "progress")}
     est = get_technique(base, backbone=backbone, seed=seed, **(params or {}))
-    if self_train is None:
-        fit_cost = fit_measured(est, train, val if len(val) else None, **unlabeled_kw(est, unlabeled))
-    else:
-        from .cost import measure
-        from .selftrain import fit_self_training
-
-        with measure() as fit_cost:
-            est = fit_self_training(est, train, unlabeled, val if len(val) else None, **self_train)
+    est, fit_cost = _fit(est, train, val if len(val) else None, unlabeled, self_train)
     metrics, predict_s = evaluate(est, test_ds)
     timings = _run_measures(est, metrics, fit_cost, predict_s)
     config = {
@@ -109,25 +102,33 @@ def fit_run(
         "backbone": est.backbone_.reference(),
         "data": data.source,
         "test_data": test.source if test is not None else "held-out split of data",
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_test": len(test_ds),
-        "shots": shots,
-        "seed": seed,
+        **{"n_train": len(train), "n_val": len(val), "n_test": len(test_ds), "shots": shots, "seed": seed},
         "val_size": val_size,
         "test_size": test_size if test is None else None,
         "classes": list(est.classes_),
+        **({"technique_choice": choice.to_dict()} if choice is not None else {}),
+        **({"self_training": est.self_training_} if self_train is not None else {}),
+        **({"record": dict(record)} if record else {}),
     }
-    if choice is not None:
-        config["technique_choice"] = choice.to_dict()
-    if self_train is not None:
-        config["self_training"] = est.self_training_
-    if record:
-        config["record"] = dict(record)
     result = RunResult(est, metrics, config, split, timings=timings)
     if output is not None:
         _save(result, output, embed_backbone, overwrite)
     return result
+
+
+def _fit(
+    est: Any, train: Dataset, val: Dataset | None, unlabeled: Dataset | None, self_train: dict | None
+) -> tuple[Any, Any]:
+    """The fitted estimator and what its fit cost: ``est`` fitted on ``train`` (and the unlabelled rows it uses
+    itself), or with ``self_train`` (self-training's options) self-trained on ``unlabeled``."""
+    if self_train is None:
+        return est, fit_measured(est, train, val, **unlabeled_kw(est, unlabeled))
+    from .cost import measure
+    from .selftrain import fit_self_training
+
+    with measure() as fit_cost:
+        est = fit_self_training(est, train, unlabeled, val, **self_train)
+    return est, fit_cost
 
 
 def _run_rows(
