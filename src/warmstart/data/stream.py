@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import os
 from array import array
 from collections.abc import Iterator, Sequence
@@ -234,21 +233,12 @@ def _records_from(
             part = 0
         return
     if fmt == "jsonl":
+        from .text import json_record
+
         for n, (start, line, _) in enumerate(_lines(f, at, encoding, path), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}: the line at byte {start} (line {n} from there) is not valid JSON ({e.msg}). Each "
-                    f"line must be one JSON object."
-                ) from e
-            if not isinstance(rec, dict):
-                raise DataError(
-                    f'{path}: the line at byte {start} is a JSON {type(rec).__name__}, not {{"text": ...}}.'
-                )
-            yield start, 0, rec if column is None else rec.get(column)
+            if line.strip():
+                rec = json_record(line, path, f"the line at byte {start} (line {n} from there)")
+                yield start, 0, rec if column is None else rec.get(column)
         return
     rows = _csv_rows(f, at, fmt, encoding, path)
     width = None

@@ -87,22 +87,27 @@ def _decode(path: Path, encoding: str) -> str:
 
 
 def _read_jsonl(path: Path, text: str) -> list[dict]:
-    records = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}: line {n} is not valid JSON ({e.msg}). Each line must be one JSON object."
-            ) from e
-        if not isinstance(rec, dict):
-            raise DataError(
-                f'{path}: line {n} is a JSON {type(rec).__name__}, expected an object like {{"text": ...}}.'
-            )
-        records.append(rec)
-    return records
+    return [
+        json_record(line, path, f"line {n}")
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
+
+
+def json_record(line: str, path: Path, where: str) -> dict:
+    """One JSONL line's object; a line that is not valid JSON or not an object is refused, naming the file and
+    ``where`` the line is ("line 7", or a byte offset where lines are not counted)."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: {where} is not valid JSON ({e.msg}). Each line must be one JSON object."
+        ) from e
+    if not isinstance(rec, dict):
+        raise DataError(
+            f'{path}: {where} is a JSON {type(rec).__name__}, expected an object like {{"text": ...}}.'
+        )
+    return rec
 
 
 def _pick_column(
