@@ -689,11 +689,12 @@ def test_a_static_probe_with_pieces_tokenizes_once_and_exports(
         del static_bb.tokenize, static_bb.tokenize_flat  # the class's methods again
     assert calls == [("tokenize_flat", len(text_test))]
     np.testing.assert_allclose(fresh, cached, atol=1e-5)
+    from warmstart.parallel import even_runs
     from warmstart.techniques import probe
 
     monkeypatch.setattr(probe, "PART_TOKENS", 8)
     _, lengths = static_bb.tokenize_flat(list(text_test.inputs))
-    assert len(probe._row_parts(np.cumsum(lengths), 3)) == 3
+    assert len(even_runs(np.cumsum(lengths), 3, probe.PART_TOKENS)) == 3
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     try:

@@ -83,6 +83,26 @@ def thread_map(fn: Callable[[Any], Any], jobs: Sequence[Any], threads: int) -> l
     return list(_THREAD_POOLS[threads].map(fn, jobs))
 
 
+def even_runs(ends: Any, threads: int, least: int) -> list[tuple[int, int]]:
+    """Items ``[a, b)`` cut into up to ``threads`` runs of about equal size for ``thread_map`` (``ends``: the
+    running total of the items' sizes, ``numpy.cumsum``), each run at least ``least`` in size: one run for a
+    small batch.
+
+    >>> even_runs([1, 2, 3], 2, 100), even_runs([100, 200, 300, 400], 2, 100)
+    ([(0, 3)], [(0, 2), (2, 4)])
+    """
+    import numpy as np
+
+    ends = np.asarray(ends)
+    total = int(ends[-1]) if len(ends) else 0
+    k = int(min(threads, len(ends), total // least))
+    if k <= 1:
+        return [(0, len(ends))]
+    cuts = np.searchsorted(ends, total * np.arange(1, k) / k, side="left").tolist()
+    bounds = [0, *[c + 1 for c in cuts], len(ends)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
 def text_work(texts: Any) -> int:
     """``fold_map``'s ``work`` for fits on ``texts``: their total characters."""
     return sum(len(str(t)) for t in texts)

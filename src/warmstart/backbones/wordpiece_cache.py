@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..parallel import thread_map
+from ..parallel import even_runs, thread_map
 from ..ragged import flatten, gather, splice, split
 
 # A normalised buffer holds no byte under 32 but whitespace (9 to 13, 28 to 31: what Python's ``str.split`` cuts
@@ -310,15 +310,8 @@ PART_BYTES = 1 << 18
 
 def _parts(texts: list[str], threads: int) -> list[list[str]]:
     """``texts`` cut into up to ``threads`` runs of about equal length in characters (whole texts each)."""
-    if threads <= 1 or len(texts) < 2:
-        return [texts]
     sizes = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
-    k = int(min(threads, len(texts), sizes[-1] // PART_BYTES))
-    if k <= 1:
-        return [texts]
-    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, k) / k).tolist()
-    bounds = [0, *cuts, len(texts)]
-    return [texts[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    return [texts[a:b] for a, b in even_runs(sizes, threads, PART_BYTES)]
 
 
 _LOW_BYTES = np.array([(1 << (8 * m)) - 1 for m in range(8)] + [(1 << 64) - 1], dtype=np.uint64)

@@ -436,7 +436,7 @@ class LinearProbe(Technique):
         torch uses (counting, the lookup and the head leave the interpreter's lock). Any other backbone encodes
         the texts itself."""
         from ..lexical import count_flat, count_ids
-        from ..parallel import thread_map
+        from ..parallel import even_runs, thread_map
 
         bb = self.backbone_
         texts = [str(t) for t in data.inputs]
@@ -453,7 +453,7 @@ class LinearProbe(Technique):
             ids, sizes = flat[start : int(ends[b - 1]) if b else 0], lengths[a:b]
             return self._logits(bb.encode_flat(ids, sizes), count_flat(ids, sizes))
 
-        parts = _row_parts(ends, torch.get_num_threads())
+        parts = even_runs(ends, torch.get_num_threads(), PART_TOKENS)
         return np.concatenate(thread_map(part, parts, len(parts)))
 
     def predict(self, inputs: Any, tta: bool = False) -> np.ndarray:
@@ -523,22 +523,6 @@ class LinearProbe(Technique):
 
 # rows are cut into parts for threads only where each part would hold at least this many tokens
 PART_TOKENS = 1 << 15
-
-
-def _row_parts(ends: np.ndarray, threads: int) -> list[tuple[int, int]]:
-    """Rows ``[a, b)`` cut into up to ``threads`` runs of about equal tokens (``ends``: each row's end in the
-    flat ids), each at least ``PART_TOKENS`` long; one run for a small batch.
-
-    >>> _row_parts(np.array([1, 2, 3]), 2), _row_parts(np.arange(1, 5) * PART_TOKENS, 2)
-    ([(0, 3)], [(0, 2), (2, 4)])
-    """
-    total = int(ends[-1]) if len(ends) else 0
-    k = int(min(threads, len(ends), total // PART_TOKENS))
-    if k <= 1:
-        return [(0, len(ends))]
-    cuts = np.searchsorted(ends, total * np.arange(1, k) / k, side="left").tolist()
-    bounds = [0, *[c + 1 for c in cuts], len(ends)]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def two_sided(raw: np.ndarray) -> np.ndarray:
