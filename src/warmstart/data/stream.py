@@ -157,7 +157,7 @@ class TextRows(Sequence):
                     raise DataError(
                         f"{self.path}: no row starts at byte {key[0]} any more; load the file again."
                     )
-                got[key] = _text(found[2], self.path, len(got) + 1, self.column)
+                got[key] = _text(found[2], self.path, f"the row at byte {key[0]}", self.column)
         return got
 
 
@@ -303,13 +303,18 @@ def _lines(f: Any, at: int, encoding: str, path: Path) -> Iterator[tuple[int, st
         at += len(raw)
 
 
-def _text(value: Any, path: Path, number: int, column: Any) -> str:
-    """A record's text as ``load_text`` reads its cell: missing or null is empty; anything but text is refused."""
+def _text(value: Any, path: Path, where: int | str, column: Any) -> str:
+    """A record's text as ``load_text`` reads its cell: missing or null is empty; anything but text is refused,
+    naming ``where`` it is (a data row's number, or the row's place in the file)."""
     from .text import _cell
 
     if not (isinstance(value, str) or value is None or (isinstance(value, float) and value != value)):
         raise DataError(
-            f"{path}: the text column {column!r} holds a {type(value).__name__} in data row {number} "
+            f"{path}: the text column {column!r} holds a {type(value).__name__} in {_place(where)} "
             f"({value!r:.40}), not text. Pass --text-col naming the column that holds the texts."
         )
     return _cell(value)
+
+
+def _place(where: int | str) -> str:
+    return f"data row {where}" if isinstance(where, int) else where
