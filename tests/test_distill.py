@@ -164,6 +164,7 @@ def test_word_cache_keys_are_exact_even_when_their_hashes_collide(static_bb, mon
 
     monkeypatch.setattr(wc, "_key_hash", lambda low, high: np.zeros(len(low), dtype=np.uint64))
     tok = static_bb.tokenizer
+    assert len({tuple(e.ids) for e in tok.encode_batch_fast(["ball.goa", "ball.goal"])}) == 2
     long = "y" * (wc.KEY_BYTES + 3)
     texts = [
         "the ball, the goal",
@@ -172,6 +173,7 @@ def test_word_cache_keys_are_exact_even_when_their_hashes_collide(static_bb, mon
         "co\x07de\x0bball",
         "",
         "  ball  ",
+        "ball.goa ball.goal ball.goal.code ball.goal.ball",  # the same first 8 bytes: the key's high half
     ]
     texts += [f"w{i} Wörd{i}" for i in range(40)]  # enough keys to grow the table past its first size
     cache = wc.WordPieceCache(tok)

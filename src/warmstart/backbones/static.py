@@ -48,7 +48,7 @@ class StaticEmbeddings(nn.Module):
         """Rows given as one flat tensor of all their ids (``token_ids``) and each row's ``lengths``: one fused
         ``embedding_bag`` (each row a bag), with no padding and no ``(B, L, D)`` tensor."""
         weight = self.embedding.weight
-        offsets = torch.cumsum(lengths, 0) - lengths
+        offsets = (torch.cumsum(lengths, 0) - lengths).to(token_ids.dtype)
         summed = nn.functional.embedding_bag(token_ids, weight, offsets, mode="sum")
         return self.finish(summed / lengths.clamp(min=1).unsqueeze(1).to(weight.dtype))
 
@@ -396,7 +396,7 @@ class StaticBackbone(Backbone):
         longest = max(1, int(lengths.max()) if len(lengths) else 1)
         mask = torch.arange(longest, device=lengths.device) < lengths[:, None]
         input_ids = torch.zeros(mask.shape, dtype=torch.long, device=lengths.device)
-        input_ids[mask] = batch["token_ids"]
+        input_ids[mask] = batch["token_ids"].long()
         return (input_ids, mask.long())
 
     def export_preprocessing(self, folder: Path) -> dict:

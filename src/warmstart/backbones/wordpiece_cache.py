@@ -88,7 +88,7 @@ class WordPieceCache:
 
     def _reset(self) -> None:
         self.code: dict[str, int] = {}
-        self._pool = np.zeros(1024, dtype=np.int64)  # every known word's ids end to end (grown by doubling)
+        self._pool = np.zeros(1024, dtype=np.int32)  # every known word's ids end to end (grown by doubling)
         self._pool_used = 0
         self._start = np.zeros(256, dtype=np.int64)  # where each code's ids start in _pool
         self._len = np.zeros(256, dtype=np.int64)  # how many ids each code has
@@ -325,7 +325,9 @@ def _keys(data: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.n
     # the 8 bytes from every position: an unaligned view, one byte apart
     words = np.ndarray((len(data) + 8,), dtype="<u8", buffer=padded, strides=(1,))
     low = words[starts] & _LOW_BYTES[np.minimum(sizes, 8)]
-    high = words[starts + 8] & _LOW_BYTES[np.clip(sizes - 8, 0, 8)]
+    high = np.zeros(len(starts), dtype=np.uint64)
+    long = np.flatnonzero(sizes > 8)  # most pieces fit in the low half
+    high[long] = words[starts[long] + 8] & _LOW_BYTES[np.minimum(sizes[long] - 8, 8)]
     return low, high
 
 
