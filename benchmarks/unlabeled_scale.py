@@ -5,14 +5,15 @@ Reuters R52, TREC, SMS, VADER; 25-word chunks of 20 Newsgroups), then runs
 ``warmstart fit --technique self_train:probe`` on VADER movie reviews (16 per class) with the first N of them,
 each in a fresh process with an empty feature cache, and reports the peak resident memory and the wall time.
 
-With ``--loader``, only the loading: the first N rows (the list repeated to reach N) written as a CSV with a
-label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
+With ``--loader``, only the loading: the first N rows (the list repeated to reach N) written as a CSV (or with
+``--format parquet`` a Parquet file, row groups of pyarrow's default size) with a label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
 the whole-file loader reads them (``load_text``), each in a fresh process that then reads every row once in
 chunks of 4,096 (as self-training predicts them): resident memory held after loading and its peak over both,
 above what the process held before (Linux: ``/proc/self/clear_refs``), and the time.
 
     python benchmarks/unlabeled_scale.py --rows 10000,100000
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000
+    python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format parquet
 """
 
 from __future__ import annotations
@@ -87,17 +88,25 @@ print(len(rows), chars, (status("VmHWM:") - base) / 1024, loaded, time.perf_coun
 """
 
 
-def loader(rows: list[str], counts: list[int]) -> None:
+def loader(rows: list[str], counts: list[int], fmt: str = "csv") -> None:
     """Peak memory and time of loading N unlabelled rows streamed against whole (see the module's docstring)."""
-    print("| rows | loader | held after loading, MB | peak, MB | load s | load + one pass s |")
+    print(f"| rows ({fmt}) | loader | held after loading, MB | peak, MB | load s | load + one pass s |")
     print("|---|---|---|---|---|---|")
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "unlabeled.csv"
-            with open(path, "w") as f:
-                f.write("text,label\n")
-                for i in range(n):
-                    f.write('"' + rows[i % len(rows)].replace('"', '""') + f'",{i % 2}\n')
+            path = Path(tmp) / f"unlabeled.{fmt}"
+            if fmt == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                texts = [rows[i % len(rows)] for i in range(n)]
+                pq.write_table(pa.table({"text": texts, "label": [i % 2 for i in range(n)]}), path)
+                del texts
+            else:
+                with open(path, "w") as f:
+                    f.write("text,label\n")
+                    for i in range(n):
+                        f.write('"' + rows[i % len(rows)].replace('"', '""') + f'",{i % 2}\n')
             for how in ("stream", "whole"):
                 out = subprocess.run(
                     [sys.executable, "-c", LOADER, how, str(path)], check=True, capture_output=True, text=True
@@ -111,11 +120,12 @@ def main() -> None:
     ap.add_argument("--rows", default="10000,100000")
     ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
     ap.add_argument("--loader", action="store_true", help="measure loading only, streamed against whole")
+    ap.add_argument("--format", choices=("csv", "parquet"), default="csv", help="the file --loader writes")
     args = ap.parse_args()
     counts = [int(n) for n in args.rows.split(",")]
     rows = build_rows(max(counts))
     if args.loader:
-        loader(rows, counts)
+        loader(rows, counts, args.format)
         return
     print(
         f"| unlabelled rows | peak RSS, MB | wall s | (rows built: {len(rows):,}, mean {sum(map(len, rows)) / len(rows):.0f} chars) |"

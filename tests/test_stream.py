@@ -142,3 +142,68 @@ def test_unlabeled_text_files_stream_and_self_training_reads_them_in_chunks(
     np.testing.assert_allclose(
         streamed.predict_proba(text_data.inputs), in_memory.predict_proba(text_data.inputs), atol=1e-6
     )
+
+
+def test_parquet_streams_its_text_column_a_batch_at_a_time(tmp_path, monkeypatch):
+    """A Parquet file streams: only its text column is read, a batch at a time from the row groups that hold the
+    rows asked for; texts, rows, fingerprint and refusals are the whole-file loader's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from warmstart.data import stream
+
+    texts = [f"{t} {i}" for i, t in enumerate(ODD * 5)]
+    table = pa.table(
+        {"id": list(range(len(texts))), "label": [i % 2 for i in range(len(texts))], "text": texts}
+    )
+    path = tmp_path / "u.parquet"
+    pq.write_table(table, path, row_group_size=9)  # several row groups
+    monkeypatch.setattr(stream, "PARQUET_BATCH", 4)  # several batches in each
+    assert streams(path, "utf-16")  # binary: the encoding does not matter
+    whole = load_text(path, None, None, require_labels=False)
+    got = stream_texts(path)
+    assert isinstance(got.inputs, stream.ParquetRows)
+    assert list(got.inputs) == whole.inputs == texts and got.rows.tolist() == whole.rows
+    assert got.fingerprint() == whole.fingerprint()
+    read = []
+    batches = pq.ParquetFile.iter_batches
+
+    def counting(self, batch_size=65536, row_groups=None, columns=None, **kw):
+        read.append((tuple(row_groups or ()), tuple(columns or ())))
+        return batches(self, batch_size, row_groups=row_groups, columns=columns, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
+    idx = np.random.default_rng(0).integers(-len(texts), len(texts), 25)
+    assert got.inputs.take(idx) == [texts[i] for i in idx]  # any order, repeats, from the end
+    read.clear()
+    part = got.subset([20, 2])
+    assert isinstance(part.inputs, stream.ParquetRows) and list(part.inputs) == [texts[20], texts[2]]
+    assert read == [((0,), ("text",)), ((2,), ("text",))]  # only the row groups holding them, only the text
+    assert part.rows == [21, 3] and part.fingerprint() == whole.subset([20, 2]).fingerprint()
+    with pytest.raises(IndexError):
+        got.inputs[len(texts)]
+
+    holes = tmp_path / "h.parquet"
+    pq.write_table(pa.table({"text": ["a", None, " ", "b"], "n": [1, 2, 3, 4]}), holes)
+    with pytest.raises(DataError, match=r"2 row\(s\) with an empty text \(data rows 2, 3"):
+        stream_texts(holes)
+    kept = stream_texts(holes, drop_empty=True)
+    assert list(kept.inputs) == ["a", "b"] and kept.rows.tolist() == [1, 4]
+    with pytest.raises(DataError, match="holds a int in data row 1"):
+        stream_texts(holes, "n")
+    with pytest.raises(DataError, match="no column 'c'"):
+        stream_texts(holes, "c")
+    two = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": ["x", "y"], "b": ["z", None]}), two)
+    assert list(stream_texts(two).inputs) == ["x", "y"]  # the only column whose every value is text
+    assert load_text(two, None, None, require_labels=False).inputs == ["x", "y"]
+    junk = tmp_path / "j.parquet"
+    junk.write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        stream_texts(junk)
+    rows = load_unlabeled(str(path), "text")
+    assert isinstance(rows.inputs, stream.ParquetRows)
+    pq.write_table(table.slice(0, 3), path)
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(DataError, match="changed after"):
+        rows.inputs.take([0])

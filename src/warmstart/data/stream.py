@@ -8,7 +8,9 @@ data. ``stream_texts`` reads the file a line at a time, twice (its columns, then
 subset of them (``Dataset.subset``: a chunk to predict, a sample, the pseudo-labelled rows) is read lazily too.
 
 TXT, CSV, TSV, Orange .tab and JSONL files stream, in an encoding where a newline is the byte ``\\n`` (UTF-8,
-Latin-1, ...); other files are read whole by ``load_text``. The texts are ``load_text``'s, row for row.
+Latin-1, ...). Parquet files stream too (``ParquetRows``: only the text column is read, a batch of rows at a
+time, and each row's number kept: 8 bytes a row). Other files (JSON, Excel-like tables) are read whole by
+``load_text``. The texts are ``load_text``'s, row for row.
 
 Example:
     >>> import tempfile, pathlib
@@ -33,13 +35,15 @@ import numpy as np
 from ..errors import DataError
 from .datasets import Dataset
 
-STREAM_FORMATS = ("txt", "csv", "tsv", "tab", "jsonl")
+STREAM_FORMATS = ("txt", "csv", "tsv", "tab", "jsonl", "parquet")
 
 
 def streams(path: str | Path, encoding: str) -> bool:
     """Whether ``stream_texts`` reads this file (by its suffix and encoding)."""
     from .text import FORMATS
 
+    if FORMATS.get(Path(path).suffix.lower()) == "parquet":  # binary: no encoding to check
+        return Path(path).is_file()
     try:
         newline = "\n".encode(encoding) == b"\n"
     except LookupError:
@@ -50,12 +54,15 @@ def streams(path: str | Path, encoding: str) -> bool:
 def stream_texts(
     path: str | Path, text_col: str | None = None, *, encoding: str = "utf-8", drop_empty: bool = False
 ) -> Dataset:
-    """The unlabelled texts of a TXT/CSV/TSV/.tab/JSONL file as a ``Dataset`` whose inputs are read from the
-    file when used (``TextRows``). Columns, refusals and row numbers are ``load_text``'s."""
+    """The unlabelled texts of a TXT/CSV/TSV/.tab/JSONL/Parquet file as a ``Dataset`` whose inputs are read
+    from the file when used (``TextRows``, ``ParquetRows``). Columns, refusals and row numbers are
+    ``load_text``'s."""
     from .text import FORMATS
 
     path = Path(path)
     fmt = FORMATS[path.suffix.lower()]
+    if fmt == "parquet":
+        return _stream_parquet(path, text_col, drop_empty)
     column = _text_column(path, fmt, encoding, text_col)
     # 8 bytes a row as they grow (a list would hold a Python number of 36 bytes each)
     offsets, parts, numbers, bad = array("q"), array("i"), array("q"), []
@@ -67,12 +74,7 @@ def stream_texts(
         offsets.append(at)
         parts.append(part)
         numbers.append(number)
-    if bad and not drop_empty:
-        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise DataError(
-            f"{path}: {len(bad)} row(s) with an empty text (data rows {shown}, counting from 1 after the "
-            f"header). Fill them in, or pass --drop-empty to skip them."
-        )
+    _refuse_empty(path, bad, drop_empty)
     rows = TextRows(
         path, fmt, encoding, column, np.frombuffer(offsets, np.int64), np.frombuffer(parts, np.int32)
     )
@@ -159,6 +161,166 @@ class TextRows(Sequence):
                     )
                 got[key] = _text(found[2], self.path, f"the row at byte {key[0]}", self.column)
         return got
+
+
+def _refuse_empty(path: Path, bad: list[int], drop_empty: bool) -> None:
+    """Refuse rows with an empty text (data row numbers ``bad``) unless they are to be dropped."""
+    if bad and not drop_empty:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise DataError(
+            f"{path}: {len(bad)} row(s) with an empty text (data rows {shown}, counting from 1 after the "
+            f"header). Fill them in, or pass --drop-empty to skip them."
+        )
+
+
+class ParquetRows(Sequence):
+    """Texts of a Parquet file's column ``column``, each read when asked for from its row (``index``: the row's
+    place in the file, from 0); a chunk (``take``) in one pass over the row groups that hold it, a batch of
+    ``PARQUET_BATCH`` rows at a time, reading no other column. The file must not change meanwhile."""
+
+    def __init__(self, path: Path, column: str, index: np.ndarray) -> None:
+        self.path, self.column, self.index = Path(path), column, index
+        self._stamp = _stamp(self.path)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.take([index])[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), PARQUET_BATCH):
+            yield from self.take(range(start, min(start + PARQUET_BATCH, len(self))))
+
+    def select(self, indices: Any) -> ParquetRows:
+        """The rows at ``indices``, still read from the file when used (``Dataset.subset``)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        view = ParquetRows(self.path, self.column, self.index[idx])
+        view._stamp = self._stamp
+        return view
+
+    def take(self, indices: Any) -> list[str]:
+        """The texts at ``indices`` (in their order), read in file order."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if not len(idx):
+            return []
+        idx = np.where(idx < 0, idx + len(self), idx)
+        if idx.min() < 0 or idx.max() >= len(self):
+            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        if _stamp(self.path) != self._stamp:
+            raise DataError(
+                f"{self.path}: the file changed after its unlabelled rows were read; load it again."
+            )
+        wanted = np.unique(self.index[idx])  # rows of the file, sorted
+        got = dict(zip(wanted.tolist(), self._read(wanted), strict=True))
+        return [got[int(i)] for i in self.index[idx].tolist()]
+
+    def _read(self, wanted: np.ndarray) -> list[str]:
+        """The texts of the file's rows ``wanted`` (sorted, distinct), from the row groups that hold them."""
+        import pyarrow as pa
+
+        pf = _parquet_file(self.path)
+        sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        out: list[str] = []
+        for g in np.unique(np.searchsorted(starts, wanted, side="right") - 1).tolist():
+            base = int(starts[g])
+            for batch in pf.iter_batches(PARQUET_BATCH, row_groups=[g], columns=[self.column]):
+                lo, hi = np.searchsorted(wanted, [base, base + batch.num_rows])
+                if hi > lo:
+                    values = batch.column(0).take(pa.array(wanted[lo:hi] - base)).to_pylist()
+                    out += [
+                        _text(v, self.path, int(r) + 1, self.column)
+                        for r, v in zip(wanted[lo:hi], values, strict=True)
+                    ]
+                base += batch.num_rows
+                if base > wanted[-1]:
+                    break
+        return out
+
+
+# a Parquet file's rows are read this many at a time (the memory a streamed read of one column holds)
+PARQUET_BATCH = 8192
+
+
+def _parquet_file(path: Path) -> Any:
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path)
+    except ImportError as e:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from e
+    except Exception as e:  # pyarrow raises many types; name the file either way
+        raise DataError(f"{path}: not a readable Parquet file ({e}).") from e
+
+
+def _stream_parquet(path: Path, text_col: str | None, drop_empty: bool) -> Dataset:
+    """``stream_texts`` of a Parquet file: one pass over its text column checks every row as ``load_text``
+    does and keeps the rows' places."""
+    pf = _parquet_file(path)
+    column = _parquet_column(path, pf, text_col)
+    index, numbers, bad = array("q"), array("q"), []
+    number = 0
+    for batch in pf.iter_batches(PARQUET_BATCH, columns=[column]):
+        for value in batch.column(0).to_pylist():
+            number += 1
+            if not _text(value, path, number, column).strip():
+                bad.append(number)
+                continue
+            index.append(number - 1)
+            numbers.append(number)
+    _refuse_empty(path, bad, drop_empty)
+    rows = ParquetRows(path, column, np.frombuffer(index, np.int64))
+    return Dataset(rows, None, "text", str(path), np.frombuffer(numbers, np.int64))
+
+
+def _parquet_column(path: Path, pf: Any, text_col: str | None) -> str:
+    """A Parquet file's text column, by ``load_text``'s rule (``--text-col``, else the first of
+    ``TEXT_COLUMNS`` present, else the only column whose every value is text)."""
+    from .text import TEXT_COLUMNS
+
+    cols = [str(c) for c in pf.schema_arrow.names]
+    if len(set(cols)) < len(cols):
+        raise DataError(
+            f"{path}: the file names a column more than once; rename the copies so each column has its own name."
+        )
+    if pf.metadata.num_rows == 0:
+        raise DataError(f"{path}: no data rows. The file needs at least one row.")
+    if text_col is not None:
+        if text_col not in cols:
+            raise DataError(
+                f"{path}: no column {text_col!r} for the text; the columns are {cols}. Pass --text-col with one "
+                f"of them."
+            )
+        return text_col
+    lower = {c.lower(): c for c in cols}
+    name = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
+    if name is not None:
+        return name
+    if len(cols) == 1:
+        return cols[0]
+    import pyarrow as pa
+
+    typed = [
+        c
+        for c, f in zip(cols, pf.schema_arrow, strict=True)
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    nulls = dict.fromkeys(typed, 0)
+    if typed:
+        for batch in pf.iter_batches(PARQUET_BATCH, columns=typed):
+            for c, col in zip(typed, batch.columns, strict=True):
+                nulls[c] += col.null_count
+    strings = [c for c in typed if nulls[c] == 0]
+    if len(strings) == 1:
+        return strings[0]
+    raise DataError(f"{path}: cannot tell which column holds the text among {cols}. Pass --text-col NAME.")
 
 
 # rows of a chunk that lie within this many bytes of the one before are reached by reading on, not by seeking
