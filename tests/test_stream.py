@@ -180,6 +180,9 @@ def test_parquet_streams_its_text_column_a_batch_at_a_time(tmp_path, monkeypatch
     assert isinstance(part.inputs, stream.ParquetRows) and list(part.inputs) == [texts[20], texts[2]]
     assert read == [((0,), ("text",)), ((2,), ("text",))]  # only the row groups holding them, only the text
     assert part.rows == [21, 3] and part.fingerprint() == whole.subset([20, 2]).fingerprint()
+    read.clear()
+    assert list(got.inputs) == texts  # chunk after chunk in file order: one pass, each row group started once
+    assert read == [((g,), ("text",)) for g in range(pq.ParquetFile(path).num_row_groups)]
     with pytest.raises(IndexError):
         got.inputs[len(texts)]
 

@@ -181,6 +181,7 @@ class ParquetRows(Sequence):
     def __init__(self, path: Path, column: str, index: np.ndarray) -> None:
         self.path, self.column, self.index = Path(path), column, index
         self._stamp = _stamp(self.path)
+        self._cursor = _ParquetCursor()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -202,7 +203,7 @@ class ParquetRows(Sequence):
         if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
         view = ParquetRows(self.path, self.column, self.index[idx])
-        view._stamp = self._stamp
+        view._stamp, view._cursor = self._stamp, self._cursor
         return view
 
     def take(self, indices: Any) -> list[str]:
@@ -225,35 +226,70 @@ class ParquetRows(Sequence):
         """The texts of the file's rows ``wanted`` (sorted, distinct), from the row groups that hold them."""
         import pyarrow as pa
 
-        pf = _parquet_file(self.path)
-        sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
-        starts = np.concatenate([[0], np.cumsum(sizes)])
         out: list[str] = []
-        for g in np.unique(np.searchsorted(starts, wanted, side="right") - 1).tolist():
-            base = int(starts[g])
-            for batch in pf.iter_batches(PARQUET_BATCH, row_groups=[g], columns=[self.column]):
-                lo, hi = np.searchsorted(wanted, [base, base + batch.num_rows])
-                if hi > lo:
-                    values = batch.column(0).take(pa.array(wanted[lo:hi] - base)).to_pylist()
-                    out += [
-                        _text(v, self.path, int(r) + 1, self.column)
-                        for r, v in zip(wanted[lo:hi], values, strict=True)
-                    ]
-                base += batch.num_rows
-                if base > wanted[-1]:
-                    break
+        with self._cursor.lock:
+            cur = self._cursor
+            starts = cur.open(self.path)
+            for g in np.unique(np.searchsorted(starts, wanted, side="right") - 1).tolist():
+                rows = wanted[(wanted >= starts[g]) & (wanted < starts[g + 1])]
+                if cur.group != g or cur.batch is None or rows[0] < cur.base:  # else: go on from where it is
+                    cur.start(g, int(starts[g]), self.column)
+                while cur.batch is not None:
+                    end = cur.base + cur.batch.num_rows
+                    lo, hi = np.searchsorted(rows, [cur.base, end])
+                    if hi > lo:
+                        values = cur.batch.column(0).take(pa.array(rows[lo:hi] - cur.base)).to_pylist()
+                        out += [
+                            _text(v, self.path, int(r) + 1, self.column)
+                            for r, v in zip(rows[lo:hi], values, strict=True)
+                        ]
+                    if end > rows[-1]:  # the batch stays: the next chunk may start in it
+                        break
+                    cur.advance()
         return out
 
 
-# a Parquet file's rows are read this many at a time (the memory a streamed read of one column holds)
+class _ParquetCursor:
+    """Where reading a Parquet file's text column has got to: the row group, its batches still to come and the
+    batch read last (from row ``base``). Kept between reads and shared by a file's row views, so that chunks
+    asked for in file order (self-training's predictions) cost one pass over the file, not one each."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.file: Any = None
+        self.group, self.base, self.batch, self.batches = -1, 0, None, None
+
+    def open(self, path: Path) -> np.ndarray:
+        """The file open, and where each row group starts (and the end)."""
+        if self.file is None:
+            self.file = _parquet_file(path)
+        md = self.file.metadata
+        return np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+
+    def start(self, group: int, base: int, column: str) -> None:
+        self.group, self.base = group, base
+        self.batches = self.file.iter_batches(PARQUET_BATCH, row_groups=[group], columns=[column])
+        self.batch = next(self.batches, None)
+
+    def advance(self) -> None:
+        self.base += self.batch.num_rows
+        self.batch = next(self.batches, None)
+
+
+# a Parquet file's rows are read this many at a time (the memory a streamed read of one column holds), through a
+# read buffer of this many bytes
 PARQUET_BATCH = 8192
+PARQUET_BUFFER = 1 << 20
 
 
 def _parquet_file(path: Path) -> Any:
     try:
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path)
+        # buffered: a row group's column is read a page at a time, not whole
+        return pq.ParquetFile(path, buffer_size=PARQUET_BUFFER)
     except ImportError as e:
         raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from e
     except Exception as e:  # pyarrow raises many types; name the file either way
@@ -263,6 +299,18 @@ def _parquet_file(path: Path) -> Any:
 def _stream_parquet(path: Path, text_col: str | None, drop_empty: bool) -> Dataset:
     """``stream_texts`` of a Parquet file: one pass over its text column checks every row as ``load_text``
     does and keeps the rows' places."""
+    import pyarrow as pa
+
+    column, index, numbers, bad = _parquet_pass(path, text_col)
+    pa.default_memory_pool().release_unused()  # the pass's buffers, which the pool would keep for later
+    _refuse_empty(path, bad, drop_empty)
+    rows = ParquetRows(path, column, np.frombuffer(index, np.int64))
+    return Dataset(rows, None, "text", str(path), np.frombuffer(numbers, np.int64))
+
+
+def _parquet_pass(path: Path, text_col: str | None) -> tuple[str, array, array, list[int]]:
+    """The text column, and in one pass over it: the place (from 0) and the number (from 1) of each row with a
+    text, and the numbers of those without."""
     pf = _parquet_file(path)
     column = _parquet_column(path, pf, text_col)
     index, numbers, bad = array("q"), array("q"), []
@@ -275,9 +323,7 @@ def _stream_parquet(path: Path, text_col: str | None, drop_empty: bool) -> Datas
                 continue
             index.append(number - 1)
             numbers.append(number)
-    _refuse_empty(path, bad, drop_empty)
-    rows = ParquetRows(path, column, np.frombuffer(index, np.int64))
-    return Dataset(rows, None, "text", str(path), np.frombuffer(numbers, np.int64))
+    return column, index, numbers, bad
 
 
 def _parquet_column(path: Path, pf: Any, text_col: str | None) -> str:
