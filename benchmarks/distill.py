@@ -38,14 +38,12 @@ fine-tuned on the soft targets, ``--technique finetune``, whatever ``warmstart d
              ``StaticModelForClassification`` (default settings) trained on the labelled rows;
   m2v-pseudo the same, trained on the labelled rows plus the teacher's labels for the unlabelled ones.
   static-probe, static-probe-words  the static vectors (no hidden layer) frozen, a logistic-regression probe on
-             the teacher's targets over the transfer set; -words: the probe also reads TF-IDF of the words
+             the teacher's top class over the transfer set; -words: the probe also reads TF-IDF of the words
              (``lexical="tfidf"``, "probe + words"); static-probe-pieces: TF-IDF of the static tokenizer's
              token ids instead of the words (``lexical="pieces"``, "probe + pieces": ``warmstart distill``'s
              default static student, ``STATIC_TECHNIQUE``); static-probe-pieces-w6: its weight of the vectors
              against the TF-IDF chosen from six values (0.01 to 0.2) instead of four (0.03 to 0.2);
-             static-probe-pieces-len2048: reading 2,048 tokens of each text instead of 512; a probe fits
-             the teacher's probabilities as weighted rows (``probe_targets="soft"``, ``distill``'s default)
-             and -top their top class alone (static-probe-pieces-top, static-probe-words-top);
+             static-probe-pieces-len2048: reading 2,048 tokens of each text instead of 512;
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
@@ -160,14 +158,6 @@ STUDENTS: dict[str, tuple[str, dict]] = {
             "params": {"lexical": "pieces"},
             "weight_grid": [0.01, 0.02, 0.03, 0.05, 0.1, 0.2],
         },
-    ),
-    "static-probe-pieces-top": (
-        "static",
-        {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}, "probe_targets": "top"},
-    ),
-    "static-probe-words-top": (
-        "static",
-        {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "tfidf"}, "probe_targets": "top"},
     ),
     "static-probe-pieces-len2048": (
         "static",

@@ -19,7 +19,6 @@ inference throughput (rows per second in batches, and the latency of one row), i
 
 from __future__ import annotations
 
-import inspect
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,8 +91,6 @@ STATIC_MAX_LENGTH = 512
 # against 73.86 for the static table fine-tuned on the soft targets (ahead in 8 of 10 runs) and 74.15 with
 # scikit-learn's words; the exported graph computes it (export.PieceLogits)
 STATIC_TECHNIQUE = ("probe", {"lexical": "pieces"})
-# what a probe student fits: the targets as weights ("soft") or their top class alone ("top")
-PROBE_TARGETS = ("soft", "top")
 
 
 def student_technique(
@@ -364,7 +361,6 @@ def distill(
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
     max_length: int | None = None,
-    probe_targets: str = "soft",
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
@@ -377,9 +373,7 @@ def distill(
 
     ``technique``: ``finetune`` (or another technique of the shared training loop) trains on the soft targets; a
     technique without that loop (``probe``, e.g. with ``params={"lexical": "tfidf"}`` for the words beside the
-    static vectors) fits them as a weighted logistic regression (``probe_targets="soft"``, the default: each
-    row once per class it gives at least 1% of its probability, ``lexical.expand``) or their top class alone
-    (``"top"``), and a static student then gets no hidden layer by default.
+    static vectors) fits the targets' top class, and a static student then gets no hidden layer by default.
     ``"auto"`` (the default): ``STATIC_TECHNIQUE`` (a probe with TF-IDF of the token ids) for a static student,
     ``finetune`` for any other (``student_technique``)."""
     from .evaluate import evaluate_predictions, fit_measured
@@ -387,8 +381,6 @@ def distill(
     from .techniques.tuned import SoftTargets, TunedTechnique
 
     check_options(temperature, hard_weight, val_fraction, hidden_dim, max_length)
-    if probe_targets not in PROBE_TARGETS:
-        raise ParameterError(f"probe_targets={probe_targets!r}: use one of {', '.join(PROBE_TARGETS)}.")
     technique, params = student_technique(student, technique, dict(params or {}), hidden_dim, val_fraction)
     # an unknown name counts as tuned here; get_technique below names it and the choices
     tuned = issubclass(available_techniques().get(technique, TunedTechnique), TunedTechnique)
@@ -415,11 +407,8 @@ def distill(
         data, val, targets = data.subset(train_rows), data.subset(held), targets[train_rows]
     if tuned:
         fit_cost = fit_measured(est, data, val, soft_targets=SoftTargets(classes, targets, temperature))
-    elif probe_targets == "soft" and "soft_targets" in inspect.signature(est.fit).parameters:
-        # a probe: the targets as weights (the top class, data.labels, still chooses its C and its classes)
-        fit_cost = fit_measured(est, data, None, soft_targets=SoftTargets(classes, targets, temperature))
-    else:  # only the targets' top class: the teacher's label, or the true one where the hard weight makes it win
-        fit_cost = fit_measured(est, data, None)
+    else:  # a technique without the shared loop (probe) learns the targets' top class: the teacher's label,
+        fit_cost = fit_measured(est, data, None)  # or the true one where the hard weight makes it win
     metrics, predict_s, pred = evaluate_predictions(est, test)
     metrics["distillation"] = compare(teacher, est, test, (metrics, pred), measure_speed)
     metrics["distillation"].update(
@@ -439,10 +428,6 @@ def distill(
     config = _config(
         teacher, est, student, technique, temperature, hard_weight, val_fraction, seed, data, test
     )
-    if not tuned:
-        config["probe_targets"] = (
-            probe_targets if "soft_targets" in inspect.signature(est.fit).parameters else "top"
-        )
     config["hidden_dim"] = hidden_dim
     if is_static(student):
         config["max_length"] = student_bb.max_length

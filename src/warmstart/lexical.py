@@ -26,25 +26,6 @@ from .ragged import flatten
 WEIGHT_GRID = (0.03, 0.05, 0.1, 0.2)
 # TF-IDF rows are unit length: they need far weaker regularisation than embeddings (the TF-IDF baseline's grid too)
 C_GRID = (1.0, 10.0, 100.0)
-# with soft targets a row is trained once per class holding at least this share of its probability
-SOFT_MIN = 0.01
-
-
-def expand(rows: np.ndarray, y: np.ndarray, soft: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
-    """What a logistic regression trains on for the training rows ``rows``: each row once with its label ``y``
-    (no weights); or, with ``soft`` class probabilities per row (distillation's targets), each row once per
-    class holding at least ``SOFT_MIN`` of its probability, weighted by that share (renormalised over the
-    classes kept, so that every row weighs 1). The weighted log-loss is then the cross-entropy against the
-    targets. Returns the positions in ``rows`` of the rows to train, their labels and their weights."""
-    rows = np.asarray(rows)
-    if soft is None:
-        return np.arange(len(rows)), y[rows], None
-    q = np.asarray(soft, dtype=np.float64)[rows]
-    q = np.where(q >= SOFT_MIN, q, 0.0)
-    q[np.arange(len(rows)), q.argmax(1)] = np.maximum(q.max(1), 1e-12)  # a row keeps its top class at least
-    q /= q.sum(1, keepdims=True)
-    at, label = np.nonzero(q)
-    return at, label, q[at, label]
 
 
 class Tfidf:
@@ -237,20 +218,14 @@ class Design:
 
 
 def _c_path(
-    train_f: Any,
-    y_train: np.ndarray,
-    held_f: Any,
-    y_held: np.ndarray,
-    cs: Any,
-    max_iter: int,
-    weight: Any = None,
+    train_f: Any, y_train: np.ndarray, held_f: Any, y_held: np.ndarray, cs: Any, max_iter: int
 ) -> list:
     """Held-out accuracy at each C in ascending order, each fit warm-started from the previous (smaller) C's
-    solution: the same optimum, about half the iterations. ``weight``: each training row's (``expand``)."""
+    solution: the same optimum, about half the iterations."""
     clf = LogisticRegression(max_iter=max_iter, warm_start=True)
     accs = []
     for c in sorted(cs):
-        clf.set_params(C=c).fit(train_f, y_train, sample_weight=weight)
+        clf.set_params(C=c).fit(train_f, y_train)
         accs.append(float((clf.predict(held_f) == y_held).mean()))
     return accs
 
@@ -258,32 +233,25 @@ def _c_path(
 def score_fold(job: tuple) -> tuple[Design, dict[str, float]]:
     """One fold of the probe-with-words grid: the fold's ``Design`` (TF-IDF and standardisation fitted on its
     training rows) and the held-out accuracy at every ``"weight,C"``. ``job``: ``(texts, X, y, train_rows,
-    held_rows, weights, Cs, max_iter, soft)`` (``soft``: soft targets to train on, ``expand``, or None; the
-    held-out rows are scored against ``y``); a module-level function of a module without torch, so that
+    held_rows, weights, Cs, max_iter)``; a module-level function of a module without torch, so that
     ``parallel.fold_map`` can run the folds in worker processes that start quickly."""
-    texts, X, y, tr, te, weights, cs, max_iter, soft = job
+    texts, X, y, tr, te, weights, cs, max_iter = job
     d = Design.fit(texts[tr], X[tr])
-    at, labels, sample_weight = expand(tr, y, soft)
     accs: dict[str, float] = {}
     with one_blas_thread():
         for w in weights:
-            train_f, held_f = d.features(texts[tr], X[tr], w)[at], d.features(texts[te], X[te], w)
-            path = _c_path(train_f, labels, held_f, y[te], cs, max_iter, sample_weight)
-            for c, acc in zip(sorted(cs), path, strict=True):
+            train_f, held_f = d.features(texts[tr], X[tr], w), d.features(texts[te], X[te], w)
+            for c, acc in zip(sorted(cs), _c_path(train_f, y[tr], held_f, y[te], cs, max_iter), strict=True):
                 accs[f"{w},{c}"] = acc
     return d, accs
 
 
 def fold_logits(job: tuple) -> Any:
     """The held-out rows' decision values of one fold fitted at one weight and C, or None when the fold's
-    training rows miss a class. ``job``: ``(design, texts, X, y, train_rows, held_rows, weight, C, max_iter,
-    soft)``."""
-    d, texts, X, y, tr, te, w, c, max_iter, soft = job
-    at, labels, sample_weight = expand(tr, y, soft)
+    training rows miss a class. ``job``: ``(design, texts, X, y, train_rows, held_rows, weight, C, max_iter)``."""
+    d, texts, X, y, tr, te, w, c, max_iter = job
     with one_blas_thread():
-        clf = LogisticRegression(C=c, max_iter=max_iter).fit(
-            d.features(texts[tr], X[tr], w)[at], labels, sample_weight=sample_weight
-        )
+        clf = LogisticRegression(C=c, max_iter=max_iter).fit(d.features(texts[tr], X[tr], w), y[tr])
         if len(clf.classes_) != len(np.unique(y)):
             return None
         return clf.decision_function(d.features(texts[te], X[te], w))

@@ -205,11 +205,9 @@ def student_description(config: dict) -> str:
         return f"{student} ({technique} on the teacher's probabilities)"
     lexical = (config.get("params") or {}).get("lexical", "none")
     words = {"pieces": "TF-IDF of its token ids", "tfidf": "TF-IDF of the words"}.get(lexical)
-    # a distillation recorded before probes fitted soft targets has no "probe_targets": it fitted the top class
-    targets = "probabilities" if config.get("probe_targets") == "soft" else "top class"
     if words is None:
-        return f"{student} (probe on the teacher's {targets})"
-    return f"{student} (a probe on its vectors with {words}, on the teacher's {targets})"
+        return f"{student} (probe on the teacher's top class)"
+    return f"{student} (a probe on its vectors with {words}, on the teacher's top class)"
 
 
 def energy_method(c: dict) -> str | None:

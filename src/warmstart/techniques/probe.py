@@ -134,19 +134,10 @@ class LinearProbe(Technique):
             store=store,
         )
 
-    def fit(
-        self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None, soft_targets: Any = None
-    ) -> LinearProbe:
+    def fit(self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None) -> LinearProbe:
         """Fit on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
         ``X``'s label column); ``val``: optional labelled rows that choose ``C``; ``unlabeled``: rows of the
-        domain to ``align`` to (their labels, if any, are not used).
-
-        ``soft_targets`` (``tuned.SoftTargets``; distillation): class probabilities per training row to fit
-        instead of the labels alone: each row is trained once per class holding at least ``lexical.SOFT_MIN`` of
-        its probability, weighted by it (``lexical.expand``), which makes the logistic loss the cross-entropy
-        against them. The labels (the targets' top class) still choose ``C`` (held-out accuracy against them)
-        and the classes: a class that is no row's label is not learnt, and its share is left out. The
-        targets' temperature is already in their probabilities; it does not scale anything here."""
+        domain to ``align`` to (their labels, if any, are not used)."""
         self._reset_fitted()
         self._validate_params()
         start = time.perf_counter()
@@ -155,7 +146,6 @@ class LinearProbe(Technique):
         require_single_label(train, self.name)
         self._check_lexical(train)
         self.classes_ = np.array(sorted(set(train.labels)))
-        soft = self._soft(soft_targets, train)
         X = np.asarray(self.features(train), dtype=np.float64)
         y = encode_labels(train.labels, self.classes_)
         if self.lexical != "none":
@@ -165,11 +155,7 @@ class LinearProbe(Technique):
                     "self_train:probe to learn from them."
                 )
             with one_blas_thread():  # all of its fits are logistic regressions (parallel.one_blas_thread)
-                return self._fit_lexical(train, X, y, val, start, soft)
-        if soft is not None and self.align != "none":
-            raise ParameterError(
-                f"soft targets with align={self.align!r}: a probe fits one or the other; leave align at 'none'."
-            )
+                return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
         val_xy = None
@@ -177,7 +163,7 @@ class LinearProbe(Technique):
         if known:
             Xv = move(np.asarray(self.features(val), dtype=np.float64)[known])
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
-        self.fit_features(X, y, len(self.classes_), val_xy, soft=soft)
+        self.fit_features(X, y, len(self.classes_), val_xy)
         self._calibrate_head(val_xy)  # temperature scaling on the validation rows
         self.temperature_from_ = "validation" if self.temperature_ is not None else None
         if val_xy is None:
@@ -185,18 +171,6 @@ class LinearProbe(Technique):
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
-
-    def _soft(self, soft_targets: Any, train: Dataset) -> np.ndarray | None:
-        """``soft_targets``' probabilities in the columns of ``classes_`` (the labels' classes), each row
-        renormalised over them; None without targets."""
-        if soft_targets is None:
-            return None
-        classes = [str(c) for c in soft_targets.check(train, self.classes_)]
-        column = {c: i for i, c in enumerate(classes)}
-        proba = np.asarray(soft_targets.proba, dtype=np.float64)[:, [column[str(c)] for c in self.classes_]]
-        total = proba.sum(1, keepdims=True)
-        top = encode_labels(train.labels, self.classes_)
-        return np.where(total > 0, proba / np.where(total > 0, total, 1.0), np.eye(len(self.classes_))[top])
 
     # -- word features beside the embedding (lexical="tfidf") -------------------------------------------------
     def _check_lexical(self, train: Dataset) -> None:
@@ -214,14 +188,14 @@ class LinearProbe(Technique):
             )
 
     def _fit_lexical(
-        self, train: Dataset, X: np.ndarray, y: np.ndarray, val: Any, start: float, soft: Any = None
+        self, train: Dataset, X: np.ndarray, y: np.ndarray, val: Any, start: float
     ) -> LinearProbe:
         """Logistic regression on [TF-IDF of the words, weight * standardised embedding], the weight and C
         chosen together on ``val`` or by cross-validation on the training rows (TF-IDF and the standardisation
         refitted inside each fold); stored as a ``LinearHead`` on the embedding plus a weight matrix on the
         words (``lexical_coef_``), so the logits are the sum of the two."""
         from ..lexical import C_GRID as LEX_C_GRID
-        from ..lexical import WEIGHT_GRID, Design, expand, fold_logits, score_fold
+        from ..lexical import WEIGHT_GRID, Design, fold_logits, score_fold
         from ..parallel import fold_map, text_work
         from .calibrate import MIN_ROWS, fit_temperature, scale_head
 
@@ -246,23 +220,20 @@ class LinearProbe(Technique):
         design = Design.fit(texts, X)
         fold_designs = None
 
-        every = np.arange(len(y))
-
-        def fit_at(d: Design, w: float, c: float) -> LogisticRegression:  # on every training row
-            at, labels, sample_weight = expand(every, y, soft)
+        def fit_at(d: Design, rows: Any, w: float, c: float) -> LogisticRegression:
             return LogisticRegression(C=c, max_iter=self.max_iter).fit(
-                d.features(texts, X, w)[at], labels, sample_weight=sample_weight
+                d.features(texts[rows], X[rows], w), y[rows]
             )
 
         scores: dict[str, float] = {}
         if len(grid) > 1 and known:
             for w, c in grid:
-                pred = fit_at(design, w, c).predict(design.features(v_texts, v_X, w))
+                pred = fit_at(design, slice(None), w, c).predict(design.features(v_texts, v_X, w))
                 scores[f"{w},{c}"] = float((pred == v_y).mean())
         elif len(grid) > 1 and cv:  # the folds in worker processes where there are cores (parallel.fold_map)
             cs = sorted({c for _, c in grid})
             done = fold_map(
-                score_fold, [(texts, X, y, tr, te, weights, cs, self.max_iter, soft) for tr, te in cv], work
+                score_fold, [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv], work
             )
             fold_designs = [d for d, _ in done]
             scores = {key: float(np.mean([accs[key] for _, accs in done])) for key in done[0][1]}
@@ -273,7 +244,7 @@ class LinearProbe(Technique):
             w, c = grid[len(grid) // 2] if len(grid) > 1 else grid[0]
         self.lexical_weight_, self.C_, self.c_scores_ = w, c, scores
 
-        clf = fit_at(design, w, c)
+        clf = fit_at(design, slice(None), w, c)
         V, D = len(design.words), X.shape[1]
         full = LinearHead.from_sklearn(clf, np.zeros(V + D), np.ones(V + D), len(self.classes_))
         weight, bias = full.linear.weight.detach().numpy(), full.linear.bias.detach().numpy()
@@ -292,7 +263,7 @@ class LinearProbe(Technique):
             self.temperature_from_ = "cross-validation"
             fold_designs = fold_designs or [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
             jobs = [
-                (d, texts, X, y, tr, te, w, c, self.max_iter, soft)
+                (d, texts, X, y, tr, te, w, c, self.max_iter)
                 for d, (tr, te) in zip(fold_designs, cv, strict=True)
             ]
             logits, labels = np.zeros((len(y), len(self.classes_))), y
@@ -387,17 +358,13 @@ class LinearProbe(Technique):
         per_feature_scale: bool = True,
         standardize: bool = True,
         c_grid: tuple[float, ...] = C_GRID,
-        soft: np.ndarray | None = None,
     ) -> LinearProbe:
         """The probe's second phase on ready features: standardise, choose C, fit, build ``head_``.
 
         ``y`` holds class indices in ``[0, num_classes)``; ``val_xy`` is an optional ``(X_val, y_val)``.
         ``per_feature_scale=False`` divides by one global scale instead (what LP-FT fine-tunes from);
-        ``standardize=False`` only centres the features, so ``C`` acts on their own scale. ``soft``: class
-        probabilities per row to fit instead (``lexical.expand``; ``y`` still scores the held-out rows).
+        ``standardize=False`` only centres the features, so ``C`` acts on their own scale.
         """
-        from ..lexical import expand
-
         X = np.asarray(X, dtype=np.float64)
         mean, scale = X.mean(0), X.std(0)
         if not standardize:
@@ -408,40 +375,21 @@ class LinearProbe(Technique):
         Z = (X - mean) / scale
         if val_xy is not None:
             val_xy = ((np.asarray(val_xy[0], dtype=np.float64) - mean) / scale, val_xy[1])
-
-        def fit(rows: np.ndarray, c: float) -> LogisticRegression:
-            at, labels, sample_weight = expand(rows, y, soft)
-            return LogisticRegression(C=c, max_iter=self.max_iter).fit(
-                Z[rows[at]], labels, sample_weight=sample_weight
-            )
-
         with one_blas_thread():  # see parallel.one_blas_thread
-            self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid, fit)
-            clf = fit(np.arange(len(y)), self.C_)
+            self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid)
+            clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
         self.head_ = LinearHead.from_sklearn(clf, mean, scale, num_classes)
         return self
 
     def _choose_C(
-        self,
-        Z: np.ndarray,
-        y: np.ndarray,
-        val_xy: tuple | None,
-        grid: tuple[float, ...] = C_GRID,
-        fit: Any = None,
+        self, Z: np.ndarray, y: np.ndarray, val_xy: tuple | None, grid: tuple[float, ...] = C_GRID
     ) -> tuple[float, dict[str, float]]:
-        """C from ``grid`` by accuracy on ``val_xy``, else by cross-validation on ``Z``; ``fit(rows, C)``
-        trains on those rows (default: a logistic regression on their labels)."""
         if self.C != "auto":
             return float(self.C), {}
-        if fit is None:
-
-            def fit(rows: np.ndarray, c: float) -> LogisticRegression:
-                return LogisticRegression(C=c, max_iter=self.max_iter).fit(Z[rows], y[rows])
-
         scores: dict[str, float] = {}
         if val_xy is not None:
             for c in grid:
-                clf = fit(np.arange(len(y)), c)
+                clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z, y)
                 scores[str(c)] = float((clf.predict(val_xy[0]) == val_xy[1]).mean())
         else:
             folds = min(5, int(np.bincount(y).min()))
@@ -451,7 +399,7 @@ class LinearProbe(Technique):
             for c in grid:
                 accs = []
                 for tr, te in cv.split(Z, y):
-                    clf = fit(tr, c)
+                    clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z[tr], y[tr])
                     accs.append((clf.predict(Z[te]) == y[te]).mean())
                 scores[str(c)] = float(np.mean(accs))
         best = max(scores, key=lambda k: (scores[k], -abs(np.log10(float(k)))))  # ties: nearer to C=1
