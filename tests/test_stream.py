@@ -3,6 +3,7 @@ whole-file loader, read back in any order, and used by self-training through ``-
 
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -185,6 +186,8 @@ def test_parquet_streams_its_text_column_a_batch_at_a_time(tmp_path, monkeypatch
     assert read == [((g,), ("text",)) for g in range(pq.ParquetFile(path).num_row_groups)]
     with pytest.raises(IndexError):
         got.inputs[len(texts)]
+    copied = pickle.loads(pickle.dumps(part))  # to a worker process: the file is opened again there
+    assert list(copied.inputs) == [texts[20], texts[2]] and copied.inputs._cursor is not part.inputs._cursor
 
     holes = tmp_path / "h.parquet"
     pq.write_table(pa.table({"text": ["a", None, " ", "b"], "n": [1, 2, 3, 4]}), holes)

@@ -186,6 +186,12 @@ class ParquetRows(Sequence):
     def __len__(self) -> int:
         return len(self.index)
 
+    def __getstate__(self) -> dict:  # a copy in another process opens the file again (a lock does not pickle)
+        return {**self.__dict__, "_cursor": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _cursor=_ParquetCursor())
+
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return self.take(range(*index.indices(len(self))))
