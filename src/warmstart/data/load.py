@@ -71,8 +71,8 @@ def load(
 
 
 def load_unlabeled(spec: str, modality: str, columns: Columns | None = None) -> Dataset:
-    """Unlabelled rows (``--unlabeled``): a text file (a label column, if any, is dropped; TXT, CSV, TSV and
-    JSONL files are read when their rows are used, ``stream.stream_texts``), a folder of images (sub-folders or
+    """Unlabelled rows (``--unlabeled``): a text file (a label column, if any, is dropped; TXT, CSV, TSV,
+    JSONL and Parquet files are read when their rows are used, ``stream.stream_texts``), a folder of images (sub-folders or
     not), a Hugging Face data set or a packaged data set's training rows, without their labels; the rows must
     be of ``modality`` (the labelled data's)."""
     from .stream import stream_texts, streams
