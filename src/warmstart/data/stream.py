@@ -81,7 +81,47 @@ def stream_texts(
     return Dataset(rows, None, "text", str(path), np.frombuffer(numbers, np.int64))
 
 
-class TextRows(Sequence):
+class _FileRows(Sequence):
+    """What the streamed rows of a file share: indexing and slicing through the subclass's ``take``, iteration a
+    chunk at a time, and the checks before a read (the rows asked for exist; the file is as it was when read)."""
+
+    path: Path
+    _stamp: tuple[int, int]
+
+    def _chunk(self) -> int:
+        return 4096
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.take([index])[0]
+
+    def __iter__(self) -> Iterator[str]:
+        step = self._chunk()
+        for start in range(0, len(self), step):
+            yield from self.take(range(start, min(start + step, len(self))))
+
+    def _checked(self, indices: Any) -> np.ndarray:
+        """``indices`` as an array of row positions (negative ones from the end), refused if out of range."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        return idx
+
+    def _to_read(self, indices: Any) -> np.ndarray:
+        """``_checked`` with negative positions counted from the end, once the file is known unchanged (only
+        for a read of at least one row)."""
+        idx = self._checked(indices)
+        if _stamp(self.path) != self._stamp:
+            raise DataError(
+                f"{self.path}: the file changed after its unlabelled rows were read; load it again."
+            )
+        return np.where(idx < 0, idx + len(self), idx)
+
+
+class TextRows(_FileRows):
     """Texts of a file, each read from where its row starts (``offsets``; ``parts``: which of a TXT line's
     pieces, where a line holds other line breaks) when it is asked for; a chunk (``take``) in one pass. The file
     must not change meanwhile: its size and time are checked at each read."""
@@ -96,41 +136,21 @@ class TextRows(Sequence):
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return self.take(range(*index.indices(len(self))))
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
-        return self.take([index])[0]
-
-    def __iter__(self) -> Iterator[str]:
-        for start in range(0, len(self), 4096):
-            yield from self.take(range(start, min(start + 4096, len(self))))
-
     def select(self, indices: Any) -> TextRows:
         """The rows at ``indices``, still read from the file when used (``Dataset.subset`` of streamed rows: a
         chunk, a sample or the pseudo-labelled rows cost 16 bytes a row until read)."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        idx = self._checked(indices)
         view = TextRows(self.path, self.fmt, self.encoding, self.column, self.offsets[idx], self.parts[idx])
         view._stamp = self._stamp  # the file as it was read, not as it is now
         return view
 
     def take(self, indices: Any) -> list[str]:
         """The texts at ``indices`` (in their order), read in file order, each record parsed once."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if not len(idx):
+        if not len(np.asarray(indices).reshape(-1)):
             return []
-        idx = np.where(idx < 0, idx + len(self), idx)
+        idx = self._to_read(indices)
         order = np.argsort(idx, kind="stable")
         wanted = idx[order]
-        if wanted[0] < 0 or wanted[-1] >= len(self):
-            raise IndexError(f"rows {int(wanted[0])} to {int(wanted[-1])} asked of {len(self)}")
-        if _stamp(self.path) != self._stamp:
-            raise DataError(
-                f"{self.path}: the file changed after its unlabelled rows were read; load it again."
-            )
         keys = sorted({(int(self.offsets[i]), int(self.parts[i])) for i in np.unique(wanted).tolist()})
         got = self._read(keys)
         out: list[Any] = [None] * len(idx)
@@ -173,7 +193,7 @@ def _refuse_empty(path: Path, bad: list[int], drop_empty: bool) -> None:
         )
 
 
-class ParquetRows(Sequence):
+class ParquetRows(_FileRows):
     """Texts of a Parquet file's column ``column``, each read when asked for from its row (``index``: the row's
     place in the file, from 0); a chunk (``take``) in one pass over the row groups that hold it, a batch of
     ``PARQUET_BATCH`` rows at a time, reading no other column. The file must not change meanwhile."""
@@ -192,38 +212,20 @@ class ParquetRows(Sequence):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _cursor=_ParquetCursor())
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return self.take(range(*index.indices(len(self))))
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
-        return self.take([index])[0]
-
-    def __iter__(self) -> Iterator[str]:
-        for start in range(0, len(self), PARQUET_BATCH):
-            yield from self.take(range(start, min(start + PARQUET_BATCH, len(self))))
+    def _chunk(self) -> int:
+        return PARQUET_BATCH
 
     def select(self, indices: Any) -> ParquetRows:
         """The rows at ``indices``, still read from the file when used (``Dataset.subset``)."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
-        view = ParquetRows(self.path, self.column, self.index[idx])
+        view = ParquetRows(self.path, self.column, self.index[self._checked(indices)])
         view._stamp, view._cursor = self._stamp, self._cursor
         return view
 
     def take(self, indices: Any) -> list[str]:
         """The texts at ``indices`` (in their order), read in file order."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if not len(idx):
+        if not len(np.asarray(indices).reshape(-1)):
             return []
-        idx = np.where(idx < 0, idx + len(self), idx)
-        if idx.min() < 0 or idx.max() >= len(self):
-            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
-        if _stamp(self.path) != self._stamp:
-            raise DataError(
-                f"{self.path}: the file changed after its unlabelled rows were read; load it again."
-            )
+        idx = self._to_read(indices)
         wanted = np.unique(self.index[idx])  # rows of the file, sorted
         got = dict(zip(wanted.tolist(), self._read(wanted), strict=True))
         return [got[int(i)] for i in self.index[idx].tolist()]
@@ -333,10 +335,8 @@ def _parquet_pass(path: Path, text_col: str | None) -> tuple[str, array, array, 
 
 
 def _parquet_column(path: Path, pf: Any, text_col: str | None) -> str:
-    """A Parquet file's text column, by ``load_text``'s rule (``--text-col``, else the first of
-    ``TEXT_COLUMNS`` present, else the only column whose every value is text)."""
-    from .text import TEXT_COLUMNS
-
+    """A Parquet file's text column, by ``load_text``'s rule (``_choose_text_column``); a column whose every
+    value is text is a string column without nulls (counted in one pass over those columns, only if needed)."""
     cols = [str(c) for c in pf.schema_arrow.names]
     if len(set(cols)) < len(cols):
         raise DataError(
@@ -344,35 +344,23 @@ def _parquet_column(path: Path, pf: Any, text_col: str | None) -> str:
         )
     if pf.metadata.num_rows == 0:
         raise DataError(f"{path}: no data rows. The file needs at least one row.")
-    if text_col is not None:
-        if text_col not in cols:
-            raise DataError(
-                f"{path}: no column {text_col!r} for the text; the columns are {cols}. Pass --text-col with one "
-                f"of them."
-            )
-        return text_col
-    lower = {c.lower(): c for c in cols}
-    name = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
-    if name is not None:
-        return name
-    if len(cols) == 1:
-        return cols[0]
-    import pyarrow as pa
 
-    typed = [
-        c
-        for c, f in zip(cols, pf.schema_arrow, strict=True)
-        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-    ]
-    nulls = dict.fromkeys(typed, 0)
-    if typed:
-        for batch in pf.iter_batches(PARQUET_BATCH, columns=typed):
-            for c, col in zip(typed, batch.columns, strict=True):
-                nulls[c] += col.null_count
-    strings = [c for c in typed if nulls[c] == 0]
-    if len(strings) == 1:
-        return strings[0]
-    raise DataError(f"{path}: cannot tell which column holds the text among {cols}. Pass --text-col NAME.")
+    def strings() -> list[str]:
+        import pyarrow as pa
+
+        typed = [
+            c
+            for c, f in zip(cols, pf.schema_arrow, strict=True)
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ]
+        nulls = dict.fromkeys(typed, 0)
+        if typed:
+            for batch in pf.iter_batches(PARQUET_BATCH, columns=typed):
+                for c, col in zip(typed, batch.columns, strict=True):
+                    nulls[c] += col.null_count
+        return [c for c in typed if nulls[c] == 0]
+
+    return _choose_text_column(path, cols, text_col, strings)
 
 
 # rows of a chunk that lie within this many bytes of the one before are reached by reading on, not by seeking
@@ -387,8 +375,6 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _text_column(path: Path, fmt: str, encoding: str, text_col: str | None) -> Any:
     """The text column: None for TXT, a field index for CSV/TSV/.tab, a key for JSONL (``load_text``'s rule:
     ``--text-col``, else the first of ``TEXT_COLUMNS`` present, else the only (string) column)."""
-    from .text import TEXT_COLUMNS
-
     if fmt == "txt":
         return None
     if fmt == "jsonl":
@@ -409,23 +395,33 @@ def _text_column(path: Path, fmt: str, encoding: str, text_col: str | None) -> A
                 f"own name."
             )
         strings = cols
+    name = _choose_text_column(path, cols, text_col, lambda: strings)
+    return name if fmt == "jsonl" else cols.index(name)
+
+
+def _choose_text_column(path: Path, cols: list[str], text_col: str | None, strings: Any) -> str:
+    """``load_text``'s rule for the text column among ``cols``: ``--text-col`` (which must be one of them), else
+    the first of ``TEXT_COLUMNS`` present (any case), else the only column, else the only one whose every value
+    is text (``strings()``, asked only then: it may read the file)."""
+    from .text import TEXT_COLUMNS
+
     if text_col is not None:
         if text_col not in cols:
             raise DataError(
                 f"{path}: no column {text_col!r} for the text; the columns are {cols}. Pass --text-col with one "
                 f"of them."
             )
-        name = text_col
-    else:
-        lower = {c.lower(): c for c in cols}
-        name = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
-        if name is None and (len(strings) == 1 or len(cols) == 1):
-            name = strings[0] if strings else cols[0]
-        if name is None:
-            raise DataError(
-                f"{path}: cannot tell which column holds the text among {cols}. Pass --text-col NAME."
-            )
-    return name if fmt == "jsonl" else cols.index(name)
+        return text_col
+    lower = {c.lower(): c for c in cols}
+    name = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
+    if name is not None:
+        return name
+    if len(cols) == 1:
+        return cols[0]
+    texts = strings()
+    if len(texts) == 1:
+        return texts[0]
+    raise DataError(f"{path}: cannot tell which column holds the text among {cols}. Pass --text-col NAME.")
 
 
 def _records(path: Path, fmt: str, encoding: str, column: Any) -> Iterator[tuple[int, int, Any]]:
