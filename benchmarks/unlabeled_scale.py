@@ -14,6 +14,13 @@ above what the process held before (Linux: ``/proc/self/clear_refs``), and the t
     python benchmarks/unlabeled_scale.py --rows 10000,100000
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format parquet
+
+With ``--distill``, ``warmstart distill`` instead: a probe teacher (``--backbone`` on VADER movie reviews, 16 per
+class, fitted once) distilled into the default static student over the first N rows as ``--unlabeled`` (a CSV
+file), each run in a fresh process with an empty feature cache: peak resident memory and wall time. Run it with
+``PYTHONPATH=<another checkout>/src`` to measure that code's ``warmstart`` the same way.
+
+    python benchmarks/unlabeled_scale.py --distill --rows 10000,100000
 """
 
 from __future__ import annotations
@@ -115,17 +122,81 @@ def loader(rows: list[str], counts: list[int], fmt: str = "csv") -> None:
                 print(f"| {n:,} | {how} | {held:,.0f} | {peak:,.0f} | {load:.1f} | {total:.1f} |", flush=True)
 
 
+def distill(rows: list[str], counts: list[int], backbone: str) -> None:
+    """Peak memory and time of ``warmstart distill`` over N unlabelled rows (see the module's docstring)."""
+    exe = str(Path(sys.executable).parent / "warmstart")
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher = Path(tmp) / "teacher"
+        env = {**os.environ, "WARMSTART_HOME": str(Path(tmp) / "home-teacher")}
+        subprocess.run(
+            [
+                exe,
+                "fit",
+                "--data",
+                "vader-movie",
+                "--shots",
+                "16",
+                "--backbone",
+                backbone,
+                "--output",
+                str(teacher),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        print("| unlabelled rows | peak RSS, MB | wall s | student keeps |")
+        print("|---|---|---|---|")
+        for n in counts:
+            path = Path(tmp) / f"unlabeled-{n}.csv"
+            with open(path, "w") as f:
+                f.write("text\n")
+                for i in range(n):
+                    f.write('"' + rows[i % len(rows)].replace('"', '""') + '"\n')
+            cmd = [
+                exe,
+                "distill",
+                str(teacher),
+                "--student",
+                "static",
+                "--unlabeled",
+                str(path),
+                "--no-speed",
+            ]
+            cmd += ["--output", str(Path(tmp) / f"student-{n}")]
+            env = {**os.environ, "WARMSTART_HOME": str(Path(tmp) / f"home-{n}")}
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            start = time.perf_counter()
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            wall = time.perf_counter() - start
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            note = (
+                "" if peak > before else " (no higher than an earlier run: give the counts in rising order)"
+            )
+            keeps = re.search(r"student keeps [^;\n]*", out)
+            print(
+                f"| {n:,} | {peak / 1024:,.0f}{note} | {wall:.0f} | {keeps.group(0) if keeps else ''} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="10000,100000")
     ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
     ap.add_argument("--loader", action="store_true", help="measure loading only, streamed against whole")
     ap.add_argument("--format", choices=("csv", "parquet"), default="csv", help="the file --loader writes")
+    ap.add_argument(
+        "--distill", action="store_true", help="measure `warmstart distill` over the rows instead"
+    )
     args = ap.parse_args()
     counts = [int(n) for n in args.rows.split(",")]
     rows = build_rows(max(counts))
     if args.loader:
         loader(rows, counts, args.format)
+        return
+    if args.distill:
+        distill(rows, counts, args.backbone)
         return
     print(
         f"| unlabelled rows | peak RSS, MB | wall s | (rows built: {len(rows):,}, mean {sum(map(len, rows)) / len(rows):.0f} chars) |"

@@ -726,3 +726,45 @@ def test_held_out_rows_come_from_a_recorded_test_file_without_a_data_record(tmp_
     (tmp_path / "a" / "config.json").write_text(json.dumps({"record": {}}))
     with pytest.raises(ArtifactError, match="does not say which data"):
         held_out(tmp_path / "a")
+
+
+def test_a_streamed_transfer_set_is_never_all_in_memory_and_teaches_the_same_student(
+    small_teacher, tmp_path, monkeypatch
+):
+    """Unlabelled rows streamed from a file (``--unlabeled``) are labelled by the teacher, encoded, counted and
+    tokenized a chunk at a time, so the texts are never all in memory at once (Python's allocations peak well
+    below their size; tracemalloc), and the student is the one the same rows in memory teach: the default static student
+    (probe + pieces) and a trained one."""
+    import tracemalloc
+
+    from warmstart.data import Dataset
+    from warmstart.data.load import load_unlabeled
+    from warmstart.data.stream import TextRows
+    from warmstart.distill import distill
+
+    teacher, train, test = small_teacher
+    more, _ = make_sentences(12, seed=7)
+    pd.DataFrame({"text": more}).to_csv(tmp_path / "u.csv", index=False)
+    rows = load_unlabeled(str(tmp_path / "u.csv"), "text")
+    assert isinstance(rows.inputs, TextRows)
+    monkeypatch.setattr("warmstart.data.stream.CHUNK", 8)
+    long = [" ".join([t] * 800) for t in make_sentences(100, seed=3)[0]]  # 300 texts of about 30 KB
+    pd.DataFrame({"text": long}).to_csv(tmp_path / "long.csv", index=False)
+    long_rows, size = load_unlabeled(str(tmp_path / "long.csv"), "text"), sum(map(len, long))
+    for technique, params in [("auto", {}), ("finetune", {"epochs": 1})]:
+        opts = dict(
+            technique=technique, pca_dims=8, measure_speed=False, params={"progress": False, **params}
+        )
+        streamed = distill(teacher, train, rows, test, **opts)
+        in_memory = distill(teacher, train, Dataset(more, None, "text", "u"), test, **opts)
+        assert streamed.metrics["distillation"]["transfer_rows"] == len(train) + len(more)
+        np.testing.assert_allclose(
+            streamed.estimator.predict_proba(test), in_memory.estimator.predict_proba(test), atol=1e-5
+        )
+        tracemalloc.start()
+        distill(teacher, train, long_rows, test, **opts)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        # read whole, the texts alone would be more than that (the same rows in memory peak at several times their size);
+        # what is left is the student's token ids, at most 512 a text
+        assert peak < 0.6 * size, (technique, peak, size)

@@ -121,7 +121,7 @@ def test_self_training_predicts_in_chunks_with_the_same_result(tiny_bert_dir, mo
         calls.append(len(data))
         return real(est, data)
 
-    monkeypatch.setattr(st, "CHUNK", 5)
+    monkeypatch.setattr("warmstart.data.stream.CHUNK", 5)
     monkeypatch.setattr(st, "_predict_chunks", spy)
     chunked = fit_self_training(_probe(tiny_bert_dir), train, pool, self_train_rounds=1)
     assert chunked.self_training_["rounds"] == whole.self_training_["rounds"]

@@ -29,6 +29,17 @@ def write(path, fmt, texts, encoding="utf-8"):
     """``texts`` as a file of ``fmt`` with a label column beside them."""
     if fmt == "txt":
         body = "".join(f"{t}\r\n" if i % 2 else f"{t}\n" for i, t in enumerate(texts))
+    elif (
+        fmt == "json"
+    ):  # one array of objects, spaced and split over lines as writers do, characters unescaped
+        records = [{"label": i % 2, "text": t} for i, t in enumerate(texts)]
+        body = (
+            " [\n"
+            + ",\r\n ".join(
+                json.dumps(r, ensure_ascii=False, indent=i % 2 or None) for i, r in enumerate(records)
+            )
+            + "\n]\n"
+        )
     elif fmt == "jsonl":
         body = "\n".join(json.dumps({"label": i % 2, "text": t}) for i, t in enumerate(texts)) + "\n\n"
     elif fmt == "csv":
@@ -41,7 +52,7 @@ def write(path, fmt, texts, encoding="utf-8"):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["txt", "csv", "tsv", "tab", "jsonl"])
+@pytest.mark.parametrize("fmt", ["txt", "csv", "tsv", "tab", "jsonl", "json"])
 def test_streamed_rows_are_the_whole_file_loaders_rows(tmp_path, fmt):
     texts = [t for t in ODD if fmt not in ("txt", "tsv", "tab") or ("\n" not in t and "\t" not in t)]
     texts = texts * 3
@@ -126,7 +137,7 @@ def test_unlabeled_text_files_stream_and_self_training_reads_them_in_chunks(
     path = write(tmp_path / "pool.csv", "csv", texts)
     rows = load_unlabeled(str(path), "text")
     assert isinstance(rows.inputs, TextRows)
-    monkeypatch.setattr(selftrain, "CHUNK", 7)
+    monkeypatch.setattr("warmstart.data.stream.CHUNK", 7)
     reads = []
     take = TextRows.take
     monkeypatch.setattr(TextRows, "take", lambda self, idx: reads.append(len(idx)) or take(self, idx))
@@ -213,3 +224,105 @@ def test_parquet_streams_its_text_column_a_batch_at_a_time(tmp_path, monkeypatch
     os.utime(path, ns=(1, 1))
     with pytest.raises(DataError, match="changed after"):
         rows.inputs.take([0])
+
+
+def test_joined_rows_keep_streamed_rows_streamed_and_read_each_part_once(tmp_path, monkeypatch):
+    """``join_datasets`` of rows in memory and streamed rows (distillation's transfer set) keeps the streamed
+    ones in their file: every read goes to the part that holds the rows, a streamed part's rows in one pass."""
+    from warmstart.data import join_datasets
+    from warmstart.data.datasets import JoinedRows
+
+    texts = [f"unlabelled text number {i}" for i in range(30)]
+    streamed = load_unlabeled(str(write(tmp_path / "u.csv", "csv", texts)), "text")
+    labelled = Dataset(["one", "two", "three"], ["a", "b", "a"], "text", "labelled", [7, 8, 9])
+    joined = join_datasets([labelled, streamed], "transfer set")
+    whole = [*labelled.inputs, *texts]
+    assert isinstance(joined.inputs, JoinedRows) and joined.labels is None and len(joined) == 33
+    assert joined.rows.tolist() == [7, 8, 9, *range(1, 31)]
+    reads = []
+    take = TextRows.take
+    monkeypatch.setattr(TextRows, "take", lambda self, idx: reads.append(len(idx)) or take(self, idx))
+    idx = np.random.default_rng(0).integers(-33, 33, 50)
+    assert (
+        joined.inputs.take(idx) == [whole[i] for i in idx] and len(reads) == 1
+    )  # any order, repeats, from the end
+    assert joined.inputs[1:6] == whole[1:6] and joined.inputs[-1] == whole[-1]
+    with pytest.raises(IndexError):
+        joined.inputs[33]
+    monkeypatch.setattr("warmstart.data.stream.CHUNK", 8)
+    reads.clear()
+    assert list(joined.inputs) == whole and max(reads) == 8  # iteration: a chunk at a time
+    part = joined.subset([31, 0, 2, 5])  # runs of one part each, still read from the file
+    assert isinstance(part.inputs, JoinedRows) and list(part.inputs) == [whole[31], "one", "three", whole[5]]
+    assert isinstance(joined.subset([4, 6]).inputs, TextRows)  # one streamed part: that part's own rows
+    assert joined.subset([]).inputs == [] and len(joined.subset([])) == 0
+    assert (
+        joined.fingerprint() == Dataset(whole, None, "text").fingerprint()
+    )  # the same feature-cache entries
+    copy = pickle.loads(pickle.dumps(joined.inputs))
+    assert list(copy) == whole
+    in_memory = join_datasets([labelled, Dataset(texts, None, "text", "u")], "transfer set")
+    assert isinstance(in_memory.inputs, list) and in_memory.rows == [7, 8, 9, *range(1, 31)]
+
+
+def test_a_hugging_face_data_set_streams_its_text_column_as_load_reads_it(tmp_path, monkeypatch):
+    """``--unlabeled`` of a saved Hugging Face data set (or ``hf:NAME``) reads the texts from its memory-mapped
+    files when used, a chunk at a time and the text column alone: texts, rows, source and fingerprint are
+    ``load``'s, a non-text row is refused as ``load`` refuses it, and no column is read whole."""
+    hf = pytest.importorskip("datasets")
+    from warmstart.data import inputs
+    from warmstart.data.load import Columns, load
+    from warmstart.data.stream import HFRows
+
+    texts = [f"an unlabelled sentence, number {i}" for i in range(23)]
+    feats = hf.Features({"body": hf.Value("string"), "label": hf.ClassLabel(names=["a", "b"])})
+    table = hf.Dataset.from_dict({"body": texts, "label": [i % 2 for i in range(23)]}, features=feats)
+    hf.DatasetDict({"train": table, "test": table.select(range(3))}).save_to_disk(str(tmp_path / "hfd"))
+    whole, _ = load(str(tmp_path / "hfd"), Columns(), require_labels=False)
+    monkeypatch.setattr("warmstart.data.stream.PARQUET_BATCH", 5)  # the checking pass's batch
+    monkeypatch.setattr(inputs, "_hf_column", lambda *a: pytest.fail("a column read whole"))
+    got = load_unlabeled(str(tmp_path / "hfd"), "text")
+    assert isinstance(got.inputs, HFRows) and got.labels is None
+    assert list(got.inputs) == whole.inputs == texts and got.rows.tolist() == whole.rows
+    assert got.source == whole.source == f"{tmp_path / 'hfd'}[train] column 'body'"
+    assert got.fingerprint() == whole.fingerprint()
+    idx = np.random.default_rng(0).integers(-23, 23, 30)
+    assert got.inputs.take(idx) == [texts[i] for i in idx]
+    part = got.subset([20, 2, 2])
+    assert isinstance(part.inputs, HFRows) and list(part.inputs) == [texts[20], texts[2], texts[2]]
+    assert list(pickle.loads(pickle.dumps(part.inputs))) == list(part.inputs)
+    assert list(load_unlabeled(str(tmp_path / "hfd"), "text", Columns(split="test")).inputs) == texts[:3]
+    with pytest.raises(DataError, match="no column 'nope'"):
+        load_unlabeled(str(tmp_path / "hfd"), "text", Columns(text_col="nope"))
+    bad = hf.Dataset.from_dict({"text": [*texts[:12], None, *texts[13:]]})
+    bad.save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(DataError, match=r"bad column 'text': row 12 \(counting from 0\) is a missing value"):
+        load_unlabeled(str(tmp_path / "bad"), "text")
+
+
+def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp_path, monkeypatch):
+    """A JSON document that is one array of objects streams: read a block at a time (an element or a character
+    may span blocks), each element found again from its byte; broken arrays are refused naming the byte; a
+    ``{"data": [...]}`` document or columns are read whole, as before."""
+    monkeypatch.setattr("warmstart.data.stream.JSON_BLOCK", 7)
+    texts = [t for t in ODD * 2]
+    path = write(tmp_path / "u.json", "json", texts)
+    assert streams(path, "utf-8")
+    got = load_unlabeled(str(path), "text")
+    assert isinstance(got.inputs, TextRows) and list(got.inputs) == texts
+    assert got.inputs.take([9, 0, 13]) == [texts[9], texts[0], texts[13]]
+    (tmp_path / "empty.json").write_text(" [ ] ")
+    with pytest.raises(DataError, match="cannot tell which column holds the text"):
+        stream_texts(tmp_path / "empty.json")
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"data": [{"text": t} for t in texts]}))
+    assert not streams(wrapped, "utf-8") and load_unlabeled(str(wrapped), "text").inputs == texts
+    for body, says in [
+        ('[{"text": "a"}, "b"]', r'expected an object \({"text": ...}\) at byte 16'),
+        ('[{"text": "a"} {"text": "b"}]', r"expected ',' or ']' after the element at byte 15"),
+        ('[{"text": "a"}, {"text": "b', r"the element at byte 16 is not valid JSON \(Unterminated string"),
+        ('[{"text": "a"}, {"text": 3}]', r"holds a int in data row 2"),
+    ]:
+        (tmp_path / "bad.json").write_text(body)
+        with pytest.raises(DataError, match=says):
+            stream_texts(tmp_path / "bad.json")

@@ -102,7 +102,7 @@ def _parser_fit(sub: Any) -> None:
     )
     p.add_argument(
         "--unlabeled",
-        help="unlabelled rows for --technique self_train:BASE: a text file (CSV/TSV/JSONL/Parquet/TXT), an image "
+        help="unlabelled rows for --technique self_train:BASE: a text file (CSV/TSV/JSONL/JSON/Parquet/TXT), an image "
         "folder, a Hugging Face data set or a packaged data set (its labels are not used)",
     )
     p.add_argument("--shots", type=int, help="train on K examples per class (few-shot)")
@@ -207,7 +207,8 @@ def _parser_distill(sub: Any) -> None:
     p.add_argument("--output", "-o", required=True, help="artifact folder to write for the student")
     p.add_argument(
         "--unlabeled",
-        help="more rows for the teacher to label: a text file (CSV/TSV/JSONL/Parquet/TXT) or an image folder",
+        help="more rows for the teacher to label: a text file (CSV/TSV/JSONL/JSON/Parquet/TXT, read a chunk at a time), "
+        "an image folder, a Hugging Face data set or a packaged data set's training rows",
     )
     p.add_argument("--test", help="test rows (default: the teacher's own held-out rows)")
     p.add_argument(
@@ -278,7 +279,7 @@ def _parser_adapt(sub: Any) -> None:
     p.add_argument(
         "--unlabeled",
         required=True,
-        help="the rows: a text file (CSV/TSV/JSONL/Parquet/TXT), an image folder, a Hugging Face or packaged "
+        help="the rows: a text file (CSV/TSV/JSONL/JSON/Parquet/TXT), an image folder, a Hugging Face or packaged "
         "data set (labels are not used)",
     )
     p.add_argument("--output", "-o", required=True, help="backbone folder to write")

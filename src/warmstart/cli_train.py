@@ -266,12 +266,13 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from .artifact import artifact_modality
-    from .data.load import load_inputs
+    from .data.load import load_unlabeled
     from .distill import distill_run, distill_text
 
     unlabeled = None
-    if args.unlabeled:  # read as the teacher reads (text or images), checked before any training
-        unlabeled = load_inputs(args.unlabeled, artifact_modality(args.teacher), columns(args))
+    if args.unlabeled:  # read as the teacher reads (text or images), checked before any training; text files
+        # stream (read a chunk at a time when used), as fit's --unlabeled rows do
+        unlabeled = load_unlabeled(args.unlabeled, artifact_modality(args.teacher), columns(args))
     test = load_data(args.test, args)[0] if args.test else None
     result = distill_run(
         args.teacher,

@@ -376,6 +376,7 @@ def distill(
     static vectors) fits the targets' top class, and a static student then gets no hidden layer by default.
     ``"auto"`` (the default): ``STATIC_TECHNIQUE`` (a probe with TF-IDF of the token ids) for a static student,
     ``finetune`` for any other (``student_technique``)."""
+    from .data.stream import predict_proba_chunks
     from .evaluate import evaluate_predictions, fit_measured
     from .techniques import available_techniques, get_technique
     from .techniques.tuned import SoftTargets, TunedTechnique
@@ -389,7 +390,9 @@ def distill(
     data, known = transfer_set(labelled, unlabeled)
     classes = np.asarray(teacher.classes_)
     labels = [*labelled.labels, *[None] * (len(data) - len(labelled))] if labelled is not None else None
-    targets = soft_targets(teacher.predict_proba(data), classes, labels, known, temperature, hard_weight)
+    # a chunk at a time: streamed unlabelled rows (``--unlabeled`` files) are never all in memory
+    proba = predict_proba_chunks(teacher, data)
+    targets = soft_targets(proba, classes, labels, known, temperature, hard_weight)
     data.labels = [classes[i] for i in targets.argmax(1)]
     student_bb = make_student(
         teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length

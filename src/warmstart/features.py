@@ -97,18 +97,23 @@ class FeatureCache:
                 f"backbone {backbone.name!r}; pick {'an' if data.modality == 'image' else 'a'} {data.modality} backbone "
                 f"(`warmstart backbones`)."
             )
+        opts = dict(precision=precision, batch_size=batch_size, progress=progress)
         parts = getattr(data, "feature_parts", None)
-        if parts and self.enabled:
-            opts = dict(precision=precision, batch_size=batch_size, progress=progress)
+        if parts:
             feats = np.concatenate(
-                [np.asarray(self.get(backbone, d, **opts))[np.asarray(i)] for d, i in parts]
+                [
+                    np.asarray(self.get(backbone, d, **opts))[np.asarray(i)]
+                    if self.enabled
+                    else _encode(backbone, d.subset(np.asarray(i)), opts)
+                    for d, i in parts
+                ]
             )
             if len(feats) != len(data):
                 raise ValueError(f"{data.source}: feature_parts hold {len(feats)} rows for {len(data)}.")
             return feats
         if not self.enabled:
             self.misses += 1
-            return backbone.encode(data, batch_size=batch_size, progress=progress, precision=precision)
+            return _encode(backbone, data, opts)
         key = self.key(backbone, data, precision)
         path = self.path(key)
         feats = self._load(path, len(data), backbone.num_features)
@@ -117,7 +122,7 @@ class FeatureCache:
             return feats
         self.misses += 1
         start = time.perf_counter()
-        feats = backbone.encode(data, batch_size=batch_size, progress=progress, precision=precision)
+        feats = _encode(backbone, data, opts)
         seconds = time.perf_counter() - start
         if not store:
             return feats
@@ -171,6 +176,19 @@ class FeatureCache:
             p.with_suffix(".json").unlink(missing_ok=True)
             n += 1
         return n
+
+
+def _encode(backbone: Backbone, data: Dataset, opts: dict) -> np.ndarray:
+    """``backbone.encode(data)``; rows read from their files (``data.stream``) a chunk at a time, so that they are
+    never all in memory at once (only their features)."""
+    from .data.stream import CHUNK, chunks, streamed
+
+    if not streamed(data) or len(data) <= CHUNK:
+        return backbone.encode(data, **opts)
+    out = np.empty((len(data), backbone.num_features), dtype=np.float32)
+    for start, chunk in chunks(data):
+        out[start : start + len(chunk)] = backbone.encode(chunk, **opts)
+    return out
 
 
 def _checksum(arr: np.ndarray) -> str:

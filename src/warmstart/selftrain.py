@@ -6,9 +6,9 @@ The selection is class-balanced, as in class-balanced self-training (Zou et al. 
 each predicted class, the most confident ``portion * r / R`` of the rows predicted as that class (at least
 ``min_confidence``), so a class the model favours cannot crowd out the others, and the share grows as the model
 improves. ``max_rows`` caps the pseudo-labelled rows per round (split evenly over the classes), so 100k
-unlabelled rows cost what ``max_rows`` of them cost to train on. The unlabelled rows are predicted in chunks of
-``CHUNK`` rows and only their predicted class and confidence are kept, so they are never all in memory as
-features or decoded images.
+unlabelled rows cost what ``max_rows`` of them cost to train on. The unlabelled rows are predicted in chunks
+(``data.stream.chunks``) and only their predicted class and confidence are kept, so they are never all in
+memory as features or decoded images.
 
 The result is an ordinary fitted BASE (saved, exported and served like one); ``self_training_`` and the run's
 config record every round: how many rows, per class, the lowest confidence taken, and how many pseudo-labels
@@ -18,17 +18,16 @@ changed since the round before.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .data import Dataset, join_datasets
+from .data.stream import chunk_parts, chunks
 from .errors import ParameterError
 from .techniques.base import Interval
 
 PREFIX = "self_train:"
-CHUNK = 4096
 # self-training's own options, given with the base technique's parameters (--param self_train_rounds=3): their
 # defaults and the values each takes
 OPTIONS = {
@@ -144,7 +143,7 @@ def fit_self_training(
         est = type(est)(**est.get_params(deep=False))  # a fresh fit from the same parameters and backbone
         joined = join_datasets([train, pseudo], f"{train.source} + pseudo-labelled {unlabeled.source}")
         # its features are rows the feature cache already holds: the labelled rows', and the chunks' predicted
-        joined.feature_parts = [(train, np.arange(len(train))), *_chunk_parts(unlabeled, take)]
+        joined.feature_parts = [(train, np.arange(len(train))), *chunk_parts(unlabeled, take)]
         est.fit(joined, val=val, **unlabeled_kw(est, unlabeled))
     est.self_training_ = {
         "unlabeled_rows": len(unlabeled),
@@ -161,29 +160,13 @@ def fit_self_training(
 
 
 def _predict_chunks(est: Any, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class index and its probability for every row of ``data``, CHUNK rows at a time."""
+    """Predicted class index and its probability for every row of ``data``, a chunk at a time."""
     preds, confs = [], []
-    for _, chunk in _chunks(data):
+    for _, chunk in chunks(data):
         proba = np.asarray(est.predict_proba(chunk))
         preds.append(proba.argmax(1))
         confs.append(proba.max(1))
     return np.concatenate(preds), np.concatenate(confs)
-
-
-def _chunks(data: Dataset) -> Iterator[tuple[int, Dataset]]:
-    """``data`` in the chunks ``_predict_chunks`` predicts (the same rows, so the same feature-cache entries)."""
-    for start in range(0, len(data), CHUNK):
-        yield start, data.subset(range(start, min(start + CHUNK, len(data))))
-
-
-def _chunk_parts(data: Dataset, rows: np.ndarray) -> list[tuple[Dataset, np.ndarray]]:
-    """``rows`` of ``data`` (sorted) as (chunk, row indices within it), for ``FeatureCache.get``."""
-    parts = []
-    for start, chunk in _chunks(data):
-        inside = rows[(rows >= start) & (rows < start + len(chunk))] - start
-        if len(inside):
-            parts.append((chunk, inside))
-    return parts
 
 
 def _balanced(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +146,14 @@ def join_datasets(parts: Sequence[Dataset], source: str) -> Dataset:
         raise DataError(f"{source}: no rows to join.")
     if len({d.modality for d in parts}) > 1:
         raise DataError(f"{source}: cannot join {', '.join(sorted({d.modality for d in parts}))} rows.")
+    rows: Any = None
     if len(parts) == 1:
         inputs: Any = parts[0].inputs
+    elif any(hasattr(d.inputs, "select") for d in parts):  # rows read from their files stay there
+        inputs = JoinedRows([d.inputs for d in parts])
+        numbers = [np.asarray(d.rows) for d in parts]
+        if all(r.dtype.kind in "iu" for r in numbers):  # a number per row, not a Python object each
+            rows = np.concatenate(numbers).astype(np.int64)
     elif (
         all(isinstance(d.inputs, np.ndarray) for d in parts) and len({d.inputs.shape[1:] for d in parts}) == 1
     ):
@@ -156,6 +162,73 @@ def join_datasets(parts: Sequence[Dataset], source: str) -> Dataset:
         inputs = [x for d in parts for x in d.inputs]
     labelled = all(d.labels is not None for d in parts)
     labels = [lab for d in parts for lab in d.labels] if labelled else None  # type: ignore[union-attr]
-    return Dataset(
-        inputs, labels, parts[0].modality, source, [d._row(i) for d in parts for i in range(len(d))]
-    )
+    if rows is None:
+        rows = [d._row(i) for d in parts for i in range(len(d))]
+    return Dataset(inputs, labels, parts[0].modality, source, rows)
+
+
+class JoinedRows(Sequence):
+    """The inputs of several data sets one after another, any of them streamed (``data.stream``; joined by
+    ``join_datasets``: distillation's transfer set, self-training's labelled plus pseudo-labelled rows), still
+    read from their files when used: indexing, ``select`` and ``take`` go to the parts that hold the rows asked
+    for."""
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.ends = np.cumsum([len(p) for p in self.parts], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.take([index])[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        for part in self.parts:
+            yield from part  # a streamed part a chunk at a time
+
+    def _split(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``indices`` (negative ones from the end) as (part, position in it, place in the request)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        idx = np.where(idx < 0, idx + len(self), idx)
+        part = np.searchsorted(self.ends, idx, side="right")
+        starts = np.concatenate([[0], self.ends[:-1]])
+        return part, idx - starts[part] if len(idx) else idx, np.arange(len(idx))
+
+    def select(self, indices: Any) -> Any:
+        """The rows at ``indices`` in their order, each part's still streamed where it was (``Dataset.subset``)."""
+        part, pos, _ = self._split(indices)
+        if not len(part):
+            return _select(self.parts[0], pos) if self.parts else []
+        bounds = np.append(np.flatnonzero(np.diff(part, prepend=-1)), len(part))  # runs of one part
+        pieces = [
+            _select(self.parts[int(part[a])], pos[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return pieces[0] if len(pieces) == 1 else JoinedRows(pieces)
+
+    def take(self, indices: Any) -> list[Any]:
+        """The inputs at ``indices`` (in their order), each part read once."""
+        part, pos, place = self._split(indices)
+        out: list[Any] = [None] * len(pos)
+        for p in np.unique(part).tolist():
+            mine = part == p
+            src = self.parts[p]
+            got = src.take(pos[mine]) if hasattr(src, "take") else [src[int(i)] for i in pos[mine]]
+            for j, value in zip(place[mine].tolist(), got, strict=True):
+                out[j] = value
+        return out
+
+
+def _select(inputs: Any, positions: np.ndarray) -> Any:
+    """``Dataset.subset``'s choice of rows of one part's inputs (a streamed part stays streamed)."""
+    if hasattr(inputs, "select"):
+        return inputs.select(positions)
+    if isinstance(inputs, np.ndarray):
+        return inputs[positions]
+    return [inputs[int(i)] for i in positions]

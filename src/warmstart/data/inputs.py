@@ -234,7 +234,9 @@ def _sequence(X: Any) -> tuple[list[Any] | np.ndarray, str]:
     )
 
 
-def _texts(inputs: Any, source: str, flag: str) -> list[str]:
+def _texts(inputs: Any, source: str, flag: str, start: int = 0) -> list[str]:
+    """``inputs`` as a list of strings, refused at the first that is not one (``start``: the first row's
+    number, for a batch of a longer column)."""
     if isinstance(inputs, np.ndarray):
         if inputs.ndim != 1:
             raise DataError(
@@ -243,7 +245,7 @@ def _texts(inputs: Any, source: str, flag: str) -> list[str]:
         inputs = inputs.tolist()
     if not inputs:
         raise DataError(f"{source}: no rows.")
-    for i, v in enumerate(inputs):
+    for i, v in enumerate(inputs, start=start):
         if not isinstance(v, str):
             what = (
                 "a missing value" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v)[:40]

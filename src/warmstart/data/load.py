@@ -72,14 +72,20 @@ def load(
 
 def load_unlabeled(spec: str, modality: str, columns: Columns | None = None) -> Dataset:
     """Unlabelled rows (``--unlabeled``): a text file (a label column, if any, is dropped; TXT, CSV, TSV,
-    JSONL and Parquet files are read when their rows are used, ``stream.stream_texts``), a folder of images (sub-folders or
-    not), a Hugging Face data set or a packaged data set's training rows, without their labels; the rows must
-    be of ``modality`` (the labelled data's)."""
-    from .stream import stream_texts, streams
+    JSONL, JSON arrays and Parquet files are read when their rows are used, ``stream.stream_texts``), a folder
+    of images (sub-folders or not), a Hugging Face data set (its texts read when used, ``stream.stream_hf``)
+    or a packaged data set's training rows, without their labels; the rows must be of ``modality`` (the
+    labelled data's)."""
+    from .stream import stream_hf, stream_texts, streams
 
     cols = columns or Columns()
     path = Path(spec)
-    if spec.startswith("hf:") or (path.is_dir() and _saved_hf(path)) or (not path.exists() and spec):
+    hf = spec.startswith("hf:") or (path.is_dir() and _saved_hf(path))
+    split, where = _hf_training_split(spec, cols) if hf else (None, spec)
+    if split is not None and len(split) and _hf_modality(split, cols) == "text":
+        # texts read from the data set's (memory-mapped) files a chunk at a time when used, as a file's stream
+        data = stream_hf(split, where, cols.text_col)
+    elif hf or (not path.exists() and spec):
         data, _ = load(spec, columns, require_labels=False)
     elif modality == "text" and streams(path, cols.encoding):  # read from the file when used, row by row
         data = stream_texts(path, cols.text_col, encoding=cols.encoding, drop_empty=cols.drop_empty)
@@ -144,7 +150,26 @@ def _saved(path: Path, cols: Columns, require_labels: bool) -> tuple[Dataset, Da
     return _splits(ds, str(path), cols, require_labels)
 
 
+def _hf_training_split(spec: str, cols: Columns) -> tuple[Any, str]:
+    """The ``datasets.Dataset`` of a Hugging Face spec (``hf:NAME`` or a saved folder) that ``load`` would
+    train on (``cols.split``, default ``train``), unread, and its name in messages."""
+    if spec.startswith("hf:"):
+        ds, where = _hub_dataset(spec[3:]), spec
+    else:
+        ds, where = _datasets_module().load_from_disk(spec), spec
+    if not hasattr(ds, "keys"):
+        if cols.split is not None:
+            raise DataError(f"--split {cols.split!r}: {where} holds one split only; drop --split.")
+        return ds, where
+    split = _split_name(ds, where, cols)
+    return ds[split], f"{where}[{split}]"
+
+
 def _hub(name: str, cols: Columns, require_labels: bool) -> tuple[Dataset, Dataset | None]:
+    return _splits(_hub_dataset(name), f"hf:{name}", cols, require_labels)
+
+
+def _hub_dataset(name: str) -> Any:
     datasets = _datasets_module()
     if not name:
         raise DataError("hf: needs a data set name, e.g. hf:imdb (or hf:./folder of data files).")
@@ -155,7 +180,7 @@ def _hub(name: str, cols: Columns, require_labels: bool) -> tuple[Dataset, Datas
             f"hf:{name}: could not load it with datasets.load_dataset ({type(e).__name__}: {str(e)[:300]}). Check "
             f"the name, and the network or HF_DATASETS_OFFLINE; a saved copy can be read as --data FOLDER."
         ) from e
-    return _splits(ds, f"hf:{name}", cols, require_labels)
+    return ds
 
 
 def _splits(ds: Any, where: str, cols: Columns, require_labels: bool) -> tuple[Dataset, Dataset | None]:
@@ -165,10 +190,7 @@ def _splits(ds: Any, where: str, cols: Columns, require_labels: bool) -> tuple[D
             raise DataError(f"--split {cols.split!r}: {where} holds one split only; drop --split.")
         return _rows(ds, where, cols, require_labels), None
     names = list(ds.keys())
-    split = cols.split or "train"
-    if split not in names:
-        hint = "pass --split NAME" if cols.split is None else "pick one of them"
-        raise DataError(f"{where}: no split {split!r}; the splits are {names}. {hint}.")
+    split = _split_name(ds, where, cols)
     data = _rows(ds[split], f"{where}[{split}]", cols, require_labels)
     test = None
     if split != "test" and "test" in names:
@@ -178,17 +200,29 @@ def _splits(ds: Any, where: str, cols: Columns, require_labels: bool) -> tuple[D
     return data, test
 
 
+def _split_name(ds: Any, where: str, cols: Columns) -> str:
+    names = list(ds.keys())
+    split = cols.split or "train"
+    if split not in names:
+        hint = "pass --split NAME" if cols.split is None else "pick one of them"
+        raise DataError(f"{where}: no split {split!r}; the splits are {names}. {hint}.")
+    return split
+
+
+def _hf_modality(split: Any, cols: Columns) -> str:
+    """ "image" when the input column (``cols.text_col``, or any column when it is not named) holds images."""
+    kinds = {c: type(f).__name__ for c, f in split.features.items()}
+    if cols.text_col is not None:
+        return "image" if kinds.get(cols.text_col) == "Image" else "text"
+    return "image" if "Image" in kinds.values() else "text"
+
+
 def _rows(split: Any, where: str, cols: Columns, require_labels: bool) -> Dataset:
     if len(split) == 0:
         raise DataError(f"{where}: no rows.")
-    kinds = {c: type(f).__name__ for c, f in split.features.items()}
-    if cols.text_col is not None:
-        modality = "image" if kinds.get(cols.text_col) == "Image" else "text"
-    else:
-        modality = "image" if "Image" in kinds.values() else "text"
     return as_dataset(
         split,
-        modality=modality,
+        modality=_hf_modality(split, cols),
         input_col=cols.text_col,
         label_col=cols.label_col,
         need_labels=require_labels,

@@ -7,10 +7,16 @@ data. ``stream_texts`` reads the file a line at a time, twice (its columns, then
 ``TextRows``, the ``Dataset``'s inputs, then reads texts from the file when asked, a chunk in one pass; a
 subset of them (``Dataset.subset``: a chunk to predict, a sample, the pseudo-labelled rows) is read lazily too.
 
-TXT, CSV, TSV, Orange .tab and JSONL files stream, in an encoding where a newline is the byte ``\\n`` (UTF-8,
-Latin-1, ...). Parquet files stream too (``ParquetRows``: only the text column is read, a batch of rows at a
-time, and each row's number kept: 8 bytes a row). Other files (JSON, Excel-like tables) are read whole by
-``load_text``. The texts are ``load_text``'s, row for row.
+TXT, CSV, TSV, Orange .tab, JSONL and JSON files (a JSON document that is one array of objects; each element
+found again from its byte) stream, in an encoding where a newline is the byte ``\\n`` (UTF-8, Latin-1, ...).
+Parquet files stream too (``ParquetRows``: only the text column is read, a batch of rows at a time, and each
+row's number kept: 8 bytes a row), and so do the texts of a Hugging Face data set (``stream_hf``, ``HFRows``:
+its memory-mapped column, read a chunk of rows at a time). Other files (JSON of another shape, Excel-like
+tables) are read whole by ``load_text``. The texts are ``load_text``'s (or ``load``'s), row for row.
+
+Whatever reads every row of streamed data does it a chunk at a time (``chunks``, ``predict_proba_chunks``,
+``CHUNK`` rows), so the texts are never all in memory; rows of several data sets joined
+(``datasets.JoinedRows``) stay streamed.
 
 Example:
     >>> import tempfile, pathlib
@@ -23,7 +29,9 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import csv
+import json
 import os
 from array import array
 from collections.abc import Iterator, Sequence
@@ -35,7 +43,9 @@ import numpy as np
 from ..errors import DataError
 from .datasets import Dataset
 
-STREAM_FORMATS = ("txt", "csv", "tsv", "tab", "jsonl", "parquet")
+STREAM_FORMATS = ("txt", "csv", "tsv", "tab", "jsonl", "json", "parquet")
+# rows predicted, encoded or tokenized at once where they may be streamed (``chunks``)
+CHUNK = 4096
 
 
 def streams(path: str | Path, encoding: str) -> bool:
@@ -48,7 +58,19 @@ def streams(path: str | Path, encoding: str) -> bool:
         newline = "\n".encode(encoding) == b"\n"
     except LookupError:
         return False
-    return newline and FORMATS.get(Path(path).suffix.lower()) in STREAM_FORMATS and Path(path).is_file()
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if not (newline and fmt in STREAM_FORMATS and Path(path).is_file()):
+        return False
+    return fmt != "json" or _json_array(Path(path))
+
+
+def _json_array(path: Path) -> bool:
+    """Whether a JSON document is one array (it streams; ``{"data": [...]}`` and columns are read whole)."""
+    with open(path, "rb") as f:
+        while block := f.read(1 << 16):
+            if head := block.lstrip(b" \t\r\n"):
+                return head[:1] == b"["
+    return False
 
 
 def stream_texts(
@@ -89,7 +111,7 @@ class _FileRows(Sequence):
     _stamp: tuple[int, int]
 
     def _chunk(self) -> int:
-        return 4096
+        return CHUNK
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
@@ -114,11 +136,14 @@ class _FileRows(Sequence):
         """``_checked`` with negative positions counted from the end, once the file is known unchanged (only
         for a read of at least one row)."""
         idx = self._checked(indices)
+        self._check_unchanged()
+        return np.where(idx < 0, idx + len(self), idx)
+
+    def _check_unchanged(self) -> None:
         if _stamp(self.path) != self._stamp:
             raise DataError(
                 f"{self.path}: the file changed after its unlabelled rows were read; load it again."
             )
-        return np.where(idx < 0, idx + len(self), idx)
 
 
 class TextRows(_FileRows):
@@ -181,6 +206,86 @@ class TextRows(_FileRows):
                     )
                 got[key] = _text(found[2], self.path, f"the row at byte {key[0]}", self.column)
         return got
+
+
+class HFRows(_FileRows):
+    """Texts of one column of a Hugging Face ``datasets.Dataset`` (its Arrow files are memory-mapped, not read),
+    each read when asked for from its row (``index``: the row's place in the data set); a chunk (``take``) in
+    one read of that column alone."""
+
+    def __init__(self, table: Any, column: str, index: np.ndarray) -> None:
+        self.table, self.column, self.index = table, column, index  # ``table``: the text column alone
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _check_unchanged(self) -> None:  # a data set's files are written once, by ``datasets``
+        pass
+
+    def select(self, indices: Any) -> HFRows:
+        """The rows at ``indices``, still read from the data set when used (``Dataset.subset``)."""
+        return HFRows(self.table, self.column, self.index[self._checked(indices)])
+
+    def take(self, indices: Any) -> list[str]:
+        """The texts at ``indices`` (in their order), read in the data set's order."""
+        if not len(np.asarray(indices).reshape(-1)):
+            return []
+        rows = self.index[self._to_read(indices)]
+        wanted = np.unique(rows)
+        got = dict(zip(wanted.tolist(), self.table[wanted.tolist()][self.column], strict=True))
+        return [got[int(i)] for i in rows.tolist()]
+
+
+def stream_hf(split: Any, where: str, text_col: str | None) -> Dataset:
+    """The texts of a Hugging Face data set's split (a ``datasets.Dataset``) as a ``Dataset`` whose inputs are
+    read from it when used (``HFRows``): the column ``load`` would read (``text_col``, else the usual names; a
+    label column is never taken), checked in one pass a batch at a time as ``load`` checks it (every row a
+    string), the texts, rows and source name ``load``'s."""
+    from .inputs import _pick_columns, _texts
+
+    flags = ("--text-col", "--label-col")
+    names = {c: None for c in split.column_names}
+    column = _pick_columns(names, "text", (text_col, None), where, flags, want_labels=False)[0]
+    source = f"{where} column {column!r}"
+    table = split.select_columns([column])
+    for start in range(0, len(table), PARQUET_BATCH):
+        _texts(table[start : start + PARQUET_BATCH][column], source, flags[0], start=start)
+    rows = HFRows(table, column, np.arange(len(table), dtype=np.int64))
+    return Dataset(rows, None, "text", source, np.arange(1, len(table) + 1, dtype=np.int64))
+
+
+def streamed(data: Dataset) -> bool:
+    """Whether ``data``'s inputs are read from their files when used (``TextRows``, ``ParquetRows``, ``HFRows``,
+    or ``datasets.JoinedRows`` of any of them)."""
+    return hasattr(data.inputs, "select")
+
+
+def chunks(data: Dataset, size: int | None = None) -> Iterator[tuple[int, Dataset]]:
+    """``data`` as (first row, subset) of ``size`` rows at a time: what is predicted, encoded and tokenized a
+    chunk at a time so that streamed rows are never all in memory (the same chunks each time, so the same
+    feature-cache entries); ``size`` defaults to ``CHUNK``."""
+    size = size or CHUNK
+    for start in range(0, len(data), size):
+        yield start, data.subset(range(start, min(start + size, len(data))))
+
+
+def chunk_parts(data: Dataset, rows: np.ndarray) -> list[tuple[Dataset, np.ndarray]]:
+    """``rows`` of ``data`` (sorted) as (chunk, row indices within it): ``FeatureCache.get``'s
+    ``feature_parts``, so that each chunk is encoded (and cached) on its own."""
+    parts = []
+    for start, chunk in chunks(data):
+        inside = rows[(rows >= start) & (rows < start + len(chunk))] - start
+        if len(inside):
+            parts.append((chunk, inside))
+    return parts
+
+
+def predict_proba_chunks(est: Any, data: Dataset) -> np.ndarray:
+    """``est.predict_proba`` of every row of ``data``: of streamed rows a chunk at a time, of rows in memory at
+    once."""
+    if not streamed(data):
+        return np.asarray(est.predict_proba(data))
+    return np.concatenate([np.asarray(est.predict_proba(chunk)) for _, chunk in chunks(data)])
 
 
 def _refuse_empty(path: Path, bad: list[int], drop_empty: bool) -> None:
@@ -365,6 +470,8 @@ def _parquet_column(path: Path, pf: Any, text_col: str | None) -> str:
 
 # rows of a chunk that lie within this many bytes of the one before are reached by reading on, not by seeking
 SEEK_BYTES = 1 << 16
+# bytes of a JSON document decoded at a time (``_json_elements``)
+JSON_BLOCK = 1 << 20
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -377,7 +484,7 @@ def _text_column(path: Path, fmt: str, encoding: str, text_col: str | None) -> A
     ``--text-col``, else the first of ``TEXT_COLUMNS`` present, else the only (string) column)."""
     if fmt == "txt":
         return None
-    if fmt == "jsonl":
+    if fmt in ("jsonl", "json"):
         names: dict[str, bool] = {}  # key -> whether every value so far is a string
         for _, _, rec in _records(path, fmt, encoding, None):
             for k, v in rec.items():
@@ -396,7 +503,7 @@ def _text_column(path: Path, fmt: str, encoding: str, text_col: str | None) -> A
             )
         strings = cols
     name = _choose_text_column(path, cols, text_col, lambda: strings)
-    return name if fmt == "jsonl" else cols.index(name)
+    return name if fmt in ("jsonl", "json") else cols.index(name)
 
 
 def _choose_text_column(path: Path, cols: list[str], text_col: str | None, strings: Any) -> str:
@@ -428,7 +535,7 @@ def _records(path: Path, fmt: str, encoding: str, column: Any) -> Iterator[tuple
     """Every data record of the file: (where it starts, which piece of its line, its value: a TXT line's
     text, the text field of a CSV/TSV row, a JSONL object, or its field ``column``)."""
     with open(path, "rb") as f:
-        yield from _records_from(f, 0, fmt, encoding, column, 0, header=fmt != "txt" and fmt != "jsonl")
+        yield from _records_from(f, 0, fmt, encoding, column, 0, header=fmt not in ("txt", "jsonl", "json"))
 
 
 def _records_from(
@@ -441,6 +548,10 @@ def _records_from(
             for p in range(part, len(pieces)):
                 yield start, p, pieces[p]
             part = 0
+        return
+    if fmt == "json":
+        for start, rec in _json_elements(f, at, encoding, path):
+            yield start, 0, rec if column is None else rec.get(column)
         return
     if fmt == "jsonl":
         from .text import json_record
@@ -467,6 +578,77 @@ def _records_from(
                 f"quote fields that hold the separator."
             )
         yield start, 0, fields[column] if column is not None and column < len(fields) else ""
+
+
+def _json_elements(f: Any, at: int, encoding: str, path: Path) -> Iterator[tuple[int, dict]]:
+    """The objects of a JSON document that is one array of them (``[{"text": ...}, ...]``), each with the byte
+    where it starts: from the file's start (``at`` 0: the array's ``[`` first), or from the element starting at
+    byte ``at``. The file is decoded a block at a time and each element parsed on its own (``raw_decode``), so
+    only one block and one element are in memory; the array's ``,`` and ``]`` are checked."""
+    decoder, codec = json.JSONDecoder(), codecs.getincrementaldecoder(encoding)()
+    buf, i, start, eof = "", 0, at, False  # ``start``: the byte where buf[i] is
+
+    def fill(need: int) -> bool:
+        """Whether ``buf`` holds ``need`` characters from ``i`` (reading blocks of the file until it does)."""
+        nonlocal buf, i, eof
+        while len(buf) - i < need and not eof:
+            block = f.read(JSON_BLOCK)
+            eof = not block
+            try:
+                buf = buf[i:] + codec.decode(block, final=eof)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}: the text after byte {start} is not valid {encoding}. Re-save the file as UTF-8, or "
+                    f"pass its real encoding, e.g. --encoding latin-1."
+                ) from e
+            i = 0
+        return len(buf) - i >= need
+
+    def skip_space() -> str:
+        """The next character that is not white space (moving ``i`` and ``start`` to it), or "" at the end."""
+        nonlocal i, start
+        while fill(1):
+            j = i
+            while j < len(buf) and buf[j] in " \t\r\n":
+                j += 1
+            start += j - i  # white space is one byte a character in the encodings that stream
+            i = j
+            if i < len(buf):
+                return buf[i]
+        return ""
+
+    def expect(what: str) -> None:
+        raise DataError(
+            f"{path}: expected {what} at byte {start}; a JSON file streams as one array of objects."
+        )
+
+    if at == 0:
+        if skip_space() != "[":
+            expect("'['")
+        i, start = i + 1, start + 1
+        if skip_space() == "]":
+            return
+    while True:
+        if skip_space() != "{":
+            expect('an object ({"text": ...})')
+        while True:  # parse the element, reading on while the buffer holds only part of it
+            try:
+                rec, end = decoder.raw_decode(buf, i)
+                break
+            except json.JSONDecodeError as e:
+                if not fill(len(buf) - i + 1):
+                    raise DataError(
+                        f"{path}: the element at byte {start} is not valid JSON ({e.msg})."
+                    ) from e
+        yield start, rec
+        start += len(buf[i:end].encode(encoding))
+        i = end
+        after = skip_space()
+        if after == "]":
+            return
+        if after != ",":
+            expect("',' or ']' after the element")
+        i, start = i + 1, start + 1
 
 
 def _csv_rows(f: Any, at: int, fmt: str, encoding: str, path: Path) -> Iterator[tuple[int, list[str]]]:

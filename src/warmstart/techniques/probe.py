@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from ..backbones import Backbone
-from ..data import Dataset
+from ..data import Dataset, stream
 from ..errors import ArtifactError, ParameterError
 from ..features import FeatureCache
 from ..runtime import PRECISIONS, one_blas_thread, resolve
@@ -199,7 +199,7 @@ class LinearProbe(Technique):
         from ..parallel import fold_map, text_work
         from .calibrate import MIN_ROWS, fit_temperature, scale_head
 
-        texts = self._lexical_rows(list(train.inputs))
+        texts = self._lexical_rows(train.inputs)
         # whether the folds below are worth worker processes (parallel.fold_map): characters, or tokens times 5
         work = text_work(texts) if self.lexical != "pieces" else 5 * int(texts.sum())
         weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
@@ -282,16 +282,29 @@ class LinearProbe(Technique):
         self.n_train_ = len(train)
         return self
 
-    def _lexical_rows(self, texts: list) -> Any:
+    def _lexical_rows(self, texts: Any) -> Any:
         """What TF-IDF reads of ``texts``: the texts themselves (``lexical="tfidf"``: scikit-learn's words, as an
         object array), or (``"pieces"``) the counts of the backbone tokenizer's ids in each, up to its
-        ``max_length`` (a sparse matrix, ``lexical.count_ids``)."""
+        ``max_length`` (a sparse matrix, ``lexical.count_ids``; of texts read from their file, ``data.stream``,
+        a chunk at a time, so only the counts are ever all in memory)."""
         if self.lexical != "pieces":
             rows = np.empty(len(texts), dtype=object)
             rows[:] = [str(t) for t in texts]
             return rows
         from ..lexical import count_flat, count_ids
 
+        if hasattr(texts, "select") and len(texts) > stream.CHUNK:
+            from scipy import sparse
+
+            step = stream.CHUNK
+            parts = [
+                self._lexical_rows(texts.take(range(a, min(a + step, len(texts)))))
+                for a in range(0, len(texts), step)
+            ]
+            width = max(m.shape[1] for m in parts)  # a column per id, up to the largest each chunk holds
+            for m in parts:
+                m.resize((m.shape[0], width))
+            return sparse.vstack(parts, format="csr")
         texts = [str(t) for t in texts]
         if hasattr(self.backbone_, "tokenize_flat"):  # a static backbone: its ids end to end, no lists
             return count_flat(*self.backbone_.tokenize_flat(texts))
