@@ -194,21 +194,17 @@ class LinearProbe(Technique):
         chosen together on ``val`` or by cross-validation on the training rows (TF-IDF and the standardisation
         refitted inside each fold); stored as a ``LinearHead`` on the embedding plus a weight matrix on the
         words (``lexical_coef_``), so the logits are the sum of the two."""
-        from ..lexical import C_GRID as LEX_C_GRID
-        from ..lexical import WEIGHT_GRID, Design, fold_logits, score_fold
-        from ..parallel import fold_map, text_work
-        from .calibrate import MIN_ROWS, fit_temperature, scale_head
+        from ..lexical import Design
 
         texts = self._lexical_rows(train.inputs)
-        # whether the folds below are worth worker processes (parallel.fold_map): characters, or tokens times 5
-        work = text_work(texts) if self.lexical != "pieces" else 5 * int(texts.sum())
-        weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
-        grid = [(w, c) for w in weights for c in (LEX_C_GRID if self.C == "auto" else (float(self.C),))]
         known = known_label_rows(val, self.classes_)
+        held = None  # the validation rows' words, features and labels
         if known:
-            v_texts = self._lexical_rows([val.inputs[i] for i in known])
-            v_X = np.asarray(self.features(val), dtype=np.float64)[known]
-            v_y = encode_labels([val.labels[i] for i in known], self.classes_)
+            held = (
+                self._lexical_rows([val.inputs[i] for i in known]),
+                np.asarray(self.features(val), dtype=np.float64)[known],
+                encode_labels([val.labels[i] for i in known], self.classes_),
+            )
         # 5 folds, 3 from 500 rows on (a held-out fold of 166+ rows scores a setting well enough, at 40% less cost)
         folds = min(5 if len(y) < 500 else 3, int(np.bincount(y).min()))
         cv = (
@@ -218,23 +214,48 @@ class LinearProbe(Technique):
         )
         # on every training row: the final fit's design, and the one validation rows score settings with
         design = Design.fit(texts, X)
-        fold_designs = None
+        w, c, fold_designs = self._choose_lexical_setting(texts, X, y, design, held, cv)
+        clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(design.features(texts, X, w), y)
+        V, D = len(design.words), X.shape[1]
+        full = LinearHead.from_sklearn(clf, np.zeros(V + D), np.ones(V + D), len(self.classes_))
+        weight, bias = full.linear.weight.detach().numpy(), full.linear.bias.detach().numpy()
+        self.words_ = design.words
+        self.head_ = LinearHead.from_arrays(weight[:, V:], bias, design.mean, design.scale / w)
+        self.lexical_coef_ = torch.from_numpy(np.ascontiguousarray(weight[:, :V]))
+        self._calibrate_lexical(texts, X, y, held, cv, fold_designs, (w, c))
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_train_ = len(train)
+        return self
 
-        def fit_at(d: Design, rows: Any, w: float, c: float) -> LogisticRegression:
-            return LogisticRegression(C=c, max_iter=self.max_iter).fit(
-                d.features(texts[rows], X[rows], w), y[rows]
-            )
+    def _lexical_work(self, texts: Any) -> int:
+        """Whether folds over ``texts`` are worth worker processes (``parallel.fold_map``): characters, or
+        tokens times 5."""
+        from ..parallel import text_work
 
+        return text_work(texts) if self.lexical != "pieces" else 5 * int(texts.sum())
+
+    def _choose_lexical_setting(
+        self, texts: Any, X: np.ndarray, y: np.ndarray, design: Any, held: Any, cv: list
+    ) -> tuple[float, float, list | None]:
+        """The embedding's weight and C (``lexical_weight_``, ``C_``, ``c_scores_``): the best on the validation
+        rows (``held``), else over the folds ``cv``; also the folds' designs where the folds made them."""
+        from ..lexical import C_GRID as LEX_C_GRID
+        from ..lexical import WEIGHT_GRID, score_fold
+        from ..parallel import fold_map
+
+        weights = WEIGHT_GRID if self.lexical_weight == "auto" else (float(self.lexical_weight),)
+        grid = [(w, c) for w in weights for c in (LEX_C_GRID if self.C == "auto" else (float(self.C),))]
         scores: dict[str, float] = {}
-        if len(grid) > 1 and known:
+        fold_designs = None
+        if len(grid) > 1 and held is not None:
+            v_texts, v_X, v_y = held
             for w, c in grid:
-                pred = fit_at(design, slice(None), w, c).predict(design.features(v_texts, v_X, w))
-                scores[f"{w},{c}"] = float((pred == v_y).mean())
+                clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(design.features(texts, X, w), y)
+                scores[f"{w},{c}"] = float((clf.predict(design.features(v_texts, v_X, w)) == v_y).mean())
         elif len(grid) > 1 and cv:  # the folds in worker processes where there are cores (parallel.fold_map)
             cs = sorted({c for _, c in grid})
-            done = fold_map(
-                score_fold, [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv], work
-            )
+            jobs = [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv]
+            done = fold_map(score_fold, jobs, self._lexical_work(texts))
             fold_designs = [d for d, _ in done]
             scores = {key: float(np.mean([accs[key] for _, accs in done])) for key in done[0][1]}
         if scores:  # ties: C nearer to the grid's middle, then the smaller weight
@@ -243,44 +264,42 @@ class LinearProbe(Technique):
         else:
             w, c = grid[len(grid) // 2] if len(grid) > 1 else grid[0]
         self.lexical_weight_, self.C_, self.c_scores_ = w, c, scores
+        return w, c, fold_designs
 
-        clf = fit_at(design, slice(None), w, c)
-        V, D = len(design.words), X.shape[1]
-        full = LinearHead.from_sklearn(clf, np.zeros(V + D), np.ones(V + D), len(self.classes_))
-        weight, bias = full.linear.weight.detach().numpy(), full.linear.bias.detach().numpy()
-        self.words_ = design.words
-        self.head_ = LinearHead.from_arrays(weight[:, V:], bias, design.mean, design.scale / w)
-        self.lexical_coef_ = torch.from_numpy(np.ascontiguousarray(weight[:, :V]))
+    def _calibrate_lexical(
+        self, texts: Any, X: np.ndarray, y: np.ndarray, held: Any, cv: list, fold_designs: Any, setting: tuple
+    ) -> None:
+        """Temperature scaling of the fitted words-and-embedding head: on the validation rows (``held``), else
+        on out-of-fold logits at the chosen ``setting`` (weight, C)."""
+        from ..lexical import Design, fold_logits
+        from ..parallel import fold_map
+        from .calibrate import MIN_ROWS, fit_temperature, scale_head
 
         self.temperature_, self.temperature_from_ = None, None
-        if self.calibrate != "none" and known:
+        if self.calibrate != "none" and held is not None:
             self.temperature_from_ = "validation"
-            logits = self._logits(v_X, v_texts)
-            labels = v_y
-        elif (
-            self.calibrate != "none" and cv and len(y) >= MIN_ROWS
-        ):  # out-of-fold logits at the chosen setting
+            logits = self._logits(held[1], held[0])
+            labels = held[2]
+        elif self.calibrate != "none" and cv and len(y) >= MIN_ROWS:  # out-of-fold logits at the setting
             self.temperature_from_ = "cross-validation"
             fold_designs = fold_designs or [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
+            w, c = setting
             jobs = [
                 (d, texts, X, y, tr, te, w, c, self.max_iter)
                 for d, (tr, te) in zip(fold_designs, cv, strict=True)
             ]
             logits, labels = np.zeros((len(y), len(self.classes_))), y
-            for (_, te), held in zip(cv, fold_map(fold_logits, jobs, work), strict=True):
-                if held is None:
+            for (_, te), out in zip(cv, fold_map(fold_logits, jobs, self._lexical_work(texts)), strict=True):
+                if out is None:
                     self.temperature_from_ = None
                     break
-                logits[te] = two_sided(held)
+                logits[te] = two_sided(out)
         if self.temperature_from_ is not None and len(labels) >= MIN_ROWS:
             self.temperature_ = round(fit_temperature(logits, labels), 6)
             scale_head(self.head_, self.temperature_)
             self.lexical_coef_ = self.lexical_coef_ / self.temperature_
         else:
             self.temperature_from_ = None
-        self.fit_seconds_ = time.perf_counter() - start
-        self.n_train_ = len(train)
-        return self
 
     def _lexical_rows(self, texts: Any) -> Any:
         """What TF-IDF reads of ``texts``: the texts themselves (``lexical="tfidf"``: scikit-learn's words, as an
