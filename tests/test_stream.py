@@ -326,3 +326,41 @@ def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp
         (tmp_path / "bad.json").write_text(body)
         with pytest.raises(DataError, match=says):
             stream_texts(tmp_path / "bad.json")
+
+
+def test_a_hugging_face_image_column_streams_decoded_when_used(tmp_path, tiny_image_backbone, monkeypatch):
+    """Unlabelled images in a Hugging Face data set's ``Image`` column are decoded only when used, a chunk at a
+    time (no row is decoded when loading): the arrays, rows and fingerprint are ``load``'s, and so are the
+    features a backbone makes of them."""
+    hf = pytest.importorskip("datasets")
+    from tests.conftest import make_images
+    from warmstart.data import inputs
+    from warmstart.data.load import Columns, load
+    from warmstart.data.stream import HFRows
+    from warmstart.features import FeatureCache
+
+    images, labels = make_images(4, size=20)
+    feats = hf.Features({"image": hf.Image(), "label": hf.Value("string")})
+    table = hf.Dataset.from_dict({"image": list(images), "label": labels}, features=feats)
+    table.save_to_disk(str(tmp_path / "pics"))
+    whole, _ = load(str(tmp_path / "pics"), Columns(), require_labels=False)
+    decoded, convert = [], inputs.image_item
+    monkeypatch.setattr(inputs, "image_item", lambda v, i, *a: decoded.append(i) or convert(v, i, *a))
+    got = load_unlabeled(str(tmp_path / "pics"), "image")
+    assert decoded == []  # loading decodes nothing
+    assert isinstance(got.inputs, HFRows) and got.modality == "image" and got.source == whole.source
+    for a, b in zip(got.inputs, whole.inputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert got.fingerprint() == whole.fingerprint() and got.rows.tolist() == whole.rows
+    assert sorted(set(decoded)) == list(range(12))  # each when read
+    part = got.subset([7, 1])
+    assert isinstance(part.inputs, HFRows)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(part.inputs))[0], whole.inputs[7])
+    cache = FeatureCache(enabled=False)
+    np.testing.assert_allclose(
+        cache.get(tiny_image_backbone, got, progress=False),
+        cache.get(tiny_image_backbone, whole, progress=False),
+        atol=1e-6,
+    )
+    with pytest.raises(DataError, match="holds text rows but the labelled data is image"):
+        load_unlabeled(str(tmp_path / "pics"), "image", Columns(text_col="label"))

@@ -258,7 +258,7 @@ def _texts(inputs: Any, source: str, flag: str, start: int = 0) -> list[str]:
 
 
 def _images(inputs: Any, labels: list[Any] | None, source: str, flag: str) -> Dataset:
-    from .image import from_arrays, to_rgb8
+    from .image import from_arrays
 
     if isinstance(inputs, np.ndarray) and inputs.ndim in (3, 4) and inputs.dtype != object:
         return Dataset(from_arrays(inputs, source=source).inputs, labels, "image", source)
@@ -269,21 +269,26 @@ def _images(inputs: Any, labels: list[Any] | None, source: str, flag: str) -> Da
         )
     if not items:
         raise DataError(f"{source}: no rows.")
-    out: list[Any] = []
-    for i, v in enumerate(items):
-        if isinstance(v, (str, Path)):
-            out.append(str(v))
-        elif type(v).__module__.startswith("PIL."):
-            out.append(to_rgb8(v))
-        elif isinstance(v, np.ndarray) and v.ndim in (2, 3):
-            out.append(from_arrays(v[None], source=f"{source} row {i}").inputs[0])
-        else:
-            shape = f" of shape {v.shape}" if isinstance(v, np.ndarray) else ""
-            raise DataError(
-                f"{source}: row {i} (counting from 0) is a {type(v).__name__}{shape}; an image is a file path, a PIL image or an "
-                f"(H, W[, C]) array (or name the image column with {flag}=NAME)."
-            )
+    out = [image_item(v, i, source, flag) for i, v in enumerate(items)]
     return Dataset(out, labels, "image", source, list(range(1, len(out) + 1)))
+
+
+def image_item(v: Any, i: int, source: str, flag: str = "--text-col") -> Any:
+    """One image input as a ``Dataset`` holds it: a path as text, a PIL image or an (H, W[, C]) array as
+    (H, W, 3) uint8; anything else is refused, naming row ``i`` (counting from 0) of ``source``."""
+    from .image import from_arrays, to_rgb8
+
+    if isinstance(v, (str, Path)):
+        return str(v)
+    if type(v).__module__.startswith("PIL."):
+        return to_rgb8(v)
+    if isinstance(v, np.ndarray) and v.ndim in (2, 3):
+        return from_arrays(v[None], source=f"{source} row {i}").inputs[0]
+    shape = f" of shape {v.shape}" if isinstance(v, np.ndarray) else ""
+    raise DataError(
+        f"{source}: row {i} (counting from 0) is a {type(v).__name__}{shape}; an image is a file path, a PIL image or an "
+        f"(H, W[, C]) array (or name the image column with {flag}=NAME)."
+    )
 
 
 # -- labels ---------------------------------------------------------------------------------------------------

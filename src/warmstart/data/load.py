@@ -82,9 +82,9 @@ def load_unlabeled(spec: str, modality: str, columns: Columns | None = None) -> 
     path = Path(spec)
     hf = spec.startswith("hf:") or (path.is_dir() and _saved_hf(path))
     split, where = _hf_training_split(spec, cols) if hf else (None, spec)
-    if split is not None and len(split) and _hf_modality(split, cols) == "text":
-        # texts read from the data set's (memory-mapped) files a chunk at a time when used, as a file's stream
-        data = stream_hf(split, where, cols.text_col)
+    if split is not None and len(split) and _hf_streams(split, cols):
+        # read from the data set's (memory-mapped) files a chunk at a time when used, as a file's rows stream
+        data = stream_hf(split, where, cols.text_col, _hf_modality(split, cols), cols.label_col)
     elif hf or (not path.exists() and spec):
         data, _ = load(spec, columns, require_labels=False)
     elif modality == "text" and streams(path, cols.encoding):  # read from the file when used, row by row
@@ -207,6 +207,23 @@ def _split_name(ds: Any, where: str, cols: Columns) -> str:
         hint = "pass --split NAME" if cols.split is None else "pick one of them"
         raise DataError(f"{where}: no split {split!r}; the splits are {names}. {hint}.")
     return split
+
+
+def _hf_streams(split: Any, cols: Columns) -> bool:
+    """Whether ``stream_hf`` reads this split: texts, or images in an ``Image`` column (decoded when used);
+    images stored otherwise (arrays) are read whole, as is a split whose input column ``load`` cannot tell."""
+    from .inputs import _pick_columns
+
+    if _hf_modality(split, cols) == "text":
+        return True
+    names, flags = {c: None for c in split.column_names}, ("--text-col", "--label-col")
+    try:
+        column = _pick_columns(names, "image", (cols.text_col, cols.label_col), "", flags, want_labels=False)[
+            0
+        ]
+    except DataError:
+        return False  # ``load`` says why
+    return type(split.features[column]).__name__ == "Image"
 
 
 def _hf_modality(split: Any, cols: Columns) -> str:

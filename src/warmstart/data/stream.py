@@ -209,12 +209,15 @@ class TextRows(_FileRows):
 
 
 class HFRows(_FileRows):
-    """Texts of one column of a Hugging Face ``datasets.Dataset`` (its Arrow files are memory-mapped, not read),
-    each read when asked for from its row (``index``: the row's place in the data set); a chunk (``take``) in
-    one read of that column alone."""
+    """One column of a Hugging Face ``datasets.Dataset`` (its Arrow files are memory-mapped, not read): texts,
+    or images decoded when asked for (``modality``), each from its row (``index``: the row's place in the data
+    set); a chunk (``take``) in one read of that column alone."""
 
-    def __init__(self, table: Any, column: str, index: np.ndarray) -> None:
-        self.table, self.column, self.index = table, column, index  # ``table``: the text column alone
+    def __init__(
+        self, table: Any, column: str, index: np.ndarray, modality: str = "text", source: str = ""
+    ) -> None:
+        self.table, self.column, self.index = table, column, index  # ``table``: the input column alone
+        self.modality, self.source = modality, source
 
     def __len__(self) -> int:
         return len(self.index)
@@ -224,34 +227,44 @@ class HFRows(_FileRows):
 
     def select(self, indices: Any) -> HFRows:
         """The rows at ``indices``, still read from the data set when used (``Dataset.subset``)."""
-        return HFRows(self.table, self.column, self.index[self._checked(indices)])
+        return HFRows(self.table, self.column, self.index[self._checked(indices)], self.modality, self.source)
 
-    def take(self, indices: Any) -> list[str]:
-        """The texts at ``indices`` (in their order), read in the data set's order."""
+    def take(self, indices: Any) -> list[Any]:
+        """The inputs at ``indices`` (in their order), read in the data set's order; images as ``load`` holds
+        them ((H, W, 3) uint8), refused as it refuses them."""
         if not len(np.asarray(indices).reshape(-1)):
             return []
         rows = self.index[self._to_read(indices)]
-        wanted = np.unique(rows)
-        got = dict(zip(wanted.tolist(), self.table[wanted.tolist()][self.column], strict=True))
+        wanted = np.unique(rows).tolist()
+        values = self.table[wanted][self.column]
+        if self.modality == "image":
+            from .inputs import image_item
+
+            values = [image_item(v, r, self.source) for r, v in zip(wanted, values, strict=True)]
+        got = dict(zip(wanted, values, strict=True))
         return [got[int(i)] for i in rows.tolist()]
 
 
-def stream_hf(split: Any, where: str, text_col: str | None) -> Dataset:
-    """The texts of a Hugging Face data set's split (a ``datasets.Dataset``) as a ``Dataset`` whose inputs are
-    read from it when used (``HFRows``): the column ``load`` would read (``text_col``, else the usual names; a
-    label column is never taken), checked in one pass a batch at a time as ``load`` checks it (every row a
-    string), the texts, rows and source name ``load``'s."""
+def stream_hf(
+    split: Any, where: str, input_col: str | None, modality: str = "text", label_col: str | None = None
+) -> Dataset:
+    """The inputs of a Hugging Face data set's split (a ``datasets.Dataset``) as a ``Dataset`` whose inputs are
+    read from it when used (``HFRows``): the column ``load`` would read (``input_col``, else the usual names; the
+    label column, ``label_col`` or a usual name, is never taken). Texts are checked in one pass a batch at a time as ``load`` checks them
+    (every row a string); images are decoded, and checked, when used. Inputs, rows and source name are
+    ``load``'s."""
     from .inputs import _pick_columns, _texts
 
     flags = ("--text-col", "--label-col")
     names = {c: None for c in split.column_names}
-    column = _pick_columns(names, "text", (text_col, None), where, flags, want_labels=False)[0]
+    column = _pick_columns(names, modality, (input_col, label_col), where, flags, want_labels=False)[0]
     source = f"{where} column {column!r}"
     table = split.select_columns([column])
-    for start in range(0, len(table), PARQUET_BATCH):
-        _texts(table[start : start + PARQUET_BATCH][column], source, flags[0], start=start)
-    rows = HFRows(table, column, np.arange(len(table), dtype=np.int64))
-    return Dataset(rows, None, "text", source, np.arange(1, len(table) + 1, dtype=np.int64))
+    if modality == "text":
+        for start in range(0, len(table), PARQUET_BATCH):
+            _texts(table[start : start + PARQUET_BATCH][column], source, flags[0], start=start)
+    rows = HFRows(table, column, np.arange(len(table), dtype=np.int64), modality, source)
+    return Dataset(rows, None, modality, source, np.arange(1, len(table) + 1, dtype=np.int64))
 
 
 def streamed(data: Dataset) -> bool:
