@@ -167,7 +167,30 @@ def join_datasets(parts: Sequence[Dataset], source: str) -> Dataset:
     return Dataset(inputs, labels, parts[0].modality, source, rows)
 
 
-class JoinedRows(Sequence):
+class TakenRows(Sequence):
+    """Rows read a batch at a time through the subclass's ``take(indices)``: indexing and slicing go through it,
+    and ``_checked`` is the one refusal of rows that are not there (``data.stream``'s streamed rows,
+    ``JoinedRows``)."""
+
+    def take(self, indices: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.take([index])[0]
+
+    def _checked(self, indices: Any) -> np.ndarray:
+        """``indices`` as an array of row positions (negative ones from the end), refused if out of range."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        return idx
+
+
+class JoinedRows(TakenRows):
     """The inputs of several data sets one after another, any of them streamed (``data.stream``; joined by
     ``join_datasets``: distillation's transfer set, self-training's labelled plus pseudo-labelled rows), still
     read from their files when used: indexing, ``select`` and ``take`` go to the parts that hold the rows asked
@@ -180,22 +203,13 @@ class JoinedRows(Sequence):
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return self.take(range(*index.indices(len(self))))
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
-        return self.take([index])[0]
-
     def __iter__(self) -> Iterator[Any]:
         for part in self.parts:
             yield from part  # a streamed part a chunk at a time
 
     def _split(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``indices`` (negative ones from the end) as (part, position in it, place in the request)."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
+        idx = self._checked(indices)
         idx = np.where(idx < 0, idx + len(self), idx)
         part = np.searchsorted(self.ends, idx, side="right")
         starts = np.concatenate([[0], self.ends[:-1]])

@@ -34,14 +34,14 @@ import csv
 import json
 import os
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .datasets import Dataset
+from .datasets import Dataset, TakenRows
 
 STREAM_FORMATS = ("txt", "csv", "tsv", "tab", "jsonl", "json", "parquet")
 # rows predicted, encoded or tokenized at once where they may be streamed (``chunks``)
@@ -103,9 +103,10 @@ def stream_texts(
     return Dataset(rows, None, "text", str(path), np.frombuffer(numbers, np.int64))
 
 
-class _FileRows(Sequence):
-    """What the streamed rows of a file share: indexing and slicing through the subclass's ``take``, iteration a
-    chunk at a time, and the checks before a read (the rows asked for exist; the file is as it was when read)."""
+class _FileRows(TakenRows):
+    """What the streamed rows of a file share: indexing and slicing through the subclass's ``take``
+    (``TakenRows``), iteration a chunk at a time, and the checks before a read (the rows asked for exist; the
+    file is as it was when read)."""
 
     path: Path
     _stamp: tuple[int, int]
@@ -113,24 +114,10 @@ class _FileRows(Sequence):
     def _chunk(self) -> int:
         return CHUNK
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return self.take(range(*index.indices(len(self))))
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
-        return self.take([index])[0]
-
     def __iter__(self) -> Iterator[str]:
         step = self._chunk()
         for start in range(0, len(self), step):
             yield from self.take(range(start, min(start + step, len(self))))
-
-    def _checked(self, indices: Any) -> np.ndarray:
-        """``indices`` as an array of row positions (negative ones from the end), refused if out of range."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"rows {int(idx.min())} to {int(idx.max())} asked of {len(self)}")
-        return idx
 
     def _to_read(self, indices: Any) -> np.ndarray:
         """``_checked`` with negative positions counted from the end, once the file is known unchanged (only
