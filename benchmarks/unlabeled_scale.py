@@ -6,7 +6,8 @@ Reuters R52, TREC, SMS, VADER; 25-word chunks of 20 Newsgroups), then runs
 each in a fresh process with an empty feature cache, and reports the peak resident memory and the wall time.
 
 With ``--loader``, only the loading: the first N rows (the list repeated to reach N) written as a CSV (or with
-``--format parquet`` a Parquet file, row groups of pyarrow's default size) with a label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
+``--format parquet`` a Parquet file, row groups of pyarrow's default size; ``--format json`` one JSON array of
+objects) with a label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
 the whole-file loader reads them (``load_text``), each in a fresh process that then reads every row once in
 chunks of 4,096 (as self-training predicts them): resident memory held after loading and its peak over both,
 above what the process held before (Linux: ``/proc/self/clear_refs``), and the time.
@@ -14,6 +15,7 @@ above what the process held before (Linux: ``/proc/self/clear_refs``), and the t
     python benchmarks/unlabeled_scale.py --rows 10000,100000
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format parquet
+    python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format json
 
 With ``--distill``, ``warmstart distill`` instead: a probe teacher (``--backbone`` on VADER movie reviews, 16 per
 class, fitted once) distilled into the default static student over the first N rows as ``--unlabeled`` (a CSV
@@ -109,6 +111,15 @@ def loader(rows: list[str], counts: list[int], fmt: str = "csv") -> None:
                 texts = [rows[i % len(rows)] for i in range(n)]
                 pq.write_table(pa.table({"text": texts, "label": [i % 2 for i in range(n)]}), path)
                 del texts
+            elif fmt == "json":  # one array of objects, an object a line
+                import json
+
+                with open(path, "w") as f:
+                    f.write("[\n")
+                    for i in range(n):
+                        rec = json.dumps({"text": rows[i % len(rows)], "label": i % 2}, ensure_ascii=False)
+                        f.write(rec + (",\n" if i < n - 1 else "\n"))
+                    f.write("]\n")
             else:
                 with open(path, "w") as f:
                     f.write("text,label\n")
@@ -185,7 +196,9 @@ def main() -> None:
     ap.add_argument("--rows", default="10000,100000")
     ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
     ap.add_argument("--loader", action="store_true", help="measure loading only, streamed against whole")
-    ap.add_argument("--format", choices=("csv", "parquet"), default="csv", help="the file --loader writes")
+    ap.add_argument(
+        "--format", choices=("csv", "parquet", "json"), default="csv", help="the file --loader writes"
+    )
     ap.add_argument(
         "--distill", action="store_true", help="measure `warmstart distill` over the rows instead"
     )
