@@ -30,6 +30,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "artifact": ("src/warmstart/artifact.py", ["tests/test_artifact_checks.py"]),
     "study-stats": ("src/warmstart/study_stats.py", ["tests/test_study_stats.py"]),
     "loop": ("src/warmstart/techniques/train.py", ["tests/test_train_loop.py"]),
+    "stream": ("src/warmstart/data/stream.py", ["tests/test_stream.py"]),
 }
 DETECTED = {"killed", "timeout"}
 

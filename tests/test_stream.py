@@ -296,8 +296,13 @@ def test_a_hugging_face_data_set_streams_its_text_column_as_load_reads_it(tmp_pa
         load_unlabeled(str(tmp_path / "hfd"), "text", Columns(text_col="nope"))
     bad = hf.Dataset.from_dict({"text": [*texts[:12], None, *texts[13:]]})
     bad.save_to_disk(str(tmp_path / "bad"))
-    with pytest.raises(DataError, match=r"bad column 'text': row 12 \(counting from 0\) is a missing value"):
+    with pytest.raises(
+        DataError, match=r"bad column 'text': row 12 \(counting from 0\) is a missing value.*--text-col="
+    ):
         load_unlabeled(str(tmp_path / "bad"), "text")
+    hf.Dataset.from_dict({"text": [None, *texts[1:]]}).save_to_disk(str(tmp_path / "first"))
+    with pytest.raises(DataError, match=r"first column 'text': row 0 \(counting from 0\) is a missing value"):
+        load_unlabeled(str(tmp_path / "first"), "text")
 
 
 def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp_path, monkeypatch):
@@ -364,3 +369,64 @@ def test_a_hugging_face_image_column_streams_decoded_when_used(tmp_path, tiny_im
     )
     with pytest.raises(DataError, match="holds text rows but the labelled data is image"):
         load_unlabeled(str(tmp_path / "pics"), "image", Columns(text_col="label"))
+
+
+def test_what_the_whole_file_loader_decides_the_streamed_rows_decide_too(tmp_path):
+    """The cases the streamed reader decides on its own, each as ``load_text`` does: the text column of JSON
+    records by which keys hold text in every row, a short CSV row's missing text, a line's later pieces read on
+    their own, more than ten empty rows, and files that say nothing."""
+    records = tmp_path / "r.json"
+    records.write_text(json.dumps([{"body": "one", "n": 1}, {"body": "two", "n": 2}]))
+    assert (
+        list(stream_texts(records).inputs)
+        == ["one", "two"]
+        == load_text(records, None, None, require_labels=False).inputs
+    )
+    mixed = tmp_path / "m.jsonl"
+    mixed.write_text('{"a": "x", "b": "y"}\n{"a": "x2", "b": 3}\n')
+    assert list(stream_texts(mixed).inputs) == ["x", "x2"]  # "b" holds a number in row 2: not text
+    short = tmp_path / "s.csv"
+    short.write_text("label,text\n0,fine\n1\n")
+    with pytest.raises(DataError, match=r"s.csv: 1 row\(s\) with an empty text \(data rows 2, counting"):
+        stream_texts(short)
+    assert list(stream_texts(short, drop_empty=True).inputs) == ["fine"]
+    pieces = tmp_path / "p.txt"
+    pieces.write_text("a\x0cb\x0cc\nd\n")
+    assert stream_texts(pieces).inputs.take([2, 1, 3]) == ["c", "b", "d"]
+    many = tmp_path / "e.csv"
+    many.write_text("text\n" + "x\n" + '""\n' * 12)
+    with pytest.raises(
+        DataError,
+        match=r"12 row\(s\) with an empty text \(data rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 \.\.\., counting",
+    ):
+        stream_texts(many)
+    (tmp_path / "h.csv").write_text("")
+    with pytest.raises(DataError, match=r"h.csv: no data rows"):
+        stream_texts(tmp_path / "h.csv")
+    (tmp_path / "d.csv").write_text("text,text\na,b\n")
+    with pytest.raises(DataError, match=r"d.csv: the header names a column more than once"):
+        stream_texts(tmp_path / "d.csv")
+    (tmp_path / "blank.json").write_text("  \n ")
+    assert not streams(tmp_path / "blank.json", "utf-8")  # not an array: read whole, which refuses it
+    assert not streams(records, "no-such-encoding")
+    bad = tmp_path / "x.json"
+    bad.write_text('[{"text": "a"}, {"text": 3}]')
+    with pytest.raises(DataError, match=r"x.json: the text column 'text' holds a int in data row 2"):
+        stream_texts(bad)
+    bad.write_bytes(b'[{"text": "caf\xe9"}]')
+    with pytest.raises(DataError, match=r"x.json: the text after byte \d+ is not valid utf-8"):
+        stream_texts(bad)
+
+
+def test_a_row_that_moved_under_an_unchanged_stamp_is_refused(tmp_path):
+    """A file rewritten at the same size with its time put back passes the stamp check; a row that is no longer
+    where it was (here the second piece of a line that now has one) is refused, not taken from the next line."""
+    path = tmp_path / "u.txt"
+    path.write_text("a\x0cb\nc\n")
+    rows = stream_texts(path)
+    assert list(rows.inputs) == ["a", "b", "c"]
+    st = os.stat(path)
+    path.write_text("abc\nc\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(DataError, match=r"u.txt: no row starts at byte 0 any more"):
+        rows.inputs.take([1])
