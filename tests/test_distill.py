@@ -729,12 +729,12 @@ def test_held_out_rows_come_from_a_recorded_test_file_without_a_data_record(tmp_
 
 
 def test_a_streamed_transfer_set_is_never_all_in_memory_and_teaches_the_same_student(
-    small_teacher, tmp_path, monkeypatch
+    small_teacher, tiny_bert_dir, tmp_path, monkeypatch
 ):
     """Unlabelled rows streamed from a file (``--unlabeled``) are labelled by the teacher, encoded, counted and
     tokenized a chunk at a time, so the texts are never all in memory at once (Python's allocations peak well
     below their size; tracemalloc), and the student is the one the same rows in memory teach: the default static student
-    (probe + pieces) and a trained one."""
+    (probe + pieces), a trained one and a small transformer."""
     import tracemalloc
 
     from warmstart.data import Dataset
@@ -751,10 +751,13 @@ def test_a_streamed_transfer_set_is_never_all_in_memory_and_teaches_the_same_stu
     long = [" ".join([t] * 800) for t in make_sentences(100, seed=3)[0]]  # 300 texts of about 30 KB
     pd.DataFrame({"text": long}).to_csv(tmp_path / "long.csv", index=False)
     long_rows, size = load_unlabeled(str(tmp_path / "long.csv"), "text"), sum(map(len, long))
-    for technique, params in [("auto", {}), ("finetune", {"epochs": 1})]:
-        opts = dict(
-            technique=technique, pca_dims=8, measure_speed=False, params={"progress": False, **params}
-        )
+    static = {"student": "static", "pca_dims": 8}
+    for student, technique, params in [
+        (static, "auto", {}),
+        (static, "finetune", {"epochs": 1}),
+        ({"student": str(tiny_bert_dir)}, "finetune", {"epochs": 1}),  # a small transformer
+    ]:
+        opts = dict(technique=technique, measure_speed=False, params={"progress": False, **params}, **student)
         streamed = distill(teacher, train, rows, test, **opts)
         in_memory = distill(teacher, train, Dataset(more, None, "text", "u"), test, **opts)
         assert streamed.metrics["distillation"]["transfer_rows"] == len(train) + len(more)

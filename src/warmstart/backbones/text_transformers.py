@@ -323,6 +323,8 @@ class TransformerTextBackbone(Backbone):
 
     def batch_source(self, data: Any) -> TextBatchSource:
         texts = data.inputs if hasattr(data, "inputs") else data
+        if hasattr(texts, "select"):  # read from their file (``data.stream``): tokenized a chunk at a time
+            return TextBatchSource.streamed(self, texts)
         return TextBatchSource(self, [str(t) for t in texts])
 
     def reset_parameters(self, seed: int) -> None:
@@ -532,6 +534,21 @@ def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch
     return total / count.sqrt() if pooling == "mean-sqrt-len" else total / count
 
 
+class _FlatIds:
+    """Rows of token ids stored end to end in one array (``flat``); row ``i`` is a view of it."""
+
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        self.flat, self.lengths = flat, lengths
+        self.starts = np.cumsum(lengths) - lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        start = int(self.starts[i])
+        return self.flat[start : start + int(self.lengths[i])]
+
+
 class TextBatchSource(BatchSource):
     """Texts tokenized once; batches are padded to their own longest row."""
 
@@ -539,6 +556,25 @@ class TextBatchSource(BatchSource):
         self.backbone = backbone
         self.ids = backbone.tokenize(texts) if texts else []
         self.lengths = np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    @classmethod
+    def streamed(cls, backbone: TransformerTextBackbone, texts: Any) -> TextBatchSource:
+        """Texts read from their file (``data.stream``), tokenized a chunk at a time and kept as one int32 array
+        of every row's ids end to end (a row is a view of it), so neither the texts nor a Python list per row
+        are ever all in memory."""
+        from ..data.stream import CHUNK
+
+        flat, lengths = [], []
+        for a in range(0, len(texts), CHUNK):
+            ids = backbone.tokenize(texts.take(range(a, min(a + CHUNK, len(texts)))))
+            lengths.append(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
+            flat.append(
+                np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(lengths[-1].sum()))
+            )
+        source = cls(backbone, [])
+        source.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        source.ids = _FlatIds(np.concatenate(flat) if flat else np.zeros(0, np.int32), source.lengths)
+        return source
 
     def __len__(self) -> int:
         return len(self.ids)
