@@ -340,12 +340,9 @@ class StaticBackbone(Backbone):
         on 20 Newsgroups; docs/distill.md)."""
         texts = data.inputs if hasattr(data, "inputs") else data
         if hasattr(texts, "select"):  # read from their file (``data.stream``): tokenized a chunk at a time
-            from ..data.stream import CHUNK
+            from ..data.stream import taken_chunks
 
-            parts = [
-                self.tokenize_flat(texts.take(range(a, min(a + CHUNK, len(texts)))))
-                for a in range(0, len(texts), CHUNK)
-            ]
+            parts = [self.tokenize_flat(chunk) for chunk in taken_chunks(texts)]
             flat = np.concatenate([f for f, _ in parts]) if parts else np.zeros(0, np.int64)
             lengths = np.concatenate([n for _, n in parts]) if parts else np.zeros(0, np.int64)
             return StaticBatchSource(self, (flat, lengths))

@@ -562,11 +562,11 @@ class TextBatchSource(BatchSource):
         """Texts read from their file (``data.stream``), tokenized a chunk at a time and kept as one int32 array
         of every row's ids end to end (a row is a view of it), so neither the texts nor a Python list per row
         are ever all in memory."""
-        from ..data.stream import CHUNK
+        from ..data.stream import taken_chunks
 
         flat, lengths = [], []
-        for a in range(0, len(texts), CHUNK):
-            ids = backbone.tokenize(texts.take(range(a, min(a + CHUNK, len(texts)))))
+        for chunk in taken_chunks(texts):
+            ids = backbone.tokenize(chunk)
             lengths.append(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
             flat.append(
                 np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(lengths[-1].sum()))

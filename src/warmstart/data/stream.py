@@ -115,9 +115,8 @@ class _FileRows(TakenRows):
         return CHUNK
 
     def __iter__(self) -> Iterator[str]:
-        step = self._chunk()
-        for start in range(0, len(self), step):
-            yield from self.take(range(start, min(start + step, len(self))))
+        for part in taken_chunks(self, self._chunk()):
+            yield from part
 
     def _to_read(self, indices: Any) -> np.ndarray:
         """``_checked`` with negative positions counted from the end, once the file is known unchanged (only
@@ -267,6 +266,14 @@ def chunks(data: Dataset, size: int | None = None) -> Iterator[tuple[int, Datase
     size = size or CHUNK
     for start in range(0, len(data), size):
         yield start, data.subset(range(start, min(start + size, len(data))))
+
+
+def taken_chunks(rows: Any, size: int | None = None) -> Iterator[list[Any]]:
+    """Streamed inputs (``rows``: anything read through ``take``) as lists of ``size`` of them in order
+    (default ``CHUNK``): what tokenizing and counting read at once."""
+    size = size or CHUNK
+    for start in range(0, len(rows), size):
+        yield rows.take(range(start, min(start + size, len(rows))))
 
 
 def chunk_parts(data: Dataset, rows: np.ndarray) -> list[tuple[Dataset, np.ndarray]]:

@@ -315,11 +315,7 @@ class LinearProbe(Technique):
         if hasattr(texts, "select") and len(texts) > stream.CHUNK:
             from scipy import sparse
 
-            step = stream.CHUNK
-            parts = [
-                self._lexical_rows(texts.take(range(a, min(a + step, len(texts)))))
-                for a in range(0, len(texts), step)
-            ]
+            parts = [self._lexical_rows(chunk) for chunk in stream.taken_chunks(texts)]
             width = max(m.shape[1] for m in parts)  # a column per id, up to the largest each chunk holds
             for m in parts:
                 m.resize((m.shape[0], width))
