@@ -50,6 +50,9 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "dapt": (True, False, "probe", {}),
     "dapt+coral": (True, False, "probe", {"align": "coral"}),
     "dapt+coral+self_train": (True, True, "probe", {"align": "coral"}),
+    # image CNNs: each domain encoded with its own BatchNorm statistics (``align="adabn"``), alone and self-trained
+    "adabn": (False, False, "probe", {"align": "adabn"}),
+    "adabn+self_train": (False, True, "probe", {"align": "adabn"}),
     "finetune": (False, False, "finetune", {}),
     "finetune+coral": (False, False, "finetune", {"align": "coral"}),
     "finetune+self_train": (False, True, "finetune", {}),

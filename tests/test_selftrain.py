@@ -273,6 +273,80 @@ def test_probe_alignment_needs_unlabelled_rows_and_uses_them(tiny_bert_dir, tmp_
     assert r.estimator.n_unlabeled_ == len(pool)
 
 
+def _bn_means(backbone) -> np.ndarray:
+    return np.concatenate(
+        [b.numpy().ravel() for n, b in backbone.module.named_buffers() if n.endswith("running_mean")]
+    )
+
+
+def test_adabn_probe_encodes_each_domain_with_its_own_batchnorm_statistics(tiny_image_backbone, tmp_path):
+    from tests.conftest import make_images
+    from warmstart import get_technique
+    from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.runtime import resolve
+    from warmstart.techniques.domain import adabn_copy
+
+    images, labels = make_images(4, seed=0)
+    train = Dataset(images, labels, "image", "labelled")
+    pool = Dataset(255 - make_images(3, seed=1)[0], None, "image", "inverted")  # the other domain
+    kw = dict(backbone=tiny_image_backbone, progress=False, C=1.0, precision="fp32", calibrate="none")
+    with pytest.raises(ParameterError, match="unlabeled=rows"):
+        get_technique("probe", align="adabn", **kw).fit(train)
+    probe = get_technique("probe", align="adabn", **kw).fit(train, unlabeled=pool)
+    rt = resolve("cpu", "fp32")
+    source, target = (adabn_copy(tiny_image_backbone, d, 128, rt) for d in (train, pool.without_labels()))
+    # the model predicts with the unlabelled rows' statistics, and learnt from the labelled rows' own
+    np.testing.assert_allclose(_bn_means(probe.backbone_), _bn_means(target), atol=1e-5)
+    assert not np.allclose(_bn_means(source), _bn_means(target), atol=1e-3)
+    assert not np.allclose(_bn_means(tiny_image_backbone), _bn_means(target), atol=1e-3)
+    Xs = source.encode(train, progress=False)
+    np.testing.assert_allclose(probe.head_.mean.numpy(), Xs.mean(0), rtol=1e-4, atol=1e-5)
+    import torch
+
+    with torch.inference_mode():
+        want = probe.head_(torch.from_numpy(target.encode(pool, progress=False))).softmax(-1).numpy()
+    np.testing.assert_allclose(probe.predict_proba(pool), want, atol=1e-5)
+    assert probe.fitted_config()["n_unlabeled"] == len(pool)
+    assert not hasattr(probe, "labelled_backbone_")
+    # validation rows are labelled rows: they go through the labelled rows' statistics too
+    from warmstart.techniques.probe import LinearProbe
+
+    seen, real = [], LinearProbe.features
+
+    def spy(self, data, store=True, backbone=None):
+        seen.append((data.source, (backbone or self.backbone_).fingerprint()))
+        return real(self, data, store=store, backbone=backbone)
+
+    val = Dataset(images[::2], labels[::2], "image", "val")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LinearProbe, "features", spy)
+        get_technique("probe", align="adabn", **kw).fit(train, val=val, unlabeled=pool)
+    assert dict(seen)["val"] == dict(seen)["labelled"] == source.fingerprint()
+    # the artifact holds the adapted backbone, and says which one it came from
+    save_artifact(probe, tmp_path / "a")
+    ref = json.loads((tmp_path / "a" / "backbone.json").read_text())
+    assert ref["embedded"] and ref["base"]["fingerprint"] == tiny_image_backbone.fingerprint()
+    assert ref["fingerprint"] == target.fingerprint() != ref["base"]["fingerprint"]
+    loaded = load_artifact(tmp_path / "a", device="cpu")
+    np.testing.assert_allclose(loaded.predict_proba(pool), want, atol=1e-5)
+    # self-training: the pseudo-labelled rows go through the unlabelled rows' statistics, the labelled ones not
+    model = fit_self_training(
+        get_technique("probe", align="adabn", **kw), train, pool, self_train_rounds=1, self_train_portion=1.0
+    )
+    assert model.n_train_ == len(train) + len(pool)
+    joined = np.concatenate([Xs, target.encode(pool, progress=False)])
+    np.testing.assert_allclose(model.head_.mean.numpy(), joined.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_adabn_is_refused_for_backbones_without_batchnorm(tiny_bert_dir):
+    from warmstart import get_technique
+
+    texts, labels = make_sentences(4, seed=0)
+    probe = get_technique("probe", backbone=str(tiny_bert_dir), progress=False, align="adabn")
+    with pytest.raises(ParameterError, match="no BatchNorm"):
+        probe.fit(Dataset(texts, labels, "text"), unlabeled=Dataset(texts, None, "text"))
+
+
 def test_self_training_reads_features_of_rows_already_encoded(tiny_bert_dir, monkeypatch):
     from warmstart.backbones.text_transformers import TransformerTextBackbone
 

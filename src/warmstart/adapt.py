@@ -122,25 +122,10 @@ def _sample(data: Dataset, n: int, seed: int) -> Dataset:
 
 def _adabn(base: Any, rows: Dataset, batch_size: int, device: str, precision: str, progress: bool) -> Any:
     """A copy of ``base`` whose BatchNorm statistics are averages over ``rows``; refused without BatchNorm."""
-    import copy
-
-    from torch import nn
-
     from .runtime import resolve
-    from .techniques.tuned import recalibrate_batchnorm
+    from .techniques.domain import adabn_copy
 
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in base.module.modules()):
-        raise ParameterError(
-            f"{base.name}: no BatchNorm layers, so there are no statistics to re-estimate; image backbones are "
-            f"adapted by AdaBN only (EfficientNet-Lite, ResNet and other CNNs with BatchNorm)."
-        )
-    bb = copy.deepcopy(base)
-    rt = resolve(device, precision)
-    bb.to(rt.device)
-    source = bb.training_source(rows, progress=progress)
-    recalibrate_batchnorm(bb.module, bb.forward_features, source, batch_size * 4, rt, max_rows=len(rows))
-    bb.invalidate_fingerprint()
-    return bb
+    return adabn_copy(base, rows, batch_size * 4, resolve(device, precision), progress=progress)
 
 
 def _save(adapted: Any, out: Path, record: dict) -> None:

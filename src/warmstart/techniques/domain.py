@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ParameterError
+
 
 def coral_distance(zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the covariances of ``zs`` and ``zt`` (rows are examples), plus that of their
@@ -59,3 +61,32 @@ def coral_hook(
         return value + previous() if previous is not None else value
 
     return loss, handle.remove
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    """Whether ``module`` holds BatchNorm layers that keep running statistics (what AdaBN re-estimates)."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in module.modules()
+    )
+
+
+def adabn_copy(base: Any, rows: Any, batch_size: int, rt: Any, progress: bool = False) -> Any:
+    """A copy of the backbone ``base`` whose BatchNorm statistics are averages over every row of ``rows``, a
+    ``Dataset`` (AdaBN, Li et al. 2016; sample it first: each image is decoded once and kept for the pass);
+    its fingerprint follows the new statistics, so its features have their own feature-cache entries.
+    Refused for backbones without BatchNorm."""
+    import copy
+
+    from .tuned import recalibrate_batchnorm
+
+    if not has_batchnorm(base.module):
+        raise ParameterError(
+            f"{base.name}: no BatchNorm layers, so there are no statistics to re-estimate; AdaBN is for image "
+            f"CNNs with BatchNorm (EfficientNet-Lite, ResNet). Transformers normalise each row on its own."
+        )
+    bb = copy.deepcopy(base)
+    bb.to(rt.device)
+    source = bb.training_source(rows, progress=progress)
+    recalibrate_batchnorm(bb.module, bb.forward_features, source, batch_size, rt, max_rows=len(rows))
+    bb.invalidate_fingerprint()
+    return bb

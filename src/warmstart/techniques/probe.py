@@ -30,6 +30,8 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)
 # unlabelled rows that alignment reads at most (a random sample of them beyond it): enough to estimate a
 # 768-dimensional covariance, and a bound on what 100k unlabelled rows cost to encode
 ALIGN_MAX_ROWS = 10_000
+# rows whose BatchNorm statistics ``align="adabn"`` averages, per domain (a random sample of them beyond it)
+ADABN_MAX_ROWS = 2048
 
 
 @register_technique("probe")
@@ -43,7 +45,10 @@ class LinearProbe(Technique):
     of that domain: ``"mean"`` moves the labelled rows' features by the difference of the two domains' means;
     ``"coral"`` also maps their covariance onto the unlabelled rows' (CORAL, Sun et al. 2016: whiten, then
     re-colour; both covariances shrunk by Ledoit-Wolf, since a few labelled rows cannot estimate one). The
-    head is trained on the moved features and applied to new rows as they are.
+    head is trained on the moved features and applied to new rows as they are. ``"adabn"`` (image CNNs with
+    BatchNorm) encodes each domain with its own BatchNorm statistics (AdaBN, Li et al. 2016): the labelled rows
+    with statistics re-estimated on them, the unlabelled rows and every row predicted later with statistics
+    re-estimated on the unlabelled rows; that backbone is saved inside the artifact.
 
     ``lexical`` (text): ``"tfidf"`` fits the regression on TF-IDF of the words beside the embedding (``lexical.py``);
     ``"pieces"`` reads TF-IDF of the backbone tokenizer's own ids instead of scikit-learn's words (each id a word,
@@ -73,7 +78,7 @@ class LinearProbe(Technique):
         "seed": [Interval(int, 0, None)],
         "progress": [bool],
         "calibrate": ["auto", "none"],
-        "align": ["none", "mean", "coral"],
+        "align": ["none", "mean", "coral", "adabn"],
         "lexical": ["none", "tfidf", "pieces"],
         "lexical_weight": [Interval(float, 0, None, "neither"), "auto"],
         "input_col": [str, None],
@@ -117,16 +122,17 @@ class LinearProbe(Technique):
         self.label_col = label_col
 
     # -- phases ----------------------------------------------------------------------------------------------
-    def features(self, data: Dataset, store: bool = True) -> np.ndarray:
+    def features(self, data: Dataset, store: bool = True, backbone: Backbone | None = None) -> np.ndarray:
         """Backbone features for ``data`` (through the feature cache; ``store=False``: read from it but not
-        written to); ``fit`` resolves the backbone first."""
+        written to); ``fit`` resolves the backbone first. ``backbone``: another than ``backbone_`` (the
+        labelled rows' copy under ``align="adabn"``)."""
         if not hasattr(self, "backbone_"):
             self.backbone_ = resolve_backbone(self.backbone)
         if not hasattr(self, "cache_"):
             self.cache_ = FeatureCache(self.cache_dir, enabled=self.use_cache)
         rt = resolve(self.device, self.precision)
         return self.cache_.get(
-            self.backbone_.to(rt.device),
+            (backbone or self.backbone_).to(rt.device),
             data,
             precision=rt.precision,
             batch_size=self.batch_size,
@@ -146,7 +152,10 @@ class LinearProbe(Technique):
         require_single_label(train, self.name)
         self._check_lexical(train)
         self.classes_ = np.array(sorted(set(train.labels)))
-        X = np.asarray(self.features(train), dtype=np.float64)
+        if self.align == "adabn":
+            X, labelled_bb = self._adabn_features(train, unlabeled), self.labelled_backbone_
+        else:
+            X, labelled_bb = np.asarray(self.features(train), dtype=np.float64), None
         y = encode_labels(train.labels, self.classes_)
         if self.lexical != "none":
             if unlabeled is not None:
@@ -161,7 +170,7 @@ class LinearProbe(Technique):
         val_xy = None
         known = known_label_rows(val, self.classes_)
         if known:
-            Xv = move(np.asarray(self.features(val), dtype=np.float64)[known])
+            Xv = move(np.asarray(self.features(val, backbone=labelled_bb), dtype=np.float64)[known])
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
         self.fit_features(X, y, len(self.classes_), val_xy)
         self._calibrate_head(val_xy)  # temperature scaling on the validation rows
@@ -170,7 +179,45 @@ class LinearProbe(Technique):
             self._calibrate_cross_validated(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
+        self.__dict__.pop("labelled_backbone_", None)
         return self
+
+    def _adabn_features(self, train: Dataset, unlabeled: Any) -> np.ndarray:
+        """``align="adabn"``: the features of ``train`` with each domain's own BatchNorm statistics. Two copies
+        of the backbone: ``labelled_backbone_`` (statistics of the labelled rows) and ``backbone_`` (of the
+        unlabelled rows: the model's from now on). Rows of ``train`` from ``pseudo_from`` on came from the
+        unlabelled rows (self-training's pseudo-labelled rows) and go through the unlabelled rows' copy."""
+        from .domain import adabn_copy
+
+        if unlabeled is None:
+            raise ParameterError(
+                "align='adabn' encodes the unlabelled rows' domain with its own BatchNorm statistics; pass them "
+                "(fit(..., unlabeled=rows); --unlabeled FOLDER on the command line)."
+            )
+        rt, base = resolve(self.device, self.precision), self.backbone_
+        self.base_reference_ = base.reference()
+        size = 4 * (self.batch_size or 32)
+        first = int(getattr(train, "pseudo_from", len(train)))
+        labelled = train if first >= len(train) else train.subset(np.arange(first))
+        target = unlabeled_sample(self._data(unlabeled), self.seed, ADABN_MAX_ROWS)
+        self.labelled_backbone_ = adabn_copy(
+            base, unlabeled_sample(labelled, self.seed, ADABN_MAX_ROWS), size, rt
+        )
+        self.backbone_ = adabn_copy(base, target, size, rt)
+        self.n_unlabeled_ = len(target)
+        parts = getattr(train, "feature_parts", None) or [(labelled, np.arange(len(labelled)))] + (
+            [(train.subset(np.arange(first, len(train))), np.arange(len(train) - first))]
+            if first < len(train)
+            else []
+        )
+        feats, at = [], 0
+        for data, rows in parts:
+            if at < first < at + len(rows):
+                raise ValueError(f"{train.source}: a feature part holds labelled and pseudo-labelled rows.")
+            bb = self.labelled_backbone_ if at < first else None
+            feats.append(np.asarray(self.features(data, backbone=bb), dtype=np.float64)[np.asarray(rows)])
+            at += len(rows)
+        return np.concatenate(feats)
 
     # -- word features beside the embedding (lexical="tfidf") -------------------------------------------------
     def _check_lexical(self, train: Dataset) -> None:
@@ -337,13 +384,15 @@ class LinearProbe(Technique):
 
     def _alignment(self, X: np.ndarray, unlabeled: Any) -> Any:
         """The map of the labelled rows' features onto the unlabelled rows' domain (``align``; identity for
-        "none"); sets ``n_unlabeled_``."""
+        "none" and for "adabn", which aligned the encoder); sets ``n_unlabeled_``."""
+        if self.align == "adabn":
+            return lambda Z: Z
         self.n_unlabeled_ = 0
         if self.align == "none":
             if unlabeled is not None:
                 raise ParameterError(
                     "unlabelled rows given to a probe with align='none', which would ignore them; set "
-                    "align='mean' or 'coral', or use self_train:probe."
+                    "align='mean', 'coral' or (image CNNs) 'adabn', or use self_train:probe."
                 )
             return lambda Z: Z
         if unlabeled is None:
@@ -494,6 +543,14 @@ class LinearProbe(Technique):
         return super().trainable_parameters() + (int(coef.numel()) if coef is not None else 0)
 
     # -- persistence (used by warmstart.artifact) ------------------------------------------------------------
+    def backbone_record(self, embed: bool) -> tuple[dict, bool]:
+        """With ``align="adabn"`` the backbone's BatchNorm statistics are the unlabelled rows': it is saved inside
+        the artifact, with the base backbone recorded beside it."""
+        if self.align != "adabn":
+            return super().backbone_record(embed)
+        base = getattr(self, "base_reference_", None)
+        return {**self.backbone_.reference(), **({"base": base} if base else {})}, True
+
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"head.{k}": v for k, v in self.head_.state_dict().items()}
         if getattr(self, "lexical_coef_", None) is not None:
@@ -509,6 +566,7 @@ class LinearProbe(Technique):
             "temperature": getattr(self, "temperature_", None),
             "temperature_from": getattr(self, "temperature_from_", None),
             **({"n_unlabeled": self.n_unlabeled_} if getattr(self, "n_unlabeled_", 0) else {}),
+            **({"base_backbone": self.base_reference_} if getattr(self, "base_reference_", None) else {}),
             **(
                 {"lexical_weight": self.lexical_weight_, "lexical_vocabulary": self.words_.vocabulary}
                 if getattr(self, "lexical_coef_", None) is not None
@@ -529,6 +587,8 @@ class LinearProbe(Technique):
         est.backbone_ = backbone
         est.classes_ = np.array(classes)
         est.head_ = LinearHead.from_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        if (fitted or {}).get("base_backbone"):
+            est.base_reference_ = fitted["base_backbone"]
         if "lexical.coef" in tensors:
             from ..lexical import PieceTfidf, Tfidf
 
