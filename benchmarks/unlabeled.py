@@ -53,6 +53,8 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     # image CNNs: each domain encoded with its own BatchNorm statistics (``align="adabn"``), alone and self-trained
     "adabn": (False, False, "probe", {"align": "adabn"}),
     "adabn+self_train": (False, True, "probe", {"align": "adabn"}),
+    "adabn+coral": (False, False, "probe", {"align": "adabn+coral"}),
+    "adabn+coral+self_train": (False, True, "probe", {"align": "adabn+coral"}),
     "finetune": (False, False, "finetune", {}),
     "finetune+coral": (False, False, "finetune", {"align": "coral"}),
     "finetune+self_train": (False, True, "finetune", {}),

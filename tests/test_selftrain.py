@@ -322,6 +322,11 @@ def test_adabn_probe_encodes_each_domain_with_its_own_batchnorm_statistics(tiny_
         mp.setattr(LinearProbe, "features", spy)
         get_technique("probe", align="adabn", **kw).fit(train, val=val, unlabeled=pool)
     assert dict(seen)["val"] == dict(seen)["labelled"] == source.fingerprint()
+    # adabn+coral then moves the labelled rows' features onto the unlabelled rows' (their mean, first of all)
+    both = get_technique("probe", align="adabn+coral", **kw).fit(train, unlabeled=pool)
+    Xt = target.encode(pool, progress=False)
+    np.testing.assert_allclose(both.head_.mean.numpy(), Xt.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_bn_means(both.backbone_), _bn_means(target), atol=1e-5)
     # the artifact holds the adapted backbone, and says which one it came from
     save_artifact(probe, tmp_path / "a")
     ref = json.loads((tmp_path / "a" / "backbone.json").read_text())

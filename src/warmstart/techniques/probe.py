@@ -48,7 +48,8 @@ class LinearProbe(Technique):
     head is trained on the moved features and applied to new rows as they are. ``"adabn"`` (image CNNs with
     BatchNorm) encodes each domain with its own BatchNorm statistics (AdaBN, Li et al. 2016): the labelled rows
     with statistics re-estimated on them, the unlabelled rows and every row predicted later with statistics
-    re-estimated on the unlabelled rows; that backbone is saved inside the artifact.
+    re-estimated on the unlabelled rows; that backbone is saved inside the artifact. ``"adabn+coral"`` then maps
+    the labelled rows' features onto the unlabelled rows' as ``"coral"`` does.
 
     ``lexical`` (text): ``"tfidf"`` fits the regression on TF-IDF of the words beside the embedding (``lexical.py``);
     ``"pieces"`` reads TF-IDF of the backbone tokenizer's own ids instead of scikit-learn's words (each id a word,
@@ -78,7 +79,7 @@ class LinearProbe(Technique):
         "seed": [Interval(int, 0, None)],
         "progress": [bool],
         "calibrate": ["auto", "none"],
-        "align": ["none", "mean", "coral", "adabn"],
+        "align": ["none", "mean", "coral", "adabn", "adabn+coral"],
         "lexical": ["none", "tfidf", "pieces"],
         "lexical_weight": [Interval(float, 0, None, "neither"), "auto"],
         "input_col": [str, None],
@@ -152,7 +153,7 @@ class LinearProbe(Technique):
         require_single_label(train, self.name)
         self._check_lexical(train)
         self.classes_ = np.array(sorted(set(train.labels)))
-        if self.align == "adabn":
+        if self.align.startswith("adabn"):
             X, labelled_bb = self._adabn_features(train, unlabeled), self.labelled_backbone_
         else:
             X, labelled_bb = np.asarray(self.features(train), dtype=np.float64), None
@@ -402,7 +403,7 @@ class LinearProbe(Technique):
             )
         T = np.asarray(self.features(unlabeled_sample(self._data(unlabeled), self.seed)))
         self.n_unlabeled_ = len(T)
-        return domain_map(X, T.astype(np.float64), self.align)
+        return domain_map(X, T.astype(np.float64), self.align.removeprefix("adabn+"))
 
     def _calibrate_cross_validated(self, X: np.ndarray, y: np.ndarray) -> None:
         """Without validation rows (``calibrate="auto"``): the temperature that best fits the out-of-fold
@@ -546,7 +547,7 @@ class LinearProbe(Technique):
     def backbone_record(self, embed: bool) -> tuple[dict, bool]:
         """With ``align="adabn"`` the backbone's BatchNorm statistics are the unlabelled rows': it is saved inside
         the artifact, with the base backbone recorded beside it."""
-        if self.align != "adabn":
+        if not self.align.startswith("adabn"):
             return super().backbone_record(embed)
         base = getattr(self, "base_reference_", None)
         return {**self.backbone_.reference(), **({"base": base} if base else {})}, True
