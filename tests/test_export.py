@@ -102,6 +102,78 @@ def test_failed_parity_is_loud_and_writes_nothing(tiny_bert_dir, text_data, text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx")]
 
 
+def test_a_model_that_sensitive_to_rounding_is_checked_against_fp64(
+    tiny_bert_dir, text_data, text_test, tmp_path, monkeypatch
+):
+    """Where PyTorch fp32 itself is off the exact (fp64) result by more than ``atol``, the export is judged
+    against fp64 instead, within ten times PyTorch fp32's own error; a wrong graph is still refused."""
+    import warmstart.export as ex
+
+    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
+    real = ex._torch_proba
+
+    def rounded(pipe, bb, rows, batch_size, dtype=torch.float32):  # fp32 as coarse as a deep model's can be
+        out = real(pipe, bb, rows, batch_size, dtype)
+        if dtype == torch.float32:
+            out = out + np.where(np.arange(out.shape[1]) == 0, 3e-4, -3e-4 / (out.shape[1] - 1))
+        return out.astype(np.float32)
+
+    monkeypatch.setattr(ex, "_torch_proba", rounded)
+    rep = export_onnx(art, tmp_path / "onnx", data=text_test, rounds=1)
+    fp = rep.parity["fp32"]
+    assert fp["max_abs_diff"] > 1e-4 and fp["reference"] == "torch fp64"
+    assert 2.9e-4 < fp["torch_fp32_vs_fp64"] < 3.1e-4 and fp["allowed"] == pytest.approx(
+        10 * fp["torch_fp32_vs_fp64"]
+    )
+    assert fp["fp64_max_abs_diff"] < 1e-5 and fp["fp64_argmax_agreement"] == 1.0
+    assert fp["fp64_near_ties_flipped"] == 0
+    meta = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert meta["parity"]["fp32"]["reference"] == "torch fp64"
+    assert "vs the model in fp64" in rep.summary()
+    # ten times that noise is the most it forgives: a graph 5e-3 off is refused
+    skew = ex._torch_export
+
+    def skewed(pipe, bb, path):
+        with torch.no_grad():
+            pipe.head.linear.bias.add_(torch.tensor([0.03, 0.0, -0.03]))
+            skew(pipe, bb, path)
+            pipe.head.linear.bias.sub_(torch.tensor([0.03, 0.0, -0.03]))
+
+    monkeypatch.setattr(ex, "_torch_export", skewed)
+    with pytest.raises(ExportError, match="against the model in fp64"):
+        export_onnx(art, tmp_path / "onnx2", data=text_test, rounds=1)
+    assert not (tmp_path / "onnx2").exists()
+
+
+def test_fp64_parity_forgives_only_near_ties_and_rounding_sized_differences():
+    from pathlib import Path
+
+    from warmstart.export import _check_parity
+
+    exact = np.array([[0.5, 0.499, 0.001], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5]])
+    ref = exact + np.array([[4e-4, -4e-4, 0], [0, 0, 0], [0, 0, 0]])  # PyTorch fp32: 4e-4 off, over atol
+    # ONNX swaps the first row's near tie (0.001 apart, within 10 x 4e-4): accepted, and counted
+    onnx = exact + np.array([[-1e-3, 1e-3, 0], [0, 0, 0], [0, 0, 0]])
+    fp = {"max_abs_diff": float(np.abs(onnx - ref).max()), "argmax_agreement": 2 / 3}
+    _check_parity(Path("a"), fp, onnx, ref, lambda: exact, 1e-4)
+    assert fp["fp64_near_ties_flipped"] == 1 and fp["allowed"] == pytest.approx(4e-3)
+    assert fp["fp64_argmax_agreement"] == pytest.approx(2 / 3)
+    # a swap the exact model does not call close is refused, however small the probabilities' difference
+    wide = np.array([[0.5, 0.49, 0.01], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5]])
+    onnx = wide + np.array([[-6e-3, 6e-3, 0], [0, 0, 0], [0, 0, 0]])
+    fp = {"max_abs_diff": 1.0, "argmax_agreement": 2 / 3}
+    with pytest.raises(ExportError, match="another top class on 1 row"):
+        _check_parity(Path("a"), fp, onnx, wide + (ref - exact), lambda: wide, 1e-4)
+    # so is one rounding-sized swap where the probabilities are off by more than allowed elsewhere
+    onnx = exact + np.array([[-1e-3, 1e-3, 0], [0, 0, 0], [-5e-3, 0, 5e-3]])
+    with pytest.raises(ExportError, match="allowed 0.004"):
+        _check_parity(
+            Path("a"), {"max_abs_diff": 1.0, "argmax_agreement": 0.5}, onnx, ref, lambda: exact, 1e-4
+        )
+    # a model within atol of PyTorch is never compared with fp64
+    _check_parity(Path("a"), {"max_abs_diff": 5e-5, "argmax_agreement": 1.0}, ref, ref, None, 1e-4)
+
+
 def test_export_needs_held_out_rows_and_a_complete_artifact(tiny_bert_dir, text_data, text_test, tmp_path):
     art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
     with pytest.raises(ExportError, match="held-out"):

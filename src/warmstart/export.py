@@ -18,7 +18,10 @@ normalisation ``(x - mean) / std`` is inside the graph. ``OnnxModel`` does this 
 
 The parity check runs the artifact in PyTorch (fp32) and the exported folder through ``OnnxModel`` (its own
 tokenizer or image preprocessing) on the same held-out rows, and refuses the export unless the largest
-absolute difference of any probability is at most ``atol`` and every row's most probable class is the same.
+absolute difference of any probability is at most ``atol`` and every row's most probable class is the same. A
+model that fails it may be one whose fp32 result is that sensitive to rounding; it still passes if, against the
+same model computed in fp64, the ONNX model is within ten times PyTorch fp32's own distance, with fp64's top
+class on every row but near ties (``_check_parity``).
 The int8 model is lossy by design: its agreement and the accuracy change it causes on the labelled rows are
 measured and reported, not required.
 """
@@ -164,6 +167,11 @@ class ExportReport:
                 f"{p['argmax_agreement']:.2%} of rows, {self.rows_per_second[name]:.0f} rows/s "
                 f"({self.onnx_bytes[name] / 1e6:.1f} MB)"
             )
+            if p.get("reference") == "torch fp64":
+                lines.append(
+                    f"        vs the model in fp64: max |dp| {p['fp64_max_abs_diff']:.2e} (allowed "
+                    f"{p['allowed']:.2e}, {NOISE_FACTOR:g} times PyTorch fp32's own {p['torch_fp32_vs_fp64']:.2e})"
+                )
         lines.append(f"  torch fp32: {self.rows_per_second['torch']:.0f} rows/s")
         if self.accuracy:
             acc = "   ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items())
@@ -283,13 +291,14 @@ def export_onnx(
             }
             for name, p in probas.items()
         }
-        fp = parity["fp32"]
-        if not (fp["max_abs_diff"] <= atol and fp["argmax_agreement"] == 1.0):
-            raise ExportError(
-                f"{src}: the ONNX model does not reproduce PyTorch on {len(rows)} held-out rows: max |dp| "
-                f"{fp['max_abs_diff']:.3g} (allowed {atol:g}), same top class on {fp['argmax_agreement']:.2%} "
-                f"of rows (required 100%). Nothing was written. Report this with the backbone and technique."
-            )
+        _check_parity(
+            src,
+            parity["fp32"],
+            probas["fp32"],
+            ref,
+            lambda: _torch_proba(pipe, bb, rows, batch_size, torch.float64),
+            atol,
+        )
         report = ExportReport(
             folder=str(out),
             rows=len(rows),
@@ -318,6 +327,49 @@ def export_onnx(
         }
         _write_records(tmp, {**record, **report.to_dict()})
     return report
+
+
+# how many times PyTorch fp32's own rounding error (against fp64) the ONNX model's may be, where the direct check
+# fails: the graph computes the same function in fp32 in another order, with BatchNorm folded into the convolution
+# weights by the exporter (3.8 times PyTorch's error, measured on an EfficientNet-Lite0 whose BatchNorm statistics came from
+# MNIST digits); a wrong head or preprocessing is off by far more than ten times rounding error
+NOISE_FACTOR = 10.0
+
+
+def _check_parity(src: Path, fp: dict, onnx: np.ndarray, ref: np.ndarray, exact: Any, atol: float) -> None:
+    """Refuse the export (``ExportError``) unless the ONNX probabilities ``onnx`` match PyTorch fp32's ``ref``:
+    every difference at most ``atol`` and the same top class on every row. Where that fails, the model may be
+    one whose fp32 result is that sensitive to rounding (a deep network whose head reads features of tiny
+    spread): then both are compared with the same model in fp64 (``exact()``), and the export passes when the
+    ONNX model is within ``allowed`` = max(``atol``, ``NOISE_FACTOR`` times PyTorch fp32's own distance from
+    fp64) and has fp64's top class on every row but near ties (rows where fp64's probability of ONNX's top
+    class is within ``allowed`` of its own top class's). ``fp`` (the fp32 parity record) gains what that
+    comparison measured."""
+    if fp["max_abs_diff"] <= atol and fp["argmax_agreement"] == 1.0:
+        return
+    p64 = np.asarray(exact(), dtype=np.float64)
+    noise = float(np.abs(ref - p64).max())
+    rows = np.arange(len(p64))
+    flipped = onnx.argmax(1) != p64.argmax(1)
+    gap = p64[rows, p64.argmax(1)] - p64[rows, onnx.argmax(1)]
+    fp.update(
+        reference="torch fp64",
+        fp64_max_abs_diff=float(np.abs(onnx - p64).max()),
+        fp64_argmax_agreement=float(1.0 - flipped.mean()),
+        torch_fp32_vs_fp64=noise,
+        allowed=max(atol, NOISE_FACTOR * noise),
+    )
+    fp["fp64_near_ties_flipped"] = int((flipped & (gap <= fp["allowed"])).sum())
+    far = int((flipped & (gap > fp["allowed"])).sum())
+    if fp["fp64_max_abs_diff"] <= fp["allowed"] and far == 0:
+        return
+    raise ExportError(
+        f"{src}: the ONNX model does not reproduce PyTorch on {len(ref)} held-out rows: max |dp| "
+        f"{fp['max_abs_diff']:.3g} (allowed {atol:g}), same top class on {fp['argmax_agreement']:.2%} of rows "
+        f"(required 100%); against the model in fp64 max |dp| {fp['fp64_max_abs_diff']:.3g} (allowed "
+        f"{fp['allowed']:.3g}: {NOISE_FACTOR:g} times PyTorch fp32's own {noise:.3g}), another top class on "
+        f"{far} row(s) that are not near ties. Nothing was written. Report this with the backbone and technique."
+    )
 
 
 def _write_records(folder: Path, export: dict) -> None:
@@ -409,16 +461,22 @@ def _torch_export(pipe: _Pipeline, bb: Any, path: Path) -> None:
         )
 
 
-def _torch_proba(pipe: _Pipeline, bb: Any, rows: Any, batch_size: int) -> np.ndarray:
-    """PyTorch fp32 probabilities with the artifact's own preprocessing (batch_source), length-sorted."""
+def _torch_proba(
+    pipe: _Pipeline, bb: Any, rows: Any, batch_size: int, dtype: torch.dtype = torch.float32
+) -> np.ndarray:
+    """PyTorch fp32 probabilities with the artifact's own preprocessing (batch_source), length-sorted; with
+    ``dtype=torch.float64`` those of a float64 copy of ``pipe``, on float64 inputs (the exact model)."""
+    if dtype != torch.float32:
+        pipe = copy.deepcopy(pipe).to(dtype)
     source = bb.batch_source(rows)
     n = len(source)
     order = np.argsort(-source.lengths, kind="stable") if source.lengths is not None else np.arange(n)
-    out = np.empty((n, pipe.head(torch.zeros(1, bb.num_features)).shape[1]), dtype=np.float32)
+    out = np.empty((n, pipe.head(torch.zeros(1, bb.num_features, dtype=dtype)).shape[1]), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            out[idx] = pipe(*bb.graph_args(source.collate(idx))).float().numpy()
+            args = [a.to(dtype) if a.is_floating_point() else a for a in bb.graph_args(source.collate(idx))]
+            out[idx] = pipe(*args).float().numpy()
     return out
 
 
