@@ -37,10 +37,11 @@ from ..data.labels import all_classes, is_multilabel, multi_hot
 from ..errors import ParameterError
 from ..runtime import one_blas_thread
 from .base import Interval, encode_labels, register_technique, resolve_backbone
+from .domain import recalibrate_batchnorm
 from .head import LinearHead
 from .probe import LinearProbe
 from .train import Checkpointer, Hooks, train
-from .tuned import Classifier, TunedTechnique, recalibrate_batchnorm
+from .tuned import Classifier, TunedTechnique
 
 # The head sees the tuned, L2-normalised embeddings centred but not standardised (features of std ~0.05), so
 # C=1 regularises strongly, as a few rows per class need: on 3 seeds of VADER amazon at 8 per class, per-feature

@@ -1,4 +1,5 @@
-"""Domain alignment while fine-tuning: Deep CORAL (Sun and Saenko 2016) against unlabelled rows of the test domain.
+"""Domain alignment: Deep CORAL (Sun and Saenko 2016) against unlabelled rows of the test domain while fine-tuning,
+and BatchNorm statistics re-estimated on a domain's rows (``recalibrate_batchnorm``; AdaBN: ``adabn_copy``).
 
 Each optimizer step also passes a batch of unlabelled target rows through the backbone, and the loss gains the
 distance between the two batches' feature statistics: the squared differences of their covariances and of their
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,8 +79,6 @@ def adabn_copy(base: Any, rows: Any, batch_size: int, rt: Any, progress: bool = 
     Refused for backbones without BatchNorm."""
     import copy
 
-    from .tuned import recalibrate_batchnorm
-
     if not has_batchnorm(base.module):
         raise ParameterError(
             f"{base.name}: no BatchNorm layers, so there are no statistics to re-estimate; AdaBN is for image "
@@ -90,3 +90,40 @@ def adabn_copy(base: Any, rows: Any, batch_size: int, rt: Any, progress: bool = 
     recalibrate_batchnorm(bb.module, bb.forward_features, source, batch_size, rt, max_rows=len(rows))
     bb.invalidate_fingerprint()
     return bb
+
+
+def recalibrate_batchnorm(
+    model: nn.Module,
+    forward: Any,
+    source: Any,
+    batch_size: int,
+    rt: Any = None,
+    max_rows: int = 2048,
+) -> None:
+    """Recompute the BatchNorm running statistics of ``model`` as exact averages over (up to ``max_rows``)
+    training rows, running ``forward(**batch)``. A no-op for models without BatchNorm.
+
+    Training uses batch statistics, but inference uses running averages updated with a small momentum (0.01 for
+    the TF-ported EfficientNet) that still remember the pretraining data after hundreds of steps. Done before
+    training (as in AdaBN, Li et al. 2016) the head is standardised on features that match what training sees;
+    done after it (and before each validation), evaluation matches training.
+    """
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not bns or len(source) == 0:
+        return
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    rows = np.arange(min(len(source), max_rows))
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = source.collate(rows[start : start + batch_size])
+            forward(**(rt.to_device(batch) if rt is not None else batch))
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
+        m.eval()

@@ -45,7 +45,7 @@ from .base import (
     require_single_label,
     resolve_backbone,
 )
-from .domain import coral_hook
+from .domain import coral_hook, recalibrate_batchnorm
 from .head import LinearHead
 from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
@@ -685,40 +685,3 @@ def set_standardisation(head: LinearHead, features: np.ndarray) -> None:
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(features.mean(0)))
         head.scale.fill_(scale)
-
-
-def recalibrate_batchnorm(
-    model: nn.Module,
-    forward: Any,
-    source: BatchSource,
-    batch_size: int,
-    rt: Runtime | None = None,
-    max_rows: int = 2048,
-) -> None:
-    """Recompute the BatchNorm running statistics of ``model`` as exact averages over (up to ``max_rows``)
-    training rows, running ``forward(**batch)``. A no-op for models without BatchNorm.
-
-    Training uses batch statistics, but inference uses running averages updated with a small momentum (0.01 for
-    the TF-ported EfficientNet) that still remember the pretraining data after hundreds of steps. Done before
-    training (as in AdaBN, Li et al. 2016) the head is standardised on features that match what training sees;
-    done after it (and before each validation), evaluation matches training.
-    """
-    bns = [
-        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
-    if not bns or len(source) == 0:
-        return
-    momenta = [m.momentum for m in bns]
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-        m.train()
-    rows = np.arange(min(len(source), max_rows))
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = source.collate(rows[start : start + batch_size])
-            forward(**(rt.to_device(batch) if rt is not None else batch))
-    for m, momentum in zip(bns, momenta, strict=True):
-        m.momentum = momentum
-        m.eval()
