@@ -319,14 +319,36 @@ def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp
     (tmp_path / "empty.json").write_text(" [ ] ")
     with pytest.raises(DataError, match="cannot tell which column holds the text"):
         stream_texts(tmp_path / "empty.json")
+    # {"data": [...]} streams too, the keys before "data" skipped (within the first JSON_BLOCK bytes)
     wrapped = tmp_path / "wrapped.json"
-    wrapped.write_text(json.dumps({"data": [{"text": t} for t in texts]}))
-    assert not streams(wrapped, "utf-8") and load_unlabeled(str(wrapped), "text").inputs == texts
+    wrapped.write_text(json.dumps({"data": [{"text": t} for t in texts], "version": 2}))
+    got = load_unlabeled(str(wrapped), "text")
+    assert streams(wrapped, "utf-8") and isinstance(got.inputs, TextRows) and list(got.inputs) == texts
+    assert got.inputs.take([12, 3]) == [texts[12], texts[3]]
+    monkeypatch.setattr("warmstart.data.stream.JSON_BLOCK", 64)
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps({"v": [1, {"a": "]"}], "data": [{"text": t} for t in texts]}, indent=1))
+    assert streams(later, "utf-8") and list(load_unlabeled(str(later), "text").inputs) == texts
+    # what does not stream is read whole, as before: "data" found too late, columns, "data" not an array
+    late = tmp_path / "late.json"
+    late.write_text(json.dumps({"notes": "x" * 80, "data": [{"text": t} for t in texts]}))
+    assert not streams(late, "utf-8") and load_unlabeled(str(late), "text").inputs == texts
+    columns = tmp_path / "columns.json"
+    columns.write_text(json.dumps({"text": {str(n): t for n, t in enumerate(texts)}}))
+    assert not streams(columns, "utf-8") and load_unlabeled(str(columns), "text").inputs == texts
+    (tmp_path / "flat.json").write_text('{"data": "one text"}')
+    assert not streams(tmp_path / "flat.json", "utf-8")
+    with pytest.raises(DataError, match="JSON must be a list of objects"):
+        load_unlabeled(str(tmp_path / "flat.json"), "text")
     for body, says in [
         ('[{"text": "a"}, "b"]', r'expected an object \({"text": ...}\) at byte 16'),
         ('[{"text": "a"} {"text": "b"}]', r"expected ',' or ']' after the element at byte 15"),
         ('[{"text": "a"}, {"text": "b', r"the element at byte 16 is not valid JSON \(Unterminated string"),
         ('[{"text": "a"}, {"text": 3}]', r"holds a int in data row 2"),
+        ('{"data": [{"text": "a"}, 7]}', r'expected an object \({"text": ...}\) at byte 25'),
+        ('{"v": 1 "data": []}', r'expected a "data" key holding the array at byte 8'),
+        ('{"v": [1, "data": []}', r"the value of key 'v' at byte 6 is not valid JSON"),
+        ('{"data" [{"text": "a"}]}', r"expected ':' after a key at byte 8"),
     ]:
         (tmp_path / "bad.json").write_text(body)
         with pytest.raises(DataError, match=says):

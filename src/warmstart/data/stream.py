@@ -61,16 +61,28 @@ def streams(path: str | Path, encoding: str) -> bool:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if not (newline and fmt in STREAM_FORMATS and Path(path).is_file()):
         return False
-    return fmt != "json" or _json_array(Path(path))
+    return fmt != "json" or _json_array(Path(path), encoding)
 
 
-def _json_array(path: Path) -> bool:
-    """Whether a JSON document is one array (it streams; ``{"data": [...]}`` and columns are read whole)."""
+def _json_array(path: Path, encoding: str) -> bool:
+    """Whether a JSON document streams: one array (``[{...}, ...]``), or an object whose ``"data"`` key holds
+    one, found within the document's first ``JSON_BLOCK`` bytes (other keys before it are skipped). Anything
+    else (a table of columns, ``"data"`` found later or not an array, broken JSON) is read whole, by
+    ``load_text``, which says what is wrong with it."""
     with open(path, "rb") as f:
         while block := f.read(1 << 16):
             if head := block.lstrip(b" \t\r\n"):
-                return head[:1] == b"["
-    return False
+                break
+        else:
+            return False
+        if head[:1] != b"{":
+            return head[:1] == b"["
+        f.seek(0)
+        try:
+            next(_json_elements(f, 0, encoding, path, find_within=JSON_BLOCK), None)
+        except DataError:
+            return False
+    return True
 
 
 def stream_texts(
@@ -587,11 +599,15 @@ def _records_from(
         yield start, 0, fields[column] if column is not None and column < len(fields) else ""
 
 
-def _json_elements(f: Any, at: int, encoding: str, path: Path) -> Iterator[tuple[int, dict]]:
-    """The objects of a JSON document that is one array of them (``[{"text": ...}, ...]``), each with the byte
-    where it starts: from the file's start (``at`` 0: the array's ``[`` first), or from the element starting at
-    byte ``at``. The file is decoded a block at a time and each element parsed on its own (``raw_decode``), so
-    only one block and one element are in memory; the array's ``,`` and ``]`` are checked."""
+def _json_elements(
+    f: Any, at: int, encoding: str, path: Path, find_within: int | None = None
+) -> Iterator[tuple[int, dict]]:
+    """The objects of a JSON document that is one array of them (``[{"text": ...}, ...]``) or an object whose
+    ``"data"`` key holds that array, each with the byte where it starts: from the file's start (``at`` 0: the
+    array's ``[`` first, the object's other keys skipped, each value parsed on its own), or from the element
+    starting at byte ``at``. The file is decoded a block at a time and each element parsed on its own
+    (``raw_decode``), so only one block and one element are in memory; the array's ``,`` and ``]`` are
+    checked. ``find_within``: refuse (``DataError``) an object whose array starts after that many bytes."""
     decoder, codec = json.JSONDecoder(), codecs.getincrementaldecoder(encoding)()
     buf, i, start, eof = "", 0, at, False  # ``start``: the byte where buf[i] is
 
@@ -626,30 +642,53 @@ def _json_elements(f: Any, at: int, encoding: str, path: Path) -> Iterator[tuple
 
     def expect(what: str) -> None:
         raise DataError(
-            f"{path}: expected {what} at byte {start}; a JSON file streams as one array of objects."
+            f"{path}: expected {what} at byte {start}; a JSON file streams as one array of objects, or an "
+            f'object whose "data" key holds one.'
         )
 
-    if at == 0:
-        if skip_space() != "[":
-            expect("'['")
+    def value(what: str) -> Any:
+        """The JSON value at ``i`` (reading on while the buffer holds only part of it); moves past it."""
+        nonlocal i, start
+        while True:
+            try:
+                obj, end = decoder.raw_decode(buf, i)
+                break
+            except json.JSONDecodeError as e:
+                if not fill(len(buf) - i + 1):
+                    raise DataError(f"{path}: the {what} at byte {start} is not valid JSON ({e.msg}).") from e
+        start += len(buf[i:end].encode(encoding))
+        i = end
+        return obj
+
+    def step(char: str, what: str) -> None:
+        """Move past ``char``, the next character that is not white space (else refuse, naming ``what``)."""
+        nonlocal i, start
+        if skip_space() != char:
+            expect(what)
         i, start = i + 1, start + 1
+
+    if at == 0:
+        if skip_space() == "{":  # {"data": [...]}: skip the keys before it
+            step("{", "'{'")
+            while True:
+                if skip_space() != '"' or (find_within is not None and start > find_within):
+                    expect('a "data" key holding the array')
+                key = value("key")
+                step(":", "':' after a key")
+                if key == "data":
+                    break
+                skip_space()
+                value(f"value of key {key!r}")
+                step(",", 'a "data" key holding the array')
+        step("[", "'['")
         if skip_space() == "]":
             return
     while True:
         if skip_space() != "{":
             expect('an object ({"text": ...})')
-        while True:  # parse the element, reading on while the buffer holds only part of it
-            try:
-                rec, end = decoder.raw_decode(buf, i)
-                break
-            except json.JSONDecodeError as e:
-                if not fill(len(buf) - i + 1):
-                    raise DataError(
-                        f"{path}: the element at byte {start} is not valid JSON ({e.msg})."
-                    ) from e
-        yield start, rec
-        start += len(buf[i:end].encode(encoding))
-        i = end
+        here = start
+        rec = value("element")
+        yield here, rec
         after = skip_space()
         if after == "]":
             return
