@@ -393,6 +393,38 @@ def test_a_hugging_face_image_column_streams_decoded_when_used(tmp_path, tiny_im
         load_unlabeled(str(tmp_path / "pics"), "image", Columns(text_col="label"))
 
 
+def test_hugging_face_images_stored_as_arrays_load_and_stream(tmp_path):
+    """Images in a Hugging Face array column (``Array3D`` colour, ``Array2D`` grey) are images, not texts: the
+    labelled loader reads them as an array of them in memory is read, and as unlabelled rows they stay in the data set's files,
+    read when used."""
+    hf = pytest.importorskip("datasets")
+    from warmstart.data import from_arrays
+    from warmstart.data.load import Columns, load
+    from warmstart.data.stream import HFRows
+
+    rng = np.random.default_rng(0)
+    colour, grey = (
+        rng.integers(0, 256, (6, 8, 8, 3)).astype(np.uint8),
+        rng.integers(0, 256, (6, 9, 7)).astype(np.uint8),
+    )
+    for name, imgs, kind in [
+        ("colour", colour, hf.Array3D((8, 8, 3), "uint8")),
+        ("grey", grey, hf.Array2D((9, 7), "uint8")),
+    ]:
+        feats = hf.Features({"pixels": kind, "label": hf.Value("string")})
+        hf.Dataset.from_dict({"pixels": list(imgs), "label": list("abcabc")}, features=feats).save_to_disk(
+            str(tmp_path / name)
+        )
+        whole, _ = load(str(tmp_path / name), Columns())
+        want = np.stack(from_arrays(imgs).inputs)  # as an array of the images in memory is held
+        assert whole.modality == "image" and whole.labels == list("abcabc")
+        np.testing.assert_array_equal(np.stack(whole.inputs), want)
+        got = load_unlabeled(str(tmp_path / name), "image")
+        assert isinstance(got.inputs, HFRows) and got.labels is None
+        np.testing.assert_array_equal(np.stack(got.inputs.take([5, 0])), want[[5, 0]])
+        assert got.fingerprint() == whole.without_labels().fingerprint()
+
+
 def test_what_the_whole_file_loader_decides_the_streamed_rows_decide_too(tmp_path):
     """The cases the streamed reader decides on its own, each as ``load_text`` does: the text column of JSON
     records by which keys hold text in every row, a short CSV row's missing text, a line's later pieces read on

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -274,14 +275,19 @@ def _images(inputs: Any, labels: list[Any] | None, source: str, flag: str) -> Da
 
 
 def image_item(v: Any, i: int, source: str, flag: str = "--text-col") -> Any:
-    """One image input as a ``Dataset`` holds it: a path as text, a PIL image or an (H, W[, C]) array as
-    (H, W, 3) uint8; anything else is refused, naming row ``i`` (counting from 0) of ``source``."""
+    """One image input as a ``Dataset`` holds it: a path as text, a PIL image or an (H, W[, C]) array (or nested
+    lists of numbers, as a Hugging Face array column gives them) as (H, W, 3) uint8; anything else is refused,
+    naming row ``i`` (counting from 0) of ``source``."""
     from .image import from_arrays, to_rgb8
 
     if isinstance(v, (str, Path)):
         return str(v)
     if type(v).__module__.startswith("PIL."):
         return to_rgb8(v)
+    if isinstance(v, list) and v and isinstance(v[0], list):
+        with contextlib.suppress(ValueError, TypeError):
+            nested = np.asarray(v)
+            v = nested if nested.dtype.kind in "uif" else v
     if isinstance(v, np.ndarray) and v.ndim in (2, 3):
         return from_arrays(v[None], source=f"{source} row {i}").inputs[0]
     shape = f" of shape {v.shape}" if isinstance(v, np.ndarray) else ""

@@ -209,9 +209,13 @@ def _split_name(ds: Any, where: str, cols: Columns) -> str:
     return split
 
 
+# Hugging Face feature types whose rows are images: files or bytes (``Image``) and arrays (H, W[, C])
+HF_IMAGE_FEATURES = ("Image", "Array2D", "Array3D")
+
+
 def _hf_streams(split: Any, cols: Columns) -> bool:
-    """Whether ``stream_hf`` reads this split: texts, or images in an ``Image`` column (decoded when used);
-    images stored otherwise (arrays) are read whole, as is a split whose input column ``load`` cannot tell."""
+    """Whether ``stream_hf`` reads this split: texts, or images in an ``Image`` or array column (decoded or read
+    when used); a split whose input column ``load`` cannot tell is read whole (``load`` says why)."""
     from .inputs import _pick_columns
 
     if _hf_modality(split, cols) == "text":
@@ -223,15 +227,16 @@ def _hf_streams(split: Any, cols: Columns) -> bool:
         ]
     except DataError:
         return False  # ``load`` says why
-    return type(split.features[column]).__name__ == "Image"
+    return type(split.features[column]).__name__ in HF_IMAGE_FEATURES
 
 
 def _hf_modality(split: Any, cols: Columns) -> str:
-    """ "image" when the input column (``cols.text_col``, or any column when it is not named) holds images."""
+    """ "image" when the input column (``cols.text_col``, or any column when it is not named) holds images (an
+    ``Image`` or a 2-d or 3-d array column)."""
     kinds = {c: type(f).__name__ for c, f in split.features.items()}
     if cols.text_col is not None:
-        return "image" if kinds.get(cols.text_col) == "Image" else "text"
-    return "image" if "Image" in kinds.values() else "text"
+        return "image" if kinds.get(cols.text_col) in HF_IMAGE_FEATURES else "text"
+    return "image" if set(kinds.values()) & set(HF_IMAGE_FEATURES) else "text"
 
 
 def _rows(split: Any, where: str, cols: Columns, require_labels: bool) -> Dataset:
