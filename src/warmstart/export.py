@@ -170,7 +170,8 @@ class ExportReport:
             if p.get("reference") == "torch fp64":
                 lines.append(
                     f"        vs the model in fp64: max |dp| {p['fp64_max_abs_diff']:.2e} (allowed "
-                    f"{p['allowed']:.2e}, {NOISE_FACTOR:g} times PyTorch fp32's own {p['torch_fp32_vs_fp64']:.2e})"
+                    f"{p['allowed']:.2e}, {NOISE_FACTOR:g} times PyTorch fp32's own {p['torch_fp32_vs_fp64']:.2e}), "
+                    f"its top class on every row but {p['fp64_near_ties_flipped']} near tie(s)"
                 )
         lines.append(f"  torch fp32: {self.rows_per_second['torch']:.0f} rows/s")
         if self.accuracy:
