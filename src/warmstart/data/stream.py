@@ -36,7 +36,7 @@ import os
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -608,93 +608,103 @@ def _json_elements(
     starting at byte ``at``. The file is decoded a block at a time and each element parsed on its own
     (``raw_decode``), so only one block and one element are in memory; the array's ``,`` and ``]`` are
     checked. ``find_within``: refuse (``DataError``) an object whose array starts after that many bytes."""
-    decoder, codec = json.JSONDecoder(), codecs.getincrementaldecoder(encoding)()
-    buf, i, start, eof = "", 0, at, False  # ``start``: the byte where buf[i] is
-
-    def fill(need: int) -> bool:
-        """Whether ``buf`` holds ``need`` characters from ``i`` (reading blocks of the file until it does)."""
-        nonlocal buf, i, eof
-        while len(buf) - i < need and not eof:
-            block = f.read(JSON_BLOCK)
-            eof = not block
-            try:
-                buf = buf[i:] + codec.decode(block, final=eof)
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}: the text after byte {start} is not valid {encoding}. Re-save the file as UTF-8, or "
-                    f"pass its real encoding, e.g. --encoding latin-1."
-                ) from e
-            i = 0
-        return len(buf) - i >= need
-
-    def skip_space() -> str:
-        """The next character that is not white space (moving ``i`` and ``start`` to it), or "" at the end."""
-        nonlocal i, start
-        while fill(1):
-            j = i
-            while j < len(buf) and buf[j] in " \t\r\n":
-                j += 1
-            start += j - i  # white space is one byte a character in the encodings that stream
-            i = j
-            if i < len(buf):
-                return buf[i]
-        return ""
-
-    def expect(what: str) -> None:
-        raise DataError(
-            f"{path}: expected {what} at byte {start}; a JSON file streams as one array of objects, or an "
-            f'object whose "data" key holds one.'
-        )
-
-    def value(what: str) -> Any:
-        """The JSON value at ``i`` (reading on while the buffer holds only part of it); moves past it."""
-        nonlocal i, start
-        while True:
-            try:
-                obj, end = decoder.raw_decode(buf, i)
-                break
-            except json.JSONDecodeError as e:
-                if not fill(len(buf) - i + 1):
-                    raise DataError(f"{path}: the {what} at byte {start} is not valid JSON ({e.msg}).") from e
-        start += len(buf[i:end].encode(encoding))
-        i = end
-        return obj
-
-    def step(char: str, what: str) -> None:
-        """Move past ``char``, the next character that is not white space (else refuse, naming ``what``)."""
-        nonlocal i, start
-        if skip_space() != char:
-            expect(what)
-        i, start = i + 1, start + 1
-
+    doc = _JsonScan(f, at, encoding, path)
     if at == 0:
-        if skip_space() == "{":  # {"data": [...]}: skip the keys before it
-            step("{", "'{'")
-            while True:
-                if skip_space() != '"' or (find_within is not None and start > find_within):
-                    expect('a "data" key holding the array')
-                key = value("key")
-                step(":", "':' after a key")
-                if key == "data":
-                    break
-                skip_space()
-                value(f"value of key {key!r}")
-                step(",", 'a "data" key holding the array')
-        step("[", "'['")
-        if skip_space() == "]":
+        if doc.skip_space() == "{":  # {"data": [...]}: skip the keys before it
+            doc.enter_data(find_within)
+        doc.step("[", "'['")
+        if doc.skip_space() == "]":
             return
     while True:
-        if skip_space() != "{":
-            expect('an object ({"text": ...})')
-        here = start
-        rec = value("element")
-        yield here, rec
-        after = skip_space()
+        if doc.skip_space() != "{":
+            doc.expect('an object ({"text": ...})')
+        here = doc.start
+        yield here, doc.value("element")
+        after = doc.skip_space()
         if after == "]":
             return
         if after != ",":
-            expect("',' or ']' after the element")
-        i, start = i + 1, start + 1
+            doc.expect("',' or ']' after the element")
+        doc.i, doc.start = doc.i + 1, doc.start + 1
+
+
+class _JsonScan:
+    """A JSON document read from a binary file a block (``JSON_BLOCK`` bytes) at a time: ``buf[i]`` is the
+    character at byte ``start`` of the file (``_json_elements``)."""
+
+    def __init__(self, f: Any, at: int, encoding: str, path: Path) -> None:
+        self.f, self.encoding, self.path = f, encoding, path
+        self.decoder, self.codec = json.JSONDecoder(), codecs.getincrementaldecoder(encoding)()
+        self.buf, self.i, self.start, self.eof = "", 0, at, False
+
+    def fill(self, need: int) -> bool:
+        """Whether ``buf`` holds ``need`` characters from ``i`` (reading blocks of the file until it does)."""
+        while len(self.buf) - self.i < need and not self.eof:
+            block = self.f.read(JSON_BLOCK)
+            self.eof = not block
+            try:
+                self.buf = self.buf[self.i :] + self.codec.decode(block, final=self.eof)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{self.path}: the text after byte {self.start} is not valid {self.encoding}. Re-save the "
+                    f"file as UTF-8, or pass its real encoding, e.g. --encoding latin-1."
+                ) from e
+            self.i = 0
+        return len(self.buf) - self.i >= need
+
+    def skip_space(self) -> str:
+        """The next character that is not white space (moving ``i`` and ``start`` to it), or "" at the end."""
+        while self.fill(1):
+            buf, j = self.buf, self.i
+            while j < len(buf) and buf[j] in " \t\r\n":
+                j += 1
+            self.start += j - self.i  # white space is one byte a character in the encodings that stream
+            self.i = j
+            if j < len(buf):
+                return buf[j]
+        return ""
+
+    def expect(self, what: str) -> NoReturn:
+        raise DataError(
+            f"{self.path}: expected {what} at byte {self.start}; a JSON file streams as one array of objects, "
+            f'or an object whose "data" key holds one.'
+        )
+
+    def value(self, what: str) -> Any:
+        """The JSON value at ``i`` (reading on while the buffer holds only part of it); moves past it."""
+        while True:
+            try:
+                obj, end = self.decoder.raw_decode(self.buf, self.i)
+                break
+            except json.JSONDecodeError as e:
+                if not self.fill(len(self.buf) - self.i + 1):
+                    raise DataError(
+                        f"{self.path}: the {what} at byte {self.start} is not valid JSON ({e.msg})."
+                    ) from e
+        self.start += len(self.buf[self.i : end].encode(self.encoding))
+        self.i = end
+        return obj
+
+    def step(self, char: str, what: str) -> None:
+        """Move past ``char``, the next character that is not white space (else refuse, naming ``what``)."""
+        if self.skip_space() != char:
+            self.expect(what)
+        self.i, self.start = self.i + 1, self.start + 1
+
+    def enter_data(self, find_within: int | None) -> None:
+        """From an object's ``{``, skip its keys up to ``"data"`` (refused if there is none, or it comes after
+        ``find_within`` bytes), stopping before its value."""
+        self.step("{", "'{'")
+        while True:
+            if self.skip_space() != '"' or (find_within is not None and self.start > find_within):
+                self.expect('a "data" key holding the array')
+            key = self.value("key")
+            self.step(":", "':' after a key")
+            if key == "data":
+                return
+            self.skip_space()
+            self.value(f"value of key {key!r}")
+            self.step(",", 'a "data" key holding the array')
 
 
 def _csv_rows(f: Any, at: int, fmt: str, encoding: str, path: Path) -> Iterator[tuple[int, list[str]]]:
