@@ -31,6 +31,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "study-stats": ("src/warmstart/study_stats.py", ["tests/test_study_stats.py"]),
     "loop": ("src/warmstart/techniques/train.py", ["tests/test_train_loop.py"]),
     "stream": ("src/warmstart/data/stream.py", ["tests/test_stream.py"]),
+    "domain": ("src/warmstart/techniques/domain.py", ["tests/test_domain.py", "tests/test_selftrain.py"]),
 }
 DETECTED = {"killed", "timeout"}
 
