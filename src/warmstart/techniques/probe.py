@@ -201,10 +201,9 @@ class LinearProbe(Technique):
         first = int(getattr(train, "pseudo_from", len(train)))
         labelled = train if first >= len(train) else train.subset(np.arange(first))
         target = unlabeled_sample(self._data(unlabeled), self.seed, ADABN_MAX_ROWS)
-        self.labelled_backbone_ = adabn_copy(
-            base, unlabeled_sample(labelled, self.seed, ADABN_MAX_ROWS), size, rt
-        )
-        self.backbone_ = adabn_copy(base, target, size, rt)
+        labelled = unlabeled_sample(labelled, self.seed, ADABN_MAX_ROWS)
+        self.labelled_backbone_ = adabn_copy(base, labelled, size, rt, progress=self.progress)
+        self.backbone_ = adabn_copy(base, target, size, rt, progress=self.progress)
         self.n_unlabeled_ = len(target)
         parts = getattr(train, "feature_parts", None) or [(labelled, np.arange(len(labelled)))] + (
             [(train.subset(np.arange(first, len(train))), np.arange(len(train) - first))]
