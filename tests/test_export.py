@@ -83,19 +83,24 @@ def test_image_finetune_export_takes_raw_pixels_and_matches(tiny_image_backbone,
     )
 
 
-def test_failed_parity_is_loud_and_writes_nothing(tiny_bert_dir, text_data, text_test, tmp_path, monkeypatch):
+def _skew_export(monkeypatch, shift: float) -> None:
+    """Export a graph whose head's biases are ``shift``, 0 and ``-shift`` off the model checked against."""
     import warmstart.export as ex
 
-    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
     real = ex._torch_export
 
-    def skewed(pipe, bb, path):  # export a graph whose head differs from the model checked against
+    def skewed(pipe, bb, path):
         with torch.no_grad():
-            pipe.head.linear.bias.add_(torch.tensor([3.0, 0.0, -3.0]))
+            pipe.head.linear.bias.add_(torch.tensor([shift, 0.0, -shift]))
             real(pipe, bb, path)
-            pipe.head.linear.bias.sub_(torch.tensor([3.0, 0.0, -3.0]))
+            pipe.head.linear.bias.sub_(torch.tensor([shift, 0.0, -shift]))
 
     monkeypatch.setattr(ex, "_torch_export", skewed)
+
+
+def test_failed_parity_is_loud_and_writes_nothing(tiny_bert_dir, text_data, text_test, tmp_path, monkeypatch):
+    art = fit_text(tiny_bert_dir, text_data, text_test, tmp_path)
+    _skew_export(monkeypatch, 3.0)
     with pytest.raises(ExportError, match="does not reproduce PyTorch"):
         export_onnx(art, tmp_path / "onnx", data=text_test)
     assert not (tmp_path / "onnx").exists()
@@ -131,15 +136,7 @@ def test_a_model_that_sensitive_to_rounding_is_checked_against_fp64(
     assert meta["parity"]["fp32"]["reference"] == "torch fp64"
     assert "vs the model in fp64" in rep.summary() and "every row but 0 near tie(s)" in rep.summary()
     # ten times that noise is the most it forgives: a graph 5e-3 off is refused
-    skew = ex._torch_export
-
-    def skewed(pipe, bb, path):
-        with torch.no_grad():
-            pipe.head.linear.bias.add_(torch.tensor([0.03, 0.0, -0.03]))
-            skew(pipe, bb, path)
-            pipe.head.linear.bias.sub_(torch.tensor([0.03, 0.0, -0.03]))
-
-    monkeypatch.setattr(ex, "_torch_export", skewed)
+    _skew_export(monkeypatch, 0.03)
     with pytest.raises(ExportError, match="against the model in fp64"):
         export_onnx(art, tmp_path / "onnx2", data=text_test, rounds=1)
     assert not (tmp_path / "onnx2").exists()
