@@ -466,18 +466,20 @@ def _torch_proba(
     pipe: _Pipeline, bb: Any, rows: Any, batch_size: int, dtype: torch.dtype = torch.float32
 ) -> np.ndarray:
     """PyTorch fp32 probabilities with the artifact's own preprocessing (batch_source), length-sorted; with
-    ``dtype=torch.float64`` those of a float64 copy of ``pipe``, on float64 inputs (the exact model)."""
+    ``dtype=torch.float64`` those of a float64 copy of ``pipe``, on float64 inputs (the exact model), kept in
+    float64."""
     if dtype != torch.float32:
         pipe = copy.deepcopy(pipe).to(dtype)
     source = bb.batch_source(rows)
     n = len(source)
     order = np.argsort(-source.lengths, kind="stable") if source.lengths is not None else np.arange(n)
-    out = np.empty((n, pipe.head(torch.zeros(1, bb.num_features, dtype=dtype)).shape[1]), dtype=np.float32)
+    width = pipe.head(torch.zeros(1, bb.num_features, dtype=dtype)).shape[1]
+    out = np.empty((n, width), dtype=np.float64 if dtype == torch.float64 else np.float32)
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             args = [a.to(dtype) if a.is_floating_point() else a for a in bb.graph_args(source.collate(idx))]
-            out[idx] = pipe(*args).float().numpy()
+            out[idx] = pipe(*args).numpy()
     return out
 
 

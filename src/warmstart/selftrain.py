@@ -144,9 +144,8 @@ def fit_self_training(
         joined = join_datasets([train, pseudo], f"{train.source} + pseudo-labelled {unlabeled.source}")
         # its features are rows the feature cache already holds: the labelled rows', and the chunks' predicted
         joined.feature_parts = [(train, np.arange(len(train))), *chunk_parts(unlabeled, take)]
-        joined.pseudo_from = len(
-            train
-        )  # rows from here on came from the unlabelled rows (align="adabn" reads it)
+        # rows from here on came from the unlabelled rows (a probe with align="adabn" encodes them as that domain)
+        joined.pseudo_from = len(train)
         est.fit(joined, val=val, **unlabeled_kw(est, unlabeled))
     est.self_training_ = {
         "unlabeled_rows": len(unlabeled),

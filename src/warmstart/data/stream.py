@@ -248,9 +248,9 @@ def stream_hf(
 ) -> Dataset:
     """The inputs of a Hugging Face data set's split (a ``datasets.Dataset``) as a ``Dataset`` whose inputs are
     read from it when used (``HFRows``): the column ``load`` would read (``input_col``, else the usual names; the
-    label column, ``label_col`` or a usual name, is never taken). Texts are checked in one pass a batch at a time as ``load`` checks them
-    (every row a string); images are decoded, and checked, when used. Inputs, rows and source name are
-    ``load``'s."""
+    label column, ``label_col`` or a usual name, is never taken). Texts are checked in one pass a batch at a
+    time as ``load`` checks them (every row a string); images are decoded, and checked, when used. Inputs, rows
+    and source name are ``load``'s."""
     from .inputs import _pick_columns, _texts
 
     flags = ("--text-col", "--label-col")
@@ -620,12 +620,9 @@ def _json_elements(
             doc.expect('an object ({"text": ...})')
         here = doc.start
         yield here, doc.value("element")
-        after = doc.skip_space()
-        if after == "]":
+        if doc.skip_space() == "]":
             return
-        if after != ",":
-            doc.expect("',' or ']' after the element")
-        doc.i, doc.start = doc.i + 1, doc.start + 1
+        doc.step(",", "',' or ']' after the element")
 
 
 class _JsonScan:

@@ -11,13 +11,17 @@ run draws what the uninterrupted one would have.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ParameterError
+
+if TYPE_CHECKING:
+    from ..backbones.base import BatchSource
+    from ..runtime import Runtime
 
 
 def coral_distance(zs: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
@@ -65,11 +69,13 @@ def coral_hook(
     return loss, handle.remove
 
 
-def has_batchnorm(module: nn.Module) -> bool:
-    """Whether ``module`` holds BatchNorm layers that keep running statistics (what AdaBN re-estimates)."""
-    return any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in module.modules()
-    )
+def batchnorms(module: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of ``module`` that keep running statistics (what AdaBN re-estimates)."""
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
 
 
 def adabn_copy(base: Any, rows: Any, batch_size: int, rt: Any, progress: bool = False) -> Any:
@@ -79,7 +85,7 @@ def adabn_copy(base: Any, rows: Any, batch_size: int, rt: Any, progress: bool = 
     Refused for backbones without BatchNorm."""
     import copy
 
-    if not has_batchnorm(base.module):
+    if not batchnorms(base.module):
         raise ParameterError(
             f"{base.name}: no BatchNorm layers, so there are no statistics to re-estimate; AdaBN is for image "
             f"CNNs with BatchNorm (EfficientNet-Lite, ResNet). Transformers normalise each row on its own."
@@ -95,9 +101,9 @@ def adabn_copy(base: Any, rows: Any, batch_size: int, rt: Any, progress: bool = 
 def recalibrate_batchnorm(
     model: nn.Module,
     forward: Any,
-    source: Any,
+    source: BatchSource,
     batch_size: int,
-    rt: Any = None,
+    rt: Runtime | None = None,
     max_rows: int = 2048,
 ) -> None:
     """Recompute the BatchNorm running statistics of ``model`` as exact averages over (up to ``max_rows``)
@@ -108,9 +114,7 @@ def recalibrate_batchnorm(
     training (as in AdaBN, Li et al. 2016) the head is standardised on features that match what training sees;
     done after it (and before each validation), evaluation matches training.
     """
-    bns = [
-        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
+    bns = batchnorms(model)
     if not bns or len(source) == 0:
         return
     momenta = [m.momentum for m in bns]

@@ -154,7 +154,7 @@ class LinearProbe(Technique):
         self._check_lexical(train)
         self.classes_ = np.array(sorted(set(train.labels)))
         if self.align.startswith("adabn"):
-            X, labelled_bb = self._adabn_features(train, unlabeled), self.labelled_backbone_
+            X, labelled_bb = self._adabn_features(train, unlabeled)
         else:
             X, labelled_bb = np.asarray(self.features(train), dtype=np.float64), None
         y = encode_labels(train.labels, self.classes_)
@@ -180,14 +180,14 @@ class LinearProbe(Technique):
             self._calibrate_cross_validated(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
-        self.__dict__.pop("labelled_backbone_", None)
         return self
 
-    def _adabn_features(self, train: Dataset, unlabeled: Any) -> np.ndarray:
-        """``align="adabn"``: the features of ``train`` with each domain's own BatchNorm statistics. Two copies
-        of the backbone: ``labelled_backbone_`` (statistics of the labelled rows) and ``backbone_`` (of the
-        unlabelled rows: the model's from now on). Rows of ``train`` from ``pseudo_from`` on came from the
-        unlabelled rows (self-training's pseudo-labelled rows) and go through the unlabelled rows' copy."""
+    def _adabn_features(self, train: Dataset, unlabeled: Any) -> tuple[np.ndarray, Backbone]:
+        """``align="adabn"``: the features of ``train`` with each domain's own BatchNorm statistics, and the
+        labelled rows' copy of the backbone (statistics of the labelled rows, for the validation rows too);
+        ``backbone_`` becomes the unlabelled rows' copy (the model's from now on). Rows of ``train`` from
+        ``pseudo_from`` on came from the unlabelled rows (self-training's pseudo-labelled rows) and go through
+        the unlabelled rows' copy."""
         from .domain import adabn_copy
 
         if unlabeled is None:
@@ -201,23 +201,22 @@ class LinearProbe(Technique):
         first = int(getattr(train, "pseudo_from", len(train)))
         labelled = train if first >= len(train) else train.subset(np.arange(first))
         target = unlabeled_sample(self._data(unlabeled), self.seed, ADABN_MAX_ROWS)
-        labelled = unlabeled_sample(labelled, self.seed, ADABN_MAX_ROWS)
-        self.labelled_backbone_ = adabn_copy(base, labelled, size, rt, progress=self.progress)
+        labelled_bb = adabn_copy(
+            base, unlabeled_sample(labelled, self.seed, ADABN_MAX_ROWS), size, rt, progress=self.progress
+        )
         self.backbone_ = adabn_copy(base, target, size, rt, progress=self.progress)
         self.n_unlabeled_ = len(target)
-        parts = getattr(train, "feature_parts", None) or [(labelled, np.arange(len(labelled)))] + (
-            [(train.subset(np.arange(first, len(train))), np.arange(len(train) - first))]
-            if first < len(train)
-            else []
-        )
+        # each part's rows before ``first`` through the labelled rows' copy, the rest through the unlabelled rows'
+        pseudo = np.arange(first, len(train))
+        parts = [(labelled, np.arange(first)), (train.subset(pseudo), np.arange(len(pseudo)))]
         feats, at = [], 0
-        for data, rows in parts:
-            if at < first < at + len(rows):
-                raise ValueError(f"{train.source}: a feature part holds labelled and pseudo-labelled rows.")
-            bb = self.labelled_backbone_ if at < first else None
-            feats.append(np.asarray(self.features(data, backbone=bb), dtype=np.float64)[np.asarray(rows)])
+        for data, rows in getattr(train, "feature_parts", None) or parts:
+            rows, cut = np.asarray(rows), min(max(first - at, 0), len(rows))
+            for bb, pick in ((labelled_bb, rows[:cut]), (self.backbone_, rows[cut:])):
+                if len(pick):
+                    feats.append(np.asarray(self.features(data, backbone=bb), dtype=np.float64)[pick])
             at += len(rows)
-        return np.concatenate(feats)
+        return np.concatenate(feats), labelled_bb
 
     # -- word features beside the embedding (lexical="tfidf") -------------------------------------------------
     def _check_lexical(self, train: Dataset) -> None:
