@@ -10,6 +10,12 @@ unlabelled rows cost what ``max_rows`` of them cost to train on. The unlabelled 
 (``data.stream.chunks``) and only their predicted class and confidence are kept, so they are never all in
 memory as features or decoded images.
 
+``agree="probe"`` (co-training's agreement between two views, as in tri-training for text under a domain shift,
+Ruder and Plank 2018) fits a plain probe on the same backbone beside BASE in every round, on the same rows, and
+pseudo-labels only the rows both predict as the same class, ranked by the mean of the two's probabilities of it.
+With BASE a probe that reads words (``lexical=tfidf``) the two views are the words and the embedding alone: a
+row the source domain's words mislabel and the embedding does not is left out.
+
 The result is an ordinary fitted BASE (saved, exported and served like one); ``self_training_`` and the run's
 config record every round: how many rows, per class, the lowest confidence taken, and how many pseudo-labels
 changed since the round before.
@@ -35,6 +41,7 @@ OPTIONS = {
     "self_train_portion": (0.5, Interval(float, 0, 1, "right")),
     "self_train_min_confidence": (0.0, Interval(float, 0, 1, "left")),
     "self_train_max_rows": (10_000, Interval(int, 1, None)),
+    "self_train_agree": ("none", ["none", "probe"]),
 }
 
 
@@ -69,6 +76,12 @@ def split_params(params: dict[str, Any] | None) -> tuple[dict[str, Any], dict[st
     opts = {k: params.pop(k, default) for k, (default, _) in OPTIONS.items()}
     for name, (_, allowed) in OPTIONS.items():
         value = opts[name]
+        if isinstance(allowed, list):
+            if value not in allowed:
+                raise ParameterError(
+                    f"The {name!r} parameter of self-training must be one of {allowed}. Got {value!r} instead."
+                )
+            continue
         whole = allowed.kind is not int or (isinstance(value, int) and not isinstance(value, bool))
         if not (whole and allowed.ok(value)):
             raise ParameterError(
@@ -87,6 +100,7 @@ def fit_self_training(
     self_train_portion: float = 0.5,
     self_train_min_confidence: float = 0.0,
     self_train_max_rows: int = 10_000,
+    self_train_agree: str = "none",
     labeler: Any = None,
 ) -> Any:
     """Fit ``est`` (an unfitted technique) on ``train``, then self-train it on ``unlabeled``; return the
@@ -113,6 +127,7 @@ def fit_self_training(
     unlabeled = unlabeled.without_labels()
     est.fit(train, val=val, **unlabeled_kw(est, unlabeled))
     classes = est.classes_
+    other = _agreeing(est, train, val, self_train_agree)
     if labeler is not None and list(labeler.classes_) != list(classes):
         raise ParameterError(
             f"the labeler's classes {list(labeler.classes_)} differ from the model's {list(classes)}; fit both on "
@@ -121,7 +136,7 @@ def fit_self_training(
     history: list[dict] = []
     previous: dict[int, int] = {}
     for r in range(1, self_train_rounds + 1):
-        pred, conf = _predict_chunks(labeler if r == 1 and labeler is not None else est, unlabeled)
+        pred, conf = _predict_chunks(labeler if r == 1 and labeler is not None else est, unlabeled, other)
         share = self_train_portion * r / self_train_rounds
         take = _balanced(pred, conf, len(classes), share, self_train_min_confidence, self_train_max_rows)
         current = {int(i): int(pred[i]) for i in take}
@@ -137,6 +152,7 @@ def fit_self_training(
                 "min_confidence_taken": round(float(conf[take].min()), 4) if len(take) else None,
                 "mean_confidence_taken": round(float(conf[take].mean()), 4) if len(take) else None,
                 "changed_since_last_round": int(changed),
+                **({"disagreed": int((conf < 0).sum())} if other is not None else {}),
             }
         )
         previous = current
@@ -147,6 +163,7 @@ def fit_self_training(
         # rows from here on came from the unlabelled rows (a probe with align="adabn" encodes them as that domain)
         joined.pseudo_from = len(train)
         est.fit(joined, val=val, **unlabeled_kw(est, unlabeled))
+        other = _agreeing(est, joined, val, self_train_agree)
     est.self_training_ = {
         "unlabeled_rows": len(unlabeled),
         "labelled_rows": len(train),
@@ -156,18 +173,38 @@ def fit_self_training(
             "self_train_portion": self_train_portion,
             "self_train_min_confidence": self_train_min_confidence,
             "self_train_max_rows": self_train_max_rows,
+            "self_train_agree": self_train_agree,
         },
     }
     return est
 
 
-def _predict_chunks(est: Any, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class index and its probability for every row of ``data``, a chunk at a time."""
+def _agreeing(est: Any, rows: Dataset, val: Dataset | None, agree: str) -> Any:
+    """The plain probe that must agree with ``est`` (fitted on ``rows``, on ``est``'s backbone), or None."""
+    if agree == "none":
+        return None
+    from .techniques import get_technique
+
+    params = est.get_params(deep=False)
+    keep = {k: params[k] for k in ("backbone", "seed", "progress") if k in params}
+    other = get_technique("probe", **keep)
+    other.fit(rows, val=val)
+    return other
+
+
+def _predict_chunks(est: Any, data: Dataset, other: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class index and its probability for every row of ``data``, a chunk at a time. With ``other``
+    (a model with the same classes), a row it predicts otherwise gets confidence -1 (never taken), and one it
+    agrees on the mean of the two probabilities."""
     preds, confs = [], []
     for _, chunk in chunks(data):
         proba = np.asarray(est.predict_proba(chunk))
-        preds.append(proba.argmax(1))
-        confs.append(proba.max(1))
+        pred, conf = proba.argmax(1), proba.max(1)
+        if other is not None:
+            second = np.asarray(other.predict_proba(chunk))
+            conf = np.where(second.argmax(1) == pred, (conf + second.max(1)) / 2, -1.0)
+        preds.append(pred)
+        confs.append(conf)
     return np.concatenate(preds), np.concatenate(confs)
 
 
