@@ -14,7 +14,8 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
 TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
 ``-p0.8``, ``-r3-p0.8`` as above; ``-agree``: only rows the plain probe predicts alike are pseudo-labelled,
-``self_train_agree=probe``; ``probe>words+self_train``: its first round's rows picked and labelled by the
+``self_train_agree=probe``; ``-centroids``: pseudo-labels from the nearest class centroid of the unlabelled
+rows' embeddings, ``self_train_labels=centroids``; ``probe>words+self_train``: its first round's rows picked and labelled by the
 plain probe; ``dapt+words``, ``dapt+words+self_train``: the same on the adapted backbone below). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
 for ``words+...``).
@@ -73,6 +74,14 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "probe>words+self_train": (False, True, "probe", {"lexical": "tfidf"}),
     # pseudo-labels only where the plain probe agrees with the words probe (``self_train_agree``)
     "words+self_train-agree": (False, True, "probe", {"lexical": "tfidf", "self_train_agree": "probe"}),
+    # pseudo-labels from the unlabelled rows' clusters in the embedding (``self_train_labels=centroids``)
+    "self_train-centroids": (False, True, "probe", {"self_train_labels": "centroids"}),
+    "words+self_train-centroids": (
+        False,
+        True,
+        "probe",
+        {"lexical": "tfidf", "self_train_labels": "centroids"},
+    ),
     "words+self_train-p0.8": (False, True, "probe", {"lexical": "tfidf", "self_train_portion": 0.8}),
     "words+self_train-r3-p0.8": (
         False,

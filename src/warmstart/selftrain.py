@@ -16,6 +16,12 @@ pseudo-labels only the rows both predict as the same class, ranked by the mean o
 With BASE a probe that reads words (``lexical=tfidf``) the two views are the words and the embedding alone: a
 row the source domain's words mislabel and the embedding does not is left out.
 
+``labels="centroids"`` (a probe as BASE) takes the pseudo-labels from the unlabelled rows' own clusters, as SHOT
+does (Liang et al. 2020): each class's centroid of their (unit-length) embeddings weighted by the model's
+probabilities, each row labelled by its nearest centroid in cosine, the centroids recomputed from those labels
+and the rows labelled again; a row's confidence is its cosine to its centroid. Where a shift has moved the
+model's boundary but the target's rows still cluster by class, the clusters correct the boundary's mistakes.
+
 The result is an ordinary fitted BASE (saved, exported and served like one); ``self_training_`` and the run's
 config record every round: how many rows, per class, the lowest confidence taken, and how many pseudo-labels
 changed since the round before.
@@ -42,6 +48,7 @@ OPTIONS = {
     "self_train_min_confidence": (0.0, Interval(float, 0, 1, "left")),
     "self_train_max_rows": (10_000, Interval(int, 1, None)),
     "self_train_agree": ("none", ["none", "probe"]),
+    "self_train_labels": ("model", ["model", "centroids"]),
 }
 
 
@@ -101,6 +108,7 @@ def fit_self_training(
     self_train_min_confidence: float = 0.0,
     self_train_max_rows: int = 10_000,
     self_train_agree: str = "none",
+    self_train_labels: str = "model",
     labeler: Any = None,
 ) -> Any:
     """Fit ``est`` (an unfitted technique) on ``train``, then self-train it on ``unlabeled``; return the
@@ -136,7 +144,11 @@ def fit_self_training(
     history: list[dict] = []
     previous: dict[int, int] = {}
     for r in range(1, self_train_rounds + 1):
-        pred, conf = _predict_chunks(labeler if r == 1 and labeler is not None else est, unlabeled, other)
+        model = labeler if r == 1 and labeler is not None else est
+        if self_train_labels == "centroids":
+            pred, conf = _centroid_labels(model, unlabeled)
+        else:
+            pred, conf = _predict_chunks(model, unlabeled, other)
         share = self_train_portion * r / self_train_rounds
         take = _balanced(pred, conf, len(classes), share, self_train_min_confidence, self_train_max_rows)
         current = {int(i): int(pred[i]) for i in take}
@@ -174,9 +186,36 @@ def fit_self_training(
             "self_train_min_confidence": self_train_min_confidence,
             "self_train_max_rows": self_train_max_rows,
             "self_train_agree": self_train_agree,
+            "self_train_labels": self_train_labels,
         },
     }
     return est
+
+
+def _centroid_labels(est: Any, data: Dataset, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest class centroid in cosine and its cosine to it (module docstring): the centroids first
+    weighted by ``est``'s probabilities, then ``passes`` times by the labels of the pass before; the rows' unit
+    embeddings are read a chunk at a time from the feature cache at every pass."""
+    if not hasattr(est, "features"):
+        raise ParameterError(
+            f"self_train_labels='centroids' labels rows by the embedding's clusters; {type(est).__name__} has no "
+            "frozen embedding to read. Use it with a probe (self_train:probe)."
+        )
+
+    def unit(chunk: Dataset) -> np.ndarray:
+        f = np.asarray(est.features(chunk), dtype=np.float64)
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+    weights = [np.asarray(est.predict_proba(chunk), dtype=np.float64) for _, chunk in chunks(data)]
+    centres = sum(w.T @ unit(chunk) for w, (_, chunk) in zip(weights, chunks(data), strict=True))
+    for _ in range(passes):
+        centres = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+        sims = [unit(chunk) @ centres.T for _, chunk in chunks(data)]
+        pred = np.concatenate([s.argmax(1) for s in sims])
+        conf = np.concatenate([s.max(1) for s in sims])
+        onehot = [np.eye(len(centres))[s.argmax(1)] for s in sims]
+        centres = sum(o.T @ unit(chunk) for o, (_, chunk) in zip(onehot, chunks(data), strict=True))
+    return pred, conf
 
 
 def _agreeing(est: Any, rows: Dataset, val: Dataset | None, agree: str) -> Any:
