@@ -15,7 +15,8 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
 ``-p0.8``, ``-r3-p0.8`` as above; ``-agree``: only rows the plain probe predicts alike are pseudo-labelled,
 ``self_train_agree=probe``; ``-centroids``: pseudo-labels from the nearest class centroid of the unlabelled
-rows' embeddings, ``self_train_labels=centroids``; ``probe>words+self_train``: its first round's rows picked and labelled by the
+rows' embeddings, ``self_train_labels=centroids``; ``-tw``: the words probe reads only words of the
+pseudo-labelled rows, ``lexical_words=unlabelled``; ``probe>words+self_train``: its first round's rows picked and labelled by the
 plain probe; ``dapt+words``, ``dapt+words+self_train``: the same on the adapted backbone below). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
 for ``words+...``).
@@ -82,6 +83,8 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
         "probe",
         {"lexical": "tfidf", "self_train_labels": "centroids"},
     ),
+    # the words probe's vocabulary from the pseudo-labelled (target) rows only (``lexical_words=unlabelled``)
+    "words+self_train-tw": (False, True, "probe", {"lexical": "tfidf", "lexical_words": "unlabelled"}),
     "words+self_train-p0.8": (False, True, "probe", {"lexical": "tfidf", "self_train_portion": 0.8}),
     "words+self_train-r3-p0.8": (
         False,
