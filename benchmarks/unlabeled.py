@@ -13,10 +13,7 @@ Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training
 ``self_train-r3``, ``-p0.8``, ``-p0.3``, ``-r3-p0.8`` self-train the probe with 3 rounds instead of 2, or with
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
 TF-IDF of the words beside the embedding (``lexical=tfidf``) and ``words+self_train`` self-trains it (``-r3``,
-``-p0.8``, ``-r3-p0.8`` as above; ``-agree``: only rows the plain probe predicts alike are pseudo-labelled,
-``self_train_agree=probe``; ``-centroids``: pseudo-labels from the nearest class centroid of the unlabelled
-rows' embeddings, ``self_train_labels=centroids``; ``-tw``: the words probe reads only words of the
-pseudo-labelled rows, ``lexical_words=unlabelled``; ``probe>words+self_train``: its first round's rows picked and labelled by the
+``-p0.8``, ``-r3-p0.8`` as above; ``probe>words+self_train``: its first round's rows picked and labelled by the
 plain probe; ``dapt+words``, ``dapt+words+self_train``: the same on the adapted backbone below). Every
 configuration is paired with the plain configuration of its own technique (``probe``, ``finetune``, or ``words``
 for ``words+...``).
@@ -73,18 +70,6 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "words+self_train-r3": (False, True, "probe", {"lexical": "tfidf", "self_train_rounds": 3}),
     # the first round's pseudo-labels from the plain probe (``fit_self_training(labeler=...)``), not from words
     "probe>words+self_train": (False, True, "probe", {"lexical": "tfidf"}),
-    # pseudo-labels only where the plain probe agrees with the words probe (``self_train_agree``)
-    "words+self_train-agree": (False, True, "probe", {"lexical": "tfidf", "self_train_agree": "probe"}),
-    # pseudo-labels from the unlabelled rows' clusters in the embedding (``self_train_labels=centroids``)
-    "self_train-centroids": (False, True, "probe", {"self_train_labels": "centroids"}),
-    "words+self_train-centroids": (
-        False,
-        True,
-        "probe",
-        {"lexical": "tfidf", "self_train_labels": "centroids"},
-    ),
-    # the words probe's vocabulary from the pseudo-labelled (target) rows only (``lexical_words=unlabelled``)
-    "words+self_train-tw": (False, True, "probe", {"lexical": "tfidf", "lexical_words": "unlabelled"}),
     "words+self_train-p0.8": (False, True, "probe", {"lexical": "tfidf", "self_train_portion": 0.8}),
     "words+self_train-r3-p0.8": (
         False,

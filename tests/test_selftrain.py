@@ -117,9 +117,9 @@ def test_self_training_predicts_in_chunks_with_the_same_result(tiny_bert_dir, mo
     calls = []
     real = st._predict_chunks
 
-    def spy(est, data, other=None):
+    def spy(est, data):
         calls.append(len(data))
-        return real(est, data, other)
+        return real(est, data)
 
     monkeypatch.setattr("warmstart.data.stream.CHUNK", 5)
     monkeypatch.setattr(st, "_predict_chunks", spy)

@@ -51,11 +51,9 @@ class Tfidf:
         self._vec.idf_ = self.idf
 
     @classmethod
-    def fit(cls, texts: list[str], vocabulary: list[str] | None = None) -> Tfidf:
-        """``vocabulary``: the words to keep (those of ``texts`` outside it are not features), else every word
-        of ``texts``."""
+    def fit(cls, texts: list[str]) -> Tfidf:
         try:
-            vec = _vectorizer(vocabulary).fit(texts)
+            vec = _vectorizer(None).fit(texts)
         except ValueError as e:  # scikit-learn: "empty vocabulary"
             raise DataError(
                 f"lexical='tfidf': the {len(texts)} training texts hold no word of two or more letters or digits "
@@ -205,12 +203,12 @@ class Design:
         self.words, self.mean, self.scale = words, mean, scale
 
     @classmethod
-    def fit(cls, texts: Any, X: np.ndarray, vocabulary: list[str] | None = None) -> Design:
-        """``texts``: strings (TF-IDF of their words, only those in ``vocabulary`` if given), or a sparse matrix
-        of token-id counts (``count_ids``: TF-IDF of the ids)."""
+    def fit(cls, texts: Any, X: np.ndarray) -> Design:
+        """``texts``: strings (TF-IDF of their words), or a sparse matrix of token-id counts (``count_ids``:
+        TF-IDF of the ids)."""
         mean, scale = X.mean(0), X.std(0)
         scale[scale < 1e-12] = 1.0
-        words = PieceTfidf.fit(texts) if sparse.issparse(texts) else Tfidf.fit(list(texts), vocabulary)
+        words = PieceTfidf.fit(texts) if sparse.issparse(texts) else Tfidf.fit(list(texts))
         return cls(words, mean, scale)
 
     def features(self, texts: Any, X: np.ndarray, weight: float) -> sparse.csr_matrix:
@@ -235,10 +233,10 @@ def _c_path(
 def score_fold(job: tuple) -> tuple[Design, dict[str, float]]:
     """One fold of the probe-with-words grid: the fold's ``Design`` (TF-IDF and standardisation fitted on its
     training rows) and the held-out accuracy at every ``"weight,C"``. ``job``: ``(texts, X, y, train_rows,
-    held_rows, weights, Cs, max_iter, vocabulary)``; a module-level function of a module without torch, so that
+    held_rows, weights, Cs, max_iter)``; a module-level function of a module without torch, so that
     ``parallel.fold_map`` can run the folds in worker processes that start quickly."""
-    texts, X, y, tr, te, weights, cs, max_iter, vocabulary = job
-    d = Design.fit(texts[tr], X[tr], vocabulary)
+    texts, X, y, tr, te, weights, cs, max_iter = job
+    d = Design.fit(texts[tr], X[tr])
     accs: dict[str, float] = {}
     with one_blas_thread():
         for w in weights:

@@ -10,18 +10,6 @@ unlabelled rows cost what ``max_rows`` of them cost to train on. The unlabelled 
 (``data.stream.chunks``) and only their predicted class and confidence are kept, so they are never all in
 memory as features or decoded images.
 
-``agree="probe"`` (co-training's agreement between two views, as in tri-training for text under a domain shift,
-Ruder and Plank 2018) fits a plain probe on the same backbone beside BASE in every round, on the same rows, and
-pseudo-labels only the rows both predict as the same class, ranked by the mean of the two's probabilities of it.
-With BASE a probe that reads words (``lexical=tfidf``) the two views are the words and the embedding alone: a
-row the source domain's words mislabel and the embedding does not is left out.
-
-``labels="centroids"`` (a probe as BASE) takes the pseudo-labels from the unlabelled rows' own clusters, as SHOT
-does (Liang et al. 2020): each class's centroid of their (unit-length) embeddings weighted by the model's
-probabilities, each row labelled by its nearest centroid in cosine, the centroids recomputed from those labels
-and the rows labelled again; a row's confidence is its cosine to its centroid. Where a shift has moved the
-model's boundary but the target's rows still cluster by class, the clusters correct the boundary's mistakes.
-
 The result is an ordinary fitted BASE (saved, exported and served like one); ``self_training_`` and the run's
 config record every round: how many rows, per class, the lowest confidence taken, and how many pseudo-labels
 changed since the round before.
@@ -47,8 +35,6 @@ OPTIONS = {
     "self_train_portion": (0.5, Interval(float, 0, 1, "right")),
     "self_train_min_confidence": (0.0, Interval(float, 0, 1, "left")),
     "self_train_max_rows": (10_000, Interval(int, 1, None)),
-    "self_train_agree": ("none", ["none", "probe"]),
-    "self_train_labels": ("model", ["model", "centroids"]),
 }
 
 
@@ -83,12 +69,6 @@ def split_params(params: dict[str, Any] | None) -> tuple[dict[str, Any], dict[st
     opts = {k: params.pop(k, default) for k, (default, _) in OPTIONS.items()}
     for name, (_, allowed) in OPTIONS.items():
         value = opts[name]
-        if isinstance(allowed, list):
-            if value not in allowed:
-                raise ParameterError(
-                    f"The {name!r} parameter of self-training must be one of {allowed}. Got {value!r} instead."
-                )
-            continue
         whole = allowed.kind is not int or (isinstance(value, int) and not isinstance(value, bool))
         if not (whole and allowed.ok(value)):
             raise ParameterError(
@@ -107,8 +87,6 @@ def fit_self_training(
     self_train_portion: float = 0.5,
     self_train_min_confidence: float = 0.0,
     self_train_max_rows: int = 10_000,
-    self_train_agree: str = "none",
-    self_train_labels: str = "model",
     labeler: Any = None,
 ) -> Any:
     """Fit ``est`` (an unfitted technique) on ``train``, then self-train it on ``unlabeled``; return the
@@ -135,7 +113,6 @@ def fit_self_training(
     unlabeled = unlabeled.without_labels()
     est.fit(train, val=val, **unlabeled_kw(est, unlabeled))
     classes = est.classes_
-    other = _agreeing(est, train, val, self_train_agree)
     if labeler is not None and list(labeler.classes_) != list(classes):
         raise ParameterError(
             f"the labeler's classes {list(labeler.classes_)} differ from the model's {list(classes)}; fit both on "
@@ -144,11 +121,7 @@ def fit_self_training(
     history: list[dict] = []
     previous: dict[int, int] = {}
     for r in range(1, self_train_rounds + 1):
-        model = labeler if r == 1 and labeler is not None else est
-        if self_train_labels == "centroids":
-            pred, conf = _centroid_labels(model, unlabeled)
-        else:
-            pred, conf = _predict_chunks(model, unlabeled, other)
+        pred, conf = _predict_chunks(labeler if r == 1 and labeler is not None else est, unlabeled)
         share = self_train_portion * r / self_train_rounds
         take = _balanced(pred, conf, len(classes), share, self_train_min_confidence, self_train_max_rows)
         current = {int(i): int(pred[i]) for i in take}
@@ -164,7 +137,6 @@ def fit_self_training(
                 "min_confidence_taken": round(float(conf[take].min()), 4) if len(take) else None,
                 "mean_confidence_taken": round(float(conf[take].mean()), 4) if len(take) else None,
                 "changed_since_last_round": int(changed),
-                **({"disagreed": int((conf < 0).sum())} if other is not None else {}),
             }
         )
         previous = current
@@ -175,7 +147,6 @@ def fit_self_training(
         # rows from here on came from the unlabelled rows (a probe with align="adabn" encodes them as that domain)
         joined.pseudo_from = len(train)
         est.fit(joined, val=val, **unlabeled_kw(est, unlabeled))
-        other = _agreeing(est, joined, val, self_train_agree)
     est.self_training_ = {
         "unlabeled_rows": len(unlabeled),
         "labelled_rows": len(train),
@@ -185,65 +156,18 @@ def fit_self_training(
             "self_train_portion": self_train_portion,
             "self_train_min_confidence": self_train_min_confidence,
             "self_train_max_rows": self_train_max_rows,
-            "self_train_agree": self_train_agree,
-            "self_train_labels": self_train_labels,
         },
     }
     return est
 
 
-def _centroid_labels(est: Any, data: Dataset, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's nearest class centroid in cosine and its cosine to it (module docstring): the centroids first
-    weighted by ``est``'s probabilities, then ``passes`` times by the labels of the pass before; the rows' unit
-    embeddings are read a chunk at a time from the feature cache at every pass."""
-    if not hasattr(est, "features"):
-        raise ParameterError(
-            f"self_train_labels='centroids' labels rows by the embedding's clusters; {type(est).__name__} has no "
-            "frozen embedding to read. Use it with a probe (self_train:probe)."
-        )
-
-    def unit(chunk: Dataset) -> np.ndarray:
-        f = np.asarray(est.features(chunk), dtype=np.float64)
-        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-
-    weights = [np.asarray(est.predict_proba(chunk), dtype=np.float64) for _, chunk in chunks(data)]
-    centres = sum(w.T @ unit(chunk) for w, (_, chunk) in zip(weights, chunks(data), strict=True))
-    for _ in range(passes):
-        centres = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-        sims = [unit(chunk) @ centres.T for _, chunk in chunks(data)]
-        pred = np.concatenate([s.argmax(1) for s in sims])
-        conf = np.concatenate([s.max(1) for s in sims])
-        onehot = [np.eye(len(centres))[s.argmax(1)] for s in sims]
-        centres = sum(o.T @ unit(chunk) for o, (_, chunk) in zip(onehot, chunks(data), strict=True))
-    return pred, conf
-
-
-def _agreeing(est: Any, rows: Dataset, val: Dataset | None, agree: str) -> Any:
-    """The plain probe that must agree with ``est`` (fitted on ``rows``, on ``est``'s backbone), or None."""
-    if agree == "none":
-        return None
-    from .techniques import get_technique
-
-    params = est.get_params(deep=False)
-    keep = {k: params[k] for k in ("backbone", "seed", "progress") if k in params}
-    other = get_technique("probe", **keep)
-    other.fit(rows, val=val)
-    return other
-
-
-def _predict_chunks(est: Any, data: Dataset, other: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class index and its probability for every row of ``data``, a chunk at a time. With ``other``
-    (a model with the same classes), a row it predicts otherwise gets confidence -1 (never taken), and one it
-    agrees on the mean of the two probabilities."""
+def _predict_chunks(est: Any, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class index and its probability for every row of ``data``, a chunk at a time."""
     preds, confs = [], []
     for _, chunk in chunks(data):
         proba = np.asarray(est.predict_proba(chunk))
-        pred, conf = proba.argmax(1), proba.max(1)
-        if other is not None:
-            second = np.asarray(other.predict_proba(chunk))
-            conf = np.where(second.argmax(1) == pred, (conf + second.max(1)) / 2, -1.0)
-        preds.append(pred)
-        confs.append(conf)
+        preds.append(proba.argmax(1))
+        confs.append(proba.max(1))
     return np.concatenate(preds), np.concatenate(confs)
 
 

@@ -82,7 +82,6 @@ class LinearProbe(Technique):
         "align": ["none", "mean", "coral", "adabn", "adabn+coral"],
         "lexical": ["none", "tfidf", "pieces"],
         "lexical_weight": [Interval(float, 0, None, "neither"), "auto"],
-        "lexical_words": ["all", "unlabelled"],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -103,7 +102,6 @@ class LinearProbe(Technique):
         align: str = "none",
         lexical: str = "none",
         lexical_weight: float | str = "auto",
-        lexical_words: str = "all",
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -121,7 +119,6 @@ class LinearProbe(Technique):
         self.align = align
         self.lexical = lexical
         self.lexical_weight = lexical_weight
-        self.lexical_words = lexical_words
         self.input_col = input_col
         self.label_col = label_col
 
@@ -262,12 +259,7 @@ class LinearProbe(Technique):
             else []
         )
         # on every training row: the final fit's design, and the one validation rows score settings with
-        self.vocabulary_from_ = self._vocabulary_rows(train)
-        vocab = None
-        if self.vocabulary_from_ is not None:
-            vocab = Design.fit(texts[self.vocabulary_from_ :], X[self.vocabulary_from_ :]).words.vocabulary
-        self._vocab = vocab
-        design = Design.fit(texts, X, vocab)
+        design = Design.fit(texts, X)
         w, c, fold_designs = self._choose_lexical_setting(texts, X, y, design, held, cv)
         clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(design.features(texts, X, w), y)
         V, D = len(design.words), X.shape[1]
@@ -280,14 +272,6 @@ class LinearProbe(Technique):
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
-
-    def _vocabulary_rows(self, train: Dataset) -> int | None:
-        """Where the rows whose words are the vocabulary begin (``lexical_words="unlabelled"``: the
-        pseudo-labelled rows self-training appended, ``pseudo_from``), or None for every row's words."""
-        first = getattr(train, "pseudo_from", None)
-        if self.lexical_words == "all" or first is None or first >= len(train):
-            return None
-        return int(first)
 
     def _lexical_work(self, texts: Any) -> int:
         """Whether folds over ``texts`` are worth worker processes (``parallel.fold_map``): characters, or
@@ -316,7 +300,7 @@ class LinearProbe(Technique):
                 scores[f"{w},{c}"] = float((clf.predict(design.features(v_texts, v_X, w)) == v_y).mean())
         elif len(grid) > 1 and cv:  # the folds in worker processes where there are cores (parallel.fold_map)
             cs = sorted({c for _, c in grid})
-            jobs = [(texts, X, y, tr, te, weights, cs, self.max_iter, self._vocab) for tr, te in cv]
+            jobs = [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv]
             done = fold_map(score_fold, jobs, self._lexical_work(texts))
             fold_designs = [d for d, _ in done]
             scores = {key: float(np.mean([accs[key] for _, accs in done])) for key in done[0][1]}
@@ -344,7 +328,7 @@ class LinearProbe(Technique):
             labels = held[2]
         elif self.calibrate != "none" and cv and len(y) >= MIN_ROWS:  # out-of-fold logits at the setting
             self.temperature_from_ = "cross-validation"
-            fold_designs = fold_designs or [Design.fit(texts[tr], X[tr], self._vocab) for tr, _ in cv]
+            fold_designs = fold_designs or [Design.fit(texts[tr], X[tr]) for tr, _ in cv]
             w, c = setting
             jobs = [
                 (d, texts, X, y, tr, te, w, c, self.max_iter)
