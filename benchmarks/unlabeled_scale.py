@@ -7,7 +7,7 @@ each in a fresh process with an empty feature cache, and reports the peak reside
 
 With ``--loader``, only the loading: the first N rows (the list repeated to reach N) written as a CSV (or with
 ``--format parquet`` a Parquet file, row groups of pyarrow's default size; ``--format json`` one JSON array of
-objects) with a label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
+objects; ``--format json-columns`` a table of columns as pandas' ``to_json()`` writes it) with a label column, then read as ``--unlabeled`` reads them (``load_unlabeled``: streamed, ``data/stream.py``) and as
 the whole-file loader reads them (``load_text``), each in a fresh process that then reads every row once in
 chunks of 4,096 (as self-training predicts them): resident memory held after loading and its peak over both,
 above what the process held before (Linux: ``/proc/self/clear_refs``), and the time.
@@ -16,6 +16,7 @@ above what the process held before (Linux: ``/proc/self/clear_refs``), and the t
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format parquet
     python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format json
+    python benchmarks/unlabeled_scale.py --loader --rows 100000,1000000 --format json-columns
 
 With ``--distill``, ``warmstart distill`` instead: a probe teacher (``--backbone`` on VADER movie reviews, 16 per
 class, fitted once) distilled into the default static student over the first N rows as ``--unlabeled`` (a CSV
@@ -103,7 +104,7 @@ def loader(rows: list[str], counts: list[int], fmt: str = "csv") -> None:
     print("|---|---|---|---|---|---|")
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"unlabeled.{fmt}"
+            path = Path(tmp) / f"unlabeled.{fmt.split('-')[0]}"
             if fmt == "parquet":
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -120,6 +121,15 @@ def loader(rows: list[str], counts: list[int], fmt: str = "csv") -> None:
                         rec = json.dumps({"text": rows[i % len(rows)], "label": i % 2}, ensure_ascii=False)
                         f.write(rec + (",\n" if i < n - 1 else "\n"))
                     f.write("]\n")
+            elif fmt == "json-columns":  # {"text": {"0": ..., ...}, "label": {"0": 0, ...}}, as pandas writes
+                import json
+
+                with open(path, "w") as f:
+                    f.write('{"text":{')
+                    for i in range(n):
+                        text = json.dumps(rows[i % len(rows)], ensure_ascii=False)
+                        f.write(f'"{i}":{text}' + ("," if i < n - 1 else ""))
+                    f.write('},"label":{' + ",".join(f'"{i}":{i % 2}' for i in range(n)) + "}}")
             else:
                 with open(path, "w") as f:
                     f.write("text,label\n")
@@ -197,7 +207,10 @@ def main() -> None:
     ap.add_argument("--backbone", default="paraphrase-MiniLM-L3-v2")
     ap.add_argument("--loader", action="store_true", help="measure loading only, streamed against whole")
     ap.add_argument(
-        "--format", choices=("csv", "parquet", "json"), default="csv", help="the file --loader writes"
+        "--format",
+        choices=("csv", "parquet", "json", "json-columns"),
+        default="csv",
+        help="the file --loader writes",
     )
     ap.add_argument(
         "--distill", action="store_true", help="measure `warmstart distill` over the rows instead"

@@ -308,7 +308,7 @@ def test_a_hugging_face_data_set_streams_its_text_column_as_load_reads_it(tmp_pa
 def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp_path, monkeypatch):
     """A JSON document that is one array of objects streams: read a block at a time (an element or a character
     may span blocks), each element found again from its byte; broken arrays are refused naming the byte; a
-    ``{"data": [...]}`` document or columns are read whole, as before."""
+    ``{"data": [...]}`` document streams its array; a table of columns streams in the next test."""
     monkeypatch.setattr("warmstart.data.stream.JSON_BLOCK", 7)
     texts = [t for t in ODD * 2]
     path = write(tmp_path / "u.json", "json", texts)
@@ -329,13 +329,11 @@ def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp
     later = tmp_path / "later.json"
     later.write_text(json.dumps({"v": [1, {"a": "]"}], "data": [{"text": t} for t in texts]}, indent=1))
     assert streams(later, "utf-8") and list(load_unlabeled(str(later), "text").inputs) == texts
-    # what does not stream is read whole, as before: "data" found too late, columns, "data" not an array
+    # keys before "data" are skipped a value at a time, however far into the file "data" comes
     late = tmp_path / "late.json"
-    late.write_text(json.dumps({"notes": "x" * 80, "data": [{"text": t} for t in texts]}))
-    assert not streams(late, "utf-8") and load_unlabeled(str(late), "text").inputs == texts
-    columns = tmp_path / "columns.json"
-    columns.write_text(json.dumps({"text": {str(n): t for n, t in enumerate(texts)}}))
-    assert not streams(columns, "utf-8") and load_unlabeled(str(columns), "text").inputs == texts
+    late.write_text(json.dumps({"notes": ["x" * 80] * 3, "data": [{"text": t} for t in texts]}))
+    assert streams(late, "utf-8") and list(load_unlabeled(str(late), "text").inputs) == texts
+    # "data" not an array of objects is read whole, which refuses it
     (tmp_path / "flat.json").write_text('{"data": "one text"}')
     assert not streams(tmp_path / "flat.json", "utf-8")
     with pytest.raises(DataError, match="JSON must be a list of objects"):
@@ -346,13 +344,61 @@ def test_a_json_array_streams_a_block_at_a_time_and_other_json_is_read_whole(tmp
         ('[{"text": "a"}, {"text": "b', r"the element at byte 16 is not valid JSON \(Unterminated string"),
         ('[{"text": "a"}, {"text": 3}]', r"holds a int in data row 2"),
         ('{"data": [{"text": "a"}, 7]}', r'expected an object \({"text": ...}\) at byte 25'),
-        ('{"v": 1 "data": []}', r'expected a "data" key holding the array at byte 8'),
-        ('{"v": [1, "data": []}', r"the value of key 'v' at byte 6 is not valid JSON"),
+        ('{"v": 1 "data": []}', r"expected ',' or '}' after the value of key 'v' at byte 8"),
+        ('{"v": [1, "data": []}', r"expected ',' or '\]' in the value of key 'v' at byte 16"),
+        ('{"v": [1, 2], "text": ["a" "b"]}', r"expected ',' or '\]' in the value of key 'text' at byte 27"),
+        ('{"text": {"0": "a", 1: "b"}}', r"expected a key in the value of key 'text' at byte 20"),
         ('{"data" [{"text": "a"}]}', r"expected ':' after a key at byte 8"),
     ]:
         (tmp_path / "bad.json").write_text(body)
         with pytest.raises(DataError, match=says):
             stream_texts(tmp_path / "bad.json")
+
+
+def test_a_json_table_of_columns_streams_its_text_column(tmp_path, monkeypatch):
+    """pandas' ``to_json()`` writes a table of columns (``{"text": {"0": ...}, "label": {...}}``; arrays of columns
+    too): the text column's values stream, read a block at a time and found again from their bytes, the same
+    rows, row numbers and fingerprint as the whole-file loader's; a table whose columns differ in length or
+    in their rows' keys is read whole (which refuses or aligns it as pandas does)."""
+    import pandas as pd
+
+    monkeypatch.setattr("warmstart.data.stream.JSON_BLOCK", 7)
+    texts = [t for t in ODD * 2]
+    frame = pd.DataFrame({"label": [i % 3 for i in range(len(texts))], "text": texts})
+    for name, body in [
+        ("objects", frame.to_json()),  # {"label": {"0": 0, ...}, "text": {"0": ..., ...}}
+        ("arrays", json.dumps({"label": frame.label.tolist(), "text": texts}, ensure_ascii=False, indent=2)),
+    ]:
+        path = tmp_path / f"{name}.json"
+        path.write_text(body, encoding="utf-8")
+        assert streams(path, "utf-8"), name
+        whole = load_text(path, None, None, require_labels=False)
+        got = load_unlabeled(str(path), "text")
+        assert isinstance(got.inputs, TextRows) and list(got.inputs) == whole.inputs == texts
+        assert got.rows.tolist() == whole.rows and got.fingerprint() == whole.without_labels().fingerprint()
+        assert got.inputs.take([9, 0, 13, 9]) == [texts[9], texts[0], texts[13], texts[9]]
+        assert list(got.subset([4, 2]).inputs) == [texts[4], texts[2]]
+    # the column is chosen as for other files: --text-col, a known name, or the only column of texts
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"n": [1, 2], "body": ["one", "two"], "title": ["a", None]}))
+    assert list(stream_texts(two).inputs) == ["one", "two"]  # "title" has a null: not a column of texts
+    assert list(stream_texts(two, "title", drop_empty=True).inputs) == ["a"]
+    with pytest.raises(
+        DataError, match=r"no column 'txt' for the text; the columns are \['n', 'body', 'title'\]"
+    ):
+        stream_texts(two, "txt")
+    # columns of other lengths, or rows under other keys: read whole, as pandas reads them
+    uneven = tmp_path / "uneven.json"
+    uneven.write_text(json.dumps({"text": ["a", "b"], "label": [1]}))
+    assert not streams(uneven, "utf-8")
+    with pytest.raises(DataError, match="could not be parsed as JSON"):
+        load_unlabeled(str(uneven), "text")
+    shuffled = tmp_path / "shuffled.json"
+    shuffled.write_text(json.dumps({"label": {"1": 0, "0": 1}, "text": {"0": "a", "1": "b"}}))
+    assert not streams(shuffled, "utf-8") and load_unlabeled(str(shuffled), "text").inputs == ["b", "a"]
+    scalar = tmp_path / "scalar.json"
+    scalar.write_text(json.dumps({"text": ["a"], "version": 2}))
+    assert not streams(scalar, "utf-8")
 
 
 def test_a_hugging_face_image_column_streams_decoded_when_used(tmp_path, tiny_image_backbone, monkeypatch):

@@ -61,28 +61,54 @@ def streams(path: str | Path, encoding: str) -> bool:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if not (newline and fmt in STREAM_FORMATS and Path(path).is_file()):
         return False
-    return fmt != "json" or _json_array(Path(path), encoding)
+    if fmt != "json":
+        return True
+    try:
+        return _json_shape(Path(path), encoding) is not None
+    except DataError:  # broken JSON is read whole, by ``load_text``, which says what is wrong with it
+        return False
 
 
-def _json_array(path: Path, encoding: str) -> bool:
-    """Whether a JSON document streams: one array (``[{...}, ...]``), or an object whose ``"data"`` key holds
-    one, found within the document's first ``JSON_BLOCK`` bytes (other keys before it are skipped). Anything
-    else (a table of columns, ``"data"`` found later or not an array, broken JSON) is read whole, by
-    ``load_text``, which says what is wrong with it."""
+def _json_shape(path: Path, encoding: str) -> tuple[str, dict] | None:
+    """How a JSON document streams, found in one pass that holds one block and one scalar value at a time:
+    ``("records", {})`` for one array of objects (``[{...}, ...]``) or an object whose ``"data"`` key holds
+    one (the keys before it skipped); ``("columns", {key: (kind, rows, every value text)})`` for a table of
+    columns without a ``"data"`` key, as pandas writes it (``{"text": [...], "label": [...]}``, or objects
+    ``{"text": {"0": ...}}``): every value an array, or every value an object with the same keys in the same
+    order, all of one length. None for any other document (``load_text`` reads it whole and says what it
+    holds); broken JSON is refused (``DataError``) naming the byte."""
     with open(path, "rb") as f:
-        while block := f.read(1 << 16):
-            if head := block.lstrip(b" \t\r\n"):
+        doc = _JsonScan(f, 0, encoding, path)
+        first = doc.skip_space()
+        if first == "[":
+            return "records", {}
+        if first != "{":
+            return None
+        doc.step("{", "'{'")
+        columns: dict[str, tuple[str, int, bool, int]] = {}
+        if doc.skip_space() == "}":
+            return None
+        while True:
+            if doc.skip_space() != '"':
+                doc.expect("a key")
+            key = doc.value("key")
+            doc.step(":", "':' after a key")
+            if key == "data":
+                f.seek(0)
+                next(
+                    _json_elements(f, 0, encoding, path), None
+                )  # refuses a "data" that is not an array of objects
+                return "records", {}
+            kind = doc.skip_space()
+            rows, text, order = doc.skip(f"value of key {key!r}")
+            columns[key] = (kind if kind in ("[", "{") else "scalar", rows, text, order)
+            if doc.skip_space() == "}":
                 break
-        else:
-            return False
-        if head[:1] != b"{":
-            return head[:1] == b"["
-        f.seek(0)
-        try:
-            next(_json_elements(f, 0, encoding, path, find_within=JSON_BLOCK), None)
-        except DataError:
-            return False
-    return True
+            doc.step(",", f"',' or '}}' after the value of key {key!r}")
+    shapes = {(kind, rows, order if kind == "{" else 0) for kind, rows, _, order in columns.values()}
+    if len(shapes) != 1 or next(iter(shapes))[0] == "scalar":
+        return None  # scalars, or columns of other kinds, lengths or keys: load_text reads them or says why
+    return "columns", {k: (kind, rows, text) for k, (kind, rows, text, _) in columns.items()}
 
 
 def stream_texts(
@@ -97,7 +123,12 @@ def stream_texts(
     fmt = FORMATS[path.suffix.lower()]
     if fmt == "parquet":
         return _stream_parquet(path, text_col, drop_empty)
-    column = _text_column(path, fmt, encoding, text_col)
+    if fmt == "json" and (shape := _json_shape(path, encoding)) is not None and shape[0] == "columns":
+        cols = shape[1]
+        column = _choose_text_column(path, list(cols), text_col, lambda: [k for k, c in cols.items() if c[2]])
+        fmt = "json" + cols[column][0]  # "json[" or "json{": the text column's elements, read as records
+    else:
+        column = _text_column(path, fmt, encoding, text_col)
     # 8 bytes a row as they grow (a list would hold a Python number of 36 bytes each)
     offsets, parts, numbers, bad = array("q"), array("i"), array("q"), []
     for number, (at, part, value) in enumerate(_records(path, fmt, encoding, column), start=1):
@@ -554,7 +585,7 @@ def _records(path: Path, fmt: str, encoding: str, column: Any) -> Iterator[tuple
     """Every data record of the file: (where it starts, which piece of its line, its value: a TXT line's
     text, the text field of a CSV/TSV row, a JSONL object, or its field ``column``)."""
     with open(path, "rb") as f:
-        yield from _records_from(f, 0, fmt, encoding, column, 0, header=fmt not in ("txt", "jsonl", "json"))
+        yield from _records_from(f, 0, fmt, encoding, column, 0, header=fmt in ("csv", "tsv", "tab"))
 
 
 def _records_from(
@@ -571,6 +602,10 @@ def _records_from(
     if fmt == "json":
         for start, rec in _json_elements(f, at, encoding, path):
             yield start, 0, rec if column is None else rec.get(column)
+        return
+    if fmt in ("json[", "json{"):  # a table of columns: the elements of column ``column``
+        for start, value in _json_column(f, at, encoding, path, column, fmt[-1]):
+            yield start, 0, value
         return
     if fmt == "jsonl":
         from .text import json_record
@@ -599,19 +634,16 @@ def _records_from(
         yield start, 0, fields[column] if column is not None and column < len(fields) else ""
 
 
-def _json_elements(
-    f: Any, at: int, encoding: str, path: Path, find_within: int | None = None
-) -> Iterator[tuple[int, dict]]:
+def _json_elements(f: Any, at: int, encoding: str, path: Path) -> Iterator[tuple[int, dict]]:
     """The objects of a JSON document that is one array of them (``[{"text": ...}, ...]``) or an object whose
     ``"data"`` key holds that array, each with the byte where it starts: from the file's start (``at`` 0: the
-    array's ``[`` first, the object's other keys skipped, each value parsed on its own), or from the element
-    starting at byte ``at``. The file is decoded a block at a time and each element parsed on its own
-    (``raw_decode``), so only one block and one element are in memory; the array's ``,`` and ``]`` are
-    checked. ``find_within``: refuse (``DataError``) an object whose array starts after that many bytes."""
+    array's ``[`` first, the object's other keys skipped a value at a time), or from the element starting at
+    byte ``at``. The file is decoded a block at a time and each element parsed on its own (``raw_decode``), so
+    only one block and one element are in memory; the array's ``,`` and ``]`` are checked."""
     doc = _JsonScan(f, at, encoding, path)
     if at == 0:
         if doc.skip_space() == "{":  # {"data": [...]}: skip the keys before it
-            doc.enter_data(find_within)
+            doc.enter_key("data")
         doc.step("[", "'['")
         if doc.skip_space() == "]":
             return
@@ -664,7 +696,7 @@ class _JsonScan:
     def expect(self, what: str) -> NoReturn:
         raise DataError(
             f"{self.path}: expected {what} at byte {self.start}; a JSON file streams as one array of objects, "
-            f'or an object whose "data" key holds one.'
+            f'an object whose "data" key holds one, or an object of columns.'
         )
 
     def value(self, what: str) -> Any:
@@ -688,20 +720,77 @@ class _JsonScan:
             self.expect(what)
         self.i, self.start = self.i + 1, self.start + 1
 
-    def enter_data(self, find_within: int | None) -> None:
-        """From an object's ``{``, skip its keys up to ``"data"`` (refused if there is none, or it comes after
-        ``find_within`` bytes), stopping before its value."""
+    def enter_key(self, name: str) -> None:
+        """From an object's ``{``, skip its keys up to ``name`` (refused if there is none), stopping before its
+        value; the values skipped are read an element at a time (``skip``)."""
         self.step("{", "'{'")
         while True:
-            if self.skip_space() != '"' or (find_within is not None and self.start > find_within):
-                self.expect('a "data" key holding the array')
+            if self.skip_space() != '"':
+                self.expect(f"a {name!r} key")
             key = self.value("key")
             self.step(":", "':' after a key")
-            if key == "data":
+            if key == name:
                 return
             self.skip_space()
-            self.value(f"value of key {key!r}")
-            self.step(",", 'a "data" key holding the array')
+            self.skip(f"value of key {key!r}")
+            self.step(",", f"',' after the value of key {key!r} (and a {name!r} key)")
+
+    def skip(self, what: str) -> tuple[int, bool, int]:
+        """Move past the value at ``i`` (after white space), an array's or object's elements parsed one at a time,
+        so a large one is never in memory at once. Returns, for an array or object, how many elements it holds,
+        whether every one is a string, and a hash of an object's keys in order (0 for an array)."""
+        open_ = self.skip_space()
+        if open_ not in ("[", "{"):
+            self.value(what)
+            return 0, False, 0
+        close = "]" if open_ == "[" else "}"
+        self.step(open_, f"'{open_}'")
+        count, text, order = 0, True, 0
+        if self.skip_space() == close:
+            self.step(close, f"'{close}'")
+            return 0, True, 0
+        while True:
+            if open_ == "{":
+                if self.skip_space() != '"':
+                    self.expect(f"a key in the {what}")
+                order = hash((order, self.value("key")))
+                self.step(":", "':' after a key")
+            text &= self.skip_space() == '"'
+            self.skip(f"element of the {what}")
+            count += 1
+            if self.skip_space() == close:
+                self.step(close, f"'{close}'")
+                return count, text, order
+            self.step(",", f"',' or '{close}' in the {what}")
+
+
+def _json_column(
+    f: Any, at: int, encoding: str, path: Path, column: str, kind: str
+) -> Iterator[tuple[int, Any]]:
+    """The values of column ``column`` of a JSON table of columns (``_json_shape``), an array (``kind`` "[") or
+    an object of rows ("{"), each with the byte where it starts: from the file's start (``at`` 0: the keys
+    before ``column`` skipped) or from the value starting at byte ``at``; one value parsed at a time."""
+    doc = _JsonScan(f, at, encoding, path)
+    close = "]" if kind == "[" else "}"
+    if at == 0:
+        doc.enter_key(column)
+        doc.step(kind, f"'{kind}'")
+        if doc.skip_space() == close:
+            return
+        if kind == "{":
+            doc.value("key")
+            doc.step(":", "':' after a key")
+    while True:
+        doc.skip_space()
+        here = doc.start
+        yield here, doc.value("element")
+        if doc.skip_space() == close:
+            return
+        doc.step(",", f"',' or '{close}' after the element")
+        if kind == "{":
+            doc.skip_space()
+            doc.value("key")
+            doc.step(":", "':' after a key")
 
 
 def _csv_rows(f: Any, at: int, fmt: str, encoding: str, path: Path) -> Iterator[tuple[int, list[str]]]:
