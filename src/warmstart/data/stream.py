@@ -69,7 +69,22 @@ def streams(path: str | Path, encoding: str) -> bool:
         return False
 
 
+# the shape of the JSON documents scanned so far, by path, encoding and the file's size and time: ``streams``
+# and ``stream_texts`` ask in turn, and a table of columns costs a pass over the file to tell
+_SHAPES: dict[tuple[str, str, tuple[int, int]], tuple[str, dict] | None] = {}
+
+
 def _json_shape(path: Path, encoding: str) -> tuple[str, dict] | None:
+    """``_scan_json_shape`` of the file as it is now, scanned once."""
+    key = (str(Path(path).resolve()), encoding, _stamp(path))
+    if key not in _SHAPES:
+        if len(_SHAPES) > 64:
+            _SHAPES.clear()
+        _SHAPES[key] = _scan_json_shape(path, encoding)
+    return _SHAPES[key]
+
+
+def _scan_json_shape(path: Path, encoding: str) -> tuple[str, dict] | None:
     """How a JSON document streams, found in one pass that holds one block and one scalar value at a time:
     ``("records", {})`` for one array of objects (``[{...}, ...]``) or an object whose ``"data"`` key holds
     one (the keys before it skipped); ``("columns", {key: (kind, rows, every value text)})`` for a table of
