@@ -381,7 +381,10 @@ def test_a_json_table_of_columns_streams_its_text_column(tmp_path, monkeypatch):
     # the column is chosen as for other files: --text-col, a known name, or the only column of texts
     two = tmp_path / "two.json"
     two.write_text(json.dumps({"n": [1, 2], "body": ["one", "two"], "title": ["a", None]}))
-    assert list(stream_texts(two).inputs) == ["one", "two"]  # "title" has a null: not a column of texts
+    assert list(stream_texts(two).inputs) == ["one", "two"]  # "body" is a text column's name
+    only = tmp_path / "only.json"
+    only.write_text(json.dumps({"n": [1, 2], "words": ["one", "two"], "title": ["a", None]}))
+    assert list(stream_texts(only).inputs) == ["one", "two"]  # the only column whose every value is text
     assert list(stream_texts(two, "title", drop_empty=True).inputs) == ["a"]
     with pytest.raises(
         DataError, match=r"no column 'txt' for the text; the columns are \['n', 'body', 'title'\]"
