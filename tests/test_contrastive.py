@@ -202,3 +202,24 @@ def test_multilabel_data_layer(tmp_path):
     picks = few_shot(labels, 3, seed=0)
     counts = {c: sum(c in labels[i] for i in picks) for c in "abc"}
     assert all(v >= 3 for v in counts.values())
+
+
+def test_the_default_lr_shrinks_with_the_text_encoders_width():
+    """lr="auto" is 1e-4 up to all-MiniLM-L6-v2's width (384) and 1e-4 * 384 / width above it (all-mpnet-base-v2,
+    768: 5e-5); an lr given, and images, are left alone."""
+    from types import SimpleNamespace
+
+    from warmstart.techniques.contrastive import Contrastive
+
+    def bb(width, modality="text"):
+        return SimpleNamespace(
+            modality=modality, module=SimpleNamespace(config=SimpleNamespace(hidden_size=width))
+        )
+
+    auto = Contrastive(progress=False)
+    assert auto._base_lr(bb(384)) == 1e-4 and auto._base_lr(bb(32)) == 1e-4
+    assert auto._base_lr(bb(768)) == pytest.approx(5e-5) and auto._base_lr(bb(1024)) == pytest.approx(3.75e-5)
+    assert auto._base_lr(bb(768, "image")) == 1e-4
+    assert Contrastive(lr=3e-4, progress=False)._base_lr(bb(768)) == 3e-4
+    no_config = SimpleNamespace(modality="text", module=object(), num_features=768)
+    assert auto._base_lr(no_config) == pytest.approx(5e-5)

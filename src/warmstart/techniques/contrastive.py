@@ -169,6 +169,9 @@ class Contrastive(TunedTechnique):
     """
 
     default_lr = {"text": 1e-4, "image": 1e-4}
+    # the text encoder width the default lr was chosen at (all-MiniLM-L6-v2); wider encoders get lr times
+    # REFERENCE_WIDTH / width (all-mpnet-base-v2, 768: 5e-5), chosen on the development collection
+    REFERENCE_WIDTH = 384
     default_augment = "none"  # pairs are compared as they are; augmenting them is not implemented
     default_head_lr = None
     _parameter_constraints = {
@@ -204,6 +207,17 @@ class Contrastive(TunedTechnique):
         self.temperature = temperature
         self.C = C
         self.threshold = threshold
+
+    def _base_lr(self, bb: Backbone) -> float:
+        """``lr="auto"``: the default, scaled down for text encoders wider than ``REFERENCE_WIDTH`` (the
+        hidden size of its transformer, else its embedding's width)."""
+        if self.lr != "auto" or bb.modality != "text":
+            return super()._base_lr(bb)
+        config = getattr(bb.module, "config", None)
+        width = (
+            getattr(config, "hidden_size", None) or getattr(bb, "num_features", None) or self.REFERENCE_WIDTH
+        )
+        return self.default_lr["text"] * min(1.0, self.REFERENCE_WIDTH / int(width))
 
     # -- phase 1 -----------------------------------------------------------------------------------------------
     def planned_steps(self, n_rows: int, rows_per_step: int | None = None) -> int:
