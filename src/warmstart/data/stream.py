@@ -104,15 +104,10 @@ def _scan_json_shape(path: Path, encoding: str) -> tuple[str, dict] | None:
         if doc.skip_space() == "}":
             return None
         while True:
-            if doc.skip_space() != '"':
-                doc.expect("a key")
-            key = doc.value("key")
-            doc.step(":", "':' after a key")
-            if key == "data":
+            key = doc.key("a key")
+            if key == "data":  # records; the first element read refuses a "data" that is not an array of them
                 f.seek(0)
-                next(
-                    _json_elements(f, 0, encoding, path), None
-                )  # refuses a "data" that is not an array of objects
+                next(_json_elements(f, 0, encoding, path), None)
                 return "records", {}
             kind = doc.skip_space()
             rows, text, order = doc.skip(f"value of key {key!r}")
@@ -735,15 +730,21 @@ class _JsonScan:
             self.expect(what)
         self.i, self.start = self.i + 1, self.start + 1
 
+    def key(self, what: str) -> str:
+        """The object key at ``i`` (after white space) and its ``:``, moving past both; refused, naming ``what``,
+        where no key is."""
+        if self.skip_space() != '"':
+            self.expect(what)
+        key = self.value("key")
+        self.step(":", "':' after a key")
+        return key
+
     def enter_key(self, name: str) -> None:
         """From an object's ``{``, skip its keys up to ``name`` (refused if there is none), stopping before its
         value; the values skipped are read an element at a time (``skip``)."""
         self.step("{", "'{'")
         while True:
-            if self.skip_space() != '"':
-                self.expect(f"a {name!r} key")
-            key = self.value("key")
-            self.step(":", "':' after a key")
+            key = self.key(f"a {name!r} key")
             if key == name:
                 return
             self.skip_space()
@@ -766,10 +767,7 @@ class _JsonScan:
             return 0, True, 0
         while True:
             if open_ == "{":
-                if self.skip_space() != '"':
-                    self.expect(f"a key in the {what}")
-                order = hash((order, self.value("key")))
-                self.step(":", "':' after a key")
+                order = hash((order, self.key(f"a key in the {what}")))
             text &= self.skip_space() == '"'
             self.skip(f"element of the {what}")
             count += 1
@@ -793,8 +791,7 @@ def _json_column(
         if doc.skip_space() == close:
             return
         if kind == "{":
-            doc.value("key")
-            doc.step(":", "':' after a key")
+            doc.key("a key")
     while True:
         doc.skip_space()
         here = doc.start
@@ -803,9 +800,7 @@ def _json_column(
             return
         doc.step(",", f"',' or '{close}' after the element")
         if kind == "{":
-            doc.skip_space()
-            doc.value("key")
-            doc.step(":", "':' after a key")
+            doc.key("a key")
 
 
 def _csv_rows(f: Any, at: int, fmt: str, encoding: str, path: Path) -> Iterator[tuple[int, list[str]]]:
