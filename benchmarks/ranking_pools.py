@@ -72,7 +72,7 @@ POOLS = {
     "fashion-mnist": image_pool(64),
     "digits": image_pool(64),
 }
-SCORES = ("logme", "knn", "hscore", "nleep", "ridge_loo", "probe_cv")
+SCORES = ("logme", "knn", "hscore", "nleep", "ridge_loo", "probe_cv", "sfda", "sfda_lw")
 
 
 def value(cell: dict, name: str) -> float:

@@ -209,7 +209,10 @@ def test_rank_prints_a_table_and_how_to_read_it(csvs, tiny_bert_dir, tiny_bert_d
     argv = ["rank", "--data", str(csvs / "train.csv"), "--backbones", backbones, "--resamples", "3"]
     assert main([*argv, "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "| rank | backbone | dim | logme | knn | hscore | leep | nleep | ridge_loo | probe_cv |" in out
+    assert (
+        "| rank | backbone | dim | logme | knn | hscore | leep | nleep | ridge_loo | probe_cv | sfda | sfda_lw |"
+        in out
+    )
     assert "Ranked by ridge_loo" in out and "subsamples" in out
     saved = json.loads(out_json.read_text())
     assert [c["backbone"] for c in saved["candidates"]][0] in out.split("\n")[2]

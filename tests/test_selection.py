@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_images
-from warmstart.errors import DataError
+from warmstart.errors import DataError, ParameterError
 from warmstart.selection import scores
 
 
@@ -548,3 +548,41 @@ def test_rank_uses_macro_f1_on_imbalanced_data_and_says_so(tmp_path):
         r2 = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False, **kwargs)
         assert r2.metric == "accuracy" and "macro-F1" not in r2.explain()
         assert r2.candidates[0].scores["knn"] == pytest.approx(scores.knn_loo(X, y))
+
+
+def test_sfda_discriminant_is_shrunk_lda_and_its_shrinkage_follows_the_largest_within_class_eigenvalue():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    X, y = blobs(spread=1.5)
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.3).fit(X, y)
+    P, used = scores._sfda_proba(X, y, 3, 0.3)
+    assert used == 0.3
+    np.testing.assert_allclose(P, lda.predict_proba(X), atol=1e-8)
+    _, auto = scores._sfda_proba(X, y, 3, "paper")
+    R = X - np.stack([X[y == c].mean(0) for c in range(3)])[y]
+    assert auto == pytest.approx(np.exp(-5 * np.linalg.eigvalsh(R.T @ R / len(X))[-1]), rel=1e-6)
+
+
+def test_sfda_challenges_the_doubtful_rows_and_prefers_separable_features():
+    X, y = blobs(spread=1.0)
+    P, _ = scores._sfda_proba(X, y, 3, "paper")
+    plain = P[np.arange(len(y)), y].mean()
+    assert scores.sfda(X, y) < plain  # pulling rows towards the other classes costs confidence
+    noise = np.random.default_rng(1).normal(size=X.shape)
+    assert scores.sfda(X, y) > scores.sfda(noise, y) + 0.1
+    # classes numbered with a gap (2 absent) score as numbered densely
+    assert scores.sfda(X, np.where(y == 2, 3, y)) == pytest.approx(scores.sfda(X, y))
+
+
+def test_sfda_lw_does_not_separate_noise_with_fewer_rows_than_dimensions():
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    noise = rng.normal(size=(60, 200))
+    assert scores.sfda(noise, y) > 0.99  # the paper's shrinkage: about 0 at this scale, every row separated
+    _, used = scores._sfda_proba(noise, y, 3, "ledoit_wolf")
+    assert used > 0.5
+    assert scores.sfda_lw(noise, y) < 0.9  # in-sample, each row still pulls its own class's mean towards it
+    X, _ = blobs(n=60, d=200, spread=1.0)
+    assert scores.sfda_lw(X, y) > scores.sfda_lw(noise, y) + 0.1
+    with pytest.raises(ParameterError, match="shrinkage"):
+        scores.sfda(X, y, shrinkage=2.0)

@@ -491,7 +491,7 @@ def _parser_rank(sub: Any) -> None:
     )
     p.add_argument(
         "--scores",
-        help="comma-separated subset of logme,knn,hscore,leep,nleep,ridge_loo,probe_cv (default: all)",
+        help="comma-separated subset of logme,knn,hscore,leep,nleep,ridge_loo,probe_cv,sfda,sfda_lw (default: all)",
     )
     p.add_argument(
         "--primary",

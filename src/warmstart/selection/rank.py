@@ -23,7 +23,7 @@ from ..runtime import resolve
 from ..techniques.base import encode_labels, require_single_label
 from .scores import FEATURE_SCORES, METRIC_SCORES, SCORE_HELP, leep
 
-ALL_SCORES = ("logme", "knn", "hscore", "leep", "nleep", "ridge_loo", "probe_cv")
+ALL_SCORES = ("logme", "knn", "hscore", "leep", "nleep", "ridge_loo", "probe_cv", "sfda", "sfda_lw")
 DEFAULT_SCORES = ("logme", "knn", "hscore", "leep", "ridge_loo", "probe_cv")
 
 

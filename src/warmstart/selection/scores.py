@@ -16,6 +16,10 @@ digits in float32 on features of a few hundred dimensions.
 - ``ridge_loo``: exact leave-one-out accuracy of a ridge-regression probe on one-hot targets, at the best of a
   grid of penalties, all from one SVD: a cross-validated linear probe at the cost of LogME.
 - ``probe_cv``: cross-validated accuracy of a logistic-regression probe (the slowest, and the most direct).
+- ``sfda``: self-challenging Fisher discriminant analysis (Shao et al., 2022): a shrunk linear discriminant's
+  mean probability of each row's class, after the rows are pulled towards the other classes' means by as much
+  as the first discriminant doubted them, so that features whose classes stay apart under that challenge win.
+  ``sfda_lw`` shrinks its covariance by Ledoit-Wolf instead of the paper's scale-bound rule.
 
 ``knn``, ``ridge_loo`` and ``probe_cv`` estimate a metric of held-out predictions; ``metric="macro_f1"`` makes
 them estimate macro-F1 instead of accuracy (``METRIC_SCORES``), which is the yardstick on imbalanced data.
@@ -281,6 +285,78 @@ def ridge_loo(
     return best
 
 
+def _sfda_proba(X: np.ndarray, y: np.ndarray, C: int, shrinkage: float | str) -> tuple[np.ndarray, float]:
+    """Class probabilities of every row under a linear discriminant whose pooled within-class covariance is
+    shrunk towards its mean variance, and the shrinkage used. ``shrinkage``: a number in [0, 1], ``"paper"``
+    (``exp(-5 * largest eigenvalue)`` of that covariance, at least 1e-10, as SFDA sets it: features spread
+    widely within their classes keep their covariance) or ``"ledoit_wolf"`` (the Ledoit-Wolf estimate from the
+    residuals, which grows as the rows get fewer against the dimensions)."""
+    N, D = X.shape
+    counts = np.bincount(y, minlength=C).astype(np.float64)
+    means = np.zeros((C, D))
+    np.add.at(means, y, X)
+    means /= counts[:, None]
+    R = X - means[y]
+    within = R.T @ R / N  # sum_c p_c cov_c, each biased
+    if shrinkage == "paper":
+        v = np.ones(D) / math.sqrt(D)
+        for _ in range(20):  # power iteration: the largest eigenvalue, which is all the rule needs
+            w = within @ v
+            v = w / max(float(np.linalg.norm(w)), 1e-300)
+        shrinkage = max(math.exp(-5.0 * float(v @ within @ v)), 1e-10)
+    elif shrinkage == "ledoit_wolf":
+        from sklearn.covariance import ledoit_wolf_shrinkage
+
+        shrinkage = float(ledoit_wolf_shrinkage(R, assume_centered=True))
+    elif isinstance(shrinkage, str) or not 0.0 <= shrinkage <= 1.0:
+        raise ParameterError(f"shrinkage takes a number in [0, 1], paper or ledoit_wolf; got {shrinkage!r}.")
+    shrunk = (1.0 - shrinkage) * within
+    shrunk.flat[:: D + 1] += shrinkage * float(np.trace(within)) / D + 1e-12
+    coef = np.linalg.solve(shrunk, means.T).T  # (C, D): means @ shrunk^-1
+    logits = X @ coef.T - 0.5 * (means * coef).sum(1) + np.log(counts / N)
+    logits -= logits.max(1, keepdims=True)
+    P = np.exp(logits)
+    return P / P.sum(1, keepdims=True), float(shrinkage)
+
+
+def sfda(X: np.ndarray, y: np.ndarray, shrinkage: float | str = "paper") -> float:
+    """SFDA (Shao et al., ECCV 2022): fit a shrunk linear discriminant (``_sfda_proba``), soften its
+    probabilities by a second softmax, move each row towards the mean of the other classes' means by one minus
+    its softened probability of its own class ("ConfMix": the rows the discriminant doubts are challenged
+    most), fit again with the same shrinkage, and return the mean probability of each row's class (0 to 1;
+    higher is better). In-sample, like LogME: no rows are held out.
+
+    The paper's shrinkage (``"paper"``) depends on the features' scale and ignores how few the rows are: with
+    fewer rows than dimensions and features of unit variance it is about 0, the discriminant separates the
+    rows it was fitted on whatever they are, and every backbone scores 1. ``sfda_lw`` (``"ledoit_wolf"``)
+    shrinks as much as the rows warrant.
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1, 2], 20)
+    >>> apart, mixed = np.eye(3)[y] + 0.2 * rng.normal(size=(60, 3)), rng.normal(size=(60, 3))
+    >>> sfda(apart, y) > sfda(mixed, y)
+    True
+    """
+    X, y, _ = _check(X, y)
+    y = np.unique(y, return_inverse=True)[1].reshape(-1)  # the classes present, numbered 0..C-1
+    C = int(y.max()) + 1
+    P, used = _sfda_proba(X, y, C, shrinkage)
+    soft = np.exp(P)
+    soft /= soft.sum(1, keepdims=True)
+    means = np.zeros((C, X.shape[1]))
+    np.add.at(means, y, X)
+    means /= np.bincount(y, minlength=C).astype(np.float64)[:, None]
+    others = (means.sum(0) - means) / (C - 1)  # row c: the mean of the other classes' means
+    own = soft[np.arange(len(y)), y][:, None]
+    P, _ = _sfda_proba(own * X + (1.0 - own) * others[y], y, C, used)
+    return float(P[np.arange(len(y)), y].mean())
+
+
+def sfda_lw(X: np.ndarray, y: np.ndarray) -> float:
+    """``sfda`` with the Ledoit-Wolf shrinkage in place of the paper's rule."""
+    return sfda(X, y, shrinkage="ledoit_wolf")
+
+
 FEATURE_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "logme": logme,
     "knn": knn_loo,
@@ -288,6 +364,8 @@ FEATURE_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "nleep": nleep,
     "ridge_loo": ridge_loo,
     "probe_cv": probe_cv,
+    "sfda": sfda,
+    "sfda_lw": sfda_lw,
 }
 SCORE_HELP = {
     "logme": "log evidence per row of a linear model on the features (nats); predicts how well a linear head "
@@ -299,4 +377,7 @@ SCORE_HELP = {
     "ridge_loo": "exact leave-one-out accuracy of a ridge probe at its best penalty; a cross-validated probe "
     "at the cost of one SVD",
     "probe_cv": "3-fold cross-validated logistic-regression accuracy; the direct estimate, and the slowest",
+    "sfda": "a shrunk linear discriminant's mean probability of the true class after the doubtful rows are "
+    "pulled towards the other classes (self-challenging Fisher discriminant analysis)",
+    "sfda_lw": "sfda with Ledoit-Wolf shrinkage, which holds up with fewer rows than feature dimensions",
 }
