@@ -9,6 +9,7 @@ rows are the pool rows a seed did not draw as labelled ones.
 
 The ``finetune`` configurations fine-tune the whole backbone instead of probing it; ``finetune+coral`` adds the
 Deep CORAL loss against batches of the unlabelled rows (and AdaBN after training, for image CNNs);
+``finetune+dann`` a domain critic through a gradient reversal instead (DANN; AdaBN after training too);
 ``finetune+self_train`` self-trains around fine-tuning (``self_train:finetune``, its default rounds);
 ``self_train-r3``, ``-p0.8``, ``-p0.3``, ``-r3-p0.8`` self-train the probe with 3 rounds instead of 2, or with
 0.8 or 0.3 of each predicted class's rows taken by the last round instead of 0.5; ``words`` is the probe with
@@ -57,6 +58,7 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "adabn+coral+self_train": (False, True, "probe", {"align": "adabn+coral"}),
     "finetune": (False, False, "finetune", {}),
     "finetune+coral": (False, False, "finetune", {"align": "coral"}),
+    "finetune+dann": (False, False, "finetune", {"align": "dann"}),
     "finetune+self_train": (False, True, "finetune", {}),
     # self-training's own options (``selftrain.OPTIONS``): more rounds, a larger share of each class's rows
     "self_train-r3": (False, True, "probe", {"self_train_rounds": 3}),

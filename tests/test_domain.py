@@ -11,7 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from warmstart.techniques.domain import coral_distance, coral_hook, recalibrate_batchnorm
+from warmstart.techniques.domain import (
+    DomainCritic,
+    coral_distance,
+    coral_hook,
+    dann_coefficient,
+    dann_hook,
+    recalibrate_batchnorm,
+)
 from warmstart.techniques.head import LinearHead
 
 
@@ -74,6 +81,56 @@ def test_coral_hook_compares_the_batch_the_head_saw_with_random_target_rows_as_t
     head(S)
     torch.manual_seed(3)
     assert float(alone()) == pytest.approx(got - 0.25, rel=1e-5)
+
+
+def test_dann_hook_trains_the_critic_on_both_domains_and_reverses_its_gradient_into_the_features():
+    rng = np.random.default_rng(2)
+    head = LinearHead(3, 2)
+    head.mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    head.scale.copy_(torch.tensor([2.0, 0.5, 4.0]))
+    model = SimpleNamespace(head=head, backbone=SimpleNamespace(forward_features=lambda x: x))
+    T = torch.tensor(3 * rng.normal(size=(9, 3)) + 2, dtype=torch.float32)
+    torch.manual_seed(0)
+    critic = DomainCritic(3, hidden=8)
+    seen_epochs = []
+    loss, on_epoch, remove = dann_hook(
+        model,
+        critic,
+        _Rows(T),
+        5,
+        0.5,
+        4,
+        _RT,
+        previous=lambda: torch.tensor(0.25),
+        previous_epoch=seen_epochs.append,
+    )
+    S = torch.tensor(rng.normal(size=(6, 3)), dtype=torch.float32, requires_grad=True)
+    on_epoch(2)
+    assert seen_epochs == [2]
+    head(S)
+    torch.manual_seed(3)
+    rows = torch.randint(len(T), (5,)).numpy()
+    torch.manual_seed(3)
+    got = loss()
+    zs, zt = (S - head.mean) / head.scale, (T[rows] - head.mean) / head.scale
+    z = torch.cat([zs, zt]).detach().requires_grad_(True)
+    domain = torch.cat([torch.zeros(6), torch.ones(5)])
+    want = torch.nn.functional.binary_cross_entropy_with_logits(critic(z), domain)
+    assert got.item() == pytest.approx(want.item() + 0.25, rel=1e-5)
+    got.backward()
+    want.backward()
+    # the features get the critic's gradient reversed and scaled by weight x the epoch's coefficient
+    coeff = 0.5 * dann_coefficient(2, 4)
+    expected = -coeff * z.grad[:6] / head.scale
+    torch.testing.assert_close(S.grad, expected, rtol=1e-4, atol=1e-6)
+    # the critic's own gradient is not reversed: a step along it separates the domains better
+    with torch.no_grad():
+        for p in critic.parameters():
+            p -= 0.01 * p.grad
+        after = torch.nn.functional.binary_cross_entropy_with_logits(critic(z), domain)
+    assert after.item() < want.item()
+    remove()
+    assert not head._forward_pre_hooks
 
 
 def test_batchnorm_statistics_become_exact_averages_over_the_rows():

@@ -411,6 +411,50 @@ def test_coral_fine_tuning_pulls_features_towards_the_target_domain(tiny_bert_di
     assert not aligned.model_.head._forward_pre_hooks  # the hook is gone after training
 
 
+def test_dann_fine_tuning_trains_with_a_critic_and_leaves_none_behind(tiny_bert_dir, tmp_path, monkeypatch):
+    import copy
+
+    import torch
+
+    from warmstart import get_technique
+    from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.techniques import domain, tuned
+
+    made, strengths = [], []
+
+    class Critic(domain.DomainCritic):  # keeps a reference, and the first weights, of the critic fit makes
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append((self, copy.deepcopy(self.state_dict())))
+
+    monkeypatch.setattr(tuned, "DomainCritic", Critic)
+    real = domain.dann_coefficient
+    monkeypatch.setattr(domain, "dann_coefficient", lambda e, n: strengths.append((e, n)) or real(e, n))
+
+    texts, labels = make_sentences(6, seed=0)
+    train = Dataset(texts, labels, "text", "labelled")
+    target = Dataset([t.upper() + " zzz qqq" for t in make_sentences(6, seed=2)[0]], None, "text", "target")
+    kw = dict(backbone=str(tiny_bert_dir), progress=False, epochs=3, min_steps=0, lr=1e-3, use_cache=False)
+    with pytest.raises(ParameterError, match="unlabeled=rows"):
+        get_technique("finetune", align="dann", **kw).fit(train)
+    plain = get_technique("finetune", **kw).fit(train)
+    aligned = get_technique("finetune", align="dann", **kw).fit(train, unlabeled=target)
+    assert aligned.fitted_config()["n_unlabeled"] == len(target)
+    critic, first = made[0]
+    assert any(not torch.equal(v, first[k]) for k, v in critic.state_dict().items())  # it was trained
+    assert sorted({e for e, _ in strengths}) == [0, 1, 2] and {n for _, n in strengths} == {3}  # every epoch
+    assert aligned.trainable_parameters() == plain.trainable_parameters()  # the critic is not the model's
+    assert not hasattr(aligned.model_, "critic") and not aligned.model_.head._forward_pre_hooks
+    assert not any(k.startswith("critic.") for k in aligned.model_.state_dict())
+    # the critic's loss went into training: the losses differ from the plain run's on the same rows and seed
+    assert [h["train_loss"] for h in aligned.history_] != [h["train_loss"] for h in plain.history_]
+    folder = save_artifact(aligned, tmp_path / "m", metrics={"accuracy": 0.0})
+    proba = aligned.predict_proba(Dataset(texts[:4], None, "text"))
+    np.testing.assert_allclose(
+        load_artifact(folder).predict_proba(Dataset(texts[:4], None, "text")), proba, atol=1e-6
+    )
+
+
 def test_adapt_tunes_a_text_encoder_without_labels_and_saves_a_backbone(tiny_bert_dir, tmp_path):
     from warmstart.adapt import adapt_backbone
     from warmstart.backbones import get_backbone

@@ -17,7 +17,7 @@ from torch import nn
 
 from warmstart.artifact import load_artifact, save_artifact
 from warmstart.backbones import get_backbone
-from warmstart.data import from_arrays
+from warmstart.data import Dataset, from_arrays
 from warmstart.errors import ParameterError
 from warmstart.techniques import TunedTechnique, available_techniques, get_technique
 from warmstart.techniques.bitfit import NORM_TYPES
@@ -152,6 +152,22 @@ def test_resume_after_interruption_matches_uninterrupted(
     assert len(taken) == whole.history_[-1]["step"] - (per_epoch + 1)
     assert resumed.history_ == whole.history_
     np.testing.assert_allclose(resumed.predict_proba(test), whole.predict_proba(test), atol=1e-6)
+
+
+def test_dann_resumes_with_its_critic_and_the_epochs_reversal_strength(
+    tmp_path, monkeypatch, tiny_bert_dir, text_data, text_test
+):
+    bb = get_backbone(str(tiny_bert_dir))
+    target = Dataset([t.upper() for t in text_test.inputs], None, "text", "target")
+    params = {**FAST, "epochs": 3, "checkpoint_every": 2, "checkpoint_dir": str(tmp_path / "ckpt")}
+    params["align"] = "dann"
+    per_epoch = get_technique("finetune", backbone=bb, **params).steps_per_epoch(len(text_data))
+    whole = get_technique("finetune", backbone=bb, **params).fit(text_data, unlabeled=target)
+    with ctrl_c_at_step(per_epoch + 1), pytest.raises(Interrupted):
+        get_technique("finetune", backbone=bb, **params).fit(text_data, unlabeled=target)
+    resumed = get_technique("finetune", backbone=bb, **params).fit(text_data, unlabeled=target)
+    assert resumed.history_ == whole.history_
+    np.testing.assert_allclose(resumed.predict_proba(text_test), whole.predict_proba(text_test), atol=1e-6)
 
 
 def test_trainable_counts_differ_as_the_techniques_promise(tiny_bert_dir, text_data):

@@ -171,10 +171,10 @@ def _self_training(
     if base is None:
         if unlabeled is not None and not wants_unlabeled(technique, params):
             raise ParameterError(
-                f"--unlabeled rows are used by self-training and by the probe's domain alignment only; "
-                f"{technique!r} would ignore them. Use --technique self_train:"
-                f"{technique if technique != 'auto' else 'probe'}, or --param align=coral with the probe, or "
-                f"drop --unlabeled."
+                f"--unlabeled rows are used by self-training and by domain alignment only; {technique!r} "
+                f"would ignore them. Use --technique self_train:{technique if technique != 'auto' else 'probe'}, "
+                f"or --param align=coral (the probe and the fine-tuning techniques) or align=dann (fine-tuning), "
+                f"or drop --unlabeled."
             )
         return technique, params, None
     if unlabeled is None or len(unlabeled) == 0:

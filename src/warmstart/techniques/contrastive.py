@@ -384,7 +384,7 @@ class Contrastive(TunedTechnique):
         if self.align != "none" or unlabeled is not None:
             raise ParameterError(
                 "contrastive does not align domains (align='coral' or unlabelled rows); use "
-                "self_train:contrastive, or finetune/lp_ft with align='coral'."
+                "self_train:contrastive, or finetune/lp_ft with align='coral' or 'dann'."
             )
         base = resolve_backbone(self.backbone)
         train = self._data(X, y, base.modality, need_labels=True)

@@ -1,21 +1,29 @@
-"""Domain alignment: Deep CORAL (Sun and Saenko 2016) against unlabelled rows of the test domain while fine-tuning,
-and BatchNorm statistics re-estimated on a domain's rows (``recalibrate_batchnorm``; AdaBN: ``adabn_copy``).
+"""Domain alignment while fine-tuning, against unlabelled rows of the test domain: Deep CORAL (Sun and Saenko
+2016) and DANN (Ganin et al. 2016); and BatchNorm statistics re-estimated on a domain's rows
+(``recalibrate_batchnorm``; AdaBN: ``adabn_copy``).
 
 Each optimizer step also passes a batch of unlabelled target rows through the backbone, and the loss gains the
 distance between the two batches' feature statistics: the squared differences of their covariances and of their
 means, on features standardised as the head sees them (so the penalty does not depend on the backbone's feature
 scale). The target rows are drawn with torch's random generator, which checkpoints save and restore, so a resumed
 run draws what the uninterrupted one would have.
+
+DANN instead trains a small domain critic to tell the two batches' features apart, through a gradient reversal
+layer: the critic learns to separate the domains while the backbone receives the opposite gradient and learns
+features the critic cannot separate. The reversal's strength rises over the epochs as in the paper
+(``dann_coefficient``), so the first epochs, whose critic is still random, barely move the backbone.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import ParameterError
 
@@ -67,6 +75,101 @@ def coral_hook(
         return value + previous() if previous is not None else value
 
     return loss, handle.remove
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, coeff: float) -> torch.Tensor:
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.coeff * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, coeff: float) -> torch.Tensor:
+    """``x`` unchanged going forward; going back, the gradient times ``-coeff`` (DANN's reversal layer).
+
+    Example:
+        >>> x = torch.ones(2, requires_grad=True)
+        >>> (3 * reverse_gradient(x, 0.5)).sum().backward()
+        >>> x.grad.tolist()
+        [-1.5, -1.5]
+    """
+    return _ReverseGradient.apply(x, coeff)
+
+
+def dann_coefficient(epoch: int, epochs: int) -> float:
+    """The reversal's strength in ``epoch`` (0-based) of ``epochs``: ``2 / (1 + exp(-10 p)) - 1`` at the
+    epoch's midpoint ``p`` (Ganin et al. 2016 set it per step; per epoch, a resumed run sets it again
+    exactly). Near 0 at first, near 1 at the end.
+
+    Example:
+        >>> [round(dann_coefficient(e, 4), 2) for e in range(4)]
+        [0.76, 0.98, 1.0, 1.0]
+    """
+    p = (epoch + 0.5) / max(epochs, 1)
+    return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+
+
+class DomainCritic(nn.Module):
+    """DANN's domain classifier: one hidden layer of ``hidden`` ReLU units, one logit (target domain vs labelled
+    rows' domain) per row of standardised features."""
+
+    def __init__(self, width: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
+
+
+def dann_hook(
+    model: nn.Module,
+    critic: DomainCritic,
+    target: Any,
+    batch_size: int,
+    weight: float,
+    epochs: int,
+    rt: Any,
+    previous: Callable | None = None,
+    previous_epoch: Callable | None = None,
+) -> tuple[Callable[[], torch.Tensor], Callable[[int], None], Callable[[], None]]:
+    """DANN for the training loop: an ``extra_loss`` (the critic's binary cross-entropy on the features of the
+    batch the head last saw, labelled 0, and of ``batch_size`` random rows of ``target``, labelled 1, both
+    standardised as the head sees them and passed through ``reverse_gradient`` at ``weight`` times
+    ``dann_coefficient``), plus ``previous()``; an ``on_epoch_start`` that sets that coefficient (and calls
+    ``previous_epoch``); and the function that removes the hook on ``model.head``. ``critic``'s parameters must
+    be in the optimizer: it learns to tell the domains apart while the backbone learns the reverse."""
+    seen: dict[str, torch.Tensor] = {}
+    state = {"coeff": weight * dann_coefficient(0, epochs)}
+
+    def remember(_module: nn.Module, args: tuple) -> None:
+        seen["features"] = args[0]
+
+    handle = model.head.register_forward_pre_hook(remember)
+
+    def standardised(f: torch.Tensor) -> torch.Tensor:
+        return (f.float() - model.head.mean) / model.head.scale
+
+    def loss() -> torch.Tensor:
+        rows = torch.randint(len(target), (min(batch_size, len(target)),)).numpy()
+        batch = rt.to_device(target.collate(rows))
+        with rt.autocast():
+            ft = model.backbone.forward_features(**batch)
+        zs, zt = standardised(seen["features"]), standardised(ft)
+        z = reverse_gradient(torch.cat([zs, zt]), state["coeff"])
+        domain = torch.cat([torch.zeros(len(zs)), torch.ones(len(zt))]).to(z.device)
+        value = F.binary_cross_entropy_with_logits(critic(z), domain)
+        return value + previous() if previous is not None else value
+
+    def on_epoch_start(epoch: int) -> None:
+        state["coeff"] = weight * dann_coefficient(epoch, epochs)
+        if previous_epoch is not None:
+            previous_epoch(epoch)
+
+    return loss, on_epoch_start, handle.remove
 
 
 def batchnorms(module: nn.Module) -> list[nn.Module]:

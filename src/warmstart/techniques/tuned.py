@@ -45,7 +45,7 @@ from .base import (
     require_single_label,
     resolve_backbone,
 )
-from .domain import coral_hook, recalibrate_batchnorm
+from .domain import DomainCritic, coral_hook, dann_hook, recalibrate_batchnorm
 from .head import LinearHead
 from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
@@ -164,7 +164,7 @@ class TunedTechnique(Technique):
         "mixup": [Interval(float, 0, 1)],
         "cutmix": [Interval(float, 0, 1)],
         "label_smoothing": [Interval(float, 0, 1, "left")],
-        "align": ["none", "coral"],
+        "align": ["none", "coral", "dann"],
         "align_weight": [Interval(float, 0, None, "neither")],
         "input_col": [str, None],
         "label_col": [str, None],
@@ -172,6 +172,8 @@ class TunedTechnique(Technique):
     # what augment="auto" means for images (text is never augmented): crop and flip, chosen on mnist-5k, where
     # TrivialAugment on top did no better at 32 per class (.915 against .919) and worse at 8 (.643 against .848)
     default_augment: ClassVar[str] = "light"
+    # the learning rate of DANN's domain critic (align="dann"), which starts from random weights
+    critic_lr: ClassVar[float] = 1e-3
 
     def __init__(
         self,
@@ -262,7 +264,11 @@ class TunedTechnique(Technique):
 
     def _param_groups(self, model: Classifier) -> list[dict[str, Any]]:
         """Two groups by default: the backbone at ``lr_`` and the head at ``head_lr_``."""
-        body = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
+        body = [
+            p
+            for n, p in model.named_parameters()
+            if not n.startswith(("head.", "critic.")) and p.requires_grad
+        ]
         groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}] if body else []
         return groups + [{"params": list(model.head.parameters()), "lr": self.head_lr_, "weight_decay": 0.0}]
 
@@ -291,10 +297,12 @@ class TunedTechnique(Technique):
         ``soft_targets`` (distillation): class probabilities per row of ``X`` to train towards instead of the
         labels, which then only start the head; the classes are ``soft_targets.classes``.
 
-        ``unlabeled`` (with ``align="coral"``): rows of the domain the model will predict on. Training adds
-        ``align_weight`` times the CORAL distance between the features of each batch and of a batch of these
-        rows (``domain.py``), and a BatchNorm backbone's statistics are re-estimated on them after training
-        (AdaBN), so the model meets the test domain with that domain's statistics."""
+        ``unlabeled`` (with ``align="coral"`` or ``"dann"``): rows of the domain the model will predict on.
+        Training adds ``align_weight`` times the CORAL distance between the features of each batch and of a
+        batch of these rows, or (DANN) a domain critic's loss on both batches through a gradient reversal of
+        ``align_weight`` times a strength that rises over the epochs (``domain.py``); and a BatchNorm
+        backbone's statistics are re-estimated on them after training (AdaBN), so the model meets the test
+        domain with that domain's statistics."""
         self._reset_fitted()
         self._validate_params()
         start = time.perf_counter()
@@ -328,11 +336,30 @@ class TunedTechnique(Technique):
         hooks.augment = augmenter
         target, unhook = None, None
         self.n_unlabeled_ = len(target_data) if target_data is not None else 0
+        groups = self._param_groups(model)
         if target_data is not None:
             target = bb.training_source(target_data, progress=self.progress)
-            hooks.extra_loss, unhook = coral_hook(
-                model, target, self.batch_size, self.align_weight, rt, hooks.extra_loss
-            )
+            if self.align == "dann":
+                # a submodule while training, so checkpoints keep it; its own group, since it starts random
+                model.critic = DomainCritic(bb.num_features).to(rt.device)
+                groups.append(
+                    {"params": list(model.critic.parameters()), "lr": self.critic_lr, "weight_decay": 0.0}
+                )
+                hooks.extra_loss, hooks.on_epoch_start, unhook = dann_hook(
+                    model,
+                    model.critic,
+                    target,
+                    self.batch_size,
+                    self.align_weight,
+                    self.epochs_,
+                    rt,
+                    hooks.extra_loss,
+                    hooks.on_epoch_start,
+                )
+            else:
+                hooks.extra_loss, unhook = coral_hook(
+                    model, target, self.batch_size, self.align_weight, rt, hooks.extra_loss
+                )
         val_known = self._known_rows(val)
         if val_known is not None:
             val_source = bb.training_source(val_known[0], progress=self.progress)
@@ -347,9 +374,11 @@ class TunedTechnique(Technique):
             hooks.loss = soft_targets.loss()
         folder = self._checkpoint_folder(bb, train_data, val_known, soft_targets, target_data)
         ckpt = Checkpointer(folder, self._run_key_)
-        state = train(model, self._param_groups(model), source, targets, self._loop_config(), ckpt, hooks)
+        state = train(model, groups, source, targets, self._loop_config(), ckpt, hooks)
         if unhook is not None:
             unhook()
+        if hasattr(model, "critic"):
+            del model.critic  # only training needed it
         recalibrate_batchnorm(model, model, target or source, self.batch_size * 4, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
@@ -369,7 +398,7 @@ class TunedTechnique(Technique):
             if unlabeled is not None:
                 raise ParameterError(
                     f"unlabelled rows given to {self.name} with align='none', which would ignore them; set "
-                    f"align='coral', or use self_train:{self.name}."
+                    f"align='coral' or 'dann', or use self_train:{self.name}."
                 )
             return None
         if unlabeled is None:
@@ -380,7 +409,7 @@ class TunedTechnique(Technique):
         from .. import distributed
 
         if distributed.world_size() > 1:
-            raise ParameterError("align='coral' runs in one process; run it without torchrun.")
+            raise ParameterError(f"align={self.align!r} runs in one process; run it without torchrun.")
         from .probe import unlabeled_sample
 
         return unlabeled_sample(self._data(unlabeled, modality=modality), self.seed)
