@@ -339,27 +339,7 @@ class TunedTechnique(Technique):
         groups = self._param_groups(model)
         if target_data is not None:
             target = bb.training_source(target_data, progress=self.progress)
-            if self.align == "dann":
-                # a submodule while training, so checkpoints keep it; its own group, since it starts random
-                model.critic = DomainCritic(bb.num_features).to(rt.device)
-                groups.append(
-                    {"params": list(model.critic.parameters()), "lr": self.critic_lr, "weight_decay": 0.0}
-                )
-                hooks.extra_loss, hooks.on_epoch_start, unhook = dann_hook(
-                    model,
-                    model.critic,
-                    target,
-                    self.batch_size,
-                    self.align_weight,
-                    self.epochs_,
-                    rt,
-                    hooks.extra_loss,
-                    hooks.on_epoch_start,
-                )
-            else:
-                hooks.extra_loss, unhook = coral_hook(
-                    model, target, self.batch_size, self.align_weight, rt, hooks.extra_loss
-                )
+            unhook = self._align(model, target, groups, hooks, rt)
         val_known = self._known_rows(val)
         if val_known is not None:
             val_source = bb.training_source(val_known[0], progress=self.progress)
@@ -390,6 +370,32 @@ class TunedTechnique(Technique):
         if not self.keep_checkpoint:
             ckpt.clear()
         return self
+
+    def _align(self, model: Classifier, target: Any, groups: list[dict], hooks: Any, rt: Any) -> Any:
+        """Set ``hooks`` up to align the features with ``target`` (a ``BatchSource`` of unlabelled rows) as
+        ``align`` says; DANN's critic joins ``model`` (so checkpoints keep it) and ``groups`` (its own learning
+        rate: it starts random). Returns the function that removes the hook on the head."""
+        if self.align == "dann":
+            model.critic = DomainCritic(model.backbone.num_features).to(rt.device)
+            groups.append(
+                {"params": list(model.critic.parameters()), "lr": self.critic_lr, "weight_decay": 0.0}
+            )
+            hooks.extra_loss, hooks.on_epoch_start, unhook = dann_hook(
+                model,
+                model.critic,
+                target,
+                self.batch_size,
+                self.align_weight,
+                self.epochs_,
+                rt,
+                hooks.extra_loss,
+                hooks.on_epoch_start,
+            )
+            return unhook
+        hooks.extra_loss, unhook = coral_hook(
+            model, target, self.batch_size, self.align_weight, rt, hooks.extra_loss
+        )
+        return unhook
 
     def _target_rows(self, unlabeled: Any, modality: str) -> Dataset | None:
         """The unlabelled rows ``align`` adapts to (labels dropped), or None; refuses rows that would be
