@@ -56,12 +56,17 @@ class _Rows:
 _RT = SimpleNamespace(to_device=lambda batch: batch, autocast=contextlib.nullcontext)
 
 
-def test_coral_hook_compares_the_batch_the_head_saw_with_random_target_rows_as_the_head_standardises_them():
-    rng = np.random.default_rng(1)
+def _standardising_model() -> tuple[LinearHead, SimpleNamespace]:
+    """A head that standardises its 3 inputs by a known mean and scale, behind an identity backbone."""
     head = LinearHead(3, 2)
     head.mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
     head.scale.copy_(torch.tensor([2.0, 0.5, 4.0]))
-    model = SimpleNamespace(head=head, backbone=SimpleNamespace(forward_features=lambda x: x))
+    return head, SimpleNamespace(head=head, backbone=SimpleNamespace(forward_features=lambda x: x))
+
+
+def test_coral_hook_compares_the_batch_the_head_saw_with_random_target_rows_as_the_head_standardises_them():
+    rng = np.random.default_rng(1)
+    head, model = _standardising_model()
     S = torch.tensor(rng.normal(size=(6, 3)), dtype=torch.float32)
     T = torch.tensor(3 * rng.normal(size=(9, 3)) + 2, dtype=torch.float32)
     loss, remove = coral_hook(model, _Rows(T), 5, 0.7, _RT, previous=lambda: torch.tensor(0.25))
@@ -85,10 +90,7 @@ def test_coral_hook_compares_the_batch_the_head_saw_with_random_target_rows_as_t
 
 def test_dann_hook_trains_the_critic_on_both_domains_and_reverses_its_gradient_into_the_features():
     rng = np.random.default_rng(2)
-    head = LinearHead(3, 2)
-    head.mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
-    head.scale.copy_(torch.tensor([2.0, 0.5, 4.0]))
-    model = SimpleNamespace(head=head, backbone=SimpleNamespace(forward_features=lambda x: x))
+    head, model = _standardising_model()
     T = torch.tensor(3 * rng.normal(size=(9, 3)) + 2, dtype=torch.float32)
     torch.manual_seed(0)
     critic = DomainCritic(3, hidden=8)

@@ -56,6 +56,21 @@ def coral_hook(
     batch the head last saw and those of ``batch_size`` random rows of ``target`` (a ``BatchSource``), plus
     ``previous()`` (another extra loss, such as L2-SP's) when given; and the function that removes the hook it
     puts on ``model.head`` (call it after training). ``model`` is a ``tuned.Classifier``."""
+    pair, remove = _paired_features(model, target, batch_size, rt)
+
+    def loss() -> torch.Tensor:
+        value = weight * coral_distance(*pair())
+        return value + previous() if previous is not None else value
+
+    return loss, remove
+
+
+def _paired_features(
+    model: nn.Module, target: Any, batch_size: int, rt: Any
+) -> tuple[Callable[[], tuple[torch.Tensor, torch.Tensor]], Callable[[], None]]:
+    """What both alignments compare: a function returning the features of the batch ``model.head`` last saw
+    and those of ``batch_size`` random rows of ``target``, both standardised as the head standardises them; and
+    the function that removes the hook it puts on the head to see them."""
     seen: dict[str, torch.Tensor] = {}
 
     def remember(_module: nn.Module, args: tuple) -> None:
@@ -66,15 +81,14 @@ def coral_hook(
     def standardised(f: torch.Tensor) -> torch.Tensor:
         return (f.float() - model.head.mean) / model.head.scale
 
-    def loss() -> torch.Tensor:
+    def pair() -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.randint(len(target), (min(batch_size, len(target)),)).numpy()
         batch = rt.to_device(target.collate(rows))
         with rt.autocast():
             ft = model.backbone.forward_features(**batch)
-        value = weight * coral_distance(standardised(seen["features"]), standardised(ft))
-        return value + previous() if previous is not None else value
+        return standardised(seen["features"]), standardised(ft)
 
-    return loss, handle.remove
+    return pair, handle.remove
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -142,23 +156,11 @@ def dann_hook(
     ``dann_coefficient``), plus ``previous()``; an ``on_epoch_start`` that sets that coefficient (and calls
     ``previous_epoch``); and the function that removes the hook on ``model.head``. ``critic``'s parameters must
     be in the optimizer: it learns to tell the domains apart while the backbone learns the reverse."""
-    seen: dict[str, torch.Tensor] = {}
     state = {"coeff": weight * dann_coefficient(0, epochs)}
-
-    def remember(_module: nn.Module, args: tuple) -> None:
-        seen["features"] = args[0]
-
-    handle = model.head.register_forward_pre_hook(remember)
-
-    def standardised(f: torch.Tensor) -> torch.Tensor:
-        return (f.float() - model.head.mean) / model.head.scale
+    pair, remove = _paired_features(model, target, batch_size, rt)
 
     def loss() -> torch.Tensor:
-        rows = torch.randint(len(target), (min(batch_size, len(target)),)).numpy()
-        batch = rt.to_device(target.collate(rows))
-        with rt.autocast():
-            ft = model.backbone.forward_features(**batch)
-        zs, zt = standardised(seen["features"]), standardised(ft)
+        zs, zt = pair()
         z = reverse_gradient(torch.cat([zs, zt]), state["coeff"])
         domain = torch.cat([torch.zeros(len(zs)), torch.ones(len(zt))]).to(z.device)
         value = F.binary_cross_entropy_with_logits(critic(z), domain)
@@ -169,7 +171,7 @@ def dann_hook(
         if previous_epoch is not None:
             previous_epoch(epoch)
 
-    return loss, on_epoch_start, handle.remove
+    return loss, on_epoch_start, remove
 
 
 def batchnorms(module: nn.Module) -> list[nn.Module]:
