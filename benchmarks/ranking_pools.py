@@ -208,6 +208,16 @@ def summarise(rows: list[dict], finetune: str) -> None:
                     f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points "
                     f"| {100 * share:.2f}% ({100 * alone:.2f}%) |"
                 )
+        agreement = seed_agreement(cells, finetune, metric)
+        if agreement is not None:
+            means.setdefault(("best", "truth itself, one seed"), []).append(
+                (agreement, np.nan, np.nan, 0.0, 0.0)
+            )
+            print(
+                f"\nthe truth's own agreement across seeds: tau {agreement:+.2f} between one seed's truth and the "
+                f"mean of the other seeds' (averaged over the seeds): roughly the most a score computed on one "
+                f"seed's rows can reach"
+            )
         metric_check(cells, mean, truths)
     print("\nmeans over data sets and label counts")
     print(
@@ -217,10 +227,34 @@ def summarise(rows: list[dict], finetune: str) -> None:
     print("|---|---|---|---|---|---|---|")
     for (truth, s), v in sorted(means.items()):
         t, wt, reg, share, alone = (statistics.mean(x[i] for x in v) for i in range(5))
+        if np.isnan(wt):  # the truth's own agreement: a tau only
+            print(f"| {truth} | {s} | {t:+.2f} | | | | {len(v)} |")
+            continue
         print(
             f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% ({100 * alone:.2f}%) "
             f"| {len(v)} |"
         )
+
+
+def seed_agreement(cells: list[dict], finetune: str, metric: str) -> float | None:
+    """How well the truth (the better of probe and ``finetune``) orders the candidates from one seed's rows:
+    Kendall's tau between one seed's truth and the mean truth of the other seeds, averaged over the seeds.
+    None with fewer than two seeds. Scores are measured on one seed's labelled rows too, so this is about as
+    high as their tau against the truth can be expected to go."""
+    seeds = sorted({c["seed"] for c in cells})
+    if len(seeds) < 2:
+        return None
+    truth = {
+        (c["seed"], c["backbone"]): max(c["probe"][metric], c.get(finetune, c["probe"])[metric])
+        for c in cells
+    }
+    names = sorted({c["backbone"] for c in cells})
+    out = []
+    for s in seeds:
+        one = {n: truth[s, n] for n in names}
+        rest = {n: float(np.mean([truth[o, n] for o in seeds if o != s])) for n in names}
+        out.append(taus(one, rest)[0])
+    return float(np.mean(out))
 
 
 def metric_check(cells: list[dict], mean, truths: dict) -> None:
