@@ -15,7 +15,9 @@ between different models, where a target-blind "bigger is better" prior is hard 
 Per data set and label count (scores and truths averaged over the seeds) it prints Kendall's tau and weighted tau
 (``scipy.stats.weightedtau``: disagreements near the top of the order count more, as in the transferability
 literature) between each score and the truth, each score's margin over the size prior's tau, and the regret of
-its top pick (the best candidate's truth minus the pick's); then the means over data sets and label counts. The
+its top pick (the best candidate's truth minus the pick's), and how well one seed's truth agrees with the other
+seeds' (a rough ceiling for a score computed on one seed's rows); then the means over data sets and label
+counts. The
 metric is macro-F1 where the test rows' largest class is over 3x the smallest, else accuracy; the scores estimate what
 ``warmstart rank`` would choose from the pool's class counts (rows before that was so estimated accuracy). Where
 that is macro-F1, the rows also hold the same scores estimating accuracy, and the summary compares the two orders
