@@ -11,7 +11,7 @@ run draws what the uninterrupted one would have.
 DANN instead trains a small domain critic to tell the two batches' features apart, through a gradient reversal
 layer: the critic learns to separate the domains while the backbone receives the opposite gradient and learns
 features the critic cannot separate. The reversal's strength rises over the epochs as in the paper
-(``dann_coefficient``), so the first epochs, whose critic is still random, barely move the backbone.
+(``dann_coefficient``), so the first epochs, whose critic is still random, move the backbone less.
 """
 
 from __future__ import annotations
@@ -117,11 +117,13 @@ def reverse_gradient(x: torch.Tensor, coeff: float) -> torch.Tensor:
 def dann_coefficient(epoch: int, epochs: int) -> float:
     """The reversal's strength in ``epoch`` (0-based) of ``epochs``: ``2 / (1 + exp(-10 p)) - 1`` at the
     epoch's midpoint ``p`` (Ganin et al. 2016 set it per step; per epoch, a resumed run sets it again
-    exactly). Near 0 at first, near 1 at the end.
+    exactly). It rises towards 1: from 0.55 in the first of 4 epochs, from 0.10 in the first of 25.
 
     Example:
         >>> [round(dann_coefficient(e, 4), 2) for e in range(4)]
-        [0.76, 0.98, 1.0, 1.0]
+        [0.55, 0.95, 1.0, 1.0]
+        >>> round(dann_coefficient(0, 25), 2)
+        0.1
     """
     p = (epoch + 0.5) / max(epochs, 1)
     return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
