@@ -557,19 +557,19 @@ def test_sfda_discriminant_is_shrunk_lda_and_its_shrinkage_follows_the_largest_w
     keep = (y != 2) | (np.arange(len(y)) < 60)  # unequal classes, so the priors count
     X, y = X[keep], y[keep]
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.3).fit(X, y)
-    P, used = scores._sfda_proba(X, y, 3, 0.3)
+    P, used, _ = scores._sfda_proba(X, y, 3, 0.3)
     assert used == 0.3
     assert 0.05 < P.max(1).min() < 0.9  # not saturated: a wrong covariance or prior would show
     np.testing.assert_allclose(P, lda.predict_proba(X), atol=1e-8)
     X, y = blobs(spread=0.3)  # small within-class spread: a shrinkage well above the 1e-10 floor
-    _, auto = scores._sfda_proba(X, y, 3, "paper")
+    auto = scores._sfda_proba(X, y, 3, "paper")[1]
     R = X - np.stack([X[y == c].mean(0) for c in range(3)])[y]
     assert 0.01 < auto == pytest.approx(np.exp(-5 * np.linalg.eigvalsh(R.T @ R / len(X))[-1]), rel=1e-3)
 
 
 def test_sfda_challenges_the_doubtful_rows_and_prefers_separable_features(monkeypatch):
     X, y = blobs(spread=1.0)
-    P, _ = scores._sfda_proba(X, y, 3, "paper")
+    P = scores._sfda_proba(X, y, 3, "paper")[0]
     plain = P[np.arange(len(y)), y].mean()
     assert scores.sfda(X, y) < plain  # pulling rows towards the other classes costs confidence
     noise = np.random.default_rng(1).normal(size=X.shape)
@@ -595,7 +595,7 @@ def test_sfda_lw_does_not_separate_noise_with_fewer_rows_than_dimensions():
     noise = rng.normal(size=(60, 200))
     assert scores.sfda(noise, y) > 0.99  # the paper's shrinkage: about 0 at this scale, every row separated
     assert scores._sfda_proba(noise, y, 3, "paper")[1] == 1e-10  # its floor
-    _, used = scores._sfda_proba(noise, y, 3, "ledoit_wolf")
+    used = scores._sfda_proba(noise, y, 3, "ledoit_wolf")[1]
     assert used > 0.5
     assert scores.sfda_lw(noise, y) < 0.9  # in-sample, each row still pulls its own class's mean towards it
     X, _ = blobs(n=60, d=200, spread=1.0)

@@ -69,6 +69,14 @@ def _check(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return X, y.astype(np.int64), classes
 
 
+def _class_means(X: np.ndarray, y: np.ndarray, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's mean row of ``X`` (zeros for a class without rows) and the rows per class."""
+    counts = np.bincount(y, minlength=C).astype(np.float64)
+    means = np.zeros((C, X.shape[1]))
+    np.add.at(means, y, X)
+    return means / np.maximum(counts, 1.0)[:, None], counts
+
+
 def logme(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-5) -> float:
     """LogME: mean over classes of the maximised log evidence per row (nats); higher is better.
 
@@ -172,10 +180,7 @@ def hscore(X: np.ndarray, y: np.ndarray, shrinkage: bool = True) -> float:
 
         rho = float(ledoit_wolf_shrinkage(F, assume_centered=True))
         cov = (1 - rho) * cov + rho * np.trace(cov) / D * np.eye(D)
-    counts = np.bincount(y, minlength=C).astype(np.float64)
-    means = np.zeros((C, D))
-    np.add.at(means, y, F)
-    means /= np.maximum(counts, 1.0)[:, None]
+    means, counts = _class_means(F, y, C)
     between = (means * (counts / N)[:, None]).T @ means  # sum_c p_c mu_c mu_c^T
     solved = np.linalg.solve(cov, between) if shrinkage else np.linalg.pinv(cov) @ between
     return float(np.trace(solved))
@@ -285,17 +290,16 @@ def ridge_loo(
     return best
 
 
-def _sfda_proba(X: np.ndarray, y: np.ndarray, C: int, shrinkage: float | str) -> tuple[np.ndarray, float]:
+def _sfda_proba(
+    X: np.ndarray, y: np.ndarray, C: int, shrinkage: float | str
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Class probabilities of every row under a linear discriminant whose pooled within-class covariance is
     shrunk towards its mean variance, and the shrinkage used. ``shrinkage``: a number in [0, 1], ``"paper"``
     (``exp(-5 * largest eigenvalue)`` of that covariance, at least 1e-10, as SFDA sets it: features spread
     widely within their classes keep their covariance) or ``"ledoit_wolf"`` (the Ledoit-Wolf estimate from the
-    residuals, which grows as the rows get fewer against the dimensions)."""
+    residuals, which grows as the rows get fewer against the dimensions); and the class means."""
     N, D = X.shape
-    counts = np.bincount(y, minlength=C).astype(np.float64)
-    means = np.zeros((C, D))
-    np.add.at(means, y, X)
-    means /= counts[:, None]
+    means, counts = _class_means(X, y, C)
     R = X - means[y]
     within = R.T @ R / N  # sum_c p_c cov_c, each biased
     if shrinkage == "paper":
@@ -316,7 +320,7 @@ def _sfda_proba(X: np.ndarray, y: np.ndarray, C: int, shrinkage: float | str) ->
     logits = X @ coef.T - 0.5 * (means * coef).sum(1) + np.log(counts / N)
     logits -= logits.max(1, keepdims=True)
     P = np.exp(logits)
-    return P / P.sum(1, keepdims=True), float(shrinkage)
+    return P / P.sum(1, keepdims=True), float(shrinkage), means
 
 
 def sfda(X: np.ndarray, y: np.ndarray, shrinkage: float | str = "paper") -> float:
@@ -340,15 +344,12 @@ def sfda(X: np.ndarray, y: np.ndarray, shrinkage: float | str = "paper") -> floa
     X, y, _ = _check(X, y)
     y = np.unique(y, return_inverse=True)[1].reshape(-1)  # the classes present, numbered 0..C-1
     C = int(y.max()) + 1
-    P, used = _sfda_proba(X, y, C, shrinkage)
+    P, used, means = _sfda_proba(X, y, C, shrinkage)
     soft = np.exp(P)
     soft /= soft.sum(1, keepdims=True)
-    means = np.zeros((C, X.shape[1]))
-    np.add.at(means, y, X)
-    means /= np.bincount(y, minlength=C).astype(np.float64)[:, None]
     others = (means.sum(0) - means) / (C - 1)  # row c: the mean of the other classes' means
     own = soft[np.arange(len(y)), y][:, None]
-    P, _ = _sfda_proba(own * X + (1.0 - own) * others[y], y, C, used)
+    P = _sfda_proba(own * X + (1.0 - own) * others[y], y, C, used)[0]
     return float(P[np.arange(len(y)), y].mean())
 
 

@@ -164,7 +164,7 @@ def dann_hook(
     def loss() -> torch.Tensor:
         zs, zt = pair()
         z = reverse_gradient(torch.cat([zs, zt]), state["coeff"])
-        domain = torch.cat([torch.zeros(len(zs)), torch.ones(len(zt))]).to(z.device)
+        domain = torch.cat([torch.zeros(len(zs), device=z.device), torch.ones(len(zt), device=z.device)])
         value = F.binary_cross_entropy_with_logits(critic(z), domain)
         return value + previous() if previous is not None else value
 

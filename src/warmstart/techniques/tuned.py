@@ -264,11 +264,7 @@ class TunedTechnique(Technique):
 
     def _param_groups(self, model: Classifier) -> list[dict[str, Any]]:
         """Two groups by default: the backbone at ``lr_`` and the head at ``head_lr_``."""
-        body = [
-            p
-            for n, p in model.named_parameters()
-            if not n.startswith(("head.", "critic.")) and p.requires_grad
-        ]
+        body = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
         groups = [{"params": body, "lr": self.lr_, "weight_decay": self.weight_decay}] if body else []
         return groups + [{"params": list(model.head.parameters()), "lr": self.head_lr_, "weight_decay": 0.0}]
 
@@ -334,12 +330,12 @@ class TunedTechnique(Technique):
         self.epochs_ = self.planned_epochs(len(train_data))
         hooks = self._hooks(model)
         hooks.augment = augmenter
-        target, unhook = None, None
+        target, unalign = None, None
         self.n_unlabeled_ = len(target_data) if target_data is not None else 0
         groups = self._param_groups(model)
         if target_data is not None:
             target = bb.training_source(target_data, progress=self.progress)
-            unhook = self._align(model, target, groups, hooks, rt)
+            unalign = self._align(model, target, groups, hooks, rt)
         val_known = self._known_rows(val)
         if val_known is not None:
             val_source = bb.training_source(val_known[0], progress=self.progress)
@@ -355,10 +351,8 @@ class TunedTechnique(Technique):
         folder = self._checkpoint_folder(bb, train_data, val_known, soft_targets, target_data)
         ckpt = Checkpointer(folder, self._run_key_)
         state = train(model, groups, source, targets, self._loop_config(), ckpt, hooks)
-        if unhook is not None:
-            unhook()
-        if hasattr(model, "critic"):
-            del model.critic  # only training needed it
+        if unalign is not None:
+            unalign()
         recalibrate_batchnorm(model, model, target or source, self.batch_size * 4, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
@@ -374,7 +368,8 @@ class TunedTechnique(Technique):
     def _align(self, model: Classifier, target: Any, groups: list[dict], hooks: Any, rt: Any) -> Any:
         """Set ``hooks`` up to align the features with ``target`` (a ``BatchSource`` of unlabelled rows) as
         ``align`` says; DANN's critic joins ``model`` (so checkpoints keep it) and ``groups`` (its own learning
-        rate: it starts random). Returns the function that removes the hook on the head."""
+        rate: it starts random; ``groups`` come from ``_param_groups`` before it joins). Returns the function that
+        undoes this after training: it removes the hook on the head, and the critic, which only training needs."""
         if self.align == "dann":
             model.critic = DomainCritic(model.backbone.num_features).to(rt.device)
             groups.append(
@@ -391,7 +386,12 @@ class TunedTechnique(Technique):
                 hooks.extra_loss,
                 hooks.on_epoch_start,
             )
-            return unhook
+
+            def unalign() -> None:
+                unhook()
+                del model.critic
+
+            return unalign
         hooks.extra_loss, unhook = coral_hook(
             model, target, self.batch_size, self.align_weight, rt, hooks.extra_loss
         )
