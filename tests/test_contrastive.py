@@ -126,6 +126,18 @@ def test_pair_budget_is_fixed_by_steps_not_by_rows():
     assert get_technique("contrastive", steps=7).planned_steps(50_000) == 7
 
 
+def test_rows_that_fit_in_one_batch_train_min_passes_steps():
+    est = get_technique("contrastive")
+    assert est.planned_steps(16) == 10  # 8 rows x 2 classes: every step sees every row, 10 passes
+    assert est.planned_steps(32) == 10  # exactly one batch
+    assert est.planned_steps(33) == 20  # two batches a pass: the min_steps floor
+    assert (
+        get_technique("contrastive", min_passes=3).planned_steps(16) == 6
+    )  # epochs=6 passes above the floor
+    assert get_technique("contrastive", min_passes=30).planned_steps(16) == 20  # never above min_steps
+    assert get_technique("contrastive", batch_size=8).planned_steps(16) == 20  # two batches a pass
+
+
 def test_tuning_pulls_classes_apart(tiny_bert_dir, text_data):
     bb = get_backbone(str(tiny_bert_dir))
 

@@ -5,11 +5,14 @@ passes and yields one similarity target, and the number of pairs grows with the 
 Here each step encodes one class-balanced batch of B rows once and uses all B(B-1)/2 pairs inside it, so a
 forward pass buys ~B/2 pairs instead of one half of a pair, and the pair budget is fixed by the number of steps:
 
-    steps = clip(ceil(epochs * N / B), min_steps, max_steps)      pairs seen = steps * B * (B - 1) / 2
+    steps = clip(ceil(epochs * N / B), min(min_steps, min_passes * ceil(N / B)), max_steps)
+    pairs seen = steps * B * (B - 1) / 2
 
-``N`` is the number of labelled rows. With the defaults (B=32, epochs=6, 20..300 steps): 8 rows of each of 6
-classes train 20 steps (9,920 pairs), 64 of each 72 steps (35,712 pairs), and 50,000 rows train 300 steps
-(148,800 pairs), never millions.
+``N`` is the number of labelled rows (B is at most N). With the defaults (B=32, epochs=6, 20..300 steps, 10 passes):
+8 rows of each of 6 classes train 20 steps (9,920 pairs), 64 of each 72 steps (35,712 pairs), and 50,000 rows
+train 300 steps (148,800 pairs), never millions. Rows that fit in one batch (8 of each of 2 classes) train 10
+steps: each step sees every row, and on the development collection 10 such passes scored as 20 did
+(docs/techniques.md) at half the CPU time.
 
 Two losses: ``supcon`` (supervised contrastive, Khosla et al. 2020: each row's positives against every other row
 of the batch at a temperature) and ``cosine`` (SetFit's: squared error between the cosine similarity of a pair and
@@ -151,6 +154,8 @@ class Contrastive(TunedTechnique):
     Args:
         steps: optimizer steps of the encoder phase, or "auto" (see the module docstring for the formula).
         min_steps, max_steps: the range "auto" is clipped to.
+        min_passes: the floor is lowered to this many passes over the rows where fewer steps than ``min_steps``
+            make them (rows that fit in one batch).
         loss: "supcon" (supervised contrastive) or "cosine" (SetFit's cosine-similarity regression).
         temperature: of the supcon loss.
         C: the head's inverse regularisation strength (on centred, unscaled embeddings), or "auto".
@@ -178,6 +183,7 @@ class Contrastive(TunedTechnique):
         **TunedTechnique._parameter_constraints,
         "steps": [Interval(int, 1, None), "auto"],
         "max_steps": [Interval(int, 1, None)],
+        "min_passes": [Interval(int, 1, None)],
         "loss": ["supcon", "cosine"],
         "temperature": [Interval(float, 0, None, "neither")],
         "C": [Interval(float, 0, None, "neither"), "auto"],
@@ -190,6 +196,7 @@ class Contrastive(TunedTechnique):
         steps: int | str = "auto",
         min_steps: int = 20,
         max_steps: int = 300,
+        min_passes: int = 10,
         loss: str = "supcon",
         temperature: float = 0.2,
         C: float | str = 1.0,
@@ -203,6 +210,7 @@ class Contrastive(TunedTechnique):
         )
         self.steps = steps
         self.max_steps = max_steps
+        self.min_passes = min_passes
         self.loss = loss
         self.temperature = temperature
         self.C = C
@@ -222,12 +230,14 @@ class Contrastive(TunedTechnique):
     # -- phase 1 -----------------------------------------------------------------------------------------------
     def planned_steps(self, n_rows: int, rows_per_step: int | None = None) -> int:
         """Encoder steps for ``n_rows`` labelled rows (the pair budget is this times B(B-1)/2): ``epochs``
-        passes of ``rows_per_step`` distinct rows (default: a batch) within ``min_steps`` and ``max_steps``."""
+        passes of ``rows_per_step`` distinct rows (default: a batch) within ``max_steps`` and a floor of
+        ``min_steps``, or of ``min_passes`` passes where those are fewer steps."""
         if self.steps != "auto":
             return int(self.steps)
         per_step = rows_per_step or min(self.batch_size, max(n_rows, 1))
         want = math.ceil(self.epochs * n_rows / per_step)
-        return int(min(self.max_steps, max(self.min_steps, want, 1)))
+        floor = min(self.min_steps, self.min_passes * math.ceil(max(n_rows, 1) / per_step))
+        return int(min(self.max_steps, max(floor, want, 1)))
 
     def _steps_in_epoch(self, e: int) -> int:
         """``steps_`` spread over the encoder's epochs, the first ones taking the rest."""
