@@ -23,8 +23,12 @@ metric is macro-F1 where the test rows' largest class is over 3x the smallest, e
 that is macro-F1, the rows also hold the same scores estimating accuracy, and the summary compares the two orders
 against the truth (does ranking by macro-F1 on imbalanced data pick what trains best in macro-F1?).
 
-    python benchmarks/ranking_pools.py --data trec,bbc-news,sms-spam,fashion-mnist,digits --shots 16,64 --seeds 3
+    python benchmarks/ranking_pools.py --data trec,sms-spam,vader-movie,digits,fashion-mnist --shots 16,64 --seeds 3
+    python benchmarks/ranking_pools.py --data vader-nyt,vader-tweets,mnist-5k --shots 16,64 --seeds 3
     python benchmarks/ranking_pools.py --summary-only [--code VERSION]
+
+The first line is the development collection (where `rank`'s default score is chosen), the second the evaluation
+collection (data sets no ranking default was chosen on: docs/selection.md).
 
 Rows (one per data set, label count, seed and candidate) are keyed by the code version and every setting and
 appended to ``--output`` (JSON lines); a rerun reuses rows of the same key and never mixes versions.
@@ -70,6 +74,9 @@ POOLS = {
     "bbc-news": TEXT,
     "sms-spam": TEXT,
     "vader-movie": TEXT,
+    "vader-nyt": TEXT,
+    "vader-tweets": TEXT,
+    "mnist-5k": image_pool(64),
     # 64 px like digits: at 128 px fine-tuning every candidate (the truth) costs about four times as much
     "fashion-mnist": image_pool(64),
     "digits": image_pool(64),
@@ -93,6 +100,7 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
     from warmstart.backbones import get_backbone
     from warmstart.cost import forward_flops, measure
     from warmstart.evaluate import evaluate
+    from warmstart.runtime import resolve
     from warmstart.selection import score_features
     from warmstart.selection.scores import METRIC_SCORES
     from warmstart.techniques import get_technique
@@ -105,6 +113,10 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
     if cache.hits > hits:  # an earlier run cached these rows: time what a user whose cache lacks them pays
         with measure() as extraction:
             bb.encode(labelled, progress=False)
+    # the scores read fp32 features (as in every earlier row); `warmstart rank` encodes at the precision
+    # "auto" resolves to here (bf16 where the CPU has it, as the fine-tuning below runs): timed too, not used
+    with measure() as extraction_auto:
+        bb.encode(labelled, progress=False, precision=resolve("cpu", "auto").precision)
     classes = np.array(sorted({str(v) for v in labelled.labels}))
     y = encode_labels(labelled.labels, classes)
     scores, score_s = score_features(X, y, SCORES, bb.source_proba(X), metric=metric)
@@ -112,6 +124,8 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
         "scores": scores,
         "score_seconds": score_s,
         "extract_cpu_s": round(extraction.cpu_seconds, 2),
+        "extract_auto_cpu_s": round(extraction_auto.cpu_seconds, 2),
+        "auto_precision": resolve("cpu", "auto").precision,
         "size": float(sum(p.numel() for p in bb.module.parameters())),
         "flops": forward_flops(bb, labelled) / len(labelled),
     }
@@ -201,19 +215,20 @@ def summarise(rows: list[dict], finetune: str) -> None:
                     continue
                 t, wt = taus(vals, truth)
                 regret = best - truth[max(vals, key=vals.get)]
-                share, alone = (
+                share, alone, auto = (
                     cost_share(cells, s, finetune),
                     cost_share(cells, s, finetune, extraction=False),
+                    cost_share(cells, s, finetune, key="extract_auto_cpu_s"),
                 )
-                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret, share, alone))
+                means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret, share, alone, auto))
                 print(
                     f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points "
-                    f"| {100 * share:.2f}% ({100 * alone:.2f}%) |"
+                    f"| {100 * share:.2f}% ({100 * alone:.2f}%; extracting as rank does: {pct(auto)}) |"
                 )
         agreement = seed_agreement(cells, finetune, metric)
         if agreement is not None:
             means.setdefault(("best", "truth itself, one seed"), []).append(
-                (agreement, np.nan, np.nan, 0.0, 0.0)
+                (agreement, np.nan, np.nan, 0.0, 0.0, 0.0)
             )
             print(
                 f"\nthe truth's own agreement across seeds: tau {agreement:+.2f} between one seed's truth and the "
@@ -224,17 +239,17 @@ def summarise(rows: list[dict], finetune: str) -> None:
     print("\nmeans over data sets and label counts")
     print(
         "| truth | score | mean tau | mean weighted tau | mean regret (points) | mean CPU share (the score alone) "
-        "| cells |"
+        "| the same, extracting as rank does | cells |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for (truth, s), v in sorted(means.items()):
-        t, wt, reg, share, alone = (statistics.mean(x[i] for x in v) for i in range(5))
+        t, wt, reg, share, alone, auto = (statistics.mean(x[i] for x in v) for i in range(6))
         if np.isnan(wt):  # the truth's own agreement: a tau only
-            print(f"| {truth} | {s} | {t:+.2f} | | | | {len(v)} |")
+            print(f"| {truth} | {s} | {t:+.2f} | | | | | {len(v)} |")
             continue
         print(
             f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% ({100 * alone:.2f}%) "
-            f"| {len(v)} |"
+            f"| {pct(auto)} | {len(v)} |"
         )
 
 
@@ -273,16 +288,27 @@ def metric_check(cells: list[dict], mean, truths: dict) -> None:
             print(f"| {label} | {s} | {f1:+.2f} | {acc:+.2f} |")
 
 
-def cost_share(cells: list[dict], score: str, finetune: str, extraction: bool = True) -> float:
+def pct(share: float) -> str:
+    """A CPU share as a percentage; "not timed" where the rows predate the timing (NaN)."""
+    return "not timed" if np.isnan(share) else f"{100 * share:.2f}%"
+
+
+def cost_share(
+    cells: list[dict], score: str, finetune: str, extraction: bool = True, key: str = "extract_cpu_s"
+) -> float:
     """What ranking by ``score`` cost (extracting the labelled rows' features and computing the score, every
     candidate) as a share of fine-tuning every candidate on the same rows; 0 for the priors, which read the
     model only. Extraction is always timed, also where the feature cache held the rows (rows written before
-    that was so timed it only where the cache missed). ``extraction=False``: the score alone, for a user whose features are cached."""
+    that was so timed it only where the cache missed). ``extraction=False``: the score alone, for a user whose features are cached.
+    ``key="extract_auto_cpu_s"``: extraction at the precision ``warmstart rank`` uses (rows from ranking_pools at
+    6734bb7 or earlier lack it: NaN)."""
     if score in PRIORS:
         return 0.0
     spent = sum(c["score_seconds"].get(score, 0.0) for c in cells)
     if extraction:
-        spent += sum(c.get("extract_cpu_s", 0.0) for c in cells)
+        if any(key not in c for c in cells):
+            return float("nan")
+        spent += sum(c[key] for c in cells)
     tuned = sum(c[finetune]["cpu_s"] for c in cells if finetune in c)
     return spent / tuned if tuned else float("nan")
 
