@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="trec,sms-spam,vader-movie")
     ap.add_argument("--shots", default="8,64")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1 (default 0)"
+    )
     ap.add_argument("--methods", default="warmstart,setfit")
     ap.add_argument("--test-rows", type=int, default=1000, help="stratified test sample per data set")
     ap.add_argument(
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {d: packaged_split(d, args.test_rows, test_size=0.3) for d in datasets}
     # cheapest cells first, seeds in the outer loop: an interrupted run has every data set at some seeds
     for k in sorted(shots):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for d in datasets:
                 pool, test = data[d]
                 train = pool.subset(few_shot(pool.labels, k, seed=seed))
