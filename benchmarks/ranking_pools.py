@@ -113,10 +113,11 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
     if cache.hits > hits:  # an earlier run cached these rows: time what a user whose cache lacks them pays
         with measure() as extraction:
             bb.encode(labelled, progress=False)
-    # the scores read fp32 features (as in every earlier row); `warmstart rank` encodes at the precision
-    # "auto" resolves to here (bf16 where the CPU has it, as the fine-tuning below runs): timed too, not used
+    # the scores read fp32 features (as in every earlier row); `warmstart rank` encodes on the device and at the
+    # precision "auto" resolves to (bf16 on a CPU that has it, as the fine-tuning below runs): timed too, not used
+    rank_rt = resolve("auto", "auto")
     with measure() as extraction_auto:
-        bb.encode(labelled, progress=False, precision=resolve("cpu", "auto").precision)
+        bb.to(rank_rt.device).encode(labelled, progress=False, precision=rank_rt.precision)
     classes = np.array(sorted({str(v) for v in labelled.labels}))
     y = encode_labels(labelled.labels, classes)
     scores, score_s = score_features(X, y, SCORES, bb.source_proba(X), metric=metric)
@@ -125,7 +126,7 @@ def run_cell(spec: str, labelled, test, seed: int, finetune: str, cache, metric:
         "score_seconds": score_s,
         "extract_cpu_s": round(extraction.cpu_seconds, 2),
         "extract_auto_cpu_s": round(extraction_auto.cpu_seconds, 2),
-        "auto_precision": resolve("cpu", "auto").precision,
+        "auto_precision": rank_rt.precision,
         "size": float(sum(p.numel() for p in bb.module.parameters())),
         "flops": forward_flops(bb, labelled) / len(labelled),
     }
@@ -223,7 +224,7 @@ def summarise(rows: list[dict], finetune: str) -> None:
                 means.setdefault((label.split(" ")[0], s), []).append((t, wt, regret, share, alone, auto))
                 print(
                     f"| {s} | {t:+.2f} | {wt:+.2f} | {t - size_tau:+.2f} | {100 * regret:.1f} points "
-                    f"| {100 * share:.2f}% ({100 * alone:.2f}%; extracting as rank does: {pct(auto)}) |"
+                    f"| {pct(share)} ({pct(alone)}; extracting as rank does: {pct(auto)}) |"
                 )
         agreement = seed_agreement(cells, finetune, metric)
         if agreement is not None:
@@ -248,7 +249,7 @@ def summarise(rows: list[dict], finetune: str) -> None:
             print(f"| {truth} | {s} | {t:+.2f} | | | | | {len(v)} |")
             continue
         print(
-            f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {100 * share:.2f}% ({100 * alone:.2f}%) "
+            f"| {truth} | {s} | {t:+.2f} | {wt:+.2f} | {100 * reg:.1f} | {pct(share)} ({pct(alone)}) "
             f"| {pct(auto)} | {len(v)} |"
         )
 
@@ -300,8 +301,8 @@ def cost_share(
     candidate) as a share of fine-tuning every candidate on the same rows; 0 for the priors, which read the
     model only. Extraction is always timed, also where the feature cache held the rows (rows written before
     that was so timed it only where the cache missed). ``extraction=False``: the score alone, for a user whose features are cached.
-    ``key="extract_auto_cpu_s"``: extraction at the precision ``warmstart rank`` uses (rows from ranking_pools at
-    6734bb7 or earlier lack it: NaN)."""
+    ``key="extract_auto_cpu_s"``: extraction at the precision ``warmstart rank`` uses. NaN where a row lacks the
+    key (rows written before a34d787 lack ``extract_auto_cpu_s``)."""
     if score in PRIORS:
         return 0.0
     spent = sum(c["score_seconds"].get(score, 0.0) for c in cells)
