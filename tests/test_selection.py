@@ -245,6 +245,46 @@ def test_rank_samples_at_most_max_rows_keeping_every_class(tmp_path):
     assert r.rows == 60 and r.classes == 3 and r.top_share is None
 
 
+def test_rank_scores_at_most_max_per_class_rows_of_each_class(tmp_path):
+    from collections import Counter
+
+    from warmstart.data import Dataset
+    from warmstart.errors import ParameterError
+    from warmstart.features import FeatureCache
+    from warmstart.selection import rank_backbones
+
+    seen: list[list[str]] = []  # the texts of each encode call
+    bb = TableBackbone("a", 1.0)
+    encode = bb.encode
+    bb.encode = lambda inputs, **kw: (
+        seen.append(list(getattr(inputs, "inputs", inputs))),
+        encode(inputs, **kw),
+    )[1]
+    data = table_data(30)
+    # gamma has 5 rows only: it keeps them all, the others are cut to 8
+    keep = [i for i, t in enumerate(data.inputs) if not t.startswith("gamma") or int(t.split()[-1]) < 5]
+    data = Dataset([data.inputs[i] for i in keep], [data.labels[i] for i in keep], "text", "table")
+    r = rank_backbones(
+        data,
+        [bb],
+        cache=FeatureCache(tmp_path),
+        max_per_class=8,
+        scores=["ridge_loo"],
+        resamples=0,
+        progress=False,
+    )
+    assert r.rows == 21 and r.classes == 3
+    assert Counter(t.split()[0] for t in seen[-1]) == {"alpha": 8, "beta": 8, "gamma": 5}
+    # the rows of a smaller cap are among a larger one's; no cap scores every row
+    off = FeatureCache(enabled=False)
+    rank_backbones(data, [bb], cache=off, max_per_class=4, scores=["ridge_loo"], resamples=0, progress=False)
+    assert set(seen[-1]) < set(seen[-2])
+    assert rank_backbones(data, [bb], cache=off, scores=["ridge_loo"], resamples=0, progress=False).rows == 65
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ParameterError, match="max_per_class"):
+            rank_backbones(data, [bb], cache=off, max_per_class=bad, scores=["ridge_loo"], progress=False)
+
+
 def test_rank_refuses_unknown_scores_and_label_sets(tmp_path):
     from warmstart.data import Dataset
     from warmstart.errors import ParameterError

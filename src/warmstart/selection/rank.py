@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backbones import Backbone, get_backbone
 from ..data import Dataset
-from ..data.splits import stratified_split
+from ..data.splits import few_shot, stratified_split
 from ..errors import ParameterError
 from ..features import FeatureCache
 from ..runtime import resolve
@@ -204,6 +204,7 @@ def rank_backbones(
     primary: str | None = None,
     cache: FeatureCache | None = None,
     max_rows: int = 3000,
+    max_per_class: int | None = None,
     resamples: int = 20,
     precision: str = "auto",
     device: str = "auto",
@@ -214,6 +215,7 @@ def rank_backbones(
 ) -> Ranking:
     """Score every backbone on (a stratified sample of at most ``max_rows`` of) ``data`` and order them by
     ``primary`` (default: ``ridge_loo`` when it is among ``scores``, else the first of ``scores``).
+    ``max_per_class``: then at most this many rows of each class (a seeded sample; None: no limit).
 
     ``metric`` is what ``knn``, ``ridge_loo`` and ``probe_cv`` estimate: ``auto`` takes macro-F1 when the
     largest class is more than 3x the smallest in ``class_counts`` (default: the class counts of ``data``; pass
@@ -235,6 +237,8 @@ def rank_backbones(
     if len(data) > max_rows:
         keep = stratified_split(data.labels, val_size=0.0, test_size=max_rows / len(data), seed=seed).test
         data = data.subset(np.sort(keep))
+    if max_per_class is not None:
+        data = _cap_per_class(data, max_per_class, seed)
     classes = np.array(sorted({str(v) for v in data.labels}))
     y = encode_labels(data.labels, classes)
     cache = cache if cache is not None else FeatureCache()
@@ -268,6 +272,25 @@ def rank_backbones(
         metric=chosen,
         metric_reason=reason,
     )
+
+
+def _cap_per_class(data: Dataset, max_per_class: int, seed: int) -> Dataset:
+    """At most ``max_per_class`` rows of each class, a seeded sample (``few_shot``'s, so a smaller cap's rows
+    are among a larger one's); ``data`` itself when no class has more."""
+    from collections import Counter
+
+    if (
+        isinstance(max_per_class, bool)
+        or not isinstance(max_per_class, (int, np.integer))
+        or max_per_class < 2
+    ):
+        raise ParameterError(
+            f"max_per_class must be a whole number of at least 2 (rows of each class to score on); got "
+            f"{max_per_class!r}."
+        )
+    if max(Counter(str(v) for v in data.labels).values()) <= max_per_class:
+        return data
+    return data.subset(np.sort(few_shot(data.labels, int(max_per_class), seed=seed)))
 
 
 def _choose_metric(data: Dataset, metric: str, class_counts: dict[str, int] | None) -> tuple[str, str | None]:
