@@ -240,6 +240,7 @@ def test_rank_samples_at_most_max_rows_keeping_every_class(tmp_path):
         [TableBackbone("a", 1.0)],
         cache=FeatureCache(tmp_path),
         max_rows=60,
+        max_per_class=None,
         scores=["logme"],
     )
     assert r.rows == 60 and r.classes == 3 and r.top_share is None
@@ -274,12 +275,16 @@ def test_rank_scores_at_most_max_per_class_rows_of_each_class(tmp_path):
         progress=False,
     )
     assert r.rows == 21 and r.classes == 3
+    assert "a sample of 21 of the 65 labelled rows (3 classes, at most 8 of each class" in r.explain()
     assert Counter(t.split()[0] for t in seen[-1]) == {"alpha": 8, "beta": 8, "gamma": 5}
     # the rows of a smaller cap are among a larger one's; no cap scores every row
     off = FeatureCache(enabled=False)
     rank_backbones(data, [bb], cache=off, max_per_class=4, scores=["ridge_loo"], resamples=0, progress=False)
     assert set(seen[-1]) < set(seen[-2])
-    assert rank_backbones(data, [bb], cache=off, scores=["ridge_loo"], resamples=0, progress=False).rows == 65
+    whole = rank_backbones(
+        data, [bb], cache=off, max_per_class=None, scores=["ridge_loo"], resamples=0, progress=False
+    )
+    assert whole.rows == 65 and "Computed on 65 labelled rows" in whole.explain()
     for bad in (1, 0, 2.5, True):
         with pytest.raises(ParameterError, match="max_per_class"):
             rank_backbones(data, [bb], cache=off, max_per_class=bad, scores=["ridge_loo"], progress=False)
@@ -572,7 +577,8 @@ def test_rank_uses_macro_f1_on_imbalanced_data_and_says_so(tmp_path):
     data = Dataset(texts, [t.split()[0] for t in texts], "text", "imbalanced")
     bb = TableBackbone("weakish", 0.3)
     cache = FeatureCache(tmp_path)
-    r = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False)
+    # every row (alpha has 60), so the scores can be recomputed from the cached features below
+    r = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False, max_per_class=None)
     assert r.metric == "macro_f1" and r.to_dict()["metric"] == "macro_f1"
     assert "estimate macro-F1 here" in r.explain() and "--metric accuracy" in r.explain()
     X = np.asarray(cache.get(bb, data), dtype=np.float64)
@@ -583,9 +589,14 @@ def test_rank_uses_macro_f1_on_imbalanced_data_and_says_so(tmp_path):
         want = scores.FEATURE_SCORES[name](X, y, metric="macro_f1")
         assert r.candidates[0].scores[name] == pytest.approx(want)
     assert r.candidates[0].scores["knn"] != pytest.approx(scores.knn_loo(X, y))
+    # the default sample of at most 16 rows of each class is balanced; the metric follows the data's counts
+    capped = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False)
+    assert capped.rows == 16 + 12 + 12 and capped.metric == "macro_f1"
     # asked for accuracy, or told the full set is balanced: accuracy, and nothing said
     for kwargs in ({"metric": "accuracy"}, {"class_counts": {"alpha": 10, "beta": 9, "gamma": 10}}):
-        r2 = rank_backbones(data, [bb], cache=cache, resamples=0, progress=False, **kwargs)
+        r2 = rank_backbones(
+            data, [bb], cache=cache, resamples=0, progress=False, max_per_class=None, **kwargs
+        )
         assert r2.metric == "accuracy" and "macro-F1" not in r2.explain()
         assert r2.candidates[0].scores["knn"] == pytest.approx(scores.knn_loo(X, y))
 

@@ -67,6 +67,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         primary=args.primary,
         cache=FeatureCache(args.cache_dir, enabled=not args.no_cache),
         max_rows=args.max_rows,
+        max_per_class=args.max_per_class or None,
         resamples=args.resamples,
         **runtime_params(args),
         seed=args.seed,

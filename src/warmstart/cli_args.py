@@ -502,6 +502,13 @@ def _parser_rank(sub: Any) -> None:
     )
     p.add_argument("--max-rows", type=int, default=3000, help="stratified sample of at most this many rows")
     p.add_argument(
+        "--max-per-class",
+        type=int,
+        default=16,
+        help="then at most this many rows of each class (default: 16, chosen on the development collection "
+        "in docs/selection.md; 0: every row)",
+    )
+    p.add_argument(
         "--resamples", type=int, default=20, help="row subsamples for the stability of the top pick"
     )
     p.add_argument(
