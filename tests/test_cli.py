@@ -226,6 +226,14 @@ def test_rank_prints_a_table_and_how_to_read_it(csvs, tiny_bert_dir, tiny_bert_d
     assert json.loads(out_json.read_text())["metric"] == "macro_f1"
     assert main([*argv, "--scores", "knn,bogus"]) == 2
     assert "unknown score" in capsys.readouterr().err
+    # at most 4 rows of each class; 0: every row
+    rows = json.loads(out_json.read_text())
+    classes, total = rows["classes"], rows["rows"]
+    assert main([*argv, "--scores", "knn", "--max-per-class", "4", "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["rows"] == 4 * classes < total
+    assert f"a sample of {4 * classes} of the {total} labelled rows" in capsys.readouterr().out
+    assert main([*argv, "--scores", "knn", "--max-per-class", "0", "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["rows"] == total
 
 
 def test_recommend_and_fit_auto(csvs, tiny_bert_dir, capsys):
