@@ -395,7 +395,7 @@ SCORE_HELP = {
     "leep": "mean log-likelihood of the labels through the source classifier; needs a backbone with one",
     "nleep": "LEEP through a Gaussian mixture on the features; LEEP for any backbone",
     "ridge_loo": "exact leave-one-out accuracy of a ridge probe at its best penalty; a cross-validated probe "
-    "at the cost of one SVD",
+    "at the cost of one eigendecomposition",
     "probe_cv": "3-fold cross-validated logistic-regression accuracy; the direct estimate, and the slowest",
     "sfda": "a shrunk linear discriminant's mean probability of the true class after the doubtful rows are "
     "pulled towards the other classes (self-challenging Fisher discriminant analysis)",
