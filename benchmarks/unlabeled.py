@@ -60,6 +60,14 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
     "finetune+coral": (False, False, "finetune", {"align": "coral"}),
     "finetune+dann": (False, False, "finetune", {"align": "dann"}),
     "finetune+self_train": (False, True, "finetune", {}),
+    # the few-shot default for text (``contrastive``: SetFit-style tuning, then a logistic head), alone and
+    # self-trained: each round tunes the encoder again on the labelled and pseudo-labelled rows
+    "contrastive": (False, False, "contrastive", {}),
+    "contrastive+self_train": (False, True, "contrastive", {}),
+    # the same at most 100 tuning steps (300 by default): the labelled rows alone train fewer steps than that
+    # at 16 and 64 per class, so only the self-trained rounds, on thousands of rows, change
+    "contrastive-s100": (False, False, "contrastive", {"max_steps": 100}),
+    "contrastive-s100+self_train": (False, True, "contrastive", {"max_steps": 100}),
     # self-training's own options (``selftrain.OPTIONS``): more rounds, a larger share of each class's rows
     "self_train-r3": (False, True, "probe", {"self_train_rounds": 3}),
     "self_train-p0.8": (False, True, "probe", {"self_train_portion": 0.8}),
@@ -86,6 +94,8 @@ CONFIGS: dict[str, tuple[bool, bool, str, dict]] = {
 }
 # configurations paired with another than their technique alone
 BASES = {name: "words" for name in CONFIGS if "words" in name and name != "words"}
+BASES["contrastive+self_train"] = "contrastive"
+BASES["contrastive-s100+self_train"] = "contrastive-s100"
 
 
 def base_config(name: str) -> str:
