@@ -45,6 +45,21 @@ def packaged_split(name: str, test_rows: int, test_size: float = 0.2) -> tuple:
     return pool, test
 
 
+def summary_options(ap) -> None:
+    """``--summary-only`` and ``--code``: print the table from the saved rows, of this or another code version."""
+    ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument(
+        "--code", help="with --summary-only: summarise the rows of this code version (default: this one)"
+    )
+
+
+def rows_version(ap, args) -> str:
+    """The code version whose rows to run or read (``--code`` goes with ``--summary-only`` only)."""
+    if args.code and not args.summary_only:
+        ap.error("--code reads rows of another version; it goes with --summary-only")
+    return args.code or code_version()
+
+
 def key_values(items: list[str]) -> dict:
     """``KEY=VALUE`` options (``--param``) as a dict: numbers and true/false parsed as JSON, the rest strings."""
     import json

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import code_version, keyed_rows, packaged_split  # noqa: E402
+from common import keyed_rows, packaged_split, rows_version, summary_options  # noqa: E402
 from ranking_pools import POOLS, taus  # noqa: E402
 
 
@@ -132,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--caps", default="none,32,16", help="rows per class rank scores on; none: every row")
     ap.add_argument("--scores", default="ridge_loo", help="the scores rank computes (the first orders)")
     ap.add_argument("--output", default="runs/bench/ranking_cost.jsonl")
-    ap.add_argument("--summary-only", action="store_true")
-    ap.add_argument(
-        "--code", help="with --summary-only: summarise the rows of this code version (default: this one)"
-    )
+    summary_options(ap)
     ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     args = ap.parse_args(argv)
     import torch
@@ -147,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from warmstart.data import few_shot
 
     truth_code, truth = load_truth(Path(args.truth), args.truth_code)
-    if args.code and not args.summary_only:
-        ap.error("--code reads rows of another version; it goes with --summary-only")
-    version, out = args.code or code_version(), Path(args.output)
+    version, out = rows_version(ap, args), Path(args.output)
     done = keyed_rows(out)
     caps = [None if c == "none" else int(c) for c in args.caps.split(",")]
     scores = tuple(args.scores.split(","))

@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import code_version, keyed_rows, packaged_split  # noqa: E402
+from common import keyed_rows, packaged_split, rows_version, summary_options  # noqa: E402
 
 TEXT = [
     "all-mpnet-base-v2",
@@ -322,10 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-rows", type=int, default=1000)
     ap.add_argument("--finetune", default="lp_ft", help="the fine-tuning technique of the truth, or none")
     ap.add_argument("--output", default="runs/bench/ranking_pools.jsonl")
-    ap.add_argument("--summary-only", action="store_true")
-    ap.add_argument(
-        "--code", help="with --summary-only: summarise the rows of this code version (default: this one)"
-    )
+    summary_options(ap)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -336,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     from warmstart.features import FeatureCache
     from warmstart.study_stats import choose_metric
 
-    if args.code and not args.summary_only:
-        ap.error("--code reads rows of another version; it goes with --summary-only")
-    version, out = args.code or code_version(), Path(args.output)
+    version, out = rows_version(ap, args), Path(args.output)
     done = keyed_rows(out)
     rows = []
     cache = FeatureCache()

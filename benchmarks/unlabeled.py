@@ -119,9 +119,8 @@ def run_one(name, labelled, unlabeled, test, backbone, seed) -> dict:
     options = {k: v for k, v in params.items() if k.startswith("self_train_")}
     params = {k: v for k, v in params.items() if k not in options}
     with measure() as cost:
-        if params.pop(
-            "tuned", False
-        ):  # contrastive on the labelled rows first: its tuned encoder is the backbone
+        # "tuned": contrastive on the labelled rows first, and its tuned encoder is the backbone
+        if params.pop("tuned", False):
             tuner = get_technique("contrastive", backbone=backbone, seed=seed, progress=False)
             backbone = tuner.fit(labelled).backbone_
             params["use_cache"] = False  # the cache knows the pretrained encoder's features, not these

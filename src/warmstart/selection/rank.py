@@ -293,18 +293,16 @@ def rank_backbones(
 def _cap_per_class(data: Dataset, max_per_class: int, seed: int) -> Dataset:
     """At most ``max_per_class`` rows of each class, a seeded sample (``few_shot``'s, so a smaller cap's rows
     are among a larger one's); ``data`` itself when no class has more."""
-    from collections import Counter
-
     if (
         isinstance(max_per_class, bool)
         or not isinstance(max_per_class, (int, np.integer))
         or max_per_class < 2
     ):
         raise ParameterError(
-            f"max_per_class must be a whole number of at least 2 (rows of each class to score on); got "
-            f"{max_per_class!r}."
+            f"max_per_class (--max-per-class) must be a whole number of at least 2, the rows of each class to "
+            f"score on, or None (0 on the command line) for every row; got {max_per_class!r}."
         )
-    if max(Counter(str(v) for v in data.labels).values()) <= max_per_class:
+    if max(data.class_counts().values()) <= max_per_class:
         return data
     return data.subset(np.sort(few_shot(data.labels, int(max_per_class), seed=seed)))
 

@@ -296,17 +296,13 @@ def _left_singular(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     ``U = Z V / s``, leaving out directions whose ``s^2`` is below 1e-12 of the largest: a ridge penalty of at
     least 1e-4 of the mean ``s^2`` gives them a weight below 1e-8 of the largest."""
     N, D = Z.shape
+    s2, W = np.linalg.eigh(Z @ Z.T if N <= D else Z.T @ Z)  # W: U itself, or V
+    s2 = np.maximum(s2, 0.0)
+    scale = (float(s2.mean()) if len(s2) else 0.0) or 1.0
     if N <= D:
-        s2, U = np.linalg.eigh(Z @ Z.T)
-        s2 = np.maximum(s2, 0.0)
-    else:
-        s2, V = np.linalg.eigh(Z.T @ Z)
-        s2 = np.maximum(s2, 0.0)
-        scale = float(s2.mean()) if len(s2) else 0.0
-        keep = s2 > 1e-12 * (s2.max() if len(s2) else 0.0)
-        U = Z @ V[:, keep] / np.sqrt(s2[keep])
-        return U, s2[keep], scale or 1.0
-    return U, s2, float(s2.mean()) or 1.0
+        return W, s2, scale
+    keep = s2 > 1e-12 * (s2.max() if len(s2) else 0.0)
+    return Z @ W[:, keep] / np.sqrt(s2[keep]), s2[keep], scale
 
 
 def _sfda_proba(
