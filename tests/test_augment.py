@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import make_images
 from warmstart.backbones.image import CachedImageSource, ImageBatchSource, ImagePreprocess
-from warmstart.data import from_arrays
+from warmstart.data import from_arrays, image_at
 from warmstart.errors import ParameterError
 from warmstart.techniques import get_technique
 from warmstart.techniques.augment import AugmentConfig, BatchAugmenter, tta_views
@@ -220,3 +222,21 @@ def test_a_fit_decodes_each_training_image_at_most_twice(tiny_image_backbone, tm
         use_cache=False,
     ).fit(data)
     assert 0 < len(reads) <= 2 * len(imgs), len(reads)
+
+
+@pytest.mark.parametrize("shape", [(9, 20, 14), (9, 20, 14, 1), (9, 20, 14, 3), (9, 20, 14, 4)])
+@pytest.mark.parametrize("crop", [None, (10, 12)])
+def test_a_batch_holds_each_image_as_preprocessed_alone(shape, crop):
+    """The batched collate (one normalisation per batch; grayscale resized as one channel) gives the numbers of
+    the per-image path, which spreads gray over three channels first: bit for bit, upscaled and downscaled."""
+    rng = np.random.default_rng(len(shape) + (crop is not None))
+    data = from_arrays(rng.integers(0, 256, shape, dtype=np.uint8), list("abcabcabc"))
+    for resize in ((31, 17), (8, 6), (20, 14)):
+        pre = ImagePreprocess(
+            resize, crop if crop and resize[0] >= 10 else None, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25)
+        )
+        holder = SimpleNamespace(image_preprocess=pre, preprocess=pre.to_tensor)  # all the source reads
+        got = ImageBatchSource(holder, data).collate(np.array([3, 0, 8]))["pixels"]
+        want = torch.stack([pre.to_tensor(image_at(data, i)) for i in (3, 0, 8)])
+        assert got.shape == want.shape and torch.equal(got, want)
+        assert pre.geometry(image_at(data, 0, keep_gray=True)).shape[-1] == (1 if shape[-1] in (14, 1) else 3)

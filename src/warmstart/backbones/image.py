@@ -52,7 +52,8 @@ class ImagePreprocess:
         return tuple(self.resize)
 
     def geometry(self, image: np.ndarray) -> np.ndarray:
-        """An (H, W, 3) uint8 image resized and cropped to the model's input size, still uint8."""
+        """An (H, W, 3) uint8 image resized and cropped to the model's input size, still uint8; an (H, W, 1)
+        grayscale one stays one channel (Pillow resizes each channel alike)."""
         from PIL import Image
 
         h, w = image.shape[:2]
@@ -62,8 +63,10 @@ class ImagePreprocess:
         else:
             size = tuple(self.resize)
         if (h, w) != size:
-            im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+            gray = image.shape[-1] == 1
+            im = Image.fromarray(np.ascontiguousarray(image[..., 0] if gray else image, dtype=np.uint8))
             image = np.asarray(im.resize((size[1], size[0]), RESAMPLE[self.resample]))
+            image = image[..., None] if gray else image
         if self.crop is not None:
             ch, cw = self.crop
             h, w = image.shape[:2]
@@ -81,9 +84,25 @@ class ImagePreprocess:
         std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
         return (pixels * self.rescale - mean) / std
 
+    def batch(self, images: Any) -> torch.Tensor:
+        """Images (each ``(H, W, 3)``, or ``(H, W, 1)`` grayscale) through ``geometry``, as one normalised
+        ``(n, 3, h, w)`` float batch; the same numbers as ``to_tensor`` one image at a time, normalised once for
+        the batch. Needs a fixed output size."""
+        h, w = self.output_size
+        pixels = np.empty((len(images), h, w, 3), dtype=np.uint8)
+        for j, image in enumerate(images):
+            pixels[j] = self.geometry(image)
+        return self.from_pixels(pixels)
+
+    def from_pixels(self, pixels: np.ndarray) -> torch.Tensor:
+        """``(n, h, w, 3)`` uint8 pixels after ``geometry`` to a normalised ``(n, 3, h, w)`` float batch."""
+        return self.normalise(torch.from_numpy(pixels).permute(0, 3, 1, 2).float().contiguous())
+
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         """One (H, W, 3) uint8 image to a normalised (3, h, w) float tensor."""
         arr = self.geometry(image)
+        if arr.shape[-1] == 1:
+            arr = np.repeat(arr, 3, axis=-1)
         return self.normalise(torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1))
 
     def to_dict(self) -> dict:
@@ -283,9 +302,14 @@ class ImageBatchSource(BatchSource):
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         from ..data import image_at
 
-        return {
-            "pixels": torch.stack([self.backbone.preprocess(image_at(self.data, int(i))) for i in indices])
-        }
+        pre = self.backbone.image_preprocess
+        if pre.crop is None and isinstance(pre.resize, int):  # no fixed size: each image through on its own
+            return {
+                "pixels": torch.stack(
+                    [self.backbone.preprocess(image_at(self.data, int(i))) for i in indices]
+                )
+            }
+        return {"pixels": pre.batch([image_at(self.data, int(i), keep_gray=True) for i in indices])}
 
 
 class CachedImageSource(BatchSource):
@@ -308,11 +332,10 @@ class CachedImageSource(BatchSource):
             disable=not progress or len(data) < 256,
             leave=False,
         ):
-            self.pixels[i] = pre.geometry(image_at(data, i))
+            self.pixels[i] = pre.geometry(image_at(data, i, keep_gray=True))
 
     def __len__(self) -> int:
         return len(self.pixels)
 
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        x = torch.from_numpy(self.pixels[np.asarray(indices)]).permute(0, 3, 1, 2).float()
-        return {"pixels": self.pre.normalise(x)}
+        return {"pixels": self.pre.from_pixels(self.pixels[np.asarray(indices)])}

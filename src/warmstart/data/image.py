@@ -188,8 +188,10 @@ def from_arrays(
     return Dataset(arr, labs, "image", source)
 
 
-def image_at(ds: Dataset, i: int) -> np.ndarray:
-    """Item ``i`` of an image dataset as ``(H, W, 3)`` uint8."""
+def image_at(ds: Dataset, i: int, keep_gray: bool = False) -> np.ndarray:
+    """Item ``i`` of an image dataset as ``(H, W, 3)`` uint8; with ``keep_gray``, an in-memory grayscale image
+    stays ``(H, W, 1)`` (resizing one channel gives each of three equal channels the same pixels, a third of
+    the work; ``ImagePreprocess.batch`` spreads it over three)."""
     item = ds.inputs[i]
     if isinstance(item, (str, Path)):
         return read_image(item)
@@ -197,6 +199,8 @@ def image_at(ds: Dataset, i: int) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.shape[-1] == 1:
+        if keep_gray:
+            return arr
         arr = np.repeat(arr, 3, axis=-1)
     elif arr.shape[-1] == 4:
         arr = arr[..., :3]
