@@ -231,10 +231,9 @@ def test_a_batch_holds_each_image_as_preprocessed_alone(shape, crop):
     the per-image path, which spreads gray over three channels first: bit for bit, upscaled and downscaled."""
     rng = np.random.default_rng(len(shape) + (crop is not None))
     data = from_arrays(rng.integers(0, 256, shape, dtype=np.uint8), list("abcabcabc"))
-    for resize in ((31, 17), (8, 6), (20, 14)):
-        pre = ImagePreprocess(
-            resize, crop if crop and resize[0] >= 10 else None, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25)
-        )
+    for resize in ((31, 17), (8, 6), (20, 14), 16):
+        fits = crop and (isinstance(resize, int) or resize[0] >= 10)  # else no crop; 16 alone: image by image
+        pre = ImagePreprocess(resize, crop if fits else None, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25))
         holder = SimpleNamespace(image_preprocess=pre, preprocess=pre.to_tensor)  # all the source reads
         got = ImageBatchSource(holder, data).collate(np.array([3, 0, 8]))["pixels"]
         want = torch.stack([pre.to_tensor(image_at(data, i)) for i in (3, 0, 8)])
