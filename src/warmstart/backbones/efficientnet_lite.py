@@ -196,7 +196,12 @@ class EfficientNetLiteBackbone(ImageBackbone):
         model = EfficientNetLite(width=width, depth=depth)
         model.load_state_dict(state, strict=True)
         if num_blocks is not None:  # truncate after strict loading so every kept weight is the pretrained one
-            cut = EfficientNetLite(num_blocks=num_blocks, width=width, depth=depth)
+            # The new 1x1 head is initialised from a fixed seed (the caller's random state untouched), so the
+            # same name gives the same weights on every load: a frozen cut backbone's features, a probe fitted on
+            # them and its artifact's fingerprint stay valid when loaded again.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(num_blocks)
+                cut = EfficientNetLite(num_blocks=num_blocks, width=width, depth=depth)
             keep = {
                 k: v
                 for k, v in model.state_dict().items()
