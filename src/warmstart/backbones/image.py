@@ -44,12 +44,15 @@ class ImagePreprocess:
     resample: str = "bilinear"
 
     @property
+    def fixed_size(self) -> bool:
+        """Whether every image comes out at one size (a crop, or a resize to exact height and width)."""
+        return self.crop is not None or not isinstance(self.resize, int)
+
+    @property
     def output_size(self) -> tuple[int, int]:
-        if self.crop is not None:
-            return tuple(self.crop)
-        if isinstance(self.resize, int):
+        if not self.fixed_size:
             raise ValueError("a shorter-edge resize without a crop has no fixed output size")
-        return tuple(self.resize)
+        return tuple(self.crop if self.crop is not None else self.resize)
 
     def geometry(self, image: np.ndarray) -> np.ndarray:
         """An (H, W, 3) uint8 image resized and cropped to the model's input size, still uint8; an (H, W, 1)
@@ -96,7 +99,8 @@ class ImagePreprocess:
 
     def from_pixels(self, pixels: np.ndarray) -> torch.Tensor:
         """``(n, h, w, 3)`` uint8 pixels after ``geometry`` to a normalised ``(n, 3, h, w)`` float batch."""
-        return self.normalise(torch.from_numpy(pixels).permute(0, 3, 1, 2).float().contiguous())
+        chw = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+        return self.normalise(chw.to(torch.float32, memory_format=torch.contiguous_format))  # one copy
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         """One (H, W, 3) uint8 image to a normalised (3, h, w) float tensor."""
@@ -224,10 +228,9 @@ class ImageBackbone(Backbone):
 
         ds = data if isinstance(data, Dataset) else Dataset(data, None, "image")
         pre = self.image_preprocess
-        try:
-            h, w = pre.output_size
-        except ValueError:
+        if not pre.fixed_size:
             return ImageBatchSource(self, ds)
+        h, w = pre.output_size
         limit_mb = float(os.environ.get("WARMSTART_IMAGE_CACHE_MB", "4096"))
         need_mb = len(ds) * h * w * 3 / 2**20
         if need_mb > limit_mb:
@@ -303,7 +306,7 @@ class ImageBatchSource(BatchSource):
         from ..data import image_at
 
         pre = self.backbone.image_preprocess
-        if pre.crop is None and isinstance(pre.resize, int):  # no fixed size: each image through on its own
+        if not pre.fixed_size:  # images of several sizes: each through on its own
             return {
                 "pixels": torch.stack(
                     [self.backbone.preprocess(image_at(self.data, int(i))) for i in indices]
