@@ -39,7 +39,7 @@ def run_one(data: str, rows: int, seed: int, args, params: dict) -> dict:
     val_size = args.val_size
     if (
         args.drop_val
-    ):  # the same training rows, the validation rows left out: every epoch runs, the last is kept
+    ):  # the same training rows without the validation rows: every epoch runs, the last is kept
         pool = pool.subset(stratified_split(pool.labels, val_size=val_size, test_size=0.0, seed=seed).train)
         val_size = 0.0
     cpu = time.process_time()
@@ -155,6 +155,7 @@ def main() -> None:
             "val_size": args.val_size,
             "params": params,
             "test_rows": args.test_rows,
+            **({"drop_val": True} if args.drop_val else {}),
         },
         sort_keys=True,
     )
