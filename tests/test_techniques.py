@@ -303,11 +303,35 @@ def test_early_stopping_keeps_the_best_epoch(tiny_bert_dir, text_data, text_test
     est = get_technique("finetune", backbone=bb, lr=3e-3, patience=1, **{**FAST, "epochs": 6})
     est.fit(text_data, val=text_test)
     accs = [h["val_accuracy"] for h in est.history_]
-    assert est.best_epoch_ == int(np.argmax(accs)) + 1
+    # the highest accuracy; of epochs tied at it, the one with the lowest validation loss
+    tied = [i for i, a in enumerate(accs) if a == max(accs)]
+    assert est.best_epoch_ == min(tied, key=lambda i: est.history_[i]["val_loss"]) + 1
     final = float((est.predict(text_test) == np.array(text_test.labels)).mean())
     assert final == pytest.approx(max(accs), abs=1e-6)
     if est.stopped_early_:
         assert len(accs) < 6 and accs[-1] <= max(accs)
+
+
+def test_validation_records_the_loss_and_can_choose_the_epoch_by_it(tiny_bert_dir, text_data, text_test):
+    """Each epoch's validation cross-entropy is in the history, and ``metric="loss"`` keeps the epoch where it was
+    lowest (found by running every epoch: ``patience=None``)."""
+    bb = get_backbone(str(tiny_bert_dir))
+    est = get_technique(
+        "finetune",
+        backbone=bb,
+        lr=3e-3,
+        metric="loss",
+        patience=None,
+        calibrate="none",
+        **{**FAST, "epochs": 4},
+    )
+    est.fit(text_data, val=text_test)
+    losses = [h["val_loss"] for h in est.history_]
+    assert len(losses) == 4 and all(np.isfinite(losses)) and min(losses) > 0
+    assert est.best_epoch_ == int(np.argmin(losses)) + 1
+    proba = est.predict_proba(text_test)
+    y = np.searchsorted(est.classes_, text_test.labels)
+    assert -np.log(proba[np.arange(len(y)), y]).mean() == pytest.approx(min(losses), rel=1e-3)
 
 
 def test_early_stopping_restores_the_best_epoch_of_a_non_monotonic_curve(tiny_image_backbone, image_data):

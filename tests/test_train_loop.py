@@ -211,6 +211,47 @@ def test_early_stopping_counts_bad_epochs_and_restores_the_best(metric):
     assert not model.training
 
 
+def test_a_tie_of_the_metric_goes_to_the_lower_validation_loss():
+    """Accuracy 0.5, 0.9, 0.9, 0.6, 0.6 with the loss falling at the tie: epoch 3 is the best (its weights come
+    back) and the count of bad epochs starts again there, so patience 2 lets all five epochs run."""
+    src, y = _data(n=8)
+    model = Linear()
+    curve = iter([(0.5, 1.0), (0.9, 0.8), (0.9, 0.6), (0.6, 0.9), (0.6, 0.95)])
+    snapshots = []
+
+    def evaluate():
+        snapshots.append(model.fc.weight.detach().clone())
+        acc, loss = next(curve)
+        return {"accuracy": acc, "macro_f1": acc, "loss": loss}
+
+    state = train(model, _groups(model), src, y, _cfg(epochs=5, patience=2), hooks=Hooks(evaluate=evaluate))
+    assert (state.best_epoch, state.best_metric, state.best_loss) == (3, 0.9, 0.6)
+    assert len(state.history) == 5 and state.stopped_early and state.history[2]["val_loss"] == 0.6
+    torch.testing.assert_close(model.fc.weight, snapshots[2])
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "loss", "best", "best_loss", "expected"),
+    [
+        ("accuracy", 0.5, 0.1, None, None, True),  # the first epoch
+        ("accuracy", 0.9, 0.9, 0.8, 0.1, True),  # higher is better, whatever the loss
+        ("accuracy", 0.7, 0.01, 0.8, 0.1, False),
+        ("macro_f1", 0.8, 0.09, 0.8, 0.1, True),  # a tie: the lower loss wins
+        ("macro_f1", 0.8, 0.1, 0.8, 0.1, False),  # a tie at the same loss is no gain
+        ("accuracy", 0.8, 0.2, 0.8, 0.1, False),
+        ("accuracy", 0.8, None, 0.8, 0.1, False),  # no loss reported: a tie is no gain
+        ("accuracy", 0.8, 0.05, 0.8, None, False),  # a best epoch without a loss (an older checkpoint)
+        ("loss", 0.3, None, 0.4, None, True),  # lower is better
+        ("loss", 0.5, None, 0.4, None, False),
+        ("loss", 0.4, None, 0.4, None, False),
+    ],
+)
+def test_improved(metric, value, loss, best, best_loss, expected):
+    from warmstart.techniques.train import improved
+
+    assert improved(metric, value, loss, best, best_loss) is expected
+
+
 def test_patience_none_never_stops_and_without_evaluate_the_last_weights_stay():
     src, y = _data(n=8)
     model = Linear()

@@ -143,7 +143,7 @@ class TunedTechnique(Technique):
         "warmup_ratio": [Interval(float, 0, 1)],
         "schedule": ["cosine", "linear", "constant"],
         "patience": [Interval(int, 1, None), None],
-        "metric": ["accuracy", "macro_f1"],
+        "metric": ["accuracy", "macro_f1", "loss"],
         "max_grad_norm": [Interval(float, 0, None, "neither"), None],
         "device": [str],
         "precision": list(PRECISIONS),
@@ -547,10 +547,14 @@ class TunedTechnique(Technique):
         train_source: BatchSource,
     ) -> dict[str, float]:
         recalibrate_batchnorm(model, model, train_source, self.batch_size * 4, self._runtime())
-        pred = self._logits(model, val_source).argmax(1).numpy()
+        logits = self._logits(model, val_source).float()
+        pred = logits.argmax(1).numpy()
         return {
             "accuracy": float((pred == val[1]).mean()),
             "macro_f1": float(f1_score(val[1], pred, average="macro", labels=range(len(self.classes_)))),
+            "loss": float(
+                torch.nn.functional.cross_entropy(logits, torch.as_tensor(val[1], dtype=torch.long))
+            ),
         }
 
     def _checkpoint_folder(
