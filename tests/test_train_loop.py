@@ -165,7 +165,7 @@ def test_the_history_records_the_mean_training_loss_and_validation_metrics():
 
     evals = iter([{"accuracy": 0.5, "macro_f1": 0.4}, {"accuracy": 0.75, "macro_f1": 0.7}])
     hooks = Hooks(loss=loss, evaluate=lambda: next(evals))
-    state = train(model, _groups(model), src, y, _cfg(epochs=2, batch_size=4), hooks=hooks)
+    state = train(model, _groups(model), src, y, _cfg(epochs=2, batch_size=4, patience=2), hooks=hooks)
     h = state.history
     assert h[0]["train_loss"] == pytest.approx(np.mean(losses[:2]), abs=1e-6)
     assert h[1]["train_loss"] == pytest.approx(np.mean(losses[2:]), abs=1e-6)
@@ -253,13 +253,19 @@ def test_improved(metric, value, loss, best, best_loss, expected):
 
 
 def test_patience_none_never_stops_and_without_evaluate_the_last_weights_stay():
+    """Without patience (the default) validation is recorded and nothing else: the best epoch (the first here)
+    is neither tracked nor restored, every epoch runs and the last one's weights stay."""
     src, y = _data(n=8)
     model = Linear()
     curve = iter([0.9, 0.1, 0.1, 0.1])
     state = train(
         model, _groups(model), src, y, _cfg(epochs=4), hooks=Hooks(evaluate=lambda: {"accuracy": next(curve)})
     )
-    assert len(state.history) == 4 and not state.stopped_early and state.bad_epochs == 3
+    assert len(state.history) == 4 and not state.stopped_early and state.bad_epochs == 0
+    assert state.best_epoch is None and [h["val_accuracy"] for h in state.history] == [0.9, 0.1, 0.1, 0.1]
+    same = Linear()
+    train(same, _groups(same), src, y, _cfg(epochs=4))  # the same run without validation
+    torch.testing.assert_close(model.fc.weight, same.fc.weight)
     plain = Linear()
     state = train(plain, _groups(plain), src, y, _cfg(epochs=2))
     assert state.best_epoch is None and state.best_metric is None and "val_accuracy" not in state.history[0]
@@ -403,7 +409,7 @@ def test_best_weights_come_from_the_checkpoint_folder(tmp_path):
         return {"accuracy": next(curve)}
 
     ck = Checkpointer(tmp_path / "ck", "k")
-    train(model, _groups(model), src, y, _cfg(), ck, Hooks(evaluate=evaluate))
+    train(model, _groups(model), src, y, _cfg(patience=2), ck, Hooks(evaluate=evaluate))
     assert (tmp_path / "ck" / "best.pt").is_file()
     torch.testing.assert_close(model.fc.weight, snap[0])
     torch.testing.assert_close(ck.load_best()["fc.weight"], snap[0])

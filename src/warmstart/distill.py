@@ -277,6 +277,9 @@ def check_options(
 
 
 MIN_VALIDATION_ROWS = 50
+# epochs without a gain in agreement with the teacher on the held-out rows before a student stops (``--val-fraction``
+# asks for the epoch to be chosen; the shared loop's default, no early stopping, would keep the last)
+VAL_PATIENCE = 2
 
 
 def validation_rows(known: np.ndarray, fraction: float, seed: int) -> np.ndarray | None:
@@ -397,6 +400,8 @@ def distill(
     student_bb = make_student(
         teacher, student, pca_dims, params.get("progress", True), hidden_dim, seed, max_length
     )
+    if tuned and val_fraction:  # the held-out rows are there to choose the epoch: early stopping on them
+        params.setdefault("patience", VAL_PATIENCE)
     est = get_technique(technique, backbone=student_bb, seed=seed, **params)
     if not tuned and val_fraction:
         raise ParameterError(

@@ -122,7 +122,9 @@ class TunedTechnique(Technique):
 
     ``lr="auto"`` takes the subclass's ``default_lr`` for the backbone's modality; ``head_lr="auto"`` is 1e-3
     (the head starts random) unless the subclass says otherwise. Without a validation set the loop runs all
-    ``epochs``; with one it keeps the best epoch by ``metric`` and stops after ``patience`` epochs without gain.
+    ``epochs``; with one each epoch is validated, and with ``patience`` too training stops after that many epochs
+    without a gain in ``metric`` and keeps the best epoch (without it, the default, every epoch runs and the last
+    is kept: on small validation sets choosing the epoch lost accuracy, docs/techniques.md).
     """
 
     default_lr: ClassVar[dict[str, float]] = {"text": 5e-5, "image": 2e-4}
@@ -187,7 +189,7 @@ class TunedTechnique(Technique):
         grad_accum: int = 1,
         warmup_ratio: float = 0.1,
         schedule: str = "cosine",
-        patience: int | None = 2,
+        patience: int | None = None,
         metric: str = "accuracy",
         max_grad_norm: float | None = 1.0,
         device: str = "auto",
