@@ -76,17 +76,20 @@ def _label(setting: str) -> str:
 
 
 def summarise(rows: dict, code: str, against: str | None, metric: str) -> None:
-    """Every setting of ``code``'s rows per (data, rows per class), each paired by seed with the default setting
-    of ``against`` (default: of ``code`` itself)."""
+    """Every setting of ``code``'s rows per (data, rows per class, technique), each paired by seed with the same
+    technique's default setting at ``against`` (default: at ``code`` itself)."""
     ref_code = against or code
     cells: dict = {}
     for r in rows.values():
         if r["code"] in (code, ref_code):
-            label = _label(r["setting"])
-            cells.setdefault((r["data"], r["rows"]), {}).setdefault((r["code"], label), {})[r["seed"]] = r
-    print(f"code {code}, each paired with the default setting at {ref_code}; {metric}, points")
+            technique = json.loads(r["setting"])["technique"]
+            cell = cells.setdefault((r["data"], r["rows"], technique), {})
+            cell.setdefault((r["code"], _label(r["setting"])), {})[r["seed"]] = r
+    print(
+        f"code {code}, each paired with the same technique's default setting at {ref_code}; {metric}, points"
+    )
     overall: dict = {}
-    for (data, n), groups in sorted(cells.items()):
+    for (data, n, technique), groups in sorted(cells.items()):
         ref = groups.get((ref_code, "default"), {})
         for (c, label), by_seed in sorted(groups.items()):
             if c != code and (c, label) != (ref_code, "default"):
@@ -96,21 +99,21 @@ def summarise(rows: dict, code: str, against: str | None, metric: str) -> None:
             epochs = statistics.mean(r["epochs_run"] for r in by_seed.values())
             cpu = statistics.mean(r["fit_cpu_s"] for r in by_seed.values())
             line = (
-                f"{data:12s} {n:3d}/class {c:9s} {label:24s} {statistics.mean(vals):.4f} "
+                f"{data:13s} {n:3d}/class {technique:9s} {c:9s} {label:22s} {statistics.mean(vals):.4f} "
                 f"(n={len(vals)})  epochs {epochs:4.1f}  stopped {stopped}/{len(vals)}  CPU s {cpu:5.1f}"
             )
-            if (c, label) != (ref_code, "default"):
+            if (c, label) != (ref_code, "default") and ref:
                 d = [100 * (r[metric] - ref[s][metric]) for s, r in by_seed.items() if s in ref]
-                overall.setdefault((c, label), []).extend(d)
-                if d:
-                    line += f"  diff {statistics.mean(d):+.2f} ({sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)})"
+                overall.setdefault((c, technique != "probe", label), []).extend(d)
+                ahead = f"{sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
+                line += f"  diff {statistics.mean(d):+.2f} ({ahead})" if d else ""
             print(line)
-    for (c, label), d in overall.items():
+    for (c, _, label), d in overall.items():
         if len(d) > 1:
             m, half = statistics.mean(d), 1.96 * statistics.stdev(d) / len(d) ** 0.5
+            ahead = f"{sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
             print(
-                f"{c} {label}: {m:+.2f} points [{m - half:+.2f}, {m + half:+.2f}] over {len(d)} paired runs "
-                f"(ahead/level/behind {sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)})"
+                f"{c} {label}: {m:+.2f} points [{m - half:+.2f}, {m + half:+.2f}] over {len(d)} paired runs ({ahead})"
             )
 
 
