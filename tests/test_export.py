@@ -81,6 +81,36 @@ def test_image_finetune_export_takes_raw_pixels_and_matches(tiny_image_backbone,
     np.testing.assert_allclose(
         OnnxModel(tmp_path / "onnx").predict_proba(xt), est.predict_proba(xt), atol=1e-4
     )
+    assert rep.artifact is None and "predicts in" not in rep.summary()  # fp32: the reference is the artifact
+
+
+def test_the_report_says_how_a_bf16_artifact_itself_predicts(tiny_image_backbone, tmp_path, monkeypatch):
+    """An artifact that predicts in bf16 is compared with the fp32 export as it predicts: the share of rows with
+    the same top class and its own accuracy, with a note when they differ on more than 1% of rows."""
+    import warmstart.export as ex
+    from warmstart.artifact import load_artifact
+
+    x, y = make_images(8, size=40)
+    est = get_technique(
+        "finetune", backbone=tiny_image_backbone, epochs=1, progress=False, seed=0, precision="bf16"
+    ).fit(from_arrays(x, y))
+    save_artifact(est, tmp_path / "art", embed_backbone=True)
+    xt, yt = make_images(12, size=40, seed=5)
+    test = from_arrays(xt, yt)
+    monkeypatch.setattr(ex, "AGREEMENT_NOTE", 1.01)  # so that the note shows whatever the agreement
+    rep = export_onnx(tmp_path / "art", tmp_path / "onnx", data=test, rounds=1)
+    own = load_artifact(tmp_path / "art", device="cpu").predict_proba(test)
+    exported = OnnxModel(tmp_path / "onnx").predict_proba(xt)
+    assert rep.artifact["precision"] == "bf16"
+    assert rep.artifact["argmax_agreement"] == pytest.approx((own.argmax(1) == exported.argmax(1)).mean())
+    truth = np.asarray([str(v) for v in yt])
+    assert rep.artifact["accuracy"] == pytest.approx(
+        (est.classes_[own.argmax(1)].astype(str) == truth).mean()
+    )
+    text = rep.summary()
+    assert "the artifact itself predicts in bf16 here" in text and "refit with --precision fp32" in text
+    saved = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert saved["artifact"] == rep.artifact
 
 
 def _skew_export(monkeypatch, shift: float) -> None:
