@@ -119,8 +119,14 @@ def summarise(rows: dict, code: str, against: str | None, metric: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="trec")
-    ap.add_argument("--rows", default="30", help="labelled rows per class before the validation split")
+    ap.add_argument(
+        "--data", help="packaged data sets, comma-separated (default: trec; with --summary-only: all)"
+    )
+    ap.add_argument(
+        "--rows",
+        help="labelled rows per class before the validation split, comma-separated (default: 30; with "
+        "--summary-only: all)",
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--technique", default="finetune")
@@ -143,7 +149,14 @@ def main() -> None:
     rows = keyed_rows(out)
     code = args.code or code_version()
     if args.summary_only:
-        return summarise(rows, code, args.against, args.metric)
+        keep = {
+            k: r
+            for k, r in rows.items()
+            if (not args.data or r["data"] in args.data.split(","))
+            and (not args.rows or str(r["rows"]) in args.rows.split(","))
+        }
+        return summarise(keep, code, args.against, args.metric)
+    args.data, args.rows = args.data or "trec", args.rows or "30"
     if args.threads:
         import torch
 
