@@ -37,9 +37,8 @@ def run_one(data: str, rows: int, seed: int, args, params: dict) -> dict:
     pool, test = packaged_split(data, args.test_rows)
     pool = pool.subset(np.sort(few_shot(pool.labels, rows, seed=seed)))
     val_size = args.val_size
-    if (
-        args.drop_val
-    ):  # the same training rows without the validation rows: every epoch runs, the last is kept
+    # --drop-val: the same training rows without the validation rows: every epoch runs, the last is kept
+    if args.drop_val:
         pool = pool.subset(stratified_split(pool.labels, val_size=val_size, test_size=0.0, seed=seed).train)
         val_size = 0.0
     cpu = time.process_time()
