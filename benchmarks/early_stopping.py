@@ -4,7 +4,8 @@ For each data set, rows per class and seed, ``fit_run`` gets a pool of ``--rows`
 from the packaged training split by ``few_shot``), cuts ``--val-size`` of it off for validation exactly as
 ``warmstart fit`` does, trains ``--technique`` with its defaults, and is scored on a fixed stratified sample of
 held-out rows (the same for every seed and code version). Each row records the test accuracy and macro-F1, the
-epochs run, the epoch kept, whether the run stopped early, and the fit's CPU seconds.
+epochs run, the epoch kept, whether the run stopped early, and the CPU seconds of the whole ``fit_run`` call
+(``fit_cpu_s``: the fit, then scoring the test rows).
 
     python benchmarks/early_stopping.py --data trec,vader-nyt --rows 30 --seeds 5 --technique finetune
     python benchmarks/early_stopping.py --data mnist-5k --rows 30 --seeds 5 --technique lp_ft \\
