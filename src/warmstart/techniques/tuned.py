@@ -45,7 +45,7 @@ from .base import (
     require_single_label,
     resolve_backbone,
 )
-from .domain import DomainCritic, coral_hook, dann_hook, recalibrate_batchnorm
+from .domain import DomainCritic, batchnorms, coral_hook, dann_hook, recalibrate_batchnorm
 from .head import LinearHead
 from .train import Checkpointer, Hooks, LoopConfig, LoopState, train
 
@@ -72,9 +72,18 @@ class Classifier(nn.Module):
         self.body = backbone.module
         self.head = head
         self.backbone = backbone  # not an nn.Module: holds the forward_features recipe (pooling, etc.)
+        # True: BatchNorm layers normalise with their running statistics in training too (batchnorm="pretrained")
+        self.frozen_norm_stats = False
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(**batch))
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        if mode and self.frozen_norm_stats:
+            for m in batchnorms(self):
+                m.eval()
+        return self
 
 
 @dataclass
@@ -168,6 +177,7 @@ class TunedTechnique(Technique):
         "label_smoothing": [Interval(float, 0, 1, "left")],
         "align": ["none", "coral", "dann"],
         "align_weight": [Interval(float, 0, None, "neither")],
+        "batchnorm": ["recalibrate", "pretrained"],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -213,6 +223,7 @@ class TunedTechnique(Technique):
         label_smoothing: float = 0.0,
         align: str = "none",
         align_weight: float = 1.0,
+        batchnorm: str = "recalibrate",
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -251,6 +262,7 @@ class TunedTechnique(Technique):
         self.label_smoothing = label_smoothing
         self.align = align
         self.align_weight = align_weight
+        self.batchnorm = batchnorm
         self.input_col = input_col
         self.label_col = label_col
 
@@ -321,11 +333,12 @@ class TunedTechnique(Technique):
         rt = self._place(bb)
         augmenter = self._augmenter(bb)
         source = bb.training_source(train_data, progress=self.progress)
-        recalibrate_batchnorm(bb.module, bb.forward_features, source, self.batch_size * 4, rt)
+        self._recalibrate(bb.module, bb.forward_features, source, rt)
         bb.invalidate_fingerprint()  # weights or BN statistics may have changed: the cache key must follow
         head = LinearHead(bb.num_features, len(self.classes_))
         self._init_head(head, self._train_features(bb, train_data), y.numpy())
         model = Classifier(bb, head.to(rt.device))
+        model.frozen_norm_stats = self.batchnorm == "pretrained"
         self._configure(model)
         self.trainable_params_ = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.total_params_ = sum(p.numel() for p in model.parameters())
@@ -355,7 +368,7 @@ class TunedTechnique(Technique):
         state = train(model, groups, source, targets, self._loop_config(), ckpt, hooks)
         if unalign is not None:
             unalign()
-        recalibrate_batchnorm(model, model, target or source, self.batch_size * 4, rt)
+        self._recalibrate(model, model, target or source, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
         self.model_, self.head_ = model, model.head
@@ -409,6 +422,11 @@ class TunedTechnique(Technique):
                     f"align='coral' or 'dann', or use self_train:{self.name}."
                 )
             return None
+        if self.batchnorm == "pretrained":
+            raise ParameterError(
+                f"align={self.align!r} re-estimates BatchNorm statistics on the unlabelled rows after training, "
+                f"and batchnorm='pretrained' keeps the pretrained ones; use batchnorm='recalibrate' with align."
+            )
         if unlabeled is None:
             raise ParameterError(
                 f"align={self.align!r} adapts to the domain of unlabelled rows; pass them (fit(..., "
@@ -534,6 +552,12 @@ class TunedTechnique(Technique):
             cache.get(bb, data, precision=self._runtime().precision, progress=self.progress), dtype=np.float64
         )
 
+    def _recalibrate(self, model: nn.Module, forward: Any, source: BatchSource, rt: Runtime) -> None:
+        """BatchNorm statistics re-estimated over ``source`` (``batchnorm="recalibrate"``); kept as they are
+        with ``"pretrained"``."""
+        if self.batchnorm == "recalibrate":
+            recalibrate_batchnorm(model, forward, source, self.batch_size * 4, rt)
+
     def _known_rows(self, val: Dataset | None) -> tuple[Dataset, np.ndarray] | None:
         known = known_label_rows(val, self.classes_)
         if not known:
@@ -548,7 +572,7 @@ class TunedTechnique(Technique):
         val_source: BatchSource,
         train_source: BatchSource,
     ) -> dict[str, float]:
-        recalibrate_batchnorm(model, model, train_source, self.batch_size * 4, self._runtime())
+        self._recalibrate(model, model, train_source, self._runtime())
         logits = self._logits(model, val_source).float()
         pred = logits.argmax(1).numpy()
         return {
