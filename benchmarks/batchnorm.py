@@ -18,7 +18,8 @@ records:
 
 Rows are keyed by the code version (git commit) and every setting, appended to ``--output`` (JSON lines); a rerun
 skips the rows already there. ``--summary-only`` prints each value against ``recalibrate`` (paired by seed) for
-the rows of ``--code`` (default: this code version).
+the rows of ``--code`` (default: this code version). ``--technique probe --batchnorm none`` adds the probe's
+rows for reference (its backbone is frozen, so its statistics are the pretrained ones).
 """
 
 from __future__ import annotations
@@ -52,9 +53,8 @@ def run_one(data: str, shots: int, seed: int, batchnorm: str, args) -> dict:
 
     pool, test = packaged_split(data, args.test_rows)
     train = pool.subset(np.sort(few_shot(pool.labels, shots, seed=seed)))
-    est = get_technique(
-        args.technique, backbone=args.backbone, seed=seed, progress=False, batchnorm=batchnorm
-    )
+    params = {} if batchnorm == "none" else {"batchnorm": batchnorm}  # "none": the probe, for reference
+    est = get_technique(args.technique, backbone=args.backbone, seed=seed, progress=False, **params)
     cpu = time.process_time()
     est.fit(train)
     cpu = time.process_time() - cpu

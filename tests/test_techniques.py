@@ -463,3 +463,54 @@ def test_epochs_auto_is_ten_for_image_fine_tuning_and_four_for_text(tiny_image_b
     assert get_technique("finetune", backbone=tiny_image_backbone, epochs=3).base_epochs() == 3
     est = get_technique("finetune", backbone=tiny_image_backbone, min_steps=0)
     assert est.planned_epochs(64) == 10 and est.get_params()["epochs"] == "auto"
+
+
+def _with_statistics(backbone, rows):
+    """``backbone`` with BatchNorm statistics estimated on ``rows`` (as pretraining leaves them), but for its
+    last layer, left at its initial ones (as a layer new to the network is)."""
+    from warmstart.techniques.domain import batchnorms, recalibrate_batchnorm
+
+    bb = copy.deepcopy(backbone)
+    recalibrate_batchnorm(bb.module, bb.forward_features, bb.batch_source(rows), 8)
+    bns = batchnorms(bb.module)
+    bns[-1].reset_running_stats()
+    return bb, bns
+
+
+@pytest.mark.parametrize("name", ["finetune", "lp_ft", "bitfit"])
+def test_batchnorm_pretrained_keeps_the_statistics_a_layer_has(name, tiny_image_backbone, image_data):
+    """batchnorm='pretrained': layers with statistics keep them through training (normalising with them) and
+    after; a layer still at its initial statistics is estimated on the training rows. 'recalibrate' re-estimates
+    them all."""
+    from warmstart.techniques.domain import batchnorms
+
+    other = from_arrays(*make_images(12, size=24, seed=5))
+    bb, before = _with_statistics(tiny_image_backbone, other)
+    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in before]
+    kept = get_technique(name, backbone=bb, batchnorm="pretrained", **FAST).fit(image_data)
+    after = batchnorms(kept.backbone_.module)
+    assert len(kept.kept_norms_) == len(after) - 1
+    for (mean, var), m in zip(stats[:-1], after[:-1], strict=True):
+        torch.testing.assert_close(m.running_mean, mean, rtol=0, atol=0)
+        torch.testing.assert_close(m.running_var, var, rtol=0, atol=0)
+    assert not torch.equal(after[-1].running_var, torch.ones_like(after[-1].running_var))
+    kept.model_.train()  # in training the kept layers normalise with their statistics, the new one with the batch's
+    assert [m.training for m in after] == [False] * (len(after) - 1) + [True]
+    kept.model_.eval()
+    redone = get_technique(name, backbone=bb, batchnorm="recalibrate", **FAST).fit(image_data)
+    assert redone.kept_norms_ == []
+    again = batchnorms(redone.backbone_.module)
+    assert all(not torch.equal(m.running_mean, mean) for (mean, _), m in zip(stats, again, strict=True))
+
+
+def test_batchnorm_choices_for_scratch_and_alignment(tiny_image_backbone, image_data):
+    other = from_arrays(*make_images(12, size=24, seed=5))
+    bb, _ = _with_statistics(tiny_image_backbone, other)
+    scratch = get_technique("scratch", backbone=bb, batchnorm="pretrained", **FAST).fit(image_data)
+    assert scratch.kept_norms_ == []  # a random network's statistics are reset, then estimated
+    with pytest.raises(ParameterError, match="batchnorm='recalibrate' with align"):
+        get_technique("finetune", backbone=bb, batchnorm="pretrained", align="coral", **FAST).fit(
+            image_data, unlabeled=other
+        )
+    aligned = get_technique("finetune", backbone=bb, align="coral", **FAST).fit(image_data, unlabeled=other)
+    assert aligned.kept_norms_ == []  # 'auto' with align: re-estimated, on the target rows in the end

@@ -17,7 +17,7 @@ features the critic cannot separate. The reversal's strength rises over the epoc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -212,16 +212,18 @@ def recalibrate_batchnorm(
     batch_size: int,
     rt: Runtime | None = None,
     max_rows: int = 2048,
+    keep: Sequence[nn.Module] = (),
 ) -> None:
     """Recompute the BatchNorm running statistics of ``model`` as exact averages over (up to ``max_rows``)
-    training rows, running ``forward(**batch)``. A no-op for models without BatchNorm.
+    training rows, running ``forward(**batch)``; the layers in ``keep`` normalise with their own statistics
+    and keep them. A no-op for models without BatchNorm (or nothing else to re-estimate).
 
     Training uses batch statistics, but inference uses running averages updated with a small momentum (0.01 for
     the TF-ported EfficientNet) that still remember the pretraining data after hundreds of steps. Done before
     training (as in AdaBN, Li et al. 2016) the head is standardised on features that match what training sees;
     done after it (and before each validation), evaluation matches training.
     """
-    bns = batchnorms(model)
+    bns = [m for m in batchnorms(model) if not any(m is k for k in keep)]
     if not bns or len(source) == 0:
         return
     momenta = [m.momentum for m in bns]

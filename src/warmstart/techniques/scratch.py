@@ -10,6 +10,7 @@ from typing import Any
 
 from ..backbones import Backbone
 from .base import register_technique
+from .domain import batchnorms
 from .tuned import TunedTechnique
 
 
@@ -32,3 +33,5 @@ class Scratch(TunedTechnique):
 
     def _prepare(self, backbone: Backbone) -> None:
         backbone.reset_parameters(self.seed)
+        for m in batchnorms(backbone.module):  # a random network has no statistics worth keeping
+            m.reset_running_stats()

@@ -72,17 +72,17 @@ class Classifier(nn.Module):
         self.body = backbone.module
         self.head = head
         self.backbone = backbone  # not an nn.Module: holds the forward_features recipe (pooling, etc.)
-        # True: BatchNorm layers normalise with their running statistics in training too (batchnorm="pretrained")
-        self.frozen_norm_stats = False
+        # BatchNorm layers (names under ``body``) that normalise with their running statistics in training too
+        self.kept_norms: tuple[str, ...] = ()
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(**batch))
 
     def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
-        if mode and self.frozen_norm_stats:
-            for m in batchnorms(self):
-                m.eval()
+        if mode:
+            for name in self.kept_norms:
+                self.body.get_submodule(name).eval()
         return self
 
 
@@ -134,6 +134,14 @@ class TunedTechnique(Technique):
     ``epochs``; with one each epoch is validated, and with ``patience`` too training stops after that many epochs
     without a gain in ``metric`` and keeps the best epoch (without it, the default, every epoch runs and the last
     is kept: on small validation sets choosing the epoch lost accuracy, docs/techniques.md).
+
+    ``batchnorm`` (CNNs with BatchNorm): ``"pretrained"`` keeps the statistics the backbone came with, in
+    training (those layers normalise with them, not with the batch's) and after; a layer that has none yet (at
+    its initial mean 0 and variance 1: a new layer, or a random network) is estimated on the training rows.
+    ``"recalibrate"`` re-estimates every layer's on the training rows before training, before each validation and
+    at the end, and trains on batch statistics. ``"auto"``: ``"pretrained"``, but ``"recalibrate"`` with ``align``
+    (which ends on the unlabelled rows' statistics). Re-estimated on a few hundred images, statistics of channels
+    nearly constant on them made the model fragile and less accurate (docs/techniques.md).
     """
 
     default_lr: ClassVar[dict[str, float]] = {"text": 5e-5, "image": 2e-4}
@@ -177,7 +185,7 @@ class TunedTechnique(Technique):
         "label_smoothing": [Interval(float, 0, 1, "left")],
         "align": ["none", "coral", "dann"],
         "align_weight": [Interval(float, 0, None, "neither")],
-        "batchnorm": ["recalibrate", "pretrained"],
+        "batchnorm": ["auto", "pretrained", "recalibrate"],
         "input_col": [str, None],
         "label_col": [str, None],
     }
@@ -223,7 +231,7 @@ class TunedTechnique(Technique):
         label_smoothing: float = 0.0,
         align: str = "none",
         align_weight: float = 1.0,
-        batchnorm: str = "recalibrate",
+        batchnorm: str = "auto",
         input_col: str | None = None,
         label_col: str | None = None,
     ):
@@ -333,12 +341,13 @@ class TunedTechnique(Technique):
         rt = self._place(bb)
         augmenter = self._augmenter(bb)
         source = bb.training_source(train_data, progress=self.progress)
-        self._recalibrate(bb.module, bb.forward_features, source, rt)
+        self.kept_norms_ = self._kept_norms(bb)
+        self._recalibrate(bb, bb.forward_features, source, rt)
         bb.invalidate_fingerprint()  # weights or BN statistics may have changed: the cache key must follow
         head = LinearHead(bb.num_features, len(self.classes_))
         self._init_head(head, self._train_features(bb, train_data), y.numpy())
         model = Classifier(bb, head.to(rt.device))
-        model.frozen_norm_stats = self.batchnorm == "pretrained"
+        model.kept_norms = tuple(self.kept_norms_)
         self._configure(model)
         self.trainable_params_ = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.total_params_ = sum(p.numel() for p in model.parameters())
@@ -368,7 +377,7 @@ class TunedTechnique(Technique):
         state = train(model, groups, source, targets, self._loop_config(), ckpt, hooks)
         if unalign is not None:
             unalign()
-        self._recalibrate(model, model, target or source, rt)
+        self._recalibrate(bb, model, target or source, rt)
         self._finish(model)
         bb.invalidate_fingerprint()
         self.model_, self.head_ = model, model.head
@@ -422,7 +431,7 @@ class TunedTechnique(Technique):
                     f"align='coral' or 'dann', or use self_train:{self.name}."
                 )
             return None
-        if self.batchnorm == "pretrained":
+        if self._batchnorm_mode() == "pretrained":
             raise ParameterError(
                 f"align={self.align!r} re-estimates BatchNorm statistics on the unlabelled rows after training, "
                 f"and batchnorm='pretrained' keeps the pretrained ones; use batchnorm='recalibrate' with align."
@@ -552,11 +561,30 @@ class TunedTechnique(Technique):
             cache.get(bb, data, precision=self._runtime().precision, progress=self.progress), dtype=np.float64
         )
 
-    def _recalibrate(self, model: nn.Module, forward: Any, source: BatchSource, rt: Runtime) -> None:
-        """BatchNorm statistics re-estimated over ``source`` (``batchnorm="recalibrate"``); kept as they are
-        with ``"pretrained"``."""
-        if self.batchnorm == "recalibrate":
-            recalibrate_batchnorm(model, forward, source, self.batch_size * 4, rt)
+    def _kept_norms(self, bb: Backbone) -> list[str]:
+        """The BatchNorm layers of ``bb`` whose statistics stay as they are (``batchnorm="pretrained"``): those
+        that hold statistics, that is all but layers still at their initial ones (mean 0, variance 1: a layer
+        new to the network, such as the 1x1 head of a cut EfficientNet, or every layer of a random network)."""
+        if self._batchnorm_mode() != "pretrained":
+            return []
+        held = {id(m) for m in batchnorms(bb.module)}
+        return [
+            name
+            for name, m in bb.module.named_modules()
+            if id(m) in held and not (bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all()))
+        ]
+
+    def _batchnorm_mode(self) -> str:
+        """``batchnorm`` resolved: ``"auto"`` keeps the pretrained statistics, but re-estimates them where
+        ``align`` adapts to unlabelled rows (it ends on the target rows' statistics)."""
+        if self.batchnorm != "auto":
+            return self.batchnorm
+        return "recalibrate" if self.align != "none" else "pretrained"
+
+    def _recalibrate(self, bb: Backbone, forward: Any, source: BatchSource, rt: Runtime) -> None:
+        """BatchNorm statistics re-estimated over ``source``, but for the layers in ``kept_norms_``."""
+        keep = [bb.module.get_submodule(n) for n in self.kept_norms_]
+        recalibrate_batchnorm(bb.module, forward, source, self.batch_size * 4, rt, keep=keep)
 
     def _known_rows(self, val: Dataset | None) -> tuple[Dataset, np.ndarray] | None:
         known = known_label_rows(val, self.classes_)
@@ -572,7 +600,7 @@ class TunedTechnique(Technique):
         val_source: BatchSource,
         train_source: BatchSource,
     ) -> dict[str, float]:
-        self._recalibrate(model, model, train_source, self._runtime())
+        self._recalibrate(model.backbone, model, train_source, self._runtime())
         logits = self._logits(model, val_source).float()
         pred = logits.argmax(1).numpy()
         return {
