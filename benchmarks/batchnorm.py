@@ -60,7 +60,9 @@ def run_one(data: str, shots: int, seed: int, batchnorm: str, args) -> dict:
     cpu = time.process_time() - cpu
     y = np.asarray(test.labels)
     pred = est.predict(test)
-    precision = est._runtime().precision
+    from warmstart.runtime import resolve
+
+    precision = resolve(est.device, est.precision).precision
     est.set_params(precision="fp32")  # predicts as the ONNX export computes, the weights as trained
     pred32 = est.predict(test)
     shaken = est.predict(from_arrays(noisy(np.asarray(test.inputs), args.noise, seed=1000 + seed)))
