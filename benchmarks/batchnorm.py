@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import code_version, keyed_rows, packaged_split  # noqa: E402
+from common import code_version, key_values, keyed_rows, packaged_split  # noqa: E402
 
 REFERENCE = "recalibrate"
 METRICS = ("accuracy", "accuracy_fp32", "agreement", "noise_flips")
@@ -53,7 +53,9 @@ def run_one(data: str, shots: int, seed: int, batchnorm: str, args) -> dict:
 
     pool, test = packaged_split(data, args.test_rows)
     train = pool.subset(np.sort(few_shot(pool.labels, shots, seed=seed)))
-    params = {} if batchnorm == "none" else {"batchnorm": batchnorm}  # "none": the probe, for reference
+    params = key_values(args.param)
+    if batchnorm != "none":  # "none": a technique without it (the probe, for reference)
+        params["batchnorm"] = batchnorm
     est = get_technique(args.technique, backbone=args.backbone, seed=seed, progress=False, **params)
     cpu = time.process_time()
     est.fit(train)
@@ -91,7 +93,8 @@ def summarise(rows: dict, code: str) -> None:
         if r["code"] == code:
             s = json.loads(r["setting"])
             cell = cells.setdefault((r["data"], r["shots"], s["technique"]), {})
-            cell.setdefault(s["batchnorm"], {})[r["seed"]] = r
+            label = s["batchnorm"] + "".join(f",{k}={v}" for k, v in sorted(s.get("params", {}).items()))
+            cell.setdefault(label, {})[r["seed"]] = r
     pooled: dict = {}
     print(f"code {code}; accuracy and the rest in %, differences in points against {REFERENCE}")
     for (data, shots, technique), by_value in sorted(cells.items()):
@@ -99,7 +102,7 @@ def summarise(rows: dict, code: str) -> None:
         for value, by_seed in sorted(by_value.items()):
             means = {m: 100 * statistics.mean(r[m] for r in by_seed.values()) for m in METRICS}
             cpu = statistics.mean(r["fit_cpu_s"] for r in by_seed.values())
-            line = f"{data:13s} {shots:3d}/class {technique:8s} {value:12s} n={len(by_seed)} " + " ".join(
+            line = f"{data:13s} {shots:3d}/class {technique:8s} {value:20s} n={len(by_seed)} " + " ".join(
                 f"{m} {v:6.2f}" for m, v in means.items()
             )
             line += f"  CPU s {cpu:5.1f}"
@@ -133,6 +136,7 @@ def main() -> None:
     ap.add_argument(
         "--batchnorm", default="recalibrate,pretrained", help="values of the technique's batchnorm"
     )
+    ap.add_argument("--param", action="append", default=[], help="KEY=VALUE for the technique")
     ap.add_argument("--noise", type=float, default=2.0, help="grey levels of Gaussian pixel noise")
     ap.add_argument("--test-rows", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None)
@@ -158,6 +162,7 @@ def main() -> None:
                             "technique": args.technique,
                             "backbone": args.backbone,
                             "batchnorm": value,
+                            **({"params": key_values(args.param)} if args.param else {}),
                             "noise": args.noise,
                             "test_rows": args.test_rows,
                         },
