@@ -505,12 +505,15 @@ def test_batchnorm_pretrained_keeps_the_statistics_a_layer_has(name, tiny_image_
 
 def test_batchnorm_choices_for_scratch_and_alignment(tiny_image_backbone, image_data):
     other = from_arrays(*make_images(12, size=24, seed=5))
-    bb, _ = _with_statistics(tiny_image_backbone, other)
+    bb, bns = _with_statistics(tiny_image_backbone, other)
     scratch = get_technique("scratch", backbone=bb, batchnorm="pretrained", **FAST).fit(image_data)
     assert scratch.kept_norms_ == []  # a random network's statistics are reset, then estimated
     with pytest.raises(ParameterError, match="batchnorm='recalibrate' with align"):
         get_technique("finetune", backbone=bb, batchnorm="pretrained", align="coral", **FAST).fit(
             image_data, unlabeled=other
         )
-    aligned = get_technique("finetune", backbone=bb, align="coral", **FAST).fit(image_data, unlabeled=other)
+    aligned = get_technique("lp_ft", backbone=bb, align="coral", **FAST).fit(image_data, unlabeled=other)
     assert aligned.kept_norms_ == []  # 'auto' with align: re-estimated, on the target rows in the end
+    # 'auto' alone: LP-FT keeps them (its head starts from a probe on them), fine-tuning re-estimates them
+    assert len(get_technique("lp_ft", backbone=bb, **FAST).fit(image_data).kept_norms_) == len(bns) - 1
+    assert get_technique("finetune", backbone=bb, **FAST).fit(image_data).kept_norms_ == []

@@ -139,9 +139,11 @@ class TunedTechnique(Technique):
     training (those layers normalise with them, not with the batch's) and after; a layer that has none yet (at
     its initial mean 0 and variance 1: a new layer, or a random network) is estimated on the training rows.
     ``"recalibrate"`` re-estimates every layer's on the training rows before training, before each validation and
-    at the end, and trains on batch statistics. ``"auto"``: ``"pretrained"``, but ``"recalibrate"`` with ``align``
+    at the end, and trains on batch statistics. ``"auto"``: ``"pretrained"`` for LP-FT (``keeps_pretrained_norms``),
+    whose head starts from a probe on those statistics, and ``"recalibrate"`` for the others and with ``align``
     (which ends on the unlabelled rows' statistics). Re-estimated on a few hundred images, statistics of channels
-    nearly constant on them made the model fragile and less accurate (docs/techniques.md).
+    nearly constant on them made the model fragile and less accurate; with a random head at fine-tuning's image
+    learning rate (1e-3), kept statistics made some runs diverge (docs/techniques.md).
     """
 
     default_lr: ClassVar[dict[str, float]] = {"text": 5e-5, "image": 2e-4}
@@ -192,6 +194,8 @@ class TunedTechnique(Technique):
     # what augment="auto" means for images (text is never augmented): crop and flip, chosen on mnist-5k, where
     # TrivialAugment on top did no better at 32 per class (.915 against .919) and worse at 8 (.643 against .848)
     default_augment: ClassVar[str] = "light"
+    # what batchnorm="auto" means without align: keep the pretrained statistics (True) or re-estimate them
+    keeps_pretrained_norms: ClassVar[bool] = False
     # the learning rate of DANN's domain critic (align="dann"), which starts from random weights
     critic_lr: ClassVar[float] = 1e-3
 
@@ -575,11 +579,12 @@ class TunedTechnique(Technique):
         ]
 
     def _batchnorm_mode(self) -> str:
-        """``batchnorm`` resolved: ``"auto"`` keeps the pretrained statistics, but re-estimates them where
-        ``align`` adapts to unlabelled rows (it ends on the target rows' statistics)."""
+        """``batchnorm`` resolved: ``"auto"`` keeps the pretrained statistics where the technique says so
+        (``keeps_pretrained_norms``: LP-FT), but re-estimates them where ``align`` adapts to unlabelled rows (it
+        ends on the target rows' statistics)."""
         if self.batchnorm != "auto":
             return self.batchnorm
-        return "recalibrate" if self.align != "none" else "pretrained"
+        return "pretrained" if self.keeps_pretrained_norms and self.align == "none" else "recalibrate"
 
     def _recalibrate(self, bb: Backbone, forward: Any, source: BatchSource, rt: Runtime) -> None:
         """BatchNorm statistics re-estimated over ``source``, but for the layers in ``kept_norms_``."""
