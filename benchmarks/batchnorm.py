@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import code_version, key_values, keyed_rows, packaged_split  # noqa: E402
+from common import key_values, keyed_rows, packaged_split, rows_version, summary_options  # noqa: E402
 
 REFERENCE = "recalibrate"
 METRICS = ("accuracy", "accuracy_fp32", "agreement", "noise_flips")
@@ -141,12 +141,11 @@ def main() -> None:
     ap.add_argument("--test-rows", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--output", default="runs/bench/batchnorm.jsonl")
-    ap.add_argument("--summary-only", action="store_true")
-    ap.add_argument("--code", help="with --summary-only: the rows of this code version (default: this one)")
+    summary_options(ap)
     args = ap.parse_args()
+    code = rows_version(ap, args)
     out = Path(args.output)
     rows = keyed_rows(out)
-    code = args.code or code_version()
     if args.summary_only:
         return summarise(rows, code)
     if args.threads:
