@@ -514,6 +514,12 @@ def test_batchnorm_choices_for_scratch_and_alignment(tiny_image_backbone, image_
         )
     aligned = get_technique("lp_ft", backbone=bb, align="coral", **FAST).fit(image_data, unlabeled=other)
     assert aligned.kept_norms_ == []  # 'auto' with align: re-estimated, on the target rows in the end
-    # 'auto' alone: LP-FT keeps them (its head starts from a probe on them), fine-tuning re-estimates them
-    assert len(get_technique("lp_ft", backbone=bb, **FAST).fit(image_data).kept_norms_) == len(bns) - 1
-    assert get_technique("finetune", backbone=bb, **FAST).fit(image_data).kept_norms_ == []
+    # 'auto' alone: finetune and LP-FT keep them, finetune then at its lower image rate; L2-SP re-estimates them
+    for name, lr in [("finetune", 3e-4), ("lp_ft", 1e-3)]:
+        est = get_technique(name, backbone=bb, **FAST).fit(image_data)
+        assert (len(est.kept_norms_), est.lr_) == (len(bns) - 1, lr)
+    est = get_technique("finetune", backbone=bb, batchnorm="recalibrate", **FAST).fit(image_data)
+    assert (est.kept_norms_, est.lr_) == ([], 1e-3)
+    assert get_technique("l2sp", backbone=bb, **FAST).fit(image_data).kept_norms_ == []
+    # a network without statistics keeps none, and fine-tuning keeps its usual rate
+    assert get_technique("finetune", backbone=tiny_image_backbone, **FAST).fit(image_data).lr_ == 1e-3

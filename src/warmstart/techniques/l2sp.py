@@ -25,6 +25,8 @@ class L2SP(FineTune):
     """
 
     _parameter_constraints = {**FineTune._parameter_constraints, "alpha": [Interval(float, 0, None)]}
+    # BatchNorm statistics re-estimated at lr 1e-3, as before: kept ones were not measured with L2-SP
+    keeps_pretrained_norms = False
 
     def __init__(self, alpha: float = 0.01, **kwargs: Any):
         super().__init__(**kwargs)

@@ -139,11 +139,11 @@ class TunedTechnique(Technique):
     training (those layers normalise with them, not with the batch's) and after; a layer that has none yet (at
     its initial mean 0 and variance 1: a new layer, or a random network) is estimated on the training rows.
     ``"recalibrate"`` re-estimates every layer's on the training rows before training, before each validation and
-    at the end, and trains on batch statistics. ``"auto"``: ``"pretrained"`` for LP-FT (``keeps_pretrained_norms``),
-    whose head starts from a probe on those statistics, and ``"recalibrate"`` for the others and with ``align``
-    (which ends on the unlabelled rows' statistics). Re-estimated on a few hundred images, statistics of channels
-    nearly constant on them made the model fragile and less accurate; with a random head at fine-tuning's image
-    learning rate (1e-3), kept statistics made some runs diverge (docs/techniques.md).
+    at the end, and trains on batch statistics. ``"auto"``: ``"pretrained"`` for ``finetune`` and LP-FT
+    (``keeps_pretrained_norms``), and ``"recalibrate"`` for the others and with ``align`` (which ends on the
+    unlabelled rows' statistics). Re-estimated on a few hundred images, statistics of channels nearly constant on
+    them made the model fragile and less accurate; kept, ``finetune`` trains images at ``kept_norms_lr`` (3e-4),
+    since from a random head at 1e-3 some runs diverged (docs/techniques.md).
     """
 
     default_lr: ClassVar[dict[str, float]] = {"text": 5e-5, "image": 2e-4}
@@ -580,7 +580,7 @@ class TunedTechnique(Technique):
 
     def _batchnorm_mode(self) -> str:
         """``batchnorm`` resolved: ``"auto"`` keeps the pretrained statistics where the technique says so
-        (``keeps_pretrained_norms``: LP-FT), but re-estimates them where ``align`` adapts to unlabelled rows (it
+        (``keeps_pretrained_norms``: finetune, LP-FT), but re-estimates them where ``align`` adapts to unlabelled rows (it
         ends on the target rows' statistics)."""
         if self.batchnorm != "auto":
             return self.batchnorm
