@@ -47,11 +47,12 @@ def noisy(images: np.ndarray, sd: float, seed: int) -> np.ndarray:
     return np.clip(np.rint(images + rng.normal(0.0, sd, images.shape)), 0, 255).astype(np.uint8)
 
 
-def run_one(data: str, shots: int, seed: int, batchnorm: str, args) -> dict:
+def run_one(split: tuple, shots: int, seed: int, batchnorm: str, args) -> dict:
+    """One fit on ``shots`` rows per class of ``split`` (``packaged_split``'s pool and test rows), scored."""
     from warmstart.data import few_shot, from_arrays
     from warmstart.techniques import get_technique
 
-    pool, test = packaged_split(data, args.test_rows)
+    pool, test = split
     train = pool.subset(np.sort(few_shot(pool.labels, shots, seed=seed)))
     params = key_values(args.param)
     if batchnorm != "none":  # "none": a technique without it (the probe, for reference)
@@ -152,25 +153,30 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    settings = {
+        value: json.dumps(
+            {
+                "technique": args.technique,
+                "backbone": args.backbone,
+                "batchnorm": value,
+                **({"params": key_values(args.param)} if args.param else {}),
+                "noise": args.noise,
+                "test_rows": args.test_rows,
+            },
+            sort_keys=True,
+        )
+        for value in args.batchnorm.split(",")
+    }
     for data in args.data.split(","):
+        split = None  # the data set's pool and test rows, loaded once it has a row to run
         for shots in map(int, args.shots.split(",")):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                for value in args.batchnorm.split(","):
-                    setting = json.dumps(
-                        {
-                            "technique": args.technique,
-                            "backbone": args.backbone,
-                            "batchnorm": value,
-                            **({"params": key_values(args.param)} if args.param else {}),
-                            "noise": args.noise,
-                            "test_rows": args.test_rows,
-                        },
-                        sort_keys=True,
-                    )
+                for value, setting in settings.items():
                     key = json.dumps([code, data, shots, seed, setting])
                     if key in rows:
                         continue
-                    r = run_one(data, shots, seed, value, args)
+                    split = split or packaged_split(data, args.test_rows)
+                    r = run_one(split, shots, seed, value, args)
                     row = {"key": key, "code": code, "data": data, "shots": shots, "seed": seed}
                     row.update(setting=setting, **r)
                     with out.open("a") as f:

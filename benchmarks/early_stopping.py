@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import code_version, key_values, keyed_rows, packaged_split  # noqa: E402
 
 
-def run_one(data: str, rows: int, seed: int, args, params: dict) -> dict:
+def run_one(split: tuple, rows: int, seed: int, args, params: dict) -> dict:
     from warmstart.data import few_shot, stratified_split
     from warmstart.run import fit_run
 
-    pool, test = packaged_split(data, args.test_rows)
+    pool, test = split  # packaged_split's pool and test rows
     pool = pool.subset(np.sort(few_shot(pool.labels, rows, seed=seed)))
     val_size = args.val_size
     # --drop-val: the same training rows without the validation rows: every epoch runs, the last is kept
@@ -176,12 +176,14 @@ def main() -> None:
         sort_keys=True,
     )
     for data in args.data.split(","):
+        split = None  # the data set's pool and test rows, loaded once it has a row to run
         for n in map(int, args.rows.split(",")):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 key = json.dumps([code, data, n, seed, setting])
                 if key in rows:
                     continue
-                r = run_one(data, n, seed, args, params)
+                split = split or packaged_split(data, args.test_rows)
+                r = run_one(split, n, seed, args, params)
                 row = {
                     "key": key,
                     "code": code,
