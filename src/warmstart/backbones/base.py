@@ -160,7 +160,8 @@ class Backbone(ABC):
         return None
 
     def reset_parameters(self, seed: int) -> None:
-        """Re-initialise every weight at random (the from-scratch baseline), reproducibly from ``seed``."""
+        """Re-initialise every weight at random (the from-scratch baseline), reproducibly from ``seed``; BatchNorm
+        running statistics go back to mean 0 and variance 1 (``reset_parameters`` of the layer)."""
         self.has_source_classifier = False
         torch.manual_seed(seed)
         for m in self.module.modules():

@@ -163,6 +163,10 @@ class HFVisionBackbone(ImageBackbone):
     def reset_parameters(self, seed: int) -> None:
         if not hf_reset_parameters(self.module, seed):
             super().reset_parameters(seed)
+        # a random network has no running statistics; the model's own init need not reset them
+        for m in self.module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
         self.has_source_classifier = False
         self.invalidate_fingerprint()
 

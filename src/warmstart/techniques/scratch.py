@@ -10,7 +10,6 @@ from typing import Any
 
 from ..backbones import Backbone
 from .base import register_technique
-from .domain import batchnorms
 from .tuned import TunedTechnique
 
 
@@ -32,6 +31,4 @@ class Scratch(TunedTechnique):
         super().__init__(epochs=epochs, **kwargs)
 
     def _prepare(self, backbone: Backbone) -> None:
-        backbone.reset_parameters(self.seed)
-        for m in batchnorms(backbone.module):  # a random network has no statistics worth keeping
-            m.reset_running_stats()
+        backbone.reset_parameters(self.seed)  # running statistics too, so none are kept (batchnorm)
