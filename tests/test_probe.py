@@ -123,3 +123,55 @@ def test_backbone_object_or_name_both_work(tiny_bert_dir, text_data):
     a = LinearProbe(bb, C=1.0, progress=False).fit(text_data).predict_proba(text_data)
     b = LinearProbe(str(tiny_bert_dir), C=1.0, progress=False).fit(text_data).predict_proba(text_data)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("lexical", ["none", "tfidf"])
+def test_soft_targets_are_what_the_probe_fits(tiny_bert_dir, text_data, lexical):
+    """Fitted to 0.7 on each row's class and 0.3 on the next one, the probe gives each class as much
+    probability over its training rows as the targets do (what a logistic regression with an intercept fitted
+    to targets does at its optimum, barely regularised), 0.7 on a row's own class on average where the labels
+    alone drive it towards 1; one-hot targets give the labels' model. A class that is no row's top class is still
+    one of the model's."""
+    from warmstart.techniques.tuned import SoftTargets
+
+    classes = np.array(sorted(set(text_data.labels)))
+    top = np.array([list(classes).index(y) for y in text_data.labels])
+    onehot = np.eye(3)[top]
+    soft = 0.7 * onehot + 0.3 * np.eye(3)[(top + 1) % 3]
+    kw = dict(C=1e4, progress=False, calibrate="none", lexical=lexical, max_iter=5000)
+    kw |= {"lexical_weight": 0.1} if lexical != "none" else {}
+    hard = LinearProbe(str(tiny_bert_dir), **kw).fit(text_data)
+    fitted = LinearProbe(str(tiny_bert_dir), **kw).fit(text_data, soft_targets=SoftTargets(classes, soft))
+    assert fitted.soft_copies_ == 2 * len(text_data)
+    p_hard, p_soft = hard.predict_proba(text_data), fitted.predict_proba(text_data)
+    np.testing.assert_allclose(p_soft.sum(0), soft.sum(0), rtol=0.02)
+    own = np.arange(len(top)), top
+    assert abs(p_soft[own].mean() - 0.7) < 0.06 and p_hard[own].mean() > 0.85, p_hard[own].mean()
+    same = LinearProbe(str(tiny_bert_dir), **kw).fit(text_data, soft_targets=SoftTargets(classes, onehot))
+    np.testing.assert_allclose(same.predict_proba(text_data), p_hard, atol=2e-3)
+    # two of the three classes are labels; the third only ever gets 0.3 of a row
+    two = text_data.subset([i for i, y in enumerate(text_data.labels) if y != "food"])
+    t2 = np.array([list(classes).index(y) for y in two.labels])
+    targets = 0.7 * np.eye(3)[t2] + 0.3 * np.eye(3)[np.full(len(t2), list(classes).index("food"))]
+    three = LinearProbe(str(tiny_bert_dir), **kw).fit(two, soft_targets=SoftTargets(classes, targets))
+    assert three.classes_.tolist() == classes.tolist()
+    assert abs(three.predict_proba(two)[:, list(classes).index("food")].mean() - 0.3) < 0.01
+
+
+def test_soft_targets_choose_C_and_refuse_alignment(tiny_bert_dir, text_data, text_test):
+    from warmstart.techniques.tuned import SoftTargets
+
+    classes = np.array(sorted(set(text_data.labels)))
+    top = np.array([list(classes).index(y) for y in text_data.labels])
+    targets = SoftTargets(classes, 0.7 * np.eye(3)[top] + 0.1)
+    est = LinearProbe(str(tiny_bert_dir), progress=False).fit(text_data, soft_targets=targets)
+    assert set(est.c_scores_) == {"0.01", "0.1", "1.0", "10.0"} and est.temperature_ is None
+    assert (est.predict(text_test) == np.array(text_test.labels)).mean() >= 0.8
+    with pytest.raises(ParameterError, match="does not align"):
+        LinearProbe(str(tiny_bert_dir), progress=False, align="mean").fit(
+            text_data, soft_targets=targets, unlabeled=text_test
+        )
+    with pytest.raises(ParameterError, match="soft targets of shape"):
+        LinearProbe(str(tiny_bert_dir), progress=False).fit(
+            text_data, soft_targets=SoftTargets(classes, targets.proba[:5])
+        )
