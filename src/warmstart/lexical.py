@@ -239,22 +239,15 @@ def _c_path(
 def score_fold(job: tuple) -> tuple[Design, dict[str, float]]:
     """One fold of the probe-with-words grid: the fold's ``Design`` (TF-IDF and standardisation fitted on its
     training rows) and the held-out accuracy at every ``"weight,C"``. ``job``: ``(texts, X, y, train_rows,
-    held_rows, weights, Cs, max_iter)``, and optionally the training rows' soft-target copies (their positions
-    within ``train_rows``, labels and sample weights: ``probe.fold_copies``), fitted instead of ``y``; a
-    module-level function of a module without torch, so that ``parallel.fold_map`` can run the folds in worker
-    processes that start quickly."""
-    texts, X, y, tr, te, weights, cs, max_iter = job[:8]
-    copies = job[8] if len(job) > 8 else None
+    held_rows, weights, Cs, max_iter)``; a module-level function of a module without torch, so that
+    ``parallel.fold_map`` can run the folds in worker processes that start quickly."""
+    texts, X, y, tr, te, weights, cs, max_iter = job
     d = Design.fit(texts[tr], X[tr])
     accs: dict[str, float] = {}
     with one_blas_thread():
         for w in weights:
             train_f, held_f = d.features(texts[tr], X[tr], w), d.features(texts[te], X[te], w)
-            fit_y, sample_weight = y[tr], None
-            if copies is not None:
-                train_f, fit_y, sample_weight = train_f[copies[0]], copies[1], copies[2]
-            path = _c_path(train_f, fit_y, held_f, y[te], cs, max_iter, sample_weight)
-            for c, acc in zip(sorted(cs), path, strict=True):
+            for c, acc in zip(sorted(cs), _c_path(train_f, y[tr], held_f, y[te], cs, max_iter), strict=True):
                 accs[f"{w},{c}"] = acc
     return d, accs
 
