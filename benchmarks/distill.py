@@ -150,10 +150,6 @@ STUDENTS: dict[str, tuple[str, dict]] = {
         "static",
         {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}},
     ),
-    "static-probe-pieces-soft": (
-        "static",
-        {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}, "probe_targets": "soft"},
-    ),
     "static-probe-pieces-w6": (
         "static",
         {

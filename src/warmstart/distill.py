@@ -364,7 +364,6 @@ def distill(
     val_fraction: float = 0.0,
     hidden_dim: int | None = None,
     max_length: int | None = None,
-    probe_targets: str = "top",
 ) -> DistillResult:
     """Train ``student`` on the fitted ``teacher``'s probabilities over ``labelled`` (whose labels are mixed in
     at ``hard_weight``) and ``unlabeled`` rows, at ``temperature``; measure both on ``test``.
@@ -416,8 +415,6 @@ def distill(
         data, val, targets = data.subset(train_rows), data.subset(held), targets[train_rows]
     if tuned:
         fit_cost = fit_measured(est, data, val, soft_targets=SoftTargets(classes, targets, temperature))
-    elif probe_targets == "soft":  # a probe fitted to the targets themselves (``probe.soft_rows``)
-        fit_cost = fit_measured(est, data, None, soft_targets=SoftTargets(classes, targets, temperature))
     else:  # a technique without the shared loop (probe) learns the targets' top class: the teacher's label,
         fit_cost = fit_measured(est, data, None)  # or the true one where the hard weight makes it win
     metrics, predict_s, pred = evaluate_predictions(est, test)

@@ -218,20 +218,14 @@ class Design:
 
 
 def _c_path(
-    train_f: Any,
-    y_train: np.ndarray,
-    held_f: Any,
-    y_held: np.ndarray,
-    cs: Any,
-    max_iter: int,
-    sample_weight: np.ndarray | None = None,
+    train_f: Any, y_train: np.ndarray, held_f: Any, y_held: np.ndarray, cs: Any, max_iter: int
 ) -> list:
     """Held-out accuracy at each C in ascending order, each fit warm-started from the previous (smaller) C's
     solution: the same optimum, about half the iterations."""
     clf = LogisticRegression(max_iter=max_iter, warm_start=True)
     accs = []
     for c in sorted(cs):
-        clf.set_params(C=c).fit(train_f, y_train, sample_weight=sample_weight)
+        clf.set_params(C=c).fit(train_f, y_train)
         accs.append(float((clf.predict(held_f) == y_held).mean()))
     return accs
 

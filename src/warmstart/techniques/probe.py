@@ -32,37 +32,6 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)
 ALIGN_MAX_ROWS = 10_000
 # rows whose BatchNorm statistics ``align="adabn"`` averages, per domain (a random sample of them beyond it)
 ADABN_MAX_ROWS = 2048
-# soft targets (``fit(..., soft_targets=...)``): a row's class below this probability is left out of its copies
-# and the row's other weights renormalised, so that a row is fitted as a few weighted copies, not one per class
-SOFT_MIN_WEIGHT = 0.01
-
-
-def soft_rows(proba: np.ndarray, min_weight: float = SOFT_MIN_WEIGHT) -> tuple[np.ndarray, ...]:
-    """Soft targets as weighted copies of the rows: a multinomial logistic regression fitted to row ``rows[j]``
-    with label ``labels[j]`` and sample weight ``weights[j]`` minimises the cross-entropy against ``proba``
-    (exactly, up to the classes under ``min_weight``, whose probability the row's other classes share).
-
-    >>> rows, labels, weights = soft_rows(np.array([[0.7, 0.295, 0.005], [0.0, 0.0, 1.0]]))
-    >>> rows.tolist(), labels.tolist(), weights.round(4).tolist()
-    ([0, 0, 1], [0, 1, 2], [0.7035, 0.2965, 1.0])
-    """
-    proba = np.asarray(proba, dtype=np.float64)
-    keep = proba >= min_weight
-    keep[np.arange(len(proba)), proba.argmax(1)] = True  # the top class always (a row of many tiny ones too)
-    rows, labels = np.nonzero(keep)
-    kept = np.where(keep, proba, 0.0)
-    weights = proba[rows, labels] / kept.sum(1)[rows]
-    return rows, labels, weights
-
-
-def fold_copies(train_rows: np.ndarray, soft: tuple, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The copies (``soft_rows``) of a fold's training rows: their positions within ``train_rows``, their labels
-    and weights; ``n`` rows in all."""
-    rows, labels, weights = soft
-    at = np.full(n, -1)
-    at[train_rows] = np.arange(len(train_rows))
-    pick = at[rows] >= 0
-    return at[rows[pick]], labels[pick], weights[pick]
 
 
 @register_technique("probe")
@@ -172,15 +141,10 @@ class LinearProbe(Technique):
             store=store,
         )
 
-    def fit(
-        self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None, soft_targets: Any = None
-    ) -> LinearProbe:
+    def fit(self, X: Any, y: Any = None, val: Any = None, unlabeled: Any = None) -> LinearProbe:
         """Fit on ``X`` (texts or images in any form ``data.inputs.as_dataset`` reads) and labels ``y`` (or
         ``X``'s label column); ``val``: optional labelled rows that choose ``C``; ``unlabeled``: rows of the
-        domain to ``align`` to (their labels, if any, are not used). ``soft_targets`` (``tuned.SoftTargets``, a
-        teacher's probabilities for every training row, in distillation): the regression is fitted to them
-        (``soft_rows``) instead of the labels, which then serve to stratify the folds and score ``C`` (the
-        targets' top class, as distillation sets them); no temperature is fitted on top of soft targets."""
+        domain to ``align`` to (their labels, if any, are not used)."""
         self._reset_fitted()
         self._validate_params()
         start = time.perf_counter()
@@ -189,7 +153,6 @@ class LinearProbe(Technique):
         require_single_label(train, self.name)
         self._check_lexical(train)
         self.classes_ = np.array(sorted(set(train.labels)))
-        soft = self._soft(train, soft_targets, unlabeled)
         if self.align.startswith("adabn"):
             X, labelled_bb = self._adabn_features(train, unlabeled)
         else:
@@ -202,7 +165,7 @@ class LinearProbe(Technique):
                     "self_train:probe to learn from them."
                 )
             with one_blas_thread():  # all of its fits are logistic regressions (parallel.one_blas_thread)
-                return self._fit_lexical(train, X, y, val, start, soft)
+                return self._fit_lexical(train, X, y, val, start)
         move = self._alignment(X, unlabeled)
         X = move(X)
         val_xy = None
@@ -210,35 +173,14 @@ class LinearProbe(Technique):
         if known:
             Xv = move(np.asarray(self.features(val, backbone=labelled_bb), dtype=np.float64)[known])
             val_xy = (Xv, encode_labels([val.labels[i] for i in known], self.classes_))
-        self.fit_features(X, y, len(self.classes_), val_xy, soft=soft)
-        self.temperature_, self.temperature_from_ = None, None
-        if soft is None:
-            self._calibrate_head(val_xy)  # temperature scaling on the validation rows
-            self.temperature_from_ = "validation" if self.temperature_ is not None else None
-            if val_xy is None:
-                self._calibrate_cross_validated(X, y)
+        self.fit_features(X, y, len(self.classes_), val_xy)
+        self._calibrate_head(val_xy)  # temperature scaling on the validation rows
+        self.temperature_from_ = "validation" if self.temperature_ is not None else None
+        if val_xy is None:
+            self._calibrate_cross_validated(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
-
-    def _soft(self, train: Dataset, soft_targets: Any, unlabeled: Any) -> tuple | None:
-        """``soft_targets`` as weighted copies of the rows (``soft_rows``), their labels as indices into
-        ``classes_``, which become the targets' classes that any copy carries; None without soft targets."""
-        if soft_targets is None:
-            return None
-        if unlabeled is not None or self.align != "none":
-            raise ParameterError(
-                "soft targets with align or unlabelled rows: a probe fitted to a teacher's probabilities does "
-                "not align domains; give one of them."
-            )
-        classes = soft_targets.check(train, self.classes_)
-        rows, labels, weights = soft_rows(soft_targets.proba)
-        present = np.unique(labels)
-        self.classes_ = np.array(sorted(classes[present]))
-        order = {c: i for i, c in enumerate(self.classes_)}
-        labels = np.array([order[c] for c in classes[labels]], dtype=np.int64)
-        self.soft_copies_ = len(rows)
-        return rows, labels, weights
 
     def _adabn_features(self, train: Dataset, unlabeled: Any) -> tuple[np.ndarray, Backbone]:
         """``align="adabn"``: the features of ``train`` with each domain's own BatchNorm statistics, and the
@@ -292,7 +234,7 @@ class LinearProbe(Technique):
             )
 
     def _fit_lexical(
-        self, train: Dataset, X: np.ndarray, y: np.ndarray, val: Any, start: float, soft: tuple | None = None
+        self, train: Dataset, X: np.ndarray, y: np.ndarray, val: Any, start: float
     ) -> LinearProbe:
         """Logistic regression on [TF-IDF of the words, weight * standardised embedding], the weight and C
         chosen together on ``val`` or by cross-validation on the training rows (TF-IDF and the standardisation
@@ -310,8 +252,7 @@ class LinearProbe(Technique):
                 encode_labels([val.labels[i] for i in known], self.classes_),
             )
         # 5 folds, 3 from 500 rows on (a held-out fold of 166+ rows scores a setting well enough, at 40% less cost)
-        # classes that are no row's label (soft targets' other classes) take no part in the folds
-        folds = min(5 if len(y) < 500 else 3, int(np.unique(y, return_counts=True)[1].min()))
+        folds = min(5 if len(y) < 500 else 3, int(np.bincount(y).min()))
         cv = (
             list(StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(X, y))
             if folds >= 2
@@ -319,22 +260,15 @@ class LinearProbe(Technique):
         )
         # on every training row: the final fit's design, and the one validation rows score settings with
         design = Design.fit(texts, X)
-        w, c, fold_designs = self._choose_lexical_setting(texts, X, y, design, held, cv, soft)
-        features = design.features(texts, X, w)
-        clf = LogisticRegression(C=c, max_iter=self.max_iter)
-        if soft is None:
-            clf.fit(features, y)
-        else:
-            clf.fit(features[soft[0]], soft[1], sample_weight=soft[2])
+        w, c, fold_designs = self._choose_lexical_setting(texts, X, y, design, held, cv)
+        clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(design.features(texts, X, w), y)
         V, D = len(design.words), X.shape[1]
         full = LinearHead.from_sklearn(clf, np.zeros(V + D), np.ones(V + D), len(self.classes_))
         weight, bias = full.linear.weight.detach().numpy(), full.linear.bias.detach().numpy()
         self.words_ = design.words
         self.head_ = LinearHead.from_arrays(weight[:, V:], bias, design.mean, design.scale / w)
         self.lexical_coef_ = torch.from_numpy(np.ascontiguousarray(weight[:, :V]))
-        self.temperature_, self.temperature_from_ = None, None
-        if soft is None:
-            self._calibrate_lexical(texts, X, y, held, cv, fold_designs, (w, c))
+        self._calibrate_lexical(texts, X, y, held, cv, fold_designs, (w, c))
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(train)
         return self
@@ -347,7 +281,7 @@ class LinearProbe(Technique):
         return text_work(texts) if self.lexical != "pieces" else 5 * int(texts.sum())
 
     def _choose_lexical_setting(
-        self, texts: Any, X: np.ndarray, y: np.ndarray, design: Any, held: Any, cv: list, soft: Any = None
+        self, texts: Any, X: np.ndarray, y: np.ndarray, design: Any, held: Any, cv: list
     ) -> tuple[float, float, list | None]:
         """The embedding's weight and C (``lexical_weight_``, ``C_``, ``c_scores_``): the best on the validation
         rows (``held``), else over the folds ``cv``; also the folds' designs where the folds made them."""
@@ -362,19 +296,11 @@ class LinearProbe(Technique):
         if len(grid) > 1 and held is not None:
             v_texts, v_X, v_y = held
             for w, c in grid:
-                features, fit_y, sample_weight = design.features(texts, X, w), y, None
-                if soft is not None:
-                    features, fit_y, sample_weight = features[soft[0]], soft[1], soft[2]
-                clf = LogisticRegression(C=c, max_iter=self.max_iter)
-                clf.fit(features, fit_y, sample_weight=sample_weight)
+                clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(design.features(texts, X, w), y)
                 scores[f"{w},{c}"] = float((clf.predict(design.features(v_texts, v_X, w)) == v_y).mean())
         elif len(grid) > 1 and cv:  # the folds in worker processes where there are cores (parallel.fold_map)
             cs = sorted({c for _, c in grid})
-            jobs = [
-                (texts, X, y, tr, te, weights, cs, self.max_iter)
-                + ((fold_copies(tr, soft, len(y)),) if soft is not None else ())
-                for tr, te in cv
-            ]
+            jobs = [(texts, X, y, tr, te, weights, cs, self.max_iter) for tr, te in cv]
             done = fold_map(score_fold, jobs, self._lexical_work(texts))
             fold_designs = [d for d, _ in done]
             scores = {key: float(np.mean([accs[key] for _, accs in done])) for key in done[0][1]}
@@ -508,15 +434,12 @@ class LinearProbe(Technique):
         per_feature_scale: bool = True,
         standardize: bool = True,
         c_grid: tuple[float, ...] = C_GRID,
-        soft: tuple | None = None,
     ) -> LinearProbe:
         """The probe's second phase on ready features: standardise, choose C, fit, build ``head_``.
 
         ``y`` holds class indices in ``[0, num_classes)``; ``val_xy`` is an optional ``(X_val, y_val)``.
         ``per_feature_scale=False`` divides by one global scale instead (what LP-FT fine-tunes from);
-        ``standardize=False`` only centres the features, so ``C`` acts on their own scale. ``soft``: soft
-        targets as weighted copies of the rows (``soft_rows``), fitted instead of ``y``, which then stratifies
-        the folds and scores ``C``.
+        ``standardize=False`` only centres the features, so ``C`` acts on their own scale.
         """
         X = np.asarray(X, dtype=np.float64)
         mean, scale = X.mean(0), X.std(0)
@@ -529,47 +452,30 @@ class LinearProbe(Technique):
         if val_xy is not None:
             val_xy = ((np.asarray(val_xy[0], dtype=np.float64) - mean) / scale, val_xy[1])
         with one_blas_thread():  # see parallel.one_blas_thread
-            self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid, soft)
-            clf = LogisticRegression(C=self.C_, max_iter=self.max_iter)
-            if soft is None:
-                clf.fit(Z, y)
-            else:
-                clf.fit(Z[soft[0]], soft[1], sample_weight=soft[2])
+            self.C_, self.c_scores_ = self._choose_C(Z, y, val_xy, c_grid)
+            clf = LogisticRegression(C=self.C_, max_iter=self.max_iter).fit(Z, y)
         self.head_ = LinearHead.from_sklearn(clf, mean, scale, num_classes)
         return self
 
     def _choose_C(
-        self,
-        Z: np.ndarray,
-        y: np.ndarray,
-        val_xy: tuple | None,
-        grid: tuple[float, ...] = C_GRID,
-        soft: tuple | None = None,
+        self, Z: np.ndarray, y: np.ndarray, val_xy: tuple | None, grid: tuple[float, ...] = C_GRID
     ) -> tuple[float, dict[str, float]]:
         if self.C != "auto":
             return float(self.C), {}
         scores: dict[str, float] = {}
-
-        def fitted(c: float, tr: np.ndarray) -> LogisticRegression:  # on the rows ``tr`` (or their copies)
-            clf = LogisticRegression(C=c, max_iter=self.max_iter)
-            if soft is None:
-                return clf.fit(Z[tr], y[tr])
-            at, labels, weights = fold_copies(tr, soft, len(y))
-            return clf.fit(Z[tr][at], labels, sample_weight=weights)
-
         if val_xy is not None:
             for c in grid:
-                clf = fitted(c, np.arange(len(y)))
+                clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z, y)
                 scores[str(c)] = float((clf.predict(val_xy[0]) == val_xy[1]).mean())
         else:
-            folds = min(5, int(np.unique(y, return_counts=True)[1].min()))
+            folds = min(5, int(np.bincount(y).min()))
             if folds < 2:
                 return 1.0, {}
             cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
             for c in grid:
                 accs = []
                 for tr, te in cv.split(Z, y):
-                    clf = fitted(c, tr)
+                    clf = LogisticRegression(C=c, max_iter=self.max_iter).fit(Z[tr], y[tr])
                     accs.append((clf.predict(Z[te]) == y[te]).mean())
                 scores[str(c)] = float(np.mean(accs))
         best = max(scores, key=lambda k: (scores[k], -abs(np.log10(float(k)))))  # ties: nearer to C=1
