@@ -280,3 +280,23 @@ def test_vision_folder_without_preprocessing_is_refused(family_dirs, tmp_path):
 def test_hf_prefix_and_hub_id_errors_are_clear():
     with pytest.raises(BackboneError, match="hub id 'nobody/nothing-here': not a local folder"):
         get_backbone("hf:nobody/nothing-here")
+
+
+def test_a_reset_hugging_face_cnn_has_no_pretrained_running_statistics(family_dirs):
+    """scratch's reset_parameters: the model's own initialisation, and BatchNorm statistics back to mean 0 and
+    variance 1 (a random network has none to keep, and batchnorm="pretrained" must not keep the loaded ones).
+    ResNet's own initialisation resets them in the transformers installed here; the backbone's loop after it
+    covers initialisations that do not, so this holds whichever does it."""
+    import torch
+
+    bb = get_backbone(str(family_dirs["resnet"]))
+    norms = [m for m in bb.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:  # loaded statistics that differ from the initial ones, as a pretrained network's do
+        m.running_mean.fill_(0.5)
+        m.running_var.fill_(2.0)
+    bb.reset_parameters(seed=0)
+    assert norms and all(
+        torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
+        and torch.equal(m.running_var, torch.ones_like(m.running_var))
+        for m in norms
+    )

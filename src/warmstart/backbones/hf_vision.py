@@ -162,7 +162,7 @@ class HFVisionBackbone(ImageBackbone):
 
     def reset_parameters(self, seed: int) -> None:
         if not hf_reset_parameters(self.module, seed):
-            super().reset_parameters(seed)
+            return super().reset_parameters(seed)  # each layer's reset_parameters: running statistics too
         # a random network has no running statistics; the model's own init need not reset them
         for m in self.module.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
