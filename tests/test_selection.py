@@ -387,6 +387,34 @@ def test_calibration_predicts_the_cost_of_the_full_fit(tiny_bert_dir, text_data)
     assert actual / 2 < cal.predicted_cpu_s < actual * 2
 
 
+def test_calibration_lengthens_the_longer_fit_when_the_two_differ_by_noise(
+    tiny_bert_dir, text_data, monkeypatch
+):
+    """Two fits whose CPU times differ by less than the span calibration needs get a third, longer fit, and the
+    per-step cost comes from it: here the short fits' difference (0.02 s over 8 steps) would give a quarter of
+    the true per-step cost (0.01 s)."""
+    from warmstart.backbones import get_backbone
+    from warmstart.features import FeatureCache
+    from warmstart.selection import recommend as rec
+
+    calls = []
+
+    def fake_fit(name, bb, rows, params, seed):
+        calls.append(params["epochs"])
+        steps = params["epochs"] * 2  # 16 sampled rows, batch 8
+        cpu = 0.10 + 0.01 * steps if len(calls) != 2 else 0.14  # the second fit: timed too short by noise
+        return cpu, 10.0, 100
+
+    monkeypatch.setattr(rec, "_timed_fit", fake_fit)
+    bb = get_backbone(str(tiny_bert_dir))
+    cal = rec.calibrate(
+        "finetune", bb, text_data, {"epochs": 6, "batch_size": 8}, FeatureCache(enabled=False)
+    )
+    assert calls[:2] == [1, 5] and len(calls) == 3 and calls[2] > 5
+    assert (calls[2] - 1) * 2 * 0.01 >= rec._MIN_SPAN_CPU_S  # the third fit spans the least span
+    assert cal.per_unit_cpu_s == pytest.approx(0.01, rel=1e-3)
+
+
 def test_recommend_takes_the_first_candidate_that_fits(tiny_bert_dir, text_data):
     from warmstart.backbones import get_backbone
     from warmstart.features import FeatureCache

@@ -18,6 +18,7 @@ techniques in the order that fit, and the probe. They race on held-out folds of 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections import Counter
@@ -283,6 +284,10 @@ def recommend(
     return Recommendation(result.winner, dict(params or {}), budget_s, done, order, race=result)
 
 
+_MIN_SPAN_CPU_S = 0.25  # the least CPU time the two calibration fits must differ by
+_MAX_GROWTH = 16  # how many times the longer fit's extra steps may be repeated to reach it
+
+
 def calibrate(
     name: str, bb: Backbone, train: Dataset, params: dict, cache: FeatureCache, seed: int = 0
 ) -> Calibration:
@@ -308,6 +313,15 @@ def calibrate(
     over = {"use_cache": False}  # calibration samples must not fill the feature cache
     t_small, _, _ = _timed_fit(name, bb, rows, {**params, **small, **over}, seed)
     t_large, peak, trainable = _timed_fit(name, bb, rows, {**params, **large, **over}, seed)
+    if t_large - t_small < _MIN_SPAN_CPU_S:
+        # on a small model the steps the two fits differ by cost less than a timing's noise (the per-step cost
+        # came out anywhere from 0.8 to 2.5 times the real one): lengthen the longer fit until they do not
+        grow = min(_MAX_GROWTH, math.ceil(1.5 * _MIN_SPAN_CPU_S / max(t_large - t_small, 0.01)))
+        extra = (units_large - units_small) * grow
+        key = "steps" if "steps" in large else "epochs"
+        large = {**large, key: small[key] + (large[key] - small[key]) * grow}
+        units_large = units_small + extra
+        t_large, peak, trainable = _timed_fit(name, bb, rows, {**params, **large, **over}, seed)
     per_unit = (t_large - t_small) / (units_large - units_small)
     if (
         per_unit <= 0
