@@ -41,9 +41,12 @@ fine-tuned on the soft targets, ``--technique finetune``, whatever ``warmstart d
              the teacher's top class over the transfer set; -words: the probe also reads TF-IDF of the words
              (``lexical="tfidf"``, "probe + words"); static-probe-pieces: TF-IDF of the static tokenizer's
              token ids instead of the words (``lexical="pieces"``, "probe + pieces": ``warmstart distill``'s
-             default static student, ``STATIC_TECHNIQUE``); static-probe-pieces-w6: its weight of the vectors
+             default static student until the pair); static-probe-pieces-w6: its weight of the vectors
              against the TF-IDF chosen from six values (0.01 to 0.2) instead of four (0.03 to 0.2);
              static-probe-pieces-len2048: reading 2,048 tokens of each text instead of 512;
+  static-pair  ``warmstart distill``'s default static student (``STATIC_TECHNIQUE``, ``--technique
+             probe+finetune``): probe + pieces and the fine-tuned static student, both fitted, joined into one
+             model that predicts the mean of their logits (``distill.join_pair``);
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
@@ -163,6 +166,7 @@ STUDENTS: dict[str, tuple[str, dict]] = {
         "static",
         {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}, "max_length": 2048},
     ),
+    "static-pair": ("static", {"technique": "probe+finetune"}),
     "tfidf": ("tfidf", {}),
     "tfidf-pseudo": ("tfidf", {"pseudo": True}),
 }

@@ -10,8 +10,8 @@ Per data set: the saved seed-0 teacher of ``benchmarks/distill.py`` (all-MiniLM-
 rows per class), the same test rows, and the students:
 
   static ........ the static student fine-tuned (hidden layer of 512, 512 tokens), distilled from the teacher;
-                  static-probe-pieces: ``warmstart distill``'s default static student (a probe with TF-IDF of
-                  its token ids); any other student of ``benchmarks/distill.py`` by name, with its options
+                  static-probe-pieces: a probe with TF-IDF of its token ids; static-pair: ``warmstart
+                  distill``'s default static student (the two joined: ``distill.join_pair``); any other student of ``benchmarks/distill.py`` by name, with its options
                   (``static-len256``: reading 256 tokens);
   static-h0 ..... the same without the hidden layer;
   tcut-2 ........ the teacher's encoder cut to 2 layers (tcut-1: to 1); l3: paraphrase-MiniLM-L3-v2;
@@ -40,6 +40,7 @@ round.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import code_version, packaged_split  # noqa: E402
 from distill import STUDENTS, Model2VecProba, model2vec_classifier, teacher_path  # noqa: E402
 
-DEFAULT_STUDENTS = ("static-probe-pieces", "static", "tcut-1", "model2vec")
+DEFAULT_STUDENTS = ("static-pair", "static-probe-pieces", "static", "tcut-1", "model2vec")
 
 
 def teacher_folder(folders: Path, data: str, teacher: str, shots: int) -> Path:
@@ -84,7 +85,7 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
             out[name] = Model2VecProba(clf)
             continue
         student, opts = STUDENTS[name]
-        if every is None and (student == "tfidf" or opts.get("technique") == "probe"):
+        if every is None and (student == "tfidf" or opts.get("technique", "").startswith("probe")):
             every = test.subset(np.arange(len(test)))
             every.labels = list(teacher.predict(every))
         # tfidf and tfidf-pseudo: the same model at inference, whatever rows it learned from
@@ -92,6 +93,15 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
             from warmstart.baselines import fit_tfidf_logreg
 
             out[name] = fit_tfidf_logreg(every)
+            continue
+        if opts.get("technique") == "probe+finetune":  # the halves as above, then joined
+            from warmstart.distill import join_pair
+
+            bb = make_student(teacher, student, progress=False, max_length=opts.get("max_length"))
+            probe = get_technique("probe", backbone=bb, lexical="pieces", progress=False).fit(every)
+            tuned_bb = copy.deepcopy(bb).add_hidden_layer(student_hidden_dim(student))
+            tuned = get_technique("finetune", backbone=tuned_bb, epochs=1, progress=False).fit(rows)
+            out[name] = join_pair(probe, tuned)
             continue
         hidden = student_hidden_dim(student, opts.get("hidden_dim"))
         bb = make_student(

@@ -316,12 +316,13 @@ def test_hidden_dim_is_for_static_students_only(tiny_bert_dir, small_teacher):
     teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="for static students"):
         distill(teacher, train, None, test, student=str(tiny_bert_dir), hidden_dim=8, measure_speed=False)
-    with pytest.raises(
-        ParameterError, match="--hidden-dim 12: for a static student fine-tuned.*--technique finetune"
-    ):
-        distill(
-            teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False
-        )  # the default: a probe
+    # the default static student: its fine-tuned half gets the hidden layer, the probe reads the vectors
+    pair = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False,
+                   params={"epochs": 1, "progress": False})  # fmt: skip
+    assert (
+        pair.estimator.backbone_.num_features == 8 + 12
+        and pair.config["pair"]["finetune"]["hidden_dim"] == 12
+    )
     result = distill(teacher, train, None, test, pca_dims=8, hidden_dim=12, measure_speed=False, technique="finetune",
                      params={"epochs": 2, "progress": False})  # fmt: skip
     assert result.estimator.backbone_.num_features == 12 and result.config["hidden_dim"] == 12
@@ -515,7 +516,10 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     card = (tmp_path / "student" / "README.md").read_text()
     assert "## Distillation" in card and "| teacher |" in card and "| student |" in card
     assert "J / 1,000" in card and "paired over the rows" in card
-    assert "static (a probe on its vectors with TF-IDF of its token ids, on the teacher's top class)" in card
+    assert (
+        "a probe on its vectors with TF-IDF of its token ids, on the teacher's top class, joined to a fine-tuned copy"
+        in card
+    )
     assert main(["report", str(tmp_path / "student")]) == 0  # the HTML report has the same table
     html = (tmp_path / "student-report.html").read_text()
     assert (
@@ -535,14 +539,19 @@ def test_distill_cli_end_to_end_static_student_predicts_exports_and_reports(tmp_
     assert "not a distilled student" in capsys.readouterr().err
     student = load_artifact(tmp_path / "student")
     assert type(student.backbone_).__name__ == "StaticBackbone"
-    # its size counts what it predicts with: the frozen table, the head and the word weights
-    table = student.backbone_.module.embedding.weight.numel()
+    # its size counts what it predicts with: both tables, the hidden layer, the head and the word weights
+    body = sum(p.numel() for p in student.backbone_.module.parameters())
+    assert (
+        body > 2 * student.backbone_.module.embedding.weight.numel()
+    )  # the fine-tuned copy and its hidden layer
     assert student.trainable_parameters() > student.lexical_coef_.numel()  # the head's, and the word weights
-    assert d["student"]["parameters"] == table + student.trainable_parameters()
-    # the default static student: a probe with TF-IDF of its token ids (STATIC_TECHNIQUE), no hidden layer
+    assert d["student"]["parameters"] == body + student.trainable_parameters()
+    # the default static student (STATIC_TECHNIQUE): a probe with TF-IDF of its token ids joined to a fine-tuned
+    # copy of the vectors with a hidden layer of 512
     assert student.name == "probe" and student.lexical == "pieces" and student.lexical_coef_ is not None
+    assert student.backbone_.branch["hidden_dim"] == 512 and student.backbone_.num_features == 8 + 512
     config = json.loads((tmp_path / "student" / "config.json").read_text())
-    assert config["technique"] == "probe" and config["hidden_dim"] == 0
+    assert config["technique"] == "probe+finetune" and config["hidden_dim"] == 512
     assert set(student.predict(["the ball and the goal"])) <= {"sports", "tech", "food"}
     # an ordinary artifact: ONNX export with its parity check on the teacher's held-out rows (the TF-IDF in the graph)
     assert main(["export", str(tmp_path / "student"), "--onnx", "--output", str(tmp_path / "onnx")]) == 0
@@ -771,3 +780,88 @@ def test_a_streamed_transfer_set_is_never_all_in_memory_and_teaches_the_same_stu
         # read whole, the texts alone would be more than that (the same rows in memory peak at several times their size);
         # what is left is the student's token ids, at most 512 a text
         assert peak < 0.6 * size, (technique, peak, size)
+
+
+def _pair_halves(small_teacher, rows=None):
+    """A probe (TF-IDF of the token ids) and a fine-tuned copy with a hidden layer, on one tiny static student of
+    the small teacher, in fp32; ``rows``: the training rows the probe sees (default: all)."""
+    import copy
+
+    from warmstart.backbones.static import StaticBackbone
+    from warmstart.techniques import get_technique
+
+    teacher, train, test = small_teacher
+    bb = StaticBackbone.distill(teacher.backbone_, pca_dims=8, progress=False)
+    tuned_bb = copy.deepcopy(bb).add_hidden_layer(6, seed=0)
+    probe_rows = train if rows is None else train.subset(rows)
+    probe = get_technique(
+        "probe", backbone=bb, lexical="pieces", precision="fp32", progress=False, use_cache=False
+    )
+    tuned = get_technique("finetune", backbone=tuned_bb, epochs=3, precision="fp32", progress=False)
+    return probe.fit(probe_rows), tuned.fit(train), test
+
+
+def test_the_joined_pair_predicts_the_mean_of_its_halves_logits(small_teacher, tmp_path):
+    """``join_pair``: one probe whose backbone carries the fine-tuned copy as a branch and whose head holds both
+    heads at half weight predicts softmax of the mean of the two models' log-probabilities; it saves, loads and
+    exports (ONNX, parity-checked) as an ordinary probe on a static backbone."""
+    from scipy.special import softmax
+
+    from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.distill import join_pair
+
+    probe, tuned, test = _pair_halves(small_teacher)
+    joined = join_pair(probe, tuned)
+    texts = list(test.inputs) + ["an unseen text about nothing", ""]
+    halves = [np.log(np.asarray(m.predict_proba(texts), dtype=np.float64)) for m in (probe, tuned)]
+    expected = softmax((halves[0] + halves[1]) / 2, axis=1)
+    assert np.allclose(joined.predict_proba(texts), expected, atol=1e-5)
+    assert np.allclose(
+        joined.predict_proba(test), expected[: len(test)], atol=1e-5
+    )  # the cached-features path
+    bb = joined.backbone_
+    assert bb.num_features == 8 + 6 and bb.branch["hidden_dim"] == 6
+    # the halves keep their own backbones: joining copies them
+    assert probe.backbone_.num_features == 8 and probe.backbone_.branch is None
+    save_artifact(joined, tmp_path / "pair", embed_backbone=True)
+    again = load_artifact(tmp_path / "pair")
+    assert again.backbone_.fingerprint() == bb.fingerprint()
+    assert np.allclose(again.predict_proba(texts), expected, atol=1e-5)
+    from warmstart.export import export_onnx
+
+    export_onnx(tmp_path / "pair", tmp_path / "onnx", data=test)
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+
+
+def test_a_class_the_pairs_probe_never_saw_is_left_to_the_fine_tuned_half(small_teacher):
+    """When the teacher's top class never names a class on the transfer rows, the probe has no row for it: the
+    joined model still has every class, and gives that one the probe's lowest logit less 20 (almost none)."""
+    from warmstart.distill import join_pair
+
+    teacher, train, test = small_teacher
+    labels = np.asarray(train.labels)
+    probe, tuned, test = _pair_halves(small_teacher, rows=np.flatnonzero(labels != "food"))
+    assert "food" not in probe.classes_ and "food" in tuned.classes_
+    joined = join_pair(probe, tuned)
+    assert list(joined.classes_) == list(tuned.classes_)
+    proba = joined.predict_proba(test)
+    assert proba.shape == (len(test), 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert proba[:, list(joined.classes_).index("food")].max() < 1e-3
+
+
+def test_the_pairs_parameters_go_to_the_half_that_takes_them(small_teacher):
+    from warmstart.distill import check_pair, distill, pair_params
+    from warmstart.errors import ParameterError
+
+    probe, tuned = pair_params({"lexical": "pieces", "epochs": 3, "progress": False, "C": 1.0})
+    assert probe == {"lexical": "pieces", "progress": False, "C": 1.0} and tuned == {
+        "epochs": 3,
+        "progress": False,
+    }
+    with pytest.raises(ParameterError, match="rank: no parameter of the default static student"):
+        pair_params({"rank": 4})
+    with pytest.raises(ParameterError, match="not a static one"):
+        check_pair("all-MiniLM-L6-v2", 0.0)
+    teacher, train, test = small_teacher
+    with pytest.raises(ParameterError, match="--val-fraction 0.2: chooses a fine-tuned student's epoch"):
+        distill(teacher, train, None, test, pca_dims=8, val_fraction=0.2, measure_speed=False)

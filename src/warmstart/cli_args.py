@@ -214,12 +214,13 @@ def _parser_distill(sub: Any) -> None:
     p.add_argument(
         "--technique",
         default="auto",
-        help="how the student trains. auto (default): a static student is a probe with TF-IDF of its token ids "
-        "beside the static vectors (probe with lexical=pieces), fitted to the teacher's top class; any other "
-        "student fine-tunes. finetune: trained on the teacher's probabilities (a static student then has a "
-        "hidden layer: --hidden-dim). probe: a logistic regression on the teacher's top class (--param "
-        "lexical=pieces, lexical=tfidf for scikit-learn's words, which cannot be exported to ONNX, or "
-        "lexical=none)",
+        help="how the student trains. auto (default): a static student is probe+finetune, any other student "
+        "fine-tunes. probe+finetune (static students): a probe with TF-IDF of its token ids beside the static "
+        "vectors, fitted to the teacher's top class, and a copy of the vectors with a hidden layer (--hidden-dim) "
+        "fine-tuned on the teacher's probabilities, joined into one model that averages their logits. finetune: "
+        "trained on the teacher's probabilities (a static student then has a hidden layer: --hidden-dim). "
+        "probe: a logistic regression on the teacher's top class (--param lexical=pieces, lexical=tfidf for "
+        "scikit-learn's words, which cannot be exported to ONNX, or lexical=none)",
     )
     p.add_argument(
         "--temperature", type=float, default=1.0, help="softens (>1) the teacher's probabilities (default: 1)"
@@ -237,8 +238,8 @@ def _parser_distill(sub: Any) -> None:
         "--hidden-dim",
         type=int,
         default=None,
-        help="static student with --technique finetune: one hidden layer of this size (ReLU) before the linear "
-        "head; 0: none (default: 512)",
+        help="static student, fine-tuned (--technique finetune, or the fine-tuned half of the default): one "
+        "hidden layer of this size (ReLU) before the linear head; 0: none (default: 512)",
     )
     p.add_argument(
         "--max-length",

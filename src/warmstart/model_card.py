@@ -201,6 +201,11 @@ def _distillation(d: dict, config: dict) -> str:
 def student_description(config: dict) -> str:
     """What the student is, in words: its kind and how it learned (``config``: a distillation's config)."""
     student, technique = config.get("student", "?"), config.get("technique", "?")
+    if technique == "probe+finetune":
+        return (
+            f"{student} (a probe on its vectors with TF-IDF of its token ids, on the teacher's top class, joined "
+            f"to a fine-tuned copy of the vectors, on the teacher's probabilities)"
+        )
     if technique != "probe":
         return f"{student} ({technique} on the teacher's probabilities)"
     lexical = (config.get("params") or {}).get("lexical", "none")

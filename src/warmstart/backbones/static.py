@@ -36,13 +36,15 @@ MODEL2VEC_INSTALL = (
 class StaticEmbeddings(nn.Module):
     """``(B, L)`` token ids and mask -> the mean of their rows of ``embedding``, optionally unit length, then
     optionally one hidden layer (``hidden``, set by ``StaticBackbone.add_hidden_layer``): with a linear head on
-    top, an MLP classifier, as in model2vec's own classifier."""
+    top, an MLP classifier, as in model2vec's own classifier. ``branch`` (``StaticBackbone.add_branch``): a
+    second such model over the same token ids, its own table and hidden layer, whose features follow these."""
 
     def __init__(self, vectors: torch.Tensor, normalize: bool = True) -> None:
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=False)
         self.normalize = normalize
         self.hidden: nn.Module | None = None
+        self.branch: StaticEmbeddings | None = None
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Rows given as one flat tensor of all their ids (``token_ids``) and each row's ``lengths``: one fused
@@ -50,13 +52,17 @@ class StaticEmbeddings(nn.Module):
         weight = self.embedding.weight
         offsets = (torch.cumsum(lengths, 0) - lengths).to(token_ids.dtype)
         summed = nn.functional.embedding_bag(token_ids, weight, offsets, mode="sum")
-        return self.finish(summed / lengths.clamp(min=1).unsqueeze(1).to(weight.dtype))
+        out = self.finish(summed / lengths.clamp(min=1).unsqueeze(1).to(weight.dtype))
+        return out if self.branch is None else torch.cat([out, self.branch(token_ids, lengths)], -1)
 
     def graph_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The same features with plain gather, multiply and sum: what the ONNX graph holds (an exported
         ``embedding_bag`` becomes a slow loop)."""
         mask = attention_mask.unsqueeze(-1).to(self.embedding.weight.dtype)
-        return self.finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        out = self.finish((self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        if self.branch is None:
+            return out
+        return torch.cat([out, self.branch.graph_forward(input_ids, attention_mask)], -1)
 
     def finish(self, pooled: torch.Tensor) -> torch.Tensor:
         """Mean vectors to features: unit length where ``normalize``, then the hidden layer where there is one."""
@@ -108,26 +114,48 @@ class StaticBackbone(Backbone):
         self.normalize, self.max_length = normalize, int(max_length)
         self.hidden_dim = 0
         self.num_features = int(vectors.shape[1])
+        self.branch: dict | None = None  # the second model's shape (``add_branch``), None without one
         self.distilled_from = distilled_from or {}
         self._fingerprint = None
 
     def add_hidden_layer(self, hidden_dim: int, seed: int = 0) -> StaticBackbone:
         """Put one trainable hidden layer (``hidden_dim`` units, ReLU, seeded random start) after the pooled
         vectors; the features become its output. Returns self."""
-        if hidden_dim < 1 or self.hidden_dim:
+        if hidden_dim < 1 or self.hidden_dim or self.branch:
             raise BackboneError(
                 f"{self.name}: a hidden layer needs a size of at least 1 (got {hidden_dim}) and a static "
-                f"backbone without one (this one has {self.hidden_dim})."
+                f"backbone without one (this one has {self.hidden_dim}) and without a branch."
             )
         width = self.module.embedding.weight.shape[1]
-        layer = nn.Linear(width, hidden_dim)
-        g = torch.Generator().manual_seed(seed)
-        bound = 1 / width**0.5  # nn.Linear's own initial range, drawn from a seeded generator
-        with torch.no_grad():
-            layer.weight.uniform_(-bound, bound, generator=g)
-            layer.bias.uniform_(-bound, bound, generator=g)
-        self.module.hidden = nn.Sequential(layer, nn.ReLU()).to(self.module.embedding.weight.device)
+        self.module.hidden = _hidden_layer(width, hidden_dim, seed).to(self.module.embedding.weight.device)
         self.hidden_dim = self.num_features = int(hidden_dim)
+        self.invalidate_fingerprint()
+        return self
+
+    def add_branch(self, other: StaticBackbone) -> StaticBackbone:
+        """Put a copy of ``other`` (a static backbone with the same tokenizer and length, e.g. this one's table
+        fine-tuned, with its hidden layer) beside this one: the features become this backbone's followed by
+        ``other``'s, from one tokenization and one pass over the ids. A linear head on them is the sum of a
+        head on each (how ``distill`` joins a probe and a fine-tuned student into one model). Returns self."""
+        if not isinstance(other, StaticBackbone) or self.branch or other.branch:
+            raise BackboneError(
+                f"{self.name}: a branch is another static backbone, and neither may have one already."
+            )
+        mine, theirs = self.preprocess_config(), other.preprocess_config()
+        for key in ("tokenizer", "max_length"):
+            if mine[key] != theirs[key]:
+                raise BackboneError(
+                    f"{self.name} and {other.name} read texts differently ({key}: {mine[key]} against "
+                    f"{theirs[key]}); a branch must read the same token ids."
+                )
+        self.module.branch = copy.deepcopy(other.module).to(self.module.embedding.weight.device)
+        self.branch = {
+            "width": int(other.module.embedding.weight.shape[1]),
+            "normalize": bool(other.normalize),
+            "hidden_dim": int(other.hidden_dim),
+            "num_features": int(other.num_features),
+        }
+        self.num_features += int(other.num_features)
         self.invalidate_fingerprint()
         return self
 
@@ -235,6 +263,11 @@ class StaticBackbone(Backbone):
             "normalize": self.normalize,
             "tokenizer": self._tok_hash,
             **({"hidden_dim": self.hidden_dim} if self.hidden_dim else {}),
+            **(
+                {"branch": {k: v for k, v in self.branch.items() if k != "num_features"}}
+                if self.branch
+                else {}
+            ),
         }
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -374,14 +407,19 @@ class StaticBackbone(Backbone):
         groups = [["embedding.weight"]]
         if self.hidden_dim:
             groups.append([n for n, _ in self.module.named_parameters() if n.startswith("hidden.")])
+        if self.branch:
+            groups.append([n for n, _ in self.module.named_parameters() if n.startswith("branch.")])
         return groups
 
     def reset_parameters(self, seed: int) -> None:
         """Random vectors of the same scale as the distilled ones (the from-scratch control)."""
         g = torch.Generator().manual_seed(seed)
-        w = self.module.embedding.weight
+        tables = [self.module.embedding.weight]
+        if self.module.branch is not None:
+            tables.append(self.module.branch.embedding.weight)
         with torch.no_grad():
-            w.copy_(torch.randn(w.shape, generator=g) * float(w.std()))
+            for w in tables:
+                w.copy_(torch.randn(w.shape, generator=g) * float(w.std()))
         self.has_source_classifier = False
         self.invalidate_fingerprint()
 
@@ -434,6 +472,7 @@ class StaticBackbone(Backbone):
             "max_length": self.max_length,
             "distilled_from": self.distilled_from,
             "hidden_dim": self.hidden_dim,
+            **({"branch": self.branch} if self.branch else {}),
         }
         (folder / "warmstart_backbone.json").write_text(json.dumps(meta, indent=2))
 
@@ -461,9 +500,29 @@ class StaticBackbone(Backbone):
             max_length=int(meta.get("max_length", 512)),
             distilled_from=meta.get("distilled_from"),
         )
-        if meta.get("hidden_dim"):  # the layer's shape, then its saved weights
+        if meta.get("hidden_dim"):  # the layer's shape; its saved weights below
             bb.add_hidden_layer(int(meta["hidden_dim"]))
+        if meta.get("branch"):  # the second model's shape, from the first's
+            b = meta["branch"]
+            if "branch.embedding.weight" not in tensors:
+                raise BackboneError(
+                    f"{folder}: warmstart_backbone.json describes a branch, but model.safetensors holds no "
+                    f"branch.embedding.weight; the folder is damaged: save the model again."
+                )
+            other = cls(
+                tensors["branch.embedding.weight"],
+                bb.tokenizer,
+                name=f"{bb.name} (branch)",
+                source=str(folder),
+                normalize=bool(b.get("normalize", True)),
+                max_length=bb.max_length,
+            )
+            if b.get("hidden_dim"):
+                other.add_hidden_layer(int(b["hidden_dim"]))
+            bb.add_branch(other)
+        if meta.get("hidden_dim") or meta.get("branch"):
             bb.module.load_state_dict(tensors)
+            bb.invalidate_fingerprint()
         return bb
 
 
@@ -512,6 +571,18 @@ def _split_at_space(text: str, size: int) -> tuple[str, str]:
             return text, ""
         cut = min(after)
     return text[:cut], text[cut:]
+
+
+def _hidden_layer(width: int, hidden_dim: int, seed: int) -> nn.Module:
+    """One hidden layer, ``width`` to ``hidden_dim`` units and ReLU, from a seeded random start (nn.Linear's own
+    initial range)."""
+    layer = nn.Linear(width, hidden_dim)
+    g = torch.Generator().manual_seed(seed)
+    bound = 1 / width**0.5
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=g)
+        layer.bias.uniform_(-bound, bound, generator=g)
+    return nn.Sequential(layer, nn.ReLU())
 
 
 def _pooling_for(teacher: Backbone) -> str:
