@@ -865,3 +865,26 @@ def test_the_pairs_parameters_go_to_the_half_that_takes_them(small_teacher):
     teacher, train, test = small_teacher
     with pytest.raises(ParameterError, match="--val-fraction 0.2: chooses a fine-tuned student's epoch"):
         distill(teacher, train, None, test, pca_dims=8, val_fraction=0.2, measure_speed=False)
+
+
+def test_a_branch_must_read_the_same_token_ids(small_teacher):
+    import copy
+
+    from warmstart.backbones.static import StaticBackbone
+    from warmstart.errors import BackboneError
+
+    teacher, _, _ = small_teacher
+    bb = StaticBackbone.distill(teacher.backbone_, pca_dims=8, progress=False)
+    other = copy.deepcopy(bb).set_max_length(bb.max_length // 2)
+    with pytest.raises(BackboneError, match="read texts differently \\(max_length"):
+        copy.deepcopy(bb).add_branch(other)
+    joined = copy.deepcopy(bb).add_branch(copy.deepcopy(bb).add_hidden_layer(4))
+    with pytest.raises(BackboneError, match="neither may have one already"):
+        joined.add_branch(bb)
+    with pytest.raises(BackboneError, match="without a branch"):
+        joined.add_hidden_layer(4)
+    # the branch's features follow the backbone's own, from the same ids
+    feats = joined.encode(["a ball and a goal", "lunch"], progress=False)
+    assert feats.shape == (2, 12) and np.allclose(
+        feats[:, :8], bb.encode(["a ball and a goal", "lunch"], progress=False)
+    )
