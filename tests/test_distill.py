@@ -850,8 +850,18 @@ def test_a_class_the_pairs_probe_never_saw_is_left_to_the_fine_tuned_half(small_
 
 
 def test_the_pairs_parameters_go_to_the_half_that_takes_them(small_teacher):
-    from warmstart.distill import check_pair, distill, pair_params
+    from warmstart.distill import check_pair, distill, pair_params, student_technique
     from warmstart.errors import ParameterError
+
+    # named or by default, the pair reads TF-IDF of the token ids unless told otherwise
+    for technique in ("auto", "probe+finetune"):
+        assert student_technique("static", technique, {}, None, 0.0) == (
+            "probe+finetune",
+            {"lexical": "pieces"},
+        )
+    assert student_technique("static", "probe+finetune", {"lexical": "none"}, None, 0.0)[1] == {
+        "lexical": "none"
+    }
 
     probe, tuned = pair_params({"lexical": "pieces", "epochs": 3, "progress": False, "C": 1.0})
     assert probe == {"lexical": "pieces", "progress": False, "C": 1.0} and tuned == {

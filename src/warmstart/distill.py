@@ -101,12 +101,14 @@ def student_technique(
 ) -> tuple[str, dict]:
     """The technique a student trains with and its settings: ``technique`` as given, or for ``"auto"``
     ``STATIC_TECHNIQUE`` for a static student (``params`` override its settings) and ``finetune`` for any other.
-    ``PAIR`` (the static default) is checked by ``pair_params``."""
+    ``PAIR`` (the static default), named or by default, gets its default settings. ``pair_params`` checks them."""
+    name, defaults = STATIC_TECHNIQUE
+    if technique == PAIR:  # named: the same settings as by default (``params`` override them)
+        return PAIR, {**defaults, **params}
     if technique != "auto":
         return technique, params
     if not is_static(student):
         return "finetune", params
-    name, defaults = STATIC_TECHNIQUE
     return name, {**defaults, **params}
 
 
