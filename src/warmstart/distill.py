@@ -537,6 +537,12 @@ def join_pair(probe: Any, tuned: Any) -> Any:
     from .techniques.head import LinearHead
 
     classes = [str(c) for c in tuned.classes_]
+    missing = sorted({str(c) for c in probe.classes_} - set(classes))
+    if missing:
+        raise ParameterError(
+            f"the probe knows classes the fine-tuned half does not ({', '.join(missing)}): fit the fine-tuned half on "
+            f"the teacher's probabilities over every class (distill does)."
+        )
     rows = [classes.index(str(c)) for c in probe.classes_]
     p, t = probe.head_, tuned.head_
     wp = np.zeros((len(classes), p.linear.weight.shape[1]))
