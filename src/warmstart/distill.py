@@ -5,9 +5,10 @@ unlabelled rows form the *transfer set*; the teacher's class probabilities on it
 temperature, are the student's targets, mixed with the true labels where they are known. The student is
 
 - ``static`` (text): a static-embedding backbone distilled by model2vec from the teacher's own (fine-tuned)
-  encoder (``backbones/static.py``). By default (``STATIC_TECHNIQUE``) a logistic-regression probe on its frozen
-  vectors with TF-IDF of its token ids beside them learns the targets' top class; with ``finetune`` its vectors,
-  a hidden layer and the head train on the soft targets;
+  encoder (``backbones/static.py``). By default (``STATIC_TECHNIQUE``, ``PAIR``) a logistic-regression probe on
+  its frozen vectors with TF-IDF of its token ids beside them learns the targets' top class, a copy of the
+  vectors with a hidden layer trains on the soft targets, and the two are joined into one model (``join_pair``);
+  with ``finetune`` only the copy, with ``probe`` only the probe;
 - any backbone name: a smaller transformer or CNN (``paraphrase-MiniLM-L3-v2``,
   ``all-MiniLM-L6-v2:num_layers=2``, ``efficientnet-lite0:num_blocks=10``), fine-tuned on the soft targets;
 - ``teacher:num_layers=N`` (text): the teacher's own fine-tuned encoder cut to its first N layers, then
@@ -372,8 +373,9 @@ def distill(
     ``technique``: ``finetune`` (or another technique of the shared training loop) trains on the soft targets; a
     technique without that loop (``probe``, e.g. with ``params={"lexical": "tfidf"}`` for the words beside the
     static vectors) fits the targets' top class, and a static student then gets no hidden layer by default.
-    ``"auto"`` (the default): ``STATIC_TECHNIQUE`` (a probe with TF-IDF of the token ids) for a static student,
-    ``finetune`` for any other (``student_technique``)."""
+    ``"auto"`` (the default): ``STATIC_TECHNIQUE`` (``PAIR``: that probe with TF-IDF of the token ids and a
+    fine-tuned copy of the vectors, joined; ``fit_pair``) for a static student, ``finetune`` for any other
+    (``student_technique``)."""
     from .data.stream import predict_proba_chunks
     from .evaluate import fit_measured
     from .techniques import available_techniques, get_technique
