@@ -855,13 +855,11 @@ def test_the_pairs_parameters_go_to_the_half_that_takes_them(small_teacher):
 
     # named or by default, the pair reads TF-IDF of the token ids unless told otherwise
     for technique in ("auto", "probe+finetune"):
-        assert student_technique("static", technique, {}, None, 0.0) == (
+        assert student_technique("static", technique, {}) == (
             "probe+finetune",
             {"lexical": "pieces"},
         )
-    assert student_technique("static", "probe+finetune", {"lexical": "none"}, None, 0.0)[1] == {
-        "lexical": "none"
-    }
+    assert student_technique("static", "probe+finetune", {"lexical": "none"})[1] == {"lexical": "none"}
 
     probe, tuned = pair_params({"lexical": "pieces", "epochs": 3, "progress": False, "C": 1.0})
     assert probe == {"lexical": "pieces", "progress": False, "C": 1.0} and tuned == {

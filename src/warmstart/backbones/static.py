@@ -153,7 +153,6 @@ class StaticBackbone(Backbone):
             "width": int(other.module.embedding.weight.shape[1]),
             "normalize": bool(other.normalize),
             "hidden_dim": int(other.hidden_dim),
-            "num_features": int(other.num_features),
         }
         self.num_features += int(other.num_features)
         self.invalidate_fingerprint()
@@ -263,11 +262,7 @@ class StaticBackbone(Backbone):
             "normalize": self.normalize,
             "tokenizer": self._tok_hash,
             **({"hidden_dim": self.hidden_dim} if self.hidden_dim else {}),
-            **(
-                {"branch": {k: v for k, v in self.branch.items() if k != "num_features"}}
-                if self.branch
-                else {}
-            ),
+            **({"branch": self.branch} if self.branch else {}),
         }
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
