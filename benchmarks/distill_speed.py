@@ -23,6 +23,10 @@ rows per class), the same test rows, and the students:
                   all the test rows labelled by the teacher: every test word is in its vocabulary, so each row
                   costs it as much as it can (a real fit on other rows knows fewer of them).
 
+With ``--fp32-lookup``, each static student is also timed reading its fp32 tables (``NAME-fp32``: the same
+model, its fp16 lookup table switched off, as prediction read it before the fp16 lookup), so that the two
+lookups are compared in one process, in turns.
+
 With ``--onnx``, each warmstart student is also saved as an artifact and exported by ``warmstart.export`` (its
 parity check on the same test rows, which must pass), and the exported model (``NAME-onnx``: onnxruntime, fp32,
 its own tokenizer, batches of ``--onnx-batch`` rows) is timed beside the others.
@@ -33,6 +37,8 @@ round.
 
     python benchmarks/distill_speed.py --data sms-spam,reuters-r8,bbc-news --rounds 3
     python benchmarks/distill_speed.py --data sms-spam --students static,static-probe-pieces --onnx
+    python benchmarks/distill_speed.py --data bbc-news --students static-pair,static-probe-pieces --fp32-lookup \
+        --rounds 5
     python benchmarks/distill_speed.py --data fashion-mnist --teacher efficientnet-lite0:image_size=64 \\
         --students lite0-32,lite0-32-b10
 """
@@ -116,6 +122,22 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
     return out
 
 
+def fp32_lookups(models: dict) -> dict:
+    """A copy of each static student (a warmstart model whose backbone has a static table) that reads its fp32
+    tables at prediction too, as ``NAME-fp32``: the fp16 lookup table switched off, nothing else changed."""
+    import types
+
+    out = {}
+    for name, est in models.items():
+        module = getattr(getattr(est, "backbone_", None), "module", None)
+        if not hasattr(module, "lookup_table"):
+            continue
+        twin = copy.deepcopy(est)
+        twin.backbone_.module.lookup_table = types.MethodType(lambda self: None, twin.backbone_.module)
+        out[f"{name}-fp32"] = twin
+    return out
+
+
 def exported(models: dict, test, folder: Path, batch_size: int) -> dict:
     """Each warmstart student of ``models`` exported to ONNX (the parity check on ``test``), as ``NAME-onnx``."""
     from warmstart.artifact import save_artifact
@@ -153,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teachers", default="runs/bench/distill-teachers")
     ap.add_argument("--output", default="runs/bench/distill_speed.jsonl")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    ap.add_argument(
+        "--fp32-lookup", action="store_true", help="also time each static student reading its fp32 tables"
+    )
     ap.add_argument("--onnx", action="store_true", help="also export each student to ONNX and time that")
     ap.add_argument("--onnx-batch", type=int, default=256, help="rows per onnxruntime call (default 256)")
     args = ap.parse_args(argv)
@@ -169,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         _, test = packaged_split(data, args.test_rows)
         teacher = load_artifact(teacher_folder(Path(args.teachers), data, args.teacher, args.shots))
         models = {"teacher": teacher, **students_of(teacher, test, names, args.teacher)}
+        if args.fp32_lookup:
+            models.update(fp32_lookups(models))
         if args.onnx:
             import tempfile
 

@@ -44,6 +44,72 @@ def test_static_backbone_encodes_like_its_training_path_and_adds_no_special_toke
     assert len(ids) == 1  # one word, one id: no [CLS]/[SEP]
 
 
+def test_prediction_reads_an_fp16_copy_of_both_tables_that_follows_their_training(static_bb):
+    """With gradients off the features come from one fp16 lookup over this table and a branch's side by side:
+    close to the fp32 path's (training's), the same as the ONNX graph's, and made again after a training step
+    changed a table in place (a fused AdamW step moves no version counter), whatever the optimizer."""
+    import copy
+
+    bb = copy.deepcopy(static_bb)
+    tuned = copy.deepcopy(static_bb).add_hidden_layer(16)
+    with torch.no_grad():
+        tuned.module.embedding.weight.mul_(-2.0)  # a branch table unlike this one: a wrong column split shows
+    bb.add_branch(tuned)
+    texts = ["the ball and the goal", "code code food", "", "unknownword zzz"]
+    batch = bb.batch_source(texts).collate(np.arange(len(texts)))
+    table = bb.module.lookup_table()
+    assert table.dtype == torch.float16 and table.shape == (bb.module.embedding.weight.shape[0], 16)
+    with torch.no_grad():
+        fast = bb.forward_features(**batch)
+        graph = bb.graph_features(*bb.graph_args(batch))
+    with torch.enable_grad():
+        full = bb.forward_features(**batch).detach()
+    assert fast.shape == full.shape == (4, 8 + 16)
+    np.testing.assert_allclose(fast.numpy(), full.numpy(), atol=5e-3)  # fp16 rounding only
+    # the exported graph computes the same, up to a last fp16 digit where the two sums round apart
+    np.testing.assert_allclose(fast.numpy(), graph.numpy(), atol=1e-3)
+    np.testing.assert_allclose(bb.encode(texts, progress=False), fast.numpy(), atol=1e-6)
+    # a training step in place, as the fused optimizer makes it, then the loop's switch back to evaluation
+    bb.module.train()
+    with torch.no_grad():
+        bb.module.embedding.weight.data.mul_(3.0).add_(0.5)
+        bb.module.branch.embedding.weight.data.add_(1.0)
+    bb.module.eval()
+    with torch.no_grad():
+        after = bb.forward_features(**batch)
+    with torch.enable_grad():
+        full_after = bb.forward_features(**batch).detach()
+    assert np.abs(after.numpy() - fast.numpy()).max() > 0.05  # the tables did change
+    np.testing.assert_allclose(after.numpy(), full_after.numpy(), atol=5e-3)
+    # a value fp16 cannot hold: the tables are read in fp32 throughout, the same on every path
+    with torch.no_grad():
+        bb.module.embedding.weight[0, 0] = 1e6
+    bb.invalidate_fingerprint()
+    assert bb.module.lookup_table() is None
+    with torch.no_grad():
+        exact = bb.forward_features(**batch)
+        exact_graph = bb.graph_features(*bb.graph_args(batch))
+    with torch.enable_grad():
+        exact_full = bb.forward_features(**batch).detach()
+    np.testing.assert_allclose(exact.numpy(), exact_full.numpy(), atol=1e-6)
+    np.testing.assert_allclose(exact_graph.numpy(), exact_full.numpy(), atol=1e-5)
+
+
+def test_the_feature_cache_keys_how_a_backbone_computes_its_features(static_bb, text_data):
+    """Static features read an fp16 table: cached features computed another way (an fp32 lookup, before) are
+    under another key, so they are not read back."""
+    from warmstart.features import FeatureCache
+
+    cache = FeatureCache(enabled=False)
+    key = cache.key(static_bb, text_data)
+    assert static_bb.feature_kind == "fp16-lookup"
+    static_bb.feature_kind = ""
+    try:
+        assert cache.key(static_bb, text_data) != key
+    finally:
+        del static_bb.feature_kind
+
+
 def test_static_tokenizing_in_pieces_gives_the_whole_texts_first_tokens(static_bb):
     """Long texts are tokenized a space-cut piece at a time until they have max_length tokens: the ids must be
     exactly those of the whole text, cut, whatever the text holds (fuzzed: accents, CJK, tabs, long words)."""

@@ -209,6 +209,8 @@ def test_the_key_format_is_pinned(text_data):
     def key_of(how, **kw):
         kind = kw.pop("kind", "weights")
         fields = dict(fingerprint=lambda: "fp", preprocess_config=lambda: {"b": 2, "a": 1})
+        if "feature_kind" in kw:
+            fields["feature_kind"] = kw.pop("feature_kind")
         bb = SimpleNamespace(
             device=torch.device(kw.pop("device", "cpu")),
             low_precision_kind=lambda precision, n_rows: kind,
@@ -227,6 +229,9 @@ def test_the_key_format_is_pinned(text_data):
     assert key_of("fp32", kind="autocast") == expected("fp32")
     assert key_of("fp32", device="meta") == expected("fp32@meta")
     assert key_of("bf16", device="meta") == expected("bf16-weights@meta")
+    # a backbone that computes its features its own way (a static one's fp16 lookup) says so after the precision
+    assert key_of("fp32", feature_kind="fp16-lookup") == expected("fp32+fp16-lookup")
+    assert key_of("bf16", feature_kind="fp16-lookup", device="meta") == expected("bf16-weights+fp16-lookup@meta")
 
 
 def test_a_probe_keeps_features_of_datasets_but_not_of_bare_inputs(tiny_bert_dir, text_data, tmp_path):

@@ -47,7 +47,7 @@ class FeatureCache:
     def key(self, backbone: Backbone, data: Dataset, precision: str = "fp32") -> str:
         """Named by the weights, the data, the preprocessing and how the features were computed: precision (and
         in bf16/fp16 whether by autocast or by a low-precision copy) and, off the CPU, the device type, since
-        a GPU's kernels give slightly different features."""
+        a GPU's kernels give slightly different features; and the backbone's ``feature_kind`` where it has one."""
         from .runtime import resolve_precision
 
         precision = resolve_precision(precision, backbone.device)
@@ -55,6 +55,8 @@ class FeatureCache:
         kind = backbone.low_precision_kind(precision, len(data)) if precision != "fp32" else "autocast"
         if kind != "autocast":
             how = f"{precision}-{kind}"
+        if getattr(backbone, "feature_kind", ""):
+            how = f"{how}+{backbone.feature_kind}"
         if backbone.device.type != "cpu":
             how = f"{how}@{backbone.device.type}"
         h = hashlib.blake2b(digest_size=20)

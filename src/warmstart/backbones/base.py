@@ -104,6 +104,10 @@ class Backbone(ABC):
     # low-precision copy of the whole module); part of the feature-cache key, since the two give slightly
     # different features
     bf16_kind: str = "autocast"
+    # how this kind of backbone computes its features where that is not what ``precision`` says (a static
+    # backbone reads an fp16 copy of its table whatever the precision): part of the feature cache's key, so
+    # that features computed another way are not read back
+    feature_kind: str = ""
 
     def low_precision_kind(self, precision: str, n_rows: int) -> str:
         """How ``encode`` computes ``n_rows`` rows at ``precision`` (bf16/fp16): ``bf16_kind`` unless the backbone
