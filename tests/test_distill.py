@@ -59,6 +59,7 @@ def test_prediction_reads_an_fp16_copy_of_both_tables_that_follows_their_trainin
     batch = bb.batch_source(texts).collate(np.arange(len(texts)))
     table = bb.module.lookup_table()
     assert table.dtype == torch.float16 and table.shape == (bb.module.embedding.weight.shape[0], 16)
+    assert not bb.module.training  # a backbone starts in evaluation mode, where prediction reads that table
     with torch.no_grad():
         fast = bb.forward_features(**batch)
         graph = bb.graph_features(*bb.graph_args(batch))
@@ -74,13 +75,21 @@ def test_prediction_reads_an_fp16_copy_of_both_tables_that_follows_their_trainin
     with torch.no_grad():
         bb.module.embedding.weight.data.mul_(3.0).add_(0.5)
         bb.module.branch.embedding.weight.data.add_(1.0)
+    with torch.no_grad():
+        in_training = bb.forward_features(**batch)  # training mode reads the fp32 tables, gradients or not
     bb.module.eval()
     with torch.no_grad():
         after = bb.forward_features(**batch)
+    made = bb.module._lookup
+    bb.module.eval()  # again, as each prediction of a fine-tuned model does: the table is kept
+    with torch.no_grad():
+        bb.forward_features(**batch)
+    assert made is not None and bb.module._lookup is made
     with torch.enable_grad():
         full_after = bb.forward_features(**batch).detach()
     assert np.abs(after.numpy() - fast.numpy()).max() > 0.05  # the tables did change
     np.testing.assert_allclose(after.numpy(), full_after.numpy(), atol=5e-3)
+    np.testing.assert_allclose(in_training.numpy(), full_after.numpy(), atol=1e-6)
     # a value fp16 cannot hold: the tables are read in fp32 throughout, the same on every path
     with torch.no_grad():
         bb.module.embedding.weight[0, 0] = 1e6

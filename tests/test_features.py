@@ -231,7 +231,9 @@ def test_the_key_format_is_pinned(text_data):
     assert key_of("bf16", device="meta") == expected("bf16-weights@meta")
     # a backbone that computes its features its own way (a static one's fp16 lookup) says so after the precision
     assert key_of("fp32", feature_kind="fp16-lookup") == expected("fp32+fp16-lookup")
-    assert key_of("bf16", feature_kind="fp16-lookup", device="meta") == expected("bf16-weights+fp16-lookup@meta")
+    assert key_of("bf16", feature_kind="fp16-lookup", device="meta") == expected(
+        "bf16-weights+fp16-lookup@meta"
+    )
 
 
 def test_a_probe_keeps_features_of_datasets_but_not_of_bare_inputs(tiny_bert_dir, text_data, tmp_path):

@@ -42,7 +42,8 @@ class StaticEmbeddings(nn.Module):
     top, an MLP classifier, as in model2vec's own classifier. ``branch`` (``StaticBackbone.add_branch``): a
     second such model over the same token ids, its own table and hidden layer, whose features follow these.
 
-    Training (gradients on) reads the fp32 tables. Prediction (gradients off) reads a half-precision copy of
+    Training (gradients on, or training mode) reads the fp32 tables. Prediction (evaluation mode, gradients
+    off) reads a half-precision copy of
     them, the branch's table beside this one's in one row per token (``lookup_table``): a row's vectors are
     summed in fp32, the sum rounded to fp16, then divided by the count in fp32. A lookup is bound by memory, not
     arithmetic, so half the bytes per token is most of its time, and one row per token is one lookup for
@@ -85,18 +86,20 @@ class StaticEmbeddings(nn.Module):
         return {**self.__dict__, "_lookup": None}  # made again where it is needed, not copied or pickled
 
     def train(self, mode: bool = True) -> StaticEmbeddings:
-        """Switching between training and evaluation drops the lookup table: a fused optimizer's steps change
-        the tables in place without moving their version counters, so the training loop's switches (and
-        ``StaticBackbone.invalidate_fingerprint`` after it) are what say that they changed."""
-        self._lookup = None
+        """Switching to training drops the lookup table, and so does switching back: a fused optimizer's steps
+        change the tables in place without moving their version counters, so the training loop's switches (and
+        ``StaticBackbone.invalidate_fingerprint`` after it) are what say that they changed. An ``eval()`` in
+        evaluation mode (each prediction of a fine-tuned model makes one) keeps it."""
+        if bool(mode) != self.training:
+            self._lookup = None
         return super().train(mode)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Rows given as one flat tensor of all their ids (``token_ids``) and each row's ``lengths``: one fused
-        ``embedding_bag`` (each row a bag), with no padding and no ``(B, L, D)`` tensor; with gradients off, one
-        over the fp16 lookup table for this model and its branch at once."""
+        ``embedding_bag`` (each row a bag), with no padding and no ``(B, L, D)`` tensor; in evaluation mode with
+        gradients off, one over the fp16 lookup table for this model and its branch at once."""
         offsets = (torch.cumsum(lengths, 0) - lengths).to(token_ids.dtype)
-        table = None if torch.is_grad_enabled() else self.lookup_table()
+        table = None if torch.is_grad_enabled() or self.training else self.lookup_table()
         if table is not None and (not len(lengths) or int(lengths.max()) <= self.max_tokens):
             summed = nn.functional.embedding_bag(token_ids, table, offsets, mode="sum")  # fp32 sums, in fp16
             return self._features(summed.float() / lengths.clamp(min=1).unsqueeze(1))
@@ -181,7 +184,8 @@ class StaticBackbone(Backbone):
         max_length: int = 512,
         distilled_from: dict | None = None,
     ) -> None:
-        self.module = StaticEmbeddings(vectors, normalize, max_tokens=int(max_length))
+        # in evaluation mode, as every backbone starts: prediction reads the fp16 lookup table
+        self.module = StaticEmbeddings(vectors, normalize, max_tokens=int(max_length)).eval()
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
