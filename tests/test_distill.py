@@ -950,6 +950,47 @@ def test_the_pairs_parameters_go_to_the_half_that_takes_them(small_teacher):
         distill(teacher, train, None, test, pca_dims=8, val_fraction=0.2, measure_speed=False)
 
 
+def test_the_pairs_fine_tuned_half_can_keep_the_tables_leading_dimensions(small_teacher, tmp_path):
+    """``tuned_dims``: the fine-tuned half reads the first N columns of the probe's table (its leading PCA
+    dimensions), a narrower second table; the joined pair still saves, loads and exports."""
+    from warmstart.artifact import load_artifact, save_artifact
+    from warmstart.backbones.static import StaticBackbone
+    from warmstart.distill import fit_pair, pair_params
+    from warmstart.errors import BackboneError, ParameterError
+    from warmstart.export import export_onnx
+    from warmstart.techniques.tuned import SoftTargets
+
+    teacher, train, test = small_teacher
+    bb = StaticBackbone.distill(teacher.backbone_, pca_dims=8, progress=False)
+    classes = np.asarray(teacher.classes_)
+    targets = SoftTargets(classes, np.asarray(teacher.predict_proba(train), dtype=np.float64))
+    params = {"lexical": "pieces", "epochs": 2, "progress": False, "tuned_dims": 3}
+    assert pair_params(params)[1] == {"epochs": 2, "progress": False}  # the pair's own, for neither half
+    pair, _ = fit_pair(bb, train, targets, 6, 0, params)
+    branch = pair.backbone_.module.branch
+    assert branch.embedding.weight.shape == (bb.module.embedding.weight.shape[0], 3)
+    assert pair.backbone_.module.lookup_table().shape[1] == 8 + 3  # one row per token, both tables
+    assert pair.backbone_.num_features == 8 + 6 and bb.num_features == 8  # the probe's table is left whole
+    save_artifact(pair, tmp_path / "pair", embed_backbone=True)
+    again = load_artifact(tmp_path / "pair")
+    texts = list(test.inputs)
+    np.testing.assert_allclose(again.predict_proba(texts), pair.predict_proba(texts), atol=1e-6)
+    export_onnx(tmp_path / "pair", tmp_path / "onnx", data=test)
+    # the kept columns are the table's first ones, untouched until fine-tuning moves them
+    kept = copy_of(bb).keep_dims(3)
+    assert torch.equal(kept.module.embedding.weight, bb.module.embedding.weight[:, :3])
+    with pytest.raises(BackboneError, match="1 to 8 columns"):
+        copy_of(bb).keep_dims(9)
+    with pytest.raises(ParameterError, match="tuned_dims must be a whole number"):
+        fit_pair(bb, train, targets, 6, 0, {**params, "tuned_dims": "wide"})
+
+
+def copy_of(backbone):
+    import copy
+
+    return copy.deepcopy(backbone)
+
+
 def test_a_branch_must_read_the_same_token_ids(small_teacher):
     import copy
 

@@ -95,6 +95,9 @@ STATIC_MAX_LENGTH = 512
 # a copy of the vectors with a hidden layer fine-tuned on the soft targets, joined into one model (``join_pair``)
 PAIR = "probe+finetune"
 STATIC_TECHNIQUE = (PAIR, {"lexical": "pieces"})
+# the pair's own settings and their defaults: ``tuned_dims``, how many of the table's leading (PCA) dimensions
+# the fine-tuned half keeps (None: all of them)
+PAIR_OPTIONS: dict[str, Any] = {"tuned_dims": None}
 
 
 def student_technique(student: str, technique: str, params: dict) -> tuple[str, dict]:
@@ -489,14 +492,26 @@ def pair_params(params: dict) -> tuple[dict, dict]:
 
     kinds = available_techniques()
     takes = {name: set(kinds[name]().get_params()) - {"backbone"} for name in ("probe", "finetune")}
+    params = {k: v for k, v in params.items() if k not in PAIR_OPTIONS}  # the pair's own (``fit_pair``)
     unknown = sorted(set(params) - takes["probe"] - takes["finetune"])
     if unknown:
         raise ParameterError(
             f"{', '.join(unknown)}: no parameter of the default static student's probe or its fine-tuned half "
             f"({PAIR}). The probe takes {', '.join(sorted(takes['probe']))}; the fine-tuned half takes "
-            f"{', '.join(sorted(takes['finetune']))}."
+            f"{', '.join(sorted(takes['finetune']))}; the pair itself takes {', '.join(sorted(PAIR_OPTIONS))}."
         )
     return tuple({k: v for k, v in params.items() if k in takes[name]} for name in ("probe", "finetune"))
+
+
+def _whole(value: Any, name: str) -> int:
+    """``value`` as a whole number of at least 1, or a ParameterError naming ``name``."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(n) != str(value).strip():
+        raise ParameterError(f"{name} must be a whole number of at least 1 (got {value!r}).")
+    return n
 
 
 def fit_pair(static_bb: Any, data: Dataset, targets: Any, hidden_dim: int, seed: int, params: dict) -> tuple:
@@ -513,6 +528,9 @@ def fit_pair(static_bb: Any, data: Dataset, targets: Any, hidden_dim: int, seed:
 
     probe_params, tuned_params = pair_params(params)
     tuned_bb = copy.deepcopy(static_bb)
+    dims = params.get("tuned_dims", PAIR_OPTIONS["tuned_dims"])
+    if dims is not None:
+        tuned_bb.keep_dims(_whole(dims, "tuned_dims"))
     if hidden_dim:
         tuned_bb.add_hidden_layer(hidden_dim, seed)
     probe = get_technique("probe", backbone=static_bb, seed=seed, **probe_params)

@@ -211,6 +211,24 @@ class StaticBackbone(Backbone):
         self.invalidate_fingerprint()
         return self
 
+    def keep_dims(self, dims: int) -> StaticBackbone:
+        """Keep the table's first ``dims`` columns: the leading principal components, where the table was
+        distilled with PCA (``distill``'s ``pca_dims``), so the same as distilling it to ``dims``. Before a
+        hidden layer or a branch only. Returns self."""
+        width = int(self.module.embedding.weight.shape[1])
+        if self.hidden_dim or self.branch or not 1 <= int(dims) <= width:
+            raise BackboneError(
+                f"{self.name}: keep_dims takes 1 to {width} columns (got {dims}), before any hidden layer or "
+                f"branch."
+            )
+        if int(dims) < width:
+            kept = self.module.embedding.weight.detach()[:, : int(dims)].clone()
+            self.module.embedding = nn.Embedding.from_pretrained(kept, freeze=False)
+            self.module._lookup = None
+            self.num_features = int(dims)
+            self.invalidate_fingerprint()
+        return self
+
     def add_branch(self, other: StaticBackbone) -> StaticBackbone:
         """Put a copy of ``other`` (a static backbone with the same tokenizer and length, e.g. this one's table
         fine-tuned, with its hidden layer) beside this one: the features become this backbone's followed by
