@@ -195,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         teacher = load_artifact(teacher_folder(Path(args.teachers), data, args.teacher, args.shots))
         models = {"teacher": teacher, **students_of(teacher, test, names, args.teacher)}
         if args.fp32_lookup:
-            models.update(fp32_lookups(models))
+            twins = fp32_lookups(models)
+            for name in twins:  # how far the fp16 lookup moved each student's predictions
+                a, b = (np.asarray(models[n].predict_proba(list(test.inputs))) for n in (name[:-5], name))
+                print(
+                    f"{name[:-5]} against {name}: largest probability difference {np.abs(a - b).max():.2g}, "
+                    f"the same top class on {(a.argmax(1) == b.argmax(1)).mean():.2%} of {len(a)} rows",
+                    flush=True,
+                )
+            models.update(twins)
         if args.onnx:
             import tempfile
 
