@@ -46,10 +46,9 @@ fine-tuned on the soft targets, ``--technique finetune``, whatever ``warmstart d
              static-probe-pieces-len2048: reading 2,048 tokens of each text instead of 512;
   static-pair  ``warmstart distill``'s default static student (``STATIC_TECHNIQUE``, ``--technique
              probe+finetune``): probe + pieces and the fine-tuned static student, both fitted, joined into one
-             model that predicts the mean of their logits (``distill.join_pair``); static-pair-d256,
-             static-pair-d128, static-pair-d64: its fine-tuned half keeps the table's first 256 (all), 128 or
-             64 (PCA) dimensions (``--param tuned_dims=N``; 64 by default since code after d2830df, all 256
-             before, so ``static-pair`` rows of d2830df and earlier are ``static-pair-d256``'s);
+             model that predicts the mean of their logits (``distill.join_pair``); static-pair-d128,
+             static-pair-d64: its fine-tuned half keeps the table's first 128 or 64 (PCA) dimensions of 256
+             (``--param tuned_dims=N``), a narrower second table to read;
   tfidf .... the strongest simple baseline: TF-IDF + logistic regression (``baselines.fit_tfidf_logreg``, C by
              cross-validation) on the labelled rows; tfidf-pseudo: on the labelled rows plus the teacher's labels
              for the unlabelled ones, as m2v-pseudo learns.
@@ -170,7 +169,6 @@ STUDENTS: dict[str, tuple[str, dict]] = {
         {"technique": "probe", "hidden_dim": 0, "params": {"lexical": "pieces"}, "max_length": 2048},
     ),
     "static-pair": ("static", {"technique": "probe+finetune"}),
-    "static-pair-d256": ("static", {"technique": "probe+finetune", "params": {"tuned_dims": 256}}),
     "static-pair-d128": ("static", {"technique": "probe+finetune", "params": {"tuned_dims": 128}}),
     "static-pair-d64": ("static", {"technique": "probe+finetune", "params": {"tuned_dims": 64}}),
     "tfidf": ("tfidf", {}),
