@@ -105,7 +105,11 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
 
             bb = make_student(teacher, student, progress=False, max_length=opts.get("max_length"))
             probe = get_technique("probe", backbone=bb, lexical="pieces", progress=False).fit(every)
-            tuned_bb = copy.deepcopy(bb).add_hidden_layer(student_hidden_dim(student))
+            tuned_bb = copy.deepcopy(bb)
+            dims = opts.get("params", {}).get("tuned_dims")  # the pair's narrower fine-tuned half
+            if dims:
+                tuned_bb.keep_dims(dims)
+            tuned_bb.add_hidden_layer(student_hidden_dim(student))
             tuned = get_technique("finetune", backbone=tuned_bb, epochs=1, progress=False).fit(every)
             out[name] = join_pair(probe, tuned)
             continue
