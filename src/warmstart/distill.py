@@ -96,7 +96,7 @@ STATIC_MAX_LENGTH = 512
 PAIR = "probe+finetune"
 STATIC_TECHNIQUE = (PAIR, {"lexical": "pieces"})
 # the pair's own settings and their defaults: ``tuned_dims``, how many of the table's leading (PCA) dimensions
-# the fine-tuned half keeps (None: all of them). 64 reads BBC news articles 10% faster, but was 0.26 points less
+# the fine-tuned half keeps (None: all of them). 64 reads BBC news articles 9% faster, but was 0.26 points less
 # accurate than all 256 on the evaluation collection (docs/distill.md, "A narrower fine-tuned half"): all stay
 PAIR_OPTIONS: dict[str, Any] = {"tuned_dims": None}
 
