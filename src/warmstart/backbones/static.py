@@ -43,13 +43,12 @@ class StaticEmbeddings(nn.Module):
     second such model over the same token ids, its own table and hidden layer, whose features follow these.
 
     Training (gradients on, or training mode) reads the fp32 tables. Prediction (evaluation mode, gradients
-    off) reads a half-precision copy of
-    them, the branch's table beside this one's in one row per token (``lookup_table``): a row's vectors are
-    summed in fp32, the sum rounded to fp16, then divided by the count in fp32. A lookup is bound by memory, not
-    arithmetic, so half the bytes per token is most of its time, and one row per token is one lookup for
-    both tables (the pair's rows per second on BBC news: +7%, docs/distill.md). The ONNX graph computes the
-    same (``graph_forward``). Tables whose sums over ``max_tokens`` tokens could pass fp16's range are read
-    in fp32 throughout."""
+    off) reads a half-precision copy of them, the branch's table beside this one's in one row per token
+    (``lookup_table``): a row's vectors are summed in fp32, the sum rounded to fp16, then divided by the count
+    in fp32. A lookup is bound by memory, not arithmetic, so half the bytes per token is most of its time, and
+    one row per token is one lookup for both tables (the pair's rows per second on BBC news: +16%,
+    docs/distill.md). The ONNX graph computes the same (``graph_forward``). Tables whose sums over
+    ``max_tokens`` tokens could pass fp16's range are read in fp32 throughout."""
 
     def __init__(self, vectors: torch.Tensor, normalize: bool = True, max_tokens: int = 512) -> None:
         super().__init__()
@@ -66,8 +65,9 @@ class StaticEmbeddings(nn.Module):
 
     def lookup_table(self) -> torch.Tensor | None:
         """The tables side by side (``tables``), in fp16, as prediction reads them; None where the sum of
-        ``max_tokens`` of their values could pass fp16's range (or one is not finite). Made again where a table was replaced or changed in place by an
-        ordinary tensor operation (a load, ``reset_parameters``), and after ``train``/``eval`` switches."""
+        ``max_tokens`` of their values could pass fp16's range (or one is not finite). Made again where a table
+        was replaced or changed in place by an ordinary tensor operation (a load, ``reset_parameters``), and
+        after ``train``/``eval`` switches."""
         tables = self.tables()
         state = (
             self.max_tokens,
