@@ -100,18 +100,16 @@ def students_of(teacher, test, names: list[str], base: str) -> dict:
 
             out[name] = fit_tfidf_logreg(every)
             continue
-        if opts.get("technique") == "probe+finetune":  # the halves as above, then joined
-            from warmstart.distill import join_pair
+        if opts.get("technique") == "probe+finetune":  # as distill builds it, its halves fitted as above
+            from warmstart.distill import fit_pair
+            from warmstart.techniques.tuned import SoftTargets
 
             bb = make_student(teacher, student, progress=False, max_length=opts.get("max_length"))
-            probe = get_technique("probe", backbone=bb, lexical="pieces", progress=False).fit(every)
-            tuned_bb = copy.deepcopy(bb)
-            dims = opts.get("params", {}).get("tuned_dims")  # the pair's narrower fine-tuned half
-            if dims:
-                tuned_bb.keep_dims(dims)
-            tuned_bb.add_hidden_layer(student_hidden_dim(student))
-            tuned = get_technique("finetune", backbone=tuned_bb, epochs=1, progress=False).fit(every)
-            out[name] = join_pair(probe, tuned)
+            classes = np.asarray(teacher.classes_)
+            onehot = (np.asarray(every.labels)[:, None] == classes[None, :]).astype(np.float64)
+            params = {"lexical": "pieces", "epochs": 1, "progress": False, **opts.get("params", {})}
+            hidden = student_hidden_dim(student)
+            out[name], _ = fit_pair(bb, every, SoftTargets(classes, onehot), hidden, 0, params)
             continue
         hidden = student_hidden_dim(student, opts.get("hidden_dim"))
         bb = make_student(

@@ -525,8 +525,7 @@ def fit_pair(static_bb: Any, data: Dataset, targets: Any, hidden_dim: int, seed:
     On the development collection the pair was 0.87 points above the probe alone on average (all 8 data set and
     seed pairs ahead; docs/distill.md, "The pair"): the two make different mistakes. ``params``' ``tuned_dims``
     (``PAIR_OPTIONS``: all by default, ``none``) is how many of the table's leading dimensions the fine-tuned
-    half keeps (a default narrower than the table keeps all of it); the rest go to the halves
-    (``pair_params``)."""
+    half keeps; the rest go to the halves (``pair_params``)."""
     import copy
 
     from .cost import measure
@@ -535,11 +534,8 @@ def fit_pair(static_bb: Any, data: Dataset, targets: Any, hidden_dim: int, seed:
     probe_params, tuned_params = pair_params(params)
     tuned_bb = copy.deepcopy(static_bb)
     dims = params.get("tuned_dims", PAIR_OPTIONS["tuned_dims"])
-    if isinstance(dims, str) and dims.strip().lower() in ("none", "all"):
-        dims = None
-    if dims is not None:  # asked for: at most the table's width; the default: what a narrower table has
-        n = _whole(dims, "tuned_dims")
-        tuned_bb.keep_dims(n if "tuned_dims" in params else min(n, tuned_bb.num_features))
+    if dims is not None and not (isinstance(dims, str) and dims.strip().lower() in ("none", "all")):
+        tuned_bb.keep_dims(_whole(dims, "tuned_dims"))
     if hidden_dim:
         tuned_bb.add_hidden_layer(hidden_dim, seed)
     probe = get_technique("probe", backbone=static_bb, seed=seed, **probe_params)

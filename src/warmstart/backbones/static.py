@@ -224,7 +224,6 @@ class StaticBackbone(Backbone):
         if int(dims) < width:
             kept = self.module.embedding.weight.detach()[:, : int(dims)].clone()
             self.module.embedding = nn.Embedding.from_pretrained(kept, freeze=False)
-            self.module._lookup = None
             self.num_features = int(dims)
             self.invalidate_fingerprint()
         return self
