@@ -140,6 +140,30 @@ def test_piece_tfidf_counts_ids_as_scikit_learn_counts_them_written_as_words():
         PieceTfidf.fit(count_ids([[], []]))
 
 
+def test_piece_tfidf_scores_are_its_matrix_times_the_weights():
+    """``PieceTfidf.scores``, the fused path a pieces probe predicts with: ``transform(counts) @ coef.T`` to
+    fp32's rounding, with ids the fit never saw (inside and beyond its range), explicit zeros, empty rows and
+    duplicate entries; its table follows a new ``coef``."""
+    import torch
+
+    from warmstart.lexical import PieceTfidf, count_ids
+
+    rng = np.random.default_rng(3)
+    train = [rng.integers(5, 60, rng.integers(1, 25)).tolist() for _ in range(50)]
+    tfidf = PieceTfidf.fit(count_ids(train))
+    new = [rng.integers(0, 90, rng.integers(0, 30)).tolist() for _ in range(40)] + [[], [89, 89], [3]]
+    counts = count_ids(new)
+    coef = torch.from_numpy(rng.normal(size=(4, len(tfidf))))
+    want = tfidf.transform(counts) @ coef.numpy().T
+    np.testing.assert_allclose(tfidf.scores(counts, coef), want, atol=1e-5)
+    assert np.abs(want).max() > 0.5  # not all zeros
+    # an explicit zero, an id twice in a row, an empty row
+    odd = sparse.csr_matrix(([2.0, 0.0, 1.0, 1.0], ([0, 0, 1, 1], [7, 8, 9, 9])), shape=(3, 95))
+    np.testing.assert_allclose(tfidf.scores(odd, coef), tfidf.transform(odd) @ coef.numpy().T, atol=1e-5)
+    again = coef * -2.0
+    np.testing.assert_allclose(tfidf.scores(counts, again), -2.0 * want, atol=1e-5)
+
+
 def pieces_probe(backbone, **kw):
     return get_technique("probe", backbone=backbone, lexical="pieces", progress=False, **kw)
 

@@ -131,6 +131,48 @@ class PieceTfidf:
         values /= np.repeat(np.where(norms > 0, norms, 1.0), sizes)  # rows of unit length
         return sparse.csr_matrix((values, cols[keep], indptr), shape=(counts.shape[0], len(self.ids)))
 
+    def scores(self, counts: sparse.spmatrix, coef: Any) -> np.ndarray:
+        """``transform(counts) @ coef.T`` (``coef``: a torch tensor, a row per class and a column per fitted id)
+        without the TF-IDF matrix, in fp32: each row's sum over its ids of (1 + log count) times the id's idf ×
+        coef, divided by the row's norm, the square root of its sum of ((1 + log count) × idf)². Both sums read
+        a table with a row per token id (``_score_table``) in one ``embedding_bag`` each, over the distinct ids
+        a row holds: a quarter of the time of the matrix and its product on BBC news."""
+        import torch
+
+        counts = sparse.csr_matrix(counts)
+        counts.sum_duplicates()
+        table, squares = self._score_table(coef)
+        # an id the fit never saw reads the zero row at the end
+        ids = torch.from_numpy(np.minimum(counts.indices, len(table) - 1).astype(np.int64))
+        offsets = torch.from_numpy(counts.indptr[:-1].astype(np.int64))
+        data = counts.data
+        tf = np.where(data > 0, 1.0 + np.log(np.where(data > 0, data, 1.0)), 0.0).astype(np.float32)
+        bag = torch.nn.functional.embedding_bag
+        with torch.inference_mode():
+            summed = bag(ids, table, offsets, mode="sum", per_sample_weights=torch.from_numpy(tf))
+            norms = bag(ids, squares, offsets, mode="sum", per_sample_weights=torch.from_numpy(tf * tf))
+            norms = norms.sqrt()
+            return (summed / torch.where(norms > 0, norms, 1.0)).double().numpy()
+
+    def _score_table(self, coef: Any) -> tuple[Any, Any]:
+        """Per token id (up to the largest fitted one, then a zero row for every other id): idf × ``coef``'s
+        column, and idf², in fp32; made once per ``coef`` (the same tensor, unchanged)."""
+        import torch
+
+        key = (id(coef), coef.data_ptr(), coef._version, tuple(coef.shape))
+        made = getattr(self, "_scored", None)
+        if made is None or made[0] != key:
+            known = np.flatnonzero(self.column >= 0)
+            idf = np.zeros(len(self.column) + 1)
+            idf[known] = self.idf[self.column[known]]
+            table = np.zeros((len(idf), coef.shape[0]))
+            table[known] = coef.detach().cpu().double().numpy().T[self.column[known]] * idf[known, None]
+            made = self._scored = (
+                key,
+                (torch.from_numpy(table).float(), torch.from_numpy(idf * idf).float()[:, None].contiguous()),
+            )
+        return made[1]
+
     @property
     def vocabulary(self) -> list[str]:
         return [f"p{i}" for i in self.ids.tolist()]

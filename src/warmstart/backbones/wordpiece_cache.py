@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..parallel import even_runs, thread_map
-from ..ragged import flatten, gather, splice, split
+from ..ragged import flatten, splice, split
 
 # A normalised buffer holds no byte under 32 but whitespace (9 to 13, 28 to 31: what Python's ``str.split`` cuts
 # at there): every other one is a control character, which the character table maps, and the table's forms hold
@@ -274,18 +274,24 @@ class WordPieceCache:
         return b"".join(parts), first_byte + moved
 
     def _gather(self, codes: np.ndarray, counts: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ids of words ``codes`` (``counts[i]`` of them for row ``i``, in order), each row cut to ``limit``."""
-        n = len(counts)
-        sizes, starts = self._len[codes], self._start[codes]
-        row = np.repeat(np.arange(n), counts)
-        before = np.cumsum(sizes) - sizes  # ids before each word, over all rows
-        first = np.cumsum(counts) - counts  # each row's first word
-        base = np.zeros(n, dtype=np.int64)
-        has = counts > 0
-        base[has] = before[first[has]]
-        take = np.clip(limit - (before - base[row]), 0, sizes)  # a row's last word may be cut short
-        lengths = np.bincount(row, weights=take, minlength=n).astype(np.int64)
-        return gather(self._pool, starts, take), lengths
+        """The ids of words ``codes`` (``counts[i]`` of them for row ``i``, in order), each row cut to ``limit``:
+        every word's ids gathered end to end, then the few rows longer than ``limit`` (a row's first ``limit``
+        pieces may hold more ids) cut, a slice each."""
+        sizes = self._len[codes]
+        ends = np.cumsum(sizes)  # ids up to each word's end, over all rows
+        total = int(ends[-1]) if len(ends) else 0
+        flat = self._pool[np.repeat(self._start[codes] - (ends - sizes), sizes) + np.arange(total)]
+        at = np.concatenate([[0], ends])
+        last = np.cumsum(counts)  # each row's words end there
+        lengths = at[last] - at[last - counts]
+        over = np.flatnonzero(lengths > limit)
+        if not len(over):
+            return flat, lengths
+        keep = np.ones(total, dtype=bool)
+        row_ends = np.cumsum(lengths)[over]
+        for end, size in zip(row_ends.tolist(), lengths[over].tolist(), strict=True):
+            keep[end - size + limit : end] = False
+        return flat[keep], np.minimum(lengths, limit)
 
 
 @dataclass

@@ -378,7 +378,9 @@ class LinearProbe(Technique):
             logits = self.head_(torch.from_numpy(np.array(X, dtype=np.float32))).numpy().astype(np.float64)
         coef = getattr(self, "lexical_coef_", None)
         if coef is not None:
-            logits = logits + np.asarray(self.words_.transform(texts) @ coef.numpy().T.astype(np.float64))
+            scores = getattr(self.words_, "scores", None)  # token ids' TF-IDF (``PieceTfidf``): a fused path
+            lexical = scores(texts, coef) if scores else self.words_.transform(texts) @ coef.numpy().T
+            logits = logits + np.asarray(lexical, dtype=np.float64)
         return logits
 
     def _alignment(self, X: np.ndarray, unlabeled: Any) -> Any:
@@ -527,7 +529,8 @@ class LinearProbe(Technique):
             a, b = rows
             start = int(ends[a - 1]) if a else 0
             ids, sizes = flat[start : int(ends[b - 1]) if b else 0], lengths[a:b]
-            return self._logits(bb.encode_flat(ids, sizes), count_flat(ids, sizes))
+            counts = count_flat(ids, sizes)  # the lookup reads each distinct id once, weighted by these
+            return self._logits(bb.encode_flat(ids, sizes, counts), counts)
 
         parts = even_runs(ends, torch.get_num_threads(), PART_TOKENS)
         return np.concatenate(thread_map(part, parts, len(parts)))
