@@ -162,6 +162,9 @@ def test_piece_tfidf_scores_are_its_matrix_times_the_weights():
     np.testing.assert_allclose(tfidf.scores(odd, coef), tfidf.transform(odd) @ coef.numpy().T, atol=1e-5)
     again = coef * -2.0
     np.testing.assert_allclose(tfidf.scores(counts, again), -2.0 * want, atol=1e-5)
+    with torch.inference_mode():  # weights made there have no version counter: still scored
+        inferred = coef * 3.0
+    np.testing.assert_allclose(tfidf.scores(counts, inferred), 3.0 * want, atol=1e-5)
 
 
 def pieces_probe(backbone, **kw):

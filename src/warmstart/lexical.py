@@ -159,7 +159,9 @@ class PieceTfidf:
         column, and idf², in fp32; made once per ``coef`` (the same tensor, unchanged)."""
         import torch
 
-        key = (id(coef), coef.data_ptr(), coef._version, tuple(coef.shape))
+        from .runtime import tensor_version
+
+        key = (id(coef), coef.data_ptr(), tensor_version(coef), tuple(coef.shape))
         made = getattr(self, "_scored", None)
         if made is None or made[0] != key:
             known = np.flatnonzero(self.column >= 0)

@@ -191,6 +191,16 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 # -- random state: every generator a resumed run must restore --------------------------------------------------
+def tensor_version(tensor: torch.Tensor) -> int:
+    """``tensor``'s version counter (it grows with each change in place), for caches of what was made from it;
+    -1 for an inference tensor, which has none (made under ``torch.inference_mode``, it cannot be changed in
+    place outside it)."""
+    try:
+        return int(tensor._version)
+    except RuntimeError:
+        return -1
+
+
 def rng_state() -> dict[str, Any]:
     """torch's CPU generator and, where CUDA is in use, every CUDA generator."""
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import BackboneError
 from ..ragged import flatten, gather, splice
+from ..runtime import tensor_version
 from .base import Backbone, BatchSource
 from .wordpiece_cache import WordPieceCache
 
@@ -73,7 +74,7 @@ class StaticEmbeddings(nn.Module):
         tables = self.tables()
         state = (
             self.max_tokens,
-            *((w.data_ptr(), _changes(w), str(w.device), tuple(w.shape)) for w in tables),
+            *((w.data_ptr(), tensor_version(w), str(w.device), tuple(w.shape)) for w in tables),
         )
         made = getattr(self, "_lookup", None)
         if made is None or made[0] != state:
@@ -710,15 +711,6 @@ def _split_at_space(text: str, size: int) -> tuple[str, str]:
             return text, ""
         cut = min(after)
     return text[:cut], text[cut:]
-
-
-def _changes(tensor: torch.Tensor) -> int:
-    """``tensor``'s version counter (it grows with each change in place); -1 for an inference tensor, which
-    has none (made under ``torch.inference_mode``, it cannot be trained)."""
-    try:
-        return int(tensor._version)
-    except RuntimeError:
-        return -1
 
 
 def _hidden_layer(width: int, hidden_dim: int, seed: int) -> nn.Module:
