@@ -103,6 +103,22 @@ def test_prediction_reads_an_fp16_copy_of_both_tables_that_follows_their_trainin
     np.testing.assert_allclose(exact_graph.numpy(), exact_full.numpy(), atol=1e-5)
 
 
+def test_prediction_from_counts_reads_fp32_where_fp16_cannot_hold_a_count(static_bb):
+    """``encode`` sums each distinct id once, weighted by its count; a count fp16 cannot hold exactly (above
+    2,048) sends the rows to the fp32 tables, so their features are the exact mean's, not fp16-rounded ones."""
+    import copy
+
+    bb = copy.deepcopy(static_bb).set_max_length(4000)
+    assert bb.module.lookup_table() is not None  # the fp16 table exists: the count alone decides
+    text = "code " * 3001 + "ball goal"
+    ids = bb.tokenize([text])[0]
+    assert len(ids) > 3001 and not bb.hidden_dim and bb.normalize
+    mean = bb.module.embedding.weight.detach().double()[ids].mean(0)  # the exact mean, in float64
+    want = (mean / mean.norm()).numpy()
+    # fp32 from the counts: within 1e-6 of it (fp16's rounding of the sum is about 4e-4 away)
+    np.testing.assert_allclose(bb.encode([text], progress=False)[0], want, atol=1e-6)
+
+
 def test_the_feature_cache_keys_how_a_backbone_computes_its_features(static_bb, text_data):
     """Static features read an fp16 table: cached features computed another way (an fp32 lookup, before) are
     under another key, so they are not read back."""
